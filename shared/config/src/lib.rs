@@ -1,0 +1,294 @@
+//! Configuration: built-in defaults, then `cairn.toml`, then `CAIRN_*`
+//! environment variables (nested keys with `__`, e.g. `CAIRN_NATS__URL`;
+//! `CAIRN_PASSPHRASE` is short for `CAIRN_KEYS__PASSPHRASE`).
+//!
+//! The defaults work with nothing configured: NATS on 127.0.0.1:4222,
+//! PostgreSQL on 127.0.0.1:5432 (user `postgres`, database `cairn`), and one
+//! local-directory network under the data directory.
+
+use cairn_crypto::Secret;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Where local state lives (the default network, the client's scratch).
+    pub data_dir: PathBuf,
+    pub nats: NatsConfig,
+    pub postgres: PostgresConfig,
+    #[serde(skip_serializing, default)]
+    pub keys: KeysConfig,
+    /// Storage networks. Empty means one local directory network, `local`.
+    pub networks: Vec<NetworkConfig>,
+    pub telemetry: TelemetryConfig,
+    pub verify: VerifyConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Prefix of every subject and stream (one token).
+    pub prefix: String,
+    /// Deliveries before a message is dead-lettered.
+    pub max_deliver: i64,
+    /// Seconds a worker has to ack before redelivery (workers send progress
+    /// while busy, so this bounds recovery after a crash, not work length).
+    pub ack_wait_secs: u64,
+    /// Bound on plaintext chunks waiting for encrypt (memory stream).
+    pub plain_max_bytes: i64,
+    /// Bound on sealed objects waiting for the slowest network.
+    pub sealed_max_bytes: i64,
+    /// Replicas of each stream (3 in a 3-node cluster).
+    pub replicas: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresConfig {
+    /// libpq-style connection string or URL.
+    pub url: String,
+}
+
+#[derive(Clone, Default, Deserialize)]
+pub struct KeysConfig {
+    /// The repository passphrase (prefer the environment or a file).
+    pub passphrase: Option<Secret>,
+    /// A file holding the passphrase (first line).
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for KeysConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysConfig")
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .field("passphrase_file", &self.passphrase_file)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkConfig {
+    /// Name: one token of `[A-Za-z0-9_-]`, used in consumer names.
+    pub name: String,
+    /// Protocol: `fs` (a local directory) for now.
+    pub kind: String,
+    /// Directory of an `fs` network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelemetryConfig {
+    /// `tracing` filter, e.g. `info` or `cairn=debug`.
+    pub log: String,
+    /// `text` or `json`.
+    pub format: String,
+    /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`); none = no export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyConfig {
+    /// Seconds verify waits for every object to reach the networks before
+    /// declaring the backup degraded or failed.
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestConfig {
+    /// Backups one ingest worker reads at once.
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            nats: NatsConfig {
+                url: "nats://127.0.0.1:4222".into(),
+                prefix: "cairn".into(),
+                max_deliver: 5,
+                ack_wait_secs: 30,
+                plain_max_bytes: 256 << 20,
+                sealed_max_bytes: 1 << 30,
+                replicas: 1,
+            },
+            postgres: PostgresConfig {
+                url: "host=127.0.0.1 port=5432 user=postgres dbname=cairn".into(),
+            },
+            keys: KeysConfig::default(),
+            networks: Vec::new(),
+            telemetry: TelemetryConfig {
+                log: "info".into(),
+                format: "text".into(),
+                otlp_endpoint: None,
+            },
+            verify: VerifyConfig { timeout_secs: 300 },
+            ingest: IngestConfig { concurrency: 2 },
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("cairn"),
+        _ => match std::env::var_os("HOME") {
+            Some(h) if !h.is_empty() => PathBuf::from(h).join(".local/share/cairn"),
+            _ => PathBuf::from("/var/lib/cairn"),
+        },
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("passphrase file {path}: {source}")]
+    PassphraseFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Loads defaults → `file` (or `./cairn.toml` if it exists) → environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment(file))
+    }
+
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(p) => f = f.merge(Toml::file_exact(p)),
+            None => f = f.merge(Toml::file("cairn.toml")),
+        }
+        f.merge(Env::prefixed("CAIRN_").ignore(&["PASSPHRASE", "CONFIG"]).split("__"))
+            .merge(Env::raw().only(&["CAIRN_PASSPHRASE"]).map(|_| "keys.passphrase".into()))
+    }
+
+    pub fn from_figment(f: Figment) -> Result<Self, ConfigError> {
+        let mut c: Config = f.extract().map_err(Box::new)?;
+        if c.networks.is_empty() {
+            c.networks.push(NetworkConfig {
+                name: "local".into(),
+                kind: "fs".into(),
+                path: None,
+            });
+        }
+        for n in &mut c.networks {
+            if n.kind == "fs" && n.path.is_none() {
+                n.path = Some(c.data_dir.join("networks").join(&n.name));
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !token(&self.nats.prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "nats.prefix {:?} must be one token of [A-Za-z0-9_-]",
+                self.nats.prefix
+            )));
+        }
+        if self.nats.max_deliver < 1 {
+            return Err(ConfigError::Invalid("nats.max_deliver must be at least 1".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.networks {
+            if !token(&n.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "network name {:?} must be one token of [A-Za-z0-9_-]",
+                    n.name
+                )));
+            }
+            if !seen.insert(&n.name) {
+                return Err(ConfigError::Invalid(format!("network {:?} is configured twice", n.name)));
+            }
+            if n.kind != "fs" {
+                return Err(ConfigError::Invalid(format!(
+                    "network {:?}: unknown kind {:?} (supported: fs)",
+                    n.name, n.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The passphrase from config, environment or passphrase file.
+    pub fn passphrase(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(p) = &self.keys.passphrase {
+            if !p.is_empty() {
+                return Ok(Some(p.clone()));
+            }
+        }
+        if let Some(path) = &self.keys.passphrase_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PassphraseFile {
+                path: path.clone(),
+                source,
+            })?;
+            let line = text.lines().next().unwrap_or("").to_string();
+            return Ok(Some(Secret::new(line)).filter(|s| !s.is_empty()));
+        }
+        Ok(None)
+    }
+
+    pub fn network(&self, name: &str) -> Option<&NetworkConfig> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    pub fn network_names(&self) -> Vec<String> {
+        self.networks.iter().map(|n| n.name.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HOME", "/home/u");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+            assert_eq!(c.networks.len(), 1);
+            assert_eq!(
+                c.networks[0].path.as_deref(),
+                Some(Path::new("/home/u/.local/share/cairn/networks/local"))
+            );
+            jail.create_file("cairn.toml", "[nats]\nprefix = \"fromfile\"\nmax_deliver = 7\n")?;
+            jail.set_env("CAIRN_NATS__PREFIX", "fromenv");
+            jail.set_env("CAIRN_PASSPHRASE", "s3cret");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.nats.prefix, "fromenv");
+            assert_eq!(c.nats.max_deliver, 7);
+            assert_eq!(c.passphrase().unwrap().unwrap().expose(), "s3cret");
+            assert!(!format!("{c:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("cairn.toml", "[[networks]]\nname = \"a.b\"\nkind = \"fs\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("network name \"a.b\""), "{err}");
+            jail.create_file("cairn.toml", "[[networks]]\nname = \"x\"\nkind = \"tape\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("unknown kind \"tape\""), "{err}");
+            jail.create_file("cairn.toml", "[nats]\nmax_deliver = \"many\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("max_deliver"), "{err}");
+            Ok(())
+        });
+    }
+}

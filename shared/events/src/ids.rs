@@ -1,0 +1,171 @@
+//! Identifiers: backups, chunks and events. Each validates itself on decode,
+//! so a malformed id is rejected where it enters, with its name in the error.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A backup id: 1–64 characters from `[A-Za-z0-9_-]`, so it is a valid
+/// NATS subject token and file name. New ids are UUIDv7 (time-ordered).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        BackupId(uuid::Uuid::now_v7().to_string())
+    }
+    /// The pseudo backup id of repository-wide events.
+    pub fn repo() -> Self {
+        BackupId("repo".into())
+    }
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(BackupId(s.to_string()))
+        } else {
+            Err(IdError::Backup(s.chars().take(80).collect()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        BackupId::parse(&s)
+    }
+}
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> String {
+        id.0
+    }
+}
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackupId({})", self.0)
+    }
+}
+
+/// A chunk id: the keyed BLAKE3 hash of the chunk's plaintext under the
+/// repository's id key. Without that key no one can confirm known plaintext.
+/// Serialized as 64 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct ChunkId(#[schemars(with = "String")] pub [u8; 32]);
+
+impl ChunkId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| IdError::Chunk(s.chars().take(80).collect()))?;
+        Ok(ChunkId(out))
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+impl TryFrom<String> for ChunkId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        ChunkId::parse(&s)
+    }
+}
+impl From<ChunkId> for String {
+    fn from(id: ChunkId) -> String {
+        id.to_hex()
+    }
+}
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..16])
+    }
+}
+
+/// An event id: 32 hex characters, derived from the event's kind and content,
+/// so the same event emitted twice has the same id (JetStream's duplicate
+/// window and the ledger's unique key both rely on it).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn derive(parts: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
+        EventId(hex::encode(&h.finalize()[..16]))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for EventId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(EventId(s))
+        } else {
+            Err(IdError::Event(s.chars().take(80).collect()))
+        }
+    }
+}
+impl From<EventId> for String {
+    fn from(id: EventId) -> String {
+        id.0
+    }
+}
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdError {
+    #[error("invalid backup id {0:?}: expected 1-64 characters from [A-Za-z0-9_-]")]
+    Backup(String),
+    #[error("invalid chunk id {0:?}: expected 64 hex characters")]
+    Chunk(String),
+    #[error("invalid event id {0:?}: expected 32 hex characters")]
+    Event(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_must_be_subject_tokens() {
+        assert!(BackupId::parse(&BackupId::generate().to_string()).is_ok());
+        for bad in ["", "a.b", "a b", "a*", "a>", &"x".repeat(65)] {
+            let err = BackupId::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid backup id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn event_ids_depend_on_every_part_and_its_boundaries() {
+        let a = EventId::derive(&[b"ab", b"c"]);
+        assert_eq!(a, EventId::derive(&[b"ab", b"c"]));
+        assert_ne!(a, EventId::derive(&[b"a", b"bc"]));
+        assert_ne!(a, EventId::derive(&[b"ab", b"d"]));
+    }
+}

@@ -1,0 +1,387 @@
+//! The one definition of everything Cairn puts on the bus.
+//!
+//! * [`Envelope`] wraps every state-change event (stream `EVENTS`): schema
+//!   version, a deterministic event id, the stage that emitted it, the backup it
+//!   belongs to and the typed [`Event`] itself.
+//! * [`PlainChunk`] and [`SealedObject`] carry data between stages (streams
+//!   `PLAIN` and `SEALED`); they are transport, not history, and never reach
+//!   the ledger themselves (the `object.sealed` / `object.stored` events do).
+//! * [`subjects`] names every subject, stream and consumer.
+//!
+//! Everything is MessagePack with named fields (`rmp_serde::to_vec_named`), so
+//! a consumer written in another language can read it with the JSON schema in
+//! `schemas/events.schema.json` (checked against these types by a test).
+
+pub mod codec;
+pub mod ids;
+pub mod subjects;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use codec::{decode, encode, DecodeError};
+pub use ids::{BackupId, ChunkId, EventId};
+
+/// Version of every type in this crate. A reader refuses a higher major
+/// version with a clear error instead of misreading it.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Every state-change event, as published on `<prefix>.evt.<kind>.<backup>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Schema version of this envelope and its event.
+    pub schema: u16,
+    /// Deterministic id (derived from kind and content): a redelivered or
+    /// re-emitted event carries the same id, so the ledger records it once.
+    pub id: EventId,
+    /// RFC 3339 time at which the event was emitted.
+    pub at: String,
+    /// Stage (or client) that emitted the event: `ingest`, `encrypt`,
+    /// `store:<network>`, `verify`, `ledger`, `retention`, `cli`, ...
+    pub source: String,
+    /// The backup this event belongs to (`repo` for repository-wide events).
+    pub backup_id: BackupId,
+    /// The event itself.
+    pub event: Event,
+}
+
+/// The typed events. `kind` is the serialized tag and the subject token pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind")]
+pub enum Event {
+    /// A backup was asked for (by the CLI or a governance factory).
+    #[serde(rename = "backup.requested")]
+    BackupRequested(BackupRequest),
+    /// An ingest worker took the request and started reading the source.
+    #[serde(rename = "backup.started")]
+    BackupStarted { worker: String },
+    /// Ingest read the whole source; every new chunk has been handed on.
+    #[serde(rename = "backup.ingested")]
+    BackupIngested(Ingested),
+    /// Encrypt sealed an object (chunk or manifest); digests, never payloads.
+    #[serde(rename = "object.sealed")]
+    ObjectSealed(ObjectDigest),
+    /// A store worker holds an object on its network.
+    #[serde(rename = "object.stored")]
+    ObjectStored(Stored),
+    /// Every object is on every target network and hash-correct.
+    #[serde(rename = "backup.completed")]
+    BackupCompleted(Outcome),
+    /// Stored and verified on some but not all target networks.
+    #[serde(rename = "backup.degraded")]
+    BackupDegraded(Outcome),
+    /// The backup cannot be restored from any network, or ingest failed.
+    #[serde(rename = "backup.failed")]
+    BackupFailed(Outcome),
+    /// A backup was restored (recorded when the broker is reachable).
+    #[serde(rename = "backup.restored")]
+    BackupRestored(Restored),
+    /// Someone asked to forget a backup.
+    #[serde(rename = "forget.requested")]
+    ForgetRequested { requested_by: String },
+    /// A backup's manifest is gone; its unshared chunks were deleted.
+    #[serde(rename = "backup.forgotten")]
+    BackupForgotten(Forgotten),
+    /// An object was deleted from a network (by retention).
+    #[serde(rename = "object.deleted")]
+    ObjectDeleted { network: String, object: ObjectKey },
+    /// A repository (key file and config) was created on a network.
+    #[serde(rename = "repo.initialised")]
+    RepoInitialised {
+        repo_id: String,
+        key_id: String,
+        networks: Vec<String>,
+    },
+    /// A stage gave up on a message and moved it to the dead-letter subject.
+    #[serde(rename = "event.deadlettered")]
+    DeadLettered(DeadLetter),
+}
+
+impl Event {
+    /// The event kind, as used in subjects and in the ledger.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::BackupRequested(_) => "backup.requested",
+            Event::BackupStarted { .. } => "backup.started",
+            Event::BackupIngested(_) => "backup.ingested",
+            Event::ObjectSealed(_) => "object.sealed",
+            Event::ObjectStored(_) => "object.stored",
+            Event::BackupCompleted(_) => "backup.completed",
+            Event::BackupDegraded(_) => "backup.degraded",
+            Event::BackupFailed(_) => "backup.failed",
+            Event::BackupRestored(_) => "backup.restored",
+            Event::ForgetRequested { .. } => "forget.requested",
+            Event::BackupForgotten(_) => "backup.forgotten",
+            Event::ObjectDeleted { .. } => "object.deleted",
+            Event::RepoInitialised { .. } => "repo.initialised",
+            Event::DeadLettered(_) => "event.deadlettered",
+        }
+    }
+
+    /// Every kind, in catalogue order.
+    pub const KINDS: &'static [&'static str] = &[
+        "backup.requested",
+        "backup.started",
+        "backup.ingested",
+        "object.sealed",
+        "object.stored",
+        "backup.completed",
+        "backup.degraded",
+        "backup.failed",
+        "backup.restored",
+        "forget.requested",
+        "backup.forgotten",
+        "object.deleted",
+        "repo.initialised",
+        "event.deadlettered",
+    ];
+
+    /// The terminal outcome of a backup, if this event is one.
+    pub fn outcome(&self) -> Option<(&'static str, &Outcome)> {
+        match self {
+            Event::BackupCompleted(o) => Some(("completed", o)),
+            Event::BackupDegraded(o) => Some(("degraded", o)),
+            Event::BackupFailed(o) => Some(("failed", o)),
+            _ => None,
+        }
+    }
+}
+
+/// What a `backup.requested` event asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BackupRequest {
+    /// Dataset name: groups backups of one source (`list --dataset`).
+    pub dataset: String,
+    /// Free-form tags (`gdpr`, `sox`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// What to read.
+    pub source: Source,
+    /// Target networks; empty means every configured network.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Who asked (user@host, factory name).
+    #[serde(default)]
+    pub requested_by: String,
+}
+
+/// A backup source. Paths must be readable by the ingest worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Source {
+    /// Files and directories (with paths, modes and mtimes).
+    Paths { paths: Vec<String> },
+    /// The requesting client's standard input; the client runs the ingest
+    /// stage itself, because only it can read that stream.
+    Stdin { name: String },
+    /// A PostgreSQL database, dumped with `pg_dump --format=custom`.
+    /// The URL never carries a password (use `~/.pgpass` or `PGPASSFILE`).
+    Postgres { url: String },
+}
+
+/// Reported by ingest once the source is fully read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Ingested {
+    pub stats: Stats,
+    /// Number of chunk-list pages written (`backups/<id>/chunks.<n>`).
+    pub chunk_pages: u32,
+    /// RFC 6962 Merkle root (hex) over the backup's distinct chunk ids in
+    /// chunk-list order; the sealed manifest carries the same root.
+    pub merkle_root: String,
+    /// Target networks, resolved (never empty).
+    pub networks: Vec<String>,
+}
+
+/// Figures every outcome reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Stats {
+    /// Plaintext bytes read from the source.
+    pub bytes_read: u64,
+    /// Sealed bytes this backup added to each network (new chunks, manifest,
+    /// chunk lists).
+    pub bytes_stored: u64,
+    /// Distinct chunks the backup references (data and tree).
+    pub chunks_total: u64,
+    /// Chunks the repository did not hold before this backup.
+    pub chunks_new: u64,
+    /// Regular files, directories and symlinks read.
+    pub files: u64,
+}
+
+/// Names one object in a repository; `cairn_repo::layout` maps it to a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ObjectKey {
+    /// A sealed chunk (file data or tree), named by its keyed id.
+    Chunk { id: ChunkId },
+    /// A backup's sealed manifest.
+    Manifest { backup_id: BackupId },
+    /// One page of a backup's public chunk list.
+    ChunkList { backup_id: BackupId, page: u32 },
+}
+
+/// The digest of a sealed (or public) object, as it must be on every network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectDigest {
+    pub object: ObjectKey,
+    /// SHA-256 (hex) of the bytes stored on the network.
+    pub sha256: String,
+    /// Length of the stored bytes.
+    pub len: u64,
+}
+
+/// Reported by a store worker after `put` (or on finding it already there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Stored {
+    pub network: String,
+    pub digest: ObjectDigest,
+    /// True when the network already held the object (nothing written).
+    pub existed: bool,
+}
+
+/// A terminal report: completed, degraded or failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Outcome {
+    pub stats: Stats,
+    /// Merkle root over chunk ids (hex), as checked by verify. Empty if none.
+    #[serde(default)]
+    pub merkle_root: String,
+    /// Merkle root over (chunk id, sealed SHA-256) pairs (hex): lets an
+    /// auditor without the key check sampled ciphertext against the backup.
+    #[serde(default)]
+    pub sealed_root: String,
+    /// Per-network result.
+    #[serde(default)]
+    pub networks: Vec<NetworkReport>,
+    /// Why the backup is not completed (empty when it is).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+/// Verify's finding for one network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkReport {
+    pub network: String,
+    pub ok: bool,
+    /// Objects missing on this network.
+    pub missing: u64,
+    /// Objects whose bytes do not hash to the recorded digest.
+    pub corrupt: u64,
+    /// First problem, in words.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// Recorded after a restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Restored {
+    /// `dir:<path>`, `postgres:<url>` or `stdout`.
+    pub target: String,
+    pub bytes_written: u64,
+    pub files: u64,
+    /// Network each chunk was read from, with counts.
+    pub networks: Vec<String>,
+    pub restored_by: String,
+}
+
+/// Recorded after forgetting a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Forgotten {
+    pub chunks_deleted: u64,
+    pub bytes_freed: u64,
+    pub networks: Vec<String>,
+}
+
+/// A message a stage could not process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLetter {
+    /// Stage that gave up.
+    pub stage: String,
+    /// Subject the message arrived on.
+    pub subject: String,
+    /// Why, in words (decode error, last handler error, ...).
+    pub reason: String,
+    /// How many times it was delivered.
+    pub deliveries: u64,
+    /// SHA-256 (hex) of the message payload, for matching with the DLQ copy.
+    pub payload_sha256: String,
+}
+
+/// A chunk of plaintext (zstd-compressed or raw) on its way to encrypt.
+/// Travels only on the memory-backed `PLAIN` stream, which never touches disk.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlainChunk {
+    pub schema: u16,
+    pub backup_id: BackupId,
+    pub object: ObjectKey,
+    /// Target networks (resolved).
+    pub networks: Vec<String>,
+    /// True when `payload` is zstd-compressed.
+    pub compressed: bool,
+    /// Length of the uncompressed plaintext.
+    pub plain_len: u32,
+    #[serde(with = "serde_bytes")]
+    #[schemars(with = "Vec<u8>")]
+    pub payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for PlainChunk {
+    // Never print plaintext, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainChunk")
+            .field("backup_id", &self.backup_id)
+            .field("object", &self.object)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// An object ready for the networks: sealed ciphertext, or a public
+/// (key-less) object such as a chunk-list page.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SealedObject {
+    pub schema: u16,
+    pub backup_id: BackupId,
+    pub object: ObjectKey,
+    pub networks: Vec<String>,
+    /// SHA-256 (hex) of `payload`, checked by the store worker.
+    pub sha256: String,
+    #[serde(with = "serde_bytes")]
+    #[schemars(with = "Vec<u8>")]
+    pub payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedObject")
+            .field("backup_id", &self.backup_id)
+            .field("object", &self.object)
+            .field("sha256", &self.sha256)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// RFC 3339 "now", the format of [`Envelope::at`].
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Envelope {
+    /// Wraps `event` with a deterministic id derived from `id_parts`, which
+    /// must identify the event's content (e.g. backup id and chunk id).
+    pub fn new(source: impl Into<String>, backup_id: BackupId, event: Event, id_parts: &[&[u8]]) -> Self {
+        let mut parts: Vec<&[u8]> = vec![event.kind().as_bytes(), backup_id.as_str().as_bytes()];
+        parts.extend_from_slice(id_parts);
+        Envelope {
+            schema: SCHEMA_VERSION,
+            id: EventId::derive(&parts),
+            at: now_rfc3339(),
+            source: source.into(),
+            backup_id,
+            event,
+        }
+    }
+}

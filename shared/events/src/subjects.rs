@@ -1,0 +1,123 @@
+//! Every subject, stream and consumer name, derived from one prefix so that
+//! several Cairn deployments (or test runs) share a NATS server without
+//! touching each other. Stream *configurations* live in `cairn_bus::topology`.
+
+use crate::{BackupId, Event};
+
+/// Names under one prefix (default `cairn`). The prefix must be a single
+/// subject token: `[A-Za-z0-9_-]+`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+/// Stage names, as used in consumer names, DLQ subjects and `Envelope::source`.
+pub mod stage {
+    pub const INGEST: &str = "ingest";
+    pub const ENCRYPT: &str = "encrypt";
+    pub const STORE: &str = "store";
+    pub const VERIFY: &str = "verify";
+    pub const LEDGER: &str = "ledger";
+    pub const RETENTION: &str = "retention";
+}
+
+impl Subjects {
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(format!(
+                "invalid subject prefix {prefix:?}: expected one token of [A-Za-z0-9_-]"
+            ));
+        }
+        Ok(Subjects { prefix: prefix.to_string() })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn stream(&self, name: &str) -> String {
+        format!("{}_{}", self.prefix.to_uppercase().replace('-', "_"), name)
+    }
+
+    /// Stream of every state-change event (file storage, kept).
+    pub fn events_stream(&self) -> String {
+        self.stream("EVENTS")
+    }
+    /// Stream of plaintext chunks on their way to encrypt (memory only).
+    pub fn plain_stream(&self) -> String {
+        self.stream("PLAIN")
+    }
+    /// Stream of sealed objects on their way to the networks.
+    pub fn sealed_stream(&self) -> String {
+        self.stream("SEALED")
+    }
+    /// Stream of dead letters.
+    pub fn dlq_stream(&self) -> String {
+        self.stream("DLQ")
+    }
+
+    /// `<prefix>.evt.<kind>.<backup>` for one event.
+    pub fn event(&self, event: &Event, backup: &BackupId) -> String {
+        format!("{}.evt.{}.{}", self.prefix, event.kind(), backup)
+    }
+    /// Every event.
+    pub fn all_events(&self) -> String {
+        format!("{}.evt.>", self.prefix)
+    }
+    /// Every event of one kind (e.g. `backup.requested`).
+    pub fn events_of_kind(&self, kind: &str) -> String {
+        format!("{}.evt.{}.*", self.prefix, kind)
+    }
+    /// Every event of one backup (kinds are always two tokens).
+    pub fn events_of_backup(&self, backup: &BackupId) -> String {
+        format!("{}.evt.*.*.{}", self.prefix, backup)
+    }
+
+    pub fn plain(&self, backup: &BackupId) -> String {
+        format!("{}.plain.{}", self.prefix, backup)
+    }
+    pub fn all_plain(&self) -> String {
+        format!("{}.plain.>", self.prefix)
+    }
+    pub fn sealed(&self, backup: &BackupId) -> String {
+        format!("{}.sealed.{}", self.prefix, backup)
+    }
+    pub fn all_sealed(&self) -> String {
+        format!("{}.sealed.>", self.prefix)
+    }
+
+    /// Dead letters of one stage.
+    pub fn dlq(&self, stage: &str) -> String {
+        format!("{}.dlq.{}", self.prefix, stage)
+    }
+    pub fn all_dlq(&self) -> String {
+        format!("{}.dlq.>", self.prefix)
+    }
+
+    /// Core-NATS (never stored) progress of one backup, for terminals.
+    pub fn progress(&self, backup: &BackupId) -> String {
+        format!("{}.progress.{}", self.prefix, backup)
+    }
+
+    /// Durable consumer name of a stage (`store` takes the network name).
+    pub fn consumer(&self, stage: &str, network: Option<&str>) -> String {
+        match network {
+            Some(net) => format!("{stage}-{net}"),
+            None => stage.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_scoped_by_prefix() {
+        let s = Subjects::new("t-42").unwrap();
+        assert_eq!(s.events_stream(), "T_42_EVENTS");
+        assert_eq!(s.events_of_kind("backup.requested"), "t-42.evt.backup.requested.*");
+        assert!(Subjects::new("a.b").is_err());
+        assert!(Subjects::new("").is_err());
+    }
+}
