@@ -1,0 +1,113 @@
+//! Storage networks behind one small interface.
+//!
+//! A [`Network`] stores opaque objects under slash-separated paths (the
+//! repository layout is `cairn_repo::layout`'s business, not the network's).
+//! Each protocol is one folder (`fs/` today; S3, IPFS and Arweave follow), in
+//! the manner of vector's sinks, and [`open`] builds one from its config.
+
+pub mod fs;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// What a `put` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Written,
+    /// `IfAbsent` found the object already there and wrote nothing.
+    Existed,
+}
+
+/// How `put` treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Content-addressed objects: never rewritten.
+    IfAbsent,
+    /// Objects that a retried request may legitimately rewrite.
+    Overwrite,
+}
+
+/// What a network can and cannot do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Permanent networks (Arweave) cannot delete; retention relies on knowing.
+    pub can_delete: bool,
+}
+
+#[async_trait]
+pub trait Network: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn capabilities(&self) -> Capabilities;
+    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError>;
+    async fn get(&self, path: &str) -> Result<Bytes, NetworkError>;
+    async fn exists(&self, path: &str) -> Result<bool, NetworkError>;
+    async fn delete(&self, path: &str) -> Result<(), NetworkError>;
+    /// Every object path under `prefix` (a folder such as `backups/`).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError>;
+    /// Whether the network answers now.
+    async fn health(&self) -> Result<(), NetworkError>;
+}
+
+pub type DynNetwork = Arc<dyn Network>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("network {network}: {path} not found")]
+    NotFound { network: String, path: String },
+    #[error("network {network}: {op} {path}: {source}")]
+    Io {
+        network: String,
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("network {network}: invalid object path {path:?}")]
+    BadPath { network: String, path: String },
+    #[error("network {network} cannot delete ({path}): it is permanent")]
+    Permanent { network: String, path: String },
+    #[error("network {network}: {problem}")]
+    Config { network: String, problem: String },
+}
+
+impl NetworkError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, NetworkError::NotFound { .. })
+    }
+}
+
+/// Object paths are relative, slash-separated, and never climb out of the
+/// repository: each segment is non-empty, not `.` or `..`, and printable.
+pub fn check_path(network: &str, path: &str) -> Result<(), NetworkError> {
+    let ok = !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_graphic()));
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::BadPath {
+            network: network.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Builds the network a config entry describes.
+pub fn open(name: &str, kind: &str, path: Option<&std::path::Path>) -> Result<DynNetwork, NetworkError> {
+    match kind {
+        "fs" => {
+            let root = path.ok_or_else(|| NetworkError::Config {
+                network: name.to_string(),
+                problem: "an fs network needs a path".into(),
+            })?;
+            Ok(Arc::new(fs::FsNetwork::new(name, root)))
+        }
+        other => Err(NetworkError::Config {
+            network: name.to_string(),
+            problem: format!("unknown kind {other:?}"),
+        }),
+    }
+}

@@ -1,0 +1,311 @@
+//! The repository: Cairn's on-network format and the code that reads it.
+//!
+//! This is the library core (as rustic_core is to rustic): the CLI, the
+//! services and a disaster-recovery tool all use it, and it needs no broker and
+//! no database. A repository is self-describing: any one network holding it,
+//! plus the passphrase, restores every backup.
+//!
+//! * [`layout`]: object names → paths.
+//! * [`format`]: config, manifest, chunk lists and tree records as stored.
+//! * [`tree`], [`chunklist`]: building them during ingest.
+//! * [`restore`]: reading a backup back, verified, into a sink.
+
+pub mod chunklist;
+pub mod format;
+pub mod layout;
+pub mod restore;
+pub mod tree;
+
+use bytes::Bytes;
+use cairn_crypto::{CryptoError, KdfParams, KeyFile, Keyring, ObjectKind, Secret, Sealer};
+use cairn_events::{BackupId, ObjectKey};
+use cairn_networks::{DynNetwork, NetworkError, PutMode};
+use format::{ChunkListPage, Manifest, RepoConfig, FORMAT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("repository is not initialised on any configured network ({0}): run `cairn init`")]
+    NotInitialised(String),
+    #[error("repository already initialised on network {0}")]
+    AlreadyInitialised(String),
+    #[error("repository format: {0}")]
+    Format(String),
+    #[error("backup {0} not found on any network ({1})")]
+    BackupNotFound(BackupId, String),
+    #[error("{what} could not be read from any network: {errors}")]
+    Unavailable { what: String, errors: String },
+    #[error("backup {backup}: chunk list does not match the manifest's Merkle root ({detail})")]
+    MerkleMismatch { backup: BackupId, detail: String },
+    #[error("restore target: {0}")]
+    Target(String),
+    #[error("restore: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The repository on a set of networks.
+#[derive(Clone)]
+pub struct Repository {
+    networks: Vec<DynNetwork>,
+}
+
+fn names(nets: &[DynNetwork]) -> String {
+    nets.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl Repository {
+    pub fn new(networks: Vec<DynNetwork>) -> Self {
+        Repository { networks }
+    }
+
+    /// Every network named in the config.
+    pub fn from_config(cfg: &cairn_config::Config) -> Result<Self, RepoError> {
+        let nets = cfg
+            .networks
+            .iter()
+            .map(|n| cairn_networks::open(&n.name, &n.kind, n.path.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Repository::new(nets))
+    }
+
+    pub fn networks(&self) -> &[DynNetwork] {
+        &self.networks
+    }
+
+    pub fn network(&self, name: &str) -> Option<&DynNetwork> {
+        self.networks.iter().find(|n| n.name() == name)
+    }
+
+    /// Only the named networks (for a backup's targets).
+    pub fn subset(&self, names: &[String]) -> Repository {
+        Repository::new(
+            self.networks
+                .iter()
+                .filter(|n| names.iter().any(|x| x == n.name()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Creates config and key file on every network. Refuses if any network
+    /// already holds a repository.
+    pub async fn init(&self, passphrase: &Secret, kdf: KdfParams) -> Result<(RepoConfig, KeyFile), RepoError> {
+        for n in &self.networks {
+            if n.exists(layout::CONFIG).await? {
+                return Err(RepoError::AlreadyInitialised(n.name().to_string()));
+            }
+        }
+        let now = cairn_events::now_rfc3339();
+        let keyring = Keyring::generate();
+        let key_file = KeyFile::create(passphrase, kdf, &keyring, &now)?;
+        let config = RepoConfig {
+            format: FORMAT,
+            repo_id: hex::encode(rand::random::<[u8; 16]>()),
+            created: now,
+            chunking: Default::default(),
+            compression_level: 3,
+        };
+        let cfg_bytes = Bytes::from(serde_json::to_vec_pretty(&config).expect("config serializes"));
+        for n in &self.networks {
+            n.put(&layout::key_file(&key_file.key_id), Bytes::from(key_file.to_json()), PutMode::IfAbsent)
+                .await?;
+            // The config goes last: its presence means "initialised".
+            n.put(layout::CONFIG, cfg_bytes.clone(), PutMode::IfAbsent).await?;
+        }
+        Ok((config, key_file))
+    }
+
+    /// Reads an object from the first network that has it and passes `check`.
+    /// Every network's failure is named if none succeeds.
+    pub async fn fetch<T>(
+        &self,
+        path: &str,
+        what: &str,
+        mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
+    ) -> Result<(T, String), RepoError> {
+        let mut errors = Vec::new();
+        for n in &self.networks {
+            match n.get(path).await {
+                Ok(bytes) => match check(bytes) {
+                    Ok(v) => return Ok((v, n.name().to_string())),
+                    Err(e) => errors.push(e.to_string()),
+                },
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if errors.is_empty() {
+            errors.push("no network configured".into());
+        }
+        Err(RepoError::Unavailable {
+            what: what.to_string(),
+            errors: errors.join("; "),
+        })
+    }
+
+    pub async fn config(&self) -> Result<RepoConfig, RepoError> {
+        for n in &self.networks {
+            match n.get(layout::CONFIG).await {
+                Ok(bytes) => {
+                    let c: RepoConfig = serde_json::from_slice(&bytes)
+                        .map_err(|e| RepoError::Format(format!("config on {}: {e}", n.name())))?;
+                    if c.format != FORMAT {
+                        return Err(RepoError::Format(format!(
+                            "config on {} has format {}, this build reads {FORMAT}",
+                            n.name(),
+                            c.format
+                        )));
+                    }
+                    return Ok(c);
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RepoError::NotInitialised(names(&self.networks)))
+    }
+
+    /// All key files, from the first network that holds any.
+    pub async fn key_files(&self) -> Result<Vec<KeyFile>, RepoError> {
+        let mut last_err = None;
+        for n in &self.networks {
+            let paths = match n.list(layout::KEYS_DIR).await {
+                Ok(p) => p,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let mut files = Vec::new();
+            for p in paths {
+                let bytes = n.get(&p).await?;
+                files.push(KeyFile::from_json(&p, &bytes)?);
+            }
+            if !files.is_empty() {
+                return Ok(files);
+            }
+        }
+        match last_err {
+            Some(e) => Err(e.into()),
+            None => Err(RepoError::NotInitialised(names(&self.networks))),
+        }
+    }
+
+    /// Opens the keyring with the passphrase.
+    pub async fn unlock(&self, passphrase: &Secret) -> Result<Keyring, RepoError> {
+        let files = self.key_files().await?;
+        let pass = passphrase.clone();
+        // Argon2id is deliberately slow: keep it off the async threads.
+        tokio::task::spawn_blocking(move || cairn_crypto::keyfile::open_any(&files, &pass))
+            .await
+            .map_err(|e| RepoError::Format(e.to_string()))?
+            .map_err(Into::into)
+    }
+
+    /// Backups whose manifest any network holds, oldest first (ids are UUIDv7).
+    pub async fn list_backups(&self) -> Result<Vec<BackupId>, RepoError> {
+        let mut all = std::collections::BTreeSet::new();
+        for n in &self.networks {
+            for p in n.list(layout::BACKUPS_DIR).await? {
+                if let Some(id) = layout::manifest_backup(&p) {
+                    all.insert(id);
+                }
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    pub async fn manifest(&self, sealer: &Sealer, backup_id: &BackupId) -> Result<Manifest, RepoError> {
+        let key = ObjectKey::Manifest {
+            backup_id: backup_id.clone(),
+        };
+        let what = layout::describe(&key);
+        let result = self
+            .fetch(&layout::object(&key), &what, |bytes| open_manifest(sealer, backup_id, &bytes))
+            .await;
+        match result {
+            Ok((m, _)) => Ok(m),
+            Err(RepoError::Unavailable { errors, .. }) if errors.split("; ").all(|e| e.contains("not found")) => {
+                Err(RepoError::BackupNotFound(backup_id.clone(), names(&self.networks)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads every chunk-list page of `backup_id` (`pages` of them).
+    pub async fn chunk_pages(&self, backup_id: &BackupId, pages: u32) -> Result<Vec<ChunkListPage>, RepoError> {
+        let mut out = Vec::with_capacity(pages as usize);
+        for page in 0..pages {
+            let key = ObjectKey::ChunkList {
+                backup_id: backup_id.clone(),
+                page,
+            };
+            let (p, _) = self
+                .fetch(&layout::object(&key), &layout::describe(&key), |b| decode_page(backup_id, page, &b))
+                .await?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+}
+
+/// zstd-compresses `plain` unless that does not make it smaller.
+pub fn compress(plain: &[u8], level: i32) -> (bool, Vec<u8>) {
+    match zstd::bulk::compress(plain, level) {
+        Ok(c) if c.len() < plain.len() => (true, c),
+        _ => (false, plain.to_vec()),
+    }
+}
+
+pub fn decompress(what: &str, compressed: bool, payload: Vec<u8>, plain_len: usize) -> Result<Vec<u8>, RepoError> {
+    if !compressed {
+        return Ok(payload);
+    }
+    zstd::bulk::decompress(&payload, plain_len.max(1))
+        .map_err(|e| RepoError::Format(format!("{what}: zstd: {e}")))
+}
+
+pub fn seal_manifest(sealer: &Sealer, m: &Manifest) -> Vec<u8> {
+    let plain = rmp_serde::to_vec_named(m).expect("manifest serializes");
+    let (compressed, payload) = compress(&plain, 3);
+    sealer.seal(ObjectKind::Manifest, compressed, m.backup_id.as_str().as_bytes(), &payload)
+}
+
+/// Largest manifest accepted when decompressing (a manifest lists tree chunks,
+/// not data chunks, so it stays small).
+const MANIFEST_MAX: usize = 64 << 20;
+
+pub fn open_manifest(sealer: &Sealer, backup_id: &BackupId, sealed: &[u8]) -> Result<Manifest, RepoError> {
+    let what = format!("manifest of backup {backup_id}");
+    let o = sealer.open(&what, backup_id.as_str().as_bytes(), sealed)?;
+    if o.kind != ObjectKind::Manifest {
+        return Err(RepoError::Format(format!("{what}: sealed as a chunk")));
+    }
+    let plain = decompress(&what, o.compressed, o.payload, MANIFEST_MAX)?;
+    let m: Manifest = rmp_serde::from_slice(&plain).map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
+    if m.format != FORMAT {
+        return Err(RepoError::Format(format!("{what}: format {} unsupported", m.format)));
+    }
+    if &m.backup_id != backup_id {
+        return Err(RepoError::Format(format!("{what}: names backup {}", m.backup_id)));
+    }
+    Ok(m)
+}
+
+pub fn encode_page(p: &ChunkListPage) -> Vec<u8> {
+    rmp_serde::to_vec_named(p).expect("page serializes")
+}
+
+pub fn decode_page(backup_id: &BackupId, page: u32, bytes: &[u8]) -> Result<ChunkListPage, RepoError> {
+    let p: ChunkListPage = rmp_serde::from_slice(bytes)
+        .map_err(|e| RepoError::Format(format!("chunk list page {page} of backup {backup_id}: {e}")))?;
+    if p.format != FORMAT || &p.backup_id != backup_id || p.page != page {
+        return Err(RepoError::Format(format!(
+            "chunk list page {page} of backup {backup_id}: header names page {} of backup {}",
+            p.page, p.backup_id
+        )));
+    }
+    Ok(p)
+}

@@ -1,0 +1,177 @@
+//! The repository's own data structures, as stored: repository config,
+//! manifest, chunk-list pages and tree records. All carry a format number;
+//! readers refuse a newer one by name.
+
+use cairn_events::{BackupId, ChunkId, Source, Stats};
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: u32 = 1;
+
+/// Content-defined chunking parameters. Fixed at `init` (changing them would
+/// move every chunk boundary and defeat dedup), and sized so that a chunk in
+/// an event stays under NATS's default 1 MiB `max_payload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunking {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Chunking {
+            min: 256 * 1024,
+            avg: 512 * 1024,
+            max: 896 * 1024,
+        }
+    }
+}
+
+/// `config` on every network: public, describes how to read the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub format: u32,
+    pub repo_id: String,
+    pub created: String,
+    pub chunking: Chunking,
+    /// zstd level for chunks.
+    pub compression_level: i32,
+}
+
+/// A reference to a chunk: its id and plaintext length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    #[serde(with = "id_bytes")]
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+/// The sealed manifest of one backup (`backups/<id>/manifest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub backup_id: BackupId,
+    pub dataset: String,
+    pub tags: Vec<String>,
+    pub source: Source,
+    pub requested_at: String,
+    pub requested_by: String,
+    /// Tree chunks, in order: concatenated, they are the tree records.
+    pub tree: Vec<ChunkRef>,
+    /// Distinct chunks (data and tree) and the pages listing them.
+    pub chunk_count: u64,
+    pub chunk_pages: u32,
+    /// RFC 6962 root over the distinct chunk ids in chunk-list order.
+    #[serde(with = "serde_bytes")]
+    pub merkle_root: Vec<u8>,
+    pub stats: Stats,
+    pub networks: Vec<String>,
+}
+
+/// Chunk ids per chunk-list page: 8192 × 34 bytes ≈ 280 KiB.
+pub const PAGE_LEN: usize = 8192;
+
+/// One page of a backup's chunk list (`backups/<id>/chunks.<n>`). Public: a
+/// verifier without the key learns which objects make up the backup and
+/// checks them against the Merkle root recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkListPage {
+    pub format: u32,
+    pub backup_id: BackupId,
+    pub page: u32,
+    #[serde(with = "ids_bytes")]
+    pub ids: Vec<ChunkId>,
+    /// Indices (within this page) of chunks that were new in this backup.
+    pub new: Vec<u32>,
+}
+
+/// One record of a backup's file tree. A regular file is `File`, then
+/// `Chunks` records in order, then `End`. Paths are relative, as bytes
+/// (POSIX paths need not be UTF-8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+pub enum TreeRecord {
+    #[serde(rename = "dir")]
+    Dir {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    #[serde(rename = "file")]
+    File {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    #[serde(rename = "chunks")]
+    Chunks { refs: Vec<ChunkRef> },
+    #[serde(rename = "end")]
+    End {
+        size: u64,
+        /// BLAKE3 of the file's whole content, checked after restore.
+        #[serde(with = "serde_bytes")]
+        blake3: Vec<u8>,
+    },
+    #[serde(rename = "symlink")]
+    Symlink {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+        meta: Meta,
+    },
+}
+
+/// Chunk refs per `Chunks` record (keeps every record small).
+pub const REFS_PER_RECORD: usize = 1024;
+
+/// POSIX metadata kept for every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+}
+
+mod id_bytes {
+    use cairn_events::ChunkId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &ChunkId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&id.0)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ChunkId, D::Error> {
+        let b: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
+        let arr: [u8; 32] = b
+            .as_slice()
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("chunk id must be 32 bytes"))?;
+        Ok(ChunkId(arr))
+    }
+}
+
+mod ids_bytes {
+    use cairn_events::ChunkId;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[ChunkId], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(ids.len()))?;
+        for id in ids {
+            seq.serialize_element(serde_bytes::Bytes::new(&id.0))?;
+        }
+        seq.end()
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ChunkId>, D::Error> {
+        let v: Vec<serde_bytes::ByteBuf> = Deserialize::deserialize(d)?;
+        v.into_iter()
+            .map(|b| {
+                <[u8; 32]>::try_from(b.as_slice())
+                    .map(ChunkId)
+                    .map_err(|_| serde::de::Error::custom("chunk id must be 32 bytes"))
+            })
+            .collect()
+    }
+}

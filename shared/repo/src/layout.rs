@@ -1,0 +1,86 @@
+//! Where each object lives on a network. The one place that maps names to
+//! paths, so that every stage and every later tool agrees.
+//!
+//! ```text
+//! config                         repository config (JSON, public)
+//! keys/<key_id>                  key files (JSON; useless without a passphrase)
+//! chunks/<id[0..2]>/<id>         sealed chunks (file data and trees alike)
+//! backups/<backup_id>/manifest   sealed manifest
+//! backups/<backup_id>/chunks.<n> public chunk-list pages
+//! ```
+
+use cairn_events::{BackupId, ObjectKey};
+
+pub const CONFIG: &str = "config";
+pub const KEYS_DIR: &str = "keys/";
+pub const BACKUPS_DIR: &str = "backups/";
+pub const CHUNKS_DIR: &str = "chunks/";
+
+pub fn key_file(key_id: &str) -> String {
+    format!("keys/{key_id}")
+}
+
+pub fn object(key: &ObjectKey) -> String {
+    match key {
+        ObjectKey::Chunk { id } => {
+            let hex = id.to_hex();
+            format!("chunks/{}/{}", &hex[..2], hex)
+        }
+        ObjectKey::Manifest { backup_id } => format!("backups/{backup_id}/manifest"),
+        ObjectKey::ChunkList { backup_id, page } => format!("backups/{backup_id}/chunks.{page}"),
+    }
+}
+
+pub fn backup_dir(backup_id: &BackupId) -> String {
+    format!("backups/{backup_id}/")
+}
+
+/// The backup id of a path under `backups/`, if it is a manifest.
+pub fn manifest_backup(path: &str) -> Option<BackupId> {
+    let rest = path.strip_prefix(BACKUPS_DIR)?;
+    let (id, file) = rest.split_once('/')?;
+    (file == "manifest").then(|| BackupId::parse(id).ok()).flatten()
+}
+
+/// The chunk id of a path under `chunks/`.
+pub fn chunk_of(path: &str) -> Option<cairn_events::ChunkId> {
+    let rest = path.strip_prefix(CHUNKS_DIR)?;
+    let (_, id) = rest.split_once('/')?;
+    cairn_events::ChunkId::parse(id).ok()
+}
+
+/// Whether an object may be rewritten by a retried request (backup metadata)
+/// or is content-addressed and written once (chunks).
+pub fn put_mode(key: &ObjectKey) -> cairn_networks::PutMode {
+    match key {
+        ObjectKey::Chunk { .. } => cairn_networks::PutMode::IfAbsent,
+        _ => cairn_networks::PutMode::Overwrite,
+    }
+}
+
+/// How errors name an object ("chunk 3fa2…", "manifest of <id>").
+pub fn describe(key: &ObjectKey) -> String {
+    match key {
+        ObjectKey::Chunk { id } => format!("chunk {}", id.to_hex()),
+        ObjectKey::Manifest { backup_id } => format!("manifest of backup {backup_id}"),
+        ObjectKey::ChunkList { backup_id, page } => format!("chunk list page {page} of backup {backup_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_events::ChunkId;
+
+    #[test]
+    fn paths_round_trip() {
+        let id = ChunkId([0xab; 32]);
+        let p = object(&ObjectKey::Chunk { id });
+        assert!(p.starts_with("chunks/ab/abab"));
+        assert_eq!(chunk_of(&p), Some(id));
+        let b = BackupId::generate();
+        let m = object(&ObjectKey::Manifest { backup_id: b.clone() });
+        assert_eq!(manifest_backup(&m), Some(b.clone()));
+        assert_eq!(manifest_backup(&object(&ObjectKey::ChunkList { backup_id: b, page: 0 })), None);
+    }
+}
