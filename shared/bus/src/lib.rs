@@ -1,0 +1,140 @@
+//! Cairn on NATS JetStream: connecting, the topology, publishing with
+//! back-pressure, and the worker loop every stage runs (durable pull consumer,
+//! explicit acks, progress while busy, retry with backoff, dead letters).
+
+pub mod publish;
+pub mod topology;
+pub mod worker;
+
+use async_nats::jetstream;
+use cairn_config::NatsConfig;
+use cairn_events::subjects::Subjects;
+use cairn_events::{encode, Envelope};
+use std::time::Duration;
+
+pub use publish::Pipeline;
+pub use worker::{Delivery, Failure, Handler};
+
+/// The largest message Cairn publishes: a chunk at the repository's maximum
+/// size plus envelope. The server's `max_payload` must admit it.
+pub const MAX_MESSAGE: usize = 896 * 1024 + 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot reach NATS at {url}: {detail}. Is nats-server running (with JetStream)? `scripts/setup.sh` installs and starts one")]
+    Connect { url: String, detail: String },
+    #[error("NATS at {url} allows messages up to {max_payload} bytes; Cairn needs {needed} (set max_payload in the server config, see deploy/nats)")]
+    Payload { url: String, max_payload: usize, needed: usize },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("publish to {subject}: {detail}")]
+    Publish { subject: String, detail: String },
+}
+
+/// A connection and the names it uses.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub subjects: Subjects,
+    pub cfg: NatsConfig,
+}
+
+impl Bus {
+    pub async fn connect(cfg: &NatsConfig, client_name: &str) -> Result<Bus, BusError> {
+        let subjects = Subjects::new(&cfg.prefix).map_err(BusError::JetStream)?;
+        let client = async_nats::ConnectOptions::new()
+            .name(client_name)
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(Some(0))
+            .connect(cfg.url.as_str())
+            .await;
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(BusError::Connect {
+                    url: cfg.url.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        // retry_on_initial_connect returns at once; wait for the handshake.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() > deadline {
+                return Err(BusError::Connect {
+                    url: cfg.url.clone(),
+                    detail: "no answer within 5 s".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let max_payload = client.server_info().max_payload;
+        if max_payload < MAX_MESSAGE {
+            return Err(BusError::Payload {
+                url: cfg.url.clone(),
+                max_payload,
+                needed: MAX_MESSAGE,
+            });
+        }
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build(client.clone());
+        Ok(Bus {
+            client,
+            js,
+            subjects,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Creates (or updates) every stream and durable consumer.
+    pub async fn ensure_topology(&self, networks: &[String]) -> Result<(), BusError> {
+        for sc in topology::streams(&self.subjects, &self.cfg) {
+            let name = sc.name.clone();
+            self.js
+                .create_or_update_stream(sc)
+                .await
+                .map_err(|e| BusError::JetStream(format!("stream {name}: {e}. Is JetStream enabled on the server (-js)?")))?;
+        }
+        for spec in topology::all_consumers(&self.subjects, &self.cfg, networks) {
+            self.ensure_consumer(&spec).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn ensure_consumer(&self, spec: &topology::ConsumerSpec) -> Result<(), BusError> {
+        let name = spec.config.durable_name.clone().unwrap_or_default();
+        let created = self
+            .js
+            .create_consumer_on_stream(spec.config.clone(), &spec.stream)
+            .await;
+        if let Err(e) = created {
+            // Already there with another configuration (an older release):
+            // keep it and its position rather than replay its whole stream.
+            let existing: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                self.js.get_consumer_from_stream(&name, &spec.stream).await;
+            if existing.is_err() {
+                return Err(BusError::JetStream(format!("consumer {name} on {}: {e}", spec.stream)));
+            }
+            tracing::warn!(consumer = name, error = %e, "consumer exists with another configuration; keeping it");
+        }
+        Ok(())
+    }
+
+    /// Publishes a state-change event and waits for JetStream to store it.
+    /// The event id is the `Nats-Msg-Id`, so a re-publish is dropped.
+    pub async fn publish_event(&self, env: &Envelope) -> Result<(), BusError> {
+        let subject = self.subjects.event(&env.event, &env.backup_id);
+        publish::publish_once(&self.js, &subject, env.id.as_str(), encode(env).into()).await
+    }
+
+    /// Removes every stream of this prefix (tests and `cairn setup --reset`).
+    pub async fn delete_topology(&self) -> Result<(), BusError> {
+        for sc in topology::streams(&self.subjects, &self.cfg) {
+            let _ = self.js.delete_stream(&sc.name).await;
+        }
+        Ok(())
+    }
+}

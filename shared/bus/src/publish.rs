@@ -1,0 +1,149 @@
+//! Publishing to JetStream with acknowledgements pipelined (a window of
+//! outstanding acks, not one round trip per message) and back-pressure: a
+//! bounded stream that is full refuses new messages, and the publisher waits
+//! and retries instead of failing the backup. `Nats-Msg-Id` makes a retry of
+//! a message that was in fact stored a no-op.
+
+use crate::BusError;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How long a publisher keeps retrying a full or unreachable stream.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+fn message(payload: Bytes, msg_id: &str) -> Publish {
+    Publish::build().payload(payload).message_id(msg_id)
+}
+
+async fn send(js: &Context, subject: &str, msg_id: &str, payload: Bytes) -> Result<PublishAckFuture, String> {
+    js.send_publish(subject.to_string(), message(payload, msg_id))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes one message and waits for its ack, retrying while the stream is
+/// full or the server is briefly unreachable.
+pub async fn publish_once(js: &Context, subject: &str, msg_id: &str, payload: Bytes) -> Result<(), BusError> {
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let res = match send(js, subject, msg_id, payload.clone()).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => return Ok(()),
+            Err(detail) => {
+                if start.elapsed() > GIVE_UP_AFTER || !retryable(&detail) {
+                    return Err(BusError::Publish {
+                        subject: subject.to_string(),
+                        detail,
+                    });
+                }
+                tracing::debug!(subject, %detail, "publish refused, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Publishes one message with headers (dead letters), as `publish_once`.
+pub async fn publish_with_headers(
+    js: &Context,
+    subject: &str,
+    msg_id: &str,
+    headers: async_nats::HeaderMap,
+    payload: Bytes,
+) -> Result<(), BusError> {
+    let mut delay = Duration::from_millis(50);
+    let start = tokio::time::Instant::now();
+    loop {
+        let msg = message(payload.clone(), msg_id).headers(headers.clone());
+        let res = match js.send_publish(subject.to_string(), msg).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match res {
+            Ok(()) => return Ok(()),
+            Err(detail) if start.elapsed() < GIVE_UP_AFTER && retryable(&detail) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(detail) => {
+                return Err(BusError::Publish {
+                    subject: subject.to_string(),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+/// Errors worth waiting out: a full bounded stream, a timeout, a reconnect.
+fn retryable(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("maximum")
+        || d.contains("resources")
+        || d.contains("timed out")
+        || d.contains("insufficient")
+        || d.contains("broken pipe")
+        || d.contains("no responders")
+        || d.contains("disconnected")
+        || d.contains("max ack pending")
+}
+
+/// Many publishes with up to `window` acks outstanding.
+pub struct Pipeline {
+    js: Context,
+    window: usize,
+    inflight: VecDeque<(String, String, Bytes, PublishAckFuture)>,
+}
+
+impl Pipeline {
+    pub fn new(js: Context, window: usize) -> Self {
+        Pipeline {
+            js,
+            window: window.max(1),
+            inflight: VecDeque::new(),
+        }
+    }
+
+    pub async fn publish(&mut self, subject: String, msg_id: String, payload: Bytes) -> Result<(), BusError> {
+        while self.inflight.len() >= self.window {
+            self.settle_one().await?;
+        }
+        match send(&self.js, &subject, &msg_id, payload.clone()).await {
+            Ok(ack) => self.inflight.push_back((subject, msg_id, payload, ack)),
+            Err(_) => publish_once(&self.js, &subject, &msg_id, payload).await?,
+        }
+        Ok(())
+    }
+
+    async fn settle_one(&mut self) -> Result<(), BusError> {
+        if let Some((subject, msg_id, payload, ack)) = self.inflight.pop_front() {
+            if let Err(e) = ack.await {
+                let detail = e.to_string();
+                if !retryable(&detail) {
+                    return Err(BusError::Publish { subject, detail });
+                }
+                // The stream was full: everything behind this message was
+                // probably refused too. Settle it in order, waiting as needed.
+                publish_once(&self.js, &subject, &msg_id, payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every message published so far is stored.
+    pub async fn flush(&mut self) -> Result<(), BusError> {
+        while !self.inflight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+}

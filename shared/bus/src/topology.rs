@@ -1,0 +1,142 @@
+//! The streams and durable consumers, defined once. Every process applies
+//! them at start (`Bus::ensure_topology`), so a fresh NATS server needs no
+//! manual set-up; `cairn setup --print` writes them out for operators.
+//!
+//! | stream | subjects | storage | retention | why |
+//! |---|---|---|---|---|
+//! | EVENTS | `<p>.evt.>` | file | limits, no delete/purge | history: the ledger can be rebuilt from it |
+//! | PLAIN | `<p>.plain.>` | memory | work queue, bounded | plaintext chunks never touch disk |
+//! | SEALED | `<p>.sealed.>` | file | interest (one consumer per network), bounded | a slow network holds only its own backlog |
+//! | DLQ | `<p>.dlq.>` | file | limits | dead letters with their reason |
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use cairn_config::NatsConfig;
+use cairn_events::subjects::{stage, Subjects};
+use std::time::Duration;
+
+/// JetStream's duplicate window: a message re-published with the same
+/// `Nats-Msg-Id` within it is dropped by the server.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
+    vec![
+        stream::Config {
+            name: s.events_stream(),
+            description: Some("Cairn: every state-change event (the ledger's source)".into()),
+            subjects: vec![s.all_events()],
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            duplicate_window: DUPLICATE_WINDOW,
+            deny_delete: true,
+            deny_purge: true,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: s.plain_stream(),
+            description: Some("Cairn: plaintext chunks for encrypt (memory only)".into()),
+            subjects: vec![s.all_plain()],
+            storage: StorageType::Memory,
+            retention: RetentionPolicy::WorkQueue,
+            max_bytes: cfg.plain_max_bytes,
+            discard: DiscardPolicy::New,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: s.sealed_stream(),
+            description: Some("Cairn: sealed objects for the store workers".into()),
+            subjects: vec![s.all_sealed()],
+            storage: StorageType::File,
+            retention: RetentionPolicy::Interest,
+            max_bytes: cfg.sealed_max_bytes,
+            discard: DiscardPolicy::New,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: s.dlq_stream(),
+            description: Some("Cairn: dead letters, with their reason in headers".into()),
+            subjects: vec![s.all_dlq()],
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+    ]
+}
+
+/// A durable consumer and the stream it reads.
+pub struct ConsumerSpec {
+    pub stream: String,
+    pub config: pull::Config,
+    /// Whether dead letters from it may keep the payload (never for PLAIN).
+    pub keep_payload: bool,
+}
+
+fn consumer(name: String, filter: String, cfg: &NatsConfig, max_ack_pending: i64) -> pull::Config {
+    pull::Config {
+        durable_name: Some(name),
+        filter_subject: filter,
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait: Duration::from_secs(cfg.ack_wait_secs),
+        max_deliver: cfg.max_deliver,
+        max_ack_pending,
+        num_replicas: cfg.replicas,
+        ..Default::default()
+    }
+}
+
+/// The consumer of `stage` (`network` for store workers).
+pub fn consumer_spec(s: &Subjects, cfg: &NatsConfig, stage_name: &str, network: Option<&str>) -> ConsumerSpec {
+    let name = s.consumer(stage_name, network);
+    match stage_name {
+        stage::INGEST => ConsumerSpec {
+            stream: s.events_stream(),
+            config: consumer(name, s.events_of_kind("backup.requested"), cfg, 64),
+            keep_payload: true,
+        },
+        stage::ENCRYPT => ConsumerSpec {
+            stream: s.plain_stream(),
+            config: consumer(name, s.all_plain(), cfg, 512),
+            keep_payload: false,
+        },
+        stage::STORE => ConsumerSpec {
+            stream: s.sealed_stream(),
+            config: consumer(name, s.all_sealed(), cfg, 512),
+            keep_payload: true,
+        },
+        stage::VERIFY => ConsumerSpec {
+            stream: s.events_stream(),
+            config: consumer(name, s.events_of_kind("backup.ingested"), cfg, 64),
+            keep_payload: true,
+        },
+        stage::LEDGER => ConsumerSpec {
+            stream: s.events_stream(),
+            config: consumer(name, s.all_events(), cfg, 4096),
+            keep_payload: true,
+        },
+        stage::RETENTION => ConsumerSpec {
+            stream: s.events_stream(),
+            config: consumer(name, s.events_of_kind("forget.requested"), cfg, 16),
+            keep_payload: true,
+        },
+        other => panic!("no consumer is defined for stage {other:?}"),
+    }
+}
+
+/// Every consumer, for every configured network.
+pub fn all_consumers(s: &Subjects, cfg: &NatsConfig, networks: &[String]) -> Vec<ConsumerSpec> {
+    let mut out: Vec<ConsumerSpec> = [stage::INGEST, stage::ENCRYPT, stage::VERIFY, stage::LEDGER, stage::RETENTION]
+        .iter()
+        .map(|st| consumer_spec(s, cfg, st, None))
+        .collect();
+    for n in networks {
+        out.push(consumer_spec(s, cfg, stage::STORE, Some(n)));
+    }
+    out
+}

@@ -1,0 +1,230 @@
+//! The loop every stage runs: pull from its durable consumer, hand each
+//! message to the stage's [`Handler`] (up to `concurrency` at once), and
+//! settle it:
+//!
+//! * `Ok` → ack.
+//! * [`Failure::Retry`] → negative ack with a growing delay; on the last
+//!   allowed delivery (`max_deliver`) → dead letter.
+//! * [`Failure::Permanent`] (a malformed message, an impossible request) →
+//!   dead letter at once.
+//!
+//! A dead letter goes to `<prefix>.dlq.<stage>` with its reason in headers,
+//! and an `event.deadlettered` event records it in the ledger. While a handler
+//! works, the loop tells the server it is in progress, so `ack_wait` bounds
+//! recovery after a crash rather than the length of a job.
+
+use crate::topology::ConsumerSpec;
+use crate::{publish, Bus, BusError};
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::AckKind;
+use async_nats::HeaderMap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_events::{BackupId, DeadLetter, Envelope, Event};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One message, as a handler sees it.
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    /// 1 on first delivery.
+    pub deliveries: i64,
+    pub stream_sequence: u64,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    /// Will never succeed: dead-letter now.
+    Permanent(String),
+    /// May succeed later: redeliver with backoff.
+    Retry(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Permanent(s) | Failure::Retry(s) => f.write_str(s),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure>;
+}
+
+/// Runs `handler` on the consumer `spec` until the process stops.
+/// `stage` names the DLQ subject and the source of dead-letter events.
+pub async fn run(
+    bus: Bus,
+    spec: ConsumerSpec,
+    stage: String,
+    concurrency: usize,
+    handler: Arc<dyn Handler>,
+) -> Result<(), BusError> {
+    bus.ensure_consumer(&spec).await?;
+    let name = spec.config.durable_name.clone().unwrap_or_default();
+    let consumer: PullConsumer = bus
+        .js
+        .get_consumer_from_stream(&name, &spec.stream)
+        .await
+        .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
+    let concurrency = concurrency.max(1);
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(concurrency)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let ack_wait = Duration::from_secs(bus.cfg.ack_wait_secs.max(1));
+    tracing::info!(stage, consumer = name, stream = spec.stream, "worker started");
+    while let Some(next) = messages.next().await {
+        let msg = match next {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(stage, error = %e, "consumer stream error; continuing");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
+        let bus = bus.clone();
+        let handler = handler.clone();
+        let stage = stage.clone();
+        let keep_payload = spec.keep_payload;
+        tokio::spawn(async move {
+            settle(&bus, &stage, keep_payload, ack_wait, handler.as_ref(), msg).await;
+            drop(permit);
+        });
+    }
+    Err(BusError::JetStream(format!("consumer {name}: message stream ended")))
+}
+
+async fn settle(
+    bus: &Bus,
+    stage: &str,
+    keep_payload: bool,
+    ack_wait: Duration,
+    handler: &dyn Handler,
+    msg: async_nats::jetstream::Message,
+) {
+    let (deliveries, seq) = msg
+        .info()
+        .map(|i| (i.delivered, i.stream_sequence))
+        .unwrap_or((1, 0));
+    let delivery = Delivery {
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+        deliveries,
+        stream_sequence: seq,
+    };
+    let msg = Arc::new(msg);
+    let ticker = {
+        let msg = msg.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ack_wait / 3).await;
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        })
+    };
+    let result = handler.handle(&delivery).await;
+    ticker.abort();
+    let max = bus.cfg.max_deliver;
+    let outcome = match result {
+        Ok(()) => msg.ack().await,
+        Err(Failure::Retry(reason)) if deliveries < max => {
+            let delay = Duration::from_millis(250 * (1u64 << deliveries.clamp(0, 7)));
+            tracing::warn!(stage, subject = delivery.subject, deliveries, %reason, "will retry");
+            msg.ack_with(AckKind::Nak(Some(delay))).await
+        }
+        Err(failure) => {
+            let reason = match failure {
+                Failure::Retry(r) => format!("gave up after {deliveries} deliveries: {r}"),
+                Failure::Permanent(r) => r,
+            };
+            match dead_letter(bus, stage, keep_payload, &delivery, &reason).await {
+                Ok(()) => msg.ack().await,
+                Err(e) => {
+                    tracing::error!(stage, error = %e, "could not dead-letter; leaving for redelivery");
+                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                }
+            }
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(stage, error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+/// Quoted text in an error could be message content; from streams that carry
+/// plaintext, keep only the shape of the error.
+fn redact(reason: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in reason.chars() {
+        match c {
+            '"' | '`' => {
+                quoted = !quoted;
+                out.push(c);
+                if quoted {
+                    out.push('…');
+                }
+            }
+            _ if quoted => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+async fn dead_letter(bus: &Bus, stage: &str, keep_payload: bool, d: &Delivery, reason: &str) -> Result<(), BusError> {
+    let reason: String = if keep_payload { reason.to_string() } else { redact(reason) };
+    let reason: String = reason.chars().take(1000).collect();
+    let sha = hex::encode(Sha256::digest(&d.payload));
+    tracing::warn!(stage, subject = d.subject, %reason, "dead-lettering message");
+    let mut headers = HeaderMap::new();
+    headers.insert("Cairn-Dlq-Stage", stage);
+    headers.insert("Cairn-Dlq-Subject", d.subject.as_str());
+    headers.insert("Cairn-Dlq-Reason", reason.replace(['\r', '\n'], " ").as_str());
+    headers.insert("Cairn-Dlq-Deliveries", d.deliveries.to_string().as_str());
+    headers.insert("Cairn-Dlq-Payload-Sha256", sha.as_str());
+    let payload = if keep_payload { d.payload.clone() } else { Bytes::new() };
+    let msg_id = format!("dlq-{stage}-{}-{sha}", d.stream_sequence);
+    publish::publish_with_headers(&bus.js, &bus.subjects.dlq(stage), &msg_id, headers, payload).await?;
+    let backup_id = d
+        .subject
+        .rsplit('.')
+        .next()
+        .and_then(|t| BackupId::parse(t).ok())
+        .unwrap_or_else(BackupId::repo);
+    let env = Envelope::new(
+        stage,
+        backup_id,
+        Event::DeadLettered(DeadLetter {
+            stage: stage.to_string(),
+            subject: d.subject.clone(),
+            reason,
+            deliveries: d.deliveries.max(0) as u64,
+            payload_sha256: sha,
+        }),
+        &[stage.as_bytes(), &d.stream_sequence.to_be_bytes(), d.subject.as_bytes()],
+    );
+    bus.publish_event(&env).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction_drops_quoted_content() {
+        assert_eq!(
+            super::redact(r#"invalid type: string "TOPSECRET", expected bytes"#),
+            "invalid type: string \"…\", expected bytes"
+        );
+    }
+}
