@@ -1,0 +1,28 @@
+//! The audit ledger: every event of every stage, appended exactly once to a
+//! PostgreSQL log with RFC 6962 leaf hashes and a running chain hash, plus the
+//! projections (backups, object digests, chunk copies) the other parts query.
+//!
+//! * [`db`]: connection and migrations (`schemas/sql`).
+//! * [`append`]: the batch consumer that writes the log.
+//! * [`projection`]: what each event changes in the projections.
+//! * [`query`]: reads for the CLI and the stages.
+//! * [`check`]: `cairn audit verify`.
+
+pub mod append;
+pub mod check;
+pub mod db;
+pub mod projection;
+pub mod query;
+
+use cairn_bus::{topology, Bus};
+use cairn_events::subjects::stage;
+use std::sync::Arc;
+
+/// Runs the ledger worker until the process stops.
+pub async fn run(bus: Bus, pg_url: &str) -> anyhow::Result<()> {
+    let client = db::open(pg_url).await?;
+    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage::LEDGER, None);
+    let ledger = Arc::new(append::Ledger::new(client));
+    cairn_bus::worker::run_batched(bus, spec, stage::LEDGER.into(), 500, ledger).await?;
+    Ok(())
+}

@@ -13,7 +13,7 @@ use cairn_events::{encode, Envelope};
 use std::time::Duration;
 
 pub use publish::Pipeline;
-pub use worker::{Delivery, Failure, Handler};
+pub use worker::{BatchHandler, Delivery, Failure, Handler};
 
 /// The largest message Cairn publishes: a chunk at the repository's maximum
 /// size plus envelope. The server's `max_payload` must admit it.

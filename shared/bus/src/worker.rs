@@ -113,16 +113,7 @@ async fn settle(
     handler: &dyn Handler,
     msg: async_nats::jetstream::Message,
 ) {
-    let (deliveries, seq) = msg
-        .info()
-        .map(|i| (i.delivered, i.stream_sequence))
-        .unwrap_or((1, 0));
-    let delivery = Delivery {
-        subject: msg.subject.to_string(),
-        payload: msg.payload.clone(),
-        deliveries,
-        stream_sequence: seq,
-    };
+    let delivery = delivery_of(&msg);
     let msg = Arc::new(msg);
     let ticker = {
         let msg = msg.clone();
@@ -135,10 +126,22 @@ async fn settle(
     };
     let result = handler.handle(&delivery).await;
     ticker.abort();
-    let max = bus.cfg.max_deliver;
+    finish(bus, stage, keep_payload, &msg, &delivery, result).await;
+}
+
+/// Acks, naks or dead-letters one message according to its handler's result.
+async fn finish(
+    bus: &Bus,
+    stage: &str,
+    keep_payload: bool,
+    msg: &async_nats::jetstream::Message,
+    delivery: &Delivery,
+    result: Result<(), Failure>,
+) {
+    let deliveries = delivery.deliveries;
     let outcome = match result {
         Ok(()) => msg.ack().await,
-        Err(Failure::Retry(reason)) if deliveries < max => {
+        Err(Failure::Retry(reason)) if deliveries < bus.cfg.max_deliver => {
             let delay = Duration::from_millis(250 * (1u64 << deliveries.clamp(0, 7)));
             tracing::warn!(stage, subject = delivery.subject, deliveries, %reason, "will retry");
             msg.ack_with(AckKind::Nak(Some(delay))).await
@@ -148,7 +151,7 @@ async fn settle(
                 Failure::Retry(r) => format!("gave up after {deliveries} deliveries: {r}"),
                 Failure::Permanent(r) => r,
             };
-            match dead_letter(bus, stage, keep_payload, &delivery, &reason).await {
+            match dead_letter(bus, stage, keep_payload, delivery, &reason).await {
                 Ok(()) => msg.ack().await,
                 Err(e) => {
                     tracing::error!(stage, error = %e, "could not dead-letter; leaving for redelivery");
@@ -159,6 +162,76 @@ async fn settle(
     };
     if let Err(e) = outcome {
         tracing::warn!(stage, error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+/// A stage that handles messages in batches (the ledger: one transaction
+/// per batch instead of one per event).
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// One result per delivery, in the same order.
+    async fn handle_batch(&self, batch: &[Delivery]) -> Vec<Result<(), Failure>>;
+}
+
+fn delivery_of(msg: &async_nats::jetstream::Message) -> Delivery {
+    let (deliveries, seq) = msg
+        .info()
+        .map(|i| (i.delivered, i.stream_sequence))
+        .unwrap_or((1, 0));
+    Delivery {
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+        deliveries,
+        stream_sequence: seq,
+    }
+}
+
+/// Like [`run`], fetching up to `max_batch` messages at a time.
+pub async fn run_batched(
+    bus: Bus,
+    spec: ConsumerSpec,
+    stage: String,
+    max_batch: usize,
+    handler: Arc<dyn BatchHandler>,
+) -> Result<(), BusError> {
+    bus.ensure_consumer(&spec).await?;
+    let name = spec.config.durable_name.clone().unwrap_or_default();
+    let consumer: PullConsumer = bus
+        .js
+        .get_consumer_from_stream(&name, &spec.stream)
+        .await
+        .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
+    tracing::info!(stage, consumer = name, stream = spec.stream, "batch worker started");
+    loop {
+        let fetched = consumer
+            .fetch()
+            .max_messages(max_batch)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await;
+        let mut batch = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(stage, error = %e, "fetch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut msgs = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => msgs.push(m),
+                Err(e) => tracing::debug!(stage, error = %e, "fetch ended early"),
+            }
+        }
+        if msgs.is_empty() {
+            continue;
+        }
+        let deliveries: Vec<Delivery> = msgs.iter().map(delivery_of).collect();
+        let results = handler.handle_batch(&deliveries).await;
+        for ((msg, d), r) in msgs.iter().zip(&deliveries).zip(results) {
+            finish(&bus, &stage, spec.keep_payload, msg, d, r).await;
+        }
     }
 }
 

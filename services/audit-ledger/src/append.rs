@@ -1,0 +1,130 @@
+//! Appending events to the ledger: exactly once per event id, in batches,
+//! each event stored as the exact bytes received together with its RFC 6962
+//! leaf hash and a running chain hash; the projections are updated in the
+//! same transaction, so they never disagree with the log.
+
+use crate::projection;
+use cairn_bus::{BatchHandler, Delivery, Failure};
+use cairn_crypto::merkle::leaf_hash;
+use cairn_events::{decode, Envelope};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use tokio::sync::Mutex;
+use tokio_postgres::Client;
+
+pub struct Ledger {
+    client: Mutex<Client>,
+}
+
+pub fn chain(prev: &[u8], leaf: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+impl Ledger {
+    pub fn new(client: Client) -> Self {
+        Ledger {
+            client: Mutex::new(client),
+        }
+    }
+
+    /// Appends `events` (raw bytes, already decoded as `envs`) in one
+    /// transaction. Returns how many were new.
+    async fn append(&self, items: &[(&[u8], &Envelope)]) -> Result<usize, tokio_postgres::Error> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await?;
+        let head = tx
+            .query_one("SELECT size, chain_hash FROM ledger_head WHERE id = 1 FOR UPDATE", &[])
+            .await?;
+        let mut size: i64 = head.get(0);
+        let mut prev: Vec<u8> = head.get(1);
+        let ids: Vec<&str> = items.iter().map(|(_, e)| e.id.as_str()).collect();
+        let mut seen: HashSet<String> = tx
+            .query("SELECT event_id FROM ledger_entries WHERE event_id = ANY($1)", &[&ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let insert = tx
+            .prepare(
+                "INSERT INTO ledger_entries (seq, event_id, kind, backup_id, entry, leaf_hash, chain_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await?;
+        let mut added = 0;
+        for (raw, env) in items {
+            if !seen.insert(env.id.to_string()) {
+                continue;
+            }
+            size += 1;
+            let leaf = leaf_hash(raw);
+            let next = chain(&prev, &leaf);
+            tx.execute(
+                &insert,
+                &[
+                    &size,
+                    &env.id.as_str(),
+                    &env.event.kind(),
+                    &env.backup_id.as_str(),
+                    raw,
+                    &leaf.as_slice(),
+                    &next.as_slice(),
+                ],
+            )
+            .await?;
+            projection::apply(&tx, env).await?;
+            prev = next.to_vec();
+            added += 1;
+        }
+        tx.execute(
+            "UPDATE ledger_head SET size = $1, chain_hash = $2 WHERE id = 1",
+            &[&size, &prev],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchHandler for Ledger {
+    async fn handle_batch(&self, batch: &[Delivery]) -> Vec<Result<(), Failure>> {
+        let decoded: Vec<Result<Envelope, String>> = batch
+            .iter()
+            .map(|d| decode::<Envelope>(&d.payload, "event").map_err(|e| e.to_string()))
+            .collect();
+        let good: Vec<(&[u8], &Envelope)> = batch
+            .iter()
+            .zip(&decoded)
+            .filter_map(|(d, e)| e.as_ref().ok().map(|e| (&d.payload[..], e)))
+            .collect();
+        let whole = if good.is_empty() { Ok(0) } else { self.append(&good).await };
+        match whole {
+            Ok(n) => {
+                tracing::debug!(appended = n, batch = batch.len(), "ledger batch committed");
+                decoded
+                    .into_iter()
+                    .map(|e| e.map(|_| ()).map_err(Failure::Permanent))
+                    .collect()
+            }
+            Err(batch_err) => {
+                // One bad event must not sink its neighbours: retry one by one.
+                tracing::warn!(error = %batch_err, "ledger batch failed; appending one by one");
+                let mut out = Vec::with_capacity(batch.len());
+                for (d, e) in batch.iter().zip(decoded) {
+                    out.push(match e {
+                        Err(reason) => Err(Failure::Permanent(reason)),
+                        Ok(env) => self
+                            .append(&[(&d.payload[..], &env)])
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| Failure::Retry(format!("ledger append: {e}"))),
+                    });
+                }
+                out
+            }
+        }
+    }
+}

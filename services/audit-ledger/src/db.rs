@@ -1,0 +1,102 @@
+//! Connecting to PostgreSQL (creating the database if it is missing) and
+//! applying the migrations in `schemas/sql/`.
+
+use tokio_postgres::{Client, NoTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("PostgreSQL at {target}: {detail}. Is it running? `scripts/setup.sh` installs and starts one")]
+    Connect { target: String, detail: String },
+    #[error("PostgreSQL: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("invalid postgres.url: {0}")]
+    Url(String),
+}
+
+/// The migrations, in order. Each runs once, inside one transaction.
+pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../schemas/sql/0001_ledger.sql"))];
+
+fn describe(cfg: &tokio_postgres::Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("?"))
+}
+
+async fn connect_once(cfg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = cfg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Connects; creates the database first if it does not exist.
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+    let target = describe(&cfg);
+    match connect_once(&cfg).await {
+        Ok(c) => Ok(c),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+            let db = cfg.get_dbname().unwrap_or("cairn").to_string();
+            let mut admin = cfg.clone();
+            admin.dbname("postgres");
+            let c = connect_once(&admin).await.map_err(|e| DbError::Connect {
+                target: target.clone(),
+                detail: e.to_string(),
+            })?;
+            let quoted = format!("\"{}\"", db.replace('"', "\"\""));
+            if let Err(e) = c.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                    return Err(e.into());
+                }
+            }
+            connect_once(&cfg).await.map_err(|e| DbError::Connect {
+                target,
+                detail: e.to_string(),
+            })
+        }
+        Err(e) => Err(DbError::Connect {
+            target,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Applies every migration not yet applied (safe to run from many processes).
+pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(74170001);
+         CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());",
+    )
+    .await?;
+    for (version, sql) in MIGRATIONS {
+        let done = tx
+            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .await?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql).await?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Connects and migrates.
+pub async fn open(url: &str) -> Result<Client, DbError> {
+    let mut c = connect(url).await?;
+    migrate(&mut c).await?;
+    Ok(c)
+}

@@ -1,0 +1,96 @@
+//! Read queries on the projections, for the CLI and the stages.
+
+use cairn_events::ChunkId;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use tokio_postgres::{Client, Row};
+
+/// One backup as `cairn list` and `cairn show` print it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupRow {
+    pub backup_id: String,
+    pub dataset: String,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub requested_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub requested_by: String,
+    pub networks: Vec<String>,
+    pub source: Option<serde_json::Value>,
+    pub stats: Option<serde_json::Value>,
+    pub outcome: Option<serde_json::Value>,
+}
+
+const COLUMNS: &str = "backup_id, dataset, tags, status,
+    to_char(requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    requested_by, networks, source::text, stats::text, outcome::text";
+
+fn row(r: &Row) -> BackupRow {
+    let js = |i: usize| r.get::<_, Option<String>>(i).and_then(|s| serde_json::from_str(&s).ok());
+    BackupRow {
+        backup_id: r.get(0),
+        dataset: r.get(1),
+        tags: r.get(2),
+        status: r.get(3),
+        requested_at: r.get(4),
+        finished_at: r.get(5),
+        requested_by: r.get(6),
+        networks: r.get(7),
+        source: js(8),
+        stats: js(9),
+        outcome: js(10),
+    }
+}
+
+/// Backups, newest first, optionally of one dataset or carrying one tag.
+/// Forgotten backups are left out.
+pub async fn list_backups(
+    c: &Client,
+    dataset: Option<&str>,
+    tag: Option<&str>,
+) -> Result<Vec<BackupRow>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM backups
+         WHERE status <> 'forgotten' AND ($1::text IS NULL OR dataset = $1) AND ($2::text IS NULL OR $2 = ANY(tags))
+         ORDER BY requested_at DESC NULLS LAST, backup_id DESC"
+    );
+    Ok(c.query(&sql, &[&dataset, &tag]).await?.iter().map(row).collect())
+}
+
+pub async fn backup(c: &Client, backup_id: &str) -> Result<Option<BackupRow>, tokio_postgres::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM backups WHERE backup_id = $1");
+    Ok(c.query_opt(&sql, &[&backup_id]).await?.as_ref().map(row))
+}
+
+/// Which of `ids` every one of `networks` already holds (ingest's dedup).
+pub async fn known_chunks(
+    c: &Client,
+    ids: &[ChunkId],
+    networks: &[String],
+) -> Result<HashSet<ChunkId>, tokio_postgres::Error> {
+    let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
+    let n = networks.len() as i64;
+    let rows = c
+        .query(
+            "SELECT chunk_id FROM chunk_copies WHERE chunk_id = ANY($1) AND network = ANY($2)
+             GROUP BY chunk_id HAVING count(*) = $3",
+            &[&raw, &networks, &n],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok().map(ChunkId))
+        .collect())
+}
+
+/// The recorded digest (SHA-256 hex, length) of each of `paths` known so far.
+pub async fn digests(c: &Client, paths: &[String]) -> Result<HashMap<String, (String, u64)>, tokio_postgres::Error> {
+    let rows = c
+        .query("SELECT path, sha256, len FROM object_digests WHERE path = ANY($1)", &[&paths])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), (r.get::<_, String>(1), r.get::<_, i64>(2) as u64)))
+        .collect())
+}
