@@ -1,0 +1,87 @@
+//! The encrypt stage: seals each plaintext chunk (and each manifest) with
+//! AES-256-GCM under the repository's data key, the object id as associated
+//! data, and hands the sealed bytes to the store workers. It is the only stage
+//! that holds a key able to read backups; it persists nothing.
+
+use bytes::Bytes;
+use cairn_bus::{publish, topology, Bus, Delivery, Failure, Handler};
+use cairn_crypto::{ObjectKind, Sealer};
+use cairn_events::subjects::stage;
+use cairn_events::{decode, encode, Envelope, Event, ObjectDigest, ObjectKey, PlainChunk, SealedObject, SCHEMA_VERSION};
+use cairn_repo::layout;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub struct EncryptWorker {
+    pub bus: Bus,
+    pub sealer: Arc<Sealer>,
+    pub source: String,
+}
+
+#[async_trait::async_trait]
+impl Handler for EncryptWorker {
+    async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
+        let chunk: PlainChunk = decode(&d.payload, "plain chunk").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let (kind, object_id): (ObjectKind, Vec<u8>) = match &chunk.object {
+            ObjectKey::Chunk { id } => (ObjectKind::Chunk, id.0.to_vec()),
+            ObjectKey::Manifest { backup_id } => (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec()),
+            ObjectKey::ChunkList { .. } => {
+                return Err(Failure::Permanent("chunk lists are public and never sealed".into()));
+            }
+        };
+        let sealer = self.sealer.clone();
+        let PlainChunk {
+            backup_id,
+            object,
+            networks,
+            compressed,
+            payload,
+            ..
+        } = chunk;
+        let sealed = tokio::task::spawn_blocking(move || {
+            let sealed = sealer.seal(kind, compressed, &object_id, &payload);
+            let sha = hex::encode(Sha256::digest(&sealed));
+            (sealed, sha)
+        })
+        .await
+        .map_err(|e| Failure::Retry(format!("sealing task: {e}")))?;
+        let (payload, sha256) = sealed;
+        let path = layout::object(&object);
+        let digest = ObjectDigest {
+            object: object.clone(),
+            sha256: sha256.clone(),
+            len: payload.len() as u64,
+        };
+        let msg = SealedObject {
+            schema: SCHEMA_VERSION,
+            backup_id: backup_id.clone(),
+            object,
+            networks,
+            sha256: sha256.clone(),
+            payload,
+        };
+        publish::publish_once(
+            &self.bus.js,
+            &self.bus.subjects.sealed(&backup_id),
+            &format!("sealed-{backup_id}-{path}"),
+            Bytes::from(encode(&msg)),
+        )
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
+        let env = Envelope::new(
+            self.source.clone(),
+            backup_id,
+            Event::ObjectSealed(digest),
+            &[path.as_bytes(), sha256.as_bytes()],
+        );
+        self.bus.publish_event(&env).await.map_err(|e| Failure::Retry(e.to_string()))
+    }
+}
+
+/// Runs the encrypt worker until the process stops.
+pub async fn run(worker: EncryptWorker, concurrency: usize) -> anyhow::Result<()> {
+    let spec = topology::consumer_spec(&worker.bus.subjects, &worker.bus.cfg, stage::ENCRYPT, None);
+    let bus = worker.bus.clone();
+    cairn_bus::worker::run(bus, spec, stage::ENCRYPT.into(), concurrency, Arc::new(worker)).await?;
+    Ok(())
+}

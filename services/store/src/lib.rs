@@ -1,0 +1,68 @@
+//! The store stage: one worker per network, each on its own durable consumer
+//! of the SEALED stream, so a slow or dead network holds back only itself.
+//! Writes are idempotent: a chunk already on the network is not written again
+//! (content-addressed), backup metadata is atomically replaced.
+
+use cairn_bus::{topology, Bus, Delivery, Failure, Handler};
+use cairn_events::subjects::stage;
+use cairn_events::{decode, Envelope, Event, ObjectDigest, SealedObject, Stored};
+use cairn_networks::{DynNetwork, Put};
+use cairn_repo::layout;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub struct StoreWorker {
+    pub bus: Bus,
+    pub network: DynNetwork,
+}
+
+#[async_trait::async_trait]
+impl Handler for StoreWorker {
+    async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
+        let obj: SealedObject = decode(&d.payload, "sealed object").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let name = self.network.name().to_string();
+        if !obj.networks.iter().any(|n| *n == name) {
+            return Ok(()); // another network's copy
+        }
+        let path = layout::object(&obj.object);
+        let actual = hex::encode(Sha256::digest(&obj.payload));
+        if actual != obj.sha256 {
+            return Err(Failure::Permanent(format!(
+                "{}: payload hashes to {actual}, the message says {}",
+                layout::describe(&obj.object),
+                obj.sha256
+            )));
+        }
+        let len = obj.payload.len() as u64;
+        let put = self
+            .network
+            .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))?;
+        let source = format!("{}:{name}", stage::STORE);
+        let env = Envelope::new(
+            source,
+            obj.backup_id,
+            Event::ObjectStored(Stored {
+                network: name.clone(),
+                digest: ObjectDigest {
+                    object: obj.object,
+                    sha256: obj.sha256.clone(),
+                    len,
+                },
+                existed: put == Put::Existed,
+            }),
+            &[name.as_bytes(), path.as_bytes(), obj.sha256.as_bytes()],
+        );
+        self.bus.publish_event(&env).await.map_err(|e| Failure::Retry(e.to_string()))
+    }
+}
+
+/// Runs the store worker of one network until the process stops.
+pub async fn run(bus: Bus, network: DynNetwork, concurrency: usize) -> anyhow::Result<()> {
+    let name = network.name().to_string();
+    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage::STORE, Some(&name));
+    let label = format!("{}:{name}", stage::STORE);
+    cairn_bus::worker::run(bus.clone(), spec, label, concurrency, Arc::new(StoreWorker { bus, network })).await?;
+    Ok(())
+}

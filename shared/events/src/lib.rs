@@ -287,9 +287,13 @@ pub struct Restored {
 /// Recorded after forgetting a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Forgotten {
+    /// Chunks no other backup referenced, deleted from each network.
     pub chunks_deleted: u64,
-    pub bytes_freed: u64,
+    /// Networks it was removed from.
     pub networks: Vec<String>,
+    /// Networks that cannot delete (permanent storage) and still hold it.
+    #[serde(default)]
+    pub retained_on: Vec<String>,
 }
 
 /// A message a stage could not process.

@@ -267,9 +267,15 @@ pub fn decompress(what: &str, compressed: bool, payload: Vec<u8>, plain_len: usi
         .map_err(|e| RepoError::Format(format!("{what}: zstd: {e}")))
 }
 
-pub fn seal_manifest(sealer: &Sealer, m: &Manifest) -> Vec<u8> {
+/// The manifest as encrypt receives it: (compressed?, payload, plaintext length).
+pub fn encode_manifest(m: &Manifest) -> (bool, Vec<u8>, u32) {
     let plain = rmp_serde::to_vec_named(m).expect("manifest serializes");
     let (compressed, payload) = compress(&plain, 3);
+    (compressed, payload, plain.len() as u32)
+}
+
+pub fn seal_manifest(sealer: &Sealer, m: &Manifest) -> Vec<u8> {
+    let (compressed, payload, _) = encode_manifest(m);
     sealer.seal(ObjectKind::Manifest, compressed, m.backup_id.as_str().as_bytes(), &payload)
 }
 

@@ -1,0 +1,268 @@
+//! One backup, from request to `backup.ingested`: start the producer, drop
+//! chunks this backup already listed, ask the ledger's chunk index which of the
+//! rest every target network already holds, compress and publish the new ones
+//! to encrypt, write the chunk list pages, then the manifest.
+//!
+//! Used by the ingest worker and, for `--stdin`, by the CLI itself.
+
+use crate::source::{self, Counters, Input, Item, SourceError};
+use bytes::Bytes;
+use cairn_bus::{Bus, BusError, Pipeline};
+use cairn_crypto::IdKey;
+use cairn_events::{
+    encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey, PlainChunk,
+    SealedObject, Stats, SCHEMA_VERSION,
+};
+use cairn_repo::chunklist::ChunkListBuilder;
+use cairn_repo::format::{ChunkListPage, Manifest, RepoConfig, FORMAT};
+use cairn_repo::layout;
+use sha2::{Digest, Sha256};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Everything an ingest needs; shared by all jobs of a worker.
+pub struct IngestContext {
+    pub bus: Bus,
+    pub repo: RepoConfig,
+    pub id_key: IdKey,
+    pub pg: tokio_postgres::Client,
+    /// Every configured network (the default targets).
+    pub networks: Vec<String>,
+    /// Who is ingesting (`ingest@host`, `cli@host`).
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The request or its source is at fault: record `backup.failed`.
+    #[error("{0}")]
+    Source(String),
+    /// Infrastructure trouble: retry later.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("chunk index (PostgreSQL): {0}")]
+    Index(#[from] tokio_postgres::Error),
+}
+
+/// Chunks in flight to compression, per job.
+const COMPRESS_WINDOW: usize = 4;
+/// Publishes awaiting their JetStream ack, per job.
+const PUBLISH_WINDOW: usize = 64;
+
+/// The networks a request targets, checked against the configuration.
+pub fn resolve_networks(req: &BackupRequest, configured: &[String]) -> Result<Vec<String>, JobError> {
+    if req.networks.is_empty() {
+        return Ok(configured.to_vec());
+    }
+    let mut out = Vec::new();
+    for n in &req.networks {
+        if !configured.contains(n) {
+            return Err(JobError::Source(format!(
+                "unknown network {n:?} (configured: {})",
+                configured.join(", ")
+            )));
+        }
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    Ok(out)
+}
+
+struct Publisher<'a> {
+    ctx: &'a IngestContext,
+    backup_id: &'a BackupId,
+    networks: &'a [String],
+    pipe: Pipeline,
+}
+
+impl Publisher<'_> {
+    async fn plain(&mut self, object: ObjectKey, compressed: bool, plain_len: u32, payload: Vec<u8>) -> Result<(), BusError> {
+        let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
+        let msg = PlainChunk {
+            schema: SCHEMA_VERSION,
+            backup_id: self.backup_id.clone(),
+            object,
+            networks: self.networks.to_vec(),
+            compressed,
+            plain_len,
+            payload,
+        };
+        let subject = self.ctx.bus.subjects.plain(self.backup_id);
+        self.pipe.publish(subject, msg_id, Bytes::from(encode(&msg))).await
+    }
+
+    /// A public chunk-list page goes straight to the networks, with its digest
+    /// recorded like a sealed object's.
+    async fn page(&mut self, page: ChunkListPage) -> Result<(), BusError> {
+        let object = ObjectKey::ChunkList {
+            backup_id: self.backup_id.clone(),
+            page: page.page,
+        };
+        let payload = cairn_repo::encode_page(&page);
+        let sha256 = hex::encode(Sha256::digest(&payload));
+        let digest = ObjectDigest {
+            object: object.clone(),
+            sha256: sha256.clone(),
+            len: payload.len() as u64,
+        };
+        let path = layout::object(&object);
+        let msg = SealedObject {
+            schema: SCHEMA_VERSION,
+            backup_id: self.backup_id.clone(),
+            object,
+            networks: self.networks.to_vec(),
+            sha256: sha256.clone(),
+            payload,
+        };
+        let env = Envelope::new(
+            self.ctx.source.clone(),
+            self.backup_id.clone(),
+            Event::ObjectSealed(digest),
+            &[path.as_bytes(), sha256.as_bytes()],
+        );
+        self.ctx.bus.publish_event(&env).await?;
+        let subject = self.ctx.bus.subjects.sealed(self.backup_id);
+        self.pipe
+            .publish(subject, format!("sealed-{}-{path}", self.backup_id), Bytes::from(encode(&msg)))
+            .await
+    }
+}
+
+/// Runs one backup's ingest; returns what `backup.ingested` reported.
+pub async fn run(
+    ctx: &IngestContext,
+    backup_id: &BackupId,
+    req: &BackupRequest,
+    requested_at: &str,
+    input: Input,
+    counters: Arc<Counters>,
+) -> Result<Ingested, JobError> {
+    let networks = resolve_networks(req, &ctx.networks)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(8);
+    let chunking = ctx.repo.chunking;
+    let id_key = ctx.id_key.clone();
+    let prod_counters = counters.clone();
+    let producer: JoinHandle<Result<source::Produced, SourceError>> =
+        tokio::task::spawn_blocking(move || source::produce(input, chunking, &id_key, tx, prod_counters));
+
+    let mut publisher = Publisher {
+        ctx,
+        backup_id,
+        networks: &networks,
+        pipe: Pipeline::new(ctx.bus.js.clone(), PUBLISH_WINDOW),
+    };
+    let mut list = ChunkListBuilder::new(backup_id.clone());
+    let mut compressing: VecDeque<(ChunkId, u32, JoinHandle<(bool, Vec<u8>)>)> = VecDeque::new();
+    let mut chunks_new = 0u64;
+    let level = ctx.repo.compression_level;
+    let mut buf = Vec::with_capacity(64);
+
+    let consumed: Result<(), JobError> = async {
+        loop {
+            buf.clear();
+            if rx.recv_many(&mut buf, 64).await == 0 {
+                break;
+            }
+            // Only the first appearance of a chunk in this backup matters.
+            let mut fresh: Vec<(ChunkId, Vec<u8>)> = Vec::with_capacity(buf.len());
+            let mut batch_ids = HashSet::new();
+            for Item::Chunk { id, plain, .. } in buf.drain(..) {
+                if !list.contains(&id) && batch_ids.insert(id) {
+                    fresh.push((id, plain));
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let ids: Vec<ChunkId> = fresh.iter().map(|(id, _)| *id).collect();
+            let known = cairn_audit_ledger::query::known_chunks(&ctx.pg, &ids, &networks).await?;
+            for (id, plain) in fresh {
+                let is_new = !known.contains(&id);
+                if let Some(page) = list.add(id, is_new) {
+                    publisher.page(page).await?;
+                }
+                if !is_new {
+                    continue;
+                }
+                chunks_new += 1;
+                if compressing.len() >= COMPRESS_WINDOW {
+                    let (cid, len, h) = compressing.pop_front().expect("non-empty");
+                    let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
+                    publisher.plain(ObjectKey::Chunk { id: cid }, compressed, len, payload).await?;
+                }
+                let len = plain.len() as u32;
+                compressing.push_back((id, len, tokio::task::spawn_blocking(move || cairn_repo::compress(&plain, level))));
+            }
+        }
+        while let Some((cid, len, h)) = compressing.pop_front() {
+            let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
+            publisher.plain(ObjectKey::Chunk { id: cid }, compressed, len, payload).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = consumed {
+        drop(rx);
+        let _ = producer.await;
+        return Err(e);
+    }
+    let produced = match producer.await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(JobError::Source(format!("cannot read the source: {e}"))),
+        Err(e) => return Err(JobError::Source(format!("source reader crashed: {e}"))),
+    };
+
+    let (last_page, summary) = list.finish();
+    publisher.page(last_page).await?;
+    let stats = Stats {
+        bytes_read: counters.bytes_read.load(Ordering::Relaxed),
+        bytes_stored: 0,
+        chunks_total: summary.count,
+        chunks_new,
+        files: counters.files.load(Ordering::Relaxed),
+    };
+    let manifest = Manifest {
+        format: FORMAT,
+        backup_id: backup_id.clone(),
+        dataset: req.dataset.clone(),
+        tags: req.tags.clone(),
+        source: req.source.clone(),
+        requested_at: requested_at.to_string(),
+        requested_by: req.requested_by.clone(),
+        tree: produced.tree,
+        chunk_count: summary.count,
+        chunk_pages: summary.pages,
+        merkle_root: summary.root.to_vec(),
+        stats: stats.clone(),
+        networks: networks.clone(),
+    };
+    let (compressed, payload, plain_len) = cairn_repo::encode_manifest(&manifest);
+    publisher
+        .plain(
+            ObjectKey::Manifest {
+                backup_id: backup_id.clone(),
+            },
+            compressed,
+            plain_len,
+            payload,
+        )
+        .await?;
+    publisher.pipe.flush().await?;
+    let ingested = Ingested {
+        stats,
+        chunk_pages: summary.pages,
+        merkle_root: hex::encode(summary.root),
+        networks,
+    };
+    let env = Envelope::new(
+        ctx.source.clone(),
+        backup_id.clone(),
+        Event::BackupIngested(ingested.clone()),
+        &[ingested.merkle_root.as_bytes()],
+    );
+    ctx.bus.publish_event(&env).await?;
+    Ok(ingested)
+}

@@ -1,0 +1,337 @@
+//! Reading a source on a blocking thread: walking files (with paths, modes,
+//! owners, mtimes and symlinks), or one stream (stdin, `pg_dump`), cutting the
+//! bytes into content-defined chunks (FastCDC), computing their keyed ids, and
+//! writing the tree records that describe them. Everything goes out through a
+//! bounded channel, so memory stays bounded whatever the size of the source.
+
+use cairn_crypto::IdKey;
+use cairn_events::ChunkId;
+use cairn_repo::format::{ChunkRef, Chunking, Meta, TreeRecord, REFS_PER_RECORD};
+use cairn_repo::tree::TreeChunker;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What the producer hands to the async side.
+pub enum Item {
+    /// A chunk of file data (`tree == false`) or of the tree itself.
+    Chunk { id: ChunkId, plain: Vec<u8>, tree: bool },
+}
+
+/// What to read.
+pub enum Input {
+    Paths(Vec<PathBuf>),
+    /// One stream, stored as a single file called `name`.
+    Stream { name: String, reader: Box<dyn Read + Send> },
+}
+
+/// Shared counters, read by the progress reporter.
+#[derive(Default)]
+pub struct Counters {
+    pub bytes_read: AtomicU64,
+    /// Estimated total (0 when unknown, e.g. a stream).
+    pub bytes_total: AtomicU64,
+    pub files: AtomicU64,
+}
+
+/// What the producer reports when the source is exhausted.
+pub struct Produced {
+    pub tree: Vec<ChunkRef>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+    /// The async side went away (job cancelled); not the source's fault.
+    #[error("ingest cancelled")]
+    Cancelled,
+}
+
+struct Producer<'a> {
+    chunking: Chunking,
+    id_key: &'a IdKey,
+    tx: mpsc::Sender<Item>,
+    tree: TreeChunker,
+    tree_refs: Vec<ChunkRef>,
+    counters: Arc<Counters>,
+}
+
+impl Producer<'_> {
+    fn send(&self, item: Item) -> Result<(), SourceError> {
+        self.tx.blocking_send(item).map_err(|_| SourceError::Cancelled)
+    }
+
+    fn record(&mut self, rec: TreeRecord) -> Result<(), SourceError> {
+        if let Some(chunk) = self.tree.push(&rec) {
+            self.emit_tree(chunk)?;
+        }
+        Ok(())
+    }
+
+    fn emit_tree(&mut self, chunk: Vec<u8>) -> Result<(), SourceError> {
+        let id = ChunkId(self.id_key.chunk_id(&chunk));
+        self.tree_refs.push(ChunkRef {
+            id,
+            len: chunk.len() as u32,
+        });
+        self.send(Item::Chunk {
+            id,
+            plain: chunk,
+            tree: true,
+        })
+    }
+
+    /// Chunks one stream into `File`…`End` records.
+    fn file(&mut self, path: Vec<u8>, meta: Meta, reader: impl Read, shown: &str) -> Result<(), SourceError> {
+        self.record(TreeRecord::File { path, meta })?;
+        let mut refs = Vec::with_capacity(REFS_PER_RECORD);
+        let mut whole = blake3::Hasher::new();
+        let mut size = 0u64;
+        let c = self.chunking;
+        for chunk in fastcdc::v2020::StreamCDC::new(reader, c.min, c.avg, c.max) {
+            let chunk = chunk.map_err(|e| SourceError::Io {
+                path: shown.to_string(),
+                source: match e {
+                    fastcdc::v2020::Error::IoError(io) => io,
+                    other => std::io::Error::other(other.to_string()),
+                },
+            })?;
+            let id = ChunkId(self.id_key.chunk_id(&chunk.data));
+            whole.update(&chunk.data);
+            size += chunk.length as u64;
+            self.counters.bytes_read.fetch_add(chunk.length as u64, Ordering::Relaxed);
+            refs.push(ChunkRef {
+                id,
+                len: chunk.length as u32,
+            });
+            self.send(Item::Chunk {
+                id,
+                plain: chunk.data,
+                tree: false,
+            })?;
+            if refs.len() == REFS_PER_RECORD {
+                self.record(TreeRecord::Chunks {
+                    refs: std::mem::take(&mut refs),
+                })?;
+            }
+        }
+        if !refs.is_empty() {
+            self.record(TreeRecord::Chunks { refs })?;
+        }
+        self.record(TreeRecord::End {
+            size,
+            blake3: whole.finalize().as_bytes().to_vec(),
+        })?;
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn walk(&mut self, root: &Path, label: &str) -> Result<(), SourceError> {
+        let io = |p: &Path, e: std::io::Error| SourceError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
+            let entry = entry.map_err(|e| {
+                let p = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+                SourceError::Io {
+                    path: p,
+                    source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+                }
+            })?;
+            let p = entry.path();
+            let md = entry.metadata().map_err(|e| {
+                io(
+                    p,
+                    e.into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("metadata unavailable")),
+                )
+            })?;
+            let rel = p.strip_prefix(root).unwrap_or(p);
+            let mut path = label.as_bytes().to_vec();
+            if !rel.as_os_str().is_empty() {
+                path.push(b'/');
+                path.extend_from_slice(rel.as_os_str().as_bytes());
+            }
+            let meta = Meta {
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime: md.mtime(),
+                mtime_nsec: md.mtime_nsec() as u32,
+            };
+            let ft = md.file_type();
+            if ft.is_dir() {
+                self.record(TreeRecord::Dir { path, meta })?;
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(p).map_err(|e| io(p, e))?;
+                self.record(TreeRecord::Symlink {
+                    path,
+                    target: target.as_os_str().as_bytes().to_vec(),
+                    meta,
+                })?;
+            } else if ft.is_file() {
+                let f = std::fs::File::open(p).map_err(|e| io(p, e))?;
+                self.file(path, meta, f, &p.display().to_string())?;
+            } else {
+                tracing::warn!(path = %p.display(), "skipping special file (socket, fifo or device)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sum of regular file sizes under `paths` (for progress; errors ignored).
+fn estimate(paths: &[PathBuf]) -> u64 {
+    paths
+        .iter()
+        .flat_map(|p| walkdir::WalkDir::new(p).follow_links(false))
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Top-level names in the backup: each root's last component, made unique.
+pub fn labels(paths: &[PathBuf]) -> Vec<String> {
+    let mut used = std::collections::HashSet::new();
+    paths
+        .iter()
+        .map(|p| {
+            let base = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "root".to_string());
+            let mut name = base.clone();
+            let mut n = 2;
+            while !used.insert(name.clone()) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            name
+        })
+        .collect()
+}
+
+/// Reads `input` to the end. Runs on a blocking thread.
+pub fn produce(
+    input: Input,
+    chunking: Chunking,
+    id_key: &IdKey,
+    tx: mpsc::Sender<Item>,
+    counters: Arc<Counters>,
+) -> Result<Produced, SourceError> {
+    let mut p = Producer {
+        chunking,
+        id_key,
+        tx,
+        tree: TreeChunker::new(),
+        tree_refs: Vec::new(),
+        counters,
+    };
+    match input {
+        Input::Paths(paths) => {
+            for root in &paths {
+                std::fs::symlink_metadata(root).map_err(|e| SourceError::Io {
+                    path: root.display().to_string(),
+                    source: e,
+                })?;
+            }
+            p.counters.bytes_total.store(estimate(&paths), Ordering::Relaxed);
+            for (root, label) in paths.iter().zip(labels(&paths)) {
+                p.walk(root, &label)?;
+            }
+        }
+        Input::Stream { name, reader } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let meta = Meta {
+                mode: 0o100600,
+                uid: 0,
+                gid: 0,
+                mtime: now.as_secs() as i64,
+                mtime_nsec: now.subsec_nanos(),
+            };
+            p.file(name.clone().into_bytes(), meta, reader, &name)?;
+        }
+    }
+    let tree = std::mem::take(&mut p.tree);
+    if let Some(last) = tree.finish() {
+        p.emit_tree(last)?;
+    }
+    Ok(Produced { tree: p.tree_refs })
+}
+
+/// `pg_dump` of `url` as a stream, uncompressed (`-Z0`) so that unchanged
+/// table data gives unchanged chunks and dedups; Cairn compresses itself.
+pub struct PgDump {
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+}
+
+impl PgDump {
+    pub fn start(url: &str) -> Result<Self, SourceError> {
+        let mut child = std::process::Command::new("pg_dump")
+            .args(["--format=custom", "--compress=0", "--no-password", "--dbname", url])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| SourceError::Other(format!("cannot run pg_dump (is postgresql-client installed?): {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        Ok(PgDump { child, stdout })
+    }
+}
+
+impl Read for PgDump {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // End of output: the dump is only good if pg_dump says so.
+            let status = self.child.wait()?;
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let err = err.trim().lines().last().unwrap_or("").to_string();
+                return Err(std::io::Error::other(format!("pg_dump failed ({status}): {err}")));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The database name of a connection URL, for the dump's file name.
+pub fn database_name(url: &str) -> String {
+    url.parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().map(str::to_string))
+        .unwrap_or_else(|| "database".into())
+}
+
+/// Refuses URLs that carry a password: it would be stored in events.
+pub fn check_pg_url(url: &str) -> Result<(), String> {
+    match url.parse::<tokio_postgres::Config>() {
+        Err(e) => Err(format!("invalid PostgreSQL URL: {e}")),
+        Ok(c) if c.get_password().is_some() => Err(
+            "the PostgreSQL URL carries a password, which would be recorded in events: use ~/.pgpass or PGPASSFILE for the ingest worker"
+                .into(),
+        ),
+        Ok(_) => Ok(()),
+    }
+}
