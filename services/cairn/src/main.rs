@@ -1,1 +1,128 @@
-fn main() {}
+//! `cairn`: the command line. A thin shell over the library crates: it
+//! parses arguments, loads the configuration, and calls into the stages
+//! (`serve`), the bus (`backup`, `forget`), the repository (`restore`, `init`)
+//! and the ledger (`list`, `show`, `audit`).
+
+mod backup;
+mod commands;
+mod output;
+mod serve;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Encrypted, verified backups to several storage networks, with an audit ledger")]
+pub struct Cli {
+    /// Configuration file (default: ./cairn.toml if present).
+    #[arg(long, global = true, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the repository (config and key file) on every configured network.
+    Init(commands::InitArgs),
+    /// Create the NATS streams and consumers and the database schema.
+    Setup(commands::SetupArgs),
+    /// Run stage workers (`all` = every stage in one process).
+    Serve {
+        #[arg(value_enum, default_value = "all")]
+        stages: Vec<Stage>,
+        /// Store workers only for these networks (default: all configured).
+        #[arg(long = "network")]
+        networks: Vec<String>,
+    },
+    /// Back up paths, stdin or a PostgreSQL database; waits for the outcome.
+    Backup(backup::BackupArgs),
+    /// List backups, newest first.
+    List(commands::ListArgs),
+    /// Show one backup.
+    Show(commands::ShowArgs),
+    /// Restore a backup to a directory, a database or stdout.
+    Restore(commands::RestoreArgs),
+    /// Remove a backup and the chunks nothing else uses.
+    Forget(commands::ForgetArgs),
+    /// The audit ledger.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the ledger for edited, deleted or reordered entries.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum, Debug)]
+pub enum Stage {
+    All,
+    Ingest,
+    Encrypt,
+    Store,
+    Verify,
+    Ledger,
+    Retention,
+}
+
+/// Exit codes beyond 0 (done), 1 (error) and 2 (usage).
+pub mod exit {
+    pub const DEGRADED: u8 = 3;
+    pub const NO_WORKER: u8 = 4;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("cairn: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let cfg = cairn_config::Config::load(cli.config.as_deref())?;
+    let quiet = !matches!(cli.command, Command::Serve { .. });
+    cairn_telemetry::init(&cfg.telemetry, if quiet { "warn" } else { "info" })?;
+    match cli.command {
+        Command::Init(a) => commands::init(&cfg, a).await,
+        Command::Setup(a) => commands::setup(&cfg, a).await,
+        Command::Serve { stages, networks } => serve::serve(&cfg, &stages, &networks).await,
+        Command::Backup(a) => backup::backup(&cfg, a).await,
+        Command::List(a) => commands::list(&cfg, a).await,
+        Command::Show(a) => commands::show(&cfg, a).await,
+        Command::Restore(a) => commands::restore(&cfg, a).await,
+        Command::Forget(a) => commands::forget(&cfg, a).await,
+        Command::Audit {
+            command: AuditCommand::Verify { json },
+        } => commands::audit_verify(&cfg, json).await,
+    }
+}
+
+/// `user@host`, for `requested_by` and event sources.
+pub fn whoami(role: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{role}@{host}")
+}

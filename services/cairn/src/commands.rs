@@ -1,0 +1,337 @@
+//! The short commands: init, setup, list, show, restore, forget, audit.
+
+use crate::{output, whoami};
+use anyhow::{bail, Context};
+use cairn_bus::Bus;
+use cairn_crypto::KdfParams;
+use cairn_events::{BackupId, Envelope, Event, Restored, Source};
+use cairn_repo::restore::{DirSink, Restorer, WriterSink};
+use cairn_repo::Repository;
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn passphrase(cfg: &cairn_config::Config) -> anyhow::Result<cairn_crypto::Secret> {
+    cfg.passphrase()?
+        .context("no passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")
+}
+
+/// Connects to NATS for an optional side effect (recording an event); a
+/// command that works without the broker only warns when it is away.
+async fn try_bus(cfg: &cairn_config::Config) -> Option<Bus> {
+    match tokio::time::timeout(Duration::from_secs(3), Bus::connect(&cfg.nats, "cairn-cli")).await {
+        Ok(Ok(b)) if b.ensure_topology(&cfg.network_names()).await.is_ok() => Some(b),
+        Ok(Err(e)) => {
+            eprintln!("cairn: warning: not recorded in the ledger: {e}");
+            None
+        }
+        _ => {
+            eprintln!("cairn: warning: not recorded in the ledger: NATS did not answer");
+            None
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Argon2id memory in KiB (default 65536).
+    #[arg(long)]
+    kdf_memory_kib: Option<u32>,
+    /// Argon2id passes (default 3).
+    #[arg(long)]
+    kdf_iterations: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn init(cfg: &cairn_config::Config, a: InitArgs) -> anyhow::Result<u8> {
+    let pass = passphrase(cfg)?;
+    let mut kdf = KdfParams::default();
+    if let Some(m) = a.kdf_memory_kib {
+        kdf.memory_kib = m;
+    }
+    if let Some(t) = a.kdf_iterations {
+        kdf.iterations = t;
+    }
+    let repo = Repository::from_config(cfg)?;
+    let (config, key) = repo.init(&pass, kdf).await?;
+    if let Some(bus) = try_bus(cfg).await {
+        let env = Envelope::new(
+            "cli",
+            BackupId::repo(),
+            Event::RepoInitialised {
+                repo_id: config.repo_id.clone(),
+                key_id: key.key_id.clone(),
+                networks: cfg.network_names(),
+            },
+            &[config.repo_id.as_bytes()],
+        );
+        bus.publish_event(&env).await?;
+    }
+    if a.json {
+        output::json(&serde_json::json!({"repo_id": config.repo_id, "key_id": key.key_id, "networks": cfg.network_names()}));
+    } else {
+        println!(
+            "repository {} initialised on {} (key {}). Keep the passphrase safe: without it nothing can be restored.",
+            config.repo_id,
+            cfg.network_names().join(", "),
+            key.key_id
+        );
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args)]
+pub struct SetupArgs {
+    /// Print the stream and consumer definitions as JSON instead.
+    #[arg(long)]
+    print: bool,
+}
+
+pub async fn setup(cfg: &cairn_config::Config, a: SetupArgs) -> anyhow::Result<u8> {
+    let subjects = cairn_events::subjects::Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
+    if a.print {
+        let streams = cairn_bus::topology::streams(&subjects, &cfg.nats);
+        let consumers: Vec<serde_json::Value> =
+            cairn_bus::topology::all_consumers(&subjects, &cfg.nats, &cfg.network_names())
+                .into_iter()
+                .map(|c| serde_json::json!({"stream": c.stream, "config": c.config}))
+                .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"streams": streams, "consumers": consumers}))?
+        );
+        return Ok(0);
+    }
+    let bus = Bus::connect(&cfg.nats, "cairn-setup").await?;
+    bus.ensure_topology(&cfg.network_names()).await?;
+    cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    println!("streams, consumers and database schema are in place (prefix {})", cfg.nats.prefix);
+    Ok(0)
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn list(cfg: &cairn_config::Config, a: ListArgs) -> anyhow::Result<u8> {
+    let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    let rows = cairn_audit_ledger::query::list_backups(&pg, a.dataset.as_deref(), a.tag.as_deref()).await?;
+    if a.json {
+        output::json(&serde_json::json!({ "backups": rows }));
+        return Ok(0);
+    }
+    println!(
+        "{:<36}  {:<16} {:<10} {:<20} {:>10} {:>10}  TAGS",
+        "ID", "DATASET", "STATUS", "REQUESTED", "READ", "STORED"
+    );
+    for r in rows {
+        let stat = |k: &str| r.stats.as_ref().and_then(|s| s[k].as_u64()).map(output::bytes).unwrap_or_default();
+        println!(
+            "{:<36}  {:<16} {:<10} {:<20} {:>10} {:>10}  {}",
+            r.backup_id,
+            r.dataset,
+            r.status,
+            r.requested_at.clone().unwrap_or_default(),
+            stat("bytes_read"),
+            stat("bytes_stored"),
+            r.tags.join(",")
+        );
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    backup_id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn show(cfg: &cairn_config::Config, a: ShowArgs) -> anyhow::Result<u8> {
+    let id = BackupId::parse(&a.backup_id)?;
+    let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    let Some(row) = cairn_audit_ledger::query::backup(&pg, id.as_str()).await? else {
+        bail!("backup {id} not found in the ledger");
+    };
+    if a.json {
+        output::json(&serde_json::to_value(&row)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&row)?);
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    backup_id: String,
+    /// Restore files under this directory.
+    #[arg(long, conflicts_with_all = ["to_postgres", "stdout"])]
+    to: Option<PathBuf>,
+    /// pg_restore a database backup into this database.
+    #[arg(long, value_name = "URL", conflicts_with = "stdout")]
+    to_postgres: Option<String>,
+    /// Write the backup's single file to standard output.
+    #[arg(long)]
+    stdout: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Result<u8> {
+    let id = BackupId::parse(&a.backup_id)?;
+    if a.to.is_none() && a.to_postgres.is_none() && !a.stdout {
+        bail!("say where to restore: --to DIR, --to-postgres URL or --stdout");
+    }
+    let repo = Repository::from_config(cfg)?;
+    let keyring = repo.unlock(&passphrase(cfg)?).await?;
+    let restorer = Restorer::new(repo, keyring.sealer(), keyring.id_key());
+    let manifest = restorer.manifest(&id).await?;
+    let noop = |_: u64| {};
+    let (target, report) = if let Some(dir) = &a.to {
+        let mut sink = DirSink::new(dir)?;
+        let r = restorer.restore(&manifest, &mut sink, &noop).await?;
+        (format!("dir:{}", dir.display()), r)
+    } else if let Some(url) = &a.to_postgres {
+        if !matches!(manifest.source, Source::Postgres { .. }) {
+            bail!("backup {id} is not a PostgreSQL dump (its source is {:?})", manifest.source);
+        }
+        let mut child = tokio::process::Command::new("pg_restore")
+            .args(["--no-owner", "--exit-on-error", "--no-password", "--dbname", url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run pg_restore (is postgresql-client installed?)")?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut sink = WriterSink::new(stdin);
+        let r = restorer.restore(&manifest, &mut sink, &noop).await;
+        drop(sink);
+        let out = child.wait_with_output().await?;
+        let r = r?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            bail!("pg_restore failed ({}): {}", out.status, err.trim().lines().last().unwrap_or(""));
+        }
+        let safe_url = url.split('@').next_back().unwrap_or(url);
+        (format!("postgres:{safe_url}"), r)
+    } else {
+        let mut sink = WriterSink::new(tokio::io::stdout());
+        let r = restorer.restore(&manifest, &mut sink, &noop).await?;
+        ("stdout".to_string(), r)
+    };
+    let networks: Vec<String> = report.chunks_from.iter().map(|(n, c)| format!("{n}:{c}")).collect();
+    if let Some(bus) = try_bus(cfg).await {
+        let env = Envelope::new(
+            "cli",
+            id.clone(),
+            Event::BackupRestored(Restored {
+                target: target.clone(),
+                bytes_written: report.bytes_written,
+                files: report.files,
+                networks: networks.clone(),
+                restored_by: whoami(&std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+            }),
+            &[cairn_events::now_rfc3339().as_bytes()],
+        );
+        if let Err(e) = bus.publish_event(&env).await {
+            eprintln!("cairn: warning: restore not recorded in the ledger: {e}");
+        }
+    }
+    let summary = serde_json::json!({
+        "backup_id": id.to_string(),
+        "target": target,
+        "bytes_written": report.bytes_written,
+        "files": report.files,
+        "dirs": report.dirs,
+        "symlinks": report.symlinks,
+        "chunks_from": report.chunks_from,
+    });
+    if a.json {
+        output::json(&summary);
+    } else if !a.stdout {
+        println!(
+            "restored backup {id} to {target}: {} in {} files (every chunk and the Merkle root verified)",
+            output::bytes(report.bytes_written),
+            report.files
+        );
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args)]
+pub struct ForgetArgs {
+    backup_id: String,
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the retention worker.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result<u8> {
+    let id = BackupId::parse(&a.backup_id)?;
+    let repo = Repository::from_config(cfg)?;
+    if !repo.list_backups().await?.contains(&id) {
+        bail!("backup {id} not found on any network ({})", cfg.network_names().join(", "));
+    }
+    let bus = Bus::connect(&cfg.nats, "cairn-cli").await?;
+    bus.ensure_topology(&cfg.network_names()).await?;
+    let mut events = bus
+        .client
+        .subscribe(format!("{}.evt.backup.forgotten.{id}", bus.subjects.prefix()))
+        .await?;
+    let env = Envelope::new(
+        "cli",
+        id.clone(),
+        Event::ForgetRequested {
+            requested_by: whoami(&std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+        },
+        &[cairn_events::now_rfc3339().as_bytes()],
+    );
+    bus.publish_event(&env).await?;
+    let got = tokio::time::timeout(Duration::from_secs(a.timeout), events.next()).await;
+    let Ok(Some(msg)) = got else {
+        eprintln!("cairn: no retention worker answered within {} s; the request stays queued. Start one with `cairn serve retention`.", a.timeout);
+        return Ok(crate::exit::NO_WORKER);
+    };
+    let env: Envelope = cairn_events::decode(&msg.payload, "event")?;
+    let Event::BackupForgotten(f) = env.event else {
+        bail!("unexpected answer {}", env.event.kind());
+    };
+    if a.json {
+        output::json(&serde_json::json!({"backup_id": id.to_string(), "status": "forgotten", "chunks_deleted": f.chunks_deleted, "networks": f.networks, "retained_on": f.retained_on}));
+    } else {
+        println!("forgot backup {id}: {} chunks deleted from {}", f.chunks_deleted, f.networks.join(", "));
+    }
+    Ok(0)
+}
+
+pub async fn audit_verify(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
+    let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    let report = cairn_audit_ledger::check::verify(&pg).await?;
+    let ok = report.problems.is_empty();
+    if as_json {
+        output::json(&serde_json::json!({"ok": ok, "report": report}));
+    } else if ok {
+        println!(
+            "ledger intact: {} entries, chain {}, Merkle root {}",
+            report.entries, report.chain_hash, report.merkle_root
+        );
+    } else {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+    }
+    if ok {
+        Ok(0)
+    } else {
+        bail!("ledger tampered: {}", report.problems[0])
+    }
+}

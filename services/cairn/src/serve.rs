@@ -1,0 +1,98 @@
+//! `cairn serve`: runs the chosen stage workers in this process until it is
+//! stopped, and fails loudly if any of them stops.
+
+use crate::Stage;
+use anyhow::{bail, Context};
+use cairn_bus::Bus;
+use cairn_repo::Repository;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn serve(cfg: &cairn_config::Config, stages: &[Stage], only_networks: &[String]) -> anyhow::Result<u8> {
+    let has = |s: Stage| stages.contains(&Stage::All) || stages.contains(&s);
+    let bus = Bus::connect(&cfg.nats, "cairn-serve").await?;
+    bus.ensure_topology(&cfg.network_names()).await?;
+    let repo = Repository::from_config(cfg)?;
+    for n in only_networks {
+        if cfg.network(n).is_none() {
+            bail!("unknown network {n:?} (configured: {})", cfg.network_names().join(", "));
+        }
+    }
+    if has(Stage::Ingest) || has(Stage::Verify) || has(Stage::Ledger) {
+        cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    }
+    let keyring = if has(Stage::Ingest) || has(Stage::Encrypt) {
+        let pass = cfg
+            .passphrase()?
+            .context("ingest and encrypt need the repository passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")?;
+        Some(repo.unlock(&pass).await?)
+    } else {
+        None
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let whoami = crate::whoami;
+    if has(Stage::Ledger) {
+        let (bus, url) = (bus.clone(), cfg.postgres.url.clone());
+        tasks.spawn(async move { ("ledger", cairn_audit_ledger::run(bus, &url).await) });
+    }
+    if has(Stage::Ingest) {
+        let ctx = Arc::new(cairn_ingest::job::IngestContext {
+            bus: bus.clone(),
+            repo: repo.config().await?,
+            id_key: keyring.as_ref().expect("unlocked").id_key(),
+            pg: cairn_audit_ledger::db::connect(&cfg.postgres.url).await?,
+            networks: cfg.network_names(),
+            source: whoami("ingest"),
+        });
+        let n = cfg.ingest.concurrency;
+        tasks.spawn(async move { ("ingest", cairn_ingest::run(ctx, n).await) });
+    }
+    if has(Stage::Encrypt) {
+        let w = cairn_encrypt::EncryptWorker {
+            bus: bus.clone(),
+            sealer: Arc::new(keyring.as_ref().expect("unlocked").sealer()),
+            source: whoami("encrypt"),
+        };
+        tasks.spawn(async move { ("encrypt", cairn_encrypt::run(w, 8).await) });
+    }
+    if has(Stage::Store) {
+        for net in repo.networks() {
+            if !only_networks.is_empty() && !only_networks.iter().any(|n| n == net.name()) {
+                continue;
+            }
+            let (bus, net) = (bus.clone(), net.clone());
+            tasks.spawn(async move { ("store", cairn_store::run(bus, net, 8).await) });
+        }
+    }
+    if has(Stage::Verify) {
+        let w = cairn_verify::VerifyWorker {
+            bus: bus.clone(),
+            repo: repo.clone(),
+            pg: cairn_audit_ledger::db::connect(&cfg.postgres.url).await?,
+            timeout: Duration::from_secs(cfg.verify.timeout_secs),
+            source: whoami("verify"),
+        };
+        tasks.spawn(async move { ("verify", cairn_verify::run(w, 4).await) });
+    }
+    if has(Stage::Retention) {
+        let w = cairn_retention::RetentionWorker {
+            bus: bus.clone(),
+            repo: repo.clone(),
+            source: whoami("retention"),
+        };
+        tasks.spawn(async move { ("retention", cairn_retention::run(w).await) });
+    }
+    tracing::info!(workers = tasks.len(), prefix = bus.subjects.prefix(), "serving");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(0),
+        _ = term.recv() => Ok(0),
+        Some(done) = tasks.join_next() => {
+            match done {
+                Ok((stage, Err(e))) => bail!("the {stage} worker stopped: {e:#}"),
+                Ok((stage, Ok(()))) => bail!("the {stage} worker stopped"),
+                Err(e) => bail!("a worker crashed: {e}"),
+            }
+        }
+    }
+}
