@@ -1,0 +1,382 @@
+//! Test harness: every test gets its own nats-server (JetStream store in a
+//! temporary directory, so tests can read every byte it wrote), its own
+//! PostgreSQL database on the local server, its own data directory and
+//! config, and runs the real `cairn` binary, as a user would.
+//!
+//! Build the binary first (`cargo build -p cairn`; `scripts/test.sh` does).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+pub fn cairn_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAIRN_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/cairn
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("cairn"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p cairn` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct NatsServer {
+    pub port: u16,
+    pub store_dir: PathBuf,
+    child: Child,
+}
+
+impl NatsServer {
+    pub fn start(dir: &Path) -> NatsServer {
+        let port = free_port();
+        let store_dir = dir.join("jetstream");
+        std::fs::create_dir_all(&store_dir).unwrap();
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "host: 127.0.0.1\nport: {port}\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+                store_dir.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("nats.log")).unwrap();
+        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("nats-server");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server must be installed (scripts/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NatsServer { port, store_dir, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `sql` on the local PostgreSQL as the `postgres` user.
+pub fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("psql must be installed");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub struct Worker {
+    pub name: String,
+    child: Child,
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One isolated Cairn deployment.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub nats: NatsServer,
+    pub db: String,
+    pub prefix: String,
+    pub config: PathBuf,
+    workers: Vec<Worker>,
+    spawned: usize,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub ack_wait_secs: u64,
+    pub max_deliver: i64,
+    pub verify_timeout_secs: u64,
+    /// Extra networks beyond `local` (fs, under the data dir).
+    pub extra_networks: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ack_wait_secs: 5,
+            max_deliver: 3,
+            verify_timeout_secs: 60,
+            extra_networks: vec![],
+        }
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::with(Options::default())
+    }
+
+    pub fn with(o: Options) -> Env {
+        let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().unwrap();
+        let nats = NatsServer::start(dir.path());
+        let tag: String = hex::encode(rand::random::<[u8; 5]>());
+        let prefix = format!("t{tag}");
+        let db = format!("cairn_test_{tag}");
+        let data = dir.path().join("data");
+        let mut nets = String::new();
+        for n in std::iter::once("local".to_string()).chain(o.extra_networks.iter().cloned()) {
+            nets.push_str(&format!("\n[[networks]]\nname = \"{n}\"\nkind = \"fs\"\n"));
+        }
+        let config = dir.path().join("cairn.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n\n[nats]\nurl = \"{}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\n\n[postgres]\nurl = \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"\n\n[verify]\ntimeout_secs = {}\n{nets}",
+                data.display(),
+                nats.url(),
+                o.ack_wait_secs,
+                o.max_deliver,
+                o.verify_timeout_secs
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        Env {
+            dir,
+            nats,
+            db,
+            prefix,
+            config,
+            workers: Vec::new(),
+            spawned: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `local` network's directory.
+    pub fn network_dir(&self, name: &str) -> PathBuf {
+        self.path().join("data/networks").join(name)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(cairn_bin());
+        c.env("CAIRN_CONFIG", &self.config)
+            .env("CAIRN_PASSPHRASE", PASSPHRASE)
+            .env_remove("RUST_LOG")
+            .current_dir(self.path());
+        c
+    }
+
+    /// Runs `cairn ARGS`, capturing output (also kept under logs/).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(self.cmd(), args, None)
+    }
+
+    pub fn run_with(&self, mut c: Command, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = c.spawn().expect("run cairn");
+        if let Some(data) = stdin {
+            let mut si = child.stdin.take().unwrap();
+            si.write_all(data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let n = std::fs::read_dir(self.logs_dir()).map(|d| d.count()).unwrap_or(0);
+        let mut log = out.stdout.clone();
+        log.extend_from_slice(&out.stderr);
+        let _ = std::fs::write(self.logs_dir().join(format!("cmd-{n:03}.log")), log);
+        out
+    }
+
+    /// Runs `cairn ARGS` and insists it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(args);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("cairn {args:?}: not JSON ({e}): {text}"))
+    }
+
+    /// `cairn init` with a fast KDF (tests only).
+    pub fn init(&self) {
+        self.ok(&["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    }
+
+    /// Starts `cairn serve STAGES` in the background, logging to logs/.
+    pub fn serve(&mut self, stages: &[&str]) -> usize {
+        self.spawned += 1;
+        let name = format!("serve-{}-{}", stages.join("+"), self.spawned);
+        let log = std::fs::File::create(self.logs_dir().join(format!("{name}.log"))).unwrap();
+        let mut c = self.cmd();
+        c.arg("serve").args(stages).stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        let child = c.spawn().expect("start cairn serve");
+        self.workers.push(Worker { name, child });
+        self.workers.len() - 1
+    }
+
+    pub fn worker(&mut self, i: usize) -> &mut Worker {
+        &mut self.workers[i]
+    }
+
+    pub fn backup(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["backup", "--json"];
+        a.extend_from_slice(args);
+        let v = self.json(&a);
+        assert_eq!(v["status"], "completed", "backup {args:?}: {v}");
+        v
+    }
+
+    /// Every byte under `dir`, file by file (for plaintext searches).
+    pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.workers.clear();
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
+            .output();
+        if std::env::var_os("CAIRN_KEEP_TEST_DIRS").is_some() {
+            let p = self.dir.path().to_path_buf();
+            eprintln!("keeping {}", p.display());
+            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A file-by-file description of a tree: relative path → (kind, mode, mtime, sha256/target).
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let md = std::fs::symlink_metadata(e.path()).unwrap();
+        let desc = if md.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if md.is_dir() {
+            format!("dir {:o}", md.mode() & 0o7777)
+        } else {
+            let mut h = Sha256::new();
+            let mut f = std::fs::File::open(e.path()).unwrap();
+            std::io::copy(&mut f, &mut h).unwrap();
+            format!(
+                "file {:o} {} {} {}",
+                md.mode() & 0o7777,
+                md.len(),
+                md.mtime(),
+                hex::encode(h.finalize())
+            )
+        };
+        out.insert(rel, desc);
+    }
+    out
+}
+
+/// Writes `n` bytes of random data.
+pub fn random_file(path: &Path, n: usize) {
+    use rand::RngCore;
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(buf.len());
+        rand::thread_rng().fill_bytes(&mut buf[..k]);
+        f.write_all(&buf[..k]).unwrap();
+        left -= k;
+    }
+}
+
+/// Writes `n` bytes of compressible, line-oriented text seeded by `seed`.
+pub fn text_file(path: &Path, n: usize, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut written = 0;
+    let mut i = seed;
+    while written < n {
+        let line = format!("{i:012} account={} balance={} note=lorem ipsum dolor sit amet\n", i * 7919 % 100_003, i % 977);
+        f.write_all(line.as_bytes()).unwrap();
+        written += line.len();
+        i += 1;
+    }
+}

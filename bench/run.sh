@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# Cairn against restic and borg on the same data, in one run.
+#
+# Usage: bench/run.sh [SCALE]          (SCALE of the pgbench dump, default 30)
+#
+# For each tool, in the order restic, borg, Cairn, and in the same order of
+# phases for each: full backup of v1, incremental backup of v2 into the same
+# repository, restore of the v2 backup (checked byte for byte against v2).
+# Results go to BENCHMARKS.md (between the results markers; the rest of the
+# file is kept) and to bench/results/<date>-s<SCALE>.tsv.
+#
+# Environment (all optional):
+#   BENCH_WORK=DIR    scratch directory (default: a new /tmp/cairn-bench.*)
+#   BENCH_DATA=DIR    reuse a data set made by bench/make-dataset.sh
+#   BENCH_KEEP=1      keep the scratch directory (repositories, logs)
+#   BENCH_TOOLS="restic borg cairn"   which tools to run
+#   BENCH_NO_BUILD=1  do not run `cargo build --release -p cairn` first
+#   CAIRN_BIN=PATH    the cairn binary (default: $CARGO_TARGET_DIR/release/cairn)
+#   BENCH_OUT=FILE    where to write the results (default: BENCHMARKS.md)
+#
+# Everything listens on 127.0.0.1 only. Cairn gets a private nats-server
+# (JetStream in the scratch directory, killed at the end) and a private
+# PostgreSQL database on 127.0.0.1:5432 (dropped at the end).
+set -euo pipefail
+
+SCALE=${1:-30}
+case $SCALE in '' | *[!0-9]*) echo "run.sh: SCALE must be a positive integer" >&2; exit 2 ;; esac
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}
+CAIRN=${CAIRN_BIN:-$CARGO_TARGET_DIR/release/cairn}
+TOOLS=${BENCH_TOOLS:-restic borg cairn}
+OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
+RUN_ID=b$(date +%s)$$
+PGDB="cairn_bench_${RUN_ID}"
+export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
+export PGOPTIONS="-c client_min_messages=warning"
+CLK_TCK=$(getconf CLK_TCK)
+START_SECONDS=$SECONDS
+
+say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+
+# --- tools ------------------------------------------------------------------
+need_pkgs=()
+[ -x /usr/bin/time ] || need_pkgs+=(time)
+for t in $TOOLS; do
+    case $t in
+    restic) command -v restic >/dev/null || need_pkgs+=(restic) ;;
+    borg) command -v borg >/dev/null || need_pkgs+=(borgbackup) ;;
+    cairn) command -v nats-server >/dev/null || need_pkgs+=(nats-server) ;;
+    *) die "unknown tool '$t' in BENCH_TOOLS" ;;
+    esac
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    say "installing ${need_pkgs[*]}"
+    apt-get install -y "${need_pkgs[@]}" >/dev/null
+fi
+for c in psql pg_dump pgbench jq diff du; do command -v $c >/dev/null || die "$c is missing"; done
+
+if [[ " $TOOLS " == *" cairn "* ]]; then
+    if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${CAIRN_BIN:-}" ]; then
+        say "cargo build --release -p cairn"
+        (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "release build"
+    fi
+    [ -x "$CAIRN" ] || die "no cairn binary at $CAIRN"
+fi
+
+# --- scratch space and cleanup -------------------------------------------------
+WORK=${BENCH_WORK:-$(mktemp -d /tmp/cairn-bench.XXXXXX)}
+mkdir -p "$WORK/log" "$WORK/restore"
+SRC=$WORK/src # the one source path every tool backs up
+RAW=$WORK/results.tsv
+: >"$RAW"
+NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' DB_MADE=''
+
+cleanup() {
+    local rc=$?
+    [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_TIME_PID" 2>/dev/null
+    [ -n "$NATS_PID" ] && kill -TERM "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null
+    [ -n "$DB_MADE" ] && psql -X -q -d postgres -c "drop database if exists $PGDB" 2>/dev/null
+    if [ -n "${BENCH_KEEP:-}" ] || [ $rc -ne 0 ]; then
+        say "scratch directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- data -------------------------------------------------------------------------
+DATA=${BENCH_DATA:-$WORK/data}
+if [ ! -f "$DATA/v1/dump.sql" ] || [ ! -f "$DATA/v2/dump.sql" ]; then
+    say "making the data set (scale $SCALE) in $DATA"
+    "$HERE/make-dataset.sh" "$DATA" "$SCALE"
+else
+    say "reusing the data set in $DATA"
+fi
+V1_BYTES=$(du -sb "$DATA/v1" | cut -f1)
+V2_BYTES=$(du -sb "$DATA/v2" | cut -f1)
+DUMP_BYTES=$(stat -c %s "$DATA/v2/dump.sql")
+V2_DIFF_LINES=$( (diff "$DATA/v1/dump.sql" "$DATA/v2/dump.sql" || true) | grep -c '^[<>]' || true)
+
+# Full backups start from a fresh copy of v1 (mtimes kept). The incremental
+# overwrites dump.sql in place with the v2 dump; the random files are left as
+# they are, as they would be on a real machine between two backups.
+prep_v1() { rm -rf "$SRC" && mkdir -p "$SRC" && cp -a "$DATA/v1/." "$SRC/"; sync; }
+prep_v2() { cp "$DATA/v2/dump.sql" "$SRC/dump.sql"; sync; }
+
+check_restore() { # tool dir
+    local tool=$1 dir=$2
+    [ -d "$dir" ] || die "$tool restore: $dir does not exist (ls: $(ls -R "$WORK/restore/$tool" | head -20))"
+    if ! diff -r -q "$DATA/v2" "$dir" >"$WORK/log/$tool-diff.txt" 2>&1; then
+        cat "$WORK/log/$tool-diff.txt" >&2
+        die "$tool: the restored tree differs from v2 (see above)"
+    fi
+    say "$tool restore is byte-identical to v2"
+}
+
+# --- measuring --------------------------------------------------------------------
+# put KEY VALUE: one result
+put() { printf '%s\t%s\n' "$1" "$2" >>"$RAW"; }
+get() { awk -F'\t' -v k="$1" '$1 == k { v = $2 } END { print v }' "$RAW"; }
+
+# timed KEY CMD...: wall seconds, peak RSS (KiB) and CPU seconds of CMD.
+timed() {
+    local key=$1
+    shift
+    local tf="$WORK/log/$key.time"
+    say "$key: $*"
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$WORK/log/$key.out" 2>"$WORK/log/$key.err"; then
+        tail -20 "$WORK/log/$key.err" >&2
+        die "$key: command failed: $*"
+    fi
+    local e m u s
+    read -r e m u s < <(tail -1 "$tf")
+    put "$key.wall" "$e"
+    put "$key.rss_kib" "$m"
+    put "$key.cpu" "$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')"
+    say "$key: ${e} s, peak RSS $((m / 1024)) MiB, CPU $(get "$key.cpu") s"
+}
+
+cpu_ticks() { # PID...: utime+stime of the live ones
+    local t=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
+    done
+    echo $t
+}
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+pg_backends() { pgrep -f "postgres: .*[^ ]+ $PGDB 127\\.0\\.0\\.1\\(" || true; }
+ticks_to_s() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }'; }
+
+# ======================================================================================
+run_restic() {
+    export RESTIC_REPOSITORY=$WORK/restic-repo RESTIC_PASSWORD=bench-passphrase
+    export RESTIC_CACHE_DIR=$WORK/restic-cache
+    restic init >"$WORK/log/restic-init.log" 2>&1 || die "restic init"
+    prep_v1
+    timed restic.full restic backup "$SRC"
+    prep_v2
+    timed restic.incr restic backup "$SRC"
+    timed restic.restore restic restore latest --target "$WORK/restore/restic"
+    check_restore restic "$WORK/restore/restic$SRC"
+    put restic.repo_bytes "$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
+    rm -rf "$WORK/restore/restic"
+}
+
+run_borg() {
+    export BORG_REPO=$WORK/borg-repo BORG_PASSPHRASE=bench-passphrase
+    export BORG_BASE_DIR=$WORK/borg-base # fresh files cache and security dir
+    borg init --encryption=repokey >"$WORK/log/borg-init.log" 2>&1 || die "borg init"
+    prep_v1
+    timed borg.full borg create ::v1 "$SRC"
+    prep_v2
+    timed borg.incr borg create ::v2 "$SRC"
+    mkdir -p "$WORK/restore/borg"
+    pushd "$WORK/restore/borg" >/dev/null
+    timed borg.restore borg extract ::v2
+    popd >/dev/null
+    check_restore borg "$WORK/restore/borg$SRC"
+    put borg.repo_bytes "$(du -sb "$BORG_REPO" | cut -f1)"
+    rm -rf "$WORK/restore/borg"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+
+# cairn_phase KEY CMD...: a timed cairn command, plus what the serve process,
+# nats-server and the Postgres backends of this run spent meanwhile.
+cairn_phase() {
+    local key=$1
+    shift
+    local pgb serve0 nats0 pg0
+    pgb=$(pg_backends)
+    serve0=$(cpu_ticks "$SERVE_PID") nats0=$(cpu_ticks "$NATS_PID")
+    # shellcheck disable=SC2086
+    pg0=$(cpu_ticks $pgb)
+    timed "$key" "$@"
+    put "$key.serve_cpu" "$(ticks_to_s $(($(cpu_ticks "$SERVE_PID") - serve0)))"
+    put "$key.nats_cpu" "$(ticks_to_s $(($(cpu_ticks "$NATS_PID") - nats0)))"
+    # shellcheck disable=SC2086
+    put "$key.pg_cpu" "$(ticks_to_s $(($(cpu_ticks $pgb) - pg0)))"
+    put "$key.serve_hwm_kib" "$(hwm_kib "$SERVE_PID")"
+    put "$key.nats_hwm_kib" "$(hwm_kib "$NATS_PID")"
+    say "$key: meanwhile serve CPU $(get "$key.serve_cpu") s, nats-server $(get "$key.nats_cpu") s, postgres $(get "$key.pg_cpu") s"
+}
+
+backup_field() { jq -r ".$2 // empty" "$WORK/log/$1.out"; }
+
+run_cairn() {
+    local port cfg id_full id_incr st
+    port=$(free_port)
+    cfg=$WORK/cairn.toml
+    cat >"$cfg" <<EOF
+data_dir = "$WORK/cairn-data"
+
+[nats]
+url = "nats://127.0.0.1:$port"
+prefix = "$RUN_ID"
+
+[postgres]
+url = "host=127.0.0.1 port=5432 user=postgres dbname=$PGDB"
+
+[telemetry]
+log = "info"
+EOF
+    # No CAIRN_* from the caller's environment may change the run.
+    while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
+    export CAIRN_PASSPHRASE=bench-passphrase
+
+    nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$WORK/log/nats-server.log" 2>&1 &
+    NATS_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    kill -0 "$NATS_PID" 2>/dev/null || die "nats-server did not start: $(tail -5 "$WORK/log/nats-server.log")"
+    DB_MADE=1
+    "$CAIRN" --config "$cfg" init --json >"$WORK/log/cairn-init.log" 2>&1 || die "cairn init: $(cat "$WORK/log/cairn-init.log")"
+
+    /usr/bin/time -f '%e %M %U %S' -o "$WORK/log/cairn.serve.time" \
+        "$CAIRN" --config "$cfg" serve all >"$WORK/log/cairn-serve.log" 2>&1 &
+    SERVE_TIME_PID=$!
+    for _ in $(seq 300); do
+        SERVE_PID=$(pgrep -P "$SERVE_TIME_PID" || true)
+        [ -n "$SERVE_PID" ] && grep -q serving "$WORK/log/cairn-serve.log" && break
+        kill -0 "$SERVE_TIME_PID" 2>/dev/null || die "cairn serve stopped: $(tail -5 "$WORK/log/cairn-serve.log")"
+        sleep 0.1
+    done
+    grep -q serving "$WORK/log/cairn-serve.log" || die "cairn serve is not serving after 30 s"
+
+    prep_v1
+    cairn_phase cairn.full timeout 3600 "$CAIRN" --config "$cfg" backup "$SRC" --json
+    st=$(backup_field cairn.full status)
+    [ "$st" = completed ] || die "cairn full backup status '$st': $(cat "$WORK/log/cairn.full.out")"
+    id_full=$(backup_field cairn.full backup_id)
+    put cairn.full.bytes_stored "$(backup_field cairn.full bytes_stored)"
+    put cairn.after_full.repo_bytes "$(du -sb "$WORK/cairn-data/networks/local" | cut -f1)"
+
+    prep_v2
+    cairn_phase cairn.incr timeout 3600 "$CAIRN" --config "$cfg" backup "$SRC" --json
+    st=$(backup_field cairn.incr status)
+    [ "$st" = completed ] || die "cairn incremental backup status '$st': $(cat "$WORK/log/cairn.incr.out")"
+    id_incr=$(backup_field cairn.incr backup_id)
+    put cairn.incr.bytes_stored "$(backup_field cairn.incr bytes_stored)"
+
+    cairn_phase cairn.restore timeout 3600 "$CAIRN" --config "$cfg" restore "$id_incr" --to "$WORK/restore/cairn" --json
+    local where
+    where=$(find "$WORK/restore/cairn" -name dump.sql -printf '%h\n' | head -1)
+    check_restore cairn "${where:-$WORK/restore/cairn/missing}"
+    put cairn.repo_bytes "$(du -sb "$WORK/cairn-data/networks/local" | cut -f1)"
+    put cairn.ledger_bytes "$(psql -X -Atq -d "$PGDB" -c 'select pg_database_size(current_database())')"
+    put cairn.serve_hwm_kib "$(hwm_kib "$SERVE_PID")"
+    put cairn.nats_hwm_kib "$(hwm_kib "$NATS_PID")"
+    say "cairn backups: full $id_full, incremental $id_incr"
+
+    kill -TERM "$SERVE_PID"
+    wait "$SERVE_TIME_PID" || say "cairn serve exited with status $? on SIGTERM"
+    SERVE_PID=''
+    kill -TERM "$NATS_PID"
+    wait "$NATS_PID" || true
+    NATS_PID=''
+    put cairn.js_bytes "$(du -sb "$WORK/jetstream" | cut -f1)"
+    rm -rf "$WORK/restore/cairn"
+}
+
+for t in $TOOLS; do
+    say "=== $t"
+    "run_$t"
+done
+TOTAL_MIN=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%.1f", s / 60 }')
+
+# --- report --------------------------------------------------------------------------
+mb() { awk -v b="$1" 'BEGIN { if (b == "") print "–"; else printf "%.1f", b / 1e6 }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k == "") print "–"; else printf "%.0f", k / 1024 }'; }
+rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s == "" || s == 0) print "–"; else printf "%.0f", b / 1e6 / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "–" || b == "–" || b == 0) print "–"; else printf "%.2f", a / b }'; }
+sum() { awk 'BEGIN { t = 0; n = 0 } { for (i = 1; i <= NF; i++) if ($i != "") { t += $i; n++ } } END { if (n) printf "%.2f", t; else print "" }' <<<"$*"; }
+
+# Cairn's figures for a backup phase are every process it needs: client +
+# serve + nats-server (peak RSS summed; CPU of Postgres added to CPU).
+for ph in full incr restore; do
+    c=$(get cairn.$ph.rss_kib)
+    if [ -n "$c" ]; then
+        if [ $ph = restore ]; then
+            put cairn.$ph.total_rss_kib "$c"
+        else
+            put cairn.$ph.total_rss_kib "$((c + $(get cairn.$ph.serve_hwm_kib) + $(get cairn.$ph.nats_hwm_kib)))"
+        fi
+        put cairn.$ph.total_cpu "$(sum "$(get cairn.$ph.cpu)" "$(get cairn.$ph.serve_cpu)" "$(get cairn.$ph.nats_cpu)" "$(get cairn.$ph.pg_cpu)")"
+    fi
+    for t in restic borg; do
+        put $t.$ph.total_rss_kib "$(get $t.$ph.rss_kib)"
+        put $t.$ph.total_cpu "$(get $t.$ph.cpu)"
+    done
+done
+
+row() { # label restic borg cairn
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$4" "$2")"
+}
+v() { local x; x=$(get "$1"); echo "${x:-–}"; }
+
+DATE=$(date -u +%Y-%m-%d)
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git -C "$ROOT" status --porcelain -- services shared Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+[ "$DIRTY" -gt 0 ] && COMMIT="$COMMIT (+ $DIRTY uncommitted changes in services/ shared/)"
+MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+ver() { "$@" 2>/dev/null | head -1 || echo "not installed"; }
+
+REPORT=$WORK/report.md
+{
+    echo "<!-- results:begin (written by bench/run.sh; edit outside the markers) -->"
+    echo "## Results: $DATE, SCALE=$SCALE"
+    echo
+    echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $MEM RAM, $(uname -sr)"
+    echo "- Versions: $(ver restic version); $(ver borg --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql //'); cairn $COMMIT"
+    echo "- Data: v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB (pg_dump $(mb "$DUMP_BYTES") MB, 256 MiB random, 128 MiB duplicate of it); \`diff\` of the two dumps: $V2_DIFF_LINES lines removed or added"
+    echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). Total run: $TOTAL_MIN min."
+    echo "- MB = 10^6 bytes. MB/s = size of the version backed up or restored / wall seconds."
+    echo "  Ratios: for MB/s higher is better; for every other row lower is better."
+    echo
+    echo "| | restic | borg | Cairn | borg / restic | Cairn / restic |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for ph in full incr restore; do
+        case $ph in full) lab="Full backup (v1)" bytes=$V1_BYTES ;; incr) lab="Incremental backup (v2)" bytes=$V2_BYTES ;; restore) lab="Restore (v2)" bytes=$V2_BYTES ;; esac
+        row "$lab: wall s" "$(v restic.$ph.wall)" "$(v borg.$ph.wall)" "$(v cairn.$ph.wall)"
+        row "$lab: **MB/s**" "$(rate "$bytes" "$(get restic.$ph.wall)")" "$(rate "$bytes" "$(get borg.$ph.wall)")" "$(rate "$bytes" "$(get cairn.$ph.wall)")"
+        row "$lab: peak RSS MiB ¹" "$(mib "$(get restic.$ph.total_rss_kib)")" "$(mib "$(get borg.$ph.total_rss_kib)")" "$(mib "$(get cairn.$ph.total_rss_kib)")"
+        row "$lab: CPU s (user+sys) ²" "$(v restic.$ph.total_cpu)" "$(v borg.$ph.total_cpu)" "$(v cairn.$ph.total_cpu)"
+    done
+    row "**Repository size, MB** (after both backups)" "$(mb "$(get restic.repo_bytes)")" "$(mb "$(get borg.repo_bytes)")" "$(mb "$(get cairn.repo_bytes)")"
+    echo
+    echo "¹ Cairn's backup figures add the peaks of the \`cairn backup\` client, the \`cairn serve all\` process"
+    echo "(peak since it started) and the private nats-server; PostgreSQL is not counted. Restore is the client alone."
+    echo "² Cairn: client + serve + nats-server + this run's PostgreSQL backends, measured from /proc during the phase."
+    echo
+    if [[ " $TOOLS " == *" cairn "* ]]; then
+        echo "Cairn in detail:"
+        echo
+        echo "| Cairn | full | incremental | restore |"
+        echo "|---|---:|---:|---:|"
+        echo "| \`cairn\` client peak RSS, MiB | $(mib "$(get cairn.full.rss_kib)") | $(mib "$(get cairn.incr.rss_kib)") | $(mib "$(get cairn.restore.rss_kib)") |"
+        echo "| \`cairn serve all\` peak RSS so far, MiB | $(mib "$(get cairn.full.serve_hwm_kib)") | $(mib "$(get cairn.incr.serve_hwm_kib)") | $(mib "$(get cairn.restore.serve_hwm_kib)") |"
+        echo "| nats-server peak RSS so far, MiB | $(mib "$(get cairn.full.nats_hwm_kib)") | $(mib "$(get cairn.incr.nats_hwm_kib)") | $(mib "$(get cairn.restore.nats_hwm_kib)") |"
+        echo "| CPU s: client | $(v cairn.full.cpu) | $(v cairn.incr.cpu) | $(v cairn.restore.cpu) |"
+        echo "| CPU s: serve (ingest, encrypt, store, verify, ledger) | $(v cairn.full.serve_cpu) | $(v cairn.incr.serve_cpu) | $(v cairn.restore.serve_cpu) |"
+        echo "| CPU s: nats-server | $(v cairn.full.nats_cpu) | $(v cairn.incr.nats_cpu) | $(v cairn.restore.nats_cpu) |"
+        echo "| CPU s: PostgreSQL backends | $(v cairn.full.pg_cpu) | $(v cairn.incr.pg_cpu) | $(v cairn.restore.pg_cpu) |"
+        echo "| \`bytes_stored\` reported | $(mb "$(get cairn.full.bytes_stored)") MB | $(mb "$(get cairn.incr.bytes_stored)") MB | |"
+        echo
+        echo "- Local network after the full backup: $(mb "$(get cairn.after_full.repo_bytes)") MB; after both: $(mb "$(get cairn.repo_bytes)") MB."
+        echo "- JetStream store directory after the run: $(mb "$(get cairn.js_bytes)") MB. Ledger database: $(mb "$(get cairn.ledger_bytes)") MB."
+        echo "- Peak RSS over the whole run: serve $(mib "$(get cairn.serve_hwm_kib)") MiB, nats-server $(mib "$(get cairn.nats_hwm_kib)") MiB."
+    fi
+    echo "<!-- results:end -->"
+} >"$REPORT"
+
+mkdir -p "$HERE/results"
+cp "$RAW" "$HERE/results/$DATE-s$SCALE.tsv"
+cp "$REPORT" "$HERE/results/$DATE-s$SCALE.md"
+
+# Put the report between the markers of $OUT, keeping the rest of the file.
+if [ -f "$OUT" ] && grep -q '<!-- results:begin' "$OUT"; then
+    awk -v rep="$REPORT" '
+        /<!-- results:begin/ { while ((getline l < rep) > 0) print l; skip = 1; next }
+        /<!-- results:end -->/ { skip = 0; next }
+        !skip { print }' "$OUT" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+else
+    {
+        [ -f "$OUT" ] && cat "$OUT" && echo
+        [ -f "$OUT" ] || printf '# Benchmarks\n\nReproduce with `bench/run.sh [SCALE]` (see bench/README.md).\n\n'
+        cat "$REPORT"
+    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+fi
+cat "$REPORT"
+say "done in $TOTAL_MIN min; results in $OUT and bench/results/$DATE-s$SCALE.{md,tsv}"
