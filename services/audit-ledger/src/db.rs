@@ -55,7 +55,10 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
             })?;
             let quoted = format!("\"{}\"", db.replace('"', "\"\""));
             if let Err(e) = c.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
-                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                // Another process may be creating it at the same moment: that
+                // shows as either error, and either is fine.
+                use tokio_postgres::error::SqlState;
+                if e.code() != Some(&SqlState::DUPLICATE_DATABASE) && e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
                     return Err(e.into());
                 }
             }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine or a developer's: installs
+# and starts what the tests talk to (nats-server, PostgreSQL), then checks
+# formatting and lints, builds the workspace once and runs every test.
+# Reuses $CARGO_TARGET_DIR (default ~/.cache/cairn-target) between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_nats
+ensure_postgres
+ensure_rust
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+say "building"
+cargo build --workspace --all-targets --quiet
+if command -v cargo-nextest >/dev/null; then
+  say "running the tests (cargo nextest)"
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  say "running the tests (cargo test)"
+  cargo test --workspace --no-fail-fast "$@"
+fi
