@@ -33,7 +33,11 @@ pub fn cairn_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct NatsServer {
@@ -70,10 +74,17 @@ impl NatsServer {
             .expect("nats-server must be installed (scripts/setup.sh installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        NatsServer { port, store_dir, child }
+        NatsServer {
+            port,
+            store_dir,
+            child,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -91,7 +102,18 @@ impl Drop for NatsServer {
 /// Runs `sql` on the local PostgreSQL as the `postgres` user.
 pub fn psql(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtc",
+            sql,
+        ])
         .output()
         .expect("psql must be installed");
     assert!(
@@ -155,13 +177,22 @@ impl Default for Options {
     }
 }
 
+impl Default for Env {
+    fn default() -> Self {
+        Env::with(Options::default())
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
-        Env::with(Options::default())
+        Env::default()
     }
 
     pub fn with(o: Options) -> Env {
-        let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir()
+            .unwrap();
         let nats = NatsServer::start(dir.path());
         let tag: String = hex::encode(rand::random::<[u8; 5]>());
         let prefix = format!("t{tag}");
@@ -225,14 +256,20 @@ impl Env {
 
     pub fn run_with(&self, mut c: Command, args: &[&str], stdin: Option<&[u8]>) -> Output {
         c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = c.spawn().expect("run cairn");
         if let Some(data) = stdin {
             let mut si = child.stdin.take().unwrap();
             si.write_all(data).unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        let n = std::fs::read_dir(self.logs_dir()).map(|d| d.count()).unwrap_or(0);
+        let n = std::fs::read_dir(self.logs_dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
         let mut log = out.stdout.clone();
         log.extend_from_slice(&out.stderr);
         let _ = std::fs::write(self.logs_dir().join(format!("cmd-{n:03}.log")), log);
@@ -254,7 +291,8 @@ impl Env {
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let text = self.ok(args);
-        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("cairn {args:?}: not JSON ({e}): {text}"))
+        serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("cairn {args:?}: not JSON ({e}): {text}"))
     }
 
     /// `cairn init` with a fast KDF (tests only).
@@ -268,7 +306,11 @@ impl Env {
         let name = format!("serve-{}-{}", stages.join("+"), self.spawned);
         let log = std::fs::File::create(self.logs_dir().join(format!("{name}.log"))).unwrap();
         let mut c = self.cmd();
-        c.arg("serve").args(stages).stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        c.arg("serve")
+            .args(stages)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null());
         let child = c.spawn().expect("start cairn serve");
         self.workers.push(Worker { name, child });
         self.workers.len() - 1
@@ -301,13 +343,24 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.workers.clear();
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qAtc",
+            ])
             .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
             .output();
         if std::env::var_os("CAIRN_KEEP_TEST_DIRS").is_some() {
             let p = self.dir.path().to_path_buf();
             eprintln!("keeping {}", p.display());
-            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().unwrap(),
+            ));
         }
     }
 }
@@ -319,7 +372,10 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -331,7 +387,12 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let e = e.unwrap();
-        let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let md = std::fs::symlink_metadata(e.path()).unwrap();
         let desc = if md.file_type().is_symlink() {
             format!("link {}", std::fs::read_link(e.path()).unwrap().display())
@@ -374,7 +435,11 @@ pub fn text_file(path: &Path, n: usize, seed: u64) {
     let mut written = 0;
     let mut i = seed;
     while written < n {
-        let line = format!("{i:012} account={} balance={} note=lorem ipsum dolor sit amet\n", i * 7919 % 100_003, i % 977);
+        let line = format!(
+            "{i:012} account={} balance={} note=lorem ipsum dolor sit amet\n",
+            i * 7919 % 100_003,
+            i % 977
+        );
         f.write_all(line.as_bytes()).unwrap();
         written += line.len();
         i += 1;

@@ -13,21 +13,43 @@ fn mixed_tree(root: &Path, scale_mib: usize) {
     text_file(&root.join("db/dump.sql"), scale_mib * 35 / 100 * mib, 1);
     // A duplicate of part of the random data: dedup within one backup.
     let base = std::fs::read(root.join("db/base.bin")).unwrap();
-    std::fs::write(root.join("db/copy.bin"), &base[..scale_mib * 15 / 100 * mib]).unwrap();
+    std::fs::write(
+        root.join("db/copy.bin"),
+        &base[..scale_mib * 15 / 100 * mib],
+    )
+    .unwrap();
     for i in 0..200 {
-        text_file(&root.join(format!("docs/deep/note-{i}.txt")), 20_000 + i * 100, i as u64);
+        text_file(
+            &root.join(format!("docs/deep/note-{i}.txt")),
+            20_000 + i * 100,
+            i as u64,
+        );
     }
-    random_file(&root.join("db/wal/000000010000000000000001"), scale_mib * 8 / 100 * mib);
+    random_file(
+        &root.join("db/wal/000000010000000000000001"),
+        scale_mib * 8 / 100 * mib,
+    );
     std::fs::write(root.join("docs/empty"), b"").unwrap();
-    std::fs::write(root.join("docs/deep/deeper/ünïcödé name.txt"), "naïve café\n").unwrap();
+    std::fs::write(
+        root.join("docs/deep/deeper/ünïcödé name.txt"),
+        "naïve café\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink("../db/dump.sql", root.join("docs/link-to-dump")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("docs/empty"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        root.join("docs/empty"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::set_permissions(root.join("db/wal"), std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 fn dir_bytes(p: &Path) -> u64 {
-    Env::files_under(p).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum()
+    Env::files_under(p)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
 }
 
 /// 200 MiB of mixed data round-trips byte-identical (with modes, mtimes and
@@ -53,22 +75,33 @@ fn mixed_200mib_round_trip_and_incremental() {
     let out1 = env.path().join("restore1");
     let id1 = b1["backup_id"].as_str().unwrap().to_string();
     env.ok(&["restore", &id1, "--to", out1.to_str().unwrap()]);
-    assert_eq!(snapshot(&out1.join("src")), v1, "first restore differs from the source");
+    assert_eq!(
+        snapshot(&out1.join("src")),
+        v1,
+        "first restore differs from the source"
+    );
 
     // Change about 1%: rewrite 1 MiB inside the random file, insert text in
     // the middle of the dump, append to a WAL segment, add one file.
     {
         use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(src.join("db/base.bin")).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(src.join("db/base.bin"))
+            .unwrap();
         f.seek(SeekFrom::Start(30 << 20)).unwrap();
         f.write_all(&vec![0x5a; 1 << 20]).unwrap();
         let dump = std::fs::read(src.join("db/dump.sql")).unwrap();
         let mid = dump.len() / 2;
         let mut changed = dump[..mid].to_vec();
-        changed.extend_from_slice(&b"INSERT INTO accounts VALUES (42, 'changed');\n".repeat(10_000));
+        changed
+            .extend_from_slice(&b"INSERT INTO accounts VALUES (42, 'changed');\n".repeat(10_000));
         changed.extend_from_slice(&dump[mid..]);
         std::fs::write(src.join("db/dump.sql"), changed).unwrap();
-        let mut wal = std::fs::OpenOptions::new().append(true).open(src.join("db/wal/000000010000000000000001")).unwrap();
+        let mut wal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(src.join("db/wal/000000010000000000000001"))
+            .unwrap();
         wal.write_all(&vec![7u8; 256 << 10]).unwrap();
         text_file(&src.join("docs/new.txt"), 100_000, 99);
     }
@@ -83,7 +116,11 @@ fn mixed_200mib_round_trip_and_incremental() {
     let id2 = b2["backup_id"].as_str().unwrap();
     let out2 = env.path().join("restore2");
     env.ok(&["restore", id2, "--to", out2.to_str().unwrap()]);
-    assert_eq!(snapshot(&out2.join("src")), v2, "second restore differs from the changed source");
+    assert_eq!(
+        snapshot(&out2.join("src")),
+        v2,
+        "second restore differs from the changed source"
+    );
     // The first backup is still intact after the second.
     let out3 = env.path().join("restore3");
     env.ok(&["restore", &id1, "--to", out3.to_str().unwrap()]);
@@ -91,7 +128,12 @@ fn mixed_200mib_round_trip_and_incremental() {
 
     // list: newest first, filters work.
     let list = env.json(&["list", "--json"]);
-    let ids: Vec<&str> = list["backups"].as_array().unwrap().iter().map(|b| b["backup_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backup_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![id2, id1.as_str()]);
     let sox = env.json(&["list", "--tag", "sox", "--json"]);
     assert_eq!(sox["backups"].as_array().unwrap().len(), 1);
@@ -138,7 +180,11 @@ fn kill_9_of_stage_workers_mid_backup() {
     std::thread::sleep(Duration::from_millis(300));
     env.worker(ingest).kill9();
     wait_for(60, "chunks to be stored", || {
-        (psql(&db, "select count(*) from chunk_copies").parse::<u64>().unwrap() > 5).then_some(())
+        (psql(&db, "select count(*) from chunk_copies")
+            .parse::<u64>()
+            .unwrap()
+            > 5)
+        .then_some(())
     });
     env.worker(store).kill9();
     std::thread::sleep(Duration::from_secs(1));
@@ -146,7 +192,11 @@ fn kill_9_of_stage_workers_mid_backup() {
     env.serve(&["store"]);
 
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "completed", "{v}");
     let id = v["backup_id"].as_str().unwrap();
@@ -172,12 +222,22 @@ fn dlq_messages(env: &Env) -> Vec<(String, String, usize)> {
             .await
             .unwrap();
         let mut out = Vec::new();
-        let mut batch = consumer.fetch().max_messages(100).expires(Duration::from_secs(1)).messages().await.unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
         while let Some(Ok(m)) = batch.next().await {
             let h = m.headers.clone().unwrap_or_default();
             out.push((
-                h.get("Cairn-Dlq-Stage").map(|v| v.to_string()).unwrap_or_default(),
-                h.get("Cairn-Dlq-Reason").map(|v| v.to_string()).unwrap_or_default(),
+                h.get("Cairn-Dlq-Stage")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                h.get("Cairn-Dlq-Reason")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
                 m.payload.len(),
             ));
         }
@@ -190,7 +250,11 @@ fn publish_raw(env: &Env, subject: &str, payload: &[u8]) {
     rt.block_on(async {
         let client = async_nats::connect(env.nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        js.publish(subject.to_string(), payload.to_vec().into()).await.unwrap().await.unwrap();
+        js.publish(subject.to_string(), payload.to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     });
 }
 
@@ -219,21 +283,37 @@ fn malformed_messages_are_dead_lettered_and_pipeline_keeps_working() {
     ] {
         publish_raw(&env, &subject, garbage);
     }
-    let expected = ["ingest", "verify", "retention", "encrypt", "store:local", "ledger"];
+    let expected = [
+        "ingest",
+        "verify",
+        "retention",
+        "encrypt",
+        "store:local",
+        "ledger",
+    ];
     let dlq = wait_for(60, "dead letters from every stage", || {
         let d = dlq_messages(&env);
-        let stages: std::collections::HashSet<&str> = d.iter().map(|(s, _, _)| s.as_str()).collect();
+        let stages: std::collections::HashSet<&str> =
+            d.iter().map(|(s, _, _)| s.as_str()).collect();
         expected.iter().all(|s| stages.contains(s)).then_some(d)
     });
     for (stage, reason, len) in &dlq {
         assert!(reason.contains("malformed message"), "{stage}: {reason}");
         if stage == "encrypt" {
-            assert_eq!(*len, 0, "a dead letter from the plaintext stream must not keep its payload");
+            assert_eq!(
+                *len, 0,
+                "a dead letter from the plaintext stream must not keep its payload"
+            );
         }
     }
     // The ledger recorded each dead letter (one per stage per message).
     let n = wait_for(30, "dead-letter events in the ledger", || {
-        let n: u64 = psql(&env.db, "select count(*) from ledger_entries where kind = 'event.deadlettered'").parse().unwrap();
+        let n: u64 = psql(
+            &env.db,
+            "select count(*) from ledger_entries where kind = 'event.deadlettered'",
+        )
+        .parse()
+        .unwrap();
         (n >= 8).then_some(n)
     });
     assert!(n >= 8, "{n}");
@@ -241,7 +321,12 @@ fn malformed_messages_are_dead_lettered_and_pipeline_keeps_working() {
     text_file(&src.join("b.txt"), 1 << 20, 2);
     let b = env.backup(&[src.to_str().unwrap()]);
     let out = env.path().join("out");
-    env.ok(&["restore", b["backup_id"].as_str().unwrap(), "--to", out.to_str().unwrap()]);
+    env.ok(&[
+        "restore",
+        b["backup_id"].as_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
 }
 
@@ -261,7 +346,11 @@ fn no_plaintext_outside_source_and_restore() {
     let src = env.path().join("secret-src");
     std::fs::create_dir_all(&src).unwrap();
     // The marker in file content (compressible and not), and in a file name.
-    std::fs::write(src.join("notes.txt"), format!("top secret: {marker}\n").repeat(1000)).unwrap();
+    std::fs::write(
+        src.join("notes.txt"),
+        format!("top secret: {marker}\n").repeat(1000),
+    )
+    .unwrap();
     let mut raw = vec![0u8; 300_000];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut raw);
     raw.extend_from_slice(marker.as_bytes());
@@ -273,24 +362,47 @@ fn no_plaintext_outside_source_and_restore() {
         &["backup", "--stdin", "--dataset", "piped", "--json"],
         Some(format!("{marker}\n").repeat(100).as_bytes()),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let restore = env.path().join("restored");
-    env.ok(&["restore", b["backup_id"].as_str().unwrap(), "--to", restore.to_str().unwrap()]);
+    env.ok(&[
+        "restore",
+        b["backup_id"].as_str().unwrap(),
+        "--to",
+        restore.to_str().unwrap(),
+    ]);
 
     let m = marker.as_bytes();
     // Sanity: the search finds the marker where it must be.
-    assert!(Env::files_under(&restore).iter().any(|f| contains(&std::fs::read(f).unwrap(), m)));
+    assert!(Env::files_under(&restore)
+        .iter()
+        .any(|f| contains(&std::fs::read(f).unwrap(), m)));
     // Stop the workers so every write is flushed, then search.
     env.worker(0).kill9();
     let mut searched = 0u64;
-    let mut places = vec![env.nats.store_dir.clone(), env.network_dir("local"), env.logs_dir()];
+    let mut places = vec![
+        env.nats.store_dir.clone(),
+        env.network_dir("local"),
+        env.logs_dir(),
+    ];
     places.push(env.path().join("data"));
     for place in &places {
         for f in Env::files_under(place) {
             let bytes = std::fs::read(&f).unwrap();
             searched += bytes.len() as u64;
-            assert!(!contains(&bytes, m), "plaintext marker found in {}", f.display());
-            assert!(!f.to_string_lossy().contains(&marker), "marker in a file name: {}", f.display());
+            assert!(
+                !contains(&bytes, m),
+                "plaintext marker found in {}",
+                f.display()
+            );
+            assert!(
+                !f.to_string_lossy().contains(&marker),
+                "marker in a file name: {}",
+                f.display()
+            );
         }
     }
     // PostgreSQL: the database's contents, and the server's files where the
@@ -301,16 +413,26 @@ fn no_plaintext_outside_source_and_restore() {
         .unwrap();
     assert!(dump.status.success());
     searched += dump.stdout.len() as u64;
-    assert!(!contains(&dump.stdout, m), "plaintext marker found in PostgreSQL");
+    assert!(
+        !contains(&dump.stdout, m),
+        "plaintext marker found in PostgreSQL"
+    );
     psql(&env.db, "CHECKPOINT");
     let data_dir = psql(&env.db, "show data_directory");
-    let oid = psql(&env.db, &format!("select oid from pg_database where datname = '{}'", env.db));
+    let oid = psql(
+        &env.db,
+        &format!("select oid from pg_database where datname = '{}'", env.db),
+    );
     for sub in ["pg_wal".to_string(), format!("base/{oid}")] {
         let dir = Path::new(&data_dir).join(sub);
         for f in Env::files_under(&dir) {
             if let Ok(bytes) = std::fs::read(&f) {
                 searched += bytes.len() as u64;
-                assert!(!contains(&bytes, m), "plaintext marker found in {}", f.display());
+                assert!(
+                    !contains(&bytes, m),
+                    "plaintext marker found in {}",
+                    f.display()
+                );
             }
         }
     }
@@ -359,7 +481,11 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
     assert!(stderr(&o).contains("/does/not/exist"), "{}", stderr(&o));
     let o = env.run(&["backup", src.to_str().unwrap(), "--network", "mars"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown network \"mars\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown network \"mars\""),
+        "{}",
+        stderr(&o)
+    );
 
     // Tamper with one byte of one chunk of backup 1.
     let victim = chunks_of_b1
@@ -377,9 +503,15 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
     let o = env.run(&["restore", &id1, "--to", target.to_str().unwrap()]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains(&chunk_name) && e.contains("authentication failed"), "{e}");
+    assert!(
+        e.contains(&chunk_name) && e.contains("authentication failed"),
+        "{e}"
+    );
     // No half-written file under its real name.
-    assert!(!target.join("src/a.bin").exists() || snapshot(&target.join("src")).get("a.bin") == snapshot(&src).get("a.bin"));
+    assert!(
+        !target.join("src/a.bin").exists()
+            || snapshot(&target.join("src")).get("a.bin") == snapshot(&src).get("a.bin")
+    );
 
     // Missing chunk.
     std::fs::remove_file(&victim).unwrap();
@@ -434,14 +566,20 @@ fn factory_requests_and_follows_events() {
                 &[],
             );
             let js = async_nats::jetstream::new(client.clone());
-            js.publish(format!("{p}.evt.backup.requested.{id}"), encode(&env).into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            js.publish(
+                format!("{p}.evt.backup.requested.{id}"),
+                encode(&env).into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
             let mut kinds = Vec::new();
             loop {
-                let msg = tokio::time::timeout(Duration::from_secs(60), sub.next()).await.unwrap().unwrap();
+                let msg = tokio::time::timeout(Duration::from_secs(60), sub.next())
+                    .await
+                    .unwrap()
+                    .unwrap();
                 let e: Envelope = decode(&msg.payload, "event").unwrap();
                 kinds.push(e.event.kind().to_string());
                 if let Some((status, o)) = e.event.outcome() {
@@ -452,12 +590,22 @@ fn factory_requests_and_follows_events() {
     };
     let (status, o, kinds) = outcome(vec![src.to_string_lossy().into_owned()]);
     assert_eq!(status, "completed", "{o:?}");
-    for k in ["backup.requested", "backup.started", "object.sealed", "object.stored", "backup.ingested"] {
+    for k in [
+        "backup.requested",
+        "backup.started",
+        "object.sealed",
+        "object.stored",
+        "backup.ingested",
+    ] {
         assert!(kinds.iter().any(|x| x == k), "{k} not seen in {kinds:?}");
     }
     let (status, o, _) = outcome(vec!["/nonexistent/governance/export".into()]);
     assert_eq!(status, "failed");
-    assert!(o.reasons[0].contains("/nonexistent/governance/export"), "{:?}", o.reasons);
+    assert!(
+        o.reasons[0].contains("/nonexistent/governance/export"),
+        "{:?}",
+        o.reasons
+    );
 }
 
 /// `cairn backup` with no worker running says so and how to start one.
@@ -471,7 +619,10 @@ fn backup_without_workers_says_how_to_start_them() {
     let o = env.run(&["backup", src.to_str().unwrap(), "--start-timeout", "2"]);
     assert_eq!(o.status.code(), Some(4));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("no ingest worker") && e.contains("cairn serve"), "{e}");
+    assert!(
+        e.contains("no ingest worker") && e.contains("cairn serve"),
+        "{e}"
+    );
 }
 
 /// A PostgreSQL database is dumped, backed up, and restored into an empty
@@ -508,7 +659,11 @@ fn postgres_backup_and_restore() {
     env.ok(&["restore", id, "--to-postgres", &dst]);
     assert_eq!(checksum(&dst_db), checksum(&src_db));
     // A password in the URL is refused before anything is recorded.
-    let o = env.run(&["backup", "--postgres", &format!("postgres://postgres:pw@127.0.0.1/{src_db}")]);
+    let o = env.run(&[
+        "backup",
+        "--postgres",
+        &format!("postgres://postgres:pw@127.0.0.1/{src_db}"),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("password"));
     psql("postgres", &format!("DROP DATABASE {src_db} WITH (FORCE)"));
@@ -534,17 +689,28 @@ fn forget_frees_only_unshared_chunks() {
     let f = env.json(&["forget", id2, "--json"]);
     assert!(f["chunks_deleted"].as_u64().unwrap() >= 4, "{f}");
     let after = Env::files_under(&chunks_dir).len();
-    assert_eq!(before - after, f["chunks_deleted"].as_u64().unwrap() as usize);
+    assert_eq!(
+        before - after,
+        f["chunks_deleted"].as_u64().unwrap() as usize
+    );
     let o = env.run(&["restore", id2, "--to", "gone"]);
     assert!(!o.status.success());
     let out = env.path().join("out");
     std::fs::remove_file(shared.join("only-in-second.bin")).unwrap();
-    env.ok(&["restore", b1["backup_id"].as_str().unwrap(), "--to", out.to_str().unwrap()]);
+    env.ok(&[
+        "restore",
+        b1["backup_id"].as_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(snapshot(&out.join("shared")), snapshot(&shared));
     let list = env.json(&["list", "--json"]);
     assert_eq!(list["backups"].as_array().unwrap().len(), 1);
     let o = env.run(&["forget", id2]);
-    assert!(!o.status.success(), "forgetting twice must say the backup is gone");
+    assert!(
+        !o.status.success(),
+        "forgetting twice must say the backup is gone"
+    );
 }
 
 /// Edits made as a database superuser (bypassing the append-only triggers)
@@ -564,12 +730,25 @@ fn audit_verify_detects_tampering() {
     std::thread::sleep(Duration::from_secs(1));
     env.worker(0).kill9();
     env.ok(&["audit", "verify"]);
-    let n: i64 = psql(&db, "select count(*) from ledger_entries").parse().unwrap();
+    let n: i64 = psql(&db, "select count(*) from ledger_entries")
+        .parse()
+        .unwrap();
     assert!(n > 10);
 
     // The triggers refuse plain edits.
     let o = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &db, "-v", "ON_ERROR_STOP=1", "-c", "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("append-only"));
@@ -596,12 +775,18 @@ fn audit_verify_detects_tampering() {
     assert!(e.contains("entry 3") || e.contains("entry 4"), "{e}");
 
     // Delete an entry.
-    psql(&db, &format!("{bypass} DELETE FROM ledger_entries WHERE seq = 7"));
+    psql(
+        &db,
+        &format!("{bypass} DELETE FROM ledger_entries WHERE seq = 7"),
+    );
     let e = verify_err(&env);
     assert!(e.contains("entry 7"), "{e}");
 
     // Truncate and re-append different entries: the head no longer matches.
-    psql(&db, &format!("{bypass} DELETE FROM ledger_entries WHERE seq > {}", n - 3));
+    psql(
+        &db,
+        &format!("{bypass} DELETE FROM ledger_entries WHERE seq > {}", n - 3),
+    );
     let e = verify_err(&env);
     assert!(e.contains("head") || e.contains("entry"), "{e}");
 }

@@ -36,13 +36,19 @@ impl Ledger {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await?;
         let head = tx
-            .query_one("SELECT size, chain_hash FROM ledger_head WHERE id = 1 FOR UPDATE", &[])
+            .query_one(
+                "SELECT size, chain_hash FROM ledger_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
             .await?;
         let mut size: i64 = head.get(0);
         let mut prev: Vec<u8> = head.get(1);
         let ids: Vec<&str> = items.iter().map(|(_, e)| e.id.as_str()).collect();
         let mut seen: HashSet<String> = tx
-            .query("SELECT event_id FROM ledger_entries WHERE event_id = ANY($1)", &[&ids])
+            .query(
+                "SELECT event_id FROM ledger_entries WHERE event_id = ANY($1)",
+                &[&ids],
+            )
             .await?
             .iter()
             .map(|r| r.get(0))
@@ -100,7 +106,11 @@ impl BatchHandler for Ledger {
             .zip(&decoded)
             .filter_map(|(d, e)| e.as_ref().ok().map(|e| (&d.payload[..], e)))
             .collect();
-        let whole = if good.is_empty() { Ok(0) } else { self.append(&good).await };
+        let whole = if good.is_empty() {
+            Ok(0)
+        } else {
+            self.append(&good).await
+        };
         match whole {
             Ok(n) => {
                 tracing::debug!(appended = n, batch = batch.len(), "ledger batch committed");

@@ -68,7 +68,10 @@ pub async fn verify(c: &Client) -> Result<LedgerReport, tokio_postgres::Error> {
         }
         match decode::<Envelope>(&entry, "ledger entry") {
             Ok(env) => {
-                if env.id.as_str() != event_id || env.event.kind() != kind || env.backup_id.as_str() != backup_id {
+                if env.id.as_str() != event_id
+                    || env.event.kind() != kind
+                    || env.backup_id.as_str() != backup_id
+                {
                     problems.push(format!(
                         "entry {seq}: row says {kind} {event_id} of {backup_id}, its bytes say {} {} of {}",
                         env.event.kind(),
@@ -95,7 +98,9 @@ pub async fn verify(c: &Client) -> Result<LedgerReport, tokio_postgres::Error> {
             expected_seq - 1
         ));
     } else if head_chain != prev {
-        problems.push("head chain hash does not match the last entry: the log's tail was rewritten".into());
+        problems.push(
+            "head chain hash does not match the last entry: the log's tail was rewritten".into(),
+        );
     }
     Ok(LedgerReport {
         entries: (expected_seq - 1).max(0) as u64,

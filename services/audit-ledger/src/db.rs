@@ -41,7 +41,9 @@ async fn connect_once(cfg: &tokio_postgres::Config) -> Result<Client, tokio_post
 
 /// Connects; creates the database first if it does not exist.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+    let cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
     let target = describe(&cfg);
     match connect_once(&cfg).await {
         Ok(c) => Ok(c),
@@ -58,7 +60,9 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
                 // Another process may be creating it at the same moment: that
                 // shows as either error, and either is fine.
                 use tokio_postgres::error::SqlState;
-                if e.code() != Some(&SqlState::DUPLICATE_DATABASE) && e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+                if e.code() != Some(&SqlState::DUPLICATE_DATABASE)
+                    && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+                {
                     return Err(e.into());
                 }
             }
@@ -84,13 +88,19 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
     .await?;
     for (version, sql) in MIGRATIONS {
         let done = tx
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
             .await?
             .is_some();
         if !done {
             tx.batch_execute(sql).await?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
-                .await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
         }
     }
     tx.commit().await?;

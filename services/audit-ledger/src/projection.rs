@@ -50,8 +50,11 @@ pub async fn apply(tx: &Transaction<'_>, env: &Envelope) -> Result<(), tokio_pos
             .await?;
         }
         Event::BackupForgotten(_) => {
-            tx.execute("UPDATE backups SET status = 'forgotten' WHERE backup_id = $1", &[&id])
-                .await?;
+            tx.execute(
+                "UPDATE backups SET status = 'forgotten' WHERE backup_id = $1",
+                &[&id],
+            )
+            .await?;
         }
         Event::ObjectSealed(d) => {
             let path = cairn_repo::layout::object(&d.object);

@@ -27,7 +27,10 @@ const COLUMNS: &str = "backup_id, dataset, tags, status,
     requested_by, networks, source::text, stats::text, outcome::text";
 
 fn row(r: &Row) -> BackupRow {
-    let js = |i: usize| r.get::<_, Option<String>>(i).and_then(|s| serde_json::from_str(&s).ok());
+    let js = |i: usize| {
+        r.get::<_, Option<String>>(i)
+            .and_then(|s| serde_json::from_str(&s).ok())
+    };
     BackupRow {
         backup_id: r.get(0),
         dataset: r.get(1),
@@ -55,10 +58,17 @@ pub async fn list_backups(
          WHERE status <> 'forgotten' AND ($1::text IS NULL OR dataset = $1) AND ($2::text IS NULL OR $2 = ANY(tags))
          ORDER BY requested_at DESC NULLS LAST, backup_id DESC"
     );
-    Ok(c.query(&sql, &[&dataset, &tag]).await?.iter().map(row).collect())
+    Ok(c.query(&sql, &[&dataset, &tag])
+        .await?
+        .iter()
+        .map(row)
+        .collect())
 }
 
-pub async fn backup(c: &Client, backup_id: &str) -> Result<Option<BackupRow>, tokio_postgres::Error> {
+pub async fn backup(
+    c: &Client,
+    backup_id: &str,
+) -> Result<Option<BackupRow>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM backups WHERE backup_id = $1");
     Ok(c.query_opt(&sql, &[&backup_id]).await?.as_ref().map(row))
 }
@@ -85,12 +95,23 @@ pub async fn known_chunks(
 }
 
 /// The recorded digest (SHA-256 hex, length) of each of `paths` known so far.
-pub async fn digests(c: &Client, paths: &[String]) -> Result<HashMap<String, (String, u64)>, tokio_postgres::Error> {
+pub async fn digests(
+    c: &Client,
+    paths: &[String],
+) -> Result<HashMap<String, (String, u64)>, tokio_postgres::Error> {
     let rows = c
-        .query("SELECT path, sha256, len FROM object_digests WHERE path = ANY($1)", &[&paths])
+        .query(
+            "SELECT path, sha256, len FROM object_digests WHERE path = ANY($1)",
+            &[&paths],
+        )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<_, String>(0), (r.get::<_, String>(1), r.get::<_, i64>(2) as u64)))
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                (r.get::<_, String>(1), r.get::<_, i64>(2) as u64),
+            )
+        })
         .collect())
 }

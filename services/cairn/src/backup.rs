@@ -55,15 +55,21 @@ fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
         )
     } else if let Some(url) = &args.postgres {
         cairn_ingest::source::check_pg_url(url).map_err(anyhow::Error::msg)?;
-        (Source::Postgres { url: url.clone() }, Some(cairn_ingest::source::database_name(url)))
+        (
+            Source::Postgres { url: url.clone() },
+            Some(cairn_ingest::source::database_name(url)),
+        )
     } else if !args.paths.is_empty() {
         let mut abs = Vec::new();
         for p in &args.paths {
             let a = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
-            std::fs::symlink_metadata(&a).with_context(|| format!("cannot read {}", p.display()))?;
+            std::fs::symlink_metadata(&a)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             abs.push(a.to_string_lossy().into_owned());
         }
-        let first = cairn_ingest::source::labels(&args.paths.to_vec()).into_iter().next();
+        let first = cairn_ingest::source::labels(&args.paths.to_vec())
+            .into_iter()
+            .next();
         (Source::Paths { paths: abs }, first)
     } else {
         bail!("nothing to back up: give PATHs, --stdin or --postgres URL");
@@ -89,7 +95,10 @@ pub async fn backup(cfg: &cairn_config::Config, args: BackupArgs) -> anyhow::Res
     let req = request(&args)?;
     for n in &req.networks {
         if cfg.network(n).is_none() {
-            bail!("unknown network {n:?} (configured: {})", cfg.network_names().join(", "));
+            bail!(
+                "unknown network {n:?} (configured: {})",
+                cfg.network_names().join(", ")
+            );
         }
     }
     let bus = Bus::connect(&cfg.nats, "cairn-cli").await?;
@@ -100,16 +109,26 @@ pub async fn backup(cfg: &cairn_config::Config, args: BackupArgs) -> anyhow::Res
         .client
         .subscribe(format!("{prefix}.evt.backup.*.{backup_id}"))
         .await?;
-    let mut progress = bus.client.subscribe(bus.subjects.progress(&backup_id)).await?;
-    let requested = Envelope::new("cli", backup_id.clone(), Event::BackupRequested(req.clone()), &[]);
+    let mut progress = bus
+        .client
+        .subscribe(bus.subjects.progress(&backup_id))
+        .await?;
+    let requested = Envelope::new(
+        "cli",
+        backup_id.clone(),
+        Event::BackupRequested(req.clone()),
+        &[],
+    );
     let requested_at = requested.at.clone();
     bus.publish_event(&requested).await?;
 
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b.set_message(format!("backup {backup_id}"));
         b
@@ -117,7 +136,13 @@ pub async fn backup(cfg: &cairn_config::Config, args: BackupArgs) -> anyhow::Res
 
     // --stdin: this process is the ingest stage for its own input.
     let mut local = if args.stdin {
-        Some(tokio::spawn(ingest_stdin(cfg.clone(), bus.clone(), backup_id.clone(), req.clone(), requested_at)))
+        Some(tokio::spawn(ingest_stdin(
+            cfg.clone(),
+            bus.clone(),
+            backup_id.clone(),
+            req.clone(),
+            requested_at,
+        )))
     } else {
         None
     };
@@ -126,7 +151,11 @@ pub async fn backup(cfg: &cairn_config::Config, args: BackupArgs) -> anyhow::Res
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let mut started = local.is_some();
     let outcome: (String, Outcome) = loop {
-        let wait_until = if started { deadline } else { start_deadline.min(deadline) };
+        let wait_until = if started {
+            deadline
+        } else {
+            start_deadline.min(deadline)
+        };
         tokio::select! {
             msg = events.next() => {
                 let Some(msg) = msg else { bail!("lost the connection to NATS") };
@@ -191,9 +220,9 @@ async fn ingest_stdin(
     req: BackupRequest,
     requested_at: String,
 ) -> anyhow::Result<()> {
-    let pass = cfg
-        .passphrase()?
-        .context("--stdin reads and chunks the data here and needs the passphrase: set CAIRN_PASSPHRASE")?;
+    let pass = cfg.passphrase()?.context(
+        "--stdin reads and chunks the data here and needs the passphrase: set CAIRN_PASSPHRASE",
+    )?;
     let repo = cairn_repo::Repository::from_config(&cfg)?;
     let keyring = repo.unlock(&pass).await?;
     let ctx = cairn_ingest::job::IngestContext {
@@ -223,7 +252,8 @@ async fn ingest_stdin(
     };
     let counters = Arc::new(Counters::default());
     let progress = cairn_ingest::report_progress(&bus, &backup_id, counters.clone());
-    let result = cairn_ingest::job::run(&ctx, &backup_id, &req, &requested_at, input, counters).await;
+    let result =
+        cairn_ingest::job::run(&ctx, &backup_id, &req, &requested_at, input, counters).await;
     progress.abort();
     match result {
         Ok(_) => Ok(()),

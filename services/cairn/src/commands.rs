@@ -69,7 +69,9 @@ pub async fn init(cfg: &cairn_config::Config, a: InitArgs) -> anyhow::Result<u8>
         bus.publish_event(&env).await?;
     }
     if a.json {
-        output::json(&serde_json::json!({"repo_id": config.repo_id, "key_id": key.key_id, "networks": cfg.network_names()}));
+        output::json(
+            &serde_json::json!({"repo_id": config.repo_id, "key_id": key.key_id, "networks": cfg.network_names()}),
+        );
     } else {
         println!(
             "repository {} initialised on {} (key {}). Keep the passphrase safe: without it nothing can be restored.",
@@ -89,7 +91,8 @@ pub struct SetupArgs {
 }
 
 pub async fn setup(cfg: &cairn_config::Config, a: SetupArgs) -> anyhow::Result<u8> {
-    let subjects = cairn_events::subjects::Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
+    let subjects =
+        cairn_events::subjects::Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
     if a.print {
         let streams = cairn_bus::topology::streams(&subjects, &cfg.nats);
         let consumers: Vec<serde_json::Value> =
@@ -99,14 +102,19 @@ pub async fn setup(cfg: &cairn_config::Config, a: SetupArgs) -> anyhow::Result<u
                 .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"streams": streams, "consumers": consumers}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"streams": streams, "consumers": consumers})
+            )?
         );
         return Ok(0);
     }
     let bus = Bus::connect(&cfg.nats, "cairn-setup").await?;
     bus.ensure_topology(&cfg.network_names()).await?;
     cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
-    println!("streams, consumers and database schema are in place (prefix {})", cfg.nats.prefix);
+    println!(
+        "streams, consumers and database schema are in place (prefix {})",
+        cfg.nats.prefix
+    );
     Ok(0)
 }
 
@@ -122,7 +130,8 @@ pub struct ListArgs {
 
 pub async fn list(cfg: &cairn_config::Config, a: ListArgs) -> anyhow::Result<u8> {
     let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
-    let rows = cairn_audit_ledger::query::list_backups(&pg, a.dataset.as_deref(), a.tag.as_deref()).await?;
+    let rows = cairn_audit_ledger::query::list_backups(&pg, a.dataset.as_deref(), a.tag.as_deref())
+        .await?;
     if a.json {
         output::json(&serde_json::json!({ "backups": rows }));
         return Ok(0);
@@ -132,7 +141,13 @@ pub async fn list(cfg: &cairn_config::Config, a: ListArgs) -> anyhow::Result<u8>
         "ID", "DATASET", "STATUS", "REQUESTED", "READ", "STORED"
     );
     for r in rows {
-        let stat = |k: &str| r.stats.as_ref().and_then(|s| s[k].as_u64()).map(output::bytes).unwrap_or_default();
+        let stat = |k: &str| {
+            r.stats
+                .as_ref()
+                .and_then(|s| s[k].as_u64())
+                .map(output::bytes)
+                .unwrap_or_default()
+        };
         println!(
             "{:<36}  {:<16} {:<10} {:<20} {:>10} {:>10}  {}",
             r.backup_id,
@@ -200,10 +215,19 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
         (format!("dir:{}", dir.display()), r)
     } else if let Some(url) = &a.to_postgres {
         if !matches!(manifest.source, Source::Postgres { .. }) {
-            bail!("backup {id} is not a PostgreSQL dump (its source is {:?})", manifest.source);
+            bail!(
+                "backup {id} is not a PostgreSQL dump (its source is {:?})",
+                manifest.source
+            );
         }
         let mut child = tokio::process::Command::new("pg_restore")
-            .args(["--no-owner", "--exit-on-error", "--no-password", "--dbname", url])
+            .args([
+                "--no-owner",
+                "--exit-on-error",
+                "--no-password",
+                "--dbname",
+                url,
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -217,7 +241,11 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
         let r = r?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            bail!("pg_restore failed ({}): {}", out.status, err.trim().lines().last().unwrap_or(""));
+            bail!(
+                "pg_restore failed ({}): {}",
+                out.status,
+                err.trim().lines().last().unwrap_or("")
+            );
         }
         let safe_url = url.split('@').next_back().unwrap_or(url);
         (format!("postgres:{safe_url}"), r)
@@ -226,7 +254,11 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
         let r = restorer.restore(&manifest, &mut sink, &noop).await?;
         ("stdout".to_string(), r)
     };
-    let networks: Vec<String> = report.chunks_from.iter().map(|(n, c)| format!("{n}:{c}")).collect();
+    let networks: Vec<String> = report
+        .chunks_from
+        .iter()
+        .map(|(n, c)| format!("{n}:{c}"))
+        .collect();
     if let Some(bus) = try_bus(cfg).await {
         let env = Envelope::new(
             "cli",
@@ -279,13 +311,19 @@ pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result
     let id = BackupId::parse(&a.backup_id)?;
     let repo = Repository::from_config(cfg)?;
     if !repo.list_backups().await?.contains(&id) {
-        bail!("backup {id} not found on any network ({})", cfg.network_names().join(", "));
+        bail!(
+            "backup {id} not found on any network ({})",
+            cfg.network_names().join(", ")
+        );
     }
     let bus = Bus::connect(&cfg.nats, "cairn-cli").await?;
     bus.ensure_topology(&cfg.network_names()).await?;
     let mut events = bus
         .client
-        .subscribe(format!("{}.evt.backup.forgotten.{id}", bus.subjects.prefix()))
+        .subscribe(format!(
+            "{}.evt.backup.forgotten.{id}",
+            bus.subjects.prefix()
+        ))
         .await?;
     let env = Envelope::new(
         "cli",
@@ -306,9 +344,15 @@ pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result
         bail!("unexpected answer {}", env.event.kind());
     };
     if a.json {
-        output::json(&serde_json::json!({"backup_id": id.to_string(), "status": "forgotten", "chunks_deleted": f.chunks_deleted, "networks": f.networks, "retained_on": f.retained_on}));
+        output::json(
+            &serde_json::json!({"backup_id": id.to_string(), "status": "forgotten", "chunks_deleted": f.chunks_deleted, "networks": f.networks, "retained_on": f.retained_on}),
+        );
     } else {
-        println!("forgot backup {id}: {} chunks deleted from {}", f.chunks_deleted, f.networks.join(", "));
+        println!(
+            "forgot backup {id}: {} chunks deleted from {}",
+            f.chunks_deleted,
+            f.networks.join(", ")
+        );
     }
     Ok(0)
 }

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "Encrypted, verified backups to several storage networks, with an audit ledger")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Encrypted, verified backups to several storage networks, with an audit ledger"
+)]
 pub struct Cli {
     /// Configuration file (default: ./cairn.toml if present).
     #[arg(long, global = true, env = "CAIRN_CONFIG")]
@@ -81,7 +85,10 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cairn: error: cannot start the runtime: {e}");

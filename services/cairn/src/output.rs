@@ -4,7 +4,10 @@
 use cairn_events::{BackupId, Outcome};
 
 pub fn json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string(v).expect("JSON value serializes"));
+    println!(
+        "{}",
+        serde_json::to_string(v).expect("JSON value serializes")
+    );
 }
 
 pub fn bytes(n: u64) -> String {

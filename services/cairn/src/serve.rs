@@ -8,14 +8,21 @@ use cairn_repo::Repository;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub async fn serve(cfg: &cairn_config::Config, stages: &[Stage], only_networks: &[String]) -> anyhow::Result<u8> {
+pub async fn serve(
+    cfg: &cairn_config::Config,
+    stages: &[Stage],
+    only_networks: &[String],
+) -> anyhow::Result<u8> {
     let has = |s: Stage| stages.contains(&Stage::All) || stages.contains(&s);
     let bus = Bus::connect(&cfg.nats, "cairn-serve").await?;
     bus.ensure_topology(&cfg.network_names()).await?;
     let repo = Repository::from_config(cfg)?;
     for n in only_networks {
         if cfg.network(n).is_none() {
-            bail!("unknown network {n:?} (configured: {})", cfg.network_names().join(", "));
+            bail!(
+                "unknown network {n:?} (configured: {})",
+                cfg.network_names().join(", ")
+            );
         }
     }
     if has(Stage::Ingest) || has(Stage::Verify) || has(Stage::Ledger) {
@@ -82,7 +89,11 @@ pub async fn serve(cfg: &cairn_config::Config, stages: &[Stage], only_networks: 
         };
         tasks.spawn(async move { ("retention", cairn_retention::run(w).await) });
     }
-    tracing::info!(workers = tasks.len(), prefix = bus.subjects.prefix(), "serving");
+    tracing::info!(
+        workers = tasks.len(),
+        prefix = bus.subjects.prefix(),
+        "serving"
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(0),

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use cairn_bus::{publish, topology, Bus, Delivery, Failure, Handler};
 use cairn_crypto::{ObjectKind, Sealer};
 use cairn_events::subjects::stage;
-use cairn_events::{decode, encode, Envelope, Event, ObjectDigest, ObjectKey, PlainChunk, SealedObject, SCHEMA_VERSION};
+use cairn_events::{
+    decode, encode, Envelope, Event, ObjectDigest, ObjectKey, PlainChunk, SealedObject,
+    SCHEMA_VERSION,
+};
 use cairn_repo::layout;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -21,12 +24,17 @@ pub struct EncryptWorker {
 #[async_trait::async_trait]
 impl Handler for EncryptWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let chunk: PlainChunk = decode(&d.payload, "plain chunk").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let chunk: PlainChunk =
+            decode(&d.payload, "plain chunk").map_err(|e| Failure::Permanent(e.to_string()))?;
         let (kind, object_id): (ObjectKind, Vec<u8>) = match &chunk.object {
             ObjectKey::Chunk { id } => (ObjectKind::Chunk, id.0.to_vec()),
-            ObjectKey::Manifest { backup_id } => (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec()),
+            ObjectKey::Manifest { backup_id } => {
+                (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec())
+            }
             ObjectKey::ChunkList { .. } => {
-                return Err(Failure::Permanent("chunk lists are public and never sealed".into()));
+                return Err(Failure::Permanent(
+                    "chunk lists are public and never sealed".into(),
+                ));
             }
         };
         let sealer = self.sealer.clone();
@@ -74,7 +82,10 @@ impl Handler for EncryptWorker {
             Event::ObjectSealed(digest),
             &[path.as_bytes(), sha256.as_bytes()],
         );
-        self.bus.publish_event(&env).await.map_err(|e| Failure::Retry(e.to_string()))
+        self.bus
+            .publish_event(&env)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))
     }
 }
 
@@ -82,6 +93,13 @@ impl Handler for EncryptWorker {
 pub async fn run(worker: EncryptWorker, concurrency: usize) -> anyhow::Result<()> {
     let spec = topology::consumer_spec(&worker.bus.subjects, &worker.bus.cfg, stage::ENCRYPT, None);
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, spec, stage::ENCRYPT.into(), concurrency, Arc::new(worker)).await?;
+    cairn_bus::worker::run(
+        bus,
+        spec,
+        stage::ENCRYPT.into(),
+        concurrency,
+        Arc::new(worker),
+    )
+    .await?;
     Ok(())
 }

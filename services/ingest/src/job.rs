@@ -10,8 +10,8 @@ use bytes::Bytes;
 use cairn_bus::{Bus, BusError, Pipeline};
 use cairn_crypto::IdKey;
 use cairn_events::{
-    encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey, PlainChunk,
-    SealedObject, Stats, SCHEMA_VERSION,
+    encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey,
+    PlainChunk, SealedObject, Stats, SCHEMA_VERSION,
 };
 use cairn_repo::chunklist::ChunkListBuilder;
 use cairn_repo::format::{ChunkListPage, Manifest, RepoConfig, FORMAT};
@@ -52,7 +52,10 @@ const COMPRESS_WINDOW: usize = 4;
 const PUBLISH_WINDOW: usize = 64;
 
 /// The networks a request targets, checked against the configuration.
-pub fn resolve_networks(req: &BackupRequest, configured: &[String]) -> Result<Vec<String>, JobError> {
+pub fn resolve_networks(
+    req: &BackupRequest,
+    configured: &[String],
+) -> Result<Vec<String>, JobError> {
     if req.networks.is_empty() {
         return Ok(configured.to_vec());
     }
@@ -79,7 +82,13 @@ struct Publisher<'a> {
 }
 
 impl Publisher<'_> {
-    async fn plain(&mut self, object: ObjectKey, compressed: bool, plain_len: u32, payload: Vec<u8>) -> Result<(), BusError> {
+    async fn plain(
+        &mut self,
+        object: ObjectKey,
+        compressed: bool,
+        plain_len: u32,
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
         let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
         let msg = PlainChunk {
             schema: SCHEMA_VERSION,
@@ -91,7 +100,9 @@ impl Publisher<'_> {
             payload,
         };
         let subject = self.ctx.bus.subjects.plain(self.backup_id);
-        self.pipe.publish(subject, msg_id, Bytes::from(encode(&msg))).await
+        self.pipe
+            .publish(subject, msg_id, Bytes::from(encode(&msg)))
+            .await
     }
 
     /// A public chunk-list page goes straight to the networks, with its digest
@@ -126,10 +137,17 @@ impl Publisher<'_> {
         self.ctx.bus.publish_event(&env).await?;
         let subject = self.ctx.bus.subjects.sealed(self.backup_id);
         self.pipe
-            .publish(subject, format!("sealed-{}-{path}", self.backup_id), Bytes::from(encode(&msg)))
+            .publish(
+                subject,
+                format!("sealed-{}-{path}", self.backup_id),
+                Bytes::from(encode(&msg)),
+            )
             .await
     }
 }
+
+/// A chunk being compressed: id, plaintext length, (compressed?, payload).
+type Compressing = (ChunkId, u32, JoinHandle<(bool, Vec<u8>)>);
 
 /// Runs one backup's ingest; returns what `backup.ingested` reported.
 pub async fn run(
@@ -146,7 +164,9 @@ pub async fn run(
     let id_key = ctx.id_key.clone();
     let prod_counters = counters.clone();
     let producer: JoinHandle<Result<source::Produced, SourceError>> =
-        tokio::task::spawn_blocking(move || source::produce(input, chunking, &id_key, tx, prod_counters));
+        tokio::task::spawn_blocking(move || {
+            source::produce(input, chunking, &id_key, tx, prod_counters)
+        });
 
     let mut publisher = Publisher {
         ctx,
@@ -155,7 +175,7 @@ pub async fn run(
         pipe: Pipeline::new(ctx.bus.js.clone(), PUBLISH_WINDOW),
     };
     let mut list = ChunkListBuilder::new(backup_id.clone());
-    let mut compressing: VecDeque<(ChunkId, u32, JoinHandle<(bool, Vec<u8>)>)> = VecDeque::new();
+    let mut compressing: VecDeque<Compressing> = VecDeque::new();
     let mut chunks_new = 0u64;
     let level = ctx.repo.compression_level;
     let mut buf = Vec::with_capacity(64);
@@ -190,16 +210,25 @@ pub async fn run(
                 chunks_new += 1;
                 if compressing.len() >= COMPRESS_WINDOW {
                     let (cid, len, h) = compressing.pop_front().expect("non-empty");
-                    let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
-                    publisher.plain(ObjectKey::Chunk { id: cid }, compressed, len, payload).await?;
+                    let (compressed, payload) =
+                        h.await.map_err(|e| JobError::Source(e.to_string()))?;
+                    publisher
+                        .plain(ObjectKey::Chunk { id: cid }, compressed, len, payload)
+                        .await?;
                 }
                 let len = plain.len() as u32;
-                compressing.push_back((id, len, tokio::task::spawn_blocking(move || cairn_repo::compress(&plain, level))));
+                compressing.push_back((
+                    id,
+                    len,
+                    tokio::task::spawn_blocking(move || cairn_repo::compress(&plain, level)),
+                ));
             }
         }
         while let Some((cid, len, h)) = compressing.pop_front() {
             let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
-            publisher.plain(ObjectKey::Chunk { id: cid }, compressed, len, payload).await?;
+            publisher
+                .plain(ObjectKey::Chunk { id: cid }, compressed, len, payload)
+                .await?;
         }
         Ok(())
     }

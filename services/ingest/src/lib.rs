@@ -25,7 +25,12 @@ struct IngestWorker {
 }
 
 /// Records a failed backup (the request or its source was at fault).
-pub async fn publish_failure(bus: &Bus, source: &str, backup_id: &BackupId, reason: String) -> Result<(), Failure> {
+pub async fn publish_failure(
+    bus: &Bus,
+    source: &str,
+    backup_id: &BackupId,
+    reason: String,
+) -> Result<(), Failure> {
     let env = Envelope::new(
         source,
         backup_id.clone(),
@@ -35,11 +40,17 @@ pub async fn publish_failure(bus: &Bus, source: &str, backup_id: &BackupId, reas
         }),
         &[reason.as_bytes()],
     );
-    bus.publish_event(&env).await.map_err(|e| Failure::Retry(e.to_string()))
+    bus.publish_event(&env)
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))
 }
 
 /// Publishes progress on core NATS (never stored) until dropped.
-pub fn report_progress(bus: &Bus, backup_id: &BackupId, counters: Arc<Counters>) -> tokio::task::JoinHandle<()> {
+pub fn report_progress(
+    bus: &Bus,
+    backup_id: &BackupId,
+    counters: Arc<Counters>,
+) -> tokio::task::JoinHandle<()> {
     let client = bus.client.clone();
     let subject = bus.subjects.progress(backup_id);
     tokio::spawn(async move {
@@ -50,7 +61,9 @@ pub fn report_progress(bus: &Bus, backup_id: &BackupId, counters: Arc<Counters>)
                 "bytes_total": counters.bytes_total.load(Ordering::Relaxed),
                 "files": counters.files.load(Ordering::Relaxed),
             });
-            let _ = client.publish(subject.clone(), body.to_string().into()).await;
+            let _ = client
+                .publish(subject.clone(), body.to_string().into())
+                .await;
         }
     })
 }
@@ -58,7 +71,8 @@ pub fn report_progress(bus: &Bus, backup_id: &BackupId, counters: Arc<Counters>)
 #[async_trait::async_trait]
 impl Handler for IngestWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let env: Envelope = decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let env: Envelope =
+            decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
         let Event::BackupRequested(req) = &env.event else {
             return Err(Failure::Permanent(format!(
                 "expected backup.requested on {}, got {}",
@@ -71,7 +85,13 @@ impl Handler for IngestWorker {
             // Only the requesting client can read its stdin; it ingests itself.
             Source::Stdin { .. } => return Ok(()),
             Source::Paths { paths } if paths.is_empty() => {
-                return publish_failure(&ctx.bus, &ctx.source, &env.backup_id, "no paths to back up".into()).await
+                return publish_failure(
+                    &ctx.bus,
+                    &ctx.source,
+                    &env.backup_id,
+                    "no paths to back up".into(),
+                )
+                .await
             }
             Source::Paths { paths } => Input::Paths(paths.iter().map(Into::into).collect()),
             Source::Postgres { url } => {
@@ -83,7 +103,15 @@ impl Handler for IngestWorker {
                         name: format!("{}.pgdump", source::database_name(url)),
                         reader: Box::new(dump),
                     },
-                    Err(e) => return publish_failure(&ctx.bus, &ctx.source, &env.backup_id, e.to_string()).await,
+                    Err(e) => {
+                        return publish_failure(
+                            &ctx.bus,
+                            &ctx.source,
+                            &env.backup_id,
+                            e.to_string(),
+                        )
+                        .await
+                    }
                 }
             }
         };
@@ -108,7 +136,9 @@ impl Handler for IngestWorker {
                 tracing::info!(backup = %env.backup_id, chunks = ingested.stats.chunks_total, new = ingested.stats.chunks_new, "ingested");
                 Ok(())
             }
-            Err(JobError::Source(reason)) => publish_failure(&ctx.bus, &ctx.source, &env.backup_id, reason).await,
+            Err(JobError::Source(reason)) => {
+                publish_failure(&ctx.bus, &ctx.source, &env.backup_id, reason).await
+            }
             Err(e) => Err(Failure::Retry(e.to_string())),
         }
     }
@@ -118,6 +148,13 @@ impl Handler for IngestWorker {
 pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> anyhow::Result<()> {
     let spec = topology::consumer_spec(&ctx.bus.subjects, &ctx.bus.cfg, stage::INGEST, None);
     let bus = ctx.bus.clone();
-    cairn_bus::worker::run(bus, spec, stage::INGEST.into(), concurrency, Arc::new(IngestWorker { ctx })).await?;
+    cairn_bus::worker::run(
+        bus,
+        spec,
+        stage::INGEST.into(),
+        concurrency,
+        Arc::new(IngestWorker { ctx }),
+    )
+    .await?;
     Ok(())
 }

@@ -19,14 +19,21 @@ use tokio::sync::mpsc;
 /// What the producer hands to the async side.
 pub enum Item {
     /// A chunk of file data (`tree == false`) or of the tree itself.
-    Chunk { id: ChunkId, plain: Vec<u8>, tree: bool },
+    Chunk {
+        id: ChunkId,
+        plain: Vec<u8>,
+        tree: bool,
+    },
 }
 
 /// What to read.
 pub enum Input {
     Paths(Vec<PathBuf>),
     /// One stream, stored as a single file called `name`.
-    Stream { name: String, reader: Box<dyn Read + Send> },
+    Stream {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
 }
 
 /// Shared counters, read by the progress reporter.
@@ -69,7 +76,9 @@ struct Producer<'a> {
 
 impl Producer<'_> {
     fn send(&self, item: Item) -> Result<(), SourceError> {
-        self.tx.blocking_send(item).map_err(|_| SourceError::Cancelled)
+        self.tx
+            .blocking_send(item)
+            .map_err(|_| SourceError::Cancelled)
     }
 
     fn record(&mut self, rec: TreeRecord) -> Result<(), SourceError> {
@@ -93,7 +102,13 @@ impl Producer<'_> {
     }
 
     /// Chunks one stream into `File`…`End` records.
-    fn file(&mut self, path: Vec<u8>, meta: Meta, reader: impl Read, shown: &str) -> Result<(), SourceError> {
+    fn file(
+        &mut self,
+        path: Vec<u8>,
+        meta: Meta,
+        reader: impl Read,
+        shown: &str,
+    ) -> Result<(), SourceError> {
         self.record(TreeRecord::File { path, meta })?;
         let mut refs = Vec::with_capacity(REFS_PER_RECORD);
         let mut whole = blake3::Hasher::new();
@@ -110,7 +125,9 @@ impl Producer<'_> {
             let id = ChunkId(self.id_key.chunk_id(&chunk.data));
             whole.update(&chunk.data);
             size += chunk.length as u64;
-            self.counters.bytes_read.fetch_add(chunk.length as u64, Ordering::Relaxed);
+            self.counters
+                .bytes_read
+                .fetch_add(chunk.length as u64, Ordering::Relaxed);
             refs.push(ChunkRef {
                 id,
                 len: chunk.length as u32,
@@ -142,12 +159,20 @@ impl Producer<'_> {
             path: p.display().to_string(),
             source: e,
         };
-        for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
             let entry = entry.map_err(|e| {
-                let p = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+                let p = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| root.display().to_string());
                 SourceError::Io {
                     path: p,
-                    source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+                    source: e
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
                 }
             })?;
             let p = entry.path();
@@ -249,7 +274,9 @@ pub fn produce(
                     source: e,
                 })?;
             }
-            p.counters.bytes_total.store(estimate(&paths), Ordering::Relaxed);
+            p.counters
+                .bytes_total
+                .store(estimate(&paths), Ordering::Relaxed);
             for (root, label) in paths.iter().zip(labels(&paths)) {
                 p.walk(root, &label)?;
             }
@@ -285,13 +312,23 @@ pub struct PgDump {
 impl PgDump {
     pub fn start(url: &str) -> Result<Self, SourceError> {
         let mut child = std::process::Command::new("pg_dump")
-            .args(["--format=custom", "--compress=0", "--no-password", "--dbname", url])
+            .args([
+                "--format=custom",
+                "--compress=0",
+                "--no-password",
+                "--dbname",
+                url,
+            ])
             .env("PGCONNECT_TIMEOUT", "10")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| SourceError::Other(format!("cannot run pg_dump (is postgresql-client installed?): {e}")))?;
+            .map_err(|e| {
+                SourceError::Other(format!(
+                    "cannot run pg_dump (is postgresql-client installed?): {e}"
+                ))
+            })?;
         let stdout = child.stdout.take().expect("piped stdout");
         Ok(PgDump { child, stdout })
     }
@@ -309,7 +346,9 @@ impl Read for PgDump {
                     let _ = e.read_to_string(&mut err);
                 }
                 let err = err.trim().lines().last().unwrap_or("").to_string();
-                return Err(std::io::Error::other(format!("pg_dump failed ({status}): {err}")));
+                return Err(std::io::Error::other(format!(
+                    "pg_dump failed ({status}): {err}"
+                )));
             }
         }
         Ok(n)

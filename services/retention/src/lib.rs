@@ -26,7 +26,11 @@ async fn chunks_of(repo: &Repository, backup: &BackupId) -> Result<HashSet<Chunk
     }
     let mut ids = HashSet::new();
     for path in pages {
-        let page: u32 = path.rsplit('.').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let page: u32 = path
+            .rsplit('.')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         let (p, _) = repo
             .fetch(&path, &path, |b| cairn_repo::decode_page(backup, page, &b))
             .await
@@ -57,7 +61,11 @@ impl RetentionWorker {
                 backup_id: backup.clone(),
             });
             net.delete(&manifest).await.map_err(|e| e.to_string())?;
-            for p in net.list(&layout::backup_dir(backup)).await.map_err(|e| e.to_string())? {
+            for p in net
+                .list(&layout::backup_dir(backup))
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 net.delete(&p).await.map_err(|e| e.to_string())?;
             }
             for id in doomed.difference(&live) {
@@ -74,7 +82,10 @@ impl RetentionWorker {
                         },
                         &[net.name().as_bytes(), path.as_bytes()],
                     );
-                    self.bus.publish_event(&env).await.map_err(|e| e.to_string())?;
+                    self.bus
+                        .publish_event(&env)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     deleted += 1;
                 }
             }
@@ -91,7 +102,8 @@ impl RetentionWorker {
 #[async_trait::async_trait]
 impl Handler for RetentionWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let env: Envelope = decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let env: Envelope =
+            decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
         if !matches!(env.event, Event::ForgetRequested { .. }) {
             return Err(Failure::Permanent(format!(
                 "expected forget.requested on {}, got {}",
@@ -107,13 +119,21 @@ impl Handler for RetentionWorker {
             Event::BackupForgotten(result),
             &[env.id.as_str().as_bytes()],
         );
-        self.bus.publish_event(&out).await.map_err(|e| Failure::Retry(e.to_string()))
+        self.bus
+            .publish_event(&out)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))
     }
 }
 
 /// Runs the retention worker until the process stops.
 pub async fn run(worker: RetentionWorker) -> anyhow::Result<()> {
-    let spec = topology::consumer_spec(&worker.bus.subjects, &worker.bus.cfg, stage::RETENTION, None);
+    let spec = topology::consumer_spec(
+        &worker.bus.subjects,
+        &worker.bus.cfg,
+        stage::RETENTION,
+        None,
+    );
     let bus = worker.bus.clone();
     cairn_bus::worker::run(bus, spec, stage::RETENTION.into(), 1, Arc::new(worker)).await?;
     Ok(())

@@ -19,9 +19,10 @@ pub struct StoreWorker {
 #[async_trait::async_trait]
 impl Handler for StoreWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let obj: SealedObject = decode(&d.payload, "sealed object").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let obj: SealedObject =
+            decode(&d.payload, "sealed object").map_err(|e| Failure::Permanent(e.to_string()))?;
         let name = self.network.name().to_string();
-        if !obj.networks.iter().any(|n| *n == name) {
+        if !obj.networks.contains(&name) {
             return Ok(()); // another network's copy
         }
         let path = layout::object(&obj.object);
@@ -54,7 +55,10 @@ impl Handler for StoreWorker {
             }),
             &[name.as_bytes(), path.as_bytes(), obj.sha256.as_bytes()],
         );
-        self.bus.publish_event(&env).await.map_err(|e| Failure::Retry(e.to_string()))
+        self.bus
+            .publish_event(&env)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))
     }
 }
 
@@ -63,6 +67,13 @@ pub async fn run(bus: Bus, network: DynNetwork, concurrency: usize) -> anyhow::R
     let name = network.name().to_string();
     let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage::STORE, Some(&name));
     let label = format!("{}:{name}", stage::STORE);
-    cairn_bus::worker::run(bus.clone(), spec, label, concurrency, Arc::new(StoreWorker { bus, network })).await?;
+    cairn_bus::worker::run(
+        bus.clone(),
+        spec,
+        label,
+        concurrency,
+        Arc::new(StoreWorker { bus, network }),
+    )
+    .await?;
     Ok(())
 }

@@ -8,7 +8,9 @@
 use cairn_bus::{topology, Bus, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;
 use cairn_events::subjects::stage;
-use cairn_events::{decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Stats};
+use cairn_events::{
+    decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Stats,
+};
 use cairn_networks::DynNetwork;
 use cairn_repo::{chunklist, layout, Repository};
 use futures::StreamExt;
@@ -54,9 +56,11 @@ async fn check_network(
                     let (path, want) = &objects[i];
                     let got = match net.get(path).await {
                         Ok(bytes) => {
-                            let sha = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&bytes)))
-                                .await
-                                .unwrap_or_default();
+                            let sha = tokio::task::spawn_blocking(move || {
+                                hex::encode(Sha256::digest(&bytes))
+                            })
+                            .await
+                            .unwrap_or_default();
                             Ok(&sha == want)
                         }
                         Err(e) if e.is_not_found() => Err(format!("{path} missing")),
@@ -88,7 +92,10 @@ async fn check_network(
         if pending.is_empty() || Instant::now() >= deadline {
             f.missing = pending.len() as u64;
             if f.missing > 0 && f.detail.is_empty() {
-                f.detail = format!("{} objects not readable after waiting; last error: {last_err}", f.missing);
+                f.detail = format!(
+                    "{} objects not readable after waiting; last error: {last_err}",
+                    f.missing
+                );
             }
             return f;
         }
@@ -167,7 +174,11 @@ impl VerifyWorker {
         let paths: Vec<String> = keys.iter().map(layout::object).collect();
         let mut digests: HashMap<String, (String, u64)> = HashMap::new();
         loop {
-            let missing: Vec<String> = paths.iter().filter(|p| !digests.contains_key(*p)).cloned().collect();
+            let missing: Vec<String> = paths
+                .iter()
+                .filter(|p| !digests.contains_key(*p))
+                .cloned()
+                .collect();
             if missing.is_empty() {
                 break;
             }
@@ -179,17 +190,21 @@ impl VerifyWorker {
             }
             if Instant::now() >= deadline {
                 let n = paths.iter().filter(|p| !digests.contains_key(*p)).count();
-                outcome
-                    .reasons
-                    .push(format!("{n} objects have no digest in the ledger (is the ledger worker running?)"));
+                outcome.reasons.push(format!(
+                    "{n} objects have no digest in the ledger (is the ledger worker running?)"
+                ));
                 return outcome;
             }
             if paths.iter().any(|p| !digests.contains_key(p)) {
                 tokio::time::sleep(POLL).await;
             }
         }
-        let objects: Arc<Vec<(String, String)>> =
-            Arc::new(paths.iter().map(|p| (p.clone(), digests[p].0.clone())).collect());
+        let objects: Arc<Vec<(String, String)>> = Arc::new(
+            paths
+                .iter()
+                .map(|p| (p.clone(), digests[p].0.clone()))
+                .collect(),
+        );
 
         // 3. Every network, in parallel.
         let checks = targets
@@ -198,13 +213,20 @@ impl VerifyWorker {
             .map(|n| {
                 let n = n.clone();
                 let objects = objects.clone();
-                async move { (n.name().to_string(), check_network(n, objects, deadline).await) }
+                async move {
+                    (
+                        n.name().to_string(),
+                        check_network(n, objects, deadline).await,
+                    )
+                }
             })
             .collect::<Vec<_>>();
         for (name, f) in futures::future::join_all(checks).await {
             let ok = f.missing == 0 && f.corrupt == 0;
             if !ok {
-                outcome.reasons.push(format!("network {name}: {}", f.detail));
+                outcome
+                    .reasons
+                    .push(format!("network {name}: {}", f.detail));
             }
             outcome.networks.push(NetworkReport {
                 network: name,
@@ -239,7 +261,8 @@ impl VerifyWorker {
 #[async_trait::async_trait]
 impl Handler for VerifyWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let env: Envelope = decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let env: Envelope =
+            decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
         let Event::BackupIngested(ing) = &env.event else {
             return Err(Failure::Permanent(format!(
                 "expected backup.ingested on {}, got {}",
@@ -257,8 +280,16 @@ impl Handler for VerifyWorker {
             Event::BackupFailed(outcome)
         };
         tracing::info!(backup = %env.backup_id, result = event.kind(), "verified");
-        let out = Envelope::new(self.source.clone(), env.backup_id.clone(), event, &[env.id.as_str().as_bytes()]);
-        self.bus.publish_event(&out).await.map_err(|e| Failure::Retry(e.to_string()))
+        let out = Envelope::new(
+            self.source.clone(),
+            env.backup_id.clone(),
+            event,
+            &[env.id.as_str().as_bytes()],
+        );
+        self.bus
+            .publish_event(&out)
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))
     }
 }
 
@@ -266,6 +297,13 @@ impl Handler for VerifyWorker {
 pub async fn run(worker: VerifyWorker, concurrency: usize) -> anyhow::Result<()> {
     let spec = topology::consumer_spec(&worker.bus.subjects, &worker.bus.cfg, stage::VERIFY, None);
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, spec, stage::VERIFY.into(), concurrency, Arc::new(worker)).await?;
+    cairn_bus::worker::run(
+        bus,
+        spec,
+        stage::VERIFY.into(),
+        concurrency,
+        Arc::new(worker),
+    )
+    .await?;
     Ok(())
 }

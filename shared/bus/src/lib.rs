@@ -24,7 +24,11 @@ pub enum BusError {
     #[error("cannot reach NATS at {url}: {detail}. Is nats-server running (with JetStream)? `scripts/setup.sh` installs and starts one")]
     Connect { url: String, detail: String },
     #[error("NATS at {url} allows messages up to {max_payload} bytes; Cairn needs {needed} (set max_payload in the server config, see deploy/nats)")]
-    Payload { url: String, max_payload: usize, needed: usize },
+    Payload {
+        url: String,
+        max_payload: usize,
+        needed: usize,
+    },
     #[error("JetStream: {0}")]
     JetStream(String),
     #[error("publish to {subject}: {detail}")]
@@ -93,10 +97,11 @@ impl Bus {
     pub async fn ensure_topology(&self, networks: &[String]) -> Result<(), BusError> {
         for sc in topology::streams(&self.subjects, &self.cfg) {
             let name = sc.name.clone();
-            self.js
-                .create_or_update_stream(sc)
-                .await
-                .map_err(|e| BusError::JetStream(format!("stream {name}: {e}. Is JetStream enabled on the server (-js)?")))?;
+            self.js.create_or_update_stream(sc).await.map_err(|e| {
+                BusError::JetStream(format!(
+                    "stream {name}: {e}. Is JetStream enabled on the server (-js)?"
+                ))
+            })?;
         }
         for spec in topology::all_consumers(&self.subjects, &self.cfg, networks) {
             self.ensure_consumer(&spec).await?;
@@ -116,7 +121,10 @@ impl Bus {
             let existing: Result<async_nats::jetstream::consumer::PullConsumer, _> =
                 self.js.get_consumer_from_stream(&name, &spec.stream).await;
             if existing.is_err() {
-                return Err(BusError::JetStream(format!("consumer {name} on {}: {e}", spec.stream)));
+                return Err(BusError::JetStream(format!(
+                    "consumer {name} on {}: {e}",
+                    spec.stream
+                )));
             }
             tracing::warn!(consumer = name, error = %e, "consumer exists with another configuration; keeping it");
         }

@@ -19,7 +19,12 @@ fn message(payload: Bytes, msg_id: &str) -> Publish {
     Publish::build().payload(payload).message_id(msg_id)
 }
 
-async fn send(js: &Context, subject: &str, msg_id: &str, payload: Bytes) -> Result<PublishAckFuture, String> {
+async fn send(
+    js: &Context,
+    subject: &str,
+    msg_id: &str,
+    payload: Bytes,
+) -> Result<PublishAckFuture, String> {
     js.send_publish(subject.to_string(), message(payload, msg_id))
         .await
         .map_err(|e| e.to_string())
@@ -27,7 +32,12 @@ async fn send(js: &Context, subject: &str, msg_id: &str, payload: Bytes) -> Resu
 
 /// Publishes one message and waits for its ack, retrying while the stream is
 /// full or the server is briefly unreachable.
-pub async fn publish_once(js: &Context, subject: &str, msg_id: &str, payload: Bytes) -> Result<(), BusError> {
+pub async fn publish_once(
+    js: &Context,
+    subject: &str,
+    msg_id: &str,
+    payload: Bytes,
+) -> Result<(), BusError> {
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
@@ -113,7 +123,12 @@ impl Pipeline {
         }
     }
 
-    pub async fn publish(&mut self, subject: String, msg_id: String, payload: Bytes) -> Result<(), BusError> {
+    pub async fn publish(
+        &mut self,
+        subject: String,
+        msg_id: String,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
         while self.inflight.len() >= self.window {
             self.settle_one().await?;
         }

@@ -92,7 +92,12 @@ fn consumer(name: String, filter: String, cfg: &NatsConfig, max_ack_pending: i64
 }
 
 /// The consumer of `stage` (`network` for store workers).
-pub fn consumer_spec(s: &Subjects, cfg: &NatsConfig, stage_name: &str, network: Option<&str>) -> ConsumerSpec {
+pub fn consumer_spec(
+    s: &Subjects,
+    cfg: &NatsConfig,
+    stage_name: &str,
+    network: Option<&str>,
+) -> ConsumerSpec {
     let name = s.consumer(stage_name, network);
     match stage_name {
         stage::INGEST => ConsumerSpec {
@@ -131,10 +136,16 @@ pub fn consumer_spec(s: &Subjects, cfg: &NatsConfig, stage_name: &str, network: 
 
 /// Every consumer, for every configured network.
 pub fn all_consumers(s: &Subjects, cfg: &NatsConfig, networks: &[String]) -> Vec<ConsumerSpec> {
-    let mut out: Vec<ConsumerSpec> = [stage::INGEST, stage::ENCRYPT, stage::VERIFY, stage::LEDGER, stage::RETENTION]
-        .iter()
-        .map(|st| consumer_spec(s, cfg, st, None))
-        .collect();
+    let mut out: Vec<ConsumerSpec> = [
+        stage::INGEST,
+        stage::ENCRYPT,
+        stage::VERIFY,
+        stage::LEDGER,
+        stage::RETENTION,
+    ]
+    .iter()
+    .map(|st| consumer_spec(s, cfg, st, None))
+    .collect();
     for n in networks {
         out.push(consumer_spec(s, cfg, stage::STORE, Some(n)));
     }

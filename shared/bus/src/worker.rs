@@ -82,7 +82,12 @@ pub async fn run(
         .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let ack_wait = Duration::from_secs(bus.cfg.ack_wait_secs.max(1));
-    tracing::info!(stage, consumer = name, stream = spec.stream, "worker started");
+    tracing::info!(
+        stage,
+        consumer = name,
+        stream = spec.stream,
+        "worker started"
+    );
     while let Some(next) = messages.next().await {
         let msg = match next {
             Ok(m) => m,
@@ -92,7 +97,11 @@ pub async fn run(
                 continue;
             }
         };
-        let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
         let bus = bus.clone();
         let handler = handler.clone();
         let stage = stage.clone();
@@ -102,7 +111,9 @@ pub async fn run(
             drop(permit);
         });
     }
-    Err(BusError::JetStream(format!("consumer {name}: message stream ended")))
+    Err(BusError::JetStream(format!(
+        "consumer {name}: message stream ended"
+    )))
 }
 
 async fn settle(
@@ -155,7 +166,8 @@ async fn finish(
                 Ok(()) => msg.ack().await,
                 Err(e) => {
                     tracing::error!(stage, error = %e, "could not dead-letter; leaving for redelivery");
-                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                        .await
                 }
             }
         }
@@ -201,7 +213,12 @@ pub async fn run_batched(
         .get_consumer_from_stream(&name, &spec.stream)
         .await
         .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
-    tracing::info!(stage, consumer = name, stream = spec.stream, "batch worker started");
+    tracing::info!(
+        stage,
+        consumer = name,
+        stream = spec.stream,
+        "batch worker started"
+    );
     loop {
         let fetched = consumer
             .fetch()
@@ -256,20 +273,38 @@ fn redact(reason: &str) -> String {
     out
 }
 
-async fn dead_letter(bus: &Bus, stage: &str, keep_payload: bool, d: &Delivery, reason: &str) -> Result<(), BusError> {
-    let reason: String = if keep_payload { reason.to_string() } else { redact(reason) };
+async fn dead_letter(
+    bus: &Bus,
+    stage: &str,
+    keep_payload: bool,
+    d: &Delivery,
+    reason: &str,
+) -> Result<(), BusError> {
+    let reason: String = if keep_payload {
+        reason.to_string()
+    } else {
+        redact(reason)
+    };
     let reason: String = reason.chars().take(1000).collect();
     let sha = hex::encode(Sha256::digest(&d.payload));
     tracing::warn!(stage, subject = d.subject, %reason, "dead-lettering message");
     let mut headers = HeaderMap::new();
     headers.insert("Cairn-Dlq-Stage", stage);
     headers.insert("Cairn-Dlq-Subject", d.subject.as_str());
-    headers.insert("Cairn-Dlq-Reason", reason.replace(['\r', '\n'], " ").as_str());
+    headers.insert(
+        "Cairn-Dlq-Reason",
+        reason.replace(['\r', '\n'], " ").as_str(),
+    );
     headers.insert("Cairn-Dlq-Deliveries", d.deliveries.to_string().as_str());
     headers.insert("Cairn-Dlq-Payload-Sha256", sha.as_str());
-    let payload = if keep_payload { d.payload.clone() } else { Bytes::new() };
+    let payload = if keep_payload {
+        d.payload.clone()
+    } else {
+        Bytes::new()
+    };
     let msg_id = format!("dlq-{stage}-{}-{sha}", d.stream_sequence);
-    publish::publish_with_headers(&bus.js, &bus.subjects.dlq(stage), &msg_id, headers, payload).await?;
+    publish::publish_with_headers(&bus.js, &bus.subjects.dlq(stage), &msg_id, headers, payload)
+        .await?;
     let backup_id = d
         .subject
         .rsplit('.')
@@ -286,7 +321,11 @@ async fn dead_letter(bus: &Bus, stage: &str, keep_payload: bool, d: &Delivery, r
             deliveries: d.deliveries.max(0) as u64,
             payload_sha256: sha,
         }),
-        &[stage.as_bytes(), &d.stream_sequence.to_be_bytes(), d.subject.as_bytes()],
+        &[
+            stage.as_bytes(),
+            &d.stream_sequence.to_be_bytes(),
+            d.subject.as_bytes(),
+        ],
     );
     bus.publish_event(&env).await
 }

@@ -62,7 +62,10 @@ pub struct KeysConfig {
 impl std::fmt::Debug for KeysConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeysConfig")
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .field("passphrase_file", &self.passphrase_file)
             .finish()
     }
@@ -168,8 +171,16 @@ impl Config {
             Some(p) => f = f.merge(Toml::file_exact(p)),
             None => f = f.merge(Toml::file("cairn.toml")),
         }
-        f.merge(Env::prefixed("CAIRN_").ignore(&["PASSPHRASE", "CONFIG"]).split("__"))
-            .merge(Env::raw().only(&["CAIRN_PASSPHRASE"]).map(|_| "keys.passphrase".into()))
+        f.merge(
+            Env::prefixed("CAIRN_")
+                .ignore(&["PASSPHRASE", "CONFIG"])
+                .split("__"),
+        )
+        .merge(
+            Env::raw()
+                .only(&["CAIRN_PASSPHRASE"])
+                .map(|_| "keys.passphrase".into()),
+        )
     }
 
     pub fn from_figment(f: Figment) -> Result<Self, ConfigError> {
@@ -191,7 +202,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
         if !token(&self.nats.prefix) {
             return Err(ConfigError::Invalid(format!(
                 "nats.prefix {:?} must be one token of [A-Za-z0-9_-]",
@@ -199,7 +214,9 @@ impl Config {
             )));
         }
         if self.nats.max_deliver < 1 {
-            return Err(ConfigError::Invalid("nats.max_deliver must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "nats.max_deliver must be at least 1".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for n in &self.networks {
@@ -210,7 +227,10 @@ impl Config {
                 )));
             }
             if !seen.insert(&n.name) {
-                return Err(ConfigError::Invalid(format!("network {:?} is configured twice", n.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "network {:?} is configured twice",
+                    n.name
+                )));
             }
             if n.kind != "fs" {
                 return Err(ConfigError::Invalid(format!(
@@ -230,10 +250,11 @@ impl Config {
             }
         }
         if let Some(path) = &self.keys.passphrase_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PassphraseFile {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PassphraseFile {
+                    path: path.clone(),
+                    source,
+                })?;
             let line = text.lines().next().unwrap_or("").to_string();
             return Ok(Some(Secret::new(line)).filter(|s| !s.is_empty()));
         }
@@ -250,6 +271,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail API returns its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -264,7 +287,10 @@ mod tests {
                 c.networks[0].path.as_deref(),
                 Some(Path::new("/home/u/.local/share/cairn/networks/local"))
             );
-            jail.create_file("cairn.toml", "[nats]\nprefix = \"fromfile\"\nmax_deliver = 7\n")?;
+            jail.create_file(
+                "cairn.toml",
+                "[nats]\nprefix = \"fromfile\"\nmax_deliver = 7\n",
+            )?;
             jail.set_env("CAIRN_NATS__PREFIX", "fromenv");
             jail.set_env("CAIRN_PASSPHRASE", "s3cret");
             let c = Config::load(None).unwrap();
@@ -279,10 +305,16 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("cairn.toml", "[[networks]]\nname = \"a.b\"\nkind = \"fs\"\n")?;
+            jail.create_file(
+                "cairn.toml",
+                "[[networks]]\nname = \"a.b\"\nkind = \"fs\"\n",
+            )?;
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("network name \"a.b\""), "{err}");
-            jail.create_file("cairn.toml", "[[networks]]\nname = \"x\"\nkind = \"tape\"\n")?;
+            jail.create_file(
+                "cairn.toml",
+                "[[networks]]\nname = \"x\"\nkind = \"tape\"\n",
+            )?;
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("unknown kind \"tape\""), "{err}");
             jail.create_file("cairn.toml", "[nats]\nmax_deliver = \"many\"\n")?;

@@ -78,7 +78,13 @@ fn wrap(kek: &Key32, purpose: &str, secret: &[u8]) -> Wrapped {
     let aad = [WRAP_AAD, purpose.as_bytes()].concat();
     let ct = Aes256Gcm::new_from_slice(kek.as_bytes())
         .expect("32-byte key")
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad: &aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: secret,
+                aad: &aad,
+            },
+        )
         .expect("AES-GCM encryption of a key");
     Wrapped {
         nonce: hex::encode(nonce),
@@ -92,7 +98,13 @@ fn unwrap(kek: &Key32, purpose: &str, w: &Wrapped) -> Option<Key32> {
     let aad = [WRAP_AAD, purpose.as_bytes()].concat();
     let mut pt = Aes256Gcm::new_from_slice(kek.as_bytes())
         .ok()?
-        .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: &aad })
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &ct,
+                aad: &aad,
+            },
+        )
         .ok()?;
     let key = <[u8; 32]>::try_from(pt.as_slice()).ok().map(Key32);
     zeroize::Zeroize::zeroize(&mut pt);
@@ -100,8 +112,13 @@ fn unwrap(kek: &Key32, purpose: &str, w: &Wrapped) -> Option<Key32> {
 }
 
 fn derive_kek(passphrase: &Secret, params: KdfParams, salt: &[u8]) -> Result<Key32, CryptoError> {
-    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let p = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(32),
+    )
+    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = [0u8; 32];
     a.hash_password_into(passphrase.expose().as_bytes(), salt, &mut out)
@@ -112,7 +129,12 @@ fn derive_kek(passphrase: &Secret, params: KdfParams, salt: &[u8]) -> Result<Key
 impl KeyFile {
     /// Creates a key file protecting `keyring` (and a fresh master key) with
     /// `passphrase`.
-    pub fn create(passphrase: &Secret, params: KdfParams, keyring: &Keyring, created: &str) -> Result<Self, CryptoError> {
+    pub fn create(
+        passphrase: &Secret,
+        params: KdfParams,
+        keyring: &Keyring,
+        created: &str,
+    ) -> Result<Self, CryptoError> {
         if passphrase.is_empty() {
             return Err(CryptoError::NoPassphrase);
         }
@@ -159,7 +181,8 @@ impl KeyFile {
         let salt = hex::decode(&self.kdf.salt).map_err(|_| bad("salt is not hex"))?;
         let kek = derive_kek(passphrase, self.kdf.params, &salt)?;
         let master = unwrap(&kek, "master", &self.master).ok_or(CryptoError::WrongPassphrase)?;
-        let id_key = unwrap(&master, "id", &self.id_key).ok_or_else(|| bad("id key does not unwrap"))?;
+        let id_key =
+            unwrap(&master, "id", &self.id_key).ok_or_else(|| bad("id key does not unwrap"))?;
         let mut data_keys = Vec::new();
         for dk in &self.data_keys {
             let id: [u8; 16] = hex::decode(&dk.id)
@@ -239,9 +262,17 @@ mod tests {
     fn tampered_key_file_is_named() {
         let ring = Keyring::generate();
         let mut kf = KeyFile::create(&Secret::new("pw"), FAST, &ring, "now").unwrap();
-        let first = if kf.id_key.ciphertext.starts_with('0') { "1" } else { "0" };
+        let first = if kf.id_key.ciphertext.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        };
         kf.id_key.ciphertext.replace_range(0..1, first);
-        let err = kf.open(&Secret::new("pw")).map(|_| ()).unwrap_err().to_string();
+        let err = kf
+            .open(&Secret::new("pw"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("id key does not unwrap"), "{err}");
     }
 }

@@ -133,9 +133,15 @@ mod tests {
     #[test]
     fn known_vector() {
         // RFC 6962 empty tree and the single leaf "" (from the CT test data).
-        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            hex::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         let mut b = RootBuilder::new();
         b.push(b"");
-        assert_eq!(hex::encode(b.root()), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+        assert_eq!(
+            hex::encode(b.root()),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
     }
 }

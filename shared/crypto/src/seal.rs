@@ -58,16 +58,32 @@ impl Sealer {
             keys: keys
                 .into_iter()
                 .map(|(id, k)| {
-                    let nonce_key = Key32(blake3::derive_key("cairn sealed-object nonce v1", k.as_bytes()));
-                    (id, Aes256Gcm::new_from_slice(k.as_bytes()).expect("32-byte key"), nonce_key)
+                    let nonce_key = Key32(blake3::derive_key(
+                        "cairn sealed-object nonce v1",
+                        k.as_bytes(),
+                    ));
+                    (
+                        id,
+                        Aes256Gcm::new_from_slice(k.as_bytes()).expect("32-byte key"),
+                        nonce_key,
+                    )
                 })
                 .collect(),
         }
     }
 
     /// Seals `payload` as object `object_id`.
-    pub fn seal(&self, kind: ObjectKind, compressed: bool, object_id: &[u8], payload: &[u8]) -> Vec<u8> {
-        let (key_id, cipher, nonce_key) = self.keys.last().expect("a keyring holds at least one data key");
+    pub fn seal(
+        &self,
+        kind: ObjectKind,
+        compressed: bool,
+        object_id: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (key_id, cipher, nonce_key) = self
+            .keys
+            .last()
+            .expect("a keyring holds at least one data key");
         let mut out = Vec::with_capacity(payload.len() + SEAL_OVERHEAD);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&[VERSION, kind as u8, compressed as u8, 0]);
@@ -90,13 +106,21 @@ impl Sealer {
 
     /// Opens a sealed object, checking that it is `object_id` (named `what`
     /// in errors, e.g. "chunk 3fa2…").
-    pub fn open(&self, what: &str, object_id: &[u8], sealed: &[u8]) -> Result<OpenedObject, CryptoError> {
+    pub fn open(
+        &self,
+        what: &str,
+        object_id: &[u8],
+        sealed: &[u8],
+    ) -> Result<OpenedObject, CryptoError> {
         let fmt = |problem: &str| CryptoError::Format {
             object: what.to_string(),
             problem: problem.to_string(),
         };
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(fmt(&format!("{} bytes is shorter than any sealed object", sealed.len())));
+            return Err(fmt(&format!(
+                "{} bytes is shorter than any sealed object",
+                sealed.len()
+            )));
         }
         if &sealed[..4] != MAGIC {
             return Err(fmt("bad magic"));
@@ -124,8 +148,15 @@ impl Sealer {
         let body_end = sealed.len() - TAG_LEN;
         let mut payload = sealed[HEADER_LEN..body_end].to_vec();
         cipher
-            .decrypt_in_place_detached(nonce, &aad, &mut payload, Tag::from_slice(&sealed[body_end..]))
-            .map_err(|_| CryptoError::Tampered { object: what.to_string() })?;
+            .decrypt_in_place_detached(
+                nonce,
+                &aad,
+                &mut payload,
+                Tag::from_slice(&sealed[body_end..]),
+            )
+            .map_err(|_| CryptoError::Tampered {
+                object: what.to_string(),
+            })?;
         Ok(OpenedObject {
             kind,
             compressed,
@@ -161,15 +192,31 @@ mod tests {
         for i in [0, 5, 8, 30, 36, 500, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            let err = s.open("chunk id-1", b"id-1", &bad).map(|_| ()).unwrap_err().to_string();
+            let err = s
+                .open("chunk id-1", b"id-1", &bad)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("chunk id-1:"), "byte {i}: {err}");
         }
-        let err = s.open("chunk id-2", b"id-2", &sealed).map(|_| ()).unwrap_err().to_string();
+        let err = s
+            .open("chunk id-2", b"id-2", &sealed)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("authentication failed"), "{err}");
-        let err = s.open("chunk id-1", b"id-1", &sealed[..20]).map(|_| ()).unwrap_err().to_string();
+        let err = s
+            .open("chunk id-1", b"id-1", &sealed[..20])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shorter than any sealed object"), "{err}");
         let other = Keyring::generate().sealer();
-        let err = other.open("chunk id-1", b"id-1", &sealed).map(|_| ()).unwrap_err().to_string();
+        let err = other
+            .open("chunk id-1", b"id-1", &sealed)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not hold"), "{err}");
     }
 }

@@ -26,8 +26,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes `bytes` as `T`, naming `what` in the error.
-pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
-    let value: T = rmp_serde::from_slice(bytes).map_err(|source| DecodeError::Malformed { what, source })?;
+pub fn decode<T: DeserializeOwned + Versioned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, DecodeError> {
+    let value: T =
+        rmp_serde::from_slice(bytes).map_err(|source| DecodeError::Malformed { what, source })?;
     let found = value.schema();
     if found == 0 || found > crate::SCHEMA_VERSION {
         return Err(DecodeError::Version {
@@ -94,11 +98,18 @@ mod tests {
 
     #[test]
     fn garbage_and_future_versions_are_named() {
-        let err = decode::<Envelope>(b"\x93garbage", "event").unwrap_err().to_string();
-        assert!(err.starts_with("malformed message: not a valid event"), "{err}");
+        let err = decode::<Envelope>(b"\x93garbage", "event")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("malformed message: not a valid event"),
+            "{err}"
+        );
         let mut env = sample();
         env.schema = 99;
-        let err = decode::<Envelope>(&encode(&env), "event").unwrap_err().to_string();
+        let err = decode::<Envelope>(&encode(&env), "event")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unsupported schema version 99"), "{err}");
     }
 }

@@ -24,7 +24,8 @@ impl BackupId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(BackupId(s.to_string()))
         } else {
@@ -68,7 +69,8 @@ pub struct ChunkId(#[schemars(with = "String")] pub [u8; 32]);
 impl ChunkId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| IdError::Chunk(s.chars().take(80).collect()))?;
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| IdError::Chunk(s.chars().take(80).collect()))?;
         Ok(ChunkId(out))
     }
     pub fn to_hex(&self) -> String {

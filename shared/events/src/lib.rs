@@ -376,7 +376,12 @@ pub fn now_rfc3339() -> String {
 impl Envelope {
     /// Wraps `event` with a deterministic id derived from `id_parts`, which
     /// must identify the event's content (e.g. backup id and chunk id).
-    pub fn new(source: impl Into<String>, backup_id: BackupId, event: Event, id_parts: &[&[u8]]) -> Self {
+    pub fn new(
+        source: impl Into<String>,
+        backup_id: BackupId,
+        event: Event,
+        id_parts: &[&[u8]],
+    ) -> Self {
         let mut parts: Vec<&[u8]> = vec![event.kind().as_bytes(), backup_id.as_str().as_bytes()];
         parts.extend_from_slice(id_parts);
         Envelope {

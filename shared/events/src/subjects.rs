@@ -23,12 +23,18 @@ pub mod stage {
 
 impl Subjects {
     pub fn new(prefix: &str) -> Result<Self, String> {
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(format!(
                 "invalid subject prefix {prefix:?}: expected one token of [A-Za-z0-9_-]"
             ));
         }
-        Ok(Subjects { prefix: prefix.to_string() })
+        Ok(Subjects {
+            prefix: prefix.to_string(),
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -116,7 +122,10 @@ mod tests {
     fn names_are_scoped_by_prefix() {
         let s = Subjects::new("t-42").unwrap();
         assert_eq!(s.events_stream(), "T_42_EVENTS");
-        assert_eq!(s.events_of_kind("backup.requested"), "t-42.evt.backup.requested.*");
+        assert_eq!(
+            s.events_of_kind("backup.requested"),
+            "t-42.evt.backup.requested.*"
+        );
         assert!(Subjects::new("a.b").is_err());
         assert!(Subjects::new("").is_err());
     }

@@ -82,9 +82,12 @@ impl NetworkError {
 pub fn check_path(network: &str, path: &str) -> Result<(), NetworkError> {
     let ok = !path.is_empty()
         && !path.starts_with('/')
-        && path
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_graphic()));
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_graphic())
+        });
     if ok {
         Ok(())
     } else {
@@ -96,7 +99,11 @@ pub fn check_path(network: &str, path: &str) -> Result<(), NetworkError> {
 }
 
 /// Builds the network a config entry describes.
-pub fn open(name: &str, kind: &str, path: Option<&std::path::Path>) -> Result<DynNetwork, NetworkError> {
+pub fn open(
+    name: &str,
+    kind: &str,
+    path: Option<&std::path::Path>,
+) -> Result<DynNetwork, NetworkError> {
     match kind {
         "fs" => {
             let root = path.ok_or_else(|| NetworkError::Config {

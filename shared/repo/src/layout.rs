@@ -39,7 +39,9 @@ pub fn backup_dir(backup_id: &BackupId) -> String {
 pub fn manifest_backup(path: &str) -> Option<BackupId> {
     let rest = path.strip_prefix(BACKUPS_DIR)?;
     let (id, file) = rest.split_once('/')?;
-    (file == "manifest").then(|| BackupId::parse(id).ok()).flatten()
+    (file == "manifest")
+        .then(|| BackupId::parse(id).ok())
+        .flatten()
 }
 
 /// The chunk id of a path under `chunks/`.
@@ -63,7 +65,9 @@ pub fn describe(key: &ObjectKey) -> String {
     match key {
         ObjectKey::Chunk { id } => format!("chunk {}", id.to_hex()),
         ObjectKey::Manifest { backup_id } => format!("manifest of backup {backup_id}"),
-        ObjectKey::ChunkList { backup_id, page } => format!("chunk list page {page} of backup {backup_id}"),
+        ObjectKey::ChunkList { backup_id, page } => {
+            format!("chunk list page {page} of backup {backup_id}")
+        }
     }
 }
 
@@ -79,8 +83,16 @@ mod tests {
         assert!(p.starts_with("chunks/ab/abab"));
         assert_eq!(chunk_of(&p), Some(id));
         let b = BackupId::generate();
-        let m = object(&ObjectKey::Manifest { backup_id: b.clone() });
+        let m = object(&ObjectKey::Manifest {
+            backup_id: b.clone(),
+        });
         assert_eq!(manifest_backup(&m), Some(b.clone()));
-        assert_eq!(manifest_backup(&object(&ObjectKey::ChunkList { backup_id: b, page: 0 })), None);
+        assert_eq!(
+            manifest_backup(&object(&ObjectKey::ChunkList {
+                backup_id: b,
+                page: 0
+            })),
+            None
+        );
     }
 }

@@ -17,7 +17,7 @@ pub mod restore;
 pub mod tree;
 
 use bytes::Bytes;
-use cairn_crypto::{CryptoError, KdfParams, KeyFile, Keyring, ObjectKind, Secret, Sealer};
+use cairn_crypto::{CryptoError, KdfParams, KeyFile, Keyring, ObjectKind, Sealer, Secret};
 use cairn_events::{BackupId, ObjectKey};
 use cairn_networks::{DynNetwork, NetworkError, PutMode};
 use format::{ChunkListPage, Manifest, RepoConfig, FORMAT};
@@ -92,7 +92,11 @@ impl Repository {
 
     /// Creates config and key file on every network. Refuses if any network
     /// already holds a repository.
-    pub async fn init(&self, passphrase: &Secret, kdf: KdfParams) -> Result<(RepoConfig, KeyFile), RepoError> {
+    pub async fn init(
+        &self,
+        passphrase: &Secret,
+        kdf: KdfParams,
+    ) -> Result<(RepoConfig, KeyFile), RepoError> {
         for n in &self.networks {
             if n.exists(layout::CONFIG).await? {
                 return Err(RepoError::AlreadyInitialised(n.name().to_string()));
@@ -110,10 +114,15 @@ impl Repository {
         };
         let cfg_bytes = Bytes::from(serde_json::to_vec_pretty(&config).expect("config serializes"));
         for n in &self.networks {
-            n.put(&layout::key_file(&key_file.key_id), Bytes::from(key_file.to_json()), PutMode::IfAbsent)
-                .await?;
+            n.put(
+                &layout::key_file(&key_file.key_id),
+                Bytes::from(key_file.to_json()),
+                PutMode::IfAbsent,
+            )
+            .await?;
             // The config goes last: its presence means "initialised".
-            n.put(layout::CONFIG, cfg_bytes.clone(), PutMode::IfAbsent).await?;
+            n.put(layout::CONFIG, cfg_bytes.clone(), PutMode::IfAbsent)
+                .await?;
         }
         Ok((config, key_file))
     }
@@ -217,25 +226,40 @@ impl Repository {
         Ok(all.into_iter().collect())
     }
 
-    pub async fn manifest(&self, sealer: &Sealer, backup_id: &BackupId) -> Result<Manifest, RepoError> {
+    pub async fn manifest(
+        &self,
+        sealer: &Sealer,
+        backup_id: &BackupId,
+    ) -> Result<Manifest, RepoError> {
         let key = ObjectKey::Manifest {
             backup_id: backup_id.clone(),
         };
         let what = layout::describe(&key);
         let result = self
-            .fetch(&layout::object(&key), &what, |bytes| open_manifest(sealer, backup_id, &bytes))
+            .fetch(&layout::object(&key), &what, |bytes| {
+                open_manifest(sealer, backup_id, &bytes)
+            })
             .await;
         match result {
             Ok((m, _)) => Ok(m),
-            Err(RepoError::Unavailable { errors, .. }) if errors.split("; ").all(|e| e.contains("not found")) => {
-                Err(RepoError::BackupNotFound(backup_id.clone(), names(&self.networks)))
+            Err(RepoError::Unavailable { errors, .. })
+                if errors.split("; ").all(|e| e.contains("not found")) =>
+            {
+                Err(RepoError::BackupNotFound(
+                    backup_id.clone(),
+                    names(&self.networks),
+                ))
             }
             Err(e) => Err(e),
         }
     }
 
     /// Reads every chunk-list page of `backup_id` (`pages` of them).
-    pub async fn chunk_pages(&self, backup_id: &BackupId, pages: u32) -> Result<Vec<ChunkListPage>, RepoError> {
+    pub async fn chunk_pages(
+        &self,
+        backup_id: &BackupId,
+        pages: u32,
+    ) -> Result<Vec<ChunkListPage>, RepoError> {
         let mut out = Vec::with_capacity(pages as usize);
         for page in 0..pages {
             let key = ObjectKey::ChunkList {
@@ -243,7 +267,9 @@ impl Repository {
                 page,
             };
             let (p, _) = self
-                .fetch(&layout::object(&key), &layout::describe(&key), |b| decode_page(backup_id, page, &b))
+                .fetch(&layout::object(&key), &layout::describe(&key), |b| {
+                    decode_page(backup_id, page, &b)
+                })
                 .await?;
             out.push(p);
         }
@@ -259,7 +285,12 @@ pub fn compress(plain: &[u8], level: i32) -> (bool, Vec<u8>) {
     }
 }
 
-pub fn decompress(what: &str, compressed: bool, payload: Vec<u8>, plain_len: usize) -> Result<Vec<u8>, RepoError> {
+pub fn decompress(
+    what: &str,
+    compressed: bool,
+    payload: Vec<u8>,
+    plain_len: usize,
+) -> Result<Vec<u8>, RepoError> {
     if !compressed {
         return Ok(payload);
     }
@@ -276,26 +307,42 @@ pub fn encode_manifest(m: &Manifest) -> (bool, Vec<u8>, u32) {
 
 pub fn seal_manifest(sealer: &Sealer, m: &Manifest) -> Vec<u8> {
     let (compressed, payload, _) = encode_manifest(m);
-    sealer.seal(ObjectKind::Manifest, compressed, m.backup_id.as_str().as_bytes(), &payload)
+    sealer.seal(
+        ObjectKind::Manifest,
+        compressed,
+        m.backup_id.as_str().as_bytes(),
+        &payload,
+    )
 }
 
 /// Largest manifest accepted when decompressing (a manifest lists tree chunks,
 /// not data chunks, so it stays small).
 const MANIFEST_MAX: usize = 64 << 20;
 
-pub fn open_manifest(sealer: &Sealer, backup_id: &BackupId, sealed: &[u8]) -> Result<Manifest, RepoError> {
+pub fn open_manifest(
+    sealer: &Sealer,
+    backup_id: &BackupId,
+    sealed: &[u8],
+) -> Result<Manifest, RepoError> {
     let what = format!("manifest of backup {backup_id}");
     let o = sealer.open(&what, backup_id.as_str().as_bytes(), sealed)?;
     if o.kind != ObjectKind::Manifest {
         return Err(RepoError::Format(format!("{what}: sealed as a chunk")));
     }
     let plain = decompress(&what, o.compressed, o.payload, MANIFEST_MAX)?;
-    let m: Manifest = rmp_serde::from_slice(&plain).map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
+    let m: Manifest =
+        rmp_serde::from_slice(&plain).map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
     if m.format != FORMAT {
-        return Err(RepoError::Format(format!("{what}: format {} unsupported", m.format)));
+        return Err(RepoError::Format(format!(
+            "{what}: format {} unsupported",
+            m.format
+        )));
     }
     if &m.backup_id != backup_id {
-        return Err(RepoError::Format(format!("{what}: names backup {}", m.backup_id)));
+        return Err(RepoError::Format(format!(
+            "{what}: names backup {}",
+            m.backup_id
+        )));
     }
     Ok(m)
 }
@@ -304,9 +351,14 @@ pub fn encode_page(p: &ChunkListPage) -> Vec<u8> {
     rmp_serde::to_vec_named(p).expect("page serializes")
 }
 
-pub fn decode_page(backup_id: &BackupId, page: u32, bytes: &[u8]) -> Result<ChunkListPage, RepoError> {
-    let p: ChunkListPage = rmp_serde::from_slice(bytes)
-        .map_err(|e| RepoError::Format(format!("chunk list page {page} of backup {backup_id}: {e}")))?;
+pub fn decode_page(
+    backup_id: &BackupId,
+    page: u32,
+    bytes: &[u8],
+) -> Result<ChunkListPage, RepoError> {
+    let p: ChunkListPage = rmp_serde::from_slice(bytes).map_err(|e| {
+        RepoError::Format(format!("chunk list page {page} of backup {backup_id}: {e}"))
+    })?;
     if p.format != FORMAT || &p.backup_id != backup_id || p.page != page {
         return Err(RepoError::Format(format!(
             "chunk list page {page} of backup {backup_id}: header names page {} of backup {}",

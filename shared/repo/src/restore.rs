@@ -120,7 +120,9 @@ impl Restorer {
                     }
                     TreeRecord::Chunks { refs } => {
                         if hasher.is_none() {
-                            return Err(RepoError::Format(format!("backup {backup}: chunk refs outside a file")));
+                            return Err(RepoError::Format(format!(
+                                "backup {backup}: chunk refs outside a file"
+                            )));
                         }
                         for r in refs {
                             if !known.contains(&r.id) {
@@ -128,19 +130,23 @@ impl Restorer {
                             }
                             if queue.len() >= self.window {
                                 let (h, n) = queue.pop_front().expect("non-empty");
-                                self.write(h, n, sink, &mut hasher, &mut report, progress).await?;
+                                self.write(h, n, sink, &mut hasher, &mut report, progress)
+                                    .await?;
                             }
                             queue.push_back((self.spawn_fetch(r), r.len));
                         }
                     }
                     TreeRecord::End { size, blake3 } => {
                         while let Some((h, n)) = queue.pop_front() {
-                            self.write(h, n, sink, &mut hasher, &mut report, progress).await?;
+                            self.write(h, n, sink, &mut hasher, &mut report, progress)
+                                .await?;
                         }
-                        let (h, written) = hasher
-                            .take()
-                            .ok_or_else(|| RepoError::Format(format!("backup {backup}: file end outside a file")))?;
-                        if written != size || h.finalize().as_bytes().as_slice() != blake3.as_slice() {
+                        let (h, written) = hasher.take().ok_or_else(|| {
+                            RepoError::Format(format!("backup {backup}: file end outside a file"))
+                        })?;
+                        if written != size
+                            || h.finalize().as_bytes().as_slice() != blake3.as_slice()
+                        {
                             return Err(RepoError::Format(format!(
                                 "backup {backup}: a restored file does not match its recorded size and BLAKE3 ({written} of {size} bytes)"
                             )));
@@ -151,7 +157,9 @@ impl Restorer {
             }
         }
         if hasher.is_some() {
-            return Err(RepoError::Format(format!("backup {backup}: tree ends inside a file")));
+            return Err(RepoError::Format(format!(
+                "backup {backup}: tree ends inside a file"
+            )));
         }
         sink.finish().await?;
         Ok(report)
@@ -166,7 +174,9 @@ impl Restorer {
         report: &mut RestoreReport,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), RepoError> {
-        let (bytes, from) = h.await.map_err(|e| RepoError::Format(format!("fetch task: {e}")))??;
+        let (bytes, from) = h
+            .await
+            .map_err(|e| RepoError::Format(format!("fetch task: {e}")))??;
         if bytes.len() != expected_len as usize {
             return Err(RepoError::Format(format!(
                 "a chunk decrypted to {} bytes where the tree records {expected_len}",
@@ -188,7 +198,9 @@ impl Restorer {
 fn not_listed(backup: &BackupId, id: &ChunkId) -> RepoError {
     RepoError::MerkleMismatch {
         backup: backup.clone(),
-        detail: format!("the tree references chunk {id}, which the verified chunk list does not hold"),
+        detail: format!(
+            "the tree references chunk {id}, which the verified chunk list does not hold"
+        ),
     }
 }
 
@@ -208,7 +220,9 @@ pub async fn fetch_chunk(
         }
         let plain = decompress(&what, o.compressed, o.payload, r.len as usize)?;
         if id_key.chunk_id(&plain) != r.id.0 {
-            return Err(RepoError::Format(format!("{what}: content does not match its id")));
+            return Err(RepoError::Format(format!(
+                "{what}: content does not match its id"
+            )));
         }
         Ok(plain)
     })
@@ -218,14 +232,20 @@ pub async fn fetch_chunk(
 /// Writes a backup's tree under a directory.
 pub struct DirSink {
     root: std::path::PathBuf,
-    current: Option<(std::path::PathBuf, std::path::PathBuf, tokio::io::BufWriter<tokio::fs::File>, Meta)>,
+    current: Option<(
+        std::path::PathBuf,
+        std::path::PathBuf,
+        tokio::io::BufWriter<tokio::fs::File>,
+        Meta,
+    )>,
     dirs: Vec<(std::path::PathBuf, Meta)>,
     chown: bool,
 }
 
 impl DirSink {
     pub fn new(root: &std::path::Path) -> Result<Self, RepoError> {
-        std::fs::create_dir_all(root).map_err(|e| RepoError::Target(format!("{}: {e}", root.display())))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| RepoError::Target(format!("{}: {e}", root.display())))?;
         Ok(DirSink {
             root: root.to_path_buf(),
             current: None,
@@ -238,7 +258,9 @@ impl DirSink {
     fn target(&self, path: &[u8]) -> Result<std::path::PathBuf, RepoError> {
         use std::os::unix::ffi::OsStrExt;
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
-        let safe = !path.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let safe = !path.is_empty()
+            && p.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
         if !safe {
             return Err(RepoError::Target(format!(
                 "refusing to restore unsafe path {:?}",
@@ -255,7 +277,8 @@ impl DirSink {
         }
         if follow {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode & 0o7777))?;
-            let t = std::time::UNIX_EPOCH + std::time::Duration::new(meta.mtime.max(0) as u64, meta.mtime_nsec);
+            let t = std::time::UNIX_EPOCH
+                + std::time::Duration::new(meta.mtime.max(0) as u64, meta.mtime_nsec);
             let f = std::fs::File::options().read(true).open(path)?;
             f.set_modified(t)?;
         }
@@ -280,7 +303,9 @@ fn io_err(path: &std::path::Path, e: std::io::Error) -> RepoError {
 impl Sink for DirSink {
     async fn dir(&mut self, path: &[u8], meta: &Meta) -> Result<(), RepoError> {
         let t = self.target(path)?;
-        tokio::fs::create_dir_all(&t).await.map_err(|e| io_err(&t, e))?;
+        tokio::fs::create_dir_all(&t)
+            .await
+            .map_err(|e| io_err(&t, e))?;
         self.dirs.push((t, *meta));
         Ok(())
     }
@@ -288,28 +313,45 @@ impl Sink for DirSink {
     async fn file_start(&mut self, path: &[u8], meta: &Meta) -> Result<(), RepoError> {
         let t = self.target(path)?;
         if let Some(parent) = t.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_err(parent, e))?;
         }
         let mut partial = t.clone().into_os_string();
         partial.push(".cairn-partial");
         let partial = std::path::PathBuf::from(partial);
-        let f = tokio::fs::File::create(&partial).await.map_err(|e| io_err(&partial, e))?;
-        self.current = Some((t, partial, tokio::io::BufWriter::with_capacity(1 << 20, f), *meta));
+        let f = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| io_err(&partial, e))?;
+        self.current = Some((
+            t,
+            partial,
+            tokio::io::BufWriter::with_capacity(1 << 20, f),
+            *meta,
+        ));
         Ok(())
     }
 
     async fn data(&mut self, bytes: &[u8]) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        let (t, _, w, _) = self.current.as_mut().ok_or_else(|| RepoError::Format("data outside a file".into()))?;
+        let (t, _, w, _) = self
+            .current
+            .as_mut()
+            .ok_or_else(|| RepoError::Format("data outside a file".into()))?;
         w.write_all(bytes).await.map_err(|e| io_err(t, e))
     }
 
     async fn file_end(&mut self) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        let (t, partial, mut w, meta) = self.current.take().ok_or_else(|| RepoError::Format("end outside a file".into()))?;
+        let (t, partial, mut w, meta) = self
+            .current
+            .take()
+            .ok_or_else(|| RepoError::Format("end outside a file".into()))?;
         w.flush().await.map_err(|e| io_err(&t, e))?;
         drop(w);
-        tokio::fs::rename(&partial, &t).await.map_err(|e| io_err(&t, e))?;
+        tokio::fs::rename(&partial, &t)
+            .await
+            .map_err(|e| io_err(&t, e))?;
         self.apply_meta(&t, &meta, true).map_err(|e| io_err(&t, e))
     }
 
@@ -317,10 +359,13 @@ impl Sink for DirSink {
         use std::os::unix::ffi::OsStrExt;
         let t = self.target(path)?;
         if let Some(parent) = t.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_err(parent, e))?;
         }
         let _ = std::fs::remove_file(&t);
-        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &t).map_err(|e| io_err(&t, e))?;
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &t)
+            .map_err(|e| io_err(&t, e))?;
         self.apply_meta(&t, meta, false).map_err(|e| io_err(&t, e))
     }
 
@@ -364,7 +409,10 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for WriterSink<W> {
     }
     async fn data(&mut self, bytes: &[u8]) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        self.out.write_all(bytes).await.map_err(|e| RepoError::Target(e.to_string()))
+        self.out
+            .write_all(bytes)
+            .await
+            .map_err(|e| RepoError::Target(e.to_string()))
     }
     async fn file_end(&mut self) -> Result<(), RepoError> {
         Ok(())
@@ -374,6 +422,9 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for WriterSink<W> {
     }
     async fn finish(&mut self) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        self.out.flush().await.map_err(|e| RepoError::Target(e.to_string()))
+        self.out
+            .flush()
+            .await
+            .map_err(|e| RepoError::Target(e.to_string()))
     }
 }

@@ -81,7 +81,10 @@ mod tests {
         chunks.extend(c.finish());
         assert!(chunks.len() > 3, "{} chunks", chunks.len());
         assert!(chunks.iter().all(|c| c.len() <= TREE_MAX));
-        let back: Vec<TreeRecord> = chunks.iter().flat_map(|c| decode_records(c).unwrap()).collect();
+        let back: Vec<TreeRecord> = chunks
+            .iter()
+            .flat_map(|c| decode_records(c).unwrap())
+            .collect();
         assert_eq!(back, records);
         assert!(decode_records(b"\xc1junk").is_err());
     }

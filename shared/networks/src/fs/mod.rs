@@ -95,7 +95,11 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use rand::Rng;
     loop {
         let p = dir.join(format!(".tmp-{:016x}", rand::thread_rng().gen::<u64>()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
             Ok(f) => return Ok((p, f)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -146,12 +150,14 @@ impl Network for FsNetwork {
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
         let full = self.resolve(path)?;
-        self.blocking("put", path, move || write_atomically(&full, &bytes, mode)).await
+        self.blocking("put", path, move || write_atomically(&full, &bytes, mode))
+            .await
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
         let full = self.resolve(path)?;
-        self.blocking("get", path, move || std::fs::read(full).map(Bytes::from)).await
+        self.blocking("get", path, move || std::fs::read(full).map(Bytes::from))
+            .await
     }
 
     async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
@@ -176,7 +182,8 @@ impl Network for FsNetwork {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
         let root = self.root.clone();
         let p = prefix.to_string();
-        self.blocking("list", prefix, move || list_under(&root, &p)).await
+        self.blocking("list", prefix, move || list_under(&root, &p))
+            .await
     }
 
     async fn health(&self) -> Result<(), NetworkError> {
@@ -200,17 +207,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = FsNetwork::new("local", dir.path());
         n.health().await.unwrap();
-        assert_eq!(n.put("chunks/ab/abc", Bytes::from_static(b"x"), PutMode::IfAbsent).await.unwrap(), Put::Written);
-        assert_eq!(n.put("chunks/ab/abc", Bytes::from_static(b"y"), PutMode::IfAbsent).await.unwrap(), Put::Existed);
+        assert_eq!(
+            n.put("chunks/ab/abc", Bytes::from_static(b"x"), PutMode::IfAbsent)
+                .await
+                .unwrap(),
+            Put::Written
+        );
+        assert_eq!(
+            n.put("chunks/ab/abc", Bytes::from_static(b"y"), PutMode::IfAbsent)
+                .await
+                .unwrap(),
+            Put::Existed
+        );
         assert_eq!(&n.get("chunks/ab/abc").await.unwrap()[..], b"x");
-        n.put("chunks/ab/abc", Bytes::from_static(b"z"), PutMode::Overwrite).await.unwrap();
+        n.put(
+            "chunks/ab/abc",
+            Bytes::from_static(b"z"),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
         assert_eq!(&n.get("chunks/ab/abc").await.unwrap()[..], b"z");
-        assert_eq!(n.list("chunks/").await.unwrap(), vec!["chunks/ab/abc".to_string()]);
+        assert_eq!(
+            n.list("chunks/").await.unwrap(),
+            vec!["chunks/ab/abc".to_string()]
+        );
         assert!(n.get("chunks/none").await.unwrap_err().is_not_found());
         n.delete("chunks/ab/abc").await.unwrap();
         assert!(!n.exists("chunks/ab/abc").await.unwrap());
         for bad in ["/etc/passwd", "../x", "a//b", "a/./b", ""] {
-            assert!(matches!(n.get(bad).await, Err(NetworkError::BadPath { .. })), "{bad}");
+            assert!(
+                matches!(n.get(bad).await, Err(NetworkError::BadPath { .. })),
+                "{bad}"
+            );
         }
     }
 }
