@@ -136,6 +136,37 @@ impl Event {
         "event.deadlettered",
     ];
 
+    /// Who emits each kind and who consumes it (the catalogue in
+    /// `schemas/events.schema.json` is generated from this and the types).
+    pub const CATALOGUE: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "backup.requested",
+            "cli, governance factories",
+            "ingest, ledger",
+        ),
+        (
+            "backup.started",
+            "ingest (or cli for --stdin)",
+            "ledger, cli",
+        ),
+        ("backup.ingested", "ingest", "verify, ledger"),
+        (
+            "object.sealed",
+            "encrypt (chunks, manifests), ingest (chunk lists)",
+            "ledger",
+        ),
+        ("object.stored", "store (one per network)", "ledger"),
+        ("backup.completed", "verify", "ledger, cli, factories"),
+        ("backup.degraded", "verify", "ledger, cli, factories"),
+        ("backup.failed", "verify, ingest", "ledger, cli, factories"),
+        ("backup.restored", "cli (restore)", "ledger"),
+        ("forget.requested", "cli", "retention, ledger"),
+        ("backup.forgotten", "retention", "ledger, cli"),
+        ("object.deleted", "retention", "ledger"),
+        ("repo.initialised", "cli (init)", "ledger"),
+        ("event.deadlettered", "every stage", "ledger"),
+    ];
+
     /// The terminal outcome of a backup, if this event is one.
     pub fn outcome(&self) -> Option<(&'static str, &Outcome)> {
         match self {
