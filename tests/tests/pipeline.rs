@@ -172,14 +172,17 @@ fn kill_9_of_stage_workers_mid_backup() {
         .stderr(std::process::Stdio::piped());
     let child = backup.spawn().unwrap();
 
-    // Kill ingest once it is reading, then the store worker once chunks flow.
+    // Kill ingest once it is reading, and restart it; then kill the store
+    // worker once chunks flow, and restart it.
     let db = env.db.clone();
     wait_for(60, "ingest to start", || {
         (psql(&db, "select count(*) from backups where status = 'running'") == "1").then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));
     env.worker(ingest).kill9();
-    wait_for(60, "chunks to be stored", || {
+    std::thread::sleep(Duration::from_secs(1));
+    env.serve(&["ingest"]);
+    wait_for(120, "chunks to be stored", || {
         (psql(&db, "select count(*) from chunk_copies")
             .parse::<u64>()
             .unwrap()
@@ -188,7 +191,6 @@ fn kill_9_of_stage_workers_mid_backup() {
     });
     env.worker(store).kill9();
     std::thread::sleep(Duration::from_secs(1));
-    env.serve(&["ingest"]);
     env.serve(&["store"]);
 
     let out = child.wait_with_output().unwrap();
