@@ -792,3 +792,68 @@ fn audit_verify_detects_tampering() {
     let e = verify_err(&env);
     assert!(e.contains("head") || e.contains("entry"), "{e}");
 }
+
+/// `deploy/streams.json` is what `cairn setup --print` prints with the
+/// default configuration: the operators' copy never drifts from the code.
+#[test]
+fn deploy_streams_json_matches_the_code() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(cairn_bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            c.env_remove(k);
+        }
+    }
+    let out = c
+        .args(["setup", "--print"])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/streams.json");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert!(
+        printed == stored,
+        "deploy/streams.json is out of date: regenerate it as deploy/README.md says"
+    );
+}
+
+/// Disaster recovery: with the broker and the database gone, one network and
+/// the passphrase still restore every backup.
+#[test]
+fn restore_needs_neither_broker_nor_database() {
+    let mut env = Env::new();
+    env.init();
+    let serve = env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 2 << 20);
+    text_file(&src.join("b.txt"), 1 << 20, 4);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    env.worker(serve).kill9();
+    let mut c = env.cmd();
+    c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
+        "CAIRN_POSTGRES__URL",
+        "host=127.0.0.1 port=1 user=nobody dbname=gone",
+    );
+    let out = env.path().join("out");
+    let o = env.run_with(
+        c,
+        &[
+            "restore",
+            b["backup_id"].as_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not recorded in the ledger"));
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+}

@@ -41,9 +41,21 @@ async fn connect_once(cfg: &tokio_postgres::Config) -> Result<Client, tokio_post
 
 /// Connects; creates the database first if it does not exist.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let cfg: tokio_postgres::Config = url
+    connect_with(url, None).await
+}
+
+/// Connects with a password kept out of the URL (`postgres.password_file`
+/// or `PGPASSWORD`, see `Config::postgres_password`).
+pub async fn connect_with(
+    url: &str,
+    password: Option<&cairn_crypto::Secret>,
+) -> Result<Client, DbError> {
+    let mut cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+    if let (None, Some(p)) = (cfg.get_password(), password) {
+        cfg.password(p.expose());
+    }
     let target = describe(&cfg);
     match connect_once(&cfg).await {
         Ok(c) => Ok(c),
@@ -110,6 +122,14 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
 /// Connects and migrates.
 pub async fn open(url: &str) -> Result<Client, DbError> {
     let mut c = connect(url).await?;
+    migrate(&mut c).await?;
+    Ok(c)
+}
+
+/// Connects with the configured URL and password, and migrates.
+pub async fn open_config(cfg: &cairn_config::Config) -> anyhow::Result<Client> {
+    let password = cfg.postgres_password()?;
+    let mut c = connect_with(&cfg.postgres.url, password.as_ref()).await?;
     migrate(&mut c).await?;
     Ok(c)
 }

@@ -19,8 +19,7 @@ use cairn_events::subjects::stage;
 use std::sync::Arc;
 
 /// Runs the ledger worker until the process stops.
-pub async fn run(bus: Bus, pg_url: &str) -> anyhow::Result<()> {
-    let client = db::open(pg_url).await?;
+pub async fn run(bus: Bus, client: tokio_postgres::Client) -> anyhow::Result<()> {
     let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage::LEDGER, None);
     let ledger = Arc::new(append::Ledger::new(client));
     cairn_bus::worker::run_batched(bus, spec, stage::LEDGER.into(), 500, ledger).await?;

@@ -229,7 +229,7 @@ async fn ingest_stdin(
         bus: bus.clone(),
         repo: repo.config().await?,
         id_key: keyring.id_key(),
-        pg: cairn_audit_ledger::db::open(&cfg.postgres.url).await?,
+        pg: cairn_audit_ledger::db::open_config(&cfg).await?,
         networks: cfg.network_names(),
         source: whoami("cli"),
     };

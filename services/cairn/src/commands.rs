@@ -110,7 +110,7 @@ pub async fn setup(cfg: &cairn_config::Config, a: SetupArgs) -> anyhow::Result<u
     }
     let bus = Bus::connect(&cfg.nats, "cairn-setup").await?;
     bus.ensure_topology(&cfg.network_names()).await?;
-    cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    cairn_audit_ledger::db::open_config(cfg).await?;
     println!(
         "streams, consumers and database schema are in place (prefix {})",
         cfg.nats.prefix
@@ -129,7 +129,7 @@ pub struct ListArgs {
 }
 
 pub async fn list(cfg: &cairn_config::Config, a: ListArgs) -> anyhow::Result<u8> {
-    let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
     let rows = cairn_audit_ledger::query::list_backups(&pg, a.dataset.as_deref(), a.tag.as_deref())
         .await?;
     if a.json {
@@ -171,7 +171,7 @@ pub struct ShowArgs {
 
 pub async fn show(cfg: &cairn_config::Config, a: ShowArgs) -> anyhow::Result<u8> {
     let id = BackupId::parse(&a.backup_id)?;
-    let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
     let Some(row) = cairn_audit_ledger::query::backup(&pg, id.as_str()).await? else {
         bail!("backup {id} not found in the ledger");
     };
@@ -358,7 +358,7 @@ pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result
 }
 
 pub async fn audit_verify(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
-    let pg = cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
     let report = cairn_audit_ledger::check::verify(&pg).await?;
     let ok = report.problems.is_empty();
     if as_json {

@@ -26,7 +26,7 @@ pub async fn serve(
         }
     }
     if has(Stage::Ingest) || has(Stage::Verify) || has(Stage::Ledger) {
-        cairn_audit_ledger::db::open(&cfg.postgres.url).await?;
+        cairn_audit_ledger::db::open_config(cfg).await?;
     }
     let keyring = if has(Stage::Ingest) || has(Stage::Encrypt) {
         let pass = cfg
@@ -39,15 +39,15 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     let whoami = crate::whoami;
     if has(Stage::Ledger) {
-        let (bus, url) = (bus.clone(), cfg.postgres.url.clone());
-        tasks.spawn(async move { ("ledger", cairn_audit_ledger::run(bus, &url).await) });
+        let (bus, client) = (bus.clone(), cairn_audit_ledger::db::open_config(cfg).await?);
+        tasks.spawn(async move { ("ledger", cairn_audit_ledger::run(bus, client).await) });
     }
     if has(Stage::Ingest) {
         let ctx = Arc::new(cairn_ingest::job::IngestContext {
             bus: bus.clone(),
             repo: repo.config().await?,
             id_key: keyring.as_ref().expect("unlocked").id_key(),
-            pg: cairn_audit_ledger::db::connect(&cfg.postgres.url).await?,
+            pg: cairn_audit_ledger::db::open_config(cfg).await?,
             networks: cfg.network_names(),
             source: whoami("ingest"),
         });
@@ -75,7 +75,7 @@ pub async fn serve(
         let w = cairn_verify::VerifyWorker {
             bus: bus.clone(),
             repo: repo.clone(),
-            pg: cairn_audit_ledger::db::connect(&cfg.postgres.url).await?,
+            pg: cairn_audit_ledger::db::open_config(cfg).await?,
             timeout: Duration::from_secs(cfg.verify.timeout_secs),
             source: whoami("verify"),
         };

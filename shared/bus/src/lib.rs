@@ -35,6 +35,21 @@ pub enum BusError {
     Publish { subject: String, detail: String },
 }
 
+/// `nats.url` may list several servers of a cluster, comma-separated.
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>()
+                .map_err(|e| BusError::Connect {
+                    url: s.to_string(),
+                    detail: format!("not a NATS server address: {e}"),
+                })
+        })
+        .collect()
+}
+
 /// A connection and the names it uses.
 #[derive(Clone)]
 pub struct Bus {
@@ -52,7 +67,7 @@ impl Bus {
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(Some(0))
-            .connect(cfg.url.as_str())
+            .connect(servers(&cfg.url)?)
             .await;
         let client = match client {
             Ok(c) => c,

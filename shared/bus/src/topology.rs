@@ -7,7 +7,7 @@
 //! | EVENTS | `<p>.evt.>` | file | limits, no delete/purge | history: the ledger can be rebuilt from it |
 //! | PLAIN | `<p>.plain.>` | memory | work queue, bounded | plaintext chunks never touch disk |
 //! | SEALED | `<p>.sealed.>` | file | interest (one consumer per network), bounded | a slow network holds only its own backlog |
-//! | DLQ | `<p>.dlq.>` | file | limits | dead letters with their reason |
+//! | DLQ | `<p>.dlq.>` | file | limits, 1 GiB, oldest dropped | dead letters with their reason |
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
@@ -63,6 +63,10 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
             subjects: vec![s.all_dlq()],
             storage: StorageType::File,
             retention: RetentionPolicy::Limits,
+            // Dead letters from the store stage keep their (sealed) payload:
+            // bound the stream, dropping the oldest first.
+            max_bytes: 1 << 30,
+            discard: DiscardPolicy::Old,
             num_replicas: cfg.replicas,
             ..Default::default()
         },

@@ -47,8 +47,12 @@ pub struct NatsConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PostgresConfig {
-    /// libpq-style connection string or URL.
+    /// libpq-style connection string or URL (better without a password).
     pub url: String,
+    /// A file holding the password (first line), so it stays out of the URL,
+    /// the environment and `docker inspect`. `PGPASSWORD` also works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -84,8 +88,10 @@ pub struct NetworkConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TelemetryConfig {
-    /// `tracing` filter, e.g. `info` or `cairn=debug`.
-    pub log: String,
+    /// `tracing` filter, e.g. `info` or `cairn=debug` (default: `info` for
+    /// `serve`, `warn` for other commands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// `text` or `json`.
     pub format: String,
     /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`); none = no export.
@@ -121,11 +127,12 @@ impl Default for Config {
             },
             postgres: PostgresConfig {
                 url: "host=127.0.0.1 port=5432 user=postgres dbname=cairn".into(),
+                password_file: None,
             },
             keys: KeysConfig::default(),
             networks: Vec::new(),
             telemetry: TelemetryConfig {
-                log: "info".into(),
+                log: None,
                 format: "text".into(),
                 otlp_endpoint: None,
             },
@@ -151,7 +158,7 @@ pub enum ConfigError {
     Figment(#[from] Box<figment::Error>),
     #[error("configuration: {0}")]
     Invalid(String),
-    #[error("passphrase file {path}: {source}")]
+    #[error("secret file {path}: {source}")]
     PassphraseFile {
         path: PathBuf,
         #[source]
@@ -162,6 +169,7 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults → `file` (or `./cairn.toml` if it exists) → environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::check_file_keys(file)?;
         Self::from_figment(Self::figment(file))
     }
 
@@ -181,6 +189,36 @@ impl Config {
                 .only(&["CAIRN_PASSPHRASE"])
                 .map(|_| "keys.passphrase".into()),
         )
+    }
+
+    /// Refuses keys the configuration does not know (a typo would otherwise
+    /// be silently ignored). Only the file is checked: the environment holds
+    /// unrelated `CAIRN_*` variables too.
+    fn check_file_keys(file: Option<&Path>) -> Result<(), ConfigError> {
+        let path = file.unwrap_or(Path::new("cairn.toml"));
+        if file.is_none() && !path.exists() {
+            return Ok(());
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(_) => return Ok(()), // figment reports a missing explicit file
+        };
+        let value: toml::Value = text
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+        let known = serde_json::to_value(Config::default()).expect("config serializes");
+        let mut unknown = Vec::new();
+        unknown_keys(&value, &known, "", &mut unknown);
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "{}: unknown key{} {}",
+                path.display(),
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join(", ")
+            )))
+        }
     }
 
     pub fn from_figment(f: Figment) -> Result<Self, ConfigError> {
@@ -242,6 +280,22 @@ impl Config {
         Ok(())
     }
 
+    /// The PostgreSQL password, from `postgres.password_file` or `PGPASSWORD`.
+    pub fn postgres_password(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(path) = &self.postgres.password_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PassphraseFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Ok(Some(Secret::new(text.lines().next().unwrap_or(""))));
+        }
+        Ok(std::env::var("PGPASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(Secret::new))
+    }
+
     /// The passphrase from config, environment or passphrase file.
     pub fn passphrase(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(p) = &self.keys.passphrase {
@@ -267,6 +321,39 @@ impl Config {
 
     pub fn network_names(&self) -> Vec<String> {
         self.networks.iter().map(|n| n.name.clone()).collect()
+    }
+}
+
+/// Keys of `value` that `known` (the serialized defaults) does not have.
+fn unknown_keys(value: &toml::Value, known: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    let toml::Value::Table(t) = value else { return };
+    for (k, v) in t {
+        let path = if at.is_empty() {
+            k.clone()
+        } else {
+            format!("{at}.{k}")
+        };
+        let expected = match (at, k.as_str()) {
+            // Not serialized (secrets) or empty by default: spelled out here.
+            ("", "keys") => Some(serde_json::json!({"passphrase": "", "passphrase_file": ""})),
+            ("", "networks") => Some(serde_json::json!({"name": "", "kind": "", "path": ""})),
+            ("telemetry", "log")
+            | ("telemetry", "otlp_endpoint")
+            | ("postgres", "password_file") => Some(serde_json::Value::Null),
+            _ => known.get(k).cloned(),
+        };
+        match (expected, v) {
+            (None, _) => out.push(path),
+            (Some(e), toml::Value::Array(items)) if k == "networks" => {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_keys(item, &e, &format!("networks[{i}]"), out);
+                }
+            }
+            (Some(e @ serde_json::Value::Object(_)), toml::Value::Table(_)) => {
+                unknown_keys(v, &e, &path, out)
+            }
+            _ => {}
+        }
     }
 }
 
@@ -317,6 +404,9 @@ mod tests {
             )?;
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("unknown kind \"tape\""), "{err}");
+            jail.create_file("cairn.toml", "[nats]\nreplica = 3\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("unknown key nats.replica"), "{err}");
             jail.create_file("cairn.toml", "[nats]\nmax_deliver = \"many\"\n")?;
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("max_deliver"), "{err}");

@@ -9,14 +9,16 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `default` is the level when neither the
 /// config nor `RUST_LOG` says otherwise (CLI commands are quieter than `serve`).
 pub fn init(cfg: &TelemetryConfig, default: &str) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
-        _ if cfg.log != "info" => EnvFilter::try_new(&cfg.log)?,
+    let filter = match (std::env::var("RUST_LOG"), &cfg.log) {
+        (Ok(v), _) if !v.is_empty() => EnvFilter::try_new(v)?,
+        (_, Some(level)) => EnvFilter::try_new(level)?,
         _ => EnvFilter::try_new(default)?,
     };
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let result = match cfg.format.as_str() {
         "json" => builder.json().try_init(),
