@@ -208,10 +208,24 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
     let keyring = repo.unlock(&passphrase(cfg)?).await?;
     let restorer = Restorer::new(repo, keyring.sealer(), keyring.id_key());
     let manifest = restorer.manifest(&id).await?;
-    let noop = |_: u64| {};
+    // Progress on stderr when it is a terminal (stdout may carry the data).
+    let bar = (!a.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let b = indicatif::ProgressBar::new(manifest.stats.bytes_read);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(format!("restore {id}"));
+        b
+    });
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
     let (target, report) = if let Some(dir) = &a.to {
         let mut sink = DirSink::new(dir)?;
-        let r = restorer.restore(&manifest, &mut sink, &noop).await?;
+        let r = restorer.restore(&manifest, &mut sink, &progress).await?;
         (format!("dir:{}", dir.display()), r)
     } else if let Some(url) = &a.to_postgres {
         if !matches!(manifest.source, Source::Postgres { .. }) {
@@ -235,7 +249,7 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
             .context("cannot run pg_restore (is postgresql-client installed?)")?;
         let stdin = child.stdin.take().expect("piped stdin");
         let mut sink = WriterSink::new(stdin);
-        let r = restorer.restore(&manifest, &mut sink, &noop).await;
+        let r = restorer.restore(&manifest, &mut sink, &progress).await;
         drop(sink);
         let out = child.wait_with_output().await?;
         let r = r?;
@@ -251,7 +265,7 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
         (format!("postgres:{safe_url}"), r)
     } else {
         let mut sink = WriterSink::new(tokio::io::stdout());
-        let r = restorer.restore(&manifest, &mut sink, &noop).await?;
+        let r = restorer.restore(&manifest, &mut sink, &progress).await?;
         ("stdout".to_string(), r)
     };
     let networks: Vec<String> = report
