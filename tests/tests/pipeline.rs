@@ -822,6 +822,18 @@ fn deploy_streams_json_matches_the_code() {
         printed == stored,
         "deploy/streams.json is out of date: regenerate it as deploy/README.md says"
     );
+    // The annotated example configuration loads (unknown keys would fail).
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/cairn.example.toml");
+    let out = std::process::Command::new(cairn_bin())
+        .args(["--config", example, "setup", "--print"])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Disaster recovery: with the broker and the database gone, one network and

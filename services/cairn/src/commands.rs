@@ -212,8 +212,10 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
     let bar = (!a.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let b = indicatif::ProgressBar::new(manifest.stats.bytes_read);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b.set_message(format!("restore {id}"));
         b

@@ -85,17 +85,7 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cairn: error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli)) {
+    match start(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
@@ -105,10 +95,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Configuration and telemetry first (outside the runtime: the OTLP exporter
+/// has its own thread), then the command; spans are flushed after it ends.
+fn start(cli: Cli) -> anyhow::Result<u8> {
     let cfg = cairn_config::Config::load(cli.config.as_deref())?;
-    let quiet = !matches!(cli.command, Command::Serve { .. });
-    cairn_telemetry::init(&cfg.telemetry, if quiet { "warn" } else { "info" })?;
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let _telemetry = cairn_telemetry::init(
+        &cfg.telemetry,
+        if serving { "info" } else { "warn" },
+        if serving { "cairn-serve" } else { "cairn" },
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    let result = rt.block_on(run(cli, cfg));
+    drop(rt);
+    result
+}
+
+async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init(a) => commands::init(&cfg, a).await,
         Command::Setup(a) => commands::setup(&cfg, a).await,

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// One message, as a handler sees it.
 pub struct Delivery {
@@ -106,10 +107,14 @@ pub async fn run(
         let handler = handler.clone();
         let stage = stage.clone();
         let keep_payload = spec.keep_payload;
-        tokio::spawn(async move {
-            settle(&bus, &stage, keep_payload, ack_wait, handler.as_ref(), msg).await;
-            drop(permit);
-        });
+        let span = tracing::info_span!("handle", stage = %stage, subject = %msg.subject);
+        tokio::spawn(
+            async move {
+                settle(&bus, &stage, keep_payload, ack_wait, handler.as_ref(), msg).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
     Err(BusError::JetStream(format!(
         "consumer {name}: message stream ended"
@@ -245,7 +250,8 @@ pub async fn run_batched(
             continue;
         }
         let deliveries: Vec<Delivery> = msgs.iter().map(delivery_of).collect();
-        let results = handler.handle_batch(&deliveries).await;
+        let span = tracing::info_span!("handle_batch", stage = %stage, messages = deliveries.len());
+        let results = handler.handle_batch(&deliveries).instrument(span).await;
         for ((msg, d), r) in msgs.iter().zip(&deliveries).zip(results) {
             finish(&bus, &stage, spec.keep_payload, msg, d, r).await;
         }

@@ -1,33 +1,79 @@
 //! Logging and tracing set-up, shared by every binary: `tracing` to stderr,
-//! as text or JSON, filtered by `telemetry.log` (or `RUST_LOG`).
+//! as text or JSON, filtered by `telemetry.log` (or `RUST_LOG`), and, when
+//! `telemetry.otlp_endpoint` is set, every span exported over OTLP/HTTP
+//! (protobuf) to an OpenTelemetry collector.
+//!
 //! Nothing Cairn logs carries key material or backed-up data: keys are
 //! `Secret`/`Key32` (redacted `Debug`) and data types print only lengths.
 
 use cairn_config::TelemetryConfig;
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Flushes exported spans when dropped. Keep it alive until the end of
+/// `main`, outside any async runtime.
+pub struct Guard(Option<SdkTracerProvider>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            if let Err(e) = p.shutdown() {
+                eprintln!("cairn: warning: OpenTelemetry export did not flush: {e}");
+            }
+        }
+    }
+}
 
 /// Installs the global subscriber. `default` is the level when neither the
 /// config nor `RUST_LOG` says otherwise (CLI commands are quieter than `serve`).
-pub fn init(cfg: &TelemetryConfig, default: &str) -> anyhow::Result<()> {
+/// Call it before starting the async runtime: the OTLP exporter runs its own
+/// thread with a blocking HTTP client.
+pub fn init(cfg: &TelemetryConfig, default: &str, service: &str) -> anyhow::Result<Guard> {
     let filter = match (std::env::var("RUST_LOG"), &cfg.log) {
         (Ok(v), _) if !v.is_empty() => EnvFilter::try_new(v)?,
         (_, Some(level)) => EnvFilter::try_new(level)?,
         _ => EnvFilter::try_new(default)?,
     };
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let result = match cfg.format.as_str() {
-        "json" => builder.json().try_init(),
-        "text" => builder.try_init(),
+    let fmt = match cfg.format.as_str() {
+        "json" => fmt.json().boxed(),
+        "text" => fmt.boxed(),
         other => anyhow::bail!("telemetry.format {other:?}: expected text or json"),
     };
-    result.map_err(|e| anyhow::anyhow!("telemetry: {e}"))?;
-    if let Some(endpoint) = &cfg.otlp_endpoint {
-        tracing::warn!(endpoint, "telemetry.otlp_endpoint is set, but this build has no OpenTelemetry exporter yet; logging to stderr only");
-    }
-    Ok(())
+    let (otel, provider) = match &cfg.otlp_endpoint {
+        None => (None, None),
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url)
+                .build()
+                .map_err(|e| anyhow::anyhow!("telemetry.otlp_endpoint {endpoint}: {e}"))?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service.to_string())
+                        .build(),
+                )
+                .build();
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("cairn"));
+            (Some(layer), Some(provider))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("telemetry: {e}"))?;
+    Ok(Guard(provider))
 }
