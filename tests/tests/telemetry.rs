@@ -53,7 +53,7 @@ fn receiver() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
 #[test]
 fn serve_exports_spans_over_otlp_http() {
     let (port, rx) = receiver();
-    let mut env = Env::new();
+    let env = Env::new();
     env.init();
     let mut c = env.cmd();
     let log = std::fs::File::create(env.logs_dir().join("serve-otlp.log")).unwrap();
