@@ -111,7 +111,6 @@ impl Producer<'_> {
     ) -> Result<(), SourceError> {
         self.record(TreeRecord::File { path, meta })?;
         let mut refs = Vec::with_capacity(REFS_PER_RECORD);
-        let mut whole = blake3::Hasher::new();
         let mut size = 0u64;
         let c = self.chunking;
         for chunk in fastcdc::v2020::StreamCDC::new(reader, c.min, c.avg, c.max) {
@@ -123,7 +122,6 @@ impl Producer<'_> {
                 },
             })?;
             let id = ChunkId(self.id_key.chunk_id(&chunk.data));
-            whole.update(&chunk.data);
             size += chunk.length as u64;
             self.counters
                 .bytes_read
@@ -146,10 +144,7 @@ impl Producer<'_> {
         if !refs.is_empty() {
             self.record(TreeRecord::Chunks { refs })?;
         }
-        self.record(TreeRecord::End {
-            size,
-            blake3: whole.finalize().as_bytes().to_vec(),
-        })?;
+        self.record(TreeRecord::End { size })?;
         self.counters.files.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

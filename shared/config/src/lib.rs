@@ -121,7 +121,7 @@ impl Default for Config {
                 prefix: "cairn".into(),
                 max_deliver: 5,
                 ack_wait_secs: 30,
-                plain_max_bytes: 256 << 20,
+                plain_max_bytes: 64 << 20,
                 sealed_max_bytes: 1 << 30,
                 replicas: 1,
             },

@@ -105,13 +105,11 @@ pub enum TreeRecord {
     },
     #[serde(rename = "chunks")]
     Chunks { refs: Vec<ChunkRef> },
+    /// End of a file. Its content needs no hash of its own: every chunk is
+    /// authenticated and checked against its keyed id, and the tree that
+    /// lists them is authenticated the same way.
     #[serde(rename = "end")]
-    End {
-        size: u64,
-        /// BLAKE3 of the file's whole content, checked after restore.
-        #[serde(with = "serde_bytes")]
-        blake3: Vec<u8>,
-    },
+    End { size: u64 },
     #[serde(rename = "symlink")]
     Symlink {
         #[serde(with = "serde_bytes")]
