@@ -869,3 +869,122 @@ fn restore_needs_neither_broker_nor_database() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not recorded in the ledger"));
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
 }
+
+/// Two networks: a backup goes to both (one store worker each); a chunk
+/// corrupted on one is read from the other at restore; `--network` limits a
+/// backup to one; a network down during a backup leaves it degraded.
+#[test]
+fn several_networks_fallback_and_degraded() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        verify_timeout_secs: 5,
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 3 << 20);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let nets: Vec<&str> = b["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(nets, vec!["local", "second"]);
+    let id = b["backup_id"].as_str().unwrap();
+    let chunks = Env::files_under(&env.network_dir("local").join("chunks"));
+    assert_eq!(
+        chunks.len(),
+        Env::files_under(&env.network_dir("second").join("chunks")).len()
+    );
+    let originals: Vec<Vec<u8>> = chunks.iter().map(|c| std::fs::read(c).unwrap()).collect();
+    for (c, bytes) in chunks.iter().zip(&originals) {
+        let mut bad = bytes.clone();
+        bad[40] ^= 0xff;
+        std::fs::write(c, bad).unwrap();
+    }
+    let out = env.path().join("out");
+    let r = env.json(&["restore", id, "--to", out.to_str().unwrap(), "--json"]);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    assert!(
+        r["chunks_from"]["second"].as_u64().unwrap() >= chunks.len() as u64,
+        "{r}"
+    );
+    for (c, bytes) in chunks.iter().zip(&originals) {
+        std::fs::write(c, bytes).unwrap();
+    }
+
+    // Only one network.
+    std::fs::write(src.join("b.txt"), b"only on second").unwrap();
+    let one = env.backup(&[src.to_str().unwrap(), "--network", "second"]);
+    assert_eq!(one["networks"].as_array().unwrap().len(), 1);
+
+    // A network that cannot be written: degraded, naming it.
+    let second = env.network_dir("second");
+    std::fs::remove_dir_all(&second).unwrap();
+    std::fs::write(&second, b"not a directory").unwrap();
+    std::fs::write(src.join("c.txt"), b"new data while second is down").unwrap();
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains("network second"),
+        "{v}"
+    );
+}
+
+/// Two `serve all` processes share every consumer: concurrent backups all
+/// complete, and each event is in the ledger once.
+#[test]
+fn replicas_share_the_work() {
+    let mut env = Env::new();
+    env.init();
+    env.serve(&["all"]);
+    env.serve(&["all"]);
+    let mut children = Vec::new();
+    for i in 0..4 {
+        let src = env.path().join(format!("src{i}"));
+        std::fs::create_dir_all(&src).unwrap();
+        random_file(&src.join("data.bin"), 2 << 20);
+        text_file(&src.join("text.txt"), 1 << 20, i);
+        let mut c = env.cmd();
+        c.args(["backup", "--json", src.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        children.push((src, c.spawn().unwrap()));
+    }
+    for (src, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let restored = env
+            .path()
+            .join(format!("r-{}", v["backup_id"].as_str().unwrap()));
+        env.ok(&[
+            "restore",
+            v["backup_id"].as_str().unwrap(),
+            "--to",
+            restored.to_str().unwrap(),
+        ]);
+        let name = src.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(snapshot(&restored.join(name)), snapshot(&src));
+    }
+    let dup = psql(
+        &env.db,
+        "select count(*) from (select event_id from ledger_entries group by event_id having count(*) > 1) d",
+    );
+    assert_eq!(dup, "0");
+    env.ok(&["audit", "verify"]);
+}
