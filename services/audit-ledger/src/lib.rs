@@ -14,14 +14,13 @@ pub mod db;
 pub mod projection;
 pub mod query;
 
-use cairn_bus::{topology, Bus};
+use cairn_bus::Bus;
 use cairn_events::subjects::stage;
 use std::sync::Arc;
 
 /// Runs the ledger worker until the process stops.
 pub async fn run(bus: Bus, client: tokio_postgres::Client) -> anyhow::Result<()> {
-    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage::LEDGER, None);
     let ledger = Arc::new(append::Ledger::new(client));
-    cairn_bus::worker::run_batched(bus, spec, stage::LEDGER.into(), 500, ledger).await?;
+    cairn_bus::worker::run_batched(bus, stage::LEDGER, 500, ledger).await?;
     Ok(())
 }

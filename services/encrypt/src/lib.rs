@@ -4,7 +4,7 @@
 //! that holds a key able to read backups; it persists nothing.
 
 use bytes::Bytes;
-use cairn_bus::{publish, topology, Bus, Delivery, Failure, Handler};
+use cairn_bus::{publish, Bus, Delivery, Failure, Handler};
 use cairn_crypto::{ObjectKind, Sealer};
 use cairn_events::subjects::stage;
 use cairn_events::{
@@ -91,15 +91,7 @@ impl Handler for EncryptWorker {
 
 /// Runs the encrypt worker until the process stops.
 pub async fn run(worker: EncryptWorker, concurrency: usize) -> anyhow::Result<()> {
-    let spec = topology::consumer_spec(&worker.bus.subjects, &worker.bus.cfg, stage::ENCRYPT, None);
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(
-        bus,
-        spec,
-        stage::ENCRYPT.into(),
-        concurrency,
-        Arc::new(worker),
-    )
-    .await?;
+    cairn_bus::worker::run(bus, stage::ENCRYPT, None, concurrency, Arc::new(worker)).await?;
     Ok(())
 }

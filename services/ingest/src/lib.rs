@@ -11,7 +11,7 @@
 pub mod job;
 pub mod source;
 
-use cairn_bus::{topology, Bus, Delivery, Failure, Handler};
+use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_events::subjects::stage;
 use cairn_events::{decode, BackupId, Envelope, Event, Outcome, Source};
 use job::{IngestContext, JobError};
@@ -146,12 +146,11 @@ impl Handler for IngestWorker {
 
 /// Runs the ingest worker until the process stops.
 pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> anyhow::Result<()> {
-    let spec = topology::consumer_spec(&ctx.bus.subjects, &ctx.bus.cfg, stage::INGEST, None);
     let bus = ctx.bus.clone();
     cairn_bus::worker::run(
         bus,
-        spec,
-        stage::INGEST.into(),
+        stage::INGEST,
+        None,
         concurrency,
         Arc::new(IngestWorker { ctx }),
     )

@@ -3,7 +3,7 @@
 //! chunk list, then every chunk that no other backup's chunk list names.
 //! It needs no key: chunk lists are public. Policies and schedules come later.
 
-use cairn_bus::{topology, Bus, Delivery, Failure, Handler};
+use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_events::subjects::stage;
 use cairn_events::{decode, BackupId, ChunkId, Envelope, Event, Forgotten, ObjectKey};
 use cairn_repo::{layout, Repository};
@@ -128,13 +128,7 @@ impl Handler for RetentionWorker {
 
 /// Runs the retention worker until the process stops.
 pub async fn run(worker: RetentionWorker) -> anyhow::Result<()> {
-    let spec = topology::consumer_spec(
-        &worker.bus.subjects,
-        &worker.bus.cfg,
-        stage::RETENTION,
-        None,
-    );
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, spec, stage::RETENTION.into(), 1, Arc::new(worker)).await?;
+    cairn_bus::worker::run(bus, stage::RETENTION, None, 1, Arc::new(worker)).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! Writes are idempotent: a chunk already on the network is not written again
 //! (content-addressed), backup metadata is atomically replaced.
 
-use cairn_bus::{topology, Bus, Delivery, Failure, Handler};
+use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_events::subjects::stage;
 use cairn_events::{decode, Envelope, Event, ObjectDigest, SealedObject, Stored};
 use cairn_networks::{DynNetwork, Put};
@@ -40,7 +40,7 @@ impl Handler for StoreWorker {
             .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
             .await
             .map_err(|e| Failure::Retry(e.to_string()))?;
-        let source = format!("{}:{name}", stage::STORE);
+        let source = cairn_bus::worker::label(stage::STORE, Some(&name));
         let env = Envelope::new(
             source,
             obj.backup_id,
@@ -65,15 +65,10 @@ impl Handler for StoreWorker {
 /// Runs the store worker of one network until the process stops.
 pub async fn run(bus: Bus, network: DynNetwork, concurrency: usize) -> anyhow::Result<()> {
     let name = network.name().to_string();
-    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage::STORE, Some(&name));
-    let label = format!("{}:{name}", stage::STORE);
-    cairn_bus::worker::run(
-        bus.clone(),
-        spec,
-        label,
-        concurrency,
-        Arc::new(StoreWorker { bus, network }),
-    )
-    .await?;
+    let worker = Arc::new(StoreWorker {
+        bus: bus.clone(),
+        network,
+    });
+    cairn_bus::worker::run(bus, stage::STORE, Some(&name), concurrency, worker).await?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! `.failed` with per-network findings. It holds no key: everything it checks
 //! is ciphertext and hashes.
 
-use cairn_bus::{topology, Bus, Delivery, Failure, Handler};
+use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;
 use cairn_events::subjects::stage;
 use cairn_events::{
@@ -295,15 +295,7 @@ impl Handler for VerifyWorker {
 
 /// Runs the verify worker until the process stops.
 pub async fn run(worker: VerifyWorker, concurrency: usize) -> anyhow::Result<()> {
-    let spec = topology::consumer_spec(&worker.bus.subjects, &worker.bus.cfg, stage::VERIFY, None);
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(
-        bus,
-        spec,
-        stage::VERIFY.into(),
-        concurrency,
-        Arc::new(worker),
-    )
-    .await?;
+    cairn_bus::worker::run(bus, stage::VERIFY, None, concurrency, Arc::new(worker)).await?;
     Ok(())
 }

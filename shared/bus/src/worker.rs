@@ -13,7 +13,7 @@
 //! works, the loop tells the server it is in progress, so `ack_wait` bounds
 //! recovery after a crash rather than the length of a job.
 
-use crate::topology::ConsumerSpec;
+use crate::topology::{self, ConsumerSpec};
 use crate::{publish, Bus, BusError};
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::AckKind;
@@ -57,22 +57,45 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: &Delivery) -> Result<(), Failure>;
 }
 
-/// Runs `handler` on the consumer `spec` until the process stops.
-/// `stage` names the DLQ subject and the source of dead-letter events.
-pub async fn run(
-    bus: Bus,
-    spec: ConsumerSpec,
-    stage: String,
-    concurrency: usize,
-    handler: Arc<dyn Handler>,
-) -> Result<(), BusError> {
+/// The label a worker goes by: the stage, or `store:<network>`.
+pub fn label(stage: &str, network: Option<&str>) -> String {
+    match network {
+        Some(n) => format!("{stage}:{n}"),
+        None => stage.to_string(),
+    }
+}
+
+/// The durable consumer of `stage` (of `network`, for store workers),
+/// created if it is missing.
+async fn consumer(
+    bus: &Bus,
+    stage: &str,
+    network: Option<&str>,
+) -> Result<(ConsumerSpec, PullConsumer), BusError> {
+    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage, network);
     bus.ensure_consumer(&spec).await?;
     let name = spec.config.durable_name.clone().unwrap_or_default();
-    let consumer: PullConsumer = bus
+    let consumer = bus
         .js
         .get_consumer_from_stream(&name, &spec.stream)
         .await
         .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
+    Ok((spec, consumer))
+}
+
+/// Runs `handler` on the consumer of `stage` (and `network`) until the
+/// process stops. The worker's label names its DLQ subject and the source of
+/// its dead-letter events.
+pub async fn run(
+    bus: Bus,
+    stage: &str,
+    network: Option<&str>,
+    concurrency: usize,
+    handler: Arc<dyn Handler>,
+) -> Result<(), BusError> {
+    let (spec, consumer) = consumer(&bus, stage, network).await?;
+    let name = spec.config.durable_name.clone().unwrap_or_default();
+    let stage = label(stage, network);
     let concurrency = concurrency.max(1);
     let mut messages = consumer
         .stream()
@@ -206,18 +229,13 @@ fn delivery_of(msg: &async_nats::jetstream::Message) -> Delivery {
 /// Like [`run`], fetching up to `max_batch` messages at a time.
 pub async fn run_batched(
     bus: Bus,
-    spec: ConsumerSpec,
-    stage: String,
+    stage: &str,
     max_batch: usize,
     handler: Arc<dyn BatchHandler>,
 ) -> Result<(), BusError> {
-    bus.ensure_consumer(&spec).await?;
+    let (spec, consumer) = consumer(&bus, stage, None).await?;
     let name = spec.config.durable_name.clone().unwrap_or_default();
-    let consumer: PullConsumer = bus
-        .js
-        .get_consumer_from_stream(&name, &spec.stream)
-        .await
-        .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
+    let stage = stage.to_string();
     tracing::info!(
         stage,
         consumer = name,
