@@ -14,8 +14,17 @@
 #   BENCH_DATA=DIR    reuse a data set made by bench/make-dataset.sh
 #   BENCH_KEEP=1      keep the scratch directory (repositories, logs)
 #   BENCH_TOOLS="restic borg cairn"   which tools to run
-#   BENCH_NO_BUILD=1  do not run `cargo build --release -p cairn` first
-#   CAIRN_BIN=PATH    the cairn binary (default: $CARGO_TARGET_DIR/release/cairn)
+#   BENCH_REPEAT=N    repetitions (default 3); the report gives medians and,
+#                     for wall times, the range
+#   BENCH_REV=REV     the commit of Cairn to measure (default HEAD). It is
+#                     exported with `git archive` to $BENCH_BUILD/src and built
+#                     there (release) into $BENCH_BUILD/target, so that
+#                     uncommitted edits in the work tree never leak into the
+#                     figures and other builds are not disturbed.
+#   BENCH_BUILD=DIR   default ~/.cache/cairn-bench-build
+#   BENCH_NO_BUILD=1  use the binary already built there
+#   CAIRN_BIN=PATH    measure this cairn binary instead (no build; the report
+#                     then says "binary PATH" instead of a commit)
 #   BENCH_OUT=FILE    where to write the results (default: BENCHMARKS.md)
 #
 # Everything listens on 127.0.0.1 only. Cairn gets a private nats-server
@@ -27,16 +36,19 @@ SCALE=${1:-30}
 case $SCALE in '' | *[!0-9]*) echo "run.sh: SCALE must be a positive integer" >&2; exit 2 ;; esac
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}
-CAIRN=${CAIRN_BIN:-$CARGO_TARGET_DIR/release/cairn}
+BUILD=${BENCH_BUILD:-$HOME/.cache/cairn-bench-build}
+CAIRN=${CAIRN_BIN:-$BUILD/target/release/cairn}
 TOOLS=${BENCH_TOOLS:-restic borg cairn}
+REPEAT=${BENCH_REPEAT:-3}
+case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: BENCH_REPEAT must be a positive integer" >&2; exit 2 ;; esac
+REP=0
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 RUN_ID=b$(date +%s)$$
-PGDB="cairn_bench_${RUN_ID}"
 export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
 export PGOPTIONS="-c client_min_messages=warning"
 CLK_TCK=$(getconf CLK_TCK)
 START_SECONDS=$SECONDS
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "FAILED: $*"; exit 1; }
@@ -59,26 +71,43 @@ fi
 for c in psql pg_dump pgbench jq diff du; do command -v $c >/dev/null || die "$c is missing"; done
 
 if [[ " $TOOLS " == *" cairn "* ]]; then
-    if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${CAIRN_BIN:-}" ]; then
-        say "cargo build --release -p cairn"
-        (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "release build"
+    if [ -n "${CAIRN_BIN:-}" ]; then
+        CAIRN_LABEL="binary $CAIRN_BIN"
+    elif [ -n "${BENCH_NO_BUILD:-}" ]; then
+        CAIRN_LABEL="commit $(cut -c1-12 "$BUILD/src/.bench-rev" 2>/dev/null || echo unknown) (built earlier by run.sh)"
+    else
+        REV=$(git -C "$ROOT" rev-parse --verify "${BENCH_REV:-HEAD}^{commit}") || die "no commit ${BENCH_REV:-HEAD}"
+        if [ "$(cat "$BUILD/src/.bench-rev" 2>/dev/null)" != "$REV" ]; then
+            say "exporting $REV to $BUILD/src"
+            rm -rf "$BUILD/src" && mkdir -p "$BUILD/src"
+            git -C "$ROOT" archive "$REV" | tar -x -C "$BUILD/src"
+            # git archive stamps every file with the commit time: make cargo
+            # see them as new even when this commit is older than the last.
+            find "$BUILD/src" -type f -exec touch {} +
+            echo "$REV" >"$BUILD/src/.bench-rev"
+        fi
+        say "cargo build --release -p cairn (commit ${REV:0:12}, target $BUILD/target)"
+        CARGO_TARGET_DIR=$BUILD/target cargo build --release -p cairn --manifest-path "$BUILD/src/Cargo.toml" >&2 ||
+            die "release build of ${REV:0:12}"
+        CAIRN_LABEL="commit ${REV:0:12}"
     fi
     [ -x "$CAIRN" ] || die "no cairn binary at $CAIRN"
 fi
 
 # --- scratch space and cleanup -------------------------------------------------
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/cairn-bench.XXXXXX)}
-mkdir -p "$WORK/log" "$WORK/restore"
-SRC=$WORK/src # the one source path every tool backs up
+mkdir -p "$WORK"
+SRC=$WORK/src # the one source path every tool backs up, in every repetition
+R='' LOG='' # per repetition: $WORK/rN and its log directory
 RAW=$WORK/results.tsv
 : >"$RAW"
-NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' DB_MADE=''
+NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' DBS_MADE=()
 
 cleanup() {
     local rc=$?
     [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_TIME_PID" 2>/dev/null
     [ -n "$NATS_PID" ] && kill -TERM "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null
-    [ -n "$DB_MADE" ] && psql -X -q -d postgres -c "drop database if exists $PGDB" 2>/dev/null
+    for db in "${DBS_MADE[@]}"; do psql -X -q -d postgres -c "drop database if exists $db" 2>/dev/null; done
     if [ -n "${BENCH_KEEP:-}" ] || [ $rc -ne 0 ]; then
         say "scratch directory kept: $WORK"
     else
@@ -110,27 +139,38 @@ prep_v2() { cp "$DATA/v2/dump.sql" "$SRC/dump.sql"; sync; }
 
 check_restore() { # tool dir
     local tool=$1 dir=$2
-    [ -d "$dir" ] || die "$tool restore: $dir does not exist (ls: $(ls -R "$WORK/restore/$tool" | head -20))"
-    if ! diff -r -q "$DATA/v2" "$dir" >"$WORK/log/$tool-diff.txt" 2>&1; then
-        cat "$WORK/log/$tool-diff.txt" >&2
+    [ -d "$dir" ] || die "$tool restore: $dir does not exist (ls: $(ls -R "$R/restore/$tool" | head -20))"
+    if ! diff -r -q "$DATA/v2" "$dir" >"$LOG/$tool-diff.txt" 2>&1; then
+        cat "$LOG/$tool-diff.txt" >&2
         die "$tool: the restored tree differs from v2 (see above)"
     fi
     say "$tool restore is byte-identical to v2"
 }
 
 # --- measuring --------------------------------------------------------------------
-# put KEY VALUE: one result
-put() { printf '%s\t%s\n' "$1" "$2" >>"$RAW"; }
-get() { awk -F'\t' -v k="$1" '$1 == k { v = $2 } END { print v }' "$RAW"; }
+# put KEY VALUE: one result of repetition $REP
+put() { printf '%s\t%s\t%s\n' "$REP" "$1" "$2" >>"$RAW"; }
+# get KEY: the median over the repetitions; range KEY: "min–max"
+get() {
+    awk -F'\t' -v k="$1" '$2 == k && $3 != "" { v[n++] = $3 + 0 }
+        END { if (!n) exit; for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+              m = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2; print m }' "$RAW"
+}
+range() {
+    awk -F'\t' -v k="$1" '$2 == k && $3 != "" { x = $3 + 0; if (!n++ || x < lo) lo = x; if (n == 1 || x > hi) hi = x }
+        END { if (n > 1) printf "%.2f–%.2f", lo, hi }' "$RAW"
+}
+# last KEY: the value of this repetition
+last() { awk -F'\t' -v k="$1" -v r="$REP" '$1 == r && $2 == k { v = $3 } END { print v }' "$RAW"; }
 
 # timed KEY CMD...: wall seconds, peak RSS (KiB) and CPU seconds of CMD.
 timed() {
     local key=$1
     shift
-    local tf="$WORK/log/$key.time"
-    say "$key: $*"
-    if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$WORK/log/$key.out" 2>"$WORK/log/$key.err"; then
-        tail -20 "$WORK/log/$key.err" >&2
+    local tf="$LOG/$key.time"
+    say "$key (run $REP/$REPEAT): $*"
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$LOG/$key.out" 2>"$LOG/$key.err"; then
+        tail -20 "$LOG/$key.err" >&2
         die "$key: command failed: $*"
     fi
     local e m u s
@@ -138,7 +178,7 @@ timed() {
     put "$key.wall" "$e"
     put "$key.rss_kib" "$m"
     put "$key.cpu" "$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')"
-    say "$key: ${e} s, peak RSS $((m / 1024)) MiB, CPU $(get "$key.cpu") s"
+    say "$key: ${e} s, peak RSS $((m / 1024)) MiB, CPU $(last "$key.cpu") s"
 }
 
 cpu_ticks() { # PID...: utime+stime of the live ones
@@ -155,34 +195,36 @@ ticks_to_s() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }'; }
 
 # ======================================================================================
 run_restic() {
-    export RESTIC_REPOSITORY=$WORK/restic-repo RESTIC_PASSWORD=bench-passphrase
-    export RESTIC_CACHE_DIR=$WORK/restic-cache
-    restic init >"$WORK/log/restic-init.log" 2>&1 || die "restic init"
+    export RESTIC_REPOSITORY=$R/restic-repo RESTIC_PASSWORD=bench-passphrase
+    export RESTIC_CACHE_DIR=$R/restic-cache
+    restic init >"$LOG/restic-init.log" 2>&1 || die "restic init"
     prep_v1
     timed restic.full restic backup "$SRC"
+    put restic.after_full.repo_bytes "$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
     prep_v2
     timed restic.incr restic backup "$SRC"
-    timed restic.restore restic restore latest --target "$WORK/restore/restic"
-    check_restore restic "$WORK/restore/restic$SRC"
+    timed restic.restore restic restore latest --target "$R/restore/restic"
+    check_restore restic "$R/restore/restic$SRC"
     put restic.repo_bytes "$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
-    rm -rf "$WORK/restore/restic"
+    rm -rf "$R/restore/restic"
 }
 
 run_borg() {
-    export BORG_REPO=$WORK/borg-repo BORG_PASSPHRASE=bench-passphrase
-    export BORG_BASE_DIR=$WORK/borg-base # fresh files cache and security dir
-    borg init --encryption=repokey >"$WORK/log/borg-init.log" 2>&1 || die "borg init"
+    export BORG_REPO=$R/borg-repo BORG_PASSPHRASE=bench-passphrase
+    export BORG_BASE_DIR=$R/borg-base # fresh files cache and security dir
+    borg init --encryption=repokey >"$LOG/borg-init.log" 2>&1 || die "borg init"
     prep_v1
     timed borg.full borg create ::v1 "$SRC"
+    put borg.after_full.repo_bytes "$(du -sb "$BORG_REPO" | cut -f1)"
     prep_v2
     timed borg.incr borg create ::v2 "$SRC"
-    mkdir -p "$WORK/restore/borg"
-    pushd "$WORK/restore/borg" >/dev/null
+    mkdir -p "$R/restore/borg"
+    pushd "$R/restore/borg" >/dev/null
     timed borg.restore borg extract ::v2
     popd >/dev/null
-    check_restore borg "$WORK/restore/borg$SRC"
+    check_restore borg "$R/restore/borg$SRC"
     put borg.repo_bytes "$(du -sb "$BORG_REPO" | cut -f1)"
-    rm -rf "$WORK/restore/borg"
+    rm -rf "$R/restore/borg"
 }
 
 free_port() {
@@ -207,21 +249,23 @@ cairn_phase() {
     put "$key.pg_cpu" "$(ticks_to_s $(($(cpu_ticks $pgb) - pg0)))"
     put "$key.serve_hwm_kib" "$(hwm_kib "$SERVE_PID")"
     put "$key.nats_hwm_kib" "$(hwm_kib "$NATS_PID")"
-    say "$key: meanwhile serve CPU $(get "$key.serve_cpu") s, nats-server $(get "$key.nats_cpu") s, postgres $(get "$key.pg_cpu") s"
+    say "$key: meanwhile serve CPU $(last "$key.serve_cpu") s, nats-server $(last "$key.nats_cpu") s, postgres $(last "$key.pg_cpu") s"
 }
 
-backup_field() { jq -r ".$2 // empty" "$WORK/log/$1.out"; }
+backup_field() { jq -r ".$2 // empty" "$LOG/$1.out"; }
 
 run_cairn() {
     local port cfg id_full id_incr st
     port=$(free_port)
-    cfg=$WORK/cairn.toml
+    PGDB="cairn_bench_${RUN_ID}_r$REP" # global: pg_backends reads it
+    DBS_MADE+=("$PGDB")
+    cfg=$R/cairn.toml
     cat >"$cfg" <<EOF
-data_dir = "$WORK/cairn-data"
+data_dir = "$R/cairn-data"
 
 [nats]
 url = "nats://127.0.0.1:$port"
-prefix = "$RUN_ID"
+prefix = "${RUN_ID}r$REP"
 
 [postgres]
 url = "host=127.0.0.1 port=5432 user=postgres dbname=$PGDB"
@@ -233,51 +277,65 @@ EOF
     while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
     export CAIRN_PASSPHRASE=bench-passphrase
 
-    nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$WORK/log/nats-server.log" 2>&1 &
+    nats-server -a 127.0.0.1 -p "$port" -js -sd "$R/jetstream" >"$LOG/nats-server.log" 2>&1 &
     NATS_PID=$!
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    kill -0 "$NATS_PID" 2>/dev/null || die "nats-server did not start: $(tail -5 "$WORK/log/nats-server.log")"
-    DB_MADE=1
-    "$CAIRN" --config "$cfg" init --json >"$WORK/log/cairn-init.log" 2>&1 || die "cairn init: $(cat "$WORK/log/cairn-init.log")"
+    kill -0 "$NATS_PID" 2>/dev/null || die "nats-server did not start: $(tail -5 "$LOG/nats-server.log")"
+    "$CAIRN" --config "$cfg" init --json >"$LOG/cairn-init.log" 2>&1 || die "cairn init: $(cat "$LOG/cairn-init.log")"
 
-    /usr/bin/time -f '%e %M %U %S' -o "$WORK/log/cairn.serve.time" \
-        "$CAIRN" --config "$cfg" serve all >"$WORK/log/cairn-serve.log" 2>&1 &
+    /usr/bin/time -f '%e %M %U %S' -o "$LOG/cairn.serve.time" \
+        "$CAIRN" --config "$cfg" serve all >"$LOG/cairn-serve.log" 2>&1 &
     SERVE_TIME_PID=$!
     for _ in $(seq 300); do
         SERVE_PID=$(pgrep -P "$SERVE_TIME_PID" || true)
-        [ -n "$SERVE_PID" ] && grep -q serving "$WORK/log/cairn-serve.log" && break
-        kill -0 "$SERVE_TIME_PID" 2>/dev/null || die "cairn serve stopped: $(tail -5 "$WORK/log/cairn-serve.log")"
+        [ -n "$SERVE_PID" ] && grep -q serving "$LOG/cairn-serve.log" && break
+        kill -0 "$SERVE_TIME_PID" 2>/dev/null || die "cairn serve stopped: $(tail -5 "$LOG/cairn-serve.log")"
         sleep 0.1
     done
-    grep -q serving "$WORK/log/cairn-serve.log" || die "cairn serve is not serving after 30 s"
+    grep -q serving "$LOG/cairn-serve.log" || die "cairn serve is not serving after 30 s"
 
     prep_v1
-    cairn_phase cairn.full timeout 3600 "$CAIRN" --config "$cfg" backup "$SRC" --json
+    cairn_phase cairn.full "$CAIRN" --config "$cfg" backup "$SRC" --json --timeout 3600
     st=$(backup_field cairn.full status)
-    [ "$st" = completed ] || die "cairn full backup status '$st': $(cat "$WORK/log/cairn.full.out")"
+    [ "$st" = completed ] || die "cairn full backup status '$st': $(cat "$LOG/cairn.full.out")"
     id_full=$(backup_field cairn.full backup_id)
     put cairn.full.bytes_stored "$(backup_field cairn.full bytes_stored)"
-    put cairn.after_full.repo_bytes "$(du -sb "$WORK/cairn-data/networks/local" | cut -f1)"
+    put cairn.after_full.repo_bytes "$(du -sb "$R/cairn-data/networks/local" | cut -f1)"
 
     prep_v2
-    cairn_phase cairn.incr timeout 3600 "$CAIRN" --config "$cfg" backup "$SRC" --json
+    cairn_phase cairn.incr "$CAIRN" --config "$cfg" backup "$SRC" --json --timeout 3600
     st=$(backup_field cairn.incr status)
-    [ "$st" = completed ] || die "cairn incremental backup status '$st': $(cat "$WORK/log/cairn.incr.out")"
+    [ "$st" = completed ] || die "cairn incremental backup status '$st': $(cat "$LOG/cairn.incr.out")"
     id_incr=$(backup_field cairn.incr backup_id)
     put cairn.incr.bytes_stored "$(backup_field cairn.incr bytes_stored)"
 
-    cairn_phase cairn.restore timeout 3600 "$CAIRN" --config "$cfg" restore "$id_incr" --to "$WORK/restore/cairn" --json
+    cairn_phase cairn.restore "$CAIRN" --config "$cfg" restore "$id_incr" --to "$R/restore/cairn" --json
     local where
-    where=$(find "$WORK/restore/cairn" -name dump.sql -printf '%h\n' | head -1)
-    check_restore cairn "${where:-$WORK/restore/cairn/missing}"
-    put cairn.repo_bytes "$(du -sb "$WORK/cairn-data/networks/local" | cut -f1)"
+    where=$(find "$R/restore/cairn" -name dump.sql -printf '%h\n' | head -1)
+    check_restore cairn "${where:-$R/restore/cairn/missing}"
+    put cairn.repo_bytes "$(du -sb "$R/cairn-data/networks/local" | cut -f1)"
     put cairn.ledger_bytes "$(psql -X -Atq -d "$PGDB" -c 'select pg_database_size(current_database())')"
     put cairn.serve_hwm_kib "$(hwm_kib "$SERVE_PID")"
     put cairn.nats_hwm_kib "$(hwm_kib "$NATS_PID")"
     say "cairn backups: full $id_full, incremental $id_incr"
+    # The pipeline's own timeline, from the ledger: seconds from the request
+    # to the end of ingest, and from there to the outcome (encrypt, store and
+    # verify catching up).
+    local id ph
+    for ph in full incr; do
+        id=$(backup_field cairn.$ph backup_id)
+        psql -X -d "$PGDB" -c "select kind, count(*), min(recorded_at), max(recorded_at) from ledger_entries
+            where backup_id = '$id' group by kind order by min(recorded_at)" >"$LOG/cairn.$ph.ledger-timeline.txt"
+        put cairn.$ph.ingest_s "$(psql -X -Atq -d "$PGDB" -c "select round(extract(epoch from
+            max(recorded_at) filter (where kind = 'backup.ingested') - min(recorded_at) filter (where kind = 'backup.requested'))::numeric, 2)
+            from ledger_entries where backup_id = '$id'")"
+        put cairn.$ph.tail_s "$(psql -X -Atq -d "$PGDB" -c "select round(extract(epoch from
+            max(recorded_at) filter (where kind in ('backup.completed', 'backup.degraded', 'backup.failed')) - max(recorded_at) filter (where kind = 'backup.ingested'))::numeric, 2)
+            from ledger_entries where backup_id = '$id'")"
+    done
 
     kill -TERM "$SERVE_PID"
     wait "$SERVE_TIME_PID" || say "cairn serve exited with status $? on SIGTERM"
@@ -285,14 +343,46 @@ EOF
     kill -TERM "$NATS_PID"
     wait "$NATS_PID" || true
     NATS_PID=''
-    put cairn.js_bytes "$(du -sb "$WORK/jetstream" | cut -f1)"
-    rm -rf "$WORK/restore/cairn"
+    put cairn.js_bytes "$(du -sb "$R/jetstream" | cut -f1)"
+    rm -rf "$R/restore/cairn"
+    psql -X -q -d postgres -c "drop database if exists $PGDB"
 }
 
-for t in $TOOLS; do
-    say "=== $t"
-    "run_$t"
+# Cairn's figures for a backup phase cover every process it needs: client +
+# serve + nats-server (peak RSS summed; CPU also counts this run's Postgres
+# backends). Restore is the client alone.
+totals() {
+    local ph c t
+    for ph in full incr restore; do
+        c=$(last cairn.$ph.rss_kib)
+        if [ -n "$c" ]; then
+            if [ $ph = restore ]; then
+                put cairn.$ph.total_rss_kib "$c"
+            else
+                put cairn.$ph.total_rss_kib "$((c + $(last cairn.$ph.serve_hwm_kib) + $(last cairn.$ph.nats_hwm_kib)))"
+            fi
+            put cairn.$ph.total_cpu "$(sum "$(last cairn.$ph.cpu)" "$(last cairn.$ph.serve_cpu)" "$(last cairn.$ph.nats_cpu)" "$(last cairn.$ph.pg_cpu)")"
+        fi
+        for t in restic borg; do
+            put $t.$ph.total_rss_kib "$(last $t.$ph.rss_kib)"
+            put $t.$ph.total_cpu "$(last $t.$ph.cpu)"
+        done
+    done
+}
+sum() { awk 'BEGIN { t = 0; n = 0 } { for (i = 1; i <= NF; i++) if ($i != "") { t += $i; n++ } } END { if (n) printf "%.2f", t; else print "" }' <<<"$*"; }
+
+for REP in $(seq "$REPEAT"); do
+    R=$WORK/r$REP LOG=$WORK/r$REP/log
+    mkdir -p "$LOG" "$R/restore"
+    for t in $TOOLS; do
+        say "=== $t, run $REP of $REPEAT"
+        "run_$t"
+    done
+    totals
+    # keep the logs, drop the repositories (the next run starts fresh)
+    [ -n "${BENCH_KEEP:-}" ] || find "$R" -mindepth 1 -maxdepth 1 ! -name log -exec rm -rf {} +
 done
+REP=0
 TOTAL_MIN=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%.1f", s / 60 }')
 
 # --- report --------------------------------------------------------------------------
@@ -300,35 +390,15 @@ mb() { awk -v b="$1" 'BEGIN { if (b == "") print "–"; else printf "%.1f", b / 
 mib() { awk -v k="$1" 'BEGIN { if (k == "") print "–"; else printf "%.0f", k / 1024 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s == "" || s == 0) print "–"; else printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "–" || b == "–" || b == 0) print "–"; else printf "%.2f", a / b }'; }
-sum() { awk 'BEGIN { t = 0; n = 0 } { for (i = 1; i <= NF; i++) if ($i != "") { t += $i; n++ } } END { if (n) printf "%.2f", t; else print "" }' <<<"$*"; }
-
-# Cairn's figures for a backup phase are every process it needs: client +
-# serve + nats-server (peak RSS summed; CPU of Postgres added to CPU).
-for ph in full incr restore; do
-    c=$(get cairn.$ph.rss_kib)
-    if [ -n "$c" ]; then
-        if [ $ph = restore ]; then
-            put cairn.$ph.total_rss_kib "$c"
-        else
-            put cairn.$ph.total_rss_kib "$((c + $(get cairn.$ph.serve_hwm_kib) + $(get cairn.$ph.nats_hwm_kib)))"
-        fi
-        put cairn.$ph.total_cpu "$(sum "$(get cairn.$ph.cpu)" "$(get cairn.$ph.serve_cpu)" "$(get cairn.$ph.nats_cpu)" "$(get cairn.$ph.pg_cpu)")"
-    fi
-    for t in restic borg; do
-        put $t.$ph.total_rss_kib "$(get $t.$ph.rss_kib)"
-        put $t.$ph.total_cpu "$(get $t.$ph.cpu)"
-    done
-done
-
 row() { # label restic borg cairn
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$4" "$2")"
 }
-v() { local x; x=$(get "$1"); echo "${x:-–}"; }
+f2() { awk -v x="$1" 'BEGIN { if (x == "") print "–"; else printf "%.2f", x }'; }
+v() { f2 "$(get "$1")"; }
+# wall: the median, with the range when there were several runs
+wall() { local r; r=$(range "$1"); echo "$(v "$1")${r:+ ($r)}"; }
 
 DATE=$(date -u +%Y-%m-%d)
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$ROOT" status --porcelain -- services shared Cargo.toml Cargo.lock 2>/dev/null | wc -l)
-[ "$DIRTY" -gt 0 ] && COMMIT="$COMMIT (+ $DIRTY uncommitted changes in services/ shared/)"
 MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 ver() { "$@" 2>/dev/null | head -1 || echo "not installed"; }
@@ -339,21 +409,24 @@ REPORT=$WORK/report.md
     echo "## Results: $DATE, SCALE=$SCALE"
     echo
     echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $MEM RAM, $(uname -sr)"
-    echo "- Versions: $(ver restic version); $(ver borg --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql //'); cairn $COMMIT"
+    echo "- Versions: $(ver restic version); $(ver borg --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'); cairn ${CAIRN_LABEL:-–}"
     echo "- Data: v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB (pg_dump $(mb "$DUMP_BYTES") MB, 256 MiB random, 128 MiB duplicate of it); \`diff\` of the two dumps: $V2_DIFF_LINES lines removed or added"
-    echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). Total run: $TOTAL_MIN min."
-    echo "- MB = 10^6 bytes. MB/s = size of the version backed up or restored / wall seconds."
+    echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). Total run: $TOTAL_MIN min; load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)."
+    echo "- Every figure is the median of $REPEAT runs (each on fresh repositories); wall times show the range in brackets."
+    echo "- MB = 10^6 bytes. MB/s = size of the version backed up or restored / median wall seconds."
     echo "  Ratios: for MB/s higher is better; for every other row lower is better."
     echo
     echo "| | restic | borg | Cairn | borg / restic | Cairn / restic |"
     echo "|---|---:|---:|---:|---:|---:|"
     for ph in full incr restore; do
         case $ph in full) lab="Full backup (v1)" bytes=$V1_BYTES ;; incr) lab="Incremental backup (v2)" bytes=$V2_BYTES ;; restore) lab="Restore (v2)" bytes=$V2_BYTES ;; esac
-        row "$lab: wall s" "$(v restic.$ph.wall)" "$(v borg.$ph.wall)" "$(v cairn.$ph.wall)"
+        printf '| %s | %s | %s | %s | %s | %s |\n' "$lab: wall s" "$(wall restic.$ph.wall)" "$(wall borg.$ph.wall)" "$(wall cairn.$ph.wall)" \
+            "$(ratio "$(get borg.$ph.wall)" "$(get restic.$ph.wall)")" "$(ratio "$(get cairn.$ph.wall)" "$(get restic.$ph.wall)")"
         row "$lab: **MB/s**" "$(rate "$bytes" "$(get restic.$ph.wall)")" "$(rate "$bytes" "$(get borg.$ph.wall)")" "$(rate "$bytes" "$(get cairn.$ph.wall)")"
         row "$lab: peak RSS MiB ¹" "$(mib "$(get restic.$ph.total_rss_kib)")" "$(mib "$(get borg.$ph.total_rss_kib)")" "$(mib "$(get cairn.$ph.total_rss_kib)")"
         row "$lab: CPU s (user+sys) ²" "$(v restic.$ph.total_cpu)" "$(v borg.$ph.total_cpu)" "$(v cairn.$ph.total_cpu)"
     done
+    row "Repository size after the full backup, MB" "$(mb "$(get restic.after_full.repo_bytes)")" "$(mb "$(get borg.after_full.repo_bytes)")" "$(mb "$(get cairn.after_full.repo_bytes)")"
     row "**Repository size, MB** (after both backups)" "$(mb "$(get restic.repo_bytes)")" "$(mb "$(get borg.repo_bytes)")" "$(mb "$(get cairn.repo_bytes)")"
     echo
     echo "¹ Cairn's backup figures add the peaks of the \`cairn backup\` client, the \`cairn serve all\` process"
@@ -372,9 +445,10 @@ REPORT=$WORK/report.md
         echo "| CPU s: serve (ingest, encrypt, store, verify, ledger) | $(v cairn.full.serve_cpu) | $(v cairn.incr.serve_cpu) | $(v cairn.restore.serve_cpu) |"
         echo "| CPU s: nats-server | $(v cairn.full.nats_cpu) | $(v cairn.incr.nats_cpu) | $(v cairn.restore.nats_cpu) |"
         echo "| CPU s: PostgreSQL backends | $(v cairn.full.pg_cpu) | $(v cairn.incr.pg_cpu) | $(v cairn.restore.pg_cpu) |"
+        echo "| seconds from request to end of ingest (ledger) | $(v cairn.full.ingest_s) | $(v cairn.incr.ingest_s) | |"
+        echo "| seconds from end of ingest to outcome (ledger) | $(v cairn.full.tail_s) | $(v cairn.incr.tail_s) | |"
         echo "| \`bytes_stored\` reported | $(mb "$(get cairn.full.bytes_stored)") MB | $(mb "$(get cairn.incr.bytes_stored)") MB | |"
         echo
-        echo "- Local network after the full backup: $(mb "$(get cairn.after_full.repo_bytes)") MB; after both: $(mb "$(get cairn.repo_bytes)") MB."
         echo "- JetStream store directory after the run: $(mb "$(get cairn.js_bytes)") MB. Ledger database: $(mb "$(get cairn.ledger_bytes)") MB."
         echo "- Peak RSS over the whole run: serve $(mib "$(get cairn.serve_hwm_kib)") MiB, nats-server $(mib "$(get cairn.nats_hwm_kib)") MiB."
     fi
