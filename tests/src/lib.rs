@@ -445,3 +445,34 @@ pub fn text_file(path: &Path, n: usize, seed: u64) {
         i += 1;
     }
 }
+
+/// A child process that is killed if it is still running when dropped, so a
+/// failing test leaves nothing behind.
+pub struct Guarded(Option<Child>);
+
+impl Guarded {
+    pub fn spawn(mut cmd: Command) -> Guarded {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        Guarded(Some(cmd.spawn().expect("spawn")))
+    }
+
+    /// Waits for it to finish and returns what it printed.
+    pub fn wait_output(mut self) -> Output {
+        self.0
+            .take()
+            .expect("not yet waited")
+            .wait_with_output()
+            .unwrap()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

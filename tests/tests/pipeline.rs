@@ -166,11 +166,8 @@ fn kill_9_of_stage_workers_mid_backup() {
     let before = snapshot(&src);
 
     let mut backup = env.cmd();
-    backup
-        .args(["backup", "--json", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = backup.spawn().unwrap();
+    backup.args(["backup", "--json", src.to_str().unwrap()]);
+    let child = Guarded::spawn(backup);
 
     // Kill ingest once it is reading, and restart it; then kill the store
     // worker once chunks flow, and restart it.
@@ -193,7 +190,7 @@ fn kill_9_of_stage_workers_mid_backup() {
     std::thread::sleep(Duration::from_secs(1));
     env.serve(&["store"]);
 
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_output();
     assert!(
         out.status.success(),
         "backup failed: {}",
@@ -956,13 +953,11 @@ fn replicas_share_the_work() {
         random_file(&src.join("data.bin"), 2 << 20);
         text_file(&src.join("text.txt"), 1 << 20, i);
         let mut c = env.cmd();
-        c.args(["backup", "--json", src.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        children.push((src, c.spawn().unwrap()));
+        c.args(["backup", "--json", src.to_str().unwrap()]);
+        children.push((src, Guarded::spawn(c)));
     }
     for (src, child) in children {
-        let out = child.wait_with_output().unwrap();
+        let out = child.wait_output();
         assert!(
             out.status.success(),
             "{}",

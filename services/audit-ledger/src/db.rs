@@ -94,7 +94,8 @@ pub async fn connect_with(
 pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
     let tx = client.transaction().await?;
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(74170001);
+        "SET LOCAL client_min_messages = warning;
+         SELECT pg_advisory_xact_lock(74170001);
          CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());",
     )
     .await?;
