@@ -66,3 +66,12 @@ ensure_rust() {
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
   mkdir -p "$CARGO_TARGET_DIR"
 }
+
+# Real storage servers the tests talk to (see ../shared/BACKENDS.md for the
+# survey): s3s-fs, an S3 server with SigV4, for the S3 adapter.
+ensure_test_servers() {
+  if ! command -v s3s-fs >/dev/null; then
+    say "installing s3s-fs 0.14.1 (a real S3 server for the S3 adapter's tests; ~2 min)"
+    cargo install --quiet s3s-fs --version 0.14.1 --locked --features binary
+  fi
+}

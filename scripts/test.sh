@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's: installs
-# and starts what the tests talk to (nats-server, PostgreSQL), then checks
-# formatting and lints, builds the workspace once and runs every test.
+# and starts what the tests talk to (nats-server, PostgreSQL, an S3 server),
+# then checks formatting and lints, builds the workspace once and runs every
+# test.
 # Reuses $CARGO_TARGET_DIR (default ~/.cache/cairn-target) between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 ensure_nats
 ensure_postgres
 ensure_rust
+ensure_test_servers
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (warnings are errors)"

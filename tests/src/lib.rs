@@ -155,6 +155,7 @@ pub struct Env {
     pub config: PathBuf,
     workers: Vec<Worker>,
     spawned: usize,
+    env: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -164,6 +165,10 @@ pub struct Options {
     pub verify_timeout_secs: u64,
     /// Extra networks beyond `local` (fs, under the data dir).
     pub extra_networks: Vec<String>,
+    /// Appended to cairn.toml (e.g. an S3 network entry).
+    pub extra_toml: String,
+    /// Environment for every `cairn` process (e.g. network credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -173,6 +178,8 @@ impl Default for Options {
             max_deliver: 3,
             verify_timeout_secs: 60,
             extra_networks: vec![],
+            extra_toml: String::new(),
+            env: vec![],
         }
     }
 }
@@ -202,6 +209,7 @@ impl Env {
         for n in std::iter::once("local".to_string()).chain(o.extra_networks.iter().cloned()) {
             nets.push_str(&format!("\n[[networks]]\nname = \"{n}\"\nkind = \"fs\"\n"));
         }
+        nets.push_str(&o.extra_toml);
         let config = dir.path().join("cairn.toml");
         std::fs::write(
             &config,
@@ -224,6 +232,7 @@ impl Env {
             config,
             workers: Vec::new(),
             spawned: 0,
+            env: o.env,
         }
     }
 
@@ -245,6 +254,7 @@ impl Env {
         c.env("CAIRN_CONFIG", &self.config)
             .env("CAIRN_PASSPHRASE", PASSPHRASE)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.path());
         c
     }
@@ -474,5 +484,90 @@ impl Drop for Guarded {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A real S3-compatible server for tests: `s3s-fs` (SigV4, checks the
+/// `x-amz-content-sha256` header), serving a temporary directory, one bucket.
+/// `scripts/test.sh` installs it (`cargo install s3s-fs`).
+pub struct S3Server {
+    pub port: u16,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub root: PathBuf,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    pub fn start(dir: &Path) -> S3Server {
+        let root = dir.join("s3");
+        let bucket = "cairn-test".to_string();
+        std::fs::create_dir_all(root.join(&bucket)).unwrap();
+        let mut s = S3Server {
+            port: 0,
+            bucket,
+            access_key: format!("AK{}", hex::encode(rand::random::<[u8; 6]>())),
+            secret_key: hex::encode(rand::random::<[u8; 20]>()),
+            root,
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts (or starts again, on the same port) the server.
+    pub fn restart(&mut self) {
+        if self.port == 0 {
+            self.port = free_port();
+        }
+        let log = std::fs::File::create(self.root.with_extension("log")).unwrap();
+        let bin = std::env::var("CAIRN_S3S_FS").unwrap_or_else(|_| "s3s-fs".into());
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--access-key",
+                &self.access_key,
+                "--secret-key",
+                &self.secret_key,
+            ])
+            .arg(&self.root)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): scripts/test.sh installs it"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A `[[networks]]` entry for it (credentials go through the environment).
+    pub fn network_toml(&self, name: &str) -> String {
+        format!(
+            "\n[[networks]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\naccess_key_id = \"{}\"\nkey_prefix = \"repo\"\n",
+            self.endpoint(),
+            self.bucket,
+            self.access_key
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

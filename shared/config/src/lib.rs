@@ -75,15 +75,71 @@ impl std::fmt::Debug for KeysConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One storage network. `kind` picks the protocol; the other keys are that
+/// protocol's (unused ones must stay unset) or common to all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct NetworkConfig {
     /// Name: one token of `[A-Za-z0-9_-]`, used in consumer names.
     pub name: String,
-    /// Protocol: `fs` (a local directory) for now.
+    /// Protocol: `fs` (a local directory) or `s3` (any S3-compatible API:
+    /// AWS, Storj's and Sia renterd's S3 gateways, Filebase, MinIO, Garage).
     pub kind: String,
-    /// Directory of an `fs` network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `fs`: the directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// `s3`: endpoint URL (unset: AWS for `region`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `s3`: region (`us-east-1` if unset; Garage wants `garage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `s3`: bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// `s3`: key prefix inside the bucket (e.g. `cairn/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    /// `s3`: path-style addressing (`endpoint/bucket/key`); default true when
+    /// an endpoint is set, as most gateways need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// `s3`: access key id (not secret). Unset: `CAIRN_<NAME>_ACCESS_KEY_ID`,
+    /// then `AWS_ACCESS_KEY_ID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// `s3`: file holding the secret access key. Unset:
+    /// `CAIRN_<NAME>_SECRET_ACCESS_KEY`, then `AWS_SECRET_ACCESS_KEY`. Never
+    /// in this file, never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Bytes the network may hold (e.g. a 150 GB free tier).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// Price per GB-month stored, per GB read out, and once per GB written
+    /// (permanent storage), in any one currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_gb_month: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_gb_egress: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_gb_once: Option<f64>,
+    /// Where the data lives, for compliance rules (`eu`, `us`, `global`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<String>,
+    /// Whether Cairn may delete there (false: retention never tries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_delete: Option<bool>,
+}
+
+impl NetworkConfig {
+    /// The environment variable name for one of this network's secrets.
+    pub fn env_name(&self, what: &str) -> String {
+        format!(
+            "CAIRN_{}_{what}",
+            self.name.to_uppercase().replace('-', "_")
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,7 +283,7 @@ impl Config {
             c.networks.push(NetworkConfig {
                 name: "local".into(),
                 kind: "fs".into(),
-                path: None,
+                ..NetworkConfig::default()
             });
         }
         for n in &mut c.networks {
@@ -270,11 +326,21 @@ impl Config {
                     n.name
                 )));
             }
-            if n.kind != "fs" {
-                return Err(ConfigError::Invalid(format!(
-                    "network {:?}: unknown kind {:?} (supported: fs)",
-                    n.name, n.kind
-                )));
+            match n.kind.as_str() {
+                "fs" => {}
+                "s3" if n.bucket.as_deref().unwrap_or("").is_empty() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "network {:?}: an s3 network needs a bucket",
+                        n.name
+                    )));
+                }
+                "s3" => {}
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "network {:?}: unknown kind {other:?} (supported: fs, s3)",
+                        n.name
+                    )))
+                }
             }
         }
         Ok(())
@@ -324,6 +390,29 @@ impl Config {
     }
 }
 
+impl NetworkConfig {
+    /// Every key set, so that serializing it lists them all.
+    fn all_keys() -> NetworkConfig {
+        NetworkConfig {
+            path: Some(PathBuf::new()),
+            endpoint: Some(String::new()),
+            region: Some(String::new()),
+            bucket: Some(String::new()),
+            key_prefix: Some(String::new()),
+            path_style: Some(true),
+            access_key_id: Some(String::new()),
+            secret_access_key_file: Some(PathBuf::new()),
+            quota_bytes: Some(0),
+            price_gb_month: Some(0.0),
+            price_gb_egress: Some(0.0),
+            price_gb_once: Some(0.0),
+            jurisdiction: Some(String::new()),
+            can_delete: Some(true),
+            ..NetworkConfig::default()
+        }
+    }
+}
+
 /// Keys of `value` that `known` (the serialized defaults) does not have.
 fn unknown_keys(value: &toml::Value, known: &serde_json::Value, at: &str, out: &mut Vec<String>) {
     let toml::Value::Table(t) = value else { return };
@@ -336,7 +425,9 @@ fn unknown_keys(value: &toml::Value, known: &serde_json::Value, at: &str, out: &
         let expected = match (at, k.as_str()) {
             // Not serialized (secrets) or empty by default: spelled out here.
             ("", "keys") => Some(serde_json::json!({"passphrase": "", "passphrase_file": ""})),
-            ("", "networks") => Some(serde_json::json!({"name": "", "kind": "", "path": ""})),
+            ("", "networks") => {
+                Some(serde_json::to_value(NetworkConfig::all_keys()).expect("serializes"))
+            }
             ("telemetry", "log")
             | ("telemetry", "otlp_endpoint")
             | ("postgres", "password_file") => Some(serde_json::Value::Null),

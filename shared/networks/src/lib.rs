@@ -3,9 +3,12 @@
 //! A [`Network`] stores opaque objects under slash-separated paths (the
 //! repository layout is `cairn_repo::layout`'s business, not the network's).
 //! Each protocol is one folder (`fs/` today; S3, IPFS and Arweave follow), in
-//! the manner of vector's sinks, and [`open`] builds one from its config.
+//! the manner of vector's sinks, and [`open`] builds one from its config:
+//! `fs/` is a local directory, `s3/` any S3-compatible API.
+//! `fs/` is a local directory; `s3/` any S3-compatible API.
 
 pub mod fs;
+pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -99,19 +102,17 @@ pub fn check_path(network: &str, path: &str) -> Result<(), NetworkError> {
 }
 
 /// Builds the network a config entry describes.
-pub fn open(
-    name: &str,
-    kind: &str,
-    path: Option<&std::path::Path>,
-) -> Result<DynNetwork, NetworkError> {
-    match kind {
+pub fn open(cfg: &cairn_config::NetworkConfig) -> Result<DynNetwork, NetworkError> {
+    let name = &cfg.name;
+    match cfg.kind.as_str() {
         "fs" => {
-            let root = path.ok_or_else(|| NetworkError::Config {
+            let root = cfg.path.as_deref().ok_or_else(|| NetworkError::Config {
                 network: name.to_string(),
                 problem: "an fs network needs a path".into(),
             })?;
             Ok(Arc::new(fs::FsNetwork::new(name, root)))
         }
+        "s3" => Ok(Arc::new(s3::S3Network::new(cfg)?)),
         other => Err(NetworkError::Config {
             network: name.to_string(),
             problem: format!("unknown kind {other:?}"),

@@ -66,7 +66,7 @@ impl Repository {
         let nets = cfg
             .networks
             .iter()
-            .map(|n| cairn_networks::open(&n.name, &n.kind, n.path.as_deref()))
+            .map(|n| cairn_networks::open(n))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Repository::new(nets))
     }
