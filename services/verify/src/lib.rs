@@ -11,14 +11,75 @@ use cairn_events::subjects::stage;
 use cairn_events::{
     decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Stats,
 };
-use cairn_networks::DynNetwork;
+use cairn_repo::check::{self, Expected};
 use cairn_repo::{chunklist, layout, Repository};
-use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Every object of a backup, in a fixed order: its chunks (chunk-list
+/// order), its chunk-list pages, its manifest. Health and repair use the
+/// same list.
+pub struct BackupObjects {
+    pub keys: Vec<ObjectKey>,
+    /// How many of `keys` are chunks (they come first).
+    pub chunk_count: usize,
+    /// Indices of chunks that were new in this backup.
+    pub new_chunks: Vec<usize>,
+}
+
+impl BackupObjects {
+    pub fn of(backup: &BackupId, pages: &[cairn_repo::format::ChunkListPage]) -> Self {
+        let mut keys = Vec::new();
+        let mut new_chunks = Vec::new();
+        for p in pages {
+            let fresh: std::collections::HashSet<u32> = p.new.iter().copied().collect();
+            for (i, id) in p.ids.iter().enumerate() {
+                keys.push(ObjectKey::Chunk { id: *id });
+                if fresh.contains(&(i as u32)) {
+                    new_chunks.push(keys.len() - 1);
+                }
+            }
+        }
+        let chunk_count = keys.len();
+        for page in 0..pages.len() as u32 {
+            keys.push(ObjectKey::ChunkList {
+                backup_id: backup.clone(),
+                page,
+            });
+        }
+        keys.push(ObjectKey::Manifest {
+            backup_id: backup.clone(),
+        });
+        BackupObjects {
+            keys,
+            chunk_count,
+            new_chunks,
+        }
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.keys.iter().map(layout::object).collect()
+    }
+}
+
+/// The sealed root: RFC 6962 over (chunk id ‖ SHA-256 of its ciphertext), in
+/// chunk-list order. `digest` gives each chunk's hex digest.
+pub fn sealed_leaves(objects: &BackupObjects, digest: impl Fn(usize) -> String) -> Vec<Vec<u8>> {
+    objects.keys[..objects.chunk_count]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let ObjectKey::Chunk { id } = key else {
+                unreachable!("chunks come first")
+            };
+            let mut leaf = id.0.to_vec();
+            leaf.extend(hex::decode(digest(i)).unwrap_or_default());
+            leaf
+        })
+        .collect()
+}
 
 pub struct VerifyWorker {
     pub bus: Bus,
@@ -29,80 +90,6 @@ pub struct VerifyWorker {
 }
 
 const POLL: Duration = Duration::from_millis(200);
-const READS_IN_FLIGHT: usize = 8;
-
-#[derive(Default)]
-struct NetFinding {
-    missing: u64,
-    corrupt: u64,
-    detail: String,
-}
-
-/// Checks one network: every object present and hashing to its digest.
-/// Keeps polling missing objects until `deadline` (stores may lag).
-async fn check_network(
-    net: DynNetwork,
-    objects: Arc<Vec<(String, String)>>,
-    deadline: Instant,
-) -> NetFinding {
-    let mut pending: Vec<usize> = (0..objects.len()).collect();
-    let mut f = NetFinding::default();
-    loop {
-        let results: Vec<(usize, Result<bool, String>)> = futures::stream::iter(pending.clone())
-            .map(|i| {
-                let net = net.clone();
-                let objects = objects.clone();
-                async move {
-                    let (path, want) = &objects[i];
-                    let got = match net.get(path).await {
-                        Ok(bytes) => {
-                            let sha = tokio::task::spawn_blocking(move || {
-                                hex::encode(Sha256::digest(&bytes))
-                            })
-                            .await
-                            .unwrap_or_default();
-                            Ok(&sha == want)
-                        }
-                        Err(e) if e.is_not_found() => Err(format!("{path} missing")),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    (i, got)
-                }
-            })
-            .buffer_unordered(READS_IN_FLIGHT)
-            .collect()
-            .await;
-        pending.clear();
-        let mut last_err = String::new();
-        for (i, r) in results {
-            match r {
-                Ok(true) => {}
-                Ok(false) => {
-                    f.corrupt += 1;
-                    if f.detail.is_empty() {
-                        f.detail = format!("{} does not match its recorded SHA-256", objects[i].0);
-                    }
-                }
-                Err(e) => {
-                    pending.push(i);
-                    last_err = e;
-                }
-            }
-        }
-        if pending.is_empty() || Instant::now() >= deadline {
-            f.missing = pending.len() as u64;
-            if f.missing > 0 && f.detail.is_empty() {
-                f.detail = format!(
-                    "{} objects not readable after waiting; last error: {last_err}",
-                    f.missing
-                );
-            }
-            return f;
-        }
-        pending.sort_unstable();
-        tokio::time::sleep(POLL).await;
-    }
-}
 
 impl VerifyWorker {
     async fn outcome(&self, backup: &BackupId, ing: &Ingested) -> Outcome {
@@ -150,28 +137,9 @@ impl VerifyWorker {
         }
 
         // 2. Every object's expected digest, from the ledger.
-        let mut keys: Vec<ObjectKey> = Vec::with_capacity(count as usize + pages.len() + 1);
-        let mut new_chunks = Vec::new();
-        for p in &pages {
-            let fresh: std::collections::HashSet<u32> = p.new.iter().copied().collect();
-            for (i, id) in p.ids.iter().enumerate() {
-                keys.push(ObjectKey::Chunk { id: *id });
-                if fresh.contains(&(i as u32)) {
-                    new_chunks.push(keys.len() - 1);
-                }
-            }
-        }
-        let chunk_count = keys.len();
-        for page in 0..ing.chunk_pages {
-            keys.push(ObjectKey::ChunkList {
-                backup_id: backup.clone(),
-                page,
-            });
-        }
-        keys.push(ObjectKey::Manifest {
-            backup_id: backup.clone(),
-        });
-        let paths: Vec<String> = keys.iter().map(layout::object).collect();
+        let backup_objects = BackupObjects::of(backup, &pages);
+        let paths = backup_objects.paths();
+        let chunk_count = backup_objects.chunk_count;
         let mut digests: HashMap<String, (String, u64)> = HashMap::new();
         loop {
             let missing: Vec<String> = paths
@@ -199,53 +167,40 @@ impl VerifyWorker {
                 tokio::time::sleep(POLL).await;
             }
         }
-        let objects: Arc<Vec<(String, String)>> = Arc::new(
+        let objects: Arc<Vec<Expected>> = Arc::new(
             paths
                 .iter()
-                .map(|p| (p.clone(), digests[p].0.clone()))
+                .map(|p| Expected {
+                    path: p.clone(),
+                    sha256: digests[p].0.clone(),
+                })
                 .collect(),
         );
 
         // 3. Every network, in parallel.
-        let checks = targets
-            .networks()
-            .iter()
-            .map(|n| {
-                let n = n.clone();
-                let objects = objects.clone();
-                async move {
-                    (
-                        n.name().to_string(),
-                        check_network(n, objects, deadline).await,
-                    )
-                }
-            })
-            .collect::<Vec<_>>();
-        for (name, f) in futures::future::join_all(checks).await {
-            let ok = f.missing == 0 && f.corrupt == 0;
+        for f in check::check_all(targets.networks(), objects, deadline).await {
+            let ok = f.ok();
+            let detail = f.detail();
             if !ok {
                 outcome
                     .reasons
-                    .push(format!("network {name}: {}", f.detail));
+                    .push(format!("network {}: {detail}", f.network));
             }
             outcome.networks.push(NetworkReport {
-                network: name,
+                network: f.network.clone(),
                 ok,
-                missing: f.missing,
-                corrupt: f.corrupt,
-                detail: f.detail,
+                missing: f.missing.len() as u64,
+                corrupt: f.corrupt.len() as u64,
+                detail,
             });
         }
 
         // 4. Figures and the sealed root (chunk id ‖ ciphertext digest).
         let mut sealed = RootBuilder::new();
-        for (key, path) in keys.iter().zip(&paths).take(chunk_count) {
-            if let ObjectKey::Chunk { id } = key {
-                let mut leaf = id.0.to_vec();
-                leaf.extend(hex::decode(&digests[path].0).unwrap_or_default());
-                sealed.push(&leaf);
-            }
+        for leaf in sealed_leaves(&backup_objects, |i| digests[&paths[i]].0.clone()) {
+            sealed.push(&leaf);
         }
+        let new_chunks = &backup_objects.new_chunks;
         outcome.sealed_root = hex::encode(sealed.root());
         let meta_bytes: u64 = paths[chunk_count..].iter().map(|p| digests[p].1).sum();
         let chunk_bytes: u64 = new_chunks.iter().map(|&i| digests[&paths[i]].1).sum();

@@ -9,7 +9,9 @@
 //! * [`format`]: config, manifest, chunk lists and tree records as stored.
 //! * [`tree`], [`chunklist`]: building them during ingest.
 //! * [`restore`]: reading a backup back, verified, into a sink.
+//! * [`check`]: comparing stored objects with their digests (no key).
 
+pub mod check;
 pub mod chunklist;
 pub mod format;
 pub mod layout;

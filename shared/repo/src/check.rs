@@ -1,0 +1,155 @@
+//! Checking stored objects against their recorded digests, without any key:
+//! is each object on a network, and do its bytes hash (SHA-256) to what was
+//! recorded when it was sealed? Used by verify (after every backup), by
+//! `cairn health` (sampled or full) and by `cairn repair` (to find what to
+//! replace).
+
+use cairn_networks::DynNetwork;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// An object to check: its path and expected SHA-256 (hex).
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// What one network holds of a set of objects.
+#[derive(Debug, Default, Clone)]
+pub struct Finding {
+    pub network: String,
+    /// Paths not found (or not readable after waiting).
+    pub missing: Vec<String>,
+    /// Paths whose bytes do not hash to their digest.
+    pub corrupt: Vec<String>,
+    /// Last error other than "not found", if any.
+    pub last_error: String,
+    /// Bytes read and the time it took (for throughput estimates).
+    pub bytes_read: u64,
+    pub read_time: Duration,
+}
+
+impl Finding {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+
+    /// The first problem, in words.
+    pub fn detail(&self) -> String {
+        if let Some(p) = self.corrupt.first() {
+            format!(
+                "{p} does not match its recorded SHA-256 ({} corrupt)",
+                self.corrupt.len()
+            )
+        } else if let Some(p) = self.missing.first() {
+            let why = if self.last_error.is_empty() {
+                "not found".to_string()
+            } else {
+                self.last_error.clone()
+            };
+            format!(
+                "{} objects missing or unreadable, e.g. {p} ({why})",
+                self.missing.len()
+            )
+        } else {
+            String::new()
+        }
+    }
+
+    /// Measured read throughput in bytes per second, if anything was read.
+    pub fn throughput(&self) -> Option<f64> {
+        let s = self.read_time.as_secs_f64();
+        (self.bytes_read > 0 && s > 0.0).then(|| self.bytes_read as f64 / s)
+    }
+}
+
+const READS_IN_FLIGHT: usize = 8;
+const POLL: Duration = Duration::from_millis(200);
+
+/// Reads every object in `objects` from `net` and compares digests. Objects
+/// not there yet are polled until `deadline` (a store may lag behind); pass
+/// `Instant::now()` to look once.
+pub async fn check_network(
+    net: DynNetwork,
+    objects: Arc<Vec<Expected>>,
+    deadline: Instant,
+) -> Finding {
+    let mut pending: Vec<usize> = (0..objects.len()).collect();
+    let mut f = Finding {
+        network: net.name().to_string(),
+        ..Finding::default()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let results: Vec<(usize, Result<(bool, u64), (bool, String)>)> =
+            futures::stream::iter(pending.clone())
+                .map(|i| {
+                    let net = net.clone();
+                    let objects = objects.clone();
+                    async move {
+                        let want = &objects[i];
+                        let got = match net.get(&want.path).await {
+                            Ok(bytes) => {
+                                let len = bytes.len() as u64;
+                                let sha = tokio::task::spawn_blocking(move || {
+                                    hex::encode(Sha256::digest(&bytes))
+                                })
+                                .await
+                                .unwrap_or_default();
+                                Ok((sha == want.sha256, len))
+                            }
+                            Err(e) => Err((e.is_not_found(), e.to_string())),
+                        };
+                        (i, got)
+                    }
+                })
+                .buffer_unordered(READS_IN_FLIGHT)
+                .collect()
+                .await;
+        pending.clear();
+        for (i, r) in results {
+            match r {
+                Ok((true, len)) => f.bytes_read += len,
+                Ok((false, len)) => {
+                    f.bytes_read += len;
+                    f.corrupt.push(objects[i].path.clone());
+                }
+                Err((not_found, e)) => {
+                    pending.push(i);
+                    if !not_found {
+                        f.last_error = e;
+                    }
+                }
+            }
+        }
+        if pending.is_empty() || Instant::now() >= deadline {
+            f.read_time = started.elapsed();
+            pending.sort_unstable();
+            f.missing = pending
+                .into_iter()
+                .map(|i| objects[i].path.clone())
+                .collect();
+            f.corrupt.sort();
+            return f;
+        }
+        pending.sort_unstable();
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Checks every network in parallel.
+pub async fn check_all(
+    networks: &[DynNetwork],
+    objects: Arc<Vec<Expected>>,
+    deadline: Instant,
+) -> Vec<Finding> {
+    let checks = networks
+        .iter()
+        .map(|n| check_network(n.clone(), objects.clone(), deadline))
+        .collect::<Vec<_>>();
+    futures::future::join_all(checks).await
+}
