@@ -68,6 +68,9 @@ impl Finding {
 }
 
 const READS_IN_FLIGHT: usize = 8;
+
+/// One read: Ok((digest matches, bytes)) or Err((not found, error)).
+type Read = Result<(bool, u64), (bool, String)>;
 const POLL: Duration = Duration::from_millis(200);
 
 /// Reads every object in `objects` from `net` and compares digests. Objects
@@ -85,7 +88,7 @@ pub async fn check_network(
     };
     let started = std::time::Instant::now();
     loop {
-        let results: Vec<(usize, Result<(bool, u64), (bool, String)>)> =
+        let results: Vec<(usize, Read)> =
             futures::stream::iter(pending.clone())
                 .map(|i| {
                     let net = net.clone();
