@@ -193,3 +193,179 @@ fn backup_to_fs_and_s3_restores_from_either() {
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
     assert!(r["chunks_from"]["objects"].as_u64().unwrap() > 0, "{r}");
 }
+
+fn health(env: &Env, id: &str, full: bool) -> (i32, serde_json::Value) {
+    let mut args = vec!["health", id, "--json"];
+    if full {
+        args.push("--full");
+    }
+    let o = env.run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "health: not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), v)
+}
+
+fn network<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == name)
+        .unwrap()
+}
+
+/// A corrupted chunk on one network: `health --full` names it, restore still
+/// succeeds from the other network, `repair` replaces it, health is back to
+/// healthy. A deleted chunk is found from listings alone.
+#[test]
+fn health_names_damage_and_repair_fixes_it() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 4 << 20);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap();
+    let (code, h) = health(&env, id, false);
+    assert_eq!((code, h["status"].as_str().unwrap()), (0, "healthy"), "{h}");
+    assert_eq!(h["integrity"]["sealed_root_matches_digests"], true);
+    assert!(
+        h["integrity"]["inclusion_proofs_verified"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{h}"
+    );
+    assert!(
+        network(&h, "local")["est_restore_secs"].as_f64().is_some(),
+        "{h}"
+    );
+
+    // Corrupt one chunk on `local`.
+    let chunk = Env::files_under(&env.network_dir("local").join("chunks"))
+        .into_iter()
+        .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&chunk, &bytes).unwrap();
+    let name = chunk.file_name().unwrap().to_string_lossy().into_owned();
+    let (code, h) = health(&env, id, true);
+    assert_eq!(
+        (code, h["status"].as_str().unwrap()),
+        (3, "degraded"),
+        "{h}"
+    );
+    let local = network(&h, "local");
+    assert!(
+        local["corrupt_objects"][0]
+            .as_str()
+            .unwrap()
+            .contains(&name),
+        "{h}"
+    );
+    assert!(
+        h["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .contains("cairn repair"),
+        "{h}"
+    );
+    let out = env.path().join("out");
+    env.ok(&["restore", id, "--to", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+
+    let r = env.json(&["repair", id, "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["repaired"][0]["objects_copied"], 1, "{r}");
+    let (code, h) = health(&env, id, true);
+    assert_eq!((code, h["status"].as_str().unwrap()), (0, "healthy"), "{h}");
+
+    // Delete a chunk on `second`: the listing shows it gone.
+    let gone = Env::files_under(&env.network_dir("second").join("chunks"))
+        .pop()
+        .unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let (code, h) = health(&env, id, false);
+    assert_eq!(code, 3, "{h}");
+    assert_eq!(network(&h, "second")["missing"], 1, "{h}");
+    env.ok(&["repair", "--all"]);
+    assert!(gone.exists());
+    let (code, _) = health(&env, id, false);
+    assert_eq!(code, 0);
+    env.ok(&["audit", "verify"]);
+}
+
+/// An S3 server stopped in the middle of a backup: the backup completes
+/// degraded, naming the network; once it is back, `repair` re-replicates
+/// and the backup is completed and healthy.
+#[test]
+fn network_down_mid_backup_then_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = S3Server::start(dir.path());
+    let mut env = Env::with(Options {
+        extra_toml: server.network_toml("objects"),
+        env: vec![(
+            "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
+            server.secret_key.clone(),
+        )],
+        verify_timeout_secs: 5,
+        max_deliver: 3,
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 24 << 20);
+    let mut cmd = env.cmd();
+    cmd.args(["backup", "--json", src.to_str().unwrap()]);
+    let child = Guarded::spawn(cmd);
+    let db = env.db.clone();
+    wait_for(60, "a few chunks on the S3 network", || {
+        (psql(
+            &db,
+            "select count(*) from chunk_copies where network = 'objects'",
+        )
+        .parse::<u64>()
+        .unwrap()
+            >= 2)
+            .then_some(())
+    });
+    server.stop();
+    let out = child.wait_output();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert!(v["reasons"].to_string().contains("network objects"), "{v}");
+    let id = v["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(env.json(&["show", &id, "--json"])["status"], "degraded");
+
+    server.restart();
+    let r = env.json(&["repair", &id, "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        r["repaired"][0]["objects_copied"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    let (code, h) = health(&env, &id, true);
+    assert_eq!(code, 0, "{h}");
+    wait_for(
+        30,
+        "the ledger to record the repaired backup as completed",
+        || (env.json(&["show", &id, "--json"])["status"] == "completed").then_some(()),
+    );
+}

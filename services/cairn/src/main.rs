@@ -4,6 +4,7 @@
 //! and the ledger (`list`, `show`, `audit`).
 
 mod backup;
+mod care;
 mod commands;
 mod output;
 mod serve;
@@ -50,6 +51,25 @@ pub enum Command {
     Restore(commands::RestoreArgs),
     /// Remove a backup and the chunks nothing else uses.
     Forget(commands::ForgetArgs),
+    /// How well each network holds a backup (availability, sampled
+    /// integrity against the Merkle root, estimated restore time).
+    Health {
+        backup_id: String,
+        /// Read every object instead of a sample.
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy missing or corrupt objects back onto networks from intact copies.
+    Repair {
+        backup_id: Option<String>,
+        /// Every completed or degraded backup.
+        #[arg(long, conflicts_with = "backup_id")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit ledger.
     Audit {
         #[command(subcommand)]
@@ -124,6 +144,16 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Show(a) => commands::show(&cfg, a).await,
         Command::Restore(a) => commands::restore(&cfg, a).await,
         Command::Forget(a) => commands::forget(&cfg, a).await,
+        Command::Health {
+            backup_id,
+            full,
+            json,
+        } => care::health(&cfg, &backup_id, full, json).await,
+        Command::Repair {
+            backup_id,
+            all,
+            json,
+        } => care::repair(&cfg, backup_id.as_deref(), all, json).await,
         Command::Audit {
             command: AuditCommand::Verify { json },
         } => commands::audit_verify(&cfg, json).await,
