@@ -545,9 +545,22 @@ impl S3Server {
     }
 
     pub fn stop(&mut self) {
+        self.freeze(false);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections open, nothing answers.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            let sig = if frozen { "-STOP" } else { "-CONT" };
+            Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status()
+                .unwrap();
         }
     }
 

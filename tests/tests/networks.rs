@@ -369,3 +369,55 @@ fn network_down_mid_backup_then_repair() {
         || (env.json(&["show", &id, "--json"])["status"] == "completed").then_some(()),
     );
 }
+
+/// A network that stops answering (its server frozen) holds back only
+/// itself: the other network receives every object, the backup ends
+/// degraded within the verify timeout, and a restore reads from the network
+/// that answers, without waiting on the frozen one.
+#[test]
+fn a_frozen_network_does_not_hold_back_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let mut env = Env::with(Options {
+        extra_toml: server.network_toml("objects"),
+        env: vec![(
+            "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
+            server.secret_key.clone(),
+        )],
+        verify_timeout_secs: 8,
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 8 << 20);
+    server.freeze(true);
+    let started = std::time::Instant::now();
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let local = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "local")
+        .unwrap();
+    assert_eq!(local["ok"], true, "{v}");
+    assert!(
+        took < std::time::Duration::from_secs(40),
+        "backup took {took:?}"
+    );
+    let id = v["backup_id"].as_str().unwrap();
+    let out = env.path().join("out");
+    let r = env.json(&["restore", id, "--to", out.to_str().unwrap(), "--json"]);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    assert!(r["chunks_from"].get("objects").is_none(), "{r}");
+    server.freeze(false);
+}

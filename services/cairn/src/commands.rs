@@ -206,7 +206,11 @@ pub async fn restore(cfg: &cairn_config::Config, a: RestoreArgs) -> anyhow::Resu
     }
     let repo = Repository::from_config(cfg)?;
     let keyring = repo.unlock(&passphrase(cfg)?).await?;
-    let restorer = Restorer::new(repo, keyring.sealer(), keyring.id_key());
+    let restorer = Restorer::new(
+        repo.fastest_first().await,
+        keyring.sealer(),
+        keyring.id_key(),
+    );
     let manifest = restorer.manifest(&id).await?;
     // Progress on stderr when it is a terminal (stdout may carry the data).
     let bar = (!a.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {

@@ -116,7 +116,12 @@ impl VerifyWorker {
 
         // 1. The public chunk list, checked against the root from ingest.
         let pages = loop {
-            match targets.chunk_pages(backup, ing.chunk_pages).await {
+            // Short reads while polling: a network that does not answer must
+            // not keep verify from finding the pages on one that does.
+            match targets
+                .chunk_pages_within(POLL * 10, backup, ing.chunk_pages)
+                .await
+            {
                 Ok(p) => break p,
                 Err(e) if Instant::now() >= deadline => {
                     outcome.reasons.push(format!("chunk list unreadable: {e}"));

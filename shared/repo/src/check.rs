@@ -88,31 +88,43 @@ pub async fn check_network(
     };
     let started = std::time::Instant::now();
     loop {
-        let results: Vec<(usize, Read)> =
-            futures::stream::iter(pending.clone())
-                .map(|i| {
-                    let net = net.clone();
-                    let objects = objects.clone();
-                    async move {
-                        let want = &objects[i];
-                        let got = match net.get(&want.path).await {
-                            Ok(bytes) => {
-                                let len = bytes.len() as u64;
-                                let sha = tokio::task::spawn_blocking(move || {
-                                    hex::encode(Sha256::digest(&bytes))
-                                })
-                                .await
-                                .unwrap_or_default();
-                                Ok((sha == want.sha256, len))
-                            }
-                            Err(e) => Err((e.is_not_found(), e.to_string())),
-                        };
-                        (i, got)
-                    }
-                })
-                .buffer_unordered(READS_IN_FLIGHT)
-                .collect()
-                .await;
+        let results: Vec<(usize, Read)> = futures::stream::iter(pending.clone())
+            .map(|i| {
+                let net = net.clone();
+                let objects = objects.clone();
+                async move {
+                    let want = &objects[i];
+                    // No single read may outlast the deadline (a frozen network).
+                    let budget = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_secs(2));
+                    let read = match tokio::time::timeout(budget, net.get(&want.path)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(cairn_networks::NetworkError::Io {
+                            network: net.name().to_string(),
+                            op: "get",
+                            path: want.path.clone(),
+                            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"),
+                        }),
+                    };
+                    let got = match read {
+                        Ok(bytes) => {
+                            let len = bytes.len() as u64;
+                            let sha = tokio::task::spawn_blocking(move || {
+                                hex::encode(Sha256::digest(&bytes))
+                            })
+                            .await
+                            .unwrap_or_default();
+                            Ok((sha == want.sha256, len))
+                        }
+                        Err(e) => Err((e.is_not_found(), e.to_string())),
+                    };
+                    (i, got)
+                }
+            })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .collect()
+            .await;
         pending.clear();
         for (i, r) in results {
             match r {

@@ -48,6 +48,9 @@ pub enum RepoError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a read may take on one network before the next is tried.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The repository on a set of networks.
 #[derive(Clone)]
 pub struct Repository {
@@ -75,6 +78,23 @@ impl Repository {
 
     pub fn networks(&self) -> &[DynNetwork] {
         &self.networks
+    }
+
+    /// The same networks, fastest first: each answers a health probe (timed,
+    /// up to 5 s); unreachable ones go last, where they are tried only when
+    /// every other copy failed.
+    pub async fn fastest_first(&self) -> Repository {
+        let probes = self.networks.iter().map(|n| async move {
+            let start = std::time::Instant::now();
+            let ok = matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(5), n.health()).await,
+                Ok(Ok(()))
+            );
+            (!ok, start.elapsed(), n.clone())
+        });
+        let mut timed = futures::future::join_all(probes).await;
+        timed.sort_by_key(|(down, took, _)| (*down, *took));
+        Repository::new(timed.into_iter().map(|(_, _, n)| n).collect())
     }
 
     pub fn network(&self, name: &str) -> Option<&DynNetwork> {
@@ -135,16 +155,32 @@ impl Repository {
         &self,
         path: &str,
         what: &str,
+        check: impl FnMut(Bytes) -> Result<T, RepoError>,
+    ) -> Result<(T, String), RepoError> {
+        self.fetch_within(FETCH_TIMEOUT, path, what, check).await
+    }
+
+    /// As `fetch`, giving each network at most `timeout`.
+    pub async fn fetch_within<T>(
+        &self,
+        timeout: std::time::Duration,
+        path: &str,
+        what: &str,
         mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
     ) -> Result<(T, String), RepoError> {
         let mut errors = Vec::new();
         for n in &self.networks {
-            match n.get(path).await {
-                Ok(bytes) => match check(bytes) {
+            match tokio::time::timeout(timeout, n.get(path)).await {
+                Ok(Ok(bytes)) => match check(bytes) {
                     Ok(v) => return Ok((v, n.name().to_string())),
                     Err(e) => errors.push(e.to_string()),
                 },
-                Err(e) => errors.push(e.to_string()),
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push(format!(
+                    "network {}: {path}: no answer within {:.1} s",
+                    n.name(),
+                    timeout.as_secs_f64()
+                )),
             }
         }
         if errors.is_empty() {
@@ -262,6 +298,17 @@ impl Repository {
         backup_id: &BackupId,
         pages: u32,
     ) -> Result<Vec<ChunkListPage>, RepoError> {
+        self.chunk_pages_within(FETCH_TIMEOUT, backup_id, pages)
+            .await
+    }
+
+    /// As `chunk_pages`, giving each network at most `timeout` per page.
+    pub async fn chunk_pages_within(
+        &self,
+        timeout: std::time::Duration,
+        backup_id: &BackupId,
+        pages: u32,
+    ) -> Result<Vec<ChunkListPage>, RepoError> {
         let mut out = Vec::with_capacity(pages as usize);
         for page in 0..pages {
             let key = ObjectKey::ChunkList {
@@ -269,9 +316,12 @@ impl Repository {
                 page,
             };
             let (p, _) = self
-                .fetch(&layout::object(&key), &layout::describe(&key), |b| {
-                    decode_page(backup_id, page, &b)
-                })
+                .fetch_within(
+                    timeout,
+                    &layout::object(&key),
+                    &layout::describe(&key),
+                    |b| decode_page(backup_id, page, &b),
+                )
                 .await?;
             out.push(p);
         }

@@ -4,8 +4,10 @@
 //! is put in place. Needs only the networks and the keyring: no broker, no database.
 //!
 //! Chunks are fetched ahead of the writer (a bounded window of tasks), each
-//! from the first network that returns it intact; a missing, unreachable or
-//! corrupted copy falls through to the next network.
+//! from the first network that returns it intact, in the repository's order
+//! (the CLI orders networks fastest first, `Repository::fastest_first`); a
+//! missing, unreachable, slow (`FETCH_TIMEOUT`) or corrupted copy falls
+//! through to the next network.
 
 use crate::format::{ChunkRef, Manifest, Meta, TreeRecord};
 use crate::{chunklist, decompress, layout, tree, RepoError, Repository};

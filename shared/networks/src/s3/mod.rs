@@ -72,7 +72,14 @@ impl S3Network {
                 cfg.region.clone().unwrap_or_else(|| "us-east-1".into()),
             ))
             .credentials_provider(Credentials::new(key_id, secret, None, None, "cairn-config"))
-            .force_path_style(cfg.path_style.unwrap_or(cfg.endpoint.is_some()));
+            .force_path_style(cfg.path_style.unwrap_or(cfg.endpoint.is_some()))
+            // A server that stops answering must not hold a worker forever.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(60))
+                    .build(),
+            );
         if let Some(ep) = &cfg.endpoint {
             b = b.endpoint_url(ep);
         }
