@@ -68,10 +68,16 @@ ensure_rust() {
 }
 
 # Real storage servers the tests talk to (see ../shared/BACKENDS.md for the
-# survey): s3s-fs, an S3 server with SigV4, for the S3 adapter.
+# survey): two real S3 servers for the S3 adapter's conformance suite,
+# s3s-fs (SigV4) and Garage (strict SigV4 and region). Built from crates.io
+# once; they stay in ~/.cargo/bin.
 ensure_test_servers() {
   if ! command -v s3s-fs >/dev/null; then
-    say "installing s3s-fs 0.14.1 (a real S3 server for the S3 adapter's tests; ~2 min)"
+    say "installing s3s-fs 0.14.1 (an S3 server for the tests; ~2 min)"
     cargo install --quiet s3s-fs --version 0.14.1 --locked --features binary
+  fi
+  if ! command -v garage >/dev/null; then
+    say "installing Garage 2.5.0 (a second S3 server for the tests; ~8 min, once)"
+    cargo install --quiet garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite
   fi
 }

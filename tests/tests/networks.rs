@@ -153,6 +153,35 @@ async fn s3_network_conforms_against_s3s_fs() {
     assert!(err.contains("access key id"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_network_conforms_against_garage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = tokio::task::block_in_place(|| GarageServer::start(dir.path()));
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, &server.secret).unwrap();
+    let cfg = NetworkConfig {
+        name: "garage".into(),
+        kind: "s3".into(),
+        endpoint: Some(server.endpoint.clone()),
+        region: Some("garage".into()),
+        bucket: Some(server.bucket.clone()),
+        access_key_id: Some(server.key_id.clone()),
+        secret_access_key_file: Some(secret),
+        ..Default::default()
+    };
+    conformance(cairn_networks::open(&cfg).unwrap()).await;
+    // Garage is strict about the region.
+    let mut wrong_region = cfg.clone();
+    wrong_region.region = Some("us-east-1".into());
+    let err = cairn_networks::open(&wrong_region)
+        .unwrap()
+        .health()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("garage"), "{err}");
+}
+
 /// A backup to a local directory and an S3 server at once; both hold every
 /// object; with the directory gone, restore reads everything from S3.
 #[test]
