@@ -73,6 +73,12 @@ async fn conformance(net: DynNetwork) {
         "{name}: list"
     );
     assert_eq!(net.list("chunks/").await.unwrap(), vec![p.to_string()]);
+    let u = net.usage().await.unwrap();
+    assert_eq!(
+        (u.objects, u.bytes),
+        (4, big.len() as u64 + 2 + 1 + 2),
+        "{name}: usage"
+    );
     assert!(net.list("nothing/").await.unwrap().is_empty());
     let err = net.get("chunks/zz/missing").await.unwrap_err();
     assert!(
@@ -449,4 +455,52 @@ fn a_frozen_network_does_not_hold_back_the_others() {
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
     assert!(r["chunks_from"].get("objects").is_none(), "{r}");
     server.freeze(false);
+}
+
+/// A network with a quota takes no more than it: the backup ends degraded
+/// naming it, and the dead letters say why.
+#[test]
+fn quota_is_respected() {
+    let mut env = Env::with(Options {
+        extra_toml: "\n[[networks]]\nname = \"small\"\nkind = \"fs\"\nquota_bytes = 1000000\n"
+            .into(),
+        verify_timeout_secs: 5,
+        max_deliver: 2,
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 3 << 20);
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let used: u64 = Env::files_under(&env.network_dir("small"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(
+        used <= 1_000_000,
+        "the network holds {used} bytes, over its quota"
+    );
+    let dead = std::fs::read_to_string(
+        env.logs_dir().join(
+            std::fs::read_dir(env.logs_dir())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .find(|n| n.to_string_lossy().starts_with("serve-all"))
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    assert!(
+        dead.contains("is at its quota"),
+        "no quota reason in the serve log"
+    );
 }

@@ -68,7 +68,8 @@ pub async fn serve(
                 continue;
             }
             let (bus, net) = (bus.clone(), net.clone());
-            tasks.spawn(async move { ("store", cairn_store::run(bus, net, 8).await) });
+            let quota = cfg.network(net.name()).and_then(|n| n.quota_bytes);
+            tasks.spawn(async move { ("store", cairn_store::run(bus, net, quota, 8).await) });
         }
     }
     if has(Stage::Verify) {

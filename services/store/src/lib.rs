@@ -14,6 +14,58 @@ use std::sync::Arc;
 pub struct StoreWorker {
     pub bus: Bus,
     pub network: DynNetwork,
+    /// `quota_bytes` of the network, if any.
+    pub quota: Option<u64>,
+    /// Bytes the network holds, as last counted plus what this worker wrote
+    /// since (counted once, at the first write that needs it).
+    used: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl StoreWorker {
+    pub fn new(bus: Bus, network: DynNetwork, quota: Option<u64>) -> Self {
+        StoreWorker {
+            bus,
+            network,
+            quota,
+            used: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Refuses a write that would take the network past its quota. An object
+    /// already there costs nothing.
+    async fn within_quota(&self, path: &str, len: u64) -> Result<(), Failure> {
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        let mut used = self.used.lock().await;
+        let now = match *used {
+            Some(u) => u,
+            None => {
+                let u = self
+                    .network
+                    .usage()
+                    .await
+                    .map_err(|e| Failure::Retry(e.to_string()))?
+                    .bytes;
+                *used = Some(u);
+                u
+            }
+        };
+        if now + len > quota
+            && !self
+                .network
+                .exists(path)
+                .await
+                .map_err(|e| Failure::Retry(e.to_string()))?
+        {
+            return Err(Failure::Retry(format!(
+                "network {} is at its quota ({now} of {quota} bytes; {path} needs {len} more)",
+                self.network.name()
+            )));
+        }
+        *used = Some(now + len);
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -35,6 +87,7 @@ impl Handler for StoreWorker {
             )));
         }
         let len = obj.payload.len() as u64;
+        self.within_quota(&path, len).await?;
         let put = self
             .network
             .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
@@ -63,12 +116,14 @@ impl Handler for StoreWorker {
 }
 
 /// Runs the store worker of one network until the process stops.
-pub async fn run(bus: Bus, network: DynNetwork, concurrency: usize) -> anyhow::Result<()> {
+pub async fn run(
+    bus: Bus,
+    network: DynNetwork,
+    quota: Option<u64>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
     let name = network.name().to_string();
-    let worker = Arc::new(StoreWorker {
-        bus: bus.clone(),
-        network,
-    });
+    let worker = Arc::new(StoreWorker::new(bus.clone(), network, quota));
     cairn_bus::worker::run(bus, stage::STORE, Some(&name), concurrency, worker).await?;
     Ok(())
 }

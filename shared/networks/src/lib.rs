@@ -31,6 +31,13 @@ pub enum PutMode {
     Overwrite,
 }
 
+/// What a network holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// What a network can and cannot do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -50,6 +57,11 @@ pub trait Network: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError>;
     /// Whether the network answers now.
     async fn health(&self) -> Result<(), NetworkError>;
+    /// `len` bytes of an object from `offset` (fewer at its end): lets a
+    /// later erasure-coded or selective restore read part of an object.
+    async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError>;
+    /// Objects and bytes stored under the repository (for quotas and cost).
+    async fn usage(&self) -> Result<Usage, NetworkError>;
 }
 
 pub type DynNetwork = Arc<dyn Network>;

@@ -2,7 +2,7 @@
 //! other protocol's semantics follow. Writes go to a temporary file that is
 //! synced and renamed into place, so a crash never leaves a torn object.
 
-use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode};
+use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::Write;
@@ -184,6 +184,32 @@ impl Network for FsNetwork {
         let p = prefix.to_string();
         self.blocking("list", prefix, move || list_under(&root, &p))
             .await
+    }
+
+    async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let full = self.resolve(path)?;
+        self.blocking("get", path, move || {
+            let mut f = std::fs::File::open(full)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = Vec::new();
+            f.take(len).read_to_end(&mut buf)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn usage(&self) -> Result<Usage, NetworkError> {
+        let root = self.root.clone();
+        self.blocking("usage", "", move || {
+            let mut u = Usage::default();
+            for p in list_under(&root, "")? {
+                u.objects += 1;
+                u.bytes += std::fs::metadata(root.join(p))?.len();
+            }
+            Ok(u)
+        })
+        .await
     }
 
     async fn health(&self) -> Result<(), NetworkError> {

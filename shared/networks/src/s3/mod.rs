@@ -8,7 +8,7 @@
 //! Objects are small (a chunk is at most 896 KiB), so every upload is a single
 //! PutObject; multipart would only add round trips.
 
-use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode};
+use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -238,6 +238,53 @@ impl Network for S3Network {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let key = self.key(path)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_no_such_key() => self.not_found(path),
+                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                    self.not_found(path)
+                }
+                _ => self.remote("get", path, e),
+            })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.remote("get", path, e))?;
+        Ok(data.into_bytes())
+    }
+
+    async fn usage(&self) -> Result<Usage, NetworkError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.prefix.clone())
+            .into_paginator()
+            .send();
+        let mut u = Usage::default();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.remote("usage", "", e))?;
+            for obj in page.contents() {
+                u.objects += 1;
+                u.bytes += obj.size().unwrap_or(0).max(0) as u64;
+            }
+        }
+        Ok(u)
     }
 
     async fn health(&self) -> Result<(), NetworkError> {
