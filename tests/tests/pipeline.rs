@@ -560,6 +560,7 @@ fn factory_requests_and_follows_events() {
                     tags: vec!["sox".into(), "iso27001".into()],
                     source: Source::Paths { paths },
                     networks: vec![],
+                    min_copies: None,
                     requested_by: "factory".into(),
                 }),
                 &[],
@@ -982,4 +983,79 @@ fn replicas_share_the_work() {
     );
     assert_eq!(dup, "0");
     env.ok(&["audit", "verify"]);
+}
+
+/// Redundancy policy: `--min-copies 1` completes with one network down
+/// (reporting it), and a dataset policy in the config chooses networks.
+#[test]
+fn min_copies_and_dataset_policies() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        extra_toml:
+            "\n[datasets.critical]\nnetworks = [\"local\"]\n\n[datasets.relaxed]\nmin_copies = 1\n"
+                .into(),
+        verify_timeout_secs: 4,
+        max_deliver: 2,
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 1 << 20);
+    let c = env.backup(&[src.to_str().unwrap(), "--dataset", "critical"]);
+    let nets: Vec<&str> = c["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(nets, vec!["local"]);
+    // Take `second` down.
+    let second = env.network_dir("second");
+    std::fs::remove_dir_all(&second).unwrap();
+    std::fs::write(&second, b"down").unwrap();
+    std::fs::write(src.join("b.txt"), b"while second is down").unwrap();
+    let r = env.backup(&[src.to_str().unwrap(), "--dataset", "relaxed"]);
+    let down = r["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "second")
+        .unwrap();
+    assert_eq!(down["ok"], false, "{r}");
+    let o = env.run(&[
+        "backup",
+        "--json",
+        src.to_str().unwrap(),
+        "--dataset",
+        "strict",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = env.run(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--dataset",
+        "x",
+        "--min-copies",
+        "1",
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning: network second"));
+    let o = env.run(&[
+        "backup",
+        "--json",
+        src.to_str().unwrap(),
+        "--min-copies",
+        "3",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("min_copies 3 is impossible"),
+        "{v}"
+    );
 }

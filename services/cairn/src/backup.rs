@@ -31,9 +31,13 @@ pub struct BackupArgs {
     dataset: Option<String>,
     #[arg(long = "tag")]
     tags: Vec<String>,
-    /// Target networks (default: every configured network).
+    /// Target networks (default: the dataset's policy, else every configured network).
     #[arg(long = "network")]
     networks: Vec<String>,
+    /// Verified copies needed for `completed` (default: the dataset's policy,
+    /// else every target network).
+    #[arg(long)]
+    min_copies: Option<u32>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -87,6 +91,7 @@ fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
         tags: args.tags.clone(),
         source,
         networks: args.networks.clone(),
+        min_copies: args.min_copies,
         requested_by: whoami(&std::env::var("USER").unwrap_or_else(|_| "cli".into())),
     })
 }
@@ -231,6 +236,7 @@ async fn ingest_stdin(
         id_key: keyring.id_key(),
         pg: cairn_audit_ledger::db::open_config(&cfg).await?,
         networks: cfg.network_names(),
+        policies: cfg.datasets.clone(),
         source: whoami("cli"),
     };
     let started = Envelope::new(

@@ -54,4 +54,12 @@ pub fn backup_outcome(id: &BackupId, status: &str, o: &Outcome, as_json: bool) {
     for r in &o.reasons {
         eprintln!("  {r}");
     }
+    if o.reasons.is_empty() {
+        for n in o.networks.iter().filter(|n| !n.ok) {
+            eprintln!(
+                "  warning: network {} does not hold a verified copy ({}); the policy is met by the others. `cairn repair {id}` once it is back",
+                n.network, n.detail
+            );
+        }
+    }
 }

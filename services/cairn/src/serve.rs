@@ -49,6 +49,7 @@ pub async fn serve(
             id_key: keyring.as_ref().expect("unlocked").id_key(),
             pg: cairn_audit_ledger::db::open_config(cfg).await?,
             networks: cfg.network_names(),
+            policies: cfg.datasets.clone(),
             source: whoami("ingest"),
         });
         let n = cfg.ingest.concurrency;

@@ -11,7 +11,7 @@ use cairn_bus::{Bus, BusError, Pipeline};
 use cairn_crypto::IdKey;
 use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey,
-    PlainChunk, SealedObject, Stats, SCHEMA_VERSION,
+    PlainChunk, Redundancy, SealedObject, Stats, SCHEMA_VERSION,
 };
 use cairn_repo::chunklist::ChunkListBuilder;
 use cairn_repo::format::{ChunkListPage, Manifest, RepoConfig, FORMAT};
@@ -30,6 +30,8 @@ pub struct IngestContext {
     pub pg: tokio_postgres::Client,
     /// Every configured network (the default targets).
     pub networks: Vec<String>,
+    /// Per-dataset redundancy policies (`[datasets.<name>]`).
+    pub policies: std::collections::BTreeMap<String, cairn_config::DatasetPolicy>,
     /// Who is ingesting (`ingest@host`, `cli@host`).
     pub source: String,
 }
@@ -52,15 +54,19 @@ const COMPRESS_WINDOW: usize = 4;
 const PUBLISH_WINDOW: usize = 64;
 
 /// The networks a request targets, checked against the configuration.
-pub fn resolve_networks(
+pub fn resolve_targets(
     req: &BackupRequest,
     configured: &[String],
-) -> Result<Vec<String>, JobError> {
-    if req.networks.is_empty() {
-        return Ok(configured.to_vec());
-    }
+    policies: &std::collections::BTreeMap<String, cairn_config::DatasetPolicy>,
+) -> Result<(Vec<String>, Redundancy), JobError> {
+    let policy = policies.get(&req.dataset);
+    let asked: &[String] = if !req.networks.is_empty() {
+        &req.networks
+    } else {
+        policy.map(|p| p.networks.as_slice()).unwrap_or(&[])
+    };
     let mut out = Vec::new();
-    for n in &req.networks {
+    for n in asked {
         if !configured.contains(n) {
             return Err(JobError::Source(format!(
                 "unknown network {n:?} (configured: {})",
@@ -71,7 +77,21 @@ pub fn resolve_networks(
             out.push(n.clone());
         }
     }
-    Ok(out)
+    if out.is_empty() {
+        out = configured.to_vec();
+    }
+    let min = req
+        .min_copies
+        .or(policy.and_then(|p| p.min_copies))
+        .unwrap_or(out.len() as u32);
+    if min == 0 || min as usize > out.len() {
+        return Err(JobError::Source(format!(
+            "min_copies {min} is impossible with {} target networks ({})",
+            out.len(),
+            out.join(", ")
+        )));
+    }
+    Ok((out, Redundancy::Replicate { min_copies: min }))
 }
 
 struct Publisher<'a> {
@@ -158,7 +178,7 @@ pub async fn run(
     input: Input,
     counters: Arc<Counters>,
 ) -> Result<Ingested, JobError> {
-    let networks = resolve_networks(req, &ctx.networks)?;
+    let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(8);
     let chunking = ctx.repo.chunking;
     let id_key = ctx.id_key.clone();
@@ -267,6 +287,7 @@ pub async fn run(
         merkle_root: summary.root.to_vec(),
         stats: stats.clone(),
         networks: networks.clone(),
+        redundancy: redundancy.clone(),
     };
     let (compressed, payload, plain_len) = cairn_repo::encode_manifest(&manifest);
     publisher
@@ -285,6 +306,7 @@ pub async fn run(
         chunk_pages: summary.pages,
         merkle_root: hex::encode(summary.root),
         networks,
+        redundancy,
     };
     let env = Envelope::new(
         ctx.source.clone(),

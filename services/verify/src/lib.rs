@@ -9,7 +9,8 @@ use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;
 use cairn_events::subjects::stage;
 use cairn_events::{
-    decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Stats,
+    decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Redundancy,
+    Stats,
 };
 use cairn_repo::check::{self, Expected};
 use cairn_repo::{chunklist, layout, Repository};
@@ -231,8 +232,12 @@ impl Handler for VerifyWorker {
             )));
         };
         let outcome = self.outcome(&env.backup_id, ing).await;
+        let mut outcome = outcome;
         let healthy = outcome.networks.iter().filter(|n| n.ok).count();
-        let event = if outcome.reasons.is_empty() {
+        let Redundancy::Replicate { min_copies } = ing.redundancy;
+        let event = if healthy > 0 && healthy >= min_copies as usize {
+            // The policy holds; per-network findings stay in `networks`.
+            outcome.reasons.clear();
             Event::BackupCompleted(outcome)
         } else if healthy > 0 {
             Event::BackupDegraded(outcome)

@@ -25,6 +25,20 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub verify: VerifyConfig,
     pub ingest: IngestConfig,
+    /// Redundancy policy per dataset name (`[datasets.<name>]`).
+    #[serde(default)]
+    pub datasets: std::collections::BTreeMap<String, DatasetPolicy>,
+}
+
+/// Where a dataset's backups go and how many verified copies they need.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatasetPolicy {
+    /// Target networks (empty: every configured network).
+    pub networks: Vec<String>,
+    /// Verified copies for `completed` (unset: every target network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_copies: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +208,7 @@ impl Default for Config {
             },
             verify: VerifyConfig { timeout_secs: 300 },
             ingest: IngestConfig { concurrency: 2 },
+            datasets: Default::default(),
         }
     }
 }
@@ -343,6 +358,27 @@ impl Config {
                 }
             }
         }
+        for (dataset, p) in &self.datasets {
+            for n in &p.networks {
+                if self.network(n).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "datasets.{dataset}: unknown network {n:?}"
+                    )));
+                }
+            }
+            let targets = if p.networks.is_empty() {
+                self.networks.len()
+            } else {
+                p.networks.len()
+            };
+            if let Some(m) = p.min_copies {
+                if m == 0 || m as usize > targets {
+                    return Err(ConfigError::Invalid(format!(
+                        "datasets.{dataset}.min_copies = {m}: must be between 1 and its {targets} networks"
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -428,6 +464,8 @@ fn unknown_keys(value: &toml::Value, known: &serde_json::Value, at: &str, out: &
             ("", "networks") => {
                 Some(serde_json::to_value(NetworkConfig::all_keys()).expect("serializes"))
             }
+            // Dataset names are free; DatasetPolicy itself refuses unknown keys.
+            ("", "datasets") => Some(serde_json::Value::Null),
             ("telemetry", "log")
             | ("telemetry", "otlp_endpoint")
             | ("postgres", "password_file") => Some(serde_json::Value::Null),

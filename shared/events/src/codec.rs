@@ -80,6 +80,7 @@ mod tests {
                     paths: vec!["/srv/app".into()],
                 },
                 networks: vec![],
+                min_copies: None,
                 requested_by: "test".into(),
             }),
             &[],

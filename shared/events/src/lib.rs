@@ -188,12 +188,27 @@ pub struct BackupRequest {
     pub tags: Vec<String>,
     /// What to read.
     pub source: Source,
-    /// Target networks; empty means every configured network.
+    /// Target networks; empty means the dataset's policy, else every
+    /// configured network.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// Copies that must be verified for the backup to count as completed;
+    /// unset means the dataset's policy, else every target network.
+    #[serde(default)]
+    pub min_copies: Option<u32>,
     /// Who asked (user@host, factory name).
     #[serde(default)]
     pub requested_by: String,
+}
+
+/// How a backup's chunks are spread over its networks. Today: whole copies
+/// on every target network, of which `min_copies` must be verified. An
+/// erasure-coded policy (k of n shards of each chunk on different networks)
+/// is another variant; readers refuse variants they do not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Redundancy {
+    Replicate { min_copies: u32 },
 }
 
 /// A backup source. Paths must be readable by the ingest worker.
@@ -221,6 +236,8 @@ pub struct Ingested {
     pub merkle_root: String,
     /// Target networks, resolved (never empty).
     pub networks: Vec<String>,
+    /// The redundancy policy verify holds the backup to.
+    pub redundancy: Redundancy,
 }
 
 /// Figures every outcome reports.

@@ -2,7 +2,7 @@
 //! manifest, chunk-list pages and tree records. All carry a format number;
 //! readers refuse a newer one by name.
 
-use cairn_events::{BackupId, ChunkId, Source, Stats};
+use cairn_events::{BackupId, ChunkId, Redundancy, Source, Stats};
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: u32 = 1;
@@ -66,6 +66,14 @@ pub struct Manifest {
     pub merkle_root: Vec<u8>,
     pub stats: Stats,
     pub networks: Vec<String>,
+    /// How chunks are spread over `networks` (whole copies today; k-of-n
+    /// shards later, as another variant).
+    #[serde(default = "replicate_all")]
+    pub redundancy: Redundancy,
+}
+
+fn replicate_all() -> Redundancy {
+    Redundancy::Replicate { min_copies: 1 }
 }
 
 /// Chunk ids per chunk-list page: 8192 × 34 bytes ≈ 280 KiB.
