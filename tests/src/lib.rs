@@ -224,6 +224,9 @@ impl Env {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        // Created here (Cairn would create it on first use) so a test can
+        // query it from its first moment.
+        psql("postgres", &format!("CREATE DATABASE {db}"));
         Env {
             dir,
             nats,
@@ -305,9 +308,11 @@ impl Env {
             .unwrap_or_else(|e| panic!("cairn {args:?}: not JSON ({e}): {text}"))
     }
 
-    /// `cairn init` with a fast KDF (tests only).
+    /// `cairn init` with a fast KDF (tests only), then `cairn setup`
+    /// (streams, consumers and database schema in place before any worker).
     pub fn init(&self) {
         self.ok(&["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+        self.ok(&["setup"]);
     }
 
     /// Starts `cairn serve STAGES` in the background, logging to logs/.
