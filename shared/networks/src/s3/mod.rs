@@ -118,6 +118,32 @@ impl S3Network {
         }
     }
 
+    /// GetObject, whole or a byte range; a missing key is `NotFound`.
+    async fn read(&self, path: &str, range: Option<String>) -> Result<Bytes, NetworkError> {
+        let key = self.key(path)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_no_such_key() => self.not_found(path),
+                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                    self.not_found(path)
+                }
+                _ => self.remote("get", path, e),
+            })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.remote("get", path, e))?;
+        Ok(data.into_bytes())
+    }
+
     fn not_found(&self, path: &str) -> NetworkError {
         NetworkError::NotFound {
             network: self.name.clone(),
@@ -158,27 +184,7 @@ impl Network for S3Network {
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
-        let key = self.key(path)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_no_such_key() => self.not_found(path),
-                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                    self.not_found(path)
-                }
-                _ => self.remote("get", path, e),
-            })?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.remote("get", path, e))?;
-        Ok(data.into_bytes())
+        self.read(path, None).await
     }
 
     async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
@@ -244,28 +250,8 @@ impl Network for S3Network {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let key = self.key(path)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={offset}-{}", offset + len - 1))
-            .send()
+        self.read(path, Some(format!("bytes={offset}-{}", offset + len - 1)))
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_no_such_key() => self.not_found(path),
-                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                    self.not_found(path)
-                }
-                _ => self.remote("get", path, e),
-            })?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.remote("get", path, e))?;
-        Ok(data.into_bytes())
     }
 
     async fn usage(&self) -> Result<Usage, NetworkError> {
