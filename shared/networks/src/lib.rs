@@ -7,6 +7,7 @@
 //! `fs/` is a local directory, `s3/` any S3-compatible API.
 //! `fs/` is a local directory; `s3/` any S3-compatible API.
 
+pub mod arweave;
 pub mod fs;
 pub mod s3;
 
