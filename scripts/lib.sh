@@ -69,13 +69,16 @@ ensure_rust() {
 
 # Real storage servers the tests talk to (see ../shared/BACKENDS.md for the
 # survey): two real S3 servers for the S3 adapter's conformance suite,
-# s3s-fs (SigV4) and Garage (strict SigV4 and region). Built from crates.io
-# once; they stay in ~/.cargo/bin.
+# s3s-fs (SigV4) and Garage (strict SigV4 and region), built from crates.io
+# once into ~/.cargo/bin; and arlocal for the Arweave adapter (npm, cached
+# under ~/.cache/cairn-servers).
 ensure_test_servers() {
   if ! command -v s3s-fs >/dev/null; then
     say "installing s3s-fs 0.14.1 (an S3 server for the tests; ~2 min)"
     cargo install --quiet s3s-fs --version 0.14.1 --locked --features binary
   fi
+  say "arlocal (a local Arweave gateway; npm, ~1-2 min the first time)"
+  bash scripts/servers/arweave/install.sh >/dev/null
   if ! command -v garage >/dev/null; then
     say "installing Garage 2.5.0 (a second S3 server for the tests; ~8 min, once)"
     cargo install --quiet garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite

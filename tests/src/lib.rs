@@ -691,3 +691,69 @@ impl Drop for GarageServer {
         let _ = self.child.wait();
     }
 }
+
+/// A real Arweave gateway for tests: arlocal (the project's
+/// `scripts/servers/arweave/start.sh` installs and starts it on 127.0.0.1),
+/// with the throwaway test wallet minted rich.
+pub struct ArweaveServer {
+    pub endpoint: String,
+    pub wallet: PathBuf,
+    child: Child,
+}
+
+impl ArweaveServer {
+    pub fn start(dir: &Path) -> ArweaveServer {
+        use std::io::BufRead;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let data = dir.join("arlocal");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut child = Command::new("bash")
+            .arg(root.join("scripts/servers/arweave/start.sh"))
+            .arg(&data)
+            .arg("0")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("arlocal.log")).unwrap())
+            .spawn()
+            .expect("start arlocal");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!("arlocal exited; see {}", dir.join("arlocal.log").display())
+                })
+                .unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["ready"] == true {
+                    break v["port"].as_u64().unwrap();
+                }
+            }
+        };
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let wallet = root.join("scripts/servers/arweave/test-wallet.json");
+        ArweaveServer {
+            endpoint,
+            wallet,
+            child,
+        }
+    }
+
+    /// Gives `address` plenty of AR (arlocal's faucet).
+    pub fn mint(&self, address: &str) {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                &format!("{}/mint/{address}/100000000000000000", self.endpoint),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mint failed");
+    }
+}
+
+impl Drop for ArweaveServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -144,6 +144,13 @@ pub struct NetworkConfig {
     /// Whether Cairn may delete there (false: retention never tries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_delete: Option<bool>,
+    /// `arweave`: the JWK wallet file that signs transactions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wallet_file: Option<PathBuf>,
+    /// `arweave`: ask the gateway to mine after each post (arlocal, the local
+    /// test gateway, only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mine: Option<bool>,
 }
 
 impl NetworkConfig {
@@ -350,9 +357,16 @@ impl Config {
                     )));
                 }
                 "s3" => {}
+                "arweave" if n.endpoint.is_none() || n.wallet_file.is_none() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "network {:?}: an arweave network needs an endpoint and a wallet_file",
+                        n.name
+                    )));
+                }
+                "arweave" => {}
                 other => {
                     return Err(ConfigError::Invalid(format!(
-                        "network {:?}: unknown kind {other:?} (supported: fs, s3)",
+                        "network {:?}: unknown kind {other:?} (supported: fs, s3, arweave)",
                         n.name
                     )))
                 }
@@ -444,6 +458,8 @@ impl NetworkConfig {
             price_gb_once: Some(0.0),
             jurisdiction: Some(String::new()),
             can_delete: Some(true),
+            wallet_file: Some(PathBuf::new()),
+            mine: Some(false),
             ..NetworkConfig::default()
         }
     }

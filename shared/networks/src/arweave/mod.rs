@@ -1,6 +1,361 @@
-//! Arweave, the permanent network (work in progress: transactions are built
-//! and signed here, checked against the reference client's vectors; the
-//! network adapter on top of them comes next). Permanent means no delete,
-//! ever: retention and crypto-shredding rely on knowing that.
+//! Arweave, the permanent network: every object is a signed format-2 data
+//! transaction (`tx.rs`), found again by its tags through the gateway's
+//! GraphQL (`Cairn-Repo`, `Cairn-Path`, `Cairn-Dir`, `Cairn-Top`, owned by the
+//! repository's wallet). Objects over one chunk (256 KiB) go up as chunks.
+//! Permanent means no delete, ever: `capabilities().can_delete` is false,
+//! and retention and crypto-shredding rely on knowing that.
 
 pub mod tx;
+
+use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_config::NetworkConfig;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+pub struct ArweaveNetwork {
+    name: String,
+    endpoint: String,
+    http: reqwest::Client,
+    wallet: tx::Wallet,
+    address: String,
+    repo: String,
+    mine: bool,
+    /// Transaction ids of objects this process wrote or looked up.
+    ids: Mutex<HashMap<String, String>>,
+}
+
+fn dir_of(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((d, _)) => format!("{d}/"),
+        None => "/".into(),
+    }
+}
+
+fn top_of(path: &str) -> String {
+    match path.split_once('/') {
+        Some((t, _)) => format!("{t}/"),
+        None => path.to_string(),
+    }
+}
+
+impl ArweaveNetwork {
+    pub fn new(cfg: &NetworkConfig) -> Result<Self, NetworkError> {
+        let bad = |problem: String| NetworkError::Config {
+            network: cfg.name.clone(),
+            problem,
+        };
+        let endpoint = cfg
+            .endpoint
+            .clone()
+            .ok_or_else(|| bad("needs an endpoint".into()))?;
+        let wallet_file = cfg
+            .wallet_file
+            .clone()
+            .ok_or_else(|| bad("needs a wallet_file".into()))?;
+        let jwk = std::fs::read(&wallet_file)
+            .map_err(|e| bad(format!("wallet_file {}: {e}", wallet_file.display())))?;
+        let wallet = tx::Wallet::from_jwk(&jwk)
+            .map_err(|e| bad(format!("wallet_file {}: {e}", wallet_file.display())))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(ArweaveNetwork {
+            name: cfg.name.clone(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            address: wallet.address(),
+            wallet,
+            http,
+            repo: cfg.key_prefix.clone().unwrap_or_else(|| cfg.name.clone()),
+            mine: cfg.mine.unwrap_or(false),
+            ids: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn err(&self, op: &'static str, path: &str, detail: impl std::fmt::Display) -> NetworkError {
+        NetworkError::Io {
+            network: self.name.clone(),
+            op,
+            path: path.to_string(),
+            source: std::io::Error::other(detail.to_string()),
+        }
+    }
+
+    async fn text(
+        &self,
+        op: &'static str,
+        path: &str,
+        url: String,
+    ) -> Result<String, NetworkError> {
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.err(op, path, e))?;
+        let status = r.status();
+        let body = r.text().await.map_err(|e| self.err(op, path, e))?;
+        if !status.is_success() {
+            return Err(self.err(op, path, format!("HTTP {status}: {body}")));
+        }
+        Ok(body)
+    }
+
+    async fn post(
+        &self,
+        op: &'static str,
+        path: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<(), NetworkError> {
+        let r = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.err(op, path, e))?;
+        let status = r.status();
+        if !status.is_success() {
+            let text = r.text().await.unwrap_or_default();
+            return Err(self.err(op, path, format!("HTTP {status}: {text}")));
+        }
+        Ok(())
+    }
+
+    /// Transactions of this repository matching `tag`, newest first: (id, path, size).
+    async fn query(
+        &self,
+        op: &'static str,
+        tag: &str,
+        value: &str,
+        all: bool,
+    ) -> Result<Vec<(String, String, u64)>, NetworkError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let q = "query($owners: [String!], $tags: [TagFilter!], $after: String, $first: Int) { transactions(owners: $owners, tags: $tags, after: $after, first: $first, sort: HEIGHT_DESC) { pageInfo { hasNextPage } edges { cursor node { id tags { name value } data { size } } } } }";
+            let body = json!({
+                "query": q,
+                "variables": {
+                    "owners": [self.address],
+                    "tags": [{"name": "Cairn-Repo", "values": [self.repo]}, {"name": tag, "values": [value]}],
+                    "after": after,
+                    "first": if all { 100 } else { 1 },
+                }
+            });
+            let url = format!("{}/graphql", self.endpoint);
+            let r = self
+                .http
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| self.err(op, value, e))?;
+            let status = r.status();
+            let v: Value = r.json().await.map_err(|e| self.err(op, value, e))?;
+            if !status.is_success() || v.get("errors").is_some() {
+                return Err(self.err(op, value, format!("GraphQL HTTP {status}: {v}")));
+            }
+            let t = &v["data"]["transactions"];
+            let edges = t["edges"].as_array().cloned().unwrap_or_default();
+            for e in &edges {
+                let node = &e["node"];
+                let path = node["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["name"] == "Cairn-Path")
+                    .and_then(|t| t["value"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let size = node["data"]["size"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or_else(|| node["data"]["size"].as_u64())
+                    .unwrap_or(0);
+                out.push((
+                    node["id"].as_str().unwrap_or_default().to_string(),
+                    path,
+                    size,
+                ));
+                after = e["cursor"].as_str().map(str::to_string);
+            }
+            if !all || t["pageInfo"]["hasNextPage"] != true || edges.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn lookup(&self, path: &str) -> Result<Option<String>, NetworkError> {
+        if let Some(id) = self.ids.lock().await.get(path) {
+            return Ok(Some(id.clone()));
+        }
+        let found = self.query("lookup", "Cairn-Path", path, false).await?;
+        let id = found.into_iter().next().map(|(id, _, _)| id);
+        if let Some(id) = &id {
+            self.ids.lock().await.insert(path.to_string(), id.clone());
+        }
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl Network for ArweaveNetwork {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { can_delete: false }
+    }
+
+    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
+        check_path(&self.name, path)?;
+        if mode == PutMode::IfAbsent && self.lookup(path).await?.is_some() {
+            return Ok(Put::Existed);
+        }
+        let anchor = self
+            .text("put", path, format!("{}/tx_anchor", self.endpoint))
+            .await?;
+        let reward = self
+            .text(
+                "put",
+                path,
+                format!("{}/price/{}", self.endpoint, bytes.len()),
+            )
+            .await?;
+        let (dir, top) = (dir_of(path), top_of(path));
+        let tags = [
+            ("App-Name", "Cairn"),
+            ("Content-Type", "application/octet-stream"),
+            ("Cairn-Repo", self.repo.as_str()),
+            ("Cairn-Path", path),
+            ("Cairn-Dir", dir.as_str()),
+            ("Cairn-Top", top.as_str()),
+        ];
+        let inline = bytes.len() <= tx::MAX_CHUNK;
+        let (t, chunked) = tx::build(
+            &self.wallet,
+            &bytes,
+            &tags,
+            anchor.trim(),
+            reward.trim(),
+            inline,
+        )
+        .map_err(|e| self.err("put", path, e))?;
+        let body = serde_json::to_value(&t).map_err(|e| self.err("put", path, e))?;
+        self.post("put", path, &format!("{}/tx", self.endpoint), &body)
+            .await?;
+        if !inline {
+            for ((a, b), proof) in chunked.chunks.iter().filter(|((a, b), _)| b > a) {
+                let chunk = json!({
+                    "data_root": t.data_root,
+                    "data_size": t.data_size,
+                    "data_path": tx::b64(proof),
+                    "offset": (b - 1).to_string(),
+                    "chunk": tx::b64(&bytes[*a..*b]),
+                });
+                self.post("put", path, &format!("{}/chunk", self.endpoint), &chunk)
+                    .await?;
+            }
+        }
+        if self.mine {
+            self.text("put", path, format!("{}/mine", self.endpoint))
+                .await?;
+        }
+        self.ids.lock().await.insert(path.to_string(), t.id);
+        Ok(Put::Written)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
+        check_path(&self.name, path)?;
+        let id = self
+            .lookup(path)
+            .await?
+            .ok_or_else(|| NetworkError::NotFound {
+                network: self.name.clone(),
+                path: path.to_string(),
+            })?;
+        let r = self
+            .http
+            .get(format!("{}/{id}", self.endpoint))
+            .send()
+            .await
+            .map_err(|e| self.err("get", path, e))?;
+        if !r.status().is_success() || r.status().as_u16() == 204 {
+            return Err(self.err(
+                "get",
+                path,
+                format!("transaction {id}: HTTP {}", r.status()),
+            ));
+        }
+        r.bytes().await.map_err(|e| self.err("get", path, e))
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
+        check_path(&self.name, path)?;
+        Ok(self.lookup(path).await?.is_some())
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), NetworkError> {
+        Err(NetworkError::Permanent {
+            network: self.name.clone(),
+            path: path.to_string(),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
+        // GraphQL matches tags exactly: a top folder (`chunks/`) or a folder
+        // (`backups/<id>/`) is one query; paths are filtered on the prefix.
+        let segments = prefix.trim_end_matches('/').split('/').count();
+        let (tag, value) = if segments <= 1 {
+            ("Cairn-Top", prefix)
+        } else {
+            ("Cairn-Dir", prefix)
+        };
+        let mut paths: Vec<String> = self
+            .query("list", tag, value, true)
+            .await?
+            .into_iter()
+            .map(|(_, p, _)| p)
+            .filter(|p| p.starts_with(prefix))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    async fn health(&self) -> Result<(), NetworkError> {
+        self.text("health", "", format!("{}/info", self.endpoint))
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
+        let all = self.get(path).await?;
+        let start = (offset as usize).min(all.len());
+        let end = (offset.saturating_add(len) as usize).min(all.len());
+        Ok(all.slice(start..end))
+    }
+
+    async fn usage(&self) -> Result<Usage, NetworkError> {
+        // Every transaction of the repository: what is paid for, forever.
+        let mut u = Usage::default();
+        for top in ["chunks/", "backups/", "keys/", "config"] {
+            for (_, _, size) in self.query("usage", "Cairn-Top", top, true).await? {
+                u.objects += 1;
+                u.bytes += size;
+            }
+        }
+        Ok(u)
+    }
+}
