@@ -370,7 +370,7 @@ fn network_down_mid_backup_then_repair() {
             "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
             server.secret_key.clone(),
         )],
-        verify_timeout_secs: 5,
+        verify_timeout_secs: 10,
         max_deliver: 3,
         ..Options::default()
     });
@@ -437,7 +437,7 @@ fn a_frozen_network_does_not_hold_back_the_others() {
             "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
             server.secret_key.clone(),
         )],
-        verify_timeout_secs: 8,
+        verify_timeout_secs: 12,
         ..Options::default()
     });
     env.init();
@@ -482,7 +482,7 @@ fn quota_is_respected() {
     let mut env = Env::with(Options {
         extra_toml: "\n[[networks]]\nname = \"small\"\nkind = \"fs\"\nquota_bytes = 1000000\n"
             .into(),
-        verify_timeout_secs: 5,
+        verify_timeout_secs: 10,
         max_deliver: 2,
         ..Options::default()
     });

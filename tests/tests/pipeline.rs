@@ -875,7 +875,7 @@ fn restore_needs_neither_broker_nor_database() {
 fn several_networks_fallback_and_degraded() {
     let mut env = Env::with(Options {
         extra_networks: vec!["second".into()],
-        verify_timeout_secs: 5,
+        verify_timeout_secs: 10,
         ..Options::default()
     });
     env.init();
@@ -994,7 +994,7 @@ fn min_copies_and_dataset_policies() {
         extra_toml:
             "\n[datasets.critical]\nnetworks = [\"local\"]\n\n[datasets.relaxed]\nmin_copies = 1\n"
                 .into(),
-        verify_timeout_secs: 4,
+        verify_timeout_secs: 10,
         max_deliver: 2,
         ..Options::default()
     });
@@ -1031,7 +1031,13 @@ fn min_copies_and_dataset_policies() {
         "--dataset",
         "strict",
     ]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = env.run(&[
         "backup",
         src.to_str().unwrap(),
