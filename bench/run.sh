@@ -44,14 +44,11 @@ case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: BENCH_REPEAT must be a positive
 REP=0
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 RUN_ID=b$(date +%s)$$
-export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
-export PGOPTIONS="-c client_min_messages=warning"
-CLK_TCK=$(getconf CLK_TCK)
 START_SECONDS=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-
-say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { say "FAILED: $*"; exit 1; }
+# say, die, build_cairn, make_data, prep_v1/v2, check_restore, put/get/timed, ...
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 # --- tools ------------------------------------------------------------------
 need_pkgs=()
@@ -70,29 +67,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 for c in psql pg_dump pgbench jq diff du; do command -v $c >/dev/null || die "$c is missing"; done
 
-if [[ " $TOOLS " == *" cairn "* ]]; then
-    if [ -n "${CAIRN_BIN:-}" ]; then
-        CAIRN_LABEL="binary $CAIRN_BIN"
-    elif [ -n "${BENCH_NO_BUILD:-}" ]; then
-        CAIRN_LABEL="commit $(cut -c1-12 "$BUILD/src/.bench-rev" 2>/dev/null || echo unknown) (built earlier by run.sh)"
-    else
-        REV=$(git -C "$ROOT" rev-parse --verify "${BENCH_REV:-HEAD}^{commit}") || die "no commit ${BENCH_REV:-HEAD}"
-        if [ "$(cat "$BUILD/src/.bench-rev" 2>/dev/null)" != "$REV" ]; then
-            say "exporting $REV to $BUILD/src"
-            rm -rf "$BUILD/src" && mkdir -p "$BUILD/src"
-            git -C "$ROOT" archive "$REV" | tar -x -C "$BUILD/src"
-            # git archive stamps every file with the commit time: make cargo
-            # see them as new even when this commit is older than the last.
-            find "$BUILD/src" -type f -exec touch {} +
-            echo "$REV" >"$BUILD/src/.bench-rev"
-        fi
-        say "cargo build --release -p cairn (commit ${REV:0:12}, target $BUILD/target)"
-        CARGO_TARGET_DIR=$BUILD/target cargo build --release -p cairn --manifest-path "$BUILD/src/Cargo.toml" >&2 ||
-            die "release build of ${REV:0:12}"
-        CAIRN_LABEL="commit ${REV:0:12}"
-    fi
-    [ -x "$CAIRN" ] || die "no cairn binary at $CAIRN"
-fi
+[[ " $TOOLS " == *" cairn "* ]] && build_cairn
 
 # --- scratch space and cleanup -------------------------------------------------
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/cairn-bench.XXXXXX)}
@@ -120,78 +95,7 @@ trap 'exit 130' INT TERM
 
 # --- data -------------------------------------------------------------------------
 DATA=${BENCH_DATA:-$WORK/data}
-if [ ! -f "$DATA/v1/dump.sql" ] || [ ! -f "$DATA/v2/dump.sql" ]; then
-    say "making the data set (scale $SCALE) in $DATA"
-    "$HERE/make-dataset.sh" "$DATA" "$SCALE"
-else
-    say "reusing the data set in $DATA"
-fi
-V1_BYTES=$(du -sb "$DATA/v1" | cut -f1)
-V2_BYTES=$(du -sb "$DATA/v2" | cut -f1)
-DUMP_BYTES=$(stat -c %s "$DATA/v2/dump.sql")
-V2_DIFF_LINES=$( (diff "$DATA/v1/dump.sql" "$DATA/v2/dump.sql" || true) | grep -c '^[<>]' || true)
-
-# Full backups start from a fresh copy of v1 (mtimes kept). The incremental
-# overwrites dump.sql in place with the v2 dump; the random files are left as
-# they are, as they would be on a real machine between two backups.
-prep_v1() { rm -rf "$SRC" && mkdir -p "$SRC" && cp -a "$DATA/v1/." "$SRC/"; sync; }
-prep_v2() { cp "$DATA/v2/dump.sql" "$SRC/dump.sql"; sync; }
-
-check_restore() { # tool dir
-    local tool=$1 dir=$2
-    [ -d "$dir" ] || die "$tool restore: $dir does not exist (ls: $(ls -R "$R/restore/$tool" | head -20))"
-    if ! diff -r -q "$DATA/v2" "$dir" >"$LOG/$tool-diff.txt" 2>&1; then
-        cat "$LOG/$tool-diff.txt" >&2
-        die "$tool: the restored tree differs from v2 (see above)"
-    fi
-    say "$tool restore is byte-identical to v2"
-}
-
-# --- measuring --------------------------------------------------------------------
-# put KEY VALUE: one result of repetition $REP
-put() { printf '%s\t%s\t%s\n' "$REP" "$1" "$2" >>"$RAW"; }
-# get KEY: the median over the repetitions; range KEY: "min–max"
-get() {
-    awk -F'\t' -v k="$1" '$2 == k && $3 != "" { v[n++] = $3 + 0 }
-        END { if (!n) exit; for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-              m = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2; print m }' "$RAW"
-}
-range() {
-    awk -F'\t' -v k="$1" '$2 == k && $3 != "" { x = $3 + 0; if (!n++ || x < lo) lo = x; if (n == 1 || x > hi) hi = x }
-        END { if (n > 1) printf "%.2f–%.2f", lo, hi }' "$RAW"
-}
-# last KEY: the value of this repetition
-last() { awk -F'\t' -v k="$1" -v r="$REP" '$1 == r && $2 == k { v = $3 } END { print v }' "$RAW"; }
-
-# timed KEY CMD...: wall seconds, peak RSS (KiB) and CPU seconds of CMD.
-timed() {
-    local key=$1
-    shift
-    local tf="$LOG/$key.time"
-    say "$key (run $REP/$REPEAT): $*"
-    if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$LOG/$key.out" 2>"$LOG/$key.err"; then
-        tail -20 "$LOG/$key.err" >&2
-        die "$key: command failed: $*"
-    fi
-    local e m u s
-    read -r e m u s < <(tail -1 "$tf")
-    put "$key.wall" "$e"
-    put "$key.rss_kib" "$m"
-    put "$key.cpu" "$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')"
-    say "$key: ${e} s, peak RSS $((m / 1024)) MiB, CPU $(last "$key.cpu") s"
-}
-
-cpu_ticks() { # PID...: utime+stime of the live ones
-    local t=0 p
-    for p in "$@"; do
-        [ -r "/proc/$p/stat" ] || continue
-        t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
-    done
-    echo $t
-}
-hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-pg_backends() { pgrep -f "postgres: .*[^ ]+ $PGDB 127\\.0\\.0\\.1\\(" || true; }
-ticks_to_s() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }'; }
+make_data
 
 # ======================================================================================
 run_restic() {
@@ -225,11 +129,6 @@ run_borg() {
     check_restore borg "$R/restore/borg$SRC"
     put borg.repo_bytes "$(du -sb "$BORG_REPO" | cut -f1)"
     rm -rf "$R/restore/borg"
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-        echo $((20000 + RANDOM % 20000))
 }
 
 # cairn_phase KEY CMD...: a timed cairn command, plus what the serve process,
@@ -369,7 +268,6 @@ totals() {
         done
     done
 }
-sum() { awk 'BEGIN { t = 0; n = 0 } { for (i = 1; i <= NF; i++) if ($i != "") { t += $i; n++ } } END { if (n) printf "%.2f", t; else print "" }' <<<"$*"; }
 
 for REP in $(seq "$REPEAT"); do
     R=$WORK/r$REP LOG=$WORK/r$REP/log
@@ -386,29 +284,17 @@ REP=0
 TOTAL_MIN=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%.1f", s / 60 }')
 
 # --- report --------------------------------------------------------------------------
-mb() { awk -v b="$1" 'BEGIN { if (b == "") print "–"; else printf "%.1f", b / 1e6 }'; }
-mib() { awk -v k="$1" 'BEGIN { if (k == "") print "–"; else printf "%.0f", k / 1024 }'; }
-rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s == "" || s == 0) print "–"; else printf "%.0f", b / 1e6 / s }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "–" || b == "–" || b == 0) print "–"; else printf "%.2f", a / b }'; }
 row() { # label restic borg cairn
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$4" "$2")"
 }
-f2() { awk -v x="$1" 'BEGIN { if (x == "") print "–"; else printf "%.2f", x }'; }
-v() { f2 "$(get "$1")"; }
-# wall: the median, with the range when there were several runs
-wall() { local r; r=$(range "$1"); echo "$(v "$1")${r:+ ($r)}"; }
-
 DATE=$(date -u +%Y-%m-%d)
-MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-ver() { "$@" 2>/dev/null | head -1 || echo "not installed"; }
 
 REPORT=$WORK/report.md
 {
     echo "<!-- results:begin (written by bench/run.sh; edit outside the markers) -->"
     echo "## Results: $DATE, SCALE=$SCALE"
     echo
-    echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $MEM RAM, $(uname -sr)"
+    echo "- Machine: $(machine)"
     echo "- Versions: $(ver restic version); $(ver borg --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'); cairn ${CAIRN_LABEL:-–}"
     echo "- Data: v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB (pg_dump $(mb "$DUMP_BYTES") MB, 256 MiB random, 128 MiB duplicate of it); \`diff\` of the two dumps: $V2_DIFF_LINES lines removed or added"
     echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). Total run: $TOTAL_MIN min; load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)."
@@ -460,17 +346,6 @@ cp "$RAW" "$HERE/results/$DATE-s$SCALE.tsv"
 cp "$REPORT" "$HERE/results/$DATE-s$SCALE.md"
 
 # Put the report between the markers of $OUT, keeping the rest of the file.
-if [ -f "$OUT" ] && grep -q '<!-- results:begin' "$OUT"; then
-    awk -v rep="$REPORT" '
-        /<!-- results:begin/ { while ((getline l < rep) > 0) print l; skip = 1; next }
-        /<!-- results:end -->/ { skip = 0; next }
-        !skip { print }' "$OUT" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-else
-    {
-        [ -f "$OUT" ] && cat "$OUT" && echo
-        [ -f "$OUT" ] || printf '# Benchmarks\n\nReproduce with `bench/run.sh [SCALE]` (see bench/README.md).\n\n'
-        cat "$REPORT"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-fi
+splice "$OUT" "$REPORT" '<!-- results:begin' '<!-- results:end -->'
 cat "$REPORT"
 say "done in $TOTAL_MIN min; results in $OUT and bench/results/$DATE-s$SCALE.{md,tsv}"
