@@ -1065,3 +1065,28 @@ fn min_copies_and_dataset_policies() {
         "{v}"
     );
 }
+
+/// Verify reads back what a backup wrote and checks by listing that the
+/// chunks it shares with earlier backups are still there: a shared chunk lost
+/// since is reported, named.
+#[test]
+fn verify_notices_a_lost_shared_chunk() {
+    let mut env = Env::new();
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 3 << 20);
+    env.backup(&[src.to_str().unwrap()]);
+    let lost = Env::files_under(&env.network_dir("local").join("chunks"))
+        .into_iter()
+        .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    let name = lost.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(v["reasons"][0].as_str().unwrap().contains(&name), "{v}");
+}

@@ -173,18 +173,35 @@ impl VerifyWorker {
                 tokio::time::sleep(POLL).await;
             }
         }
+        // Read back what this backup wrote (its new chunks, chunk lists and
+        // manifest). Chunks it shares with earlier backups were read back and
+        // checked when they were written: here they only have to be present
+        // (one listing per network); `cairn health --full` re-reads them all.
+        let fresh: std::collections::HashSet<usize> =
+            backup_objects.new_chunks.iter().copied().collect();
+        let (read, listed): (Vec<usize>, Vec<usize>) =
+            (0..paths.len()).partition(|i| *i >= chunk_count || fresh.contains(i));
         let objects: Arc<Vec<Expected>> = Arc::new(
-            paths
-                .iter()
-                .map(|p| Expected {
-                    path: p.clone(),
-                    sha256: digests[p].0.clone(),
+            read.iter()
+                .map(|&i| Expected {
+                    path: paths[i].clone(),
+                    sha256: digests[&paths[i]].0.clone(),
                 })
                 .collect(),
         );
+        let shared: Vec<String> = listed.iter().map(|&i| paths[i].clone()).collect();
 
         // 3. Every network, in parallel.
-        for f in check::check_all(targets.networks(), objects, deadline).await {
+        let checks = targets.networks().iter().map(|net| {
+            let objects = objects.clone();
+            let shared = &shared;
+            async move {
+                let mut f = check::check_network(net.clone(), objects, deadline).await;
+                f.missing.extend(check::absent(net, shared, deadline).await);
+                f
+            }
+        });
+        for f in futures::future::join_all(checks).await {
             let ok = f.ok();
             let detail = f.detail();
             if !ok {

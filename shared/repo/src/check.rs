@@ -168,3 +168,25 @@ pub async fn check_all(
         .collect::<Vec<_>>();
     futures::future::join_all(checks).await
 }
+
+/// Which of `paths` (objects under `chunks/`) `net` does not list. One
+/// listing instead of one read per object; a network that does not answer by
+/// `deadline` holds none of them.
+pub async fn absent(net: &DynNetwork, paths: &[String], deadline: Instant) -> Vec<String> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(2));
+    let listed: std::collections::HashSet<String> =
+        match tokio::time::timeout(budget, net.list(crate::layout::CHUNKS_DIR)).await {
+            Ok(Ok(list)) => list.into_iter().collect(),
+            _ => Default::default(),
+        };
+    paths
+        .iter()
+        .filter(|p| !listed.contains(*p))
+        .cloned()
+        .collect()
+}
