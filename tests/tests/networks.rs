@@ -550,8 +550,73 @@ async fn arweave_network_conforms_against_arlocal() {
         fresh.get("backups/b1/manifest").await.unwrap().as_ref(),
         b"v2"
     );
+    // An object above the inline limit goes up as signed chunks.
+    let large: Vec<u8> = (0..cairn_networks::arweave::INLINE_MAX + 300_000)
+        .map(|i| (i % 251) as u8 ^ (i / 251 % 256) as u8)
+        .collect();
+    fresh
+        .put(
+            "chunks/ee/large",
+            bytes::Bytes::from(large.clone()),
+            PutMode::IfAbsent,
+        )
+        .await
+        .unwrap();
+    let back = cairn_networks::open(&cfg)
+        .unwrap()
+        .get("chunks/ee/large")
+        .await
+        .unwrap();
+    assert!(
+        back.as_ref() == large.as_slice(),
+        "chunked upload read back differs"
+    );
     assert_eq!(
         fresh.list("backups/b1/").await.unwrap(),
         vec!["backups/b1/manifest".to_string()]
     );
+}
+
+/// The whole pipeline to a local directory and Arweave at once: both hold
+/// the backup; with the directory gone it restores from Arweave alone; and
+/// forgetting it cannot delete from the permanent network, which it says.
+#[test]
+fn backup_to_arweave_restores_and_forget_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ArweaveServer::start(dir.path());
+    let repo_tag = format!("repo-{}", hex::encode(rand::random::<[u8; 4]>()));
+    let mut env = Env::with(Options {
+        extra_toml: format!(
+            "\n[[networks]]\nname = \"permaweb\"\nkind = \"arweave\"\nendpoint = \"{}\"\nwallet_file = \"{}\"\nkey_prefix = \"{repo_tag}\"\nmine = true\n",
+            server.endpoint,
+            server.wallet.display()
+        ),
+        ..Options::default()
+    });
+    let address = cairn_networks::arweave::ArweaveNetwork::new(&NetworkConfig {
+        name: "permaweb".into(),
+        kind: "arweave".into(),
+        endpoint: Some(server.endpoint.clone()),
+        wallet_file: Some(server.wallet.clone()),
+        ..Default::default()
+    })
+    .unwrap()
+    .address()
+    .to_string();
+    server.mint(&address);
+    env.init();
+    env.serve(&["all"]);
+    let src = env.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("a.bin"), 2 << 20);
+    text_file(&src.join("b.txt"), 500_000, 3);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap();
+    std::fs::remove_dir_all(env.network_dir("local")).unwrap();
+    let out = env.path().join("out");
+    let r = env.json(&["restore", id, "--to", out.to_str().unwrap(), "--json"]);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    assert!(r["chunks_from"]["permaweb"].as_u64().unwrap() > 0, "{r}");
+    let f = env.json(&["forget", id, "--json"]);
+    assert_eq!(f["retained_on"], serde_json::json!(["permaweb"]), "{f}");
 }

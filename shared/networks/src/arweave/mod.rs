@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tokio::sync::Mutex;
 
+/// Largest object posted with its data inline (real gateways accept more;
+/// arlocal keeps chunk-uploaded data of several transactions apart badly).
+pub const INLINE_MAX: usize = 4 << 20;
+
 pub struct ArweaveNetwork {
     name: String,
     endpoint: String,
@@ -25,6 +29,10 @@ pub struct ArweaveNetwork {
     mine: bool,
     /// Transaction ids of objects this process wrote or looked up.
     ids: Mutex<HashMap<String, String>>,
+    /// With `mine`, one upload at a time: arlocal's `/mine` confirms every
+    /// pending transaction, and one mined between another upload's header and
+    /// its chunks leaves that upload's data wrong.
+    mining: Mutex<()>,
 }
 
 fn dir_of(path: &str) -> String {
@@ -73,6 +81,7 @@ impl ArweaveNetwork {
             repo: cfg.key_prefix.clone().unwrap_or_else(|| cfg.name.clone()),
             mine: cfg.mine.unwrap_or(false),
             ids: Mutex::new(HashMap::new()),
+            mining: Mutex::new(()),
         })
     }
 
@@ -223,6 +232,11 @@ impl Network for ArweaveNetwork {
         if mode == PutMode::IfAbsent && self.lookup(path).await?.is_some() {
             return Ok(Put::Existed);
         }
+        let _one_at_a_time = if self.mine {
+            Some(self.mining.lock().await)
+        } else {
+            None
+        };
         let anchor = self
             .text("put", path, format!("{}/tx_anchor", self.endpoint))
             .await?;
@@ -242,7 +256,9 @@ impl Network for ArweaveNetwork {
             ("Cairn-Dir", dir.as_str()),
             ("Cairn-Top", top.as_str()),
         ];
-        let inline = bytes.len() <= tx::MAX_CHUNK;
+        // Gateways take data inline up to a few MiB, which covers every Cairn
+        // object; larger data goes up as chunks.
+        let inline = bytes.len() <= INLINE_MAX;
         let (t, chunked) = tx::build(
             &self.wallet,
             &bytes,
