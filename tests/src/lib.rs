@@ -315,6 +315,27 @@ impl Env {
         self.ok(&["setup"]);
     }
 
+    /// `init`, then every stage in one background `cairn serve all`.
+    pub fn start_all(&mut self) -> usize {
+        self.init();
+        self.serve(&["all"])
+    }
+
+    /// A new directory `name` under the test's directory (a backup source).
+    pub fn source_dir(&self, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The largest chunk file a network holds (a data chunk, never a tree).
+    pub fn largest_chunk(&self, network: &str) -> PathBuf {
+        Env::files_under(&self.network_dir(network).join("chunks"))
+            .into_iter()
+            .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+            .expect("the network holds chunks")
+    }
+
     /// Starts `cairn serve STAGES` in the background, logging to logs/.
     pub fn serve(&mut self, stages: &[&str]) -> usize {
         self.spawned += 1;
@@ -571,6 +592,18 @@ impl S3Server {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Options with this server as network `name` (secret in the environment).
+    pub fn options(&self, name: &str) -> Options {
+        Options {
+            extra_toml: self.network_toml(name),
+            env: vec![(
+                format!("CAIRN_{}_SECRET_ACCESS_KEY", name.to_uppercase()),
+                self.secret_key.clone(),
+            )],
+            ..Options::default()
+        }
     }
 
     /// A `[[networks]]` entry for it (credentials go through the environment).

@@ -212,18 +212,9 @@ async fn s3_network_conforms_against_garage() {
 fn backup_to_fs_and_s3_restores_from_either() {
     let dir = tempfile::tempdir().unwrap();
     let server = S3Server::start(dir.path());
-    let mut env = Env::with(Options {
-        extra_toml: server.network_toml("objects"),
-        env: vec![(
-            "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
-            server.secret_key.clone(),
-        )],
-        ..Options::default()
-    });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    let mut env = Env::with(server.options("objects"));
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 5 << 20);
     text_file(&src.join("b.txt"), 3 << 20, 2);
     let b = env.backup(&[src.to_str().unwrap()]);
@@ -280,10 +271,8 @@ fn health_names_damage_and_repair_fixes_it() {
         extra_networks: vec!["second".into()],
         ..Options::default()
     });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 4 << 20);
     let b = env.backup(&[src.to_str().unwrap()]);
     let id = b["backup_id"].as_str().unwrap();
@@ -303,10 +292,7 @@ fn health_names_damage_and_repair_fixes_it() {
     );
 
     // Corrupt one chunk on `local`.
-    let chunk = Env::files_under(&env.network_dir("local").join("chunks"))
-        .into_iter()
-        .max_by_key(|f| std::fs::metadata(f).unwrap().len())
-        .unwrap();
+    let chunk = env.largest_chunk("local");
     let mut bytes = std::fs::read(&chunk).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&chunk, &bytes).unwrap();
@@ -365,19 +351,12 @@ fn network_down_mid_backup_then_repair() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = S3Server::start(dir.path());
     let mut env = Env::with(Options {
-        extra_toml: server.network_toml("objects"),
-        env: vec![(
-            "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
-            server.secret_key.clone(),
-        )],
         verify_timeout_secs: 10,
         max_deliver: 3,
-        ..Options::default()
+        ..server.options("objects")
     });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 24 << 20);
     let mut cmd = env.cmd();
     cmd.args(["backup", "--json", src.to_str().unwrap()]);
@@ -432,18 +411,11 @@ fn a_frozen_network_does_not_hold_back_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let server = S3Server::start(dir.path());
     let mut env = Env::with(Options {
-        extra_toml: server.network_toml("objects"),
-        env: vec![(
-            "CAIRN_OBJECTS_SECRET_ACCESS_KEY".into(),
-            server.secret_key.clone(),
-        )],
         verify_timeout_secs: 12,
-        ..Options::default()
+        ..server.options("objects")
     });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 8 << 20);
     server.freeze(true);
     let started = std::time::Instant::now();
@@ -486,10 +458,8 @@ fn quota_is_respected() {
         max_deliver: 2,
         ..Options::default()
     });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 3 << 20);
     let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
     assert_eq!(
@@ -604,10 +574,8 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
     .address()
     .to_string();
     server.mint(&address);
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 2 << 20);
     text_file(&src.join("b.txt"), 500_000, 3);
     let b = env.backup(&[src.to_str().unwrap()]);

@@ -58,8 +58,7 @@ fn dir_bytes(p: &Path) -> u64 {
 #[test]
 fn mixed_200mib_round_trip_and_incremental() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
+    env.start_all();
     let src = env.path().join("src");
     mixed_tree(&src, 200);
     let total = dir_bytes(&src);
@@ -159,8 +158,7 @@ fn kill_9_of_stage_workers_mid_backup() {
     env.serve(&["verify"]);
     let ingest = env.serve(&["ingest"]);
     let store = env.serve(&["store"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 60 << 20);
     text_file(&src.join("b.txt"), 40 << 20, 3);
     let before = snapshot(&src);
@@ -263,12 +261,10 @@ fn publish_raw(env: &Env, subject: &str, payload: &[u8]) {
 #[test]
 fn malformed_messages_are_dead_lettered_and_pipeline_keeps_working() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
+    env.start_all();
     let p = env.prefix.clone();
     // One backup first, so every consumer exists and works.
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    let src = env.source_dir("src");
     text_file(&src.join("a.txt"), 3 << 20, 1);
     env.backup(&[src.to_str().unwrap()]);
 
@@ -339,8 +335,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn no_plaintext_outside_source_and_restore() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
+    env.start_all();
     let marker = format!("CAIRN-MARKER-{}", hex::encode(rand::random::<[u8; 12]>()));
     let src = env.path().join("secret-src");
     std::fs::create_dir_all(&src).unwrap();
@@ -444,18 +439,15 @@ fn no_plaintext_outside_source_and_restore() {
 #[test]
 fn bad_input_gives_clear_errors_and_loses_nothing() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 3 << 20);
     text_file(&src.join("b.txt"), 2 << 20, 5);
     let b1 = env.backup(&[src.to_str().unwrap()]);
     let id1 = b1["backup_id"].as_str().unwrap().to_string();
     // Every chunk on the network now belongs to backup 1.
     let chunks_of_b1 = Env::files_under(&env.network_dir("local").join("chunks"));
-    let other = env.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
+    let other = env.source_dir("other");
     random_file(&other.join("c.bin"), 2 << 20);
     let b2 = env.backup(&[other.to_str().unwrap()]);
     let id2 = b2["backup_id"].as_str().unwrap().to_string();
@@ -538,10 +530,8 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
 fn factory_requests_and_follows_events() {
     use cairn_events::*;
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     text_file(&src.join("gov.json"), 500_000, 8);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let p = env.prefix.clone();
@@ -613,8 +603,7 @@ fn factory_requests_and_follows_events() {
 fn backup_without_workers_says_how_to_start_them() {
     let env = Env::new();
     env.init();
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    let src = env.source_dir("src");
     std::fs::write(src.join("a"), b"a").unwrap();
     let o = env.run(&["backup", src.to_str().unwrap(), "--start-timeout", "2"]);
     assert_eq!(o.status.code(), Some(4));
@@ -630,8 +619,7 @@ fn backup_without_workers_says_how_to_start_them() {
 #[test]
 fn postgres_backup_and_restore() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
+    env.start_all();
     let src_db = format!("{}_src", env.db);
     let dst_db = format!("{}_dst", env.db);
     psql("postgres", &format!("CREATE DATABASE {src_db}"));
@@ -675,10 +663,8 @@ fn postgres_backup_and_restore() {
 #[test]
 fn forget_frees_only_unshared_chunks() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
-    let shared = env.path().join("shared");
-    std::fs::create_dir_all(&shared).unwrap();
+    env.start_all();
+    let shared = env.source_dir("shared");
     random_file(&shared.join("common.bin"), 4 << 20);
     let b1 = env.backup(&[shared.to_str().unwrap()]);
     random_file(&shared.join("only-in-second.bin"), 4 << 20);
@@ -718,10 +704,8 @@ fn forget_frees_only_unshared_chunks() {
 #[test]
 fn audit_verify_detects_tampering() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     text_file(&src.join("a.txt"), 1 << 20, 1);
     env.backup(&[src.to_str().unwrap()]);
     env.backup(&[src.to_str().unwrap()]);
@@ -841,8 +825,7 @@ fn restore_needs_neither_broker_nor_database() {
     let mut env = Env::new();
     env.init();
     let serve = env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 2 << 20);
     text_file(&src.join("b.txt"), 1 << 20, 4);
     let b = env.backup(&[src.to_str().unwrap()]);
@@ -878,10 +861,8 @@ fn several_networks_fallback_and_degraded() {
         verify_timeout_secs: 10,
         ..Options::default()
     });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 3 << 20);
     let b = env.backup(&[src.to_str().unwrap()]);
     let nets: Vec<&str> = b["networks"]
@@ -944,8 +925,7 @@ fn several_networks_fallback_and_degraded() {
 #[test]
 fn replicas_share_the_work() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
+    env.start_all();
     env.serve(&["all"]);
     let mut children = Vec::new();
     for i in 0..4 {
@@ -998,10 +978,8 @@ fn min_copies_and_dataset_policies() {
         max_deliver: 2,
         ..Options::default()
     });
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 1 << 20);
     let c = env.backup(&[src.to_str().unwrap(), "--dataset", "critical"]);
     let nets: Vec<&str> = c["networks"]
@@ -1072,16 +1050,11 @@ fn min_copies_and_dataset_policies() {
 #[test]
 fn verify_notices_a_lost_shared_chunk() {
     let mut env = Env::new();
-    env.init();
-    env.serve(&["all"]);
-    let src = env.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
+    env.start_all();
+    let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 3 << 20);
     env.backup(&[src.to_str().unwrap()]);
-    let lost = Env::files_under(&env.network_dir("local").join("chunks"))
-        .into_iter()
-        .max_by_key(|f| std::fs::metadata(f).unwrap().len())
-        .unwrap();
+    let lost = env.largest_chunk("local");
     std::fs::remove_file(&lost).unwrap();
     let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
     assert!(!o.status.success());
