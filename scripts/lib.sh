@@ -79,6 +79,10 @@ ensure_test_servers() {
   fi
   say "arlocal (a local Arweave gateway; npm, ~1-2 min the first time)"
   bash scripts/servers/arweave/install.sh >/dev/null
+  say "js-ipfs (a local IPFS node, Kubo RPC API; npm, ~1 min the first time)"
+  bash scripts/servers/ipfs/install.sh
+  say "an IPFS Pinning Service API server (npm, ~20 s the first time)"
+  bash scripts/servers/pinning/install.sh >/dev/null
   if ! command -v garage >/dev/null; then
     say "installing Garage 2.5.0 (a second S3 server for the tests; ~8 min, once)"
     cargo install --quiet garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite

@@ -790,3 +790,164 @@ impl Drop for ArweaveServer {
         let _ = self.child.wait();
     }
 }
+
+/// A real IPFS node for tests: js-ipfs 0.66.1 serving the Kubo RPC API on
+/// 127.0.0.1 (`scripts/servers/ipfs/start.sh` installs and starts it; no
+/// traffic leaves the machine). Stop and restart keep its repository.
+pub struct IpfsServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl IpfsServer {
+    pub fn start(dir: &Path) -> IpfsServer {
+        let mut s = IpfsServer {
+            port: free_port(),
+            dir: dir.join("ipfs"),
+            child: None,
+        };
+        std::fs::create_dir_all(&s.dir).unwrap();
+        s.restart();
+        s
+    }
+
+    fn script(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scripts/servers/ipfs/{name}"))
+    }
+
+    /// Starts (or starts again, on the same port and repository) the node.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new("bash")
+            .arg(Self::script("start.sh"))
+            .arg(&self.dir)
+            .arg(self.port.to_string())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the IPFS node");
+        self.child = Some(child);
+        let ok = Command::new("bash")
+            .arg(Self::script("wait.sh"))
+            .arg(self.port.to_string())
+            .arg("120")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "the IPFS node did not start; see {}",
+            self.dir.with_extension("log").display()
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One RPC call, as a user would make it with curl: the answer's body.
+    pub fn rpc(&self, call: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-m", "30", "-X", "POST"])
+            .arg(format!("{}/api/v0/{call}", self.endpoint()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A `[[networks]]` entry for it.
+    pub fn network_toml(&self, name: &str) -> String {
+        format!(
+            "\n[[networks]]\nname = \"{name}\"\nkind = \"ipfs\"\nendpoint = \"{}\"\nkey_prefix = \"repo\"\n",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for IpfsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A real IPFS Pinning Service API server for tests, on 127.0.0.1
+/// (`scripts/servers/pinning/start.sh`: ipfs-shipyard's in-memory
+/// implementation of the spec, which validates every request against the
+/// spec's OpenAPI document). It records pin requests; it does not fetch data.
+pub struct PinningServer {
+    pub endpoint: String,
+    pub token: String,
+    child: Child,
+}
+
+impl PinningServer {
+    pub fn start(dir: &Path) -> PinningServer {
+        use std::io::BufRead;
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        let mut child = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/servers/pinning/start.sh"))
+            .arg("0")
+            .arg(&token)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("pinning.log")).unwrap())
+            .spawn()
+            .expect("start the pinning service");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "the pinning service exited; see {}",
+                        dir.join("pinning.log").display()
+                    )
+                })
+                .unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["ready"] == true {
+                    break v["port"].as_u64().unwrap();
+                }
+            }
+        };
+        PinningServer {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            token,
+            child,
+        }
+    }
+
+    /// Every pin request it holds, in every status (`GET /pins`).
+    pub fn pins(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sSf", "-H"])
+            .arg(format!("Authorization: Bearer {}", self.token))
+            .arg(format!(
+                "{}/pins?status=queued,pinning,pinned,failed&limit=1000",
+                self.endpoint
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET /pins failed");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["results"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for PinningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

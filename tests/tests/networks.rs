@@ -343,17 +343,22 @@ fn health_names_damage_and_repair_fixes_it() {
     env.ok(&["audit", "verify"]);
 }
 
-/// An S3 server stopped in the middle of a backup: the backup completes
-/// degraded, naming the network; once it is back, `repair` re-replicates
-/// and the backup is completed and healthy.
+/// A backup to three real networks at once (a directory, an S3 server and
+/// an IPFS node); the IPFS node is killed in the middle of it: the backup
+/// completes degraded, naming that network, with the other two whole; once
+/// the node is back, `repair` re-replicates and the backup is completed and
+/// healthy.
 #[test]
 fn network_down_mid_backup_then_repair() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = S3Server::start(dir.path());
+    let s3 = S3Server::start(dir.path());
+    let mut node = IpfsServer::start(dir.path());
+    let mut opts = s3.options("objects");
+    opts.extra_toml.push_str(&node.network_toml("ipfs"));
     let mut env = Env::with(Options {
         verify_timeout_secs: 10,
         max_deliver: 3,
-        ..server.options("objects")
+        ..opts
     });
     env.start_all();
     let src = env.source_dir("src");
@@ -362,17 +367,17 @@ fn network_down_mid_backup_then_repair() {
     cmd.args(["backup", "--json", src.to_str().unwrap()]);
     let child = Guarded::spawn(cmd);
     let db = env.db.clone();
-    wait_for(60, "a few chunks on the S3 network", || {
+    wait_for(60, "a few chunks on the IPFS network", || {
         (psql(
             &db,
-            "select count(*) from chunk_copies where network = 'objects'",
+            "select count(*) from chunk_copies where network = 'ipfs'",
         )
         .parse::<u64>()
         .unwrap()
             >= 2)
             .then_some(())
     });
-    server.stop();
+    node.stop();
     let out = child.wait_output();
     assert_eq!(
         out.status.code(),
@@ -382,11 +387,22 @@ fn network_down_mid_backup_then_repair() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "degraded");
-    assert!(v["reasons"].to_string().contains("network objects"), "{v}");
+    assert!(v["reasons"].to_string().contains("network ipfs"), "{v}");
+    let ok: Vec<(&str, bool)> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["network"].as_str().unwrap(), n["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        ok,
+        vec![("local", true), ("objects", true), ("ipfs", false)],
+        "{v}"
+    );
     let id = v["backup_id"].as_str().unwrap().to_string();
     assert_eq!(env.json(&["show", &id, "--json"])["status"], "degraded");
 
-    server.restart();
+    node.restart();
     let r = env.json(&["repair", &id, "--json"]);
     assert_eq!(r["ok"], true, "{r}");
     assert!(
@@ -395,11 +411,19 @@ fn network_down_mid_backup_then_repair() {
     );
     let (code, h) = health(&env, &id, true);
     assert_eq!(code, 0, "{h}");
+    assert_eq!(network(&h, "ipfs")["missing"], 0, "{h}");
     wait_for(
         30,
         "the ledger to record the repaired backup as completed",
         || (env.json(&["show", &id, "--json"])["status"] == "completed").then_some(()),
     );
+    // With the directory and the S3 server gone, IPFS alone restores it.
+    std::fs::remove_dir_all(env.network_dir("local")).unwrap();
+    drop(s3);
+    let out = env.path().join("out");
+    let r = env.json(&["restore", &id, "--to", out.to_str().unwrap(), "--json"]);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    assert!(r["chunks_from"]["ipfs"].as_u64().unwrap() > 0, "{r}");
 }
 
 /// A network that stops answering (its server frozen) holds back only
@@ -587,4 +611,145 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
     assert!(r["chunks_from"]["permaweb"].as_u64().unwrap() > 0, "{r}");
     let f = env.json(&["forget", id, "--json"]);
     assert_eq!(f["retained_on"], serde_json::json!(["permaweb"]), "{f}");
+}
+
+fn ipfs_config(node: &IpfsServer, pins: Option<(&PinningServer, &std::path::Path)>) -> NetworkConfig {
+    let (pinning_endpoint, pinning_token_file) = match pins {
+        Some((p, token_file)) => {
+            std::fs::write(token_file, format!("{}\n", p.token)).unwrap();
+            (Some(p.endpoint.clone()), Some(token_file.to_path_buf()))
+        }
+        None => (None, None),
+    };
+    NetworkConfig {
+        name: "ipfs".into(),
+        kind: "ipfs".into(),
+        endpoint: Some(node.endpoint()),
+        key_prefix: Some("repo".into()),
+        pinning_endpoint,
+        pinning_token_file,
+        ..Default::default()
+    }
+}
+
+/// The IPFS adapter against a real node (js-ipfs, Kubo RPC API) with a real
+/// Pinning Service API server: the conformance suite, then what is IPFS's
+/// own: the CID is the locator and is checked on read, every object has one
+/// remote pin, a gc keeps everything, a tampered block is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
+    use cairn_networks::ipfs::{unixfs::file_cid, Cid};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, pins) = tokio::task::block_in_place(|| {
+        (
+            IpfsServer::start(dir.path()),
+            PinningServer::start(dir.path()),
+        )
+    });
+    let token_file = dir.path().join("pinning-token");
+    let cfg = ipfs_config(&node, Some((&pins, &token_file)));
+    let net = cairn_networks::open(&cfg).unwrap();
+    conformance(net.clone()).await;
+
+    // What is left: two manifests (b1 overwritten to v2), the config; the
+    // chunk was deleted. MFS names each by the CID of its bytes, and the
+    // pinning service holds exactly one pin per object, with that CID.
+    let remote = tokio::task::block_in_place(|| pins.pins());
+    for (path, content) in [
+        ("backups/b1/manifest", &b"v2"[..]),
+        ("backups/b2/manifest", b"x"),
+        ("config", b"{}"),
+    ] {
+        let stat: serde_json::Value = serde_json::from_str(&tokio::task::block_in_place(|| {
+            node.rpc(&format!("files/stat?arg=/cairn/repo/{path}"))
+        }))
+        .unwrap();
+        let cid = Cid::try_from(stat["Hash"].as_str().unwrap()).unwrap();
+        assert_eq!(cid, file_cid(content), "{path}: the CID is the content's");
+        let named: Vec<_> = remote
+            .iter()
+            .filter(|p| p["pin"]["name"] == format!("repo/{path}").as_str())
+            .collect();
+        assert_eq!(named.len(), 1, "{path}: one remote pin: {named:?}");
+        assert_eq!(
+            Cid::try_from(named[0]["pin"]["cid"].as_str().unwrap()).unwrap(),
+            cid,
+            "{path}: the remote pin is for the current content"
+        );
+    }
+    assert!(
+        !remote.iter().any(|p| p["pin"]["name"] == "repo/chunks/ab/abcdef"),
+        "a deleted object keeps no remote pin"
+    );
+    assert_eq!(remote.len(), 3, "no stray pins: {remote:?}");
+    let ipfs = cairn_networks::ipfs::IpfsNetwork::new(&cfg).unwrap();
+    let counts = ipfs.remote_pins().await.unwrap().unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 3, "{counts:?}");
+
+    // An object of several 1 MiB blocks: the node's tree CID is the one
+    // computed locally (the put refuses any other), and it reads back.
+    let large: Vec<u8> = (0..3 * (1 << 20) + 12345)
+        .map(|i: usize| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    net.put("chunks/ee/large", Bytes::from(large.clone()), PutMode::IfAbsent)
+        .await
+        .unwrap();
+    assert!(net.get("chunks/ee/large").await.unwrap().as_ref() == large.as_slice());
+    let part = net.get_range("chunks/ee/large", (1 << 20) - 5, 10).await.unwrap();
+    assert_eq!(part.as_ref(), &large[(1 << 20) - 5..(1 << 20) + 5]);
+
+    // A garbage collection on the node keeps everything Cairn stored (MFS
+    // holds it), and Cairn leaves no local pins behind.
+    let local_pins = tokio::task::block_in_place(|| {
+        node.rpc("pin/ls?type=recursive&cid-base=base32")
+    });
+    assert!(
+        !local_pins.contains(&file_cid(&large).to_string()),
+        "local pin left behind: {local_pins}"
+    );
+    tokio::task::block_in_place(|| node.rpc("repo/gc?quiet=true"));
+    assert!(net.get("chunks/ee/large").await.unwrap().as_ref() == large.as_slice());
+    assert_eq!(net.get("config").await.unwrap().as_ref(), b"{}");
+
+    // A block changed on the node's disk: the node serves it as it is; the
+    // adapter refuses it, naming the CID.
+    let object: Vec<u8> = (0..5000).map(|_| rand::random::<u8>()).collect();
+    net.put("chunks/cd/victim", Bytes::from(object.clone()), PutMode::IfAbsent)
+        .await
+        .unwrap();
+    let block = Env::files_under(&node.dir.join("blocks"))
+        .into_iter()
+        .find(|f| std::fs::read(f).map(|b| b == object).unwrap_or(false))
+        .expect("the object's block file");
+    let mut bad = object.clone();
+    bad[100] ^= 1;
+    std::fs::write(&block, &bad).unwrap();
+    let err = net.get("chunks/cd/victim").await.unwrap_err().to_string();
+    assert!(
+        err.contains("does not match its CID") && err.contains(&file_cid(&object).to_string()),
+        "{err}"
+    );
+
+    // A wrong token: health says the pinning service refused, and never
+    // shows the token.
+    std::fs::write(&token_file, "not-the-token\n").unwrap();
+    let wrong = cairn_networks::open(&cfg).unwrap();
+    let err = wrong.health().await.unwrap_err().to_string();
+    assert!(err.contains("pinning service") && err.contains("401"), "{err}");
+    assert!(!err.contains("not-the-token"), "the token leaked: {err}");
+    let err = wrong
+        .put("chunks/ff/new", Bytes::from_static(b"new"), PutMode::IfAbsent)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pinning service"), "{err}");
+    assert!(
+        !net.exists("chunks/ff/new").await.unwrap(),
+        "an object whose remote pin failed is not in MFS (its put will be retried)"
+    );
+
+    // The node down: a clear error naming the network, not a hang.
+    tokio::task::block_in_place(|| node.stop());
+    let err = net.get("config").await.unwrap_err().to_string();
+    assert!(err.contains("network ipfs"), "{err}");
+    assert!(net.health().await.is_err());
 }

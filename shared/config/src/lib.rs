@@ -96,13 +96,15 @@ impl std::fmt::Debug for KeysConfig {
 pub struct NetworkConfig {
     /// Name: one token of `[A-Za-z0-9_-]`, used in consumer names.
     pub name: String,
-    /// Protocol: `fs` (a local directory) or `s3` (any S3-compatible API:
-    /// AWS, Storj's and Sia renterd's S3 gateways, Filebase, MinIO, Garage).
+    /// Protocol: `fs` (a local directory), `s3` (any S3-compatible API:
+    /// AWS, Storj's and Sia renterd's S3 gateways, Filebase, MinIO, Garage),
+    /// `ipfs` (an IPFS node's Kubo RPC API) or `arweave`.
     pub kind: String,
     /// `fs`: the directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// `s3`: endpoint URL (unset: AWS for `region`).
+    /// `s3`: endpoint URL (unset: AWS for `region`); `ipfs`: the node's RPC
+    /// API (`http://127.0.0.1:5001`); `arweave`: the gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// `s3`: region (`us-east-1` if unset; Garage wants `garage`).
@@ -111,7 +113,9 @@ pub struct NetworkConfig {
     /// `s3`: bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
-    /// `s3`: key prefix inside the bucket (e.g. `cairn/`).
+    /// `s3`: key prefix inside the bucket (e.g. `cairn/`); `ipfs`: the
+    /// repository's MFS directory under `/cairn/` (default: the network's
+    /// name); `arweave`: the repository's `Cairn-Repo` tag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
     /// `s3`: path-style addressing (`endpoint/bucket/key`); default true when
@@ -151,6 +155,14 @@ pub struct NetworkConfig {
     /// test gateway, only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mine: Option<bool>,
+    /// `ipfs`: an IPFS Pinning Service API endpoint (e.g.
+    /// `https://api.pinata.cloud/psa`) that keeps a copy of every object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinning_endpoint: Option<String>,
+    /// `ipfs`: file holding the pinning service's access token. Unset:
+    /// `CAIRN_<NAME>_PINNING_TOKEN`. Never in this file, never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinning_token_file: Option<PathBuf>,
 }
 
 impl NetworkConfig {
@@ -364,9 +376,22 @@ impl Config {
                     )));
                 }
                 "arweave" => {}
+                "ipfs" if n.endpoint.is_none() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "network {:?}: an ipfs network needs the endpoint of a node's RPC API (e.g. http://127.0.0.1:5001)",
+                        n.name
+                    )));
+                }
+                "ipfs" if n.pinning_endpoint.is_none() && n.pinning_token_file.is_some() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "network {:?}: pinning_token_file without a pinning_endpoint",
+                        n.name
+                    )));
+                }
+                "ipfs" => {}
                 other => {
                     return Err(ConfigError::Invalid(format!(
-                        "network {:?}: unknown kind {other:?} (supported: fs, s3, arweave)",
+                        "network {:?}: unknown kind {other:?} (supported: fs, s3, ipfs, arweave)",
                         n.name
                     )))
                 }
@@ -441,9 +466,12 @@ impl Config {
 }
 
 impl NetworkConfig {
-    /// Every key set, so that serializing it lists them all.
+    /// Every key set, so that serializing it lists them all (no `..`
+    /// default: a new field must be added here to be accepted in a file).
     fn all_keys() -> NetworkConfig {
         NetworkConfig {
+            name: String::new(),
+            kind: String::new(),
             path: Some(PathBuf::new()),
             endpoint: Some(String::new()),
             region: Some(String::new()),
@@ -460,7 +488,8 @@ impl NetworkConfig {
             can_delete: Some(true),
             wallet_file: Some(PathBuf::new()),
             mine: Some(false),
-            ..NetworkConfig::default()
+            pinning_endpoint: Some(String::new()),
+            pinning_token_file: Some(PathBuf::new()),
         }
     }
 }

@@ -2,14 +2,14 @@
 //!
 //! A [`Network`] stores opaque objects under slash-separated paths (the
 //! repository layout is `cairn_repo::layout`'s business, not the network's).
-//! Each protocol is one folder (`fs/` today; S3, IPFS and Arweave follow), in
-//! the manner of vector's sinks, and [`open`] builds one from its config:
-//! `fs/` is a local directory, `s3/` any S3-compatible API, `arweave/` the
-//! permanent Arweave network.
-//! `fs/` is a local directory; `s3/` any S3-compatible API.
+//! Each protocol is one folder, in the manner of vector's sinks, and [`open`]
+//! builds one from its config: `fs/` is a local directory, `s3/` any
+//! S3-compatible API, `ipfs/` an IPFS node (Kubo RPC) with an optional remote
+//! pinning service, `arweave/` the permanent Arweave network.
 
 pub mod arweave;
 pub mod fs;
+pub mod ipfs;
 pub mod s3;
 
 use async_trait::async_trait;
@@ -127,6 +127,7 @@ pub fn open(cfg: &cairn_config::NetworkConfig) -> Result<DynNetwork, NetworkErro
             Ok(Arc::new(fs::FsNetwork::new(name, root)))
         }
         "s3" => Ok(Arc::new(s3::S3Network::new(cfg)?)),
+        "ipfs" => Ok(Arc::new(ipfs::IpfsNetwork::new(cfg)?)),
         "arweave" => Ok(Arc::new(arweave::ArweaveNetwork::new(cfg)?)),
         other => Err(NetworkError::Config {
             network: name.to_string(),
