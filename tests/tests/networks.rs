@@ -613,7 +613,10 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
     assert_eq!(f["retained_on"], serde_json::json!(["permaweb"]), "{f}");
 }
 
-fn ipfs_config(node: &IpfsServer, pins: Option<(&PinningServer, &std::path::Path)>) -> NetworkConfig {
+fn ipfs_config(
+    node: &IpfsServer,
+    pins: Option<(&PinningServer, &std::path::Path)>,
+) -> NetworkConfig {
     let (pinning_endpoint, pinning_token_file) = match pins {
         Some((p, token_file)) => {
             std::fs::write(token_file, format!("{}\n", p.token)).unwrap();
@@ -678,7 +681,9 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
         );
     }
     assert!(
-        !remote.iter().any(|p| p["pin"]["name"] == "repo/chunks/ab/abcdef"),
+        !remote
+            .iter()
+            .any(|p| p["pin"]["name"] == "repo/chunks/ab/abcdef"),
         "a deleted object keeps no remote pin"
     );
     assert_eq!(remote.len(), 3, "no stray pins: {remote:?}");
@@ -691,18 +696,24 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
     let large: Vec<u8> = (0..3 * (1 << 20) + 12345)
         .map(|i: usize| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    net.put("chunks/ee/large", Bytes::from(large.clone()), PutMode::IfAbsent)
+    net.put(
+        "chunks/ee/large",
+        Bytes::from(large.clone()),
+        PutMode::IfAbsent,
+    )
+    .await
+    .unwrap();
+    assert!(net.get("chunks/ee/large").await.unwrap().as_ref() == large.as_slice());
+    let part = net
+        .get_range("chunks/ee/large", (1 << 20) - 5, 10)
         .await
         .unwrap();
-    assert!(net.get("chunks/ee/large").await.unwrap().as_ref() == large.as_slice());
-    let part = net.get_range("chunks/ee/large", (1 << 20) - 5, 10).await.unwrap();
     assert_eq!(part.as_ref(), &large[(1 << 20) - 5..(1 << 20) + 5]);
 
     // A garbage collection on the node keeps everything Cairn stored (MFS
     // holds it), and Cairn leaves no local pins behind.
-    let local_pins = tokio::task::block_in_place(|| {
-        node.rpc("pin/ls?type=recursive&cid-base=base32")
-    });
+    let local_pins =
+        tokio::task::block_in_place(|| node.rpc("pin/ls?type=recursive&cid-base=base32"));
     assert!(
         !local_pins.contains(&file_cid(&large).to_string()),
         "local pin left behind: {local_pins}"
@@ -714,9 +725,13 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
     // A block changed on the node's disk: the node serves it as it is; the
     // adapter refuses it, naming the CID.
     let object: Vec<u8> = (0..5000).map(|_| rand::random::<u8>()).collect();
-    net.put("chunks/cd/victim", Bytes::from(object.clone()), PutMode::IfAbsent)
-        .await
-        .unwrap();
+    net.put(
+        "chunks/cd/victim",
+        Bytes::from(object.clone()),
+        PutMode::IfAbsent,
+    )
+    .await
+    .unwrap();
     let block = Env::files_under(&node.dir.join("blocks"))
         .into_iter()
         .find(|f| std::fs::read(f).map(|b| b == object).unwrap_or(false))
@@ -735,10 +750,17 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
     std::fs::write(&token_file, "not-the-token\n").unwrap();
     let wrong = cairn_networks::open(&cfg).unwrap();
     let err = wrong.health().await.unwrap_err().to_string();
-    assert!(err.contains("pinning service") && err.contains("401"), "{err}");
+    assert!(
+        err.contains("pinning service") && err.contains("401"),
+        "{err}"
+    );
     assert!(!err.contains("not-the-token"), "the token leaked: {err}");
     let err = wrong
-        .put("chunks/ff/new", Bytes::from_static(b"new"), PutMode::IfAbsent)
+        .put(
+            "chunks/ff/new",
+            Bytes::from_static(b"new"),
+            PutMode::IfAbsent,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("pinning service"), "{err}");

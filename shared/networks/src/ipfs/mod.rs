@@ -105,10 +105,9 @@ impl IpfsNetwork {
             network: cfg.name.clone(),
             problem,
         };
-        let endpoint = cfg
-            .endpoint
-            .as_deref()
-            .ok_or_else(|| bad("an ipfs network needs the node's RPC endpoint (e.g. http://127.0.0.1:5001)".into()))?;
+        let endpoint = cfg.endpoint.as_deref().ok_or_else(|| {
+            bad("an ipfs network needs the node's RPC endpoint (e.g. http://127.0.0.1:5001)".into())
+        })?;
         let repo = cfg.key_prefix.clone().unwrap_or_else(|| cfg.name.clone());
         let repo = repo.trim_matches('/').to_string();
         if repo.is_empty() || check_path(&cfg.name, &repo).is_err() {
@@ -249,7 +248,12 @@ impl IpfsNetwork {
 
     async fn rm(&self, mfs: &str) -> Result<(), Rpc> {
         match self
-            .call("files/rm", &[("arg", mfs), ("recursive", "true")], META_SECS, None)
+            .call(
+                "files/rm",
+                &[("arg", mfs), ("recursive", "true")],
+                META_SECS,
+                None,
+            )
             .await
         {
             Ok(_) | Err(Rpc::Missing) => Ok(()),
@@ -282,12 +286,13 @@ impl IpfsNetwork {
                 Some(bytes),
             )
             .await?;
-        let text = r
-            .text()
-            .await
-            .map_err(|e| Rpc::Fail(format!("add: {e}")))?;
+        let text = r.text().await.map_err(|e| Rpc::Fail(format!("add: {e}")))?;
         // One JSON object per line; the last names the root.
-        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         let added: Added = serde_json::from_str(last)
             .map_err(|e| Rpc::Fail(format!("add: unexpected answer {last:?}: {e}")))?;
         parse_cid(&added.hash).map_err(Rpc::Fail)
@@ -356,7 +361,11 @@ impl IpfsNetwork {
                 self.mfs(&d)
             };
             let listing = match self
-                .call_json::<Listing>("files/ls", &[("arg", mfs.as_str()), ("long", "true")], META_SECS)
+                .call_json::<Listing>(
+                    "files/ls",
+                    &[("arg", mfs.as_str()), ("long", "true")],
+                    META_SECS,
+                )
                 .await
             {
                 Ok(l) => l,
@@ -466,12 +475,14 @@ impl Network for IpfsNetwork {
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
         check_path(&self.name, path)?;
         let rpc = |e| self.rpc_err("get", path, e);
-        let st = self.stat(&self.mfs(path)).await.map_err(rpc)?.ok_or_else(|| {
-            NetworkError::NotFound {
+        let st = self
+            .stat(&self.mfs(path))
+            .await
+            .map_err(rpc)?
+            .ok_or_else(|| NetworkError::NotFound {
                 network: self.name.clone(),
                 path: path.to_string(),
-            }
-        })?;
+            })?;
         let cid = parse_cid(&st.hash).map_err(|e| self.err("get", path, e))?;
         let c = cid.to_string();
         let r = self
@@ -509,22 +520,30 @@ impl Network for IpfsNetwork {
     async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
         check_path(&self.name, path)?;
         let rpc = |e| self.rpc_err("get", path, e);
-        let st = self.stat(&self.mfs(path)).await.map_err(rpc)?.ok_or_else(|| {
-            NetworkError::NotFound {
+        let st = self
+            .stat(&self.mfs(path))
+            .await
+            .map_err(rpc)?
+            .ok_or_else(|| NetworkError::NotFound {
                 network: self.name.clone(),
                 path: path.to_string(),
-            }
-        })?;
+            })?;
         if offset >= st.size {
             return Ok(Bytes::new());
         }
         let len = len.min(st.size - offset);
-        let cid = parse_cid(&st.hash).map_err(|e| self.err("get", path, e))?.to_string();
+        let cid = parse_cid(&st.hash)
+            .map_err(|e| self.err("get", path, e))?
+            .to_string();
         let (o, l) = (offset.to_string(), len.to_string());
         let r = self
             .call(
                 "cat",
-                &[("arg", cid.as_str()), ("offset", o.as_str()), ("length", l.as_str())],
+                &[
+                    ("arg", cid.as_str()),
+                    ("offset", o.as_str()),
+                    ("length", l.as_str()),
+                ],
                 data_secs(len),
                 None,
             )
@@ -593,7 +612,11 @@ impl Network for IpfsNetwork {
         // and its block is readable.
         self.call(
             "files/mkdir",
-            &[("arg", self.root.as_str()), ("parents", "true"), ("cid-version", "1")],
+            &[
+                ("arg", self.root.as_str()),
+                ("parents", "true"),
+                ("cid-version", "1"),
+            ],
             META_SECS,
             None,
         )

@@ -88,7 +88,9 @@ impl PinningService {
                 })
             })
             .unwrap_or(body);
-        Err(Rpc::Fail(format!("pinning service: HTTP {status}: {reason}")))
+        Err(Rpc::Fail(format!(
+            "pinning service: HTTP {status}: {reason}"
+        )))
     }
 
     /// Pin requests with exactly this name, in every status.
@@ -185,7 +187,10 @@ impl PinningService {
         let mut counts = BTreeMap::new();
         let mut before: Option<String> = None;
         loop {
-            let mut q = vec![("status", ALL_STATUSES.to_string()), ("limit", "1000".into())];
+            let mut q = vec![
+                ("status", ALL_STATUSES.to_string()),
+                ("limit", "1000".into()),
+            ];
             if let Some(b) = &before {
                 q.push(("before", b.clone()));
             }
@@ -197,7 +202,11 @@ impl PinningService {
                 .await
                 .map_err(|e| Rpc::Fail(format!("pinning service: bad pin list: {e}")))?;
             for p in &res.results {
-                if p.pin.name.as_deref().is_some_and(|n| n.starts_with(&prefix)) {
+                if p.pin
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&prefix))
+                {
                     *counts.entry(p.status.clone()).or_insert(0) += 1;
                 }
             }

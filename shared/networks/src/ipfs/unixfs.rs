@@ -22,8 +22,8 @@ const SHA2_256: u64 = 0x12;
 
 fn cid_of(codec: u64, block: &[u8]) -> Cid {
     let digest = Sha256::digest(block);
-    let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, &digest)
-        .expect("a 32-byte digest fits");
+    let mh =
+        cid::multihash::Multihash::<64>::wrap(SHA2_256, &digest).expect("a 32-byte digest fits");
     Cid::new_v1(codec, mh)
 }
 
