@@ -784,6 +784,17 @@ impl ArweaveServer {
     }
 }
 
+impl ArweaveServer {
+    /// Mines one block (confirms every pending transaction).
+    pub fn mine(&self) {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/mine", self.endpoint)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mine failed");
+    }
+}
+
 impl Drop for ArweaveServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

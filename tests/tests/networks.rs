@@ -569,6 +569,64 @@ async fn arweave_network_conforms_against_arlocal() {
         fresh.list("backups/b1/").await.unwrap(),
         vec!["backups/b1/manifest".to_string()]
     );
+
+    // Confirmations: with `confirmations = 1` a put returns only once its
+    // transaction is mined with one block on top; past `confirm_timeout`
+    // it fails naming the transaction, and the retry waits on that same
+    // transaction instead of paying for a second one.
+    let waiting = NetworkConfig {
+        mine: Some(false),
+        confirmations: Some(1),
+        confirm_timeout_secs: Some(2),
+        ..cfg.clone()
+    };
+    let before = fresh.usage().await.unwrap().objects;
+    let net = cairn_networks::open(&waiting).unwrap();
+    let err = net
+        .put(
+            "chunks/c1/slow",
+            Bytes::from_static(b"slow"),
+            PutMode::IfAbsent,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("still pending") && err.contains("transaction"),
+        "{err}"
+    );
+    let patient = cairn_networks::open(&NetworkConfig {
+        confirm_timeout_secs: Some(60),
+        ..waiting.clone()
+    })
+    .unwrap();
+    let put = tokio::spawn(async move {
+        patient
+            .put(
+                "chunks/c1/slow",
+                Bytes::from_static(b"slow"),
+                PutMode::IfAbsent,
+            )
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!put.is_finished(), "returned while pending");
+    tokio::task::block_in_place(|| server.mine());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!put.is_finished(), "returned with 0 confirmations");
+    tokio::task::block_in_place(|| server.mine());
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), put)
+        .await
+        .expect("put returns after the second block")
+        .unwrap()
+        .unwrap();
+    assert_eq!(done, Put::Existed, "the retry reused the first transaction");
+    assert_eq!(
+        fresh.usage().await.unwrap().objects,
+        before + 1,
+        "one transaction for the object, not two"
+    );
+    assert_eq!(fresh.get("chunks/c1/slow").await.unwrap().as_ref(), b"slow");
 }
 
 /// The whole pipeline to a local directory and Arweave at once: both hold

@@ -155,6 +155,16 @@ pub struct NetworkConfig {
     /// test gateway, only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mine: Option<bool>,
+    /// `arweave`: blocks on top of an object's transaction before it counts
+    /// as stored (unset: accepted by the gateway, pending, is enough; 0:
+    /// mined). Each object waits for this: with Arweave's ~2 min blocks,
+    /// raise the store worker's concurrency with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
+    /// `arweave`: how long a put waits for that (default 1800 s); then it
+    /// fails and is retried, waiting on the same transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_timeout_secs: Option<u64>,
     /// `ipfs`: an IPFS Pinning Service API endpoint (e.g.
     /// `https://api.pinata.cloud/psa`) that keeps a copy of every object.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -490,6 +500,8 @@ impl NetworkConfig {
             mine: Some(false),
             pinning_endpoint: Some(String::new()),
             pinning_token_file: Some(PathBuf::new()),
+            confirmations: Some(0),
+            confirm_timeout_secs: Some(0),
         }
     }
 }

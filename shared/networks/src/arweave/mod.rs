@@ -2,6 +2,8 @@
 //! transaction (`tx.rs`), found again by its tags through the gateway's
 //! GraphQL (`Cairn-Repo`, `Cairn-Path`, `Cairn-Dir`, `Cairn-Top`, owned by the
 //! repository's wallet). Objects over one chunk (256 KiB) go up as chunks.
+//! `put` returns once the gateway knows the transaction (pending), or, with
+//! `confirmations = N`, once it is mined with N blocks on top.
 //! Permanent means no delete, ever: `capabilities().can_delete` is false,
 //! and retention and crypto-shredding rely on knowing that.
 
@@ -29,10 +31,22 @@ pub struct ArweaveNetwork {
     mine: bool,
     /// Transaction ids of objects this process wrote or looked up.
     ids: Mutex<HashMap<String, String>>,
+    /// Blocks on top of an object's transaction before `put` returns
+    /// (`None`: accepted by the gateway, pending, is enough).
+    confirmations: Option<u64>,
+    confirm_timeout: std::time::Duration,
     /// With `mine`, one upload at a time: arlocal's `/mine` confirms every
     /// pending transaction, and one mined between another upload's header and
     /// its chunks leaves that upload's data wrong.
     mining: Mutex<()>,
+}
+
+/// What `GET /tx/{id}/status` says of a transaction the gateway knows.
+#[derive(Debug, Clone, Copy)]
+enum Confirmations {
+    Pending,
+    /// In a block, with this many blocks on top.
+    Mined(u64),
 }
 
 fn dir_of(path: &str) -> String {
@@ -80,6 +94,10 @@ impl ArweaveNetwork {
             http,
             repo: cfg.key_prefix.clone().unwrap_or_else(|| cfg.name.clone()),
             mine: cfg.mine.unwrap_or(false),
+            confirmations: cfg.confirmations,
+            confirm_timeout: std::time::Duration::from_secs(
+                cfg.confirm_timeout_secs.unwrap_or(1800),
+            ),
             ids: Mutex::new(HashMap::new()),
             mining: Mutex::new(()),
         })
@@ -204,6 +222,66 @@ impl ArweaveNetwork {
         }
     }
 
+    /// Waits until the gateway knows transaction `id` (pending or mined)
+    /// and, with `confirmations` set, until it is in a block with that many
+    /// blocks on top (`number_of_confirmations`), for at most
+    /// `confirm_timeout`.
+    async fn await_status(&self, path: &str, id: &str) -> Result<(), NetworkError> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(200);
+        let url = format!("{}/tx/{id}/status", self.endpoint);
+        loop {
+            let r = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| self.err("confirm", path, e))?;
+            let code = r.status();
+            let body = r.text().await.map_err(|e| self.err("confirm", path, e))?;
+            let now = if code.is_success() {
+                match serde_json::from_str::<Value>(&body) {
+                    Ok(v) => v["number_of_confirmations"]
+                        .as_u64()
+                        .map(Confirmations::Mined),
+                    // "Pending" (202 on gateways, 200 on arlocal).
+                    Err(_) => Some(Confirmations::Pending),
+                }
+            } else {
+                None
+            };
+            let done = match (now, self.confirmations) {
+                (Some(_), None) => true,
+                (Some(Confirmations::Mined(n)), Some(want)) => n >= want,
+                _ => false,
+            };
+            if done {
+                return Ok(());
+            }
+            if started.elapsed() >= self.confirm_timeout {
+                let state = match now {
+                    None => format!("unknown to the gateway (HTTP {code})"),
+                    Some(Confirmations::Pending) => "still pending".to_string(),
+                    Some(Confirmations::Mined(n)) => format!("mined, {n} confirmations"),
+                };
+                return Err(self.err(
+                    "confirm",
+                    path,
+                    format!(
+                        "transaction {id} after {} s: {state}, waiting for {}",
+                        self.confirm_timeout.as_secs(),
+                        match self.confirmations {
+                            Some(n) => format!("{n} confirmations"),
+                            None => "the gateway to accept it".into(),
+                        }
+                    ),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(15));
+        }
+    }
+
     async fn lookup(&self, path: &str) -> Result<Option<String>, NetworkError> {
         if let Some(id) = self.ids.lock().await.get(path) {
             return Ok(Some(id.clone()));
@@ -229,8 +307,13 @@ impl Network for ArweaveNetwork {
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
         check_path(&self.name, path)?;
-        if mode == PutMode::IfAbsent && self.lookup(path).await?.is_some() {
-            return Ok(Put::Existed);
+        if mode == PutMode::IfAbsent {
+            if let Some(id) = self.lookup(path).await? {
+                // A retry after a timed-out wait waits again, on the same
+                // transaction.
+                self.await_status(path, &id).await?;
+                return Ok(Put::Existed);
+            }
         }
         let _one_at_a_time = if self.mine {
             Some(self.mining.lock().await)
@@ -288,7 +371,8 @@ impl Network for ArweaveNetwork {
             self.text("put", path, format!("{}/mine", self.endpoint))
                 .await?;
         }
-        self.ids.lock().await.insert(path.to_string(), t.id);
+        self.ids.lock().await.insert(path.to_string(), t.id.clone());
+        self.await_status(path, &t.id).await?;
         Ok(Put::Written)
     }
 
