@@ -83,6 +83,8 @@ ensure_test_servers() {
   bash scripts/servers/ipfs/install.sh
   say "an IPFS Pinning Service API server (npm, ~20 s the first time)"
   bash scripts/servers/pinning/install.sh >/dev/null
+  say "moto's S3 server, for S3 Object Lock (PyPI, ~30 s the first time)"
+  bash scripts/servers/moto/install.sh >/dev/null
   if ! command -v garage >/dev/null; then
     say "installing Garage 2.5.0 (a second S3 server for the tests; ~8 min, once)"
     cargo install --quiet garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite

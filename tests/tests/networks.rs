@@ -7,6 +7,7 @@ use bytes::Bytes;
 use cairn_config::NetworkConfig;
 use cairn_networks::{DynNetwork, NetworkError, Put, PutMode};
 use cairn_tests::*;
+use std::process::Command;
 
 async fn conformance(net: DynNetwork) {
     let name = net.name().to_string();
@@ -119,6 +120,35 @@ async fn conformance(net: DynNetwork) {
     }
 }
 
+/// An object larger than one part goes up as a multipart upload (its ETag
+/// says how many parts) and reads back whole.
+async fn multipart_round_trip(cfg: &NetworkConfig, object_url: &str, secret: &str) {
+    let cfg = NetworkConfig {
+        multipart_part_bytes: Some(5 << 20),
+        ..cfg.clone()
+    };
+    let net = cairn_networks::open(&cfg).unwrap();
+    let big: Vec<u8> = (0..12 << 20).map(|i: usize| (i / 7 % 251) as u8).collect();
+    net.put("packs/p1", Bytes::from(big.clone()), PutMode::IfAbsent)
+        .await
+        .unwrap();
+    assert!(net.get("packs/p1").await.unwrap().as_ref() == big.as_slice());
+    let head = tokio::task::block_in_place(|| {
+        s3_curl(
+            "HEAD",
+            object_url,
+            cfg.region.as_deref().unwrap_or("us-east-1"),
+            cfg.access_key_id.as_deref().unwrap(),
+            secret,
+            &[],
+        )
+    });
+    assert!(
+        head.to_lowercase().contains("etag:") && head.contains("-3\""),
+        "not a 3-part upload: {head}"
+    );
+}
+
 fn s3_config(s: &S3Server, name: &str) -> NetworkConfig {
     NetworkConfig {
         name: name.into(),
@@ -143,7 +173,7 @@ async fn fs_network_conforms() {
     conformance(cairn_networks::open(&cfg).unwrap()).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn s3_network_conforms_against_s3s_fs() {
     let dir = tempfile::tempdir().unwrap();
     let server = S3Server::start(dir.path());
@@ -154,6 +184,12 @@ async fn s3_network_conforms_against_s3s_fs() {
     conformance(cairn_networks::open(&cfg).unwrap()).await;
     // Objects live under the key prefix, in the bucket's directory.
     assert!(server.root.join(&server.bucket).join("repo").exists());
+    multipart_round_trip(
+        &cfg,
+        &format!("{}/{}/repo/packs/p1", server.endpoint(), server.bucket),
+        &server.secret_key,
+    )
+    .await;
 
     // Wrong credentials: a clear error naming the network, not a hang.
     let bad = dir.path().join("bad");
@@ -194,6 +230,12 @@ async fn s3_network_conforms_against_garage() {
         ..Default::default()
     };
     conformance(cairn_networks::open(&cfg).unwrap()).await;
+    multipart_round_trip(
+        &cfg,
+        &format!("{}/{}/packs/p1", server.endpoint, server.bucket),
+        &server.secret,
+    )
+    .await;
     // Garage is strict about the region.
     let mut wrong_region = cfg.clone();
     wrong_region.region = Some("us-east-1".into());
@@ -832,4 +874,172 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
     let err = net.get("config").await.unwrap_err().to_string();
     assert!(err.contains("network ipfs"), "{err}");
     assert!(net.health().await.is_err());
+}
+
+/// S3 Object Lock against moto (the one local S3 server that implements it):
+/// every object is written locked; nobody can delete a locked version, so a
+/// delete only hides the object; a chunk a later backup shares gets its lock
+/// extended; a bucket without Object Lock is refused by health.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_object_lock_against_moto() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = tokio::task::block_in_place(|| {
+        let m = MotoServer::start(dir.path());
+        m.create_bucket("locked", true);
+        m.create_bucket("plain", false);
+        m
+    });
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "test\n").unwrap();
+    let cfg = NetworkConfig {
+        name: "vault".into(),
+        kind: "s3".into(),
+        endpoint: Some(moto.endpoint.clone()),
+        bucket: Some("locked".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key_file: Some(secret),
+        object_lock_days: Some(30),
+        ..Default::default()
+    };
+    let curl = |method: &str, path: &str, headers: &[&str]| {
+        tokio::task::block_in_place(|| {
+            s3_curl(
+                method,
+                &format!("{}/locked/{path}", moto.endpoint),
+                "us-east-1",
+                "test",
+                "test",
+                headers,
+            )
+        })
+    };
+    let header = |resp: &str, name: &str| -> Option<String> {
+        resp.lines()
+            .find(|l| l.to_lowercase().starts_with(&format!("{name}:")))
+            .map(|l| l.split_once(':').unwrap().1.trim().to_string())
+    };
+    let days_left = |resp: &str| -> i64 {
+        let until = header(resp, "x-amz-object-lock-retain-until-date").expect("locked");
+        let out = Command::new("date")
+            .args(["-d", &until, "+%s"])
+            .output()
+            .unwrap();
+        let t: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (t - now) / 86_400
+    };
+    let net = cairn_networks::open(&cfg).unwrap();
+    net.health().await.unwrap();
+    net.put(
+        "chunks/aa/one",
+        Bytes::from_static(b"sealed bytes"),
+        PutMode::IfAbsent,
+    )
+    .await
+    .unwrap();
+    let head = curl("HEAD", "chunks/aa/one", &[]);
+    assert_eq!(
+        header(&head, "x-amz-object-lock-mode").as_deref(),
+        Some("COMPLIANCE"),
+        "{head}"
+    );
+    assert!((29..=30).contains(&days_left(&head)), "{head}");
+    // Multipart uploads are locked too.
+    let big: Vec<u8> = (0..11 << 20).map(|i: usize| (i % 253) as u8).collect();
+    let multi = cairn_networks::open(&NetworkConfig {
+        multipart_part_bytes: Some(5 << 20),
+        ..cfg.clone()
+    })
+    .unwrap();
+    multi
+        .put("packs/big", Bytes::from(big.clone()), PutMode::IfAbsent)
+        .await
+        .unwrap();
+    assert!(multi.get("packs/big").await.unwrap().as_ref() == big.as_slice());
+    let head = curl("HEAD", "packs/big", &[]);
+    assert_eq!(
+        header(&head, "x-amz-object-lock-mode").as_deref(),
+        Some("COMPLIANCE"),
+        "{head}"
+    );
+
+    // An object locked for only one more day (written by hand): a backup
+    // that shares it extends the lock to the full period.
+    let soon = Command::new("date")
+        .args(["-u", "-d", "+1 day", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    let soon = String::from_utf8_lossy(&soon.stdout).trim().to_string();
+    let put = curl(
+        "PUT",
+        "chunks/bb/shared",
+        &[
+            "x-amz-object-lock-mode: COMPLIANCE",
+            &format!("x-amz-object-lock-retain-until-date: {soon}"),
+            "Content-MD5: 1B2M2Y8AsgTpgAmY7PhCfg==",
+        ],
+    );
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    assert!(days_left(&curl("HEAD", "chunks/bb/shared", &[])) <= 1);
+    assert_eq!(
+        net.put("chunks/bb/shared", Bytes::new(), PutMode::IfAbsent)
+            .await
+            .unwrap(),
+        Put::Existed
+    );
+    assert!(days_left(&curl("HEAD", "chunks/bb/shared", &[])) >= 29);
+
+    // Delete hides the object; its locked version stays, and deleting that
+    // version is refused to anyone.
+    net.delete("chunks/aa/one").await.unwrap();
+    assert!(!net.exists("chunks/aa/one").await.unwrap());
+    let versions = tokio::task::block_in_place(|| {
+        s3_curl(
+            "GET",
+            &format!("{}/locked?versions&prefix=chunks/aa/one", moto.endpoint),
+            "us-east-1",
+            "test",
+            "test",
+            &[],
+        )
+    });
+    let version = versions
+        .split("<VersionId>")
+        .nth(1)
+        .and_then(|v| v.split("</VersionId>").next())
+        .expect("a version")
+        .to_string();
+    let del = curl("DELETE", &format!("chunks/aa/one?versionId={version}"), &[]);
+    assert!(del.contains("403") && del.contains("AccessDenied"), "{del}");
+
+    // A bucket without Object Lock: health says so.
+    let plain = cairn_networks::open(&NetworkConfig {
+        bucket: Some("plain".into()),
+        ..cfg.clone()
+    })
+    .unwrap();
+    let err = plain.health().await.unwrap_err().to_string();
+    assert!(
+        err.contains("no Object Lock") && err.contains("plain"),
+        "{err}"
+    );
+    // Bad settings are refused when the network is opened.
+    for (days, mode, want) in [
+        (Some(0), None, "at least 1"),
+        (Some(5), Some("forever"), "compliance"),
+        (None, Some("governance"), "needs object_lock_days"),
+    ] {
+        let err = cairn_networks::open(&NetworkConfig {
+            object_lock_days: days,
+            object_lock_mode: mode.map(str::to_string),
+            ..cfg.clone()
+        })
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(err.contains(want), "{err}");
+    }
 }

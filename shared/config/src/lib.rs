@@ -155,6 +155,18 @@ pub struct NetworkConfig {
     /// test gateway, only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mine: Option<bool>,
+    /// `s3`: objects larger than this go up as a multipart upload of parts
+    /// this size (default 16 MiB; at least 5 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart_part_bytes: Option<u64>,
+    /// `s3`: write every object under S3 Object Lock for this many days (the
+    /// bucket must have been created with Object Lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock_days: Option<u32>,
+    /// `s3`: `compliance` (default: nobody can shorten it) or `governance`
+    /// (a user with s3:BypassGovernanceRetention can).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock_mode: Option<String>,
     /// `arweave`: blocks on top of an object's transaction before it counts
     /// as stored (unset: accepted by the gateway, pending, is enough; 0:
     /// mined). Each object waits for this: with Arweave's ~2 min blocks,
@@ -500,6 +512,9 @@ impl NetworkConfig {
             mine: Some(false),
             pinning_endpoint: Some(String::new()),
             pinning_token_file: Some(PathBuf::new()),
+            multipart_part_bytes: Some(0),
+            object_lock_days: Some(0),
+            object_lock_mode: Some(String::new()),
             confirmations: Some(0),
             confirm_timeout_secs: Some(0),
         }

@@ -5,14 +5,26 @@
 //! never logged), SHA-256 checksums sent with every upload and verified by
 //! the server.
 //!
-//! Objects are small (a chunk is at most 896 KiB), so every upload is a single
-//! PutObject; multipart would only add round trips.
+//! Cairn's objects are small (a chunk is at most 896 KiB) and go up as one
+//! PutObject; anything larger than `multipart_part_bytes` (default 16 MiB)
+//! goes up in parts, each with its own checksum, aborted on failure.
+//!
+//! With `object_lock_days`, every object is written under S3 Object Lock
+//! (compliance mode unless `object_lock_mode = "governance"`) until that many
+//! days from the write: nobody, Cairn included, can delete or overwrite those
+//! bytes before then; a delete only hides the object behind a delete marker.
+//! A chunk a later backup shares gets its lock extended when less than half
+//! of the period is left. `health` refuses a bucket without Object Lock.
 
 use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::primitives::DateTime;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode,
+};
 use bytes::Bytes;
 use cairn_config::NetworkConfig;
 
@@ -22,7 +34,33 @@ pub struct S3Network {
     bucket: String,
     prefix: String,
     can_delete: bool,
+    part_bytes: usize,
+    lock: Option<Lock>,
 }
+
+/// S3 Object Lock settings.
+#[derive(Debug, Clone, Copy)]
+struct Lock {
+    days: u32,
+    governance: bool,
+}
+
+impl Lock {
+    fn until(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() + std::time::Duration::from_secs(u64::from(self.days) * 86_400)
+    }
+
+    fn mode(&self) -> ObjectLockMode {
+        if self.governance {
+            ObjectLockMode::Governance
+        } else {
+            ObjectLockMode::Compliance
+        }
+    }
+}
+
+/// S3's smallest part (but the last).
+const MIN_PART: usize = 5 << 20;
 
 fn secret_from(cfg: &NetworkConfig) -> Result<Option<String>, NetworkError> {
     if let Some(path) = &cfg.secret_access_key_file {
@@ -87,12 +125,38 @@ impl S3Network {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
+        let part_bytes = cfg.multipart_part_bytes.unwrap_or(16 << 20);
+        if part_bytes < MIN_PART as u64 {
+            return Err(bad(format!(
+                "multipart_part_bytes {part_bytes} is below S3's minimum part size {MIN_PART}"
+            )));
+        }
+        let lock = match (cfg.object_lock_days, cfg.object_lock_mode.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(bad("object_lock_mode needs object_lock_days".into())),
+            (Some(0), _) => return Err(bad("object_lock_days must be at least 1".into())),
+            (Some(days), None | Some("compliance")) => Some(Lock {
+                days,
+                governance: false,
+            }),
+            (Some(days), Some("governance")) => Some(Lock {
+                days,
+                governance: true,
+            }),
+            (Some(_), Some(other)) => {
+                return Err(bad(format!(
+                    "object_lock_mode {other:?}: use \"compliance\" or \"governance\""
+                )))
+            }
+        };
         Ok(S3Network {
             name: cfg.name.clone(),
             client: aws_sdk_s3::Client::from_conf(b.build()),
             bucket,
             prefix,
             can_delete: cfg.can_delete.unwrap_or(true),
+            part_bytes: part_bytes as usize,
+            lock,
         })
     }
 
@@ -144,6 +208,156 @@ impl S3Network {
         Ok(data.into_bytes())
     }
 
+    /// One PutObject (under the lock, if any).
+    async fn put_whole(&self, path: &str, key: String, bytes: Bytes) -> Result<(), NetworkError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(bytes));
+        if let Some(l) = self.lock {
+            req = req
+                .object_lock_mode(l.mode())
+                .object_lock_retain_until_date(DateTime::from(l.until()));
+        }
+        req.send().await.map_err(|e| self.remote("put", path, e))?;
+        Ok(())
+    }
+
+    /// A multipart upload of `part_bytes` parts; aborted if any step fails,
+    /// so no half-uploaded parts are left to pay for.
+    async fn put_parts(&self, path: &str, key: String, bytes: Bytes) -> Result<(), NetworkError> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        if let Some(l) = self.lock {
+            req = req
+                .object_lock_mode(l.mode())
+                .object_lock_retain_until_date(DateTime::from(l.until()));
+        }
+        let created = req.send().await.map_err(|e| self.remote("put", path, e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| self.remote("put", path, std::io::Error::other("no upload id")))?
+            .to_string();
+        let result = async {
+            let mut parts = Vec::new();
+            for (i, start) in (0..bytes.len()).step_by(self.part_bytes).enumerate() {
+                let n = i as i32 + 1;
+                let end = (start + self.part_bytes).min(bytes.len());
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .body(ByteStream::from(bytes.slice(start..end)))
+                    .send()
+                    .await
+                    .map_err(|e| self.remote("put", path, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .set_checksum_sha256(out.checksum_sha256().map(str::to_string))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.remote("put", path, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    /// Extends the lock on an existing object when less than half of the
+    /// period is left (a chunk a new backup shares stays locked as long as
+    /// the new backup).
+    async fn extend_lock(
+        &self,
+        path: &str,
+        key: String,
+        until: Option<&DateTime>,
+    ) -> Result<(), NetworkError> {
+        let Some(l) = self.lock else { return Ok(()) };
+        let half = std::time::SystemTime::now()
+            + std::time::Duration::from_secs(u64::from(l.days) * 43_200);
+        let left_enough = until
+            .and_then(|u| std::time::SystemTime::try_from(*u).ok())
+            .is_some_and(|u| u >= half);
+        if left_enough {
+            return Ok(());
+        }
+        let mode = if l.governance {
+            ObjectLockRetentionMode::Governance
+        } else {
+            ObjectLockRetentionMode::Compliance
+        };
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(mode)
+                    .retain_until_date(DateTime::from(l.until()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.remote("lock", path, e))?;
+        Ok(())
+    }
+
+    /// HeadObject: `None` when the key is absent, else its lock's end.
+    async fn head(&self, path: &str) -> Result<Option<Option<DateTime>>, NetworkError> {
+        let key = self.key(path)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(h.object_lock_retain_until_date().copied())),
+            Err(e) => match e.as_service_error() {
+                Some(se) if se.is_not_found() => Ok(None),
+                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+                _ => Err(self.remote("exists", path, e)),
+            },
+        }
+    }
+
     fn not_found(&self, path: &str) -> NetworkError {
         NetworkError::NotFound {
             network: self.name.clone(),
@@ -165,21 +379,23 @@ impl Network for S3Network {
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
-        if mode == PutMode::IfAbsent && self.exists(path).await? {
-            // Content-addressed: whatever is there has the same content (or
-            // verify will say it does not).
-            return Ok(Put::Existed);
-        }
         let key = self.key(path)?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| self.remote("put", path, e))?;
+        if mode == PutMode::IfAbsent {
+            if let Some(until) = self.head(path).await? {
+                // Content-addressed: whatever is there has the same content
+                // (or verify will say it does not).
+                self.extend_lock(path, key, until.as_ref()).await?;
+                return Ok(Put::Existed);
+            }
+        }
+        if bytes.len() > self.part_bytes {
+            self.put_parts(path, key.clone(), bytes).await?;
+            // Some servers (moto) ignore the lock given when a multipart
+            // upload is created: set it on the finished object as well.
+            self.extend_lock(path, key, None).await?;
+        } else {
+            self.put_whole(path, key, bytes).await?;
+        }
         Ok(Put::Written)
     }
 
@@ -188,22 +404,7 @@ impl Network for S3Network {
     }
 
     async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
-        let key = self.key(path)?;
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(se) if se.is_not_found() => Ok(false),
-                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(false),
-                _ => Err(self.remote("exists", path, e)),
-            },
-        }
+        Ok(self.head(path).await?.is_some())
     }
 
     async fn delete(&self, path: &str) -> Result<(), NetworkError> {
@@ -280,6 +481,27 @@ impl Network for S3Network {
             .send()
             .await
             .map_err(|e| self.remote("health", &self.bucket, e))?;
+        if self.lock.is_some() {
+            let enabled = self
+                .client
+                .get_object_lock_configuration()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .ok()
+                .and_then(|c| c.object_lock_configuration().cloned())
+                .and_then(|c| c.object_lock_enabled().cloned())
+                == Some(ObjectLockEnabled::Enabled);
+            if !enabled {
+                return Err(NetworkError::Config {
+                    network: self.name.clone(),
+                    problem: format!(
+                        "bucket {} has no Object Lock, which object_lock_days needs (it can only be turned on when a bucket is created)",
+                        self.bucket
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 }
