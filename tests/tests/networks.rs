@@ -476,9 +476,13 @@ fn network_down_mid_backup_then_repair() {
 fn a_frozen_network_does_not_hold_back_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let server = S3Server::start(dir.path());
+    let mut opts = server.options("objects");
+    // The automatic repair looks every 2 s (then backs off while it fails).
+    opts.env
+        .push(("CAIRN_REPAIR__INTERVAL_SECS".into(), "2".into()));
     let mut env = Env::with(Options {
         verify_timeout_secs: 12,
-        ..server.options("objects")
+        ..opts
     });
     env.start_all();
     let src = env.source_dir("src");
@@ -510,7 +514,14 @@ fn a_frozen_network_does_not_hold_back_the_others() {
     let r = env.json(&["restore", id, "--to", out.to_str().unwrap(), "--json"]);
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
     assert!(r["chunks_from"].get("objects").is_none(), "{r}");
+    // Once the server answers again, the automatic repair (`serve all`
+    // runs it) copies what it lacks, with nobody running `cairn repair`.
     server.freeze(false);
+    wait_for(120, "the automatic repair to complete the backup", || {
+        (env.json(&["show", id, "--json"])["status"] == "completed").then_some(())
+    });
+    let (code, h) = health(&env, id, true);
+    assert_eq!(code, 0, "{h}");
 }
 
 /// A network with a quota takes no more than it: the backup ends degraded

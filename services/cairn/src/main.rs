@@ -95,6 +95,8 @@ pub enum Stage {
     Verify,
     Ledger,
     Retention,
+    /// Automatic repair of degraded backups (`[repair] interval_secs`).
+    Repair,
 }
 
 /// Exit codes beyond 0 (done), 1 (error) and 2 (usage).

@@ -25,7 +25,7 @@ pub async fn serve(
             );
         }
     }
-    if has(Stage::Ingest) || has(Stage::Verify) || has(Stage::Ledger) {
+    if has(Stage::Ingest) || has(Stage::Verify) || has(Stage::Ledger) || has(Stage::Repair) {
         cairn_audit_ledger::db::open_config(cfg).await?;
     }
     let keyring = if has(Stage::Ingest) || has(Stage::Encrypt) {
@@ -90,6 +90,15 @@ pub async fn serve(
             source: whoami("retention"),
         };
         tasks.spawn(async move { ("retention", cairn_retention::run(w).await) });
+    }
+    if has(Stage::Repair) && cfg.repair.interval_secs > 0 {
+        let (cfg, bus) = (cfg.clone(), bus.clone());
+        let pg = cairn_audit_ledger::db::open_config(&cfg).await?;
+        let every = Duration::from_secs(cfg.repair.interval_secs);
+        tasks.spawn(async move {
+            let r = cairn_verify::care::auto_repair(cfg, pg, bus, every, whoami("repair")).await;
+            ("repair", r)
+        });
     }
     tracing::info!(
         workers = tasks.len(),

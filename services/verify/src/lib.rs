@@ -5,6 +5,8 @@
 //! `.failed` with per-network findings. It holds no key: everything it checks
 //! is ciphertext and hashes.
 
+pub mod care;
+
 use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;
 use cairn_events::subjects::stage;

@@ -25,6 +25,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub verify: VerifyConfig,
     pub ingest: IngestConfig,
+    pub repair: RepairConfig,
     /// Redundancy policy per dataset name (`[datasets.<name>]`).
     #[serde(default)]
     pub datasets: std::collections::BTreeMap<String, DatasetPolicy>,
@@ -218,6 +219,15 @@ pub struct VerifyConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepairConfig {
+    /// Seconds between two looks for degraded backups by the automatic
+    /// repair (`cairn serve repair`, part of `all`); 0 turns it off. A
+    /// backup that stays degraded is tried again after twice the wait each
+    /// time, up to six hours.
+    pub interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestConfig {
     /// Backups one ingest worker reads at once.
     pub concurrency: usize,
@@ -249,6 +259,7 @@ impl Default for Config {
             },
             verify: VerifyConfig { timeout_secs: 300 },
             ingest: IngestConfig { concurrency: 2 },
+            repair: RepairConfig { interval_secs: 300 },
             datasets: Default::default(),
         }
     }
