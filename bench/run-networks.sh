@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cairn writing to storage networks: a local directory, two real S3 servers
-# (s3s-fs and Garage) and all three at once; restic on the same S3 servers.
+# (s3s-fs and Garage) and all three at once, an IPFS node (js-ipfs) and an
+# Arweave gateway (arlocal); restic on the same S3 servers.
 #
 # Usage: bench/run-networks.sh [SCALE]     (SCALE of the pgbench dump, default 30)
 #
@@ -10,6 +11,8 @@
 #   cairn-local    Cairn to the fs network   cairn-s3s      Cairn to s3s-fs
 #   cairn-garage   Cairn to Garage           cairn-all      Cairn to all three
 #                                                           in one backup
+#   cairn-ipfs     Cairn to a js-ipfs node   cairn-arweave  Cairn to arlocal
+#                  (Kubo RPC API)                           (mining each post)
 # Each: full backup of v1, incremental backup of v2, restore of v2 (checked
 # byte for byte against v2). cairn-all also restores from a configuration
 # that names only s3s-fs, and from one that names only Garage.
@@ -21,7 +24,7 @@
 # Environment (all optional), as for bench/run.sh:
 #   BENCH_WORK, BENCH_DATA, BENCH_KEEP=1, BENCH_REPEAT (default 3), BENCH_REV,
 #   BENCH_BUILD, BENCH_NO_BUILD=1, CAIRN_BIN, BENCH_OUT
-#   BENCH_CONFIGS="restic-s3s restic-garage cairn-local cairn-s3s cairn-garage cairn-all"
+#   BENCH_CONFIGS="restic-s3s restic-garage cairn-local cairn-s3s cairn-garage cairn-all cairn-ipfs cairn-arweave"
 #   S3S_FS_BIN, GARAGE_BIN   the servers (default: s3s-fs and garage on PATH,
 #                            else in ~/.cargo/bin)
 #
@@ -35,7 +38,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=${BENCH_BUILD:-$HOME/.cache/cairn-bench-build}
 CAIRN=${CAIRN_BIN:-$BUILD/target/release/cairn}
-CONFIGS=${BENCH_CONFIGS:-restic-s3s restic-garage cairn-local cairn-s3s cairn-garage cairn-all}
+CONFIGS=${BENCH_CONFIGS:-restic-s3s restic-garage cairn-local cairn-s3s cairn-garage cairn-all cairn-ipfs cairn-arweave}
 REPEAT=${BENCH_REPEAT:-3}
 case $REPEAT in '' | *[!0-9]* | 0) echo "run-networks.sh: BENCH_REPEAT must be a positive integer" >&2; exit 2 ;; esac
 REP=0
@@ -65,7 +68,7 @@ for c in psql pg_dump pgbench jq diff du python3; do command -v $c >/dev/null ||
 [ -x "$S3S_FS" ] || die "no s3s-fs (cargo install s3s-fs, or set S3S_FS_BIN)"
 [ -x "$GARAGE" ] || die "no garage (cargo install garage, or set GARAGE_BIN)"
 for c in $CONFIGS; do
-    case $c in restic-s3s | restic-garage | cairn-local | cairn-s3s | cairn-garage | cairn-all) ;; *) die "unknown configuration '$c' in BENCH_CONFIGS" ;; esac
+    case $c in restic-s3s | restic-garage | cairn-local | cairn-s3s | cairn-garage | cairn-all | cairn-ipfs | cairn-arweave) ;; *) die "unknown configuration '$c' in BENCH_CONFIGS" ;; esac
 done
 [[ " $CONFIGS " == *" cairn-"* ]] && build_cairn
 
@@ -82,7 +85,7 @@ if [ -n "${CAIRN_LABEL:-}" ]; then
     cp "$CAIRN" "$WORK/cairn"
     CAIRN=$WORK/cairn
 fi
-NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' S3S_PID='' GARAGE_PID='' SAMPLER_PID='' DBS_MADE=()
+NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' S3S_PID='' GARAGE_PID='' IPFS_PID='' ARWEAVE_PID='' SAMPLER_PID='' DBS_MADE=()
 
 stop_pid() { # PID: TERM, then wait for it (it is a child of this shell)
     [ -n "$1" ] || return 0
@@ -97,6 +100,8 @@ cleanup() {
     stop_pid "$NATS_PID"
     stop_pid "$S3S_PID"
     stop_pid "$GARAGE_PID"
+    stop_pid "$IPFS_PID"
+    stop_pid "$ARWEAVE_PID"
     for db in "${DBS_MADE[@]}"; do psql -X -q -d postgres -c "drop database if exists $db" 2>/dev/null; done
     if [ -n "${BENCH_KEEP:-}" ] || [ $rc -ne 0 ]; then
         say "scratch directory kept: $WORK"
@@ -180,11 +185,44 @@ garage_cli() { # ARGS...: retried for up to 20 s while the node starts
     return 1
 }
 
+# start_ipfs: a js-ipfs node (the project's test node, Kubo RPC API) with its
+# repository in $C/ipfs.
+start_ipfs() {
+    IPFS_DIR=$C/ipfs IPFS_PORT=$(free_port)
+    bash "$ROOT/scripts/servers/ipfs/start.sh" "$IPFS_DIR" "$IPFS_PORT" >"$LOG/$CFG.ipfs.log" 2>&1 &
+    IPFS_PID=$!
+    bash "$ROOT/scripts/servers/ipfs/wait.sh" "$IPFS_PORT" 120 "$IPFS_DIR" || die "the IPFS node did not start: $(tail -5 "$LOG/$CFG.ipfs.log")"
+    say "js-ipfs on 127.0.0.1:$IPFS_PORT (pid $IPFS_PID), repository in $IPFS_DIR"
+}
+
+# start_arweave: arlocal with its data in $C/arweave, the test wallet minted.
+start_arweave() {
+    ARWEAVE_DIR=$C/arweave
+    mkdir -p "$ARWEAVE_DIR"
+    bash "$ROOT/scripts/servers/arweave/start.sh" "$ARWEAVE_DIR" 0 >"$LOG/$CFG.arlocal.out" 2>"$LOG/$CFG.arlocal.log" &
+    ARWEAVE_PID=$!
+    for _ in $(seq 600); do
+        grep -q '"ready":true' "$LOG/$CFG.arlocal.out" 2>/dev/null && break
+        kill -0 "$ARWEAVE_PID" 2>/dev/null || die "arlocal stopped: $(tail -5 "$LOG/$CFG.arlocal.log")"
+        sleep 0.2
+    done
+    ARWEAVE_PORT=$(jq -r .port "$LOG/$CFG.arlocal.out")
+    ARWEAVE_WALLET=$ROOT/scripts/servers/arweave/test-wallet.json
+    local addr
+    addr=$(python3 -c 'import base64,hashlib,json,sys; n=json.load(open(sys.argv[1]))["n"]; n+="="*(-len(n)%4); print(base64.urlsafe_b64encode(hashlib.sha256(base64.urlsafe_b64decode(n)).digest()).decode().rstrip("="))' "$ARWEAVE_WALLET")
+    curl -sf "http://127.0.0.1:$ARWEAVE_PORT/mint/$addr/100000000000000000000" >/dev/null || die "arlocal mint failed"
+    say "arlocal on 127.0.0.1:$ARWEAVE_PORT (pid $ARWEAVE_PID), data in $ARWEAVE_DIR"
+}
+
 stop_servers() {
     stop_pid "$S3S_PID"
     S3S_PID=''
     stop_pid "$GARAGE_PID"
     GARAGE_PID=''
+    stop_pid "$IPFS_PID"
+    IPFS_PID=''
+    stop_pid "$ARWEAVE_PID"
+    ARWEAVE_PID=''
 }
 
 # net_dir NET: the directory that holds what network NET stores
@@ -193,6 +231,8 @@ net_dir() {
     local) echo "$C/net-local" ;;
     s3s) echo "$S3S_DIR" ;;
     garage) echo "$GARAGE_DIR" ;;
+    ipfs) echo "$IPFS_DIR" ;;
+    arweave) echo "$ARWEAVE_DIR" ;;
     esac
 }
 
@@ -226,10 +266,10 @@ sampler() { # PG_PIDS: lines "t serve nats pg s3s garage" (t in epoch seconds)
 phase() {
     local key=$1
     shift
-    local pgb serve0 nats0 pg0 s3s0 garage0
+    local pgb serve0 nats0 pg0 s3s0 garage0 node0
     pgb=''
     [ -n "$SERVE_PID" ] && pgb=$(pg_backends | tr '\n' ' ')
-    serve0=$(ticks_of "$SERVE_PID") nats0=$(ticks_of "$NATS_PID") s3s0=$(ticks_of "$S3S_PID") garage0=$(ticks_of "$GARAGE_PID")
+    serve0=$(ticks_of "$SERVE_PID") nats0=$(ticks_of "$NATS_PID") s3s0=$(ticks_of "$S3S_PID") garage0=$(ticks_of "$GARAGE_PID") node0=$(ticks_of "$IPFS_PID" "$ARWEAVE_PID")
     # shellcheck disable=SC2086
     pg0=$(ticks_of $pgb)
     sampler "$pgb" >"$LOG/$key.cpu-timeline" &
@@ -254,6 +294,10 @@ phase() {
         put "$key.garage_cpu" "$(ticks_to_s $(($(ticks_of "$GARAGE_PID") - garage0)))"
         put "$key.garage_hwm_kib" "$(hwm_kib "$GARAGE_PID")"
     fi
+    if [ -n "$IPFS_PID$ARWEAVE_PID" ]; then # node servers: their own process only
+        put "$key.node_cpu" "$(ticks_to_s $(($(ticks_of "$IPFS_PID" "$ARWEAVE_PID") - node0)))"
+        put "$key.node_hwm_kib" "$(($(hwm_kib "$IPFS_PID" | sed 's/^$/0/') + $(hwm_kib "$ARWEAVE_PID" | sed 's/^$/0/')))"
+    fi
     # Cairn's own processes (client + serve + nats-server; restore is the
     # client alone), the servers, and everything together.
     local own_rss own_cpu srv_rss srv_cpu
@@ -264,8 +308,8 @@ phase() {
     elif [ -n "$SERVE_PID" ]; then
         own_cpu=$(sum "$own_cpu" "$(last "$key.serve_cpu")" "$(last "$key.nats_cpu")" "$(last "$key.pg_cpu")")
     fi
-    srv_rss=$(($(last "$key.s3s_hwm_kib" | sed 's/^$/0/') + $(last "$key.garage_hwm_kib" | sed 's/^$/0/')))
-    srv_cpu=$(sum "$(last "$key.s3s_cpu")" "$(last "$key.garage_cpu")")
+    srv_rss=$(($(last "$key.s3s_hwm_kib" | sed 's/^$/0/') + $(last "$key.garage_hwm_kib" | sed 's/^$/0/') + $(last "$key.node_hwm_kib" | sed 's/^$/0/')))
+    srv_cpu=$(sum "$(last "$key.s3s_cpu")" "$(last "$key.garage_cpu")" "$(last "$key.node_cpu")")
     put "$key.own_rss_kib" "$own_rss"
     put "$key.own_cpu" "$own_cpu"
     [ "$srv_rss" -gt 0 ] && put "$key.server_rss_kib" "$srv_rss"
@@ -353,6 +397,9 @@ EOF
             "$S3S_PORT" "$BUCKET" "$S3S_KEY" ;;
         garage) printf '\n[[networks]]\nname = "garage"\nkind = "s3"\nendpoint = "http://127.0.0.1:%s"\nregion = "garage"\nbucket = "%s"\naccess_key_id = "%s"\n' \
             "$GARAGE_PORT" "$BUCKET" "$GARAGE_KEY" ;;
+        ipfs) printf '\n[[networks]]\nname = "ipfs"\nkind = "ipfs"\nendpoint = "http://127.0.0.1:%s"\nkey_prefix = "bench"\n' "$IPFS_PORT" ;;
+        arweave) printf '\n[[networks]]\nname = "arweave"\nkind = "arweave"\nendpoint = "http://127.0.0.1:%s"\nwallet_file = "%s"\nkey_prefix = "bench-%s"\nmine = true\n' \
+            "$ARWEAVE_PORT" "$ARWEAVE_WALLET" "$RUN_ID" ;;
         esac
     done >>"$file"
 }
@@ -375,7 +422,7 @@ run_cairn() { # NET...
     K=cairn.$CFG_NAME
     CFG_TOKEN=${CFG_NAME//-/_}
     for n in "${nets[@]}"; do
-        case $n in s3s) start_s3s ;; garage) start_garage ;; esac
+        case $n in s3s) start_s3s ;; garage) start_garage ;; ipfs) start_ipfs ;; arweave) start_arweave ;; esac
     done
     NATS_PORT=$(free_port)
     PGDB="cairn_bench_${RUN_ID}_r${REP}_$CFG_TOKEN" # global: pg_backends reads it
@@ -563,6 +610,8 @@ for REP in $(seq "$REPEAT"); do
         cairn-s3s) run_cairn s3s ;;
         cairn-garage) run_cairn garage ;;
         cairn-all) run_cairn local s3s garage ;;
+        cairn-ipfs) run_cairn ipfs ;;
+        cairn-arweave) run_cairn arweave ;;
         esac
         # the next configuration starts from nothing
         [ -n "${BENCH_KEEP:-}" ] || rm -rf "$C"
@@ -651,6 +700,22 @@ REPORT=$WORK/report.md
             case $ph in restore) lab="all three configured (fastest first)" ;; restore_s3s) lab="s3s-fs alone (a config naming only it)" ;; restore_garage) lab="Garage alone (a config naming only it)" ;; esac
             echo "| $lab | $(cell_wall cairn.all.$ph) | $(cell_rate cairn.all.$ph "$V2_BYTES") | $(mib "$(get cairn.all.$ph.rss_kib)") | $(v cairn.all.$ph.cpu) | $(v cairn.all.$ph.server_cpu) | $(vals cairn.all.$ph.chunks_from) |"
         done
+        echo
+    fi
+    if [[ " $CONFIGS " == *" cairn-ipfs "* || " $CONFIGS " == *" cairn-arweave "* ]]; then
+        echo "Cairn to an IPFS node (js-ipfs 0.66.1, Kubo RPC API) and to an Arweave gateway (arlocal, mining after each"
+        echo "post, one post at a time), with Cairn to the local directory again for scale (no restic: it speaks neither):"
+        echo
+        echo "| | Cairn → local dir | Cairn → IPFS | Cairn → Arweave |"
+        echo "|---|---:|---:|---:|"
+        for ph in full incr restore; do
+            case $ph in full) lab="Full backup (v1)" bytes=$V1_BYTES ;; incr) lab="Incremental (v2)" bytes=$V2_BYTES ;; restore) lab="Restore (v2)" bytes=$V2_BYTES ;; esac
+            echo "| $lab: wall s | $(cell_wall cairn.local.$ph) | $(cell_wall cairn.ipfs.$ph) | $(cell_wall cairn.arweave.$ph) |"
+            echo "| $lab: **MB/s** | $(cell_rate cairn.local.$ph "$bytes") | $(cell_rate cairn.ipfs.$ph "$bytes") | $(cell_rate cairn.arweave.$ph "$bytes") |"
+            echo "| $lab: CPU s, Cairn | $(v cairn.local.$ph.own_cpu) | $(v cairn.ipfs.$ph.own_cpu) | $(v cairn.arweave.$ph.own_cpu) |"
+            echo "| $lab: CPU s, the node | – | $(v cairn.ipfs.$ph.node_cpu) | $(v cairn.arweave.$ph.node_cpu) |"
+        done
+        echo "| Repository after both backups, MB (the node's whole data directory) | $(mb "$(get cairn.local.after_both.local_bytes)") | $(mb "$(get cairn.ipfs.after_both.ipfs_bytes)") | $(mb "$(get cairn.arweave.after_both.arweave_bytes)") |"
         echo
     fi
     echo "Where a Cairn backup's time goes, per configuration (medians; seconds from the start of \`cairn backup\`):"
