@@ -395,8 +395,16 @@ fn network_down_mid_backup_then_repair() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(dir.path());
     let mut node = IpfsServer::start(dir.path());
+    let pins = PinningServer::start(dir.path());
+    let token_file = dir.path().join("pinning-token");
+    std::fs::write(&token_file, &pins.token).unwrap();
     let mut opts = s3.options("objects");
     opts.extra_toml.push_str(&node.network_toml("ipfs"));
+    opts.extra_toml.push_str(&format!(
+        "pinning_endpoint = \"{}\"\npinning_token_file = \"{}\"\n",
+        pins.endpoint,
+        token_file.display()
+    ));
     let mut env = Env::with(Options {
         verify_timeout_secs: 10,
         max_deliver: 3,
@@ -454,6 +462,25 @@ fn network_down_mid_backup_then_repair() {
     let (code, h) = health(&env, &id, true);
     assert_eq!(code, 0, "{h}");
     assert_eq!(network(&h, "ipfs")["missing"], 0, "{h}");
+    // Every object on the node has exactly one remote pin request, even
+    // those whose first put died with the node; health reports them.
+    let remote = pins.pins();
+    let names: std::collections::BTreeSet<&str> = remote
+        .iter()
+        .map(|p| p["pin"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), remote.len(), "duplicate pin requests");
+    let reported: u64 = network(&h, "ipfs")["remote_copies"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no remote_copies: {h}"))
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(reported, remote.len() as u64, "{h}");
+    assert!(
+        reported >= network(&h, "ipfs")["objects"].as_u64().unwrap(),
+        "{h}"
+    );
     wait_for(
         30,
         "the ledger to record the repaired backup as completed",
@@ -798,8 +825,7 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
         "a deleted object keeps no remote pin"
     );
     assert_eq!(remote.len(), 3, "no stray pins: {remote:?}");
-    let ipfs = cairn_networks::ipfs::IpfsNetwork::new(&cfg).unwrap();
-    let counts = ipfs.remote_pins().await.unwrap().unwrap();
+    let counts = net.remote_copies().await.unwrap().unwrap();
     assert_eq!(counts.values().sum::<u64>(), 3, "{counts:?}");
 
     // An object of several 1 MiB blocks: the node's tree CID is the one

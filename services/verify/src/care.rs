@@ -231,8 +231,14 @@ pub async fn health(
                 f.corrupt.len()
             ));
         }
+        let remote = match net.remote_copies().await {
+            Ok(Some(by_status)) => json!(by_status),
+            Ok(None) => serde_json::Value::Null,
+            Err(e) => json!({ "error": e.to_string() }),
+        };
         reports.push(json!({
             "network": net.name(),
+            "remote_copies": remote,
             "reachable": reach.is_ok(),
             "error": reach.err().map(|e| e.to_string()),
             "latency_ms": (latency_ms * 10.0).round() / 10.0,

@@ -14,6 +14,7 @@ pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a `put` did.
@@ -64,6 +65,13 @@ pub trait Network: Send + Sync + 'static {
     async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError>;
     /// Objects and bytes stored under the repository (for quotas and cost).
     async fn usage(&self) -> Result<Usage, NetworkError>;
+    /// Copies the network has kept elsewhere on its own behalf, by status
+    /// (IPFS: this repository's pin requests at the remote pinning service,
+    /// `queued`/`pinning`/`pinned`/`failed`); `None` where there is no such
+    /// thing.
+    async fn remote_copies(&self) -> Result<Option<BTreeMap<String, u64>>, NetworkError> {
+        Ok(None)
+    }
 }
 
 pub type DynNetwork = Arc<dyn Network>;

@@ -389,18 +389,6 @@ impl IpfsNetwork {
         Ok(out)
     }
 
-    /// How many of this repository's pin requests the pinning service has in
-    /// each status (`None`: no pinning service configured).
-    pub async fn remote_pins(&self) -> Result<Option<BTreeMap<String, u64>>, NetworkError> {
-        let Some(p) = &self.pinning else {
-            return Ok(None);
-        };
-        p.count(&self.repo)
-            .await
-            .map(Some)
-            .map_err(|e| self.rpc_err("pin status", "", e))
-    }
-
     /// The CID that names every object of the repository now.
     pub async fn root_cid(&self) -> Result<Cid, NetworkError> {
         let st = self
@@ -627,6 +615,17 @@ impl Network for IpfsNetwork {
             p.check().await.map_err(rpc)?;
         }
         Ok(())
+    }
+
+    /// This repository's pin requests at the pinning service, by status.
+    async fn remote_copies(&self) -> Result<Option<BTreeMap<String, u64>>, NetworkError> {
+        let Some(p) = &self.pinning else {
+            return Ok(None);
+        };
+        p.count(&self.repo)
+            .await
+            .map(Some)
+            .map_err(|e| self.rpc_err("pin status", "", e))
     }
 
     async fn usage(&self) -> Result<Usage, NetworkError> {
