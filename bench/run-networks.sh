@@ -389,6 +389,11 @@ url = "host=127.0.0.1 port=5432 user=postgres dbname=$PGDB"
 
 [telemetry]
 log = "info"
+
+[verify]
+# Arweave through arlocal takes ~0.75 s per object (sign, post, mine, one at
+# a time): more than the default 300 s for a full backup of this data set.
+timeout_secs = 3600
 EOF
     for n in "$@"; do
         case $n in
