@@ -21,7 +21,18 @@ fi
 command -v python3 >/dev/null || { echo "error: python3 is needed" >&2; exit 1; }
 echo "==> installing $want into $dir (PyPI, ~30 s once)" >&2
 rm -rf "$dir"
-python3 -m venv "$dir" >&2 || { echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
+if ! python3 -m venv "$dir" >&2; then
+  # Debian's python3 keeps venv in a separate package.
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Debian's python3-venv" >&2
+    apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$dir"
+    python3 -m venv "$dir" >&2
+  else
+    echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  fi
+fi
 "$dir/bin/pip" install --quiet --disable-pip-version-check "$want" >&2
 echo "$want" > "$dir/.cairn-installed"
 echo "$dir/bin/moto_server"
