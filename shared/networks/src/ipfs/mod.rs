@@ -26,6 +26,8 @@ use std::time::Duration;
 
 /// Deadline for MFS metadata calls (never fetch from other peers).
 const META_SECS: u64 = 10;
+/// Directory listings in flight at once.
+const LIST_IN_FLIGHT: usize = 8;
 /// Deadline for data calls: this, plus a second per MiB.
 const DATA_SECS: u64 = 30;
 
@@ -347,46 +349,61 @@ impl IpfsNetwork {
     /// Every object under `dir` (an MFS directory below the root, "" for
     /// the root) with its size.
     async fn walk(&self, dir: &str) -> Result<Vec<(String, u64)>, Rpc> {
-        #[derive(Deserialize)]
-        struct Listing {
-            #[serde(rename = "Entries", default)]
-            entries: Option<Vec<Entry>>,
-        }
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        // Directories of one level are listed several at a time: `chunks/`
+        // alone is 256 of them, each a round trip.
         let mut out = Vec::new();
-        let mut pending = vec![dir.trim_end_matches('/').to_string()];
-        while let Some(d) = pending.pop() {
-            let mfs = if d.is_empty() {
-                self.root.clone()
-            } else {
-                self.mfs(&d)
-            };
-            let listing = match self
-                .call_json::<Listing>(
-                    "files/ls",
-                    &[("arg", mfs.as_str()), ("long", "true")],
-                    META_SECS,
-                )
-                .await
-            {
-                Ok(l) => l,
-                Err(Rpc::Missing) => continue,
-                Err(e) => return Err(e),
-            };
-            for e in listing.entries.unwrap_or_default() {
-                let p = if d.is_empty() {
-                    e.name.clone()
-                } else {
-                    format!("{d}/{}", e.name)
-                };
-                if e.kind == 1 {
-                    pending.push(p);
-                } else {
-                    out.push((p, e.size));
+        let mut level = vec![dir.trim_end_matches('/').to_string()];
+        while !level.is_empty() {
+            let listings: Vec<(String, Vec<Entry>)> = stream::iter(level)
+                .map(|d| async move { self.ls(&d).await.map(|e| (d, e)) })
+                .buffer_unordered(LIST_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            level = Vec::new();
+            for (d, entries) in listings {
+                for e in entries {
+                    let p = if d.is_empty() {
+                        e.name
+                    } else {
+                        format!("{d}/{}", e.name)
+                    };
+                    if e.kind == 1 {
+                        level.push(p);
+                    } else {
+                        out.push((p, e.size));
+                    }
                 }
             }
         }
         out.sort();
         Ok(out)
+    }
+
+    /// The entries of one MFS directory below the root (none if it is absent).
+    async fn ls(&self, dir: &str) -> Result<Vec<Entry>, Rpc> {
+        #[derive(Deserialize)]
+        struct Listing {
+            #[serde(rename = "Entries", default)]
+            entries: Option<Vec<Entry>>,
+        }
+        let mfs = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            self.mfs(dir)
+        };
+        match self
+            .call_json::<Listing>(
+                "files/ls",
+                &[("arg", mfs.as_str()), ("long", "true")],
+                META_SECS,
+            )
+            .await
+        {
+            Ok(l) => Ok(l.entries.unwrap_or_default()),
+            Err(Rpc::Missing) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The CID that names every object of the repository now.
