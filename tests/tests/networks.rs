@@ -906,6 +906,13 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
         "an object whose remote pin failed is not in MFS (its put will be retried)"
     );
 
+    // A node at its storage limit: health says so before writes fail.
+    tokio::task::block_in_place(|| node.rpc("config?arg=Datastore.StorageMax&arg=1KB"));
+    let err = net.health().await.unwrap_err().to_string();
+    assert!(err.contains("repository is full"), "{err}");
+    tokio::task::block_in_place(|| node.rpc("config?arg=Datastore.StorageMax&arg=10GB"));
+    net.health().await.unwrap();
+
     // The node down: a clear error naming the network, not a hang.
     tokio::task::block_in_place(|| node.stop());
     let err = net.get("config").await.unwrap_err().to_string();

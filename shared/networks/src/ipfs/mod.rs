@@ -406,6 +406,26 @@ impl IpfsNetwork {
         }
     }
 
+    /// Refuses a node whose repository is (nearly) at its `StorageMax`:
+    /// its writes would start failing. `repo/stat` numbers are strings on
+    /// js-ipfs and numbers on Kubo.
+    async fn node_space(&self) -> Result<(), Rpc> {
+        let v: serde_json::Value = self.call_json("repo/stat", &[], META_SECS).await?;
+        let num = |k: &str| {
+            v[k].as_u64()
+                .or_else(|| v[k].as_str().and_then(|t| t.parse().ok()))
+        };
+        match (num("RepoSize"), num("StorageMax")) {
+            (Some(size), Some(max)) if max > 0 && size.saturating_mul(100) >= max.saturating_mul(95) => {
+                Err(Rpc::Fail(format!(
+                    "the node's repository is full: {size} of its {max} bytes (Datastore.StorageMax); raise it, or run `repo gc` while no Cairn writer uses the node"
+                )))
+            }
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err(Rpc::Fail(format!("repo/stat: unexpected answer {v}"))),
+        }
+    }
+
     /// The CID that names every object of the repository now.
     pub async fn root_cid(&self) -> Result<Cid, NetworkError> {
         let st = self
@@ -628,6 +648,7 @@ impl Network for IpfsNetwork {
         .await
         .map_err(rpc)?;
         self.stat(&self.root).await.map_err(rpc)?;
+        self.node_space().await.map_err(rpc)?;
         if let Some(p) = &self.pinning {
             p.check().await.map_err(rpc)?;
         }
