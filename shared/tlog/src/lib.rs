@@ -1,0 +1,15 @@
+//! The core of Cairn's transparency log (the audit ledger as an RFC 6962 /
+//! RFC 9162 Merkle tree): checking inclusion and consistency proofs from the
+//! bytes an auditor is handed, with nothing else trusted. The tree
+//! arithmetic is `tlog_tiles`' (a port of Go's sumdb `tlog`, the code behind
+//! Go's checksum database); this crate adds the edge cases a verifier must
+//! refuse and errors that say what was wrong.
+//!
+//! Leaf hash SHA-256(0x00 ‖ entry), node hash SHA-256(0x01 ‖ left ‖ right).
+//! Conformance: every inclusion and consistency vector of
+//! transparency-dev/merkle, tampered ones included (`tests/vectors.rs`).
+
+pub mod proof;
+
+pub use proof::{verify_consistency, verify_inclusion, ProofError};
+pub use tlog_tiles::tlog::{node_hash, record_hash as leaf_hash, Hash};
