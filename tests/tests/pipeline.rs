@@ -743,6 +743,25 @@ fn audit_verify_detects_tampering() {
         assert!(!o.status.success(), "tampering not detected");
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
+    // Rewrite one hash of the stored Merkle tree: named, with the entries
+    // it covers; then the tree root in the head.
+    let flip_tree = format!("{bypass} UPDATE ledger_tree SET hash = set_byte(hash, 0, get_byte(hash, 0) # 1) WHERE idx = 2");
+    psql(&db, &flip_tree);
+    let e = verify_err(&env);
+    assert!(
+        e.contains("tree hash 2") && e.contains("entries 1–2"),
+        "{e}"
+    );
+    psql(&db, &flip_tree);
+    env.ok(&["audit", "verify"]);
+    let flip_root =
+        "UPDATE ledger_head SET tree_root = set_byte(tree_root, 0, get_byte(tree_root, 0) # 1)";
+    psql(&db, flip_root);
+    let e = verify_err(&env);
+    assert!(e.contains("head tree root"), "{e}");
+    psql(&db, flip_root);
+    env.ok(&["audit", "verify"]);
+
     // Edit one byte of entry 5.
     psql(&db, &format!("{bypass} UPDATE ledger_entries SET entry = set_byte(entry, 10, get_byte(entry, 10) # 1) WHERE seq = 5"));
     assert!(verify_err(&env).contains("entry 5"));

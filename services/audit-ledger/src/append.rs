@@ -32,7 +32,7 @@ impl Ledger {
 
     /// Appends `events` (raw bytes, already decoded as `envs`) in one
     /// transaction. Returns how many were new.
-    async fn append(&self, items: &[(&[u8], &Envelope)]) -> Result<usize, tokio_postgres::Error> {
+    async fn append(&self, items: &[(&[u8], &Envelope)]) -> Result<usize, crate::tree::TreeError> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await?;
         let head = tx
@@ -41,7 +41,9 @@ impl Ledger {
                 &[],
             )
             .await?;
-        let mut size: i64 = head.get(0);
+        let first: i64 = head.get(0);
+        let mut size = first;
+        let mut leaves: Vec<[u8; 32]> = Vec::new();
         let mut prev: Vec<u8> = head.get(1);
         let ids: Vec<&str> = items.iter().map(|(_, e)| e.id.as_str()).collect();
         let mut seen: HashSet<String> = tx
@@ -82,11 +84,13 @@ impl Ledger {
             .await?;
             projection::apply(&tx, env).await?;
             prev = next.to_vec();
+            leaves.push(leaf);
             added += 1;
         }
+        let root = crate::tree::append(&tx, first as u64, &leaves).await?;
         tx.execute(
-            "UPDATE ledger_head SET size = $1, chain_hash = $2 WHERE id = 1",
-            &[&size, &prev],
+            "UPDATE ledger_head SET size = $1, chain_hash = $2, tree_root = $3 WHERE id = 1",
+            &[&size, &prev, &root.0.as_slice()],
         )
         .await?;
         tx.commit().await?;

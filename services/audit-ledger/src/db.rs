@@ -11,10 +11,15 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
     #[error("invalid postgres.url: {0}")]
     Url(String),
+    #[error("ledger migration: {0}")]
+    Migrate(String),
 }
 
 /// The migrations, in order. Each runs once, inside one transaction.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../schemas/sql/0001_ledger.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../schemas/sql/0001_ledger.sql")),
+    (2, include_str!("../../../schemas/sql/0002_ledger_tree.sql")),
+];
 
 fn describe(cfg: &tokio_postgres::Config) -> String {
     let host = cfg
@@ -109,6 +114,12 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
             .is_some();
         if !done {
             tx.batch_execute(sql).await?;
+            if *version == 2 {
+                // The tree over entries appended before it existed.
+                crate::tree::backfill(&tx)
+                    .await
+                    .map_err(|e| DbError::Migrate(e.to_string()))?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
                 &[version],

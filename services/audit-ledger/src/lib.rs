@@ -1,9 +1,11 @@
 //! The audit ledger: every event of every stage, appended exactly once to a
-//! PostgreSQL log with RFC 6962 leaf hashes and a running chain hash, plus the
-//! projections (backups, object digests, chunk copies) the other parts query.
+//! PostgreSQL log with RFC 6962 leaf hashes, the Merkle tree over them and a
+//! running chain hash, plus the projections (backups, object digests, chunk
+//! copies) the other parts query.
 //!
 //! * [`db`]: connection and migrations (`schemas/sql`).
 //! * [`append`]: the batch consumer that writes the log.
+//! * [`tree`]: the log's Merkle tree (stored hashes, roots).
 //! * [`projection`]: what each event changes in the projections.
 //! * [`query`]: reads for the CLI and the stages.
 //! * [`check`]: `cairn audit verify`.
@@ -13,6 +15,7 @@ pub mod check;
 pub mod db;
 pub mod projection;
 pub mod query;
+pub mod tree;
 
 use cairn_bus::Bus;
 use cairn_events::subjects::stage;

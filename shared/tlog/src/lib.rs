@@ -10,6 +10,10 @@
 //! transparency-dev/merkle, tampered ones included (`tests/vectors.rs`).
 
 pub mod proof;
+pub mod reader;
 
 pub use proof::{verify_consistency, verify_inclusion, ProofError};
-pub use tlog_tiles::tlog::{node_hash, record_hash as leaf_hash, Hash};
+pub use tlog_tiles::tlog::{
+    node_hash, record_hash as leaf_hash, split_stored_hash_index, stored_hash_count,
+    stored_hashes_for_record_hash, tree_hash, Hash,
+};
