@@ -794,6 +794,54 @@ fn audit_verify_detects_tampering() {
     assert!(e.contains("head") || e.contains("entry"), "{e}");
 }
 
+/// A ledger written before the Merkle tree was stored (schema version 1)
+/// gets its tree built from the entries when it is migrated, with the same
+/// root the entries give, and verifies.
+#[test]
+fn ledger_tree_is_built_for_an_older_log() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 200_000, 3);
+    env.backup(&[src.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(1));
+    env.worker(0).kill9();
+    let before = env.json(&["audit", "verify", "--json"]);
+    let db = env.db.clone();
+    assert_eq!(
+        psql(&db, "select encode(tree_root, 'hex') from ledger_head"),
+        before["report"]["merkle_root"].as_str().unwrap()
+    );
+    // Back to schema version 1, entries kept.
+    psql(
+        &db,
+        "SET session_replication_role = replica;
+         DROP TABLE ledger_tree;
+         ALTER TABLE ledger_head DROP COLUMN tree_root;
+         DELETE FROM schema_migrations WHERE version = 2;",
+    );
+    let after = env.json(&["audit", "verify", "--json"]);
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(
+        after["report"]["merkle_root"],
+        before["report"]["merkle_root"]
+    );
+    assert_eq!(
+        psql(&db, "select encode(tree_root, 'hex') from ledger_head"),
+        before["report"]["merkle_root"].as_str().unwrap()
+    );
+    let entries: i64 = psql(&db, "select count(*) from ledger_entries")
+        .parse()
+        .unwrap();
+    let hashes: i64 = psql(&db, "select count(*) from ledger_tree")
+        .parse()
+        .unwrap();
+    assert!(
+        hashes >= entries,
+        "{hashes} tree hashes for {entries} entries"
+    );
+}
+
 /// `deploy/streams.json` is what `cairn setup --print` prints with the
 /// default configuration: the operators' copy never drifts from the code.
 #[test]
