@@ -97,6 +97,23 @@ pub enum NetworkError {
 }
 
 impl NetworkError {
+    /// An I/O failure of `op` on `path`, described by `detail`.
+    pub fn io(network: &str, op: &'static str, path: &str, detail: impl std::fmt::Display) -> Self {
+        NetworkError::Io {
+            network: network.to_string(),
+            op,
+            path: path.to_string(),
+            source: std::io::Error::other(detail.to_string()),
+        }
+    }
+
+    pub fn not_found(network: &str, path: &str) -> Self {
+        NetworkError::NotFound {
+            network: network.to_string(),
+            path: path.to_string(),
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, NetworkError::NotFound { .. })
     }

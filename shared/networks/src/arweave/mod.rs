@@ -108,12 +108,7 @@ impl ArweaveNetwork {
     }
 
     fn err(&self, op: &'static str, path: &str, detail: impl std::fmt::Display) -> NetworkError {
-        NetworkError::Io {
-            network: self.name.clone(),
-            op,
-            path: path.to_string(),
-            source: std::io::Error::other(detail.to_string()),
-        }
+        NetworkError::io(&self.name, op, path, detail)
     }
 
     async fn text(

@@ -154,12 +154,7 @@ impl IpfsNetwork {
     }
 
     fn err(&self, op: &'static str, path: &str, detail: impl std::fmt::Display) -> NetworkError {
-        NetworkError::Io {
-            network: self.name.clone(),
-            op,
-            path: path.to_string(),
-            source: std::io::Error::other(detail.to_string()),
-        }
+        NetworkError::io(&self.name, op, path, detail)
     }
 
     fn rpc_err(&self, op: &'static str, path: &str, e: Rpc) -> NetworkError {
@@ -246,6 +241,14 @@ impl IpfsNetwork {
             Err(Rpc::Missing) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `files/stat` of an object that must exist (else `NotFound`).
+    async fn stat_object(&self, path: &str) -> Result<Stat, NetworkError> {
+        self.stat(&self.mfs(path))
+            .await
+            .map_err(|e| self.rpc_err("get", path, e))?
+            .ok_or_else(|| NetworkError::not_found(&self.name, path))
     }
 
     async fn rm(&self, mfs: &str) -> Result<(), Rpc> {
@@ -500,14 +503,7 @@ impl Network for IpfsNetwork {
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
         check_path(&self.name, path)?;
         let rpc = |e| self.rpc_err("get", path, e);
-        let st = self
-            .stat(&self.mfs(path))
-            .await
-            .map_err(rpc)?
-            .ok_or_else(|| NetworkError::NotFound {
-                network: self.name.clone(),
-                path: path.to_string(),
-            })?;
+        let st = self.stat_object(path).await?;
         let cid = parse_cid(&st.hash).map_err(|e| self.err("get", path, e))?;
         let c = cid.to_string();
         let r = self
@@ -545,14 +541,7 @@ impl Network for IpfsNetwork {
     async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
         check_path(&self.name, path)?;
         let rpc = |e| self.rpc_err("get", path, e);
-        let st = self
-            .stat(&self.mfs(path))
-            .await
-            .map_err(rpc)?
-            .ok_or_else(|| NetworkError::NotFound {
-                network: self.name.clone(),
-                path: path.to_string(),
-            })?;
+        let st = self.stat_object(path).await?;
         if offset >= st.size {
             return Ok(Bytes::new());
         }
