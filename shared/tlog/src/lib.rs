@@ -5,10 +5,14 @@
 //! Go's checksum database); this crate adds the edge cases a verifier must
 //! refuse and errors that say what was wrong.
 //!
+//! `checkpoint` signs and verifies the log's checkpoints (C2SP
+//! tlog-checkpoint in a signed note, Ed25519).
+//!
 //! Leaf hash SHA-256(0x00 ‖ entry), node hash SHA-256(0x01 ‖ left ‖ right).
 //! Conformance: every inclusion and consistency vector of
 //! transparency-dev/merkle, tampered ones included (`tests/vectors.rs`).
 
+pub mod checkpoint;
 pub mod proof;
 pub mod reader;
 
