@@ -842,6 +842,99 @@ fn ledger_tree_is_built_for_an_older_log() {
     );
 }
 
+/// Signed checkpoints: `audit keygen` makes the key (secret 0600, public
+/// beside it); `audit checkpoint` signs the ledger's size and Merkle root,
+/// which an auditor verifies with the public key alone; the next one is
+/// proven to extend it; once the stored tree is rewritten the signer refuses.
+#[test]
+fn audit_checkpoints_are_signed_and_never_inconsistent() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("ledger.key");
+    let mut env = Env::with(Options {
+        env: vec![(
+            "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
+            key.display().to_string(),
+        )],
+        ..Options::default()
+    });
+    let vkey = env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let vkey = vkey.trim().to_string();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(key.with_extension("key.pub"))
+            .unwrap()
+            .trim(),
+        vkey
+    );
+    let again = env.run(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 100_000, 5);
+    env.backup(&[src.to_str().unwrap()]);
+    let c1 = env.json(&["audit", "checkpoint", "--json"]);
+    let cp = cairn_tlog::checkpoint::verify(c1["checkpoint"].as_str().unwrap().as_bytes(), &vkey)
+        .expect("the checkpoint verifies with the public key");
+    assert_eq!(cp.origin(), "cairn.test/ledger");
+    assert_eq!(Some(cp.size()), c1["size"].as_u64());
+    assert_eq!(hex::encode(cp.hash().0), c1["root"].as_str().unwrap());
+    assert!(cp.size() > 0);
+
+    text_file(&src.join("b.txt"), 100_000, 6);
+    env.backup(&[src.to_str().unwrap()]);
+    let db = env.db.clone();
+    wait_for(30, "the ledger to grow", || {
+        (psql(&db, "select size from ledger_head")
+            .parse::<u64>()
+            .unwrap()
+            > cp.size())
+        .then_some(())
+    });
+    let c2 = env.json(&["audit", "checkpoint", "--json"]);
+    assert_eq!(c2["extends"].as_u64(), Some(cp.size()), "{c2}");
+    let cp2 = cairn_tlog::checkpoint::verify(c2["checkpoint"].as_str().unwrap().as_bytes(), &vkey)
+        .unwrap();
+    assert!(cp2.size() > cp.size());
+    assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), "2");
+
+    // History rewritten in the database (every stored tree hash): no
+    // signature for it, and nothing recorded.
+    env.worker(0).kill9();
+    psql(
+        &db,
+        "SET session_replication_role = replica; UPDATE ledger_tree SET hash = set_byte(hash, 0, get_byte(hash, 0) # 1)",
+    );
+    let o = env.run(&["audit", "checkpoint"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refusing to sign"), "{err}");
+    assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), "2");
+    assert_eq!(
+        std::fs::read_to_string(key.with_extension("key.last")).unwrap(),
+        c2["checkpoint"].as_str().unwrap()
+    );
+}
+
 /// `deploy/streams.json` is what `cairn setup --print` prints with the
 /// default configuration: the operators' copy never drifts from the code.
 #[test]

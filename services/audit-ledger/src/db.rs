@@ -19,6 +19,10 @@ pub enum DbError {
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../schemas/sql/0001_ledger.sql")),
     (2, include_str!("../../../schemas/sql/0002_ledger_tree.sql")),
+    (
+        3,
+        include_str!("../../../schemas/sql/0003_ledger_checkpoints.sql"),
+    ),
 ];
 
 fn describe(cfg: &tokio_postgres::Config) -> String {

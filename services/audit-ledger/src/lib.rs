@@ -9,9 +9,11 @@
 //! * [`projection`]: what each event changes in the projections.
 //! * [`query`]: reads for the CLI and the stages.
 //! * [`check`]: `cairn audit verify`.
+//! * [`checkpoint`]: issuing signed checkpoints, never two inconsistent ones.
 
 pub mod append;
 pub mod check;
+pub mod checkpoint;
 pub mod db;
 pub mod projection;
 pub mod query;

@@ -13,7 +13,8 @@ pub fn empty_root() -> Hash {
     Hash(cairn_crypto::merkle::empty_root())
 }
 
-async fn fetch<C: GenericClient>(
+/// The stored hashes at `indexes` (those that exist).
+pub async fn fetch<C: GenericClient>(
     c: &C,
     indexes: Vec<u64>,
 ) -> Result<Vec<(u64, Hash)>, tokio_postgres::Error> {

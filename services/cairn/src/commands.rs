@@ -399,3 +399,54 @@ pub async fn audit_verify(cfg: &cairn_config::Config, as_json: bool) -> anyhow::
         bail!("ledger tampered: {}", report.problems[0])
     }
 }
+
+pub fn audit_keygen(origin: &str, key_file: &std::path::Path) -> anyhow::Result<u8> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (skey, vkey) = cairn_tlog::checkpoint::generate(origin)?;
+    let public = {
+        let mut p = key_file.as_os_str().to_owned();
+        p.push(".pub");
+        std::path::PathBuf::from(p)
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key_file)
+        .with_context(|| {
+            format!(
+                "{} (an existing key is never overwritten)",
+                key_file.display()
+            )
+        })?;
+    f.write_all(format!("{skey}\n").as_bytes())?;
+    std::fs::write(&public, format!("{vkey}\n")).with_context(|| public.display().to_string())?;
+    println!("{vkey}");
+    eprintln!(
+        "signing key in {} (keep it off the database host); public key in {}: give it to auditors",
+        key_file.display(),
+        public.display()
+    );
+    Ok(0)
+}
+
+pub async fn audit_checkpoint(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
+    let key_file =
+        cfg.audit.signing_key_file.as_deref().context(
+            "no signing key: set [audit] signing_key_file (`cairn audit keygen` makes one)",
+        )?;
+    let mut pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let issued = cairn_audit_ledger::checkpoint::issue(&mut pg, key_file).await?;
+    if as_json {
+        output::json(&serde_json::json!({
+            "size": issued.size,
+            "root": hex::encode(issued.root.0),
+            "extends": issued.extends,
+            "checkpoint": String::from_utf8_lossy(&issued.note),
+        }));
+    } else {
+        print!("{}", String::from_utf8_lossy(&issued.note));
+    }
+    Ok(0)
+}

@@ -84,6 +84,21 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make the ledger's checkpoint signing key (Ed25519): the secret key
+    /// goes to KEY_FILE (mode 0600), the public key to KEY_FILE.pub.
+    Keygen {
+        /// The log's name, in every checkpoint (e.g. `backup.example.com/ledger`).
+        #[arg(long)]
+        origin: String,
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Sign a checkpoint of the ledger now (size and Merkle root), after
+    /// proving it extends the last one signed.
+    Checkpoint {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum, Debug)]
@@ -156,9 +171,11 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
             all,
             json,
         } => care::repair(&cfg, backup_id.as_deref(), all, json).await,
-        Command::Audit {
-            command: AuditCommand::Verify { json },
-        } => commands::audit_verify(&cfg, json).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { json } => commands::audit_verify(&cfg, json).await,
+            AuditCommand::Keygen { origin, key_file } => commands::audit_keygen(&origin, &key_file),
+            AuditCommand::Checkpoint { json } => commands::audit_checkpoint(&cfg, json).await,
+        },
     }
 }
 

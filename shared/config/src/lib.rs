@@ -26,6 +26,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub ingest: IngestConfig,
     pub repair: RepairConfig,
+    pub audit: AuditConfig,
     /// Redundancy policy per dataset name (`[datasets.<name>]`).
     #[serde(default)]
     pub datasets: std::collections::BTreeMap<String, DatasetPolicy>,
@@ -218,6 +219,16 @@ pub struct VerifyConfig {
     pub timeout_secs: u64,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditConfig {
+    /// The file holding the ledger's checkpoint signing key (made by `cairn
+    /// audit keygen`; keep it off the database host). Its neighbour
+    /// `<file>.last` remembers the last checkpoint signed, so that no
+    /// inconsistent one is ever signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepairConfig {
     /// Seconds between two looks for degraded backups by the automatic
@@ -260,6 +271,7 @@ impl Default for Config {
             verify: VerifyConfig { timeout_secs: 300 },
             ingest: IngestConfig { concurrency: 2 },
             repair: RepairConfig { interval_secs: 300 },
+            audit: AuditConfig::default(),
             datasets: Default::default(),
         }
     }
@@ -551,7 +563,8 @@ fn unknown_keys(value: &toml::Value, known: &serde_json::Value, at: &str, out: &
             ("", "datasets") => Some(serde_json::Value::Null),
             ("telemetry", "log")
             | ("telemetry", "otlp_endpoint")
-            | ("postgres", "password_file") => Some(serde_json::Value::Null),
+            | ("postgres", "password_file")
+            | ("audit", "signing_key_file") => Some(serde_json::Value::Null),
             _ => known.get(k).cloned(),
         };
         match (expected, v) {

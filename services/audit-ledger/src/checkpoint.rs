@@ -1,0 +1,144 @@
+//! Issuing signed checkpoints of the ledger. The signer never signs two
+//! inconsistent checkpoints: it keeps the last one it signed in a file beside
+//! its key (outside the database) and, before signing a new size, proves from
+//! the stored tree that the log is an append-only extension of it. A database
+//! owner who rewrites history can therefore not obtain a signature for it.
+
+use crate::tree::{self, TreeError};
+use cairn_tlog::checkpoint::LogKey;
+use cairn_tlog::reader::{run_with, Known};
+use cairn_tlog::{verify_consistency, Hash};
+use std::path::{Path, PathBuf};
+use tokio_postgres::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("signing key {path}: {detail}")]
+    Key { path: PathBuf, detail: String },
+    #[error("the ledger is empty: there is nothing to sign")]
+    Empty,
+    #[error("refusing to sign: {0}")]
+    Inconsistent(String),
+    #[error("the last signed checkpoint {path}: {detail}")]
+    State { path: PathBuf, detail: String },
+}
+
+/// A checkpoint issued (or the same one again, when nothing was appended).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed note, as auditors get it.
+    pub note: Vec<u8>,
+    /// The size of the previous checkpoint this one was proven to extend.
+    pub extends: Option<u64>,
+}
+
+/// `<key file>.last`: the last checkpoint this key signed.
+pub fn state_file(key_file: &Path) -> PathBuf {
+    let mut p = key_file.as_os_str().to_owned();
+    p.push(".last");
+    PathBuf::from(p)
+}
+
+fn last_signed(path: &Path) -> Result<Option<(u64, Hash)>, IssueError> {
+    let bad = |detail: String| IssueError::State {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let note = signed_note::Note::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+    let cp = tlog_tiles::checkpoint::Checkpoint::from_bytes(note.text())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Some((cp.size(), *cp.hash())))
+}
+
+/// Signs a checkpoint of the ledger as it is now with the key in `key_file`.
+pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueError> {
+    let text = std::fs::read_to_string(key_file).map_err(|e| IssueError::Key {
+        path: key_file.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let key = LogKey::from_text(&text).map_err(|e| IssueError::Key {
+        path: key_file.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let state = state_file(key_file);
+    let previous = last_signed(&state)?;
+
+    let tx = pg.transaction().await?;
+    let size: i64 = tx
+        .query_one("SELECT size FROM ledger_head WHERE id = 1 FOR SHARE", &[])
+        .await?
+        .get(0);
+    let size = size as u64;
+    if size == 0 {
+        return Err(IssueError::Empty);
+    }
+    let mut known = Known::new();
+    let root = tree::root(&tx, &mut known, size).await?;
+    let extends = match previous {
+        None => None,
+        Some((old, _)) if old > size => {
+            return Err(IssueError::Inconsistent(format!(
+                "the ledger holds {size} entries, but a checkpoint of {old} was signed: entries were removed"
+            )))
+        }
+        Some((old, old_root)) if old == size => {
+            if old_root != root {
+                return Err(IssueError::Inconsistent(format!(
+                    "the ledger's root at size {size} is not the one signed for that size: history was rewritten"
+                )));
+            }
+            Some(old)
+        }
+        Some((old, old_root)) => {
+            let proof = run_with(
+                &mut known,
+                |r| tlog_tiles::tlog::prove_tree(size, old, r),
+                |need| tree::fetch(&tx, need),
+            )
+            .await?
+            .map_err(TreeError::from)?;
+            let proof: Vec<Vec<u8>> = proof.iter().map(|h| h.0.to_vec()).collect();
+            verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(|e| {
+                IssueError::Inconsistent(format!(
+                    "the ledger is not an append-only extension of the checkpoint signed at size {old} ({e}): history was rewritten"
+                ))
+            })?;
+            Some(old)
+        }
+    };
+    let note = key.sign(size, root).map_err(|e| IssueError::Key {
+        path: key_file.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    tx.execute(
+        "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
+        &[&(size as i64), &root.0.as_slice(), &note],
+    )
+    .await?;
+    tx.commit().await?;
+    // Remember it only once it is recorded; written whole or not at all.
+    let tmp = state.with_extension("last.tmp");
+    std::fs::write(&tmp, &note)
+        .and_then(|_| std::fs::rename(&tmp, &state))
+        .map_err(|e| IssueError::State {
+            path: state.clone(),
+            detail: e.to_string(),
+        })?;
+    Ok(Issued {
+        size,
+        root,
+        note,
+        extends,
+    })
+}
