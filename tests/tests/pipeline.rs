@@ -917,6 +917,89 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
     assert!(cp2.size() > cp.size());
     assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), "2");
 
+    // Inclusion proofs, checked offline: the database and broker named in
+    // the environment do not exist for `check-proof`.
+    let proofs = env.path().join("proofs");
+    let public = key.with_extension("key.pub");
+    let offline = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
+            "CAIRN_POSTGRES__URL",
+            "host=127.0.0.1 port=1 user=nobody dbname=gone",
+        );
+        env.run_with(c, args, None)
+    };
+    for seq in [1, 3, cp2.size()] {
+        env.ok(&[
+            "audit",
+            "prove",
+            &seq.to_string(),
+            "--out",
+            proofs.to_str().unwrap(),
+        ]);
+        let o = offline(&[
+            "audit",
+            "check-proof",
+            proofs
+                .join(format!("entry-{seq}.tlog-proof"))
+                .to_str()
+                .unwrap(),
+            "--entry",
+            proofs.join(format!("entry-{seq}.bin")).to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "entry {seq}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout)
+            .contains(&format!("entry {seq} is in log cairn.test/ledger")));
+    }
+    let proof3 = proofs.join("entry-3.tlog-proof");
+    let entry3 = proofs.join("entry-3.bin");
+    let check3 = |entry: &std::path::Path, key: &str| {
+        offline(&[
+            "audit",
+            "check-proof",
+            proof3.to_str().unwrap(),
+            "--entry",
+            entry.to_str().unwrap(),
+            "--key",
+            key,
+        ])
+    };
+    // Another entry's bytes, an edited entry, another key: refused.
+    let o = check3(&proofs.join("entry-1.bin"), public.to_str().unwrap());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not entry 3"));
+    let mut edited = std::fs::read(&entry3).unwrap();
+    edited[5] ^= 1;
+    let edited_path = proofs.join("edited.bin");
+    std::fs::write(&edited_path, &edited).unwrap();
+    assert!(!check3(&edited_path, public.to_str().unwrap())
+        .status
+        .success());
+    let other_key = env.path().join("other.key");
+    let other_vkey = env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        other_key.to_str().unwrap(),
+    ]);
+    let o = check3(&entry3, other_vkey.trim());
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no valid signature")
+    );
+    // An entry no checkpoint covers yet.
+    let last = psql(&db, "select size from ledger_head");
+    if last.parse::<u64>().unwrap() > cp2.size() {
+        let o = env.run(&["audit", "prove", &last, "--out", proofs.to_str().unwrap()]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("no signed checkpoint covers"));
+    }
+
     // History rewritten in the database (every stored tree hash): no
     // signature for it, and nothing recorded.
     env.worker(0).kill9();

@@ -10,12 +10,14 @@
 //! * [`query`]: reads for the CLI and the stages.
 //! * [`check`]: `cairn audit verify`.
 //! * [`checkpoint`]: issuing signed checkpoints, never two inconsistent ones.
+//! * [`prove`]: inclusion proofs of entries against them.
 
 pub mod append;
 pub mod check;
 pub mod checkpoint;
 pub mod db;
 pub mod projection;
+pub mod prove;
 pub mod query;
 pub mod tree;
 

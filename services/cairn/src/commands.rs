@@ -450,3 +450,50 @@ pub async fn audit_checkpoint(cfg: &cairn_config::Config, as_json: bool) -> anyh
     }
     Ok(0)
 }
+
+pub async fn audit_prove(
+    cfg: &cairn_config::Config,
+    seq: u64,
+    out: &std::path::Path,
+) -> anyhow::Result<u8> {
+    if seq == 0 {
+        bail!("entries are numbered from 1");
+    }
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let p = cairn_audit_ledger::prove::inclusion(&pg, seq).await?;
+    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    let entry = out.join(format!("entry-{seq}.bin"));
+    let proof = out.join(format!("entry-{seq}.tlog-proof"));
+    std::fs::write(&entry, &p.entry).with_context(|| entry.display().to_string())?;
+    std::fs::write(&proof, &p.file).with_context(|| proof.display().to_string())?;
+    println!(
+        "entry {seq}: {} and {} (against the checkpoint of size {})",
+        entry.display(),
+        proof.display(),
+        p.checkpoint_size
+    );
+    Ok(0)
+}
+
+pub fn audit_check_proof(
+    proof: &std::path::Path,
+    entry: &std::path::Path,
+    key: &str,
+) -> anyhow::Result<u8> {
+    let vkey = match std::fs::read_to_string(key) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => key.trim().to_string(),
+    };
+    let file = std::fs::read(proof).with_context(|| proof.display().to_string())?;
+    let bytes = std::fs::read(entry).with_context(|| entry.display().to_string())?;
+    let (p, cp) = cairn_tlog::proof_file::check(&file, &bytes, &vkey)
+        .with_context(|| format!("{} does not prove {}", proof.display(), entry.display()))?;
+    println!(
+        "entry {} is in log {} (checkpoint of size {}, root {})",
+        p.index + 1,
+        cp.origin(),
+        cp.size(),
+        hex::encode(cp.hash().0)
+    );
+    Ok(0)
+}

@@ -99,6 +99,23 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write entry SEQ's exact bytes and its inclusion proof (C2SP
+    /// tlog-proof, against the newest signed checkpoint covering it) to DIR.
+    Prove {
+        seq: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an inclusion proof offline: needs only the proof, the entry's
+    /// bytes and the log's public key (no database, no broker).
+    CheckProof {
+        proof: PathBuf,
+        #[arg(long)]
+        entry: PathBuf,
+        /// The log's public key, or a file holding it (`cairn audit keygen`'s KEY_FILE.pub).
+        #[arg(long)]
+        key: String,
+    },
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum, Debug)]
@@ -175,6 +192,10 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
             AuditCommand::Verify { json } => commands::audit_verify(&cfg, json).await,
             AuditCommand::Keygen { origin, key_file } => commands::audit_keygen(&origin, &key_file),
             AuditCommand::Checkpoint { json } => commands::audit_checkpoint(&cfg, json).await,
+            AuditCommand::Prove { seq, out } => commands::audit_prove(&cfg, seq, &out).await,
+            AuditCommand::CheckProof { proof, entry, key } => {
+                commands::audit_check_proof(&proof, &entry, &key)
+            }
         },
     }
 }

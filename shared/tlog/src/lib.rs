@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod proof;
+pub mod proof_file;
 pub mod reader;
 
 pub use proof::{verify_consistency, verify_inclusion, ProofError};

@@ -1,0 +1,63 @@
+//! Inclusion proofs of ledger entries, as C2SP tlog-proof files against the
+//! newest signed checkpoint that covers the entry (`cairn audit prove`).
+
+use crate::tree::{self, TreeError};
+use cairn_tlog::proof_file;
+use cairn_tlog::reader::{run_with, Known};
+use tokio_postgres::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("the ledger has no entry {0}")]
+    NoEntry(u64),
+    #[error("no signed checkpoint covers entry {0} yet: run `cairn audit checkpoint`")]
+    NoCheckpoint(u64),
+}
+
+/// Entry `seq` (1-based) with its proof file.
+pub struct EntryProof {
+    pub seq: u64,
+    /// The exact bytes that were logged (and hashed).
+    pub entry: Vec<u8>,
+    /// The C2SP tlog-proof file.
+    pub file: Vec<u8>,
+    pub checkpoint_size: u64,
+}
+
+pub async fn inclusion(pg: &Client, seq: u64) -> Result<EntryProof, ProveError> {
+    let entry: Vec<u8> = pg
+        .query_opt(
+            "SELECT entry FROM ledger_entries WHERE seq = $1",
+            &[&(seq as i64)],
+        )
+        .await?
+        .ok_or(ProveError::NoEntry(seq))?
+        .get(0);
+    let cp = pg
+        .query_opt(
+            "SELECT size, note FROM ledger_checkpoints WHERE size >= $1 ORDER BY size DESC LIMIT 1",
+            &[&(seq as i64)],
+        )
+        .await?
+        .ok_or(ProveError::NoCheckpoint(seq))?;
+    let size: i64 = cp.get(0);
+    let note: Vec<u8> = cp.get(1);
+    let mut known = Known::new();
+    let proof = run_with(
+        &mut known,
+        |r| tlog_tiles::tlog::prove_record(size as u64, seq - 1, r),
+        |need| tree::fetch(pg, need),
+    )
+    .await?
+    .map_err(TreeError::from)?;
+    Ok(EntryProof {
+        seq,
+        file: proof_file::format(seq - 1, &proof, &note),
+        entry,
+        checkpoint_size: size as u64,
+    })
+}
