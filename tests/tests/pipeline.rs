@@ -993,6 +993,43 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
     assert!(
         !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no valid signature")
     );
+    // The second checkpoint extends the first, checked offline; a proof
+    // file with a changed hash is refused.
+    let cons = proofs.join("consistency.json");
+    env.ok(&[
+        "audit",
+        "consistency",
+        &cp.size().to_string(),
+        &cp2.size().to_string(),
+        "--out",
+        cons.to_str().unwrap(),
+    ]);
+    let o = offline(&[
+        "audit",
+        "check-proof",
+        cons.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("extends the tree of {}", cp.size()))
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cons).unwrap()).unwrap();
+    v["proof"][0] = serde_json::json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    std::fs::write(&cons, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = offline(&[
+        "audit",
+        "check-proof",
+        cons.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("not an append-only extension")
+    );
+
     // An entry no checkpoint covers yet.
     let last = psql(&db, "select size from ledger_head");
     if last.parse::<u64>().unwrap() > cp2.size() {

@@ -1,5 +1,7 @@
-//! Inclusion proofs of ledger entries, as C2SP tlog-proof files against the
-//! newest signed checkpoint that covers the entry (`cairn audit prove`).
+//! Proofs from the ledger's stored tree: inclusion of an entry, as a C2SP
+//! tlog-proof file against the newest signed checkpoint that covers it
+//! (`cairn audit prove`), and consistency between two signed checkpoints
+//! (`cairn audit consistency`).
 
 use crate::tree::{self, TreeError};
 use cairn_tlog::proof_file;
@@ -16,6 +18,10 @@ pub enum ProveError {
     NoEntry(u64),
     #[error("no signed checkpoint covers entry {0} yet: run `cairn audit checkpoint`")]
     NoCheckpoint(u64),
+    #[error("no checkpoint was signed at size {0} (see ledger_checkpoints)")]
+    NoCheckpointAt(u64),
+    #[error("the older size {0} must be below the newer {1}")]
+    Order(u64, u64),
 }
 
 /// Entry `seq` (1-based) with its proof file.
@@ -60,4 +66,31 @@ pub async fn inclusion(pg: &Client, seq: u64) -> Result<EntryProof, ProveError> 
         entry,
         checkpoint_size: size as u64,
     })
+}
+
+/// A consistency proof between the signed checkpoints at sizes `old` and
+/// `new` (both must have been signed), as `cairn_tlog::proof_file` writes it.
+pub async fn consistency(pg: &Client, old: u64, new: u64) -> Result<Vec<u8>, ProveError> {
+    if old == 0 || old >= new {
+        return Err(ProveError::Order(old, new));
+    }
+    let note = |size: u64| async move {
+        pg.query_opt(
+            "SELECT note FROM ledger_checkpoints WHERE size = $1",
+            &[&(size as i64)],
+        )
+        .await?
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .ok_or(ProveError::NoCheckpointAt(size))
+    };
+    let (old_note, new_note) = (note(old).await?, note(new).await?);
+    let mut known = Known::new();
+    let proof = run_with(
+        &mut known,
+        |r| tlog_tiles::tlog::prove_tree(new, old, r),
+        |need| tree::fetch(pg, need),
+    )
+    .await?
+    .map_err(TreeError::from)?;
+    Ok(proof_file::format_consistency(&old_note, &new_note, &proof))
 }

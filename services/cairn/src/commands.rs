@@ -475,9 +475,22 @@ pub async fn audit_prove(
     Ok(0)
 }
 
+pub async fn audit_consistency(
+    cfg: &cairn_config::Config,
+    old: u64,
+    new: u64,
+    out: &std::path::Path,
+) -> anyhow::Result<u8> {
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let file = cairn_audit_ledger::prove::consistency(&pg, old, new).await?;
+    std::fs::write(out, file).with_context(|| out.display().to_string())?;
+    println!("consistency of sizes {old} and {new}: {}", out.display());
+    Ok(0)
+}
+
 pub fn audit_check_proof(
     proof: &std::path::Path,
-    entry: &std::path::Path,
+    entry: Option<&std::path::Path>,
     key: &str,
 ) -> anyhow::Result<u8> {
     let vkey = match std::fs::read_to_string(key) {
@@ -485,6 +498,20 @@ pub fn audit_check_proof(
         Err(_) => key.trim().to_string(),
     };
     let file = std::fs::read(proof).with_context(|| proof.display().to_string())?;
+    if file.first() == Some(&b'{') {
+        let (old, new) = cairn_tlog::proof_file::check_consistency(&file, &vkey)
+            .with_context(|| format!("{} is not a valid consistency proof", proof.display()))?;
+        println!(
+            "log {}: the tree of {} entries extends the tree of {} (roots {} and {})",
+            new.origin(),
+            new.size(),
+            old.size(),
+            hex::encode(new.hash().0),
+            hex::encode(old.hash().0)
+        );
+        return Ok(0);
+    }
+    let entry = entry.context("an inclusion proof needs the entry's bytes: --entry FILE")?;
     let bytes = std::fs::read(entry).with_context(|| entry.display().to_string())?;
     let (p, cp) = cairn_tlog::proof_file::check(&file, &bytes, &vkey)
         .with_context(|| format!("{} does not prove {}", proof.display(), entry.display()))?;

@@ -106,12 +106,21 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Check an inclusion proof offline: needs only the proof, the entry's
-    /// bytes and the log's public key (no database, no broker).
+    /// Prove that the log signed at NEW entries extends the one signed at
+    /// OLD (both sizes of signed checkpoints) into FILE.
+    Consistency {
+        old: u64,
+        new: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a proof offline: an inclusion proof with the entry's bytes
+    /// (`--entry`), or a consistency proof; needs only the log's public key
+    /// (no database, no broker).
     CheckProof {
         proof: PathBuf,
         #[arg(long)]
-        entry: PathBuf,
+        entry: Option<PathBuf>,
         /// The log's public key, or a file holding it (`cairn audit keygen`'s KEY_FILE.pub).
         #[arg(long)]
         key: String,
@@ -193,8 +202,11 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
             AuditCommand::Keygen { origin, key_file } => commands::audit_keygen(&origin, &key_file),
             AuditCommand::Checkpoint { json } => commands::audit_checkpoint(&cfg, json).await,
             AuditCommand::Prove { seq, out } => commands::audit_prove(&cfg, seq, &out).await,
+            AuditCommand::Consistency { old, new, out } => {
+                commands::audit_consistency(&cfg, old, new, &out).await
+            }
             AuditCommand::CheckProof { proof, entry, key } => {
-                commands::audit_check_proof(&proof, &entry, &key)
+                commands::audit_check_proof(&proof, entry.as_deref(), &key)
             }
         },
     }

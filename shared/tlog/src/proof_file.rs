@@ -1,7 +1,9 @@
-//! Inclusion proofs as files, in the C2SP tlog-proof format: a header, the
+//! Proofs as files. Inclusion proofs in the C2SP tlog-proof format: a header, the
 //! entry's index, the Merkle inclusion proof, a blank line, and the signed
 //! checkpoint it is proven against. With the entry's bytes and the log's
 //! public key, anyone checks one offline: no database, no broker.
+//! Consistency proofs (for which C2SP defines no file) are a small JSON
+//! document holding both signed checkpoints and the proof.
 //!
 //! ```text
 //! c2sp.org/tlog-proof@v1
@@ -27,6 +29,15 @@ pub enum ProofFileError {
     Malformed(String),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(
+        "the log at size {new} is not an append-only extension of the log at size {old}: {source}"
+    )]
+    Inconsistent {
+        old: u64,
+        new: u64,
+        #[source]
+        source: ProofError,
+    },
     #[error("the entry is not entry {} (index {index}) of the checkpointed log: {source}", .index + 1)]
     NotIncluded {
         index: u64,
@@ -141,4 +152,61 @@ mod tests {
             assert!(matches!(parse(bad), Err(ProofFileError::Malformed(_))));
         }
     }
+}
+
+/// Marks a consistency proof file (JSON; C2SP has no format for these).
+pub const CONSISTENCY_FORMAT: &str = "cairn-tlog-consistency@v1";
+
+/// A consistency proof between two signed checkpoints of one log, as JSON:
+/// `{"format", "old", "new", "proof"}` (the checkpoints as signed notes, the
+/// proof hashes in base64).
+pub fn format_consistency(old: &[u8], new: &[u8], proof: &[Hash]) -> Vec<u8> {
+    let v = serde_json::json!({
+        "format": CONSISTENCY_FORMAT,
+        "old": String::from_utf8_lossy(old),
+        "new": String::from_utf8_lossy(new),
+        "proof": proof.iter().map(|h| B64.encode(h.0)).collect::<Vec<_>>(),
+    });
+    let mut out = serde_json::to_vec_pretty(&v).expect("serializes");
+    out.push(b'\n');
+    out
+}
+
+/// Checks a consistency proof file: both checkpoints are signed by `vkey`
+/// and the newer tree is an append-only extension of the older. Returns
+/// (older, newer).
+pub fn check_consistency(
+    file: &[u8],
+    vkey: &str,
+) -> Result<(Checkpoint, Checkpoint), ProofFileError> {
+    let bad = |m: &str| ProofFileError::Malformed(m.to_string());
+    let v: serde_json::Value =
+        serde_json::from_slice(file).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    if v["format"] != CONSISTENCY_FORMAT {
+        return Err(bad("not a cairn-tlog-consistency@v1 file"));
+    }
+    let text = |k: &str| {
+        v[k].as_str()
+            .map(|s| s.as_bytes().to_vec())
+            .ok_or_else(|| bad(&format!("no {k:?} checkpoint")))
+    };
+    let old = checkpoint::verify(&text("old")?, vkey)?;
+    let new = checkpoint::verify(&text("new")?, vkey)?;
+    let proof = v["proof"]
+        .as_array()
+        .ok_or_else(|| bad("no proof"))?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .ok_or_else(|| bad("a proof hash is not base64"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::proof::verify_consistency(old.size(), new.size(), &proof, &old.hash().0, &new.hash().0)
+        .map_err(|source| ProofFileError::Inconsistent {
+            old: old.size(),
+            new: new.size(),
+            source,
+        })?;
+    Ok((old, new))
 }
