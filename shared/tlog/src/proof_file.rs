@@ -125,35 +125,6 @@ pub fn check(
     Ok((p, cp))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_malformed_files() {
-        let proof = [Hash([1; 32]), Hash([2; 32])];
-        let file = format(41, &proof, b"origin\n1\nroot\n\n- sig\n");
-        let p = parse(&file).unwrap();
-        assert_eq!(p.index, 41);
-        assert_eq!(p.proof, vec![vec![1u8; 32], vec![2u8; 32]]);
-        assert_eq!(p.checkpoint, b"origin\n1\nroot\n\n- sig\n");
-        assert!(p.extra.is_none());
-        let with_extra = b"c2sp.org/tlog-proof@v1\nextra aGk=\nindex 0\n\ncp";
-        assert_eq!(
-            parse(with_extra).unwrap().extra.as_deref(),
-            Some(&b"hi"[..])
-        );
-        for bad in [
-            &b"c2sp.org/tlog-proof@v2\nindex 1\n\ncp"[..],
-            b"c2sp.org/tlog-proof@v1\nindex x\n\ncp",
-            b"c2sp.org/tlog-proof@v1\nindex 1\nnot*base64\n\ncp",
-            b"c2sp.org/tlog-proof@v1\nindex 1\n",
-        ] {
-            assert!(matches!(parse(bad), Err(ProofFileError::Malformed(_))));
-        }
-    }
-}
-
 /// Marks a consistency proof file (JSON; C2SP has no format for these).
 pub const CONSISTENCY_FORMAT: &str = "cairn-tlog-consistency@v1";
 
@@ -209,4 +180,33 @@ pub fn check_consistency(
             source,
         })?;
     Ok((old, new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_malformed_files() {
+        let proof = [Hash([1; 32]), Hash([2; 32])];
+        let file = format(41, &proof, b"origin\n1\nroot\n\n- sig\n");
+        let p = parse(&file).unwrap();
+        assert_eq!(p.index, 41);
+        assert_eq!(p.proof, vec![vec![1u8; 32], vec![2u8; 32]]);
+        assert_eq!(p.checkpoint, b"origin\n1\nroot\n\n- sig\n");
+        assert!(p.extra.is_none());
+        let with_extra = b"c2sp.org/tlog-proof@v1\nextra aGk=\nindex 0\n\ncp";
+        assert_eq!(
+            parse(with_extra).unwrap().extra.as_deref(),
+            Some(&b"hi"[..])
+        );
+        for bad in [
+            &b"c2sp.org/tlog-proof@v2\nindex 1\n\ncp"[..],
+            b"c2sp.org/tlog-proof@v1\nindex x\n\ncp",
+            b"c2sp.org/tlog-proof@v1\nindex 1\nnot*base64\n\ncp",
+            b"c2sp.org/tlog-proof@v1\nindex 1\n",
+        ] {
+            assert!(matches!(parse(bad), Err(ProofFileError::Malformed(_))));
+        }
+    }
 }
