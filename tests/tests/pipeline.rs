@@ -852,10 +852,13 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("ledger.key");
     let mut env = Env::with(Options {
-        env: vec![(
-            "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
-            key.display().to_string(),
-        )],
+        env: vec![
+            (
+                "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
+                key.display().to_string(),
+            ),
+            ("CAIRN_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "2".into()),
+        ],
         ..Options::default()
     });
     let vkey = env.ok(&[
@@ -899,6 +902,38 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
     assert_eq!(Some(cp.size()), c1["size"].as_u64());
     assert_eq!(hex::encode(cp.hash().0), c1["root"].as_str().unwrap());
     assert!(cp.size() > 0);
+    // Copies outside the database: the network and the AUDIT stream.
+    assert_eq!(c1["published"], "ok", "{c1}");
+    assert_eq!(c1["networks"]["local"], "ok", "{c1}");
+    let on_network = env
+        .network_dir("local")
+        .join(format!("checkpoints/{:020}", cp.size()));
+    assert_eq!(
+        std::fs::read_to_string(&on_network).unwrap(),
+        c1["checkpoint"].as_str().unwrap()
+    );
+    let prefix = env.prefix.clone();
+    let nats = env.nats.url();
+    let published = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+            let stream = js
+                .get_stream(format!("{}_AUDIT", prefix.to_uppercase().replace('-', "_")))
+                .await
+                .unwrap();
+            let info = stream.cached_info().config.clone();
+            assert!(
+                info.deny_delete && info.deny_purge,
+                "the AUDIT stream can be purged"
+            );
+            let msg = stream
+                .get_last_raw_message_by_subject(&format!("{prefix}.audit.checkpoint"))
+                .await
+                .unwrap();
+            String::from_utf8(msg.payload.to_vec()).unwrap()
+        });
+    assert_eq!(published, c1["checkpoint"].as_str().unwrap());
 
     text_file(&src.join("b.txt"), 100_000, 6);
     env.backup(&[src.to_str().unwrap()]);
@@ -911,11 +946,24 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
         .then_some(())
     });
     let c2 = env.json(&["audit", "checkpoint", "--json"]);
-    assert_eq!(c2["extends"].as_u64(), Some(cp.size()), "{c2}");
+    // It extends the last one signed: ours, or one `serve checkpoint`
+    // signed meanwhile (every 2 s here).
+    assert!(c2["extends"].as_u64().unwrap() >= cp.size(), "{c2}");
     let cp2 = cairn_tlog::checkpoint::verify(c2["checkpoint"].as_str().unwrap().as_bytes(), &vkey)
         .unwrap();
     assert!(cp2.size() > cp.size());
-    assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), "2");
+    // `serve checkpoint` signs the ledger as it grows, on its own.
+    text_file(&src.join("c.txt"), 100_000, 7);
+    env.backup(&[src.to_str().unwrap()]);
+    wait_for(30, "serve to sign the grown ledger", || {
+        let head = psql(&db, "select size from ledger_head");
+        (psql(
+            &db,
+            &format!("select count(*) from ledger_checkpoints where size = {head}"),
+        ) == "1"
+            && head.parse::<u64>().unwrap() > cp2.size())
+        .then_some(())
+    });
 
     // Inclusion proofs, checked offline: the database and broker named in
     // the environment do not exist for `check-proof`.
@@ -1030,16 +1078,17 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
             && String::from_utf8_lossy(&o.stderr).contains("not an append-only extension")
     );
 
-    // An entry no checkpoint covers yet.
-    let last = psql(&db, "select size from ledger_head");
-    if last.parse::<u64>().unwrap() > cp2.size() {
-        let o = env.run(&["audit", "prove", &last, "--out", proofs.to_str().unwrap()]);
-        assert!(String::from_utf8_lossy(&o.stderr).contains("no signed checkpoint covers"));
-    }
+    // An entry that does not exist.
+    let beyond = psql(&db, "select size + 1000 from ledger_head");
+    let o = env.run(&["audit", "prove", &beyond, "--out", proofs.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("has no entry {beyond}")));
 
     // History rewritten in the database (every stored tree hash): no
     // signature for it, and nothing recorded.
     env.worker(0).kill9();
+    let signed = psql(&db, "select count(*) from ledger_checkpoints");
+    let last_signed = std::fs::read_to_string(key.with_extension("key.last")).unwrap();
     psql(
         &db,
         "SET session_replication_role = replica; UPDATE ledger_tree SET hash = set_byte(hash, 0, get_byte(hash, 0) # 1)",
@@ -1048,10 +1097,10 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("refusing to sign"), "{err}");
-    assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), "2");
+    assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), signed);
     assert_eq!(
         std::fs::read_to_string(key.with_extension("key.last")).unwrap(),
-        c2["checkpoint"].as_str().unwrap()
+        last_signed
     );
 }
 

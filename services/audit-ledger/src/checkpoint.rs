@@ -72,6 +72,17 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
         detail: e.to_string(),
     })?;
     let state = state_file(key_file);
+    // One signer at a time per key (a `serve checkpoint` and a `cairn audit
+    // checkpoint` may race): the state file must only ever move forward.
+    let lock_path = state.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| IssueError::State {
+        path: lock_path.clone(),
+        detail: e.to_string(),
+    })?;
+    lock.lock().map_err(|e| IssueError::State {
+        path: lock_path,
+        detail: e.to_string(),
+    })?;
     let previous = last_signed(&state)?;
 
     let tx = pg.transaction().await?;
@@ -135,10 +146,101 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
             path: state.clone(),
             detail: e.to_string(),
         })?;
+    drop(lock);
     Ok(Issued {
         size,
         root,
         note,
         extends,
     })
+}
+
+/// Where a checkpoint went outside the database.
+#[derive(Debug, Clone)]
+pub struct Copies {
+    /// Published on `<prefix>.audit.checkpoint` (or why not).
+    pub published: Result<(), String>,
+    /// Written to each network as `checkpoints/<size>` (or why not).
+    pub networks: Vec<(String, Result<(), String>)>,
+}
+
+/// Sends a signed checkpoint out of the database: onto the AUDIT stream
+/// (deny delete, deny purge) and to every network, so that copies the
+/// database owner does not control witness the log.
+pub async fn send_out(
+    issued: &Issued,
+    bus: Option<&cairn_bus::Bus>,
+    repo: &cairn_repo::Repository,
+) -> Copies {
+    let published = match bus {
+        Some(b) => b
+            .publish_checkpoint(issued.size, &issued.note)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("no broker".into()),
+    };
+    let path = cairn_repo::layout::checkpoint(issued.size);
+    let mut networks = Vec::new();
+    for n in repo.networks() {
+        let r = n
+            .put(
+                &path,
+                issued.note.clone().into(),
+                cairn_networks::PutMode::IfAbsent,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        networks.push((n.name().to_string(), r));
+    }
+    Copies {
+        published,
+        networks,
+    }
+}
+
+/// Issues a checkpoint every `every` while the ledger grows, and sends each
+/// out (`cairn serve checkpoint`). A refusal (inconsistent history) is
+/// logged as an error and retried at the next tick: it must not go unseen.
+pub async fn run(
+    mut pg: Client,
+    key_file: PathBuf,
+    bus: cairn_bus::Bus,
+    repo: cairn_repo::Repository,
+    every: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut last = last_signed(&state_file(&key_file))?.map(|(size, _)| size);
+    // Also at start: a restarted signer catches up at once.
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let size: i64 = match pg
+            .query_one("SELECT size FROM ledger_head WHERE id = 1", &[])
+            .await
+        {
+            Ok(r) => r.get(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint: cannot read the ledger head");
+                continue;
+            }
+        };
+        if size == 0 || last == Some(size as u64) {
+            continue;
+        }
+        match issue(&mut pg, &key_file).await {
+            Ok(issued) => {
+                let copies = send_out(&issued, Some(&bus), &repo).await;
+                let failed: Vec<String> = copies
+                    .networks
+                    .iter()
+                    .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
+                    .chain(copies.published.as_ref().err().cloned())
+                    .collect();
+                tracing::info!(size = issued.size, root = %hex::encode(issued.root.0), not_sent = ?failed, "checkpoint signed");
+                last = Some(issued.size);
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint refused"),
+        }
+    }
 }

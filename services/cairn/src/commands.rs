@@ -438,15 +438,41 @@ pub async fn audit_checkpoint(cfg: &cairn_config::Config, as_json: bool) -> anyh
         )?;
     let mut pg = cairn_audit_ledger::db::open_config(cfg).await?;
     let issued = cairn_audit_ledger::checkpoint::issue(&mut pg, key_file).await?;
+    // Copies outside the database: the AUDIT stream and every network.
+    let bus = match cairn_bus::Bus::connect(&cfg.nats, "cairn-audit").await {
+        Ok(b) => match b.ensure_topology(&cfg.network_names()).await {
+            Ok(()) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "the checkpoint is not published");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "the checkpoint is not published");
+            None
+        }
+    };
+    let repo = cairn_repo::Repository::from_config(cfg)?;
+    let copies = cairn_audit_ledger::checkpoint::send_out(&issued, bus.as_ref(), &repo).await;
+    let status = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
     if as_json {
         output::json(&serde_json::json!({
             "size": issued.size,
             "root": hex::encode(issued.root.0),
             "extends": issued.extends,
             "checkpoint": String::from_utf8_lossy(&issued.note),
+            "published": status(&copies.published),
+            "networks": copies.networks.iter().map(|(n, r)| (n.clone(), status(r))).collect::<std::collections::BTreeMap<_, _>>(),
         }));
     } else {
         print!("{}", String::from_utf8_lossy(&issued.note));
+        eprintln!("published: {}", status(&copies.published));
+        for (n, r) in &copies.networks {
+            eprintln!("network {n}: {}", status(r));
+        }
     }
     Ok(0)
 }

@@ -138,6 +138,8 @@ pub enum Stage {
     Retention,
     /// Automatic repair of degraded backups (`[repair] interval_secs`).
     Repair,
+    /// Signed checkpoints of the ledger (`[audit] signing_key_file`).
+    Checkpoint,
 }
 
 /// Exit codes beyond 0 (done), 1 (error) and 2 (usage).

@@ -100,6 +100,19 @@ pub async fn serve(
             ("repair", r)
         });
     }
+    // The signer runs where its key is: only with a key configured.
+    let key = cfg.audit.signing_key_file.clone();
+    if let Some(key) = key.filter(|_| has(Stage::Checkpoint)) {
+        let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+        let every = Duration::from_secs(cfg.audit.checkpoint_interval_secs.max(1));
+        let (bus, repo) = (bus.clone(), repo.clone());
+        tasks.spawn(async move {
+            let r = cairn_audit_ledger::checkpoint::run(pg, key, bus, repo, every).await;
+            ("checkpoint", r)
+        });
+    } else if stages.contains(&Stage::Checkpoint) {
+        bail!("serve checkpoint needs [audit] signing_key_file (`cairn audit keygen` makes one)");
+    }
     tracing::info!(
         workers = tasks.len(),
         prefix = bus.subjects.prefix(),

@@ -153,6 +153,18 @@ impl Bus {
         publish::publish_once(&self.js, &subject, env.id.as_str(), encode(env).into()).await
     }
 
+    /// Publishes a signed checkpoint of the ledger (once per tree size).
+    pub async fn publish_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), BusError> {
+        let subject = self.subjects.checkpoint();
+        publish::publish_once(
+            &self.js,
+            &subject,
+            &format!("checkpoint-{size}"),
+            note.to_vec().into(),
+        )
+        .await
+    }
+
     /// Removes every stream of this prefix (tests and `cairn setup --reset`).
     pub async fn delete_topology(&self) -> Result<(), BusError> {
         for sc in topology::streams(&self.subjects, &self.cfg) {

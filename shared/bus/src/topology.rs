@@ -58,6 +58,20 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
             ..Default::default()
         },
         stream::Config {
+            name: s.audit_stream(),
+            description: Some(
+                "Cairn: signed checkpoints of the audit ledger, for auditors and witnesses".into(),
+            ),
+            subjects: vec![s.all_audit()],
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            duplicate_window: DUPLICATE_WINDOW,
+            deny_delete: true,
+            deny_purge: true,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+        stream::Config {
             name: s.dlq_stream(),
             description: Some("Cairn: dead letters, with their reason in headers".into()),
             subjects: vec![s.all_dlq()],

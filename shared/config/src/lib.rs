@@ -219,7 +219,7 @@ pub struct VerifyConfig {
     pub timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditConfig {
     /// The file holding the ledger's checkpoint signing key (made by `cairn
     /// audit keygen`; keep it off the database host). Its neighbour
@@ -227,6 +227,23 @@ pub struct AuditConfig {
     /// inconsistent one is ever signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
+    /// Seconds between checkpoints signed by `cairn serve checkpoint` (part
+    /// of `all` when a signing key is configured), while the ledger grows.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    300
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key_file: None,
+            checkpoint_interval_secs: default_checkpoint_interval(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

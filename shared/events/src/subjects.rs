@@ -61,6 +61,20 @@ impl Subjects {
     pub fn dlq_stream(&self) -> String {
         self.stream("DLQ")
     }
+    /// Stream of what the audit ledger publishes for auditors and consoles
+    /// (signed checkpoints), kept and never deleted.
+    pub fn audit_stream(&self) -> String {
+        self.stream("AUDIT")
+    }
+
+    /// `<prefix>.audit.checkpoint`: each signed checkpoint of the ledger.
+    pub fn checkpoint(&self) -> String {
+        format!("{}.audit.checkpoint", self.prefix)
+    }
+    /// Everything under `<prefix>.audit.`.
+    pub fn all_audit(&self) -> String {
+        format!("{}.audit.>", self.prefix)
+    }
 
     /// `<prefix>.evt.<kind>.<backup>` for one event.
     pub fn event(&self, event: &Event, backup: &BackupId) -> String {

@@ -15,6 +15,13 @@ pub const CONFIG: &str = "config";
 pub const KEYS_DIR: &str = "keys/";
 pub const BACKUPS_DIR: &str = "backups/";
 pub const CHUNKS_DIR: &str = "chunks/";
+/// Signed checkpoints of the audit ledger (public: a size and a root), one
+/// per size, so that a copy outside the database witnesses the log.
+pub const CHECKPOINTS_DIR: &str = "checkpoints/";
+
+pub fn checkpoint(size: u64) -> String {
+    format!("{CHECKPOINTS_DIR}{size:020}")
+}
 
 pub fn key_file(key_id: &str) -> String {
     format!("keys/{key_id}")
