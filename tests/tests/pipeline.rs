@@ -1104,6 +1104,48 @@ fn audit_checkpoints_are_signed_and_never_inconsistent() {
     );
 }
 
+/// `cairn audit log` reads the ledger in log order, filtered by kind,
+/// dataset, backup and time, and refuses a malformed time.
+#[test]
+fn audit_log_filters_the_ledger() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 50_000, 9);
+    let p = src.to_str().unwrap();
+    let a1 = env.backup(&["--dataset", "app", p]);
+    env.backup(&["--dataset", "app", p]);
+    env.backup(&["--dataset", "other", p]);
+    let db = env.db.clone();
+    wait_for(30, "the ledger to record three completions", || {
+        (psql(
+            &db,
+            "select count(*) from ledger_entries where kind = 'backup.completed'",
+        ) == "3")
+            .then_some(())
+    });
+    let entries = |args: &[&str]| {
+        let mut a = vec!["audit", "log", "--json"];
+        a.extend_from_slice(args);
+        env.json(&a)["entries"].as_array().unwrap().clone()
+    };
+    assert_eq!(entries(&["--kind", "backup.completed"]).len(), 3);
+    let app = entries(&["--kind", "backup.completed", "--dataset", "app"]);
+    assert_eq!(app.len(), 2);
+    assert!(app.iter().all(|e| e["dataset"] == "app"));
+    let one = entries(&["--backup", a1["backup_id"].as_str().unwrap()]);
+    assert_eq!(one[0]["kind"], "backup.requested", "{one:?}");
+    assert!(one
+        .windows(2)
+        .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+    assert!(one.iter().any(|e| e["kind"] == "backup.completed"));
+    assert_eq!(entries(&["--limit", "2"]).len(), 2);
+    assert!(entries(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    let o = env.run(&["audit", "log", "--since", "yesterday"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RFC 3339"));
+}
+
 /// `deploy/streams.json` is what `cairn setup --print` prints with the
 /// default configuration: the operators' copy never drifts from the code.
 #[test]

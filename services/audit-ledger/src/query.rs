@@ -115,3 +115,66 @@ pub async fn digests(
         })
         .collect())
 }
+
+/// One ledger entry as `cairn audit log` prints it (the entry's bytes stay
+/// in the database; `cairn audit prove` hands them out with a proof).
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryRow {
+    pub seq: i64,
+    pub recorded_at: String,
+    pub kind: String,
+    pub backup_id: String,
+    pub dataset: Option<String>,
+    pub event_id: String,
+    /// RFC 6962 leaf hash (hex).
+    pub leaf_hash: String,
+}
+
+/// What `cairn audit log` filters on (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    /// RFC 3339 time: entries recorded at or after it.
+    pub since: Option<String>,
+    pub kind: Option<String>,
+    pub dataset: Option<String>,
+    pub backup_id: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Ledger entries in log order, filtered.
+pub async fn entries(c: &Client, f: &EntryFilter) -> Result<Vec<EntryRow>, tokio_postgres::Error> {
+    let since = f.since.clone().unwrap_or_default();
+    let rows = c
+        .query(
+            "SELECT e.seq,
+                    to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    e.kind, e.backup_id, b.dataset, e.event_id, encode(e.leaf_hash, 'hex')
+             FROM ledger_entries e LEFT JOIN backups b ON b.backup_id = e.backup_id
+             WHERE ($1 = '' OR e.recorded_at >= $1::timestamptz)
+               AND ($2::text IS NULL OR e.kind = $2)
+               AND ($3::text IS NULL OR b.dataset = $3)
+               AND ($4::text IS NULL OR e.backup_id = $4)
+             ORDER BY e.seq
+             LIMIT $5",
+            &[
+                &since,
+                &f.kind,
+                &f.dataset,
+                &f.backup_id,
+                &f.limit.unwrap_or(i64::MAX),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| EntryRow {
+            seq: r.get(0),
+            recorded_at: r.get(1),
+            kind: r.get(2),
+            backup_id: r.get(3),
+            dataset: r.get(4),
+            event_id: r.get(5),
+            leaf_hash: r.get(6),
+        })
+        .collect())
+}

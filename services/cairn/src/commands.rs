@@ -550,3 +550,36 @@ pub fn audit_check_proof(
     );
     Ok(0)
 }
+
+pub async fn audit_log(
+    cfg: &cairn_config::Config,
+    filter: cairn_audit_ledger::query::EntryFilter,
+    as_json: bool,
+) -> anyhow::Result<u8> {
+    if let Some(since) = &filter.since {
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+            .with_context(|| {
+                format!("--since {since:?}: expected an RFC 3339 time such as 2026-11-24T08:00:00Z")
+            })?;
+    }
+    if filter.limit.is_some_and(|l| l < 0) {
+        bail!("--limit must not be negative");
+    }
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let rows = cairn_audit_ledger::query::entries(&pg, &filter).await?;
+    if as_json {
+        output::json(&serde_json::json!({ "entries": rows }));
+    } else {
+        for r in &rows {
+            println!(
+                "{:>8}  {}  {:<18} {}  {}",
+                r.seq,
+                r.recorded_at,
+                r.kind,
+                r.backup_id,
+                r.dataset.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(0)
+}

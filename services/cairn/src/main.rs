@@ -84,6 +84,23 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Read the ledger, oldest first.
+    Log {
+        /// Entries recorded at or after this time (RFC 3339, e.g. 2026-11-24T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// One event kind (e.g. backup.completed).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        backup: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the ledger's checkpoint signing key (Ed25519): the secret key
     /// goes to KEY_FILE (mode 0600), the public key to KEY_FILE.pub.
     Keygen {
@@ -201,6 +218,23 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         } => care::repair(&cfg, backup_id.as_deref(), all, json).await,
         Command::Audit { command } => match command {
             AuditCommand::Verify { json } => commands::audit_verify(&cfg, json).await,
+            AuditCommand::Log {
+                since,
+                kind,
+                dataset,
+                backup,
+                limit,
+                json,
+            } => {
+                let filter = cairn_audit_ledger::query::EntryFilter {
+                    since,
+                    kind,
+                    dataset,
+                    backup_id: backup,
+                    limit,
+                };
+                commands::audit_log(&cfg, filter, json).await
+            }
             AuditCommand::Keygen { origin, key_file } => commands::audit_keygen(&origin, &key_file),
             AuditCommand::Checkpoint { json } => commands::audit_checkpoint(&cfg, json).await,
             AuditCommand::Prove { seq, out } => commands::audit_prove(&cfg, seq, &out).await,
