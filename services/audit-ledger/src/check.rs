@@ -219,7 +219,7 @@ async fn check_tree(
         ));
     }
     let root = if leaves.is_empty() {
-        Hash(cairn_crypto::merkle::empty_root())
+        crate::tree::empty_root()
     } else {
         match tree_hash(leaves.len() as u64, &all) {
             Ok(h) => h,

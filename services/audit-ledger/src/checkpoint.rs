@@ -6,7 +6,7 @@
 
 use crate::tree::{self, TreeError};
 use cairn_tlog::checkpoint::LogKey;
-use cairn_tlog::reader::{run_with, Known};
+use cairn_tlog::reader::Known;
 use cairn_tlog::{verify_consistency, Hash};
 use std::path::{Path, PathBuf};
 use tokio_postgres::Client;
@@ -112,13 +112,9 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
             Some(old)
         }
         Some((old, old_root)) => {
-            let proof = run_with(
-                &mut known,
-                |r| tlog_tiles::tlog::prove_tree(size, old, r),
-                |need| tree::fetch(&tx, need),
-            )
-            .await?
-            .map_err(TreeError::from)?;
+            let proof =
+                tree::compute(&tx, &mut known, |r| tlog_tiles::tlog::prove_tree(size, old, r))
+                    .await?;
             let proof: Vec<Vec<u8>> = proof.iter().map(|h| h.0.to_vec()).collect();
             verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(|e| {
                 IssueError::Inconsistent(format!(

@@ -5,7 +5,7 @@
 
 use crate::tree::{self, TreeError};
 use cairn_tlog::proof_file;
-use cairn_tlog::reader::{run_with, Known};
+use cairn_tlog::reader::Known;
 use tokio_postgres::Client;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +53,10 @@ pub async fn inclusion(pg: &Client, seq: u64) -> Result<EntryProof, ProveError> 
     let size: i64 = cp.get(0);
     let note: Vec<u8> = cp.get(1);
     let mut known = Known::new();
-    let proof = run_with(
-        &mut known,
-        |r| tlog_tiles::tlog::prove_record(size as u64, seq - 1, r),
-        |need| tree::fetch(pg, need),
-    )
-    .await?
-    .map_err(TreeError::from)?;
+    let proof = tree::compute(pg, &mut known, |r| {
+        tlog_tiles::tlog::prove_record(size as u64, seq - 1, r)
+    })
+    .await?;
     Ok(EntryProof {
         seq,
         file: proof_file::format(seq - 1, &proof, &note),
@@ -85,12 +82,9 @@ pub async fn consistency(pg: &Client, old: u64, new: u64) -> Result<Vec<u8>, Pro
     };
     let (old_note, new_note) = (note(old).await?, note(new).await?);
     let mut known = Known::new();
-    let proof = run_with(
-        &mut known,
-        |r| tlog_tiles::tlog::prove_tree(new, old, r),
-        |need| tree::fetch(pg, need),
-    )
-    .await?
-    .map_err(TreeError::from)?;
+    let proof = tree::compute(pg, &mut known, |r| {
+        tlog_tiles::tlog::prove_tree(new, old, r)
+    })
+    .await?;
     Ok(proof_file::format_consistency(&old_note, &new_note, &proof))
 }

@@ -4,7 +4,7 @@
 //! arithmetic is `tlog_tiles`'; this module only moves hashes between it and
 //! the database (`cairn_tlog::reader` explains the two-pass reads).
 
-use cairn_tlog::reader::{run_with, Known};
+use cairn_tlog::reader::{run_with, Known, Recorder};
 use cairn_tlog::{stored_hashes_for_record_hash, tree_hash, Hash};
 use tokio_postgres::GenericClient;
 
@@ -14,7 +14,7 @@ pub fn empty_root() -> Hash {
 }
 
 /// The stored hashes at `indexes` (those that exist).
-pub async fn fetch<C: GenericClient>(
+async fn fetch<C: GenericClient>(
     c: &C,
     indexes: Vec<u64>,
 ) -> Result<Vec<(u64, Hash)>, tokio_postgres::Error> {
@@ -44,6 +44,16 @@ pub enum TreeError {
     Tree(#[from] tlog_tiles::tlog::Error),
 }
 
+/// Runs a `tlog_tiles` tree computation against the stored hashes, reading
+/// from the database those it needs that `known` lacks.
+pub async fn compute<C: GenericClient, T>(
+    c: &C,
+    known: &mut Known,
+    f: impl Fn(&Recorder) -> Result<T, tlog_tiles::tlog::Error>,
+) -> Result<T, TreeError> {
+    Ok(run_with(known, f, |need| fetch(c, need)).await??)
+}
+
 /// Stores the hashes that entries `first .. first + leaves.len()` (0-based)
 /// complete, given their leaf hashes, and returns the root of the tree of
 /// `first + leaves.len()` entries. Runs inside the caller's transaction.
@@ -57,12 +67,10 @@ pub async fn append<C: GenericClient>(
     let mut hashes: Vec<Vec<u8>> = Vec::new();
     for (k, leaf) in leaves.iter().enumerate() {
         let n = first + k as u64;
-        let new = run_with(
-            &mut known,
-            |r| stored_hashes_for_record_hash(n, Hash(*leaf), r),
-            |need| fetch(c, need),
-        )
-        .await??;
+        let new = compute(c, &mut known, |r| {
+            stored_hashes_for_record_hash(n, Hash(*leaf), r)
+        })
+        .await?;
         let base = tlog_tiles::tlog::stored_hash_index(0, n);
         for (j, h) in new.into_iter().enumerate() {
             let i = base + j as u64;
@@ -90,7 +98,7 @@ pub async fn root<C: GenericClient>(
     if size == 0 {
         return Ok(empty_root());
     }
-    Ok(run_with(known, |r| tree_hash(size, r), |need| fetch(c, need)).await??)
+    compute(c, known, |r| tree_hash(size, r)).await
 }
 
 /// Fills `ledger_tree` for a log whose entries predate it (migration 2),

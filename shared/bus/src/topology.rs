@@ -19,20 +19,30 @@ use std::time::Duration;
 /// `Nats-Msg-Id` within it is dropped by the server.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// A stream of record: on disk, kept, and nobody may delete from or purge it.
+fn kept(name: String, description: &str, subjects: String, cfg: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name,
+        description: Some(description.into()),
+        subjects: vec![subjects],
+        storage: StorageType::File,
+        retention: RetentionPolicy::Limits,
+        duplicate_window: DUPLICATE_WINDOW,
+        deny_delete: true,
+        deny_purge: true,
+        num_replicas: cfg.replicas,
+        ..Default::default()
+    }
+}
+
 pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
     vec![
-        stream::Config {
-            name: s.events_stream(),
-            description: Some("Cairn: every state-change event (the ledger's source)".into()),
-            subjects: vec![s.all_events()],
-            storage: StorageType::File,
-            retention: RetentionPolicy::Limits,
-            duplicate_window: DUPLICATE_WINDOW,
-            deny_delete: true,
-            deny_purge: true,
-            num_replicas: cfg.replicas,
-            ..Default::default()
-        },
+        kept(
+            s.events_stream(),
+            "Cairn: every state-change event (the ledger's source)",
+            s.all_events(),
+            cfg,
+        ),
         stream::Config {
             name: s.plain_stream(),
             description: Some("Cairn: plaintext chunks for encrypt (memory only)".into()),
@@ -57,20 +67,12 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
             num_replicas: cfg.replicas,
             ..Default::default()
         },
-        stream::Config {
-            name: s.audit_stream(),
-            description: Some(
-                "Cairn: signed checkpoints of the audit ledger, for auditors and witnesses".into(),
-            ),
-            subjects: vec![s.all_audit()],
-            storage: StorageType::File,
-            retention: RetentionPolicy::Limits,
-            duplicate_window: DUPLICATE_WINDOW,
-            deny_delete: true,
-            deny_purge: true,
-            num_replicas: cfg.replicas,
-            ..Default::default()
-        },
+        kept(
+            s.audit_stream(),
+            "Cairn: signed checkpoints of the audit ledger, for auditors and witnesses",
+            s.all_audit(),
+            cfg,
+        ),
         stream::Config {
             name: s.dlq_stream(),
             description: Some("Cairn: dead letters, with their reason in headers".into()),
