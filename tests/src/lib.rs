@@ -513,6 +513,31 @@ impl Drop for Guarded {
     }
 }
 
+/// Starts a test server script that prints `{"ready":true,"port":P}` on
+/// stdout once it serves (arlocal, the pinning service), its stderr going to
+/// `log`; returns it (killed when dropped) and the port.
+fn start_until_ready(mut cmd: Command, log: &Path, what: &str) -> (Guarded, u64) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let guarded = Guarded(Some(child));
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{what} exited; see {}", log.display()))
+            .unwrap();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["ready"] == true {
+                return (guarded, v["port"].as_u64().unwrap());
+            }
+        }
+    }
+}
+
 /// A real S3-compatible server for tests: `s3s-fs` (SigV4, checks the
 /// `x-amz-content-sha256` header), serving a temporary directory, one bucket.
 /// `scripts/test.sh` installs it (`cargo install s3s-fs`).
@@ -631,7 +656,7 @@ pub struct GarageServer {
     pub bucket: String,
     pub key_id: String,
     pub secret: String,
-    child: Child,
+    _child: Guarded,
 }
 
 impl GarageServer {
@@ -713,15 +738,8 @@ impl GarageServer {
             bucket,
             key_id,
             secret,
-            child,
+            _child: Guarded(Some(child)),
         }
-    }
-}
-
-impl Drop for GarageServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -731,43 +749,23 @@ impl Drop for GarageServer {
 pub struct ArweaveServer {
     pub endpoint: String,
     pub wallet: PathBuf,
-    child: Child,
+    _child: Guarded,
 }
 
 impl ArweaveServer {
     pub fn start(dir: &Path) -> ArweaveServer {
-        use std::io::BufRead;
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let data = dir.join("arlocal");
         std::fs::create_dir_all(&data).unwrap();
-        let mut child = Command::new("bash")
-            .arg(root.join("scripts/servers/arweave/start.sh"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(root.join("scripts/servers/arweave/start.sh"))
             .arg(&data)
-            .arg("0")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("arlocal.log")).unwrap())
-            .spawn()
-            .expect("start arlocal");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| {
-                    panic!("arlocal exited; see {}", dir.join("arlocal.log").display())
-                })
-                .unwrap();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["ready"] == true {
-                    break v["port"].as_u64().unwrap();
-                }
-            }
-        };
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let wallet = root.join("scripts/servers/arweave/test-wallet.json");
+            .arg("0");
+        let (child, port) = start_until_ready(cmd, &dir.join("arlocal.log"), "arlocal");
         ArweaveServer {
-            endpoint,
-            wallet,
-            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            wallet: root.join("scripts/servers/arweave/test-wallet.json"),
+            _child: child,
         }
     }
 
@@ -792,13 +790,6 @@ impl ArweaveServer {
             .output()
             .unwrap();
         assert!(out.status.success(), "mine failed");
-    }
-}
-
-impl Drop for ArweaveServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -900,42 +891,21 @@ impl Drop for IpfsServer {
 pub struct PinningServer {
     pub endpoint: String,
     pub token: String,
-    child: Child,
+    _child: Guarded,
 }
 
 impl PinningServer {
     pub fn start(dir: &Path) -> PinningServer {
-        use std::io::BufRead;
         let token = hex::encode(rand::random::<[u8; 16]>());
-        let mut child = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/servers/pinning/start.sh"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/servers/pinning/start.sh"))
             .arg("0")
-            .arg(&token)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("pinning.log")).unwrap())
-            .spawn()
-            .expect("start the pinning service");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| {
-                    panic!(
-                        "the pinning service exited; see {}",
-                        dir.join("pinning.log").display()
-                    )
-                })
-                .unwrap();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["ready"] == true {
-                    break v["port"].as_u64().unwrap();
-                }
-            }
-        };
+            .arg(&token);
+        let (child, port) = start_until_ready(cmd, &dir.join("pinning.log"), "the pinning service");
         PinningServer {
             endpoint: format!("http://127.0.0.1:{port}"),
             token,
-            child,
+            _child: child,
         }
     }
 
@@ -953,13 +923,6 @@ impl PinningServer {
         assert!(out.status.success(), "GET /pins failed");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["results"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for PinningServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -993,7 +956,7 @@ pub fn s3_curl(
 /// It keeps everything in memory and does not check credentials.
 pub struct MotoServer {
     pub endpoint: String,
-    child: Child,
+    _child: Guarded,
 }
 
 impl MotoServer {
@@ -1024,7 +987,7 @@ impl MotoServer {
         }
         MotoServer {
             endpoint: format!("http://127.0.0.1:{port}"),
-            child,
+            _child: Guarded(Some(child)),
         }
     }
 
@@ -1043,12 +1006,5 @@ impl MotoServer {
             &headers,
         );
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
