@@ -399,6 +399,10 @@ fn network_down_mid_backup_then_repair() {
     let token_file = dir.path().join("pinning-token");
     std::fs::write(&token_file, &pins.token).unwrap();
     let mut opts = s3.options("objects");
+    // Cairn's own crates log at debug: secrets must not show even there.
+    opts.env
+        .push(("CAIRN_TELEMETRY__LOG".into(), "info,cairn=debug".into()));
+    let secrets = [s3.secret_key.clone(), pins.token.clone()];
     opts.extra_toml.push_str(&node.network_toml("ipfs"));
     opts.extra_toml.push_str(&format!(
         "pinning_endpoint = \"{}\"\npinning_token_file = \"{}\"\n",
@@ -493,6 +497,69 @@ fn network_down_mid_backup_then_repair() {
     let r = env.json(&["restore", &id, "--to", out.to_str().unwrap(), "--json"]);
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
     assert!(r["chunks_from"]["ipfs"].as_u64().unwrap() > 0, "{r}");
+
+    // Neither the S3 secret nor the pinning token is in any log, command
+    // output or file of the run (config, networks, ledger dumps aside: the
+    // secrets only ever lived in the environment and a file outside it).
+    let logs = Env::files_under(&env.logs_dir());
+    let logged: usize = logs
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len() as usize)
+        .sum();
+    assert!(
+        logged > 10_000,
+        "the logs are nearly empty ({logged} bytes)"
+    );
+    for f in Env::files_under(env.path()) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for secret in &secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a secret is in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+/// `cairn serve store --network NAME`: one store worker per network, each
+/// in its own process; with one of them stopped, backups still complete on
+/// the other network and end degraded naming the stopped one.
+#[test]
+fn one_store_worker_process_per_network() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        verify_timeout_secs: 8,
+        ..Options::default()
+    });
+    env.init();
+    env.serve(&["ingest", "encrypt", "verify", "ledger", "retention"]);
+    env.serve(&["store", "--network", "local"]);
+    let second = env.serve(&["store", "--network", "second"]);
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 2 << 20);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let held = |net: &str| Env::files_under(&env.network_dir(net).join("chunks")).len();
+    assert!(held("local") > 0 && held("second") == held("local"), "{b}");
+
+    env.worker(second).kill9();
+    random_file(&src.join("b.bin"), 1 << 20);
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["reasons"].to_string().contains("network second"), "{v}");
+    let local = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "local")
+        .unwrap();
+    assert_eq!(local["ok"], true, "{v}");
 }
 
 /// A network that stops answering (its server frozen) holds back only
