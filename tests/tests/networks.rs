@@ -980,6 +980,38 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
     tokio::task::block_in_place(|| node.rpc("config?arg=Datastore.StorageMax&arg=10GB"));
     net.health().await.unwrap();
 
+    // Incomplete settings are refused when the network is opened, saying
+    // what is missing.
+    for (bad, want) in [
+        (
+            NetworkConfig {
+                endpoint: None,
+                ..cfg.clone()
+            },
+            "RPC endpoint",
+        ),
+        (
+            NetworkConfig {
+                pinning_token_file: None,
+                ..cfg.clone()
+            },
+            "CAIRN_IPFS_PINNING_TOKEN",
+        ),
+        (
+            NetworkConfig {
+                key_prefix: Some("../up".into()),
+                ..cfg.clone()
+            },
+            "not a valid MFS name",
+        ),
+    ] {
+        let err = cairn_networks::open(&bad)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(want) && err.contains("ipfs"), "{err}");
+    }
+
     // The node down: a clear error naming the network, not a hang.
     tokio::task::block_in_place(|| node.stop());
     let err = net.get("config").await.unwrap_err().to_string();
