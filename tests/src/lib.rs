@@ -482,6 +482,18 @@ pub fn text_file(path: &Path, n: usize, seed: u64) {
     }
 }
 
+/// The JSON outcome of a `cairn backup --json` that must have ended
+/// degraded (exit 3); its stderr is shown otherwise.
+pub fn degraded_outcome(o: &Output) -> serde_json::Value {
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A child process that is killed if it is still running when dropped, so a
 /// failing test leaves nothing behind.
 pub struct Guarded(Option<Child>);
