@@ -1,12 +1,14 @@
 //! Appending events to the ledger: exactly once per event id, in batches,
 //! each event stored as the exact bytes received together with its RFC 6962
 //! leaf hash and a running chain hash; the projections are updated in the
-//! same transaction, so they never disagree with the log.
+//! same transaction, so they never disagree with the log. Once committed,
+//! each entry is re-published on `audit.entry.<kind>` (the log's copy outside
+//! PostgreSQL, in log order) before its event is acknowledged.
 
 use crate::projection;
 use cairn_bus::{BatchHandler, Delivery, Failure};
 use cairn_crypto::merkle::leaf_hash;
-use cairn_events::{decode, Envelope};
+use cairn_events::{decode, Envelope, Event};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use tokio::sync::Mutex;
@@ -14,6 +16,19 @@ use tokio_postgres::Client;
 
 pub struct Ledger {
     client: Mutex<Client>,
+    /// Where committed entries are re-published (none while rebuilding).
+    publisher: Option<cairn_bus::Bus>,
+}
+
+/// What one append did.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Entries new to the log.
+    pub added: usize,
+    /// `(seq, kind, exact bytes)` of every entry the batch's events have in
+    /// the log, new or already there (a redelivery after a crash between
+    /// commit and re-publishing must still reach `audit.entry`).
+    pub entries: Vec<(u64, &'static str, bytes::Bytes)>,
 }
 
 pub fn chain(prev: &[u8], leaf: &[u8; 32]) -> [u8; 32] {
@@ -24,15 +39,23 @@ pub fn chain(prev: &[u8], leaf: &[u8; 32]) -> [u8; 32] {
 }
 
 impl Ledger {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, publisher: Option<cairn_bus::Bus>) -> Self {
         Ledger {
             client: Mutex::new(client),
+            publisher,
         }
     }
 
-    /// Appends `events` (raw bytes, already decoded as `envs`) in one
-    /// transaction. Returns how many were new.
-    async fn append(&self, items: &[(&[u8], &Envelope)]) -> Result<usize, crate::tree::TreeError> {
+    /// The connection back, once appending is over.
+    pub fn into_client(self) -> Client {
+        self.client.into_inner()
+    }
+
+    /// Appends events (their exact bytes, and decoded) in one transaction.
+    pub async fn append(
+        &self,
+        items: &[(&[u8], &Envelope)],
+    ) -> Result<Appended, crate::tree::TreeError> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await?;
         let head = tx
@@ -46,22 +69,32 @@ impl Ledger {
         let mut leaves: Vec<[u8; 32]> = Vec::new();
         let mut prev: Vec<u8> = head.get(1);
         let ids: Vec<&str> = items.iter().map(|(_, e)| e.id.as_str()).collect();
-        let mut seen: HashSet<String> = tx
+        let mut out = Appended::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        for r in tx
             .query(
-                "SELECT event_id FROM ledger_entries WHERE event_id = ANY($1)",
+                "SELECT event_id, seq, kind, entry FROM ledger_entries WHERE event_id = ANY($1) ORDER BY seq",
                 &[&ids],
             )
             .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        {
+            seen.insert(r.get(0));
+            let kind: String = r.get(2);
+            let kind = Event::KINDS
+                .iter()
+                .find(|k| **k == kind)
+                .copied()
+                .unwrap_or("unknown");
+            let entry: Vec<u8> = r.get(3);
+            out.entries
+                .push((r.get::<_, i64>(1) as u64, kind, entry.into()));
+        }
         let insert = tx
             .prepare(
                 "INSERT INTO ledger_entries (seq, event_id, kind, backup_id, entry, leaf_hash, chain_hash)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .await?;
-        let mut added = 0;
         for (raw, env) in items {
             if !seen.insert(env.id.to_string()) {
                 continue;
@@ -85,7 +118,12 @@ impl Ledger {
             projection::apply(&tx, env).await?;
             prev = next.to_vec();
             leaves.push(leaf);
-            added += 1;
+            out.added += 1;
+            out.entries.push((
+                size as u64,
+                env.event.kind(),
+                bytes::Bytes::copy_from_slice(raw),
+            ));
         }
         let root = crate::tree::append(&tx, first as u64, &leaves).await?;
         tx.execute(
@@ -94,7 +132,21 @@ impl Ledger {
         )
         .await?;
         tx.commit().await?;
-        Ok(added)
+        Ok(out)
+    }
+
+    /// Appends, then re-publishes what the batch holds in the log.
+    async fn append_and_publish(&self, items: &[(&[u8], &Envelope)]) -> Result<usize, String> {
+        let done = self
+            .append(items)
+            .await
+            .map_err(|e| format!("ledger append: {e}"))?;
+        if let Some(bus) = &self.publisher {
+            bus.publish_entries(&done.entries)
+                .await
+                .map_err(|e| format!("re-publishing ledger entries: {e}"))?;
+        }
+        Ok(done.added)
     }
 }
 
@@ -113,7 +165,7 @@ impl BatchHandler for Ledger {
         let whole = if good.is_empty() {
             Ok(0)
         } else {
-            self.append(&good).await
+            self.append_and_publish(&good).await
         };
         match whole {
             Ok(n) => {
@@ -125,16 +177,19 @@ impl BatchHandler for Ledger {
             }
             Err(batch_err) => {
                 // One bad event must not sink its neighbours: retry one by one.
-                tracing::warn!(error = %batch_err, "ledger batch failed; appending one by one");
+                tracing::warn!(
+                    error = batch_err,
+                    "ledger batch failed; appending one by one"
+                );
                 let mut out = Vec::with_capacity(batch.len());
                 for (d, e) in batch.iter().zip(decoded) {
                     out.push(match e {
                         Err(reason) => Err(Failure::Permanent(reason)),
                         Ok(env) => self
-                            .append(&[(&d.payload[..], &env)])
+                            .append_and_publish(&[(&d.payload[..], &env)])
                             .await
                             .map(|_| ())
-                            .map_err(|e| Failure::Retry(format!("ledger append: {e}"))),
+                            .map_err(Failure::Retry),
                     });
                 }
                 out

@@ -6,17 +6,20 @@
 //! (`ledger_tree`) and the head's tree root are exactly what the entries'
 //! bytes give. The first bad entry (or tree hash) is named.
 //!
-//! This detects an edited, deleted, inserted or reordered row. It cannot detect
-//! a database owner who rewrites the whole chain consistently: signed
-//! checkpoints kept outside the database (the transparency-log issue) close
-//! that gap.
-
+//! Those checks catch edits that leave the rest of the database alone. A
+//! database owner can rewrite entries, hashes, tree and head together; what
+//! they cannot rewrite is what left the database: the signed checkpoints
+//! (on the AUDIT stream, on every network, in the signer's state file) and
+//! the copy of every entry on `audit.entry`. [`Witnesses`] carries those in;
+//! the log must have each signed root at its size, and every entry must be
+//! the bytes published for its place, which names the first rewritten one.
 use crate::append::chain;
 use cairn_crypto::merkle::{leaf_hash, RootBuilder};
 use cairn_events::{decode, Envelope};
 use cairn_tlog::{split_stored_hash_index, stored_hashes_for_record_hash, tree_hash, Hash};
 use futures::TryStreamExt;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use tlog_tiles::tlog::HashReader;
 use tokio_postgres::Client;
 
@@ -29,9 +32,39 @@ pub struct LedgerReport {
     pub merkle_root: String,
     /// Empty when the ledger is intact.
     pub problems: Vec<String>,
+    /// Signed checkpoints the log was held against, and where each was found.
+    pub checkpoints: Vec<CheckedCheckpoint>,
+    /// How many entries were compared with their copy on `audit.entry`.
+    pub published_entries_compared: u64,
+    /// What could not be checked, and why (not problems with the log).
+    pub notes: Vec<String>,
 }
 
-pub async fn verify(c: &Client) -> Result<LedgerReport, tokio_postgres::Error> {
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedCheckpoint {
+    pub source: String,
+    pub size: u64,
+    pub ok: bool,
+}
+
+/// Copies of the log kept outside PostgreSQL, gathered by the caller.
+#[derive(Debug, Default)]
+pub struct Witnesses {
+    /// The log's public key (a signed-note verifier key). Without it no
+    /// checkpoint is trusted, and `notes` says so.
+    pub key: Option<String>,
+    /// Signed checkpoints, each with where it was found.
+    pub checkpoints: Vec<(String, Vec<u8>)>,
+    /// Leaf hashes of the entries re-published on `audit.entry`, by seq.
+    pub published: BTreeMap<u64, [u8; 32]>,
+    /// Why a source could not be read.
+    pub notes: Vec<String>,
+}
+
+pub async fn verify(
+    c: &Client,
+    mut witnesses: Witnesses,
+) -> Result<LedgerReport, tokio_postgres::Error> {
     let mut problems = Vec::new();
     let mut prev = vec![0u8; 32];
     let mut expected_seq: i64 = 1;
@@ -102,7 +135,7 @@ pub async fn verify(c: &Client) -> Result<LedgerReport, tokio_postgres::Error> {
     let size: i64 = head.get(0);
     let head_chain: Vec<u8> = head.get(1);
     let head_root: Vec<u8> = head.get(2);
-    check_tree(c, &leaves, &head_root, &mut problems).await?;
+    let all = check_tree(c, &leaves, &head_root, &mut problems).await?;
     if size != expected_seq - 1 {
         problems.push(format!(
             "head says {size} entries, the log holds {}: entries were appended or removed behind the ledger's back",
@@ -113,12 +146,145 @@ pub async fn verify(c: &Client) -> Result<LedgerReport, tokio_postgres::Error> {
             "head chain hash does not match the last entry: the log's tail was rewritten".into(),
         );
     }
-    Ok(LedgerReport {
+    for r in c
+        .query("SELECT note FROM ledger_checkpoints ORDER BY size", &[])
+        .await?
+    {
+        witnesses
+            .checkpoints
+            .push(("the database".into(), r.get::<_, Vec<u8>>(0)));
+    }
+    let mut report = LedgerReport {
         entries: (expected_seq - 1).max(0) as u64,
         chain_hash: hex::encode(&prev),
         merkle_root: hex::encode(root.root()),
         problems,
-    })
+        checkpoints: Vec::new(),
+        published_entries_compared: 0,
+        notes: Vec::new(),
+    };
+    check_witnesses(&leaves, &all, witnesses, &mut report);
+    Ok(report)
+}
+
+/// Holds the log against the signed checkpoints and the published entries.
+fn check_witnesses(leaves: &[[u8; 32]], all: &AllHashes, w: Witnesses, report: &mut LedgerReport) {
+    let n = leaves.len() as u64;
+    report.notes.extend(w.notes);
+    // The published copy names entries exactly: the first that differs.
+    let mut first_rewritten: Option<u64> = None;
+    for (&seq, leaf) in &w.published {
+        if seq == 0 || seq > n {
+            continue;
+        }
+        report.published_entries_compared += 1;
+        if leaves[seq as usize - 1] != *leaf && first_rewritten.is_none() {
+            first_rewritten = Some(seq);
+        }
+    }
+    if let Some(seq) = first_rewritten {
+        report.problems.push(format!(
+            "entry {seq}: not the entry published for that place on audit.entry: the log was rewritten from entry {seq} on"
+        ));
+    }
+    if let Some((&last, _)) = w.published.iter().next_back() {
+        if last > n {
+            report.problems.push(format!(
+                "entries {}–{last} were published on audit.entry but the log holds only {n}: entries were removed from entry {} on",
+                n + 1,
+                n + 1
+            ));
+        }
+    }
+    let Some(key) = w.key else {
+        if !w.checkpoints.is_empty() {
+            report.notes.push(format!(
+                "{} signed checkpoints not checked: no public key (`--key`, or `[audit] signing_key_file` with its .pub beside it)",
+                w.checkpoints.len()
+            ));
+        }
+        return;
+    };
+    // Sizes whose signed root the log has, to bracket a rewrite.
+    let mut good: Vec<u64> = Vec::new();
+    let mut bad: Vec<(String, u64, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (source, note) in &w.checkpoints {
+        let cp = match cairn_tlog::checkpoint::verify(note, &key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                report.problems.push(format!(
+                    "a checkpoint from {source} does not verify with the log's key ({e}): forged, or of another log"
+                ));
+                continue;
+            }
+        };
+        let size = cp.size();
+        if !seen.insert((size, cp.hash().0, source.clone())) {
+            continue;
+        }
+        let ok = if size > n {
+            bad.push((
+                source.clone(),
+                size,
+                format!("it was signed at {size} entries, the log holds only {n}: entries were removed from entry {} on", n + 1),
+            ));
+            false
+        } else {
+            let ours = if size == 0 {
+                crate::tree::empty_root()
+            } else {
+                match tree_hash(size, all) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        report.problems.push(format!("tree: {e}"));
+                        return;
+                    }
+                }
+            };
+            let ok = ours == *cp.hash();
+            if ok {
+                good.push(size);
+            } else {
+                bad.push((
+                    source.clone(),
+                    size,
+                    format!("the log's first {size} entries do not have the root signed for them"),
+                ));
+            }
+            ok
+        };
+        report.checkpoints.push(CheckedCheckpoint {
+            source: source.clone(),
+            size,
+            ok,
+        });
+    }
+    for (source, size, why) in bad {
+        let below = good
+            .iter()
+            .copied()
+            .filter(|&g| g < size)
+            .max()
+            .unwrap_or(0);
+        let whereabouts = match first_rewritten {
+            Some(seq) if seq <= size => format!("first rewritten entry: {seq}"),
+            _ if size > n => String::new(),
+            _ => format!(
+                "the first rewritten entry is among entries {}–{size} (signed roots hold up to {below})",
+                below + 1
+            ),
+        };
+        report.problems.push(format!(
+            "checkpoint {size} (from {source}): {why}{}{whereabouts}",
+            if whereabouts.is_empty() { "" } else { "; " }
+        ));
+    }
+    if report.checkpoints.is_empty() {
+        report.notes.push(
+            "no signed checkpoint found: only the database's own consistency was checked".into(),
+        );
+    }
 }
 
 /// Every stored hash of the log, in index order (the whole tree in memory:
@@ -157,14 +323,14 @@ async fn check_tree(
     leaves: &[[u8; 32]],
     head_root: &[u8],
     problems: &mut Vec<String>,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<AllHashes, tokio_postgres::Error> {
     let mut all = AllHashes(Vec::with_capacity(leaves.len() * 2));
     for (n, leaf) in leaves.iter().enumerate() {
         match stored_hashes_for_record_hash(n as u64, Hash(*leaf), &all) {
             Ok(new) => all.0.extend(new),
             Err(e) => {
                 problems.push(format!("tree: cannot compute entry {}: {e}", n + 1));
-                return Ok(());
+                return Ok(all);
             }
         }
     }
@@ -225,7 +391,7 @@ async fn check_tree(
             Ok(h) => h,
             Err(e) => {
                 problems.push(format!("tree: {e}"));
-                return Ok(());
+                return Ok(all);
             }
         }
     };
@@ -236,6 +402,94 @@ async fn check_tree(
             leaves.len(),
             hex::encode(root.0)
         ));
+    }
+    Ok(all)
+}
+
+/// Gathers the copies of the log that live outside PostgreSQL: the signed
+/// checkpoints and entries on the AUDIT stream, the newest checkpoint on
+/// each network, and the signer's last checkpoint (`state_file`). A source
+/// that cannot be read becomes a note, never a silent pass.
+pub async fn gather(
+    key: Option<String>,
+    bus: Result<&cairn_bus::Bus, String>,
+    repo: Option<&cairn_repo::Repository>,
+    state_file: Option<&std::path::Path>,
+) -> Witnesses {
+    let mut w = Witnesses {
+        key,
+        ..Witnesses::default()
+    };
+    match bus {
+        Ok(bus) => {
+            if let Err(e) = read_stream(bus, &mut w).await {
+                w.notes
+                    .push(format!("the AUDIT stream could not be read: {e}"));
+            }
+        }
+        Err(e) => w
+            .notes
+            .push(format!("the AUDIT stream was not checked: {e}")),
+    }
+    if let Some(repo) = repo {
+        for net in repo.networks() {
+            let newest = match net.list(cairn_repo::layout::CHECKPOINTS_DIR).await {
+                Ok(mut names) => {
+                    names.sort();
+                    names.pop()
+                }
+                Err(e) => {
+                    w.notes.push(format!(
+                        "network {}: checkpoints not listed: {e}",
+                        net.name()
+                    ));
+                    continue;
+                }
+            };
+            if let Some(path) = newest {
+                match net.get(&path).await {
+                    Ok(b) => w
+                        .checkpoints
+                        .push((format!("network {}", net.name()), b.to_vec())),
+                    Err(e) => w
+                        .notes
+                        .push(format!("network {}: {path} not read: {e}", net.name())),
+                }
+            }
+        }
+    }
+    if let Some(path) = state_file {
+        match std::fs::read(path) {
+            Ok(b) => w
+                .checkpoints
+                .push((format!("the signer's {}", path.display()), b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => w.notes.push(format!("{}: {e}", path.display())),
+        }
+    }
+    w
+}
+
+async fn read_stream(bus: &cairn_bus::Bus, w: &mut Witnesses) -> Result<(), cairn_bus::BusError> {
+    for subject in [bus.subjects.checkpoint(), bus.subjects.cosigned()] {
+        let mut r = bus.replay_audit(&subject).await?;
+        while let Some(m) = r.next().await {
+            w.checkpoints
+                .push(("the AUDIT stream".into(), m?.payload.to_vec()));
+        }
+    }
+    let mut r = bus.replay_audit(&bus.subjects.all_audit_entries()).await?;
+    while let Some(m) = r.next().await {
+        let m = m?;
+        if let Some(seq) = m
+            .msg_id
+            .as_deref()
+            .and_then(cairn_events::subjects::entry_seq)
+        {
+            w.published
+                .entry(seq)
+                .or_insert(cairn_tlog::leaf_hash(&m.payload).0);
+        }
     }
     Ok(())
 }

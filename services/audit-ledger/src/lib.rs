@@ -11,6 +11,7 @@
 //! * [`check`]: `cairn audit verify`.
 //! * [`checkpoint`]: issuing signed checkpoints, never two inconsistent ones.
 //! * [`prove`]: inclusion proofs of entries against them.
+//! * [`rebuild`]: the log rebuilt from its copy on JetStream.
 
 pub mod append;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod db;
 pub mod projection;
 pub mod prove;
 pub mod query;
+pub mod rebuild;
 pub mod tree;
 
 use cairn_bus::Bus;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 
 /// Runs the ledger worker until the process stops.
 pub async fn run(bus: Bus, client: tokio_postgres::Client) -> anyhow::Result<()> {
-    let ledger = Arc::new(append::Ledger::new(client));
+    let ledger = Arc::new(append::Ledger::new(client, Some(bus.clone())));
     cairn_bus::worker::run_batched(bus, stage::LEDGER, 500, ledger).await?;
     Ok(())
 }

@@ -377,20 +377,87 @@ pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result
     Ok(0)
 }
 
-pub async fn audit_verify(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
+/// The log's public key: `--key` (the key or a file holding it), else the
+/// configured one, if its file exists.
+fn log_public_key(cfg: &cairn_config::Config, key: Option<&str>) -> anyhow::Result<Option<String>> {
+    if let Some(k) = key {
+        return Ok(Some(read_key_arg(k)));
+    }
+    match cfg.audit.public_key_path() {
+        Some(p) if p.exists() => Ok(Some(
+            std::fs::read_to_string(&p)
+                .with_context(|| p.display().to_string())?
+                .trim()
+                .to_string(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// A key given on the command line, or the file holding it.
+fn read_key_arg(key: &str) -> String {
+    match std::fs::read_to_string(key) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => key.trim().to_string(),
+    }
+}
+
+/// The broker, when it answers (the reason otherwise).
+async fn bus_if_up(cfg: &cairn_config::Config, name: &str) -> Result<cairn_bus::Bus, String> {
+    let b = cairn_bus::Bus::connect(&cfg.nats, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    b.ensure_topology(&cfg.network_names())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(b)
+}
+
+pub async fn audit_verify(
+    cfg: &cairn_config::Config,
+    key: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<u8> {
     let pg = cairn_audit_ledger::db::open_config(cfg).await?;
-    let report = cairn_audit_ledger::check::verify(&pg).await?;
+    let key = log_public_key(cfg, key)?;
+    let bus = bus_if_up(cfg, "cairn-audit").await;
+    let repo = cairn_repo::Repository::from_config(cfg)?;
+    let state = cfg
+        .audit
+        .signing_key_file
+        .as_deref()
+        .map(cairn_audit_ledger::checkpoint::state_file);
+    let witnesses = cairn_audit_ledger::check::gather(
+        key,
+        bus.as_ref().map_err(Clone::clone),
+        Some(&repo),
+        state.as_deref(),
+    )
+    .await;
+    let report = cairn_audit_ledger::check::verify(&pg, witnesses).await?;
     let ok = report.problems.is_empty();
     if as_json {
         output::json(&serde_json::json!({"ok": ok, "report": report}));
-    } else if ok {
-        println!(
-            "ledger intact: {} entries, chain {}, Merkle root {}",
-            report.entries, report.chain_hash, report.merkle_root
-        );
     } else {
-        for p in &report.problems {
-            eprintln!("{p}");
+        for n in &report.notes {
+            eprintln!("warning: {n}");
+        }
+        if ok {
+            let held = report.checkpoints.iter().map(|c| c.size).max();
+            println!(
+                "ledger intact: {} entries, chain {}, Merkle root {}",
+                report.entries, report.chain_hash, report.merkle_root
+            );
+            println!(
+                "held against {} signed checkpoints (newest at {}) and {} entries published on audit.entry",
+                report.checkpoints.len(),
+                held.map_or("-".to_string(), |s| s.to_string()),
+                report.published_entries_compared
+            );
+        } else {
+            for p in &report.problems {
+                eprintln!("{p}");
+            }
         }
     }
     if ok {
@@ -398,6 +465,29 @@ pub async fn audit_verify(cfg: &cairn_config::Config, as_json: bool) -> anyhow::
     } else {
         bail!("ledger tampered: {}", report.problems[0])
     }
+}
+
+pub async fn audit_rebuild(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let bus = cairn_bus::Bus::connect(&cfg.nats, "cairn-audit").await?;
+    bus.ensure_topology(&cfg.network_names()).await?;
+    let rebuilt = cairn_audit_ledger::rebuild::rebuild(&bus, pg).await?;
+    if as_json {
+        output::json(&serde_json::to_value(&rebuilt)?);
+    } else {
+        println!(
+            "rebuilt {} entries, Merkle root {}; signed checkpoints matching: {}",
+            rebuilt.entries,
+            rebuilt.root,
+            rebuilt.checkpoints_matching.len()
+        );
+    }
+    if let Some(size) = rebuilt.checkpoints_not_matching.first() {
+        bail!(
+            "the rebuilt log does not have the root signed at size {size}: the copy on audit.entry is incomplete or not this log's"
+        );
+    }
+    Ok(0)
 }
 
 pub fn audit_keygen(origin: &str, key_file: &std::path::Path) -> anyhow::Result<u8> {
@@ -519,10 +609,7 @@ pub fn audit_check_proof(
     entry: Option<&std::path::Path>,
     key: &str,
 ) -> anyhow::Result<u8> {
-    let vkey = match std::fs::read_to_string(key) {
-        Ok(text) => text.trim().to_string(),
-        Err(_) => key.trim().to_string(),
-    };
+    let vkey = read_key_arg(key);
     let file = std::fs::read(proof).with_context(|| proof.display().to_string())?;
     if file.first() == Some(&b'{') {
         let (old, new) = cairn_tlog::proof_file::check_consistency(&file, &vkey)

@@ -79,8 +79,21 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the ledger for edited, deleted or reordered entries.
+    /// Check the ledger for edited, deleted or reordered entries, and hold
+    /// it against its copies outside the database: the signed checkpoints
+    /// (database, AUDIT stream, networks, the signer's state) and the
+    /// entries published on audit.entry.
     Verify {
+        /// The log's public key, or a file holding it (default: `[audit]
+        /// public_key_file`, or the signing key's .pub).
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the ledger into an empty database from its copy on the
+    /// AUDIT stream (same entries, same tree and root, projections too).
+    Rebuild {
         #[arg(long)]
         json: bool,
     },
@@ -217,7 +230,10 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
             json,
         } => care::repair(&cfg, backup_id.as_deref(), all, json).await,
         Command::Audit { command } => match command {
-            AuditCommand::Verify { json } => commands::audit_verify(&cfg, json).await,
+            AuditCommand::Verify { key, json } => {
+                commands::audit_verify(&cfg, key.as_deref(), json).await
+            }
+            AuditCommand::Rebuild { json } => commands::audit_rebuild(&cfg, json).await,
             AuditCommand::Log {
                 since,
                 kind,

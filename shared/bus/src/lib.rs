@@ -3,10 +3,12 @@
 //! explicit acks, progress while busy, retry with backoff, dead letters).
 
 pub mod publish;
+pub mod replay;
 pub mod topology;
 pub mod worker;
 
 use async_nats::jetstream;
+use bytes::Bytes;
 use cairn_config::NatsConfig;
 use cairn_events::subjects::Subjects;
 use cairn_events::{encode, Envelope};
@@ -163,6 +165,22 @@ impl Bus {
             note.to_vec().into(),
         )
         .await
+    }
+
+    /// Re-publishes ledger entries `(seq, kind, exact bytes)` on
+    /// `audit.entry.<kind>`, in the order given, and waits until all are
+    /// stored. `entry-<seq>` as the message id drops a re-publish.
+    pub async fn publish_entries(&self, entries: &[(u64, &str, Bytes)]) -> Result<(), BusError> {
+        let mut pipe = Pipeline::new(self.js.clone(), 256);
+        for (seq, kind, raw) in entries {
+            pipe.publish(
+                self.subjects.audit_entry(kind),
+                cairn_events::subjects::entry_msg_id(*seq),
+                raw.clone(),
+            )
+            .await?;
+        }
+        pipe.flush().await
     }
 
     /// Removes every stream of this prefix (tests and `cairn setup --reset`).

@@ -227,10 +227,34 @@ pub struct AuditConfig {
     /// inconsistent one is ever signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
+    /// The log's public key (a file made by `cairn audit keygen`), for hosts
+    /// that check checkpoints without the secret key. Default: the signing
+    /// key file's `.pub` neighbour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// The witness's own key (`cairn audit keygen --witness`): the verify
+    /// service then cosigns each checkpoint it has proven consistent with the
+    /// last one it saw. Its `.last` neighbour remembers that checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_key_file: Option<PathBuf>,
     /// Seconds between checkpoints signed by `cairn serve checkpoint` (part
     /// of `all` when a signing key is configured), while the ledger grows.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval_secs: u64,
+}
+
+impl AuditConfig {
+    /// The log's public key file: `public_key_file`, or the signing key's
+    /// `.pub` neighbour.
+    pub fn public_key_path(&self) -> Option<PathBuf> {
+        self.public_key_file.clone().or_else(|| {
+            self.signing_key_file.as_ref().map(|k| {
+                let mut p = k.as_os_str().to_owned();
+                p.push(".pub");
+                PathBuf::from(p)
+            })
+        })
+    }
 }
 
 fn default_checkpoint_interval() -> u64 {
@@ -241,6 +265,8 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             signing_key_file: None,
+            public_key_file: None,
+            witness_key_file: None,
             checkpoint_interval_secs: default_checkpoint_interval(),
         }
     }
@@ -581,7 +607,9 @@ fn unknown_keys(value: &toml::Value, known: &serde_json::Value, at: &str, out: &
             ("telemetry", "log")
             | ("telemetry", "otlp_endpoint")
             | ("postgres", "password_file")
-            | ("audit", "signing_key_file") => Some(serde_json::Value::Null),
+            | ("audit", "signing_key_file")
+            | ("audit", "public_key_file")
+            | ("audit", "witness_key_file") => Some(serde_json::Value::Null),
             _ => known.get(k).cloned(),
         };
         match (expected, v) {

@@ -71,6 +71,19 @@ impl Subjects {
     pub fn checkpoint(&self) -> String {
         format!("{}.audit.checkpoint", self.prefix)
     }
+    /// `<prefix>.audit.cosigned`: checkpoints with a witness's cosignature.
+    pub fn cosigned(&self) -> String {
+        format!("{}.audit.cosigned", self.prefix)
+    }
+    /// `<prefix>.audit.entry.<kind>`: each ledger entry's exact bytes, in log
+    /// order, with `Nats-Msg-Id: entry-<seq>` (see [`entry_msg_id`]).
+    pub fn audit_entry(&self, kind: &str) -> String {
+        format!("{}.audit.entry.{kind}", self.prefix)
+    }
+    /// Every re-published ledger entry.
+    pub fn all_audit_entries(&self) -> String {
+        format!("{}.audit.entry.>", self.prefix)
+    }
     /// Everything under `<prefix>.audit.`.
     pub fn all_audit(&self) -> String {
         format!("{}.audit.>", self.prefix)
@@ -128,6 +141,17 @@ impl Subjects {
     }
 }
 
+/// The `Nats-Msg-Id` of ledger entry `seq` on `audit.entry.<kind>`: it
+/// dedupes re-publishes and carries the entry's place in the log.
+pub fn entry_msg_id(seq: u64) -> String {
+    format!("entry-{seq}")
+}
+
+/// The sequence number in an `entry-<seq>` message id.
+pub fn entry_seq(msg_id: &str) -> Option<u64> {
+    msg_id.strip_prefix("entry-")?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +164,12 @@ mod tests {
             s.events_of_kind("backup.requested"),
             "t-42.evt.backup.requested.*"
         );
+        assert_eq!(
+            s.audit_entry("backup.requested"),
+            "t-42.audit.entry.backup.requested"
+        );
+        assert_eq!(entry_seq(&entry_msg_id(17)), Some(17));
+        assert_eq!(entry_seq("checkpoint-17"), None);
         assert!(Subjects::new("a.b").is_err());
         assert!(Subjects::new("").is_err());
     }

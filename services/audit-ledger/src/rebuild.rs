@@ -1,0 +1,199 @@
+//! Rebuilding the ledger from its copy on JetStream (`cairn audit rebuild`).
+//! The ledger re-publishes every committed entry on `audit.entry.<kind>`
+//! (AUDIT stream: kept, no delete, no purge) with its place in the log, so
+//! replaying that history into an empty database appends the same bytes in
+//! the same order: the same tree and root, and the projections with them.
+//! The signed checkpoints published on `audit.checkpoint` are restored too,
+//! each only if the rebuilt tree has exactly its root.
+//!
+//! (The EVENTS stream holds the same events, but in the order stages
+//! published them; the ledger's order also depends on redeliveries, so the
+//! tree is rebuilt from the ledger's own copy.)
+
+use crate::append::Ledger;
+use crate::tree::{self, TreeError};
+use cairn_bus::{Bus, BusError};
+use cairn_events::subjects::entry_seq;
+use cairn_events::{decode, Envelope};
+use cairn_tlog::reader::Known;
+use cairn_tlog::Hash;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("the ledger database already holds {0} entries: rebuild into an empty database (a new postgres.url)")]
+    NotEmpty(u64),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(
+        "audit.entry message {stream_seq} has no entry sequence number (Nats-Msg-Id {msg_id:?})"
+    )]
+    NoSeq {
+        stream_seq: u64,
+        msg_id: Option<String>,
+    },
+    #[error("entry {0} appears twice on audit.entry with different bytes")]
+    Conflict(u64),
+    #[error("entry {seq} from audit.entry does not decode: {detail}")]
+    Undecodable { seq: u64, detail: String },
+    #[error("entry {0} is missing from audit.entry (the copy holds later entries): cannot rebuild past it")]
+    Gap(u64),
+    #[error("entry {seq}: its event {event_id} is already in the log at another place; the copy on audit.entry is not a log")]
+    Duplicate { seq: u64, event_id: String },
+}
+
+/// What a rebuild produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rebuilt {
+    pub entries: u64,
+    /// Merkle root of the rebuilt log (hex).
+    pub root: String,
+    /// Signed checkpoints found on `audit.checkpoint` whose root the rebuilt
+    /// tree has (restored into `ledger_checkpoints`).
+    pub checkpoints_matching: Vec<u64>,
+    /// Those whose root it does not have, or whose size exceeds the log.
+    pub checkpoints_not_matching: Vec<u64>,
+}
+
+const BATCH: usize = 500;
+
+/// Replays `audit.entry.>` into the empty ledger behind `pg`.
+pub async fn rebuild(bus: &Bus, pg: tokio_postgres::Client) -> Result<Rebuilt, RebuildError> {
+    let size: i64 = pg
+        .query_one("SELECT size FROM ledger_head WHERE id = 1", &[])
+        .await?
+        .get(0);
+    if size != 0 {
+        return Err(RebuildError::NotEmpty(size as u64));
+    }
+    let ledger = Ledger::new(pg, None);
+    let mut next = 1u64;
+    // Entries that arrived ahead of their turn (two publishers interleaved).
+    let mut ahead: BTreeMap<u64, bytes::Bytes> = BTreeMap::new();
+    let mut earlier: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
+    let mut batch: Vec<bytes::Bytes> = Vec::new();
+    let mut replay = bus.replay_audit(&bus.subjects.all_audit_entries()).await?;
+    while let Some(m) = replay.next().await {
+        let m = m?;
+        let seq = m
+            .msg_id
+            .as_deref()
+            .and_then(entry_seq)
+            .ok_or(RebuildError::NoSeq {
+                stream_seq: m.stream_seq,
+                msg_id: m.msg_id.clone(),
+            })?;
+        let leaf = cairn_tlog::leaf_hash(&m.payload).0;
+        if seq < next || ahead.contains_key(&seq) {
+            // Re-published after the duplicate window: must be the same bytes.
+            let same = earlier.get(&seq).map(|h| *h == leaf).unwrap_or_else(|| {
+                ahead
+                    .get(&seq)
+                    .is_some_and(|b| cairn_tlog::leaf_hash(b).0 == leaf)
+            });
+            if !same {
+                return Err(RebuildError::Conflict(seq));
+            }
+            continue;
+        }
+        ahead.insert(seq, m.payload);
+        while let Some(entry) = ahead.remove(&next) {
+            earlier.insert(next, cairn_tlog::leaf_hash(&entry).0);
+            batch.push(entry);
+            next += 1;
+        }
+        if batch.len() >= BATCH {
+            append(&ledger, next - batch.len() as u64, &mut batch).await?;
+        }
+    }
+    append(&ledger, next - batch.len() as u64, &mut batch).await?;
+    if !ahead.is_empty() {
+        return Err(RebuildError::Gap(next));
+    }
+    let entries = next - 1;
+    let pg = ledger.into_client();
+    let mut known = Known::new();
+    let root = tree::root(&pg, &mut known, entries).await?;
+
+    let mut matching = Vec::new();
+    let mut not_matching = Vec::new();
+    let mut checkpoints = bus.replay_audit(&bus.subjects.checkpoint()).await?;
+    while let Some(m) = checkpoints.next().await {
+        let m = m?;
+        let Some((size, signed_root)) = checkpoint_of(&m.payload) else {
+            continue;
+        };
+        let ours = if size <= entries && size > 0 {
+            Some(tree::root(&pg, &mut known, size).await?)
+        } else {
+            None
+        };
+        if ours == Some(signed_root) {
+            pg.execute(
+                "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
+                &[&(size as i64), &signed_root.0.as_slice(), &m.payload.as_ref()],
+            )
+            .await?;
+            matching.push(size);
+        } else {
+            not_matching.push(size);
+        }
+    }
+    Ok(Rebuilt {
+        entries,
+        root: hex::encode(root.0),
+        checkpoints_matching: matching,
+        checkpoints_not_matching: not_matching,
+    })
+}
+
+/// The size and root a checkpoint note states (its signature is checked by
+/// those who hold the key: `cairn audit verify`).
+pub fn checkpoint_of(note: &[u8]) -> Option<(u64, Hash)> {
+    let note = signed_note::Note::from_bytes(note).ok()?;
+    let cp = tlog_tiles::checkpoint::Checkpoint::from_bytes(note.text()).ok()?;
+    Some((cp.size(), *cp.hash()))
+}
+
+async fn append(
+    ledger: &Ledger,
+    first: u64,
+    batch: &mut Vec<bytes::Bytes>,
+) -> Result<(), RebuildError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let envs = batch
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            decode::<Envelope>(b, "ledger entry").map_err(|e| RebuildError::Undecodable {
+                seq: first + i as u64,
+                detail: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let items: Vec<(&[u8], &Envelope)> = batch.iter().map(|b| &b[..]).zip(&envs).collect();
+    let done = ledger.append(&items).await?;
+    if done.added != items.len() {
+        let dup = done
+            .entries
+            .iter()
+            .find(|(seq, _, _)| *seq < first)
+            .map(|(seq, _, _)| *seq)
+            .unwrap_or(first);
+        return Err(RebuildError::Duplicate {
+            seq: dup,
+            event_id: envs
+                .get((dup.saturating_sub(first)) as usize)
+                .map(|e| e.id.to_string())
+                .unwrap_or_default(),
+        });
+    }
+    batch.clear();
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! The audit ledger as a transparency log, against a real nats-server (one
+//! per test) and the local PostgreSQL: its copies outside the database (the
+//! entries on `audit.entry`, the signed checkpoints) catch what a database
+//! owner rewrites consistently, and rebuild the same log.
+
+use cairn_tests::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An environment whose ledger has a checkpoint signing key
+/// (`[audit] signing_key_file`); returns it with the key file and the public key.
+fn signed_env() -> (Env, PathBuf, String) {
+    let keys = tempfile::tempdir().unwrap().keep();
+    let key = keys.join("ledger.key");
+    let env = Env::with(Options {
+        env: vec![(
+            "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
+            key.display().to_string(),
+        )],
+        ..Options::default()
+    });
+    let vkey = env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    (env, key, vkey.trim().to_string())
+}
+
+fn ledger_size(db: &str) -> u64 {
+    psql(db, "select size from ledger_head").parse().unwrap()
+}
+
+/// Two backups, a signed checkpoint of the whole log, and the workers
+/// stopped so that nothing appends meanwhile. Returns the log's size.
+fn two_backups_signed(env: &mut Env) -> u64 {
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 300_000, 1);
+    env.backup(&[src.to_str().unwrap()]);
+    text_file(&src.join("b.txt"), 300_000, 2);
+    env.backup(&[src.to_str().unwrap()]);
+    let db = env.db.clone();
+    // The ledger has caught up once two reads a moment apart agree.
+    let mut last = 0;
+    wait_for(30, "the ledger to settle", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = ledger_size(&db);
+        let settled = now == last && now > 0;
+        last = now;
+        settled.then_some(())
+    });
+    env.ok(&["audit", "checkpoint"]);
+    env.worker(0).kill9();
+    ledger_size(&db)
+}
+
+async fn superuser(db: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+/// What a database owner does to rewrite history without leaving a trace in
+/// the database: cut the log back to `keep` entries (entries, tree hashes,
+/// checkpoints and head, triggers bypassed), then append `forged` events
+/// through the ledger's own code, so that entries, chain, tree and head all
+/// agree again.
+async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
+    let c = superuser(db).await;
+    c.batch_execute(&format!(
+        "SET session_replication_role = replica;
+         DELETE FROM ledger_entries WHERE seq > {keep};
+         DELETE FROM ledger_tree WHERE idx >= {};
+         DELETE FROM ledger_checkpoints WHERE size > {keep};
+         UPDATE ledger_head SET size = {keep},
+             chain_hash = (SELECT chain_hash FROM ledger_entries WHERE seq = {keep});",
+        cairn_tlog::stored_hash_count(keep)
+    ))
+    .await
+    .unwrap();
+    let envs: Vec<cairn_events::Envelope> = forged
+        .iter()
+        .map(|b| cairn_events::decode(b, "forged").unwrap())
+        .collect();
+    let items: Vec<(&[u8], &cairn_events::Envelope)> =
+        forged.iter().map(|b| &b[..]).zip(&envs).collect();
+    let ledger = cairn_audit_ledger::append::Ledger::new(superuser(db).await, None);
+    if !items.is_empty() {
+        ledger.append(&items).await.unwrap();
+    }
+    let head_root = c
+        .query_one("SELECT tree_root FROM ledger_head", &[])
+        .await
+        .unwrap()
+        .get::<_, Vec<u8>>(0);
+    if items.is_empty() {
+        // Cut only: the head's root must be the root of what is left.
+        let mut known = cairn_tlog::reader::Known::new();
+        let root = cairn_audit_ledger::tree::root(&c, &mut known, keep)
+            .await
+            .unwrap();
+        c.batch_execute(&format!(
+            "UPDATE ledger_head SET tree_root = decode('{}', 'hex')",
+            hex::encode(root.0)
+        ))
+        .await
+        .unwrap();
+    } else {
+        assert_eq!(head_root.len(), 32);
+    }
+    // The rewrite is consistent: the database alone does not show it.
+    let alone =
+        cairn_audit_ledger::check::verify(&c, cairn_audit_ledger::check::Witnesses::default())
+            .await
+            .unwrap();
+    assert!(
+        alone.problems.is_empty(),
+        "the rewrite left a trace in the database itself: {:?}",
+        alone.problems
+    );
+}
+
+/// Entries `from..=to`, re-encoded as a forger would: same events, other ids.
+fn forge(db: &str, from: u64, to: u64) -> Vec<Vec<u8>> {
+    (from..=to)
+        .map(|seq| {
+            let hex = psql(
+                db,
+                &format!("select encode(entry, 'hex') from ledger_entries where seq = {seq}"),
+            );
+            let mut env: cairn_events::Envelope =
+                cairn_events::decode(&hex::decode(hex).unwrap(), "entry").unwrap();
+            env.id = cairn_events::EventId::derive(&[b"forged", &seq.to_be_bytes()]);
+            cairn_events::encode(&env)
+        })
+        .collect()
+}
+
+fn verify_fails(env: &Env, c: std::process::Command) -> String {
+    let o = env.run_with(c, &["audit", "verify"], None);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "the rewrite was not detected: {err}");
+    err
+}
+
+/// A database owner cuts the log's tail (and the checkpoints that signed
+/// it), then appends different entries in their place, keeping entries,
+/// chain, tree and head consistent. The database alone cannot show it; the
+/// signed checkpoints on the network, in the AUDIT stream and in the
+/// signer's state, and the entries re-published on audit.entry, do, and
+/// `audit verify` names the first entry that is not the one logged.
+#[test]
+fn consistent_rewrites_are_caught_by_the_copies_outside_the_database() {
+    let (mut env, _key, _vkey) = signed_env();
+    let n = two_backups_signed(&mut env);
+    let db = env.db.clone();
+    let report = env.json(&["audit", "verify", "--json"]);
+    assert_eq!(report["ok"], true, "{report}");
+    let r = &report["report"];
+    assert_eq!(r["published_entries_compared"].as_u64(), Some(n), "{r}");
+    let sources: Vec<&str> = r["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"].as_str().unwrap())
+        .collect();
+    for s in [
+        "the database",
+        "the AUDIT stream",
+        "network local",
+        "the signer's",
+    ] {
+        assert!(
+            sources.iter().any(|x| x.starts_with(s)),
+            "no checkpoint from {s}: {sources:?}"
+        );
+    }
+    let keep = n - 4;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // Tail cut: everything after `keep` removed, consistently.
+    rt.block_on(rewrite(&db, keep, &[]));
+    let e = verify_fails(&env, env.cmd());
+    assert!(
+        e.contains(&format!("entries were removed from entry {}", keep + 1)),
+        "{e}"
+    );
+
+    // Different entries appended in their place: the log is as long as
+    // before, but not the log that was signed and published.
+    let forged = forge(&db, keep - 3, keep);
+    rt.block_on(rewrite(&db, keep, &forged));
+    assert_eq!(ledger_size(&db), keep + forged.len() as u64);
+    let e = verify_fails(&env, env.cmd());
+    assert!(
+        e.contains(&format!(
+            "entry {}: not the entry published for that place on audit.entry",
+            keep + 1
+        )),
+        "{e}"
+    );
+    assert!(e.contains("checkpoint"), "{e}");
+
+    // Without the broker, the network's copy of the checkpoint and the
+    // signer's state still show it, bracketing the rewritten entries.
+    let mut offline = env.cmd();
+    offline.env("CAIRN_NATS__URL", "nats://127.0.0.1:1");
+    let e = verify_fails(&env, offline);
+    assert!(e.contains("the AUDIT stream was not checked"), "{e}");
+    assert!(
+        e.contains(&format!("checkpoint {n} (from network local)"))
+            && e.contains("do not have the root signed for them"),
+        "{e}"
+    );
+    // Bracketed between a checkpoint that still holds (signed earlier, at
+    // most `keep`) and the one that does not.
+    let (from, to) = e
+        .split("among entries ")
+        .nth(1)
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(range, _)| range.split_once('–'))
+        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("no range of entries named: {e}"));
+    assert!(from <= keep + 1 && to == n, "{e}");
+}
+
+/// Every entry, in log order, as `(subject, Nats-Msg-Id, bytes)` from
+/// `<prefix>.audit.entry.>`: what a console replays.
+fn published_entries(env: &Env) -> Vec<(String, String, Vec<u8>)> {
+    let (nats, prefix) = (env.nats.url(), env.prefix.clone());
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            use futures::StreamExt;
+            let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+            let stream = js
+                .get_stream(format!("{}_AUDIT", prefix.to_uppercase()))
+                .await
+                .unwrap();
+            let mut consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: format!("{prefix}.audit.entry.>"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let mut left = consumer.info().await.unwrap().num_pending;
+            let mut out = Vec::new();
+            let mut msgs = consumer.messages().await.unwrap();
+            while left > 0 {
+                let m = msgs.next().await.unwrap().unwrap();
+                left = m.info().unwrap().pending;
+                let id = m
+                    .headers
+                    .as_ref()
+                    .unwrap()
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .unwrap();
+                out.push((m.subject.to_string(), id.to_string(), m.payload.to_vec()));
+            }
+            out
+        })
+}
+
+/// Every committed entry is re-published, byte for byte and in log order,
+/// on `audit.entry.<kind>`; replaying that history into an empty database
+/// (`cairn audit rebuild`) gives the same entries, tree, root and
+/// projections, with the signed checkpoints restored; a non-empty database
+/// is refused.
+#[test]
+fn the_ledger_is_rebuilt_from_jetstream_with_the_same_root() {
+    let (mut env, _key, _vkey) = signed_env();
+    let n = two_backups_signed(&mut env);
+    let db = env.db.clone();
+    let original = env.json(&["audit", "verify", "--json"]);
+    assert_eq!(original["ok"], true, "{original}");
+
+    let published = published_entries(&env);
+    assert_eq!(published.len() as u64, n);
+    for (i, (subject, id, bytes)) in published.iter().enumerate() {
+        let seq = i + 1;
+        let row = psql(
+            &db,
+            &format!(
+                "select kind || ' ' || encode(entry, 'hex') from ledger_entries where seq = {seq}"
+            ),
+        );
+        let (kind, hex_entry) = row.split_once(' ').unwrap();
+        assert_eq!(subject, &format!("{}.audit.entry.{kind}", env.prefix));
+        assert_eq!(id, &format!("entry-{seq}"));
+        assert_eq!(hex::encode(bytes), hex_entry, "entry {seq}");
+    }
+
+    let rebuilt_db = format!("{db}_rebuilt");
+    let url = format!("host=127.0.0.1 port=5432 user=postgres dbname={rebuilt_db}");
+    let on_rebuilt = || {
+        let mut c = env.cmd();
+        c.env("CAIRN_POSTGRES__URL", &url);
+        c
+    };
+    let o = env.run_with(on_rebuilt(), &["audit", "rebuild", "--json"], None);
+    let dropped = Dropper(rebuilt_db.clone());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rebuilt: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rebuilt["entries"].as_u64(), Some(n));
+    assert_eq!(rebuilt["root"], original["report"]["merkle_root"]);
+    let matching = rebuilt["checkpoints_matching"].as_array().unwrap();
+    assert!(matching.contains(&serde_json::json!(n)), "{rebuilt}");
+    assert_eq!(rebuilt["checkpoints_not_matching"], serde_json::json!([]));
+    let o = env.run_with(on_rebuilt(), &["audit", "verify", "--json"], None);
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(
+        again["report"]["merkle_root"],
+        original["report"]["merkle_root"]
+    );
+    assert_eq!(
+        again["report"]["chain_hash"],
+        original["report"]["chain_hash"]
+    );
+    for q in [
+        "select string_agg(encode(entry, 'hex'), ',' order by seq) from ledger_entries",
+        "select string_agg(idx || encode(hash, 'hex'), ',' order by idx) from ledger_tree",
+        "select string_agg(backup_id || status || coalesce(outcome::text, ''), ',' order by backup_id) from backups",
+        "select count(*) || ':' || sum(len) from object_digests",
+        "select string_agg(size || encode(note, 'hex'), ',' order by size) from ledger_checkpoints",
+    ] {
+        assert_eq!(psql(&db, q), psql(&rebuilt_db, q), "{q}");
+    }
+    let o = env.run_with(on_rebuilt(), &["audit", "rebuild"], None);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("already holds {n} entries")),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drop(dropped);
+}
+
+/// Drops a database the test made when the test ends, passed or not.
+struct Dropper(String);
+
+impl Drop for Dropper {
+    fn drop(&mut self) {
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+        );
+    }
+}
