@@ -357,3 +357,114 @@ impl Drop for Dropper {
         );
     }
 }
+
+/// `psql` as the superuser, returning (success, stderr).
+fn try_sql(db: &str, sql: &str) -> (bool, String) {
+    let o = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
+        .args(["-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The ledger's role may only SELECT and INSERT the log; the other stages'
+/// role only SELECT; the triggers refuse UPDATE, DELETE and TRUNCATE even to
+/// the owner. The pipeline runs under those roles.
+#[test]
+fn ledger_roles_may_only_insert_and_select() {
+    let (mut env, _key, _vkey) = signed_env();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 100_000, 3);
+    env.backup(&[src.to_str().unwrap()]);
+    // Signed as the ledger's role, so every table of the log has rows.
+    env.ok(&["audit", "checkpoint"]);
+    let db = env.db.clone();
+    let log = ["ledger_entries", "ledger_tree", "ledger_checkpoints"];
+    for table in log {
+        for (role, edit) in [
+            (
+                "cairn_ledger",
+                format!("UPDATE {table} SET {} = {0}", column(table)),
+            ),
+            ("cairn_ledger", format!("DELETE FROM {table}")),
+            ("cairn_ledger", format!("TRUNCATE {table}")),
+            ("cairn_reader", format!("DELETE FROM {table}")),
+        ] {
+            let (ok, err) = try_sql(&db, &format!("SET ROLE {role}; {edit}"));
+            assert!(
+                !ok && err.contains(&format!("permission denied for table {table}")),
+                "{role}: {edit}: {err}"
+            );
+        }
+        // The owner is stopped by the triggers.
+        for edit in [
+            format!("UPDATE {table} SET {} = {0}", column(table)),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+        ] {
+            let (ok, err) = try_sql(&db, &edit);
+            assert!(!ok && err.contains("append-only"), "owner: {edit}: {err}");
+        }
+    }
+    // Appending is what the ledger's role may do; the reader may not.
+    let append = "INSERT INTO ledger_tree VALUES (999999999, decode(repeat('00', 32), 'hex'))";
+    let (ok, err) = try_sql(
+        &db,
+        &format!("BEGIN; SET ROLE cairn_ledger; {append}; ROLLBACK"),
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = try_sql(&db, &format!("SET ROLE cairn_reader; {append}"));
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, err) = try_sql(
+        &db,
+        "SET ROLE cairn_reader; UPDATE backups SET status = 'x'",
+    );
+    assert!(
+        !ok && err.contains("permission denied for table backups"),
+        "{err}"
+    );
+    // Nothing was lost on the way, and the running stages kept working
+    // under their roles.
+    let before = psql(&db, "select count(*) from ledger_entries");
+    text_file(&src.join("b.txt"), 100_000, 4);
+    env.backup(&[src.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        psql(&db, "select count(*) from ledger_entries")
+            .parse::<u64>()
+            .unwrap()
+            > before.parse().unwrap()
+    );
+    env.ok(&["audit", "verify"]);
+    let serve_log = std::fs::read_dir(env.logs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("serve-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap();
+    for role in ["cairn_ledger", "cairn_reader"] {
+        assert!(
+            serve_log.contains("database role taken") && serve_log.contains(role),
+            "the stages do not work as {role}: {serve_log}"
+        );
+    }
+    assert!(!serve_log.contains("cannot take the database role"));
+}
+
+fn column(table: &str) -> &'static str {
+    match table {
+        "ledger_tree" => "hash",
+        "ledger_checkpoints" => "note",
+        _ => "entry",
+    }
+}

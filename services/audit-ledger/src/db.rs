@@ -23,7 +23,43 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../schemas/sql/0003_ledger_checkpoints.sql"),
     ),
+    (
+        4,
+        include_str!("../../../schemas/sql/0004_ledger_roles.sql"),
+    ),
 ];
+
+/// The database role a process works under (migration 4): least privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The ledger writer and the checkpoint signer: may only SELECT and
+    /// INSERT the log; owns the head and the projections.
+    Ledger,
+    /// Every other stage: SELECT only.
+    Reader,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ledger => "cairn_ledger",
+            Role::Reader => "cairn_reader",
+        }
+    }
+}
+
+/// Takes `role` for the rest of the session. A login that may not take it
+/// (an operator's own grants) keeps its own privileges, with a warning.
+pub async fn assume(client: &Client, role: Role) {
+    match client
+        .batch_execute(&format!("SET ROLE {}", role.name()))
+        .await
+    {
+        Ok(()) => tracing::info!(role = role.name(), "database role taken"),
+        Err(e) => tracing::warn!(role = role.name(), error = %e,
+            "cannot take the database role; working with the login's own privileges"),
+    }
+}
 
 fn describe(cfg: &tokio_postgres::Config) -> String {
     let host = cfg
@@ -147,5 +183,12 @@ pub async fn open_config(cfg: &cairn_config::Config) -> anyhow::Result<Client> {
     let password = cfg.postgres_password()?;
     let mut c = connect_with(&cfg.postgres.url, password.as_ref()).await?;
     migrate(&mut c).await?;
+    Ok(c)
+}
+
+/// [`open_config`], then works as `role`.
+pub async fn open_as(cfg: &cairn_config::Config, role: Role) -> anyhow::Result<Client> {
+    let c = open_config(cfg).await?;
+    assume(&c, role).await;
     Ok(c)
 }

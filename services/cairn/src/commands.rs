@@ -468,7 +468,7 @@ pub async fn audit_verify(
 }
 
 pub async fn audit_rebuild(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
-    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let pg = cairn_audit_ledger::db::open_as(cfg, cairn_audit_ledger::db::Role::Ledger).await?;
     let bus = cairn_bus::Bus::connect(&cfg.nats, "cairn-audit").await?;
     bus.ensure_topology(&cfg.network_names()).await?;
     let rebuilt = cairn_audit_ledger::rebuild::rebuild(&bus, pg).await?;
@@ -526,7 +526,7 @@ pub async fn audit_checkpoint(cfg: &cairn_config::Config, as_json: bool) -> anyh
         cfg.audit.signing_key_file.as_deref().context(
             "no signing key: set [audit] signing_key_file (`cairn audit keygen` makes one)",
         )?;
-    let mut pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let mut pg = cairn_audit_ledger::db::open_as(cfg, cairn_audit_ledger::db::Role::Ledger).await?;
     let issued = cairn_audit_ledger::checkpoint::issue(&mut pg, key_file).await?;
     // Copies outside the database: the AUDIT stream and every network.
     let bus = match cairn_bus::Bus::connect(&cfg.nats, "cairn-audit").await {

@@ -3,6 +3,7 @@
 
 use crate::Stage;
 use anyhow::{bail, Context};
+use cairn_audit_ledger::db::{open_as, Role};
 use cairn_bus::Bus;
 use cairn_repo::Repository;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     let whoami = crate::whoami;
     if has(Stage::Ledger) {
-        let (bus, client) = (bus.clone(), cairn_audit_ledger::db::open_config(cfg).await?);
+        let (bus, client) = (bus.clone(), open_as(cfg, Role::Ledger).await?);
         tasks.spawn(async move { ("ledger", cairn_audit_ledger::run(bus, client).await) });
     }
     if has(Stage::Ingest) {
@@ -47,7 +48,7 @@ pub async fn serve(
             bus: bus.clone(),
             repo: repo.config().await?,
             id_key: keyring.as_ref().expect("unlocked").id_key(),
-            pg: cairn_audit_ledger::db::open_config(cfg).await?,
+            pg: open_as(cfg, Role::Reader).await?,
             networks: cfg.network_names(),
             policies: cfg.datasets.clone(),
             source: whoami("ingest"),
@@ -77,7 +78,7 @@ pub async fn serve(
         let w = cairn_verify::VerifyWorker {
             bus: bus.clone(),
             repo: repo.clone(),
-            pg: cairn_audit_ledger::db::open_config(cfg).await?,
+            pg: open_as(cfg, Role::Reader).await?,
             timeout: Duration::from_secs(cfg.verify.timeout_secs),
             source: whoami("verify"),
         };
@@ -93,7 +94,7 @@ pub async fn serve(
     }
     if has(Stage::Repair) && cfg.repair.interval_secs > 0 {
         let (cfg, bus) = (cfg.clone(), bus.clone());
-        let pg = cairn_audit_ledger::db::open_config(&cfg).await?;
+        let pg = open_as(&cfg, Role::Reader).await?;
         let every = Duration::from_secs(cfg.repair.interval_secs);
         tasks.spawn(async move {
             let r = cairn_verify::care::auto_repair(cfg, pg, bus, every, whoami("repair")).await;
@@ -103,7 +104,7 @@ pub async fn serve(
     // The signer runs where its key is: only with a key configured.
     let key = cfg.audit.signing_key_file.clone();
     if let Some(key) = key.filter(|_| has(Stage::Checkpoint)) {
-        let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+        let pg = open_as(cfg, Role::Ledger).await?;
         let every = Duration::from_secs(cfg.audit.checkpoint_interval_secs.max(1));
         let (bus, repo) = (bus.clone(), repo.clone());
         tasks.spawn(async move {
