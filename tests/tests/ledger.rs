@@ -10,13 +10,18 @@ use std::time::Duration;
 /// An environment whose ledger has a checkpoint signing key
 /// (`[audit] signing_key_file`); returns it with the key file and the public key.
 fn signed_env() -> (Env, PathBuf, String) {
+    signed_env_with(vec![])
+}
+
+fn signed_env_with(mut vars: Vec<(String, String)>) -> (Env, PathBuf, String) {
     let keys = tempfile::tempdir().unwrap().keep();
     let key = keys.join("ledger.key");
+    vars.push((
+        "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
+        key.display().to_string(),
+    ));
     let env = Env::with(Options {
-        env: vec![(
-            "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
-            key.display().to_string(),
-        )],
+        env: vars,
         ..Options::default()
     });
     let vkey = env.ok(&[
@@ -467,4 +472,141 @@ fn column(table: &str) -> &'static str {
         "ledger_checkpoints" => "note",
         _ => "entry",
     }
+}
+
+/// The verify service witnesses the log: it cosigns each new checkpoint
+/// after proving it extends the last one it cosigned, and proofs made
+/// against a cosigned checkpoint carry both signatures. When a signer that
+/// lost its state signs a rewritten history, the witness refuses, both for a
+/// second root at the same size and for a longer log that does not extend
+/// what it saw.
+#[test]
+fn the_witness_cosigns_only_extensions_of_what_it_saw() {
+    let witness_dir = tempfile::tempdir().unwrap();
+    let wkey = witness_dir.path().join("witness.key");
+    let (mut env, key, vkey) = signed_env_with(vec![
+        (
+            "CAIRN_AUDIT__WITNESS_KEY_FILE".into(),
+            wkey.display().to_string(),
+        ),
+        ("CAIRN_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "1".into()),
+    ]);
+    let wvkey = env
+        .ok(&[
+            "audit",
+            "keygen",
+            "--origin",
+            "cairn.test/witness",
+            "--key-file",
+            wkey.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string();
+    let n = two_backups_signed(&mut env);
+    let db = env.db.clone();
+    // `serve verify` cosigned as the log grew; a look now cosigns the last.
+    let w = env.json(&["audit", "witness", "--json"]);
+    assert!(
+        w["status"] == "cosigned" || w["status"] == "already cosigned",
+        "{w}"
+    );
+    assert_eq!(w["size"].as_u64(), Some(n), "{w}");
+    let cosigned = last_cosigned(&env).expect("a cosigned checkpoint on audit.cosigned");
+    let cp = cairn_tlog::checkpoint::verify_cosigned(&cosigned, &vkey, &wvkey).unwrap();
+    assert_eq!(cp.size(), n);
+    let serve_log = std::fs::read_dir(env.logs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("serve-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(serve_log.contains("checkpoint cosigned"), "{serve_log}");
+
+    // An inclusion proof now stands on the cosigned checkpoint.
+    let proofs = env.path().join("proofs");
+    env.ok(&["audit", "prove", "2", "--out", proofs.to_str().unwrap()]);
+    let check = |witness: &str| {
+        env.run(&[
+            "audit",
+            "check-proof",
+            proofs.join("entry-2.tlog-proof").to_str().unwrap(),
+            "--entry",
+            proofs.join("entry-2.bin").to_str().unwrap(),
+            "--key",
+            &vkey,
+            "--witness-key",
+            witness,
+        ])
+    };
+    let o = check(&wvkey);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, stranger) = cairn_tlog::checkpoint::generate("cairn.test/witness").unwrap();
+    let o = check(&stranger);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("not cosigned by the witness"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The signer loses its state and signs a rewritten log of the same size.
+    let keep = n - 4;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(rewrite(&db, keep, &forge(&db, keep - 3, keep)));
+    let lose_state = || std::fs::remove_file(key.with_extension("key.last")).unwrap();
+    lose_state();
+    env.ok(&["audit", "checkpoint"]);
+    let o = env.run(&["audit", "witness"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the log signed two different roots for {n} entries"
+        )),
+        "{err}"
+    );
+    // ... and then a longer one, which does not extend what the witness saw.
+    rt.block_on(rewrite(&db, keep, &forge(&db, keep - 5, keep)));
+    assert_eq!(ledger_size(&db), n + 2);
+    lose_state();
+    env.ok(&["audit", "checkpoint"]);
+    let o = env.run(&["audit", "witness"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "refusing to cosign: the checkpoint at {} entries does not extend the one cosigned at {n}",
+            n + 2
+        )),
+        "{err}"
+    );
+    let last = last_cosigned(&env).unwrap();
+    assert_eq!(
+        cairn_tlog::checkpoint::verify(&last, &vkey).unwrap().size(),
+        n,
+        "a forked checkpoint was cosigned"
+    );
+}
+
+fn last_cosigned(env: &Env) -> Option<Vec<u8>> {
+    let (nats, prefix) = (env.nats.url(), env.prefix.clone());
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+            let stream = js
+                .get_stream(format!("{}_AUDIT", prefix.to_uppercase()))
+                .await
+                .unwrap();
+            stream
+                .get_last_raw_message_by_subject(&format!("{prefix}.audit.cosigned"))
+                .await
+                .ok()
+                .map(|m| m.payload.to_vec())
+        })
 }

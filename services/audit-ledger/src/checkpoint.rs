@@ -45,7 +45,23 @@ pub fn state_file(key_file: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn last_signed(path: &Path) -> Result<Option<(u64, Hash)>, IssueError> {
+/// Holds the exclusive lock of a state file (`<state>.lock`) until dropped:
+/// one signer (or witness) per key at a time.
+pub fn lock_state(state: &Path) -> std::io::Result<std::fs::File> {
+    let lock = std::fs::File::create(state.with_extension("lock"))?;
+    lock.lock()?;
+    Ok(lock)
+}
+
+/// Replaces the state file with `note`, whole or not at all.
+pub fn remember(state: &Path, note: &[u8]) -> std::io::Result<()> {
+    let tmp = state.with_extension("last.tmp");
+    std::fs::write(&tmp, note)?;
+    std::fs::rename(&tmp, state)
+}
+
+/// The size and root of the checkpoint note in `path` (none if no file).
+pub fn last_signed(path: &Path) -> Result<Option<(u64, Hash)>, IssueError> {
     let bad = |detail: String| IssueError::State {
         path: path.to_path_buf(),
         detail,
@@ -74,14 +90,9 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
     let state = state_file(key_file);
     // One signer at a time per key (a `serve checkpoint` and a `cairn audit
     // checkpoint` may race): the state file must only ever move forward.
-    let lock_path = state.with_extension("lock");
-    let lock = std::fs::File::create(&lock_path).map_err(|e| IssueError::State {
-        path: lock_path.clone(),
-        detail: e.to_string(),
-    })?;
-    lock.lock().map_err(|e| IssueError::State {
-        path: lock_path,
-        detail: e.to_string(),
+    let lock = lock_state(&state).map_err(|e| IssueError::State {
+        path: state.clone(),
+        detail: format!("cannot lock: {e}"),
     })?;
     let previous = last_signed(&state)?;
 
@@ -112,10 +123,11 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
             Some(old)
         }
         Some((old, old_root)) => {
-            let proof =
-                tree::compute(&tx, &mut known, |r| tlog_tiles::tlog::prove_tree(size, old, r))
-                    .await?;
-            let proof: Vec<Vec<u8>> = proof.iter().map(|h| h.0.to_vec()).collect();
+            let proof: Vec<Vec<u8>> = tree::consistency_proof(&tx, &mut known, old, size)
+                .await?
+                .iter()
+                .map(|h| h.0.to_vec())
+                .collect();
             verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(|e| {
                 IssueError::Inconsistent(format!(
                     "the ledger is not an append-only extension of the checkpoint signed at size {old} ({e}): history was rewritten"
@@ -134,14 +146,11 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
     )
     .await?;
     tx.commit().await?;
-    // Remember it only once it is recorded; written whole or not at all.
-    let tmp = state.with_extension("last.tmp");
-    std::fs::write(&tmp, &note)
-        .and_then(|_| std::fs::rename(&tmp, &state))
-        .map_err(|e| IssueError::State {
-            path: state.clone(),
-            detail: e.to_string(),
-        })?;
+    // Remember it only once it is recorded.
+    remember(&state, &note).map_err(|e| IssueError::State {
+        path: state.clone(),
+        detail: e.to_string(),
+    })?;
     drop(lock);
     Ok(Issued {
         size,

@@ -6,6 +6,7 @@
 use crate::tree::{self, TreeError};
 use cairn_tlog::proof_file;
 use cairn_tlog::reader::Known;
+use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,47 @@ pub struct EntryProof {
     pub checkpoint_size: u64,
 }
 
-pub async fn inclusion(pg: &Client, seq: u64) -> Result<EntryProof, ProveError> {
+/// Checkpoints cosigned by witnesses, by size (`audit.cosigned` on the
+/// AUDIT stream; the newest cosignature of a size wins).
+pub async fn cosigned(bus: &cairn_bus::Bus) -> Result<BTreeMap<u64, Vec<u8>>, cairn_bus::BusError> {
+    let mut out = BTreeMap::new();
+    let mut r = bus.replay_audit(&bus.subjects.cosigned()).await?;
+    while let Some(m) = r.next().await {
+        let m = m?;
+        if let Some((size, _)) = crate::rebuild::checkpoint_of(&m.payload) {
+            out.insert(size, m.payload.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// The checkpoint to prove entries up to `seq` against: the newest
+/// cosigned one covering it (`cosigned`, see [`cosigned`]) if any, else the
+/// newest one the log signed.
+pub async fn checkpoint_for(
+    pg: &Client,
+    seq: u64,
+    cosigned: &BTreeMap<u64, Vec<u8>>,
+) -> Result<(u64, Vec<u8>), ProveError> {
+    if let Some((size, note)) = cosigned.range(seq..).next_back() {
+        return Ok((*size, note.clone()));
+    }
+    let cp = pg
+        .query_opt(
+            "SELECT size, note FROM ledger_checkpoints WHERE size >= $1 ORDER BY size DESC LIMIT 1",
+            &[&(seq as i64)],
+        )
+        .await?
+        .ok_or(ProveError::NoCheckpoint(seq))?;
+    Ok((cp.get::<_, i64>(0) as u64, cp.get(1)))
+}
+
+/// Entry `seq`'s bytes and inclusion proof against the checkpoint `checkpoint_for` picks.
+pub async fn inclusion(
+    pg: &Client,
+    seq: u64,
+    cosigned: &BTreeMap<u64, Vec<u8>>,
+) -> Result<EntryProof, ProveError> {
     let entry: Vec<u8> = pg
         .query_opt(
             "SELECT entry FROM ledger_entries WHERE seq = $1",
@@ -43,26 +84,27 @@ pub async fn inclusion(pg: &Client, seq: u64) -> Result<EntryProof, ProveError> 
         .await?
         .ok_or(ProveError::NoEntry(seq))?
         .get(0);
-    let cp = pg
-        .query_opt(
-            "SELECT size, note FROM ledger_checkpoints WHERE size >= $1 ORDER BY size DESC LIMIT 1",
-            &[&(seq as i64)],
-        )
-        .await?
-        .ok_or(ProveError::NoCheckpoint(seq))?;
-    let size: i64 = cp.get(0);
-    let note: Vec<u8> = cp.get(1);
-    let mut known = Known::new();
-    let proof = tree::compute(pg, &mut known, |r| {
-        tlog_tiles::tlog::prove_record(size as u64, seq - 1, r)
-    })
-    .await?;
+    let (size, note) = checkpoint_for(pg, seq, cosigned).await?;
+    let proof = entry_proof(pg, &mut Known::new(), size, seq).await?;
     Ok(EntryProof {
         seq,
         file: proof_file::format(seq - 1, &proof, &note),
         entry,
-        checkpoint_size: size as u64,
+        checkpoint_size: size,
     })
+}
+
+/// The inclusion proof of entry `seq` (1-based) in the tree of `size` entries.
+pub async fn entry_proof(
+    pg: &Client,
+    known: &mut Known,
+    size: u64,
+    seq: u64,
+) -> Result<Vec<cairn_tlog::Hash>, ProveError> {
+    Ok(tree::compute(pg, known, |r| {
+        tlog_tiles::tlog::prove_record(size, seq - 1, r)
+    })
+    .await?)
 }
 
 /// A consistency proof between the signed checkpoints at sizes `old` and
@@ -81,10 +123,6 @@ pub async fn consistency(pg: &Client, old: u64, new: u64) -> Result<Vec<u8>, Pro
         .ok_or(ProveError::NoCheckpointAt(size))
     };
     let (old_note, new_note) = (note(old).await?, note(new).await?);
-    let mut known = Known::new();
-    let proof = tree::compute(pg, &mut known, |r| {
-        tlog_tiles::tlog::prove_tree(new, old, r)
-    })
-    .await?;
+    let proof = tree::consistency_proof(pg, &mut Known::new(), old, new).await?;
     Ok(proof_file::format_consistency(&old_note, &new_note, &proof))
 }

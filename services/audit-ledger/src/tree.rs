@@ -101,6 +101,17 @@ pub async fn root<C: GenericClient>(
     compute(c, known, |r| tree_hash(size, r)).await
 }
 
+/// The consistency proof that the tree of `new` entries extends the tree of
+/// `old` (RFC 6962 / 9162).
+pub async fn consistency_proof<C: GenericClient>(
+    c: &C,
+    known: &mut Known,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, TreeError> {
+    compute(c, known, |r| tlog_tiles::tlog::prove_tree(new, old, r)).await
+}
+
 /// Fills `ledger_tree` for a log whose entries predate it (migration 2),
 /// from the stored leaf hashes, and records the root in the head.
 pub async fn backfill<C: GenericClient>(c: &C) -> Result<(), TreeError> {

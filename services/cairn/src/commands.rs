@@ -576,7 +576,8 @@ pub async fn audit_prove(
         bail!("entries are numbered from 1");
     }
     let pg = cairn_audit_ledger::db::open_config(cfg).await?;
-    let p = cairn_audit_ledger::prove::inclusion(&pg, seq).await?;
+    let cosigned = cosigned_if_up(cfg).await;
+    let p = cairn_audit_ledger::prove::inclusion(&pg, seq, &cosigned).await?;
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
     let entry = out.join(format!("entry-{seq}.bin"));
     let proof = out.join(format!("entry-{seq}.tlog-proof"));
@@ -589,6 +590,21 @@ pub async fn audit_prove(
         p.checkpoint_size
     );
     Ok(0)
+}
+
+/// The witnesses' cosigned checkpoints, when the broker answers (proofs
+/// then prefer them); none otherwise, with a warning.
+async fn cosigned_if_up(cfg: &cairn_config::Config) -> std::collections::BTreeMap<u64, Vec<u8>> {
+    let got = match bus_if_up(cfg, "cairn-audit").await {
+        Ok(bus) => cairn_audit_ledger::prove::cosigned(&bus)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    got.unwrap_or_else(|e| {
+        eprintln!("warning: cosigned checkpoints not read ({e}); proving against the log's own");
+        Default::default()
+    })
 }
 
 pub async fn audit_consistency(
@@ -604,14 +620,79 @@ pub async fn audit_consistency(
     Ok(0)
 }
 
+/// The witness of this host: its key, the log's public key, the database
+/// (for consistency proofs, checked against signed roots) and the broker.
+pub async fn witness(
+    cfg: &cairn_config::Config,
+) -> anyhow::Result<Option<cairn_verify::witness::Witness>> {
+    let Some(key_file) = cfg.audit.witness_key_file.clone() else {
+        return Ok(None);
+    };
+    let log_vkey = log_public_key(cfg, None)?.with_context(|| {
+        format!(
+            "the witness ({}) needs the log's public key: set [audit] public_key_file",
+            key_file.display()
+        )
+    })?;
+    let pg = cairn_audit_ledger::db::open_as(cfg, cairn_audit_ledger::db::Role::Reader).await?;
+    let bus = cairn_bus::Bus::connect(&cfg.nats, "cairn-witness").await?;
+    bus.ensure_topology(&cfg.network_names()).await?;
+    Ok(Some(cairn_verify::witness::Witness::new(
+        key_file, log_vkey, pg, bus,
+    )?))
+}
+
+pub async fn audit_witness(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
+    use cairn_verify::witness::Witnessed;
+    let w = witness(cfg)
+        .await?
+        .context("no witness key: set [audit] witness_key_file (`cairn audit keygen` makes one)")?;
+    let done = w.witness_once().await?;
+    let (status, size) = match &done {
+        Witnessed::NoCheckpoint => ("no checkpoint yet", None),
+        Witnessed::Unchanged { size } => ("already cosigned", Some(*size)),
+        Witnessed::Older { size, .. } => ("older than the last cosigned", Some(*size)),
+        Witnessed::Cosigned { size, .. } => ("cosigned", Some(*size)),
+    };
+    if as_json {
+        let mut v = serde_json::json!({ "status": status, "size": size });
+        if let Witnessed::Cosigned { note, extends, .. } = &done {
+            v["checkpoint"] = String::from_utf8_lossy(note).into();
+            v["extends"] = serde_json::json!(extends);
+        }
+        output::json(&v);
+    } else {
+        match &done {
+            Witnessed::Cosigned { note, .. } => print!("{}", String::from_utf8_lossy(note)),
+            _ => println!(
+                "{status}{}",
+                size.map(|s| format!(" (size {s})")).unwrap_or_default()
+            ),
+        }
+    }
+    Ok(0)
+}
+
 pub fn audit_check_proof(
     proof: &std::path::Path,
     entry: Option<&std::path::Path>,
     key: &str,
+    witness_key: Option<&str>,
 ) -> anyhow::Result<u8> {
     let vkey = read_key_arg(key);
+    let witness_vkey = witness_key.map(read_key_arg);
+    let cosigned_by = |note: &[u8]| -> anyhow::Result<()> {
+        if let Some(w) = &witness_vkey {
+            cairn_tlog::checkpoint::verify_cosigned(note, &vkey, w)
+                .context("the checkpoint is not cosigned by the witness")?;
+        }
+        Ok(())
+    };
     let file = std::fs::read(proof).with_context(|| proof.display().to_string())?;
     if file.first() == Some(&b'{') {
+        if witness_vkey.is_some() {
+            bail!("--witness-key applies to inclusion proofs; a consistency proof relates two of the log's own checkpoints");
+        }
         let (old, new) = cairn_tlog::proof_file::check_consistency(&file, &vkey)
             .with_context(|| format!("{} is not a valid consistency proof", proof.display()))?;
         println!(
@@ -628,6 +709,7 @@ pub fn audit_check_proof(
     let bytes = std::fs::read(entry).with_context(|| entry.display().to_string())?;
     let (p, cp) = cairn_tlog::proof_file::check(&file, &bytes, &vkey)
         .with_context(|| format!("{} does not prove {}", proof.display(), entry.display()))?;
+    cosigned_by(&p.checkpoint)?;
     println!(
         "entry {} is in log {} (checkpoint of size {}, root {})",
         p.index + 1,

@@ -154,6 +154,16 @@ pub enum AuditCommand {
         /// The log's public key, or a file holding it (`cairn audit keygen`'s KEY_FILE.pub).
         #[arg(long)]
         key: String,
+        /// Also require a witness's cosignature: its public key, or a file holding it.
+        #[arg(long)]
+        witness_key: Option<String>,
+    },
+    /// Cosign the latest checkpoint as the witness (`[audit]
+    /// witness_key_file`), after proving it extends the last one cosigned;
+    /// `serve verify` does this on its own.
+    Witness {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -257,9 +267,15 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
             AuditCommand::Consistency { old, new, out } => {
                 commands::audit_consistency(&cfg, old, new, &out).await
             }
-            AuditCommand::CheckProof { proof, entry, key } => {
-                commands::audit_check_proof(&proof, entry.as_deref(), &key)
+            AuditCommand::CheckProof {
+                proof,
+                entry,
+                key,
+                witness_key,
+            } => {
+                commands::audit_check_proof(&proof, entry.as_deref(), &key, witness_key.as_deref())
             }
+            AuditCommand::Witness { json } => commands::audit_witness(&cfg, json).await,
         },
     }
 }

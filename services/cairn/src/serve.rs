@@ -83,6 +83,10 @@ pub async fn serve(
             source: whoami("verify"),
         };
         tasks.spawn(async move { ("verify", cairn_verify::run(w, 4).await) });
+        if let Some(witness) = crate::commands::witness(cfg).await? {
+            let every = Duration::from_secs(cfg.audit.checkpoint_interval_secs.max(1));
+            tasks.spawn(async move { ("witness", witness.run(every).await) });
+        }
     }
     if has(Stage::Retention) {
         let w = cairn_retention::RetentionWorker {

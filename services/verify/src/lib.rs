@@ -6,6 +6,7 @@
 //! is ciphertext and hashes.
 
 pub mod care;
+pub mod witness;
 
 use cairn_bus::{Bus, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;

@@ -155,16 +155,53 @@ impl Bus {
         publish::publish_once(&self.js, &subject, env.id.as_str(), encode(env).into()).await
     }
 
-    /// Publishes a signed checkpoint of the ledger (once per tree size).
+    /// Publishes a signed checkpoint of the ledger. A re-publish of the same
+    /// note is dropped; a different note for the same size is kept, so that
+    /// a log signing two roots for one size leaves the evidence on the stream.
     pub async fn publish_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), BusError> {
+        use sha2::{Digest, Sha256};
         let subject = self.subjects.checkpoint();
+        let id = format!(
+            "checkpoint-{size}-{}",
+            hex::encode(&Sha256::digest(note)[..8])
+        );
+        publish::publish_once(&self.js, &subject, &id, note.to_vec().into()).await
+    }
+
+    /// Publishes a checkpoint a witness cosigned (once per tree size and witness).
+    pub async fn publish_cosigned(
+        &self,
+        size: u64,
+        witness: &str,
+        note: &[u8],
+    ) -> Result<(), BusError> {
+        let subject = self.subjects.cosigned();
         publish::publish_once(
             &self.js,
             &subject,
-            &format!("checkpoint-{size}"),
+            &format!("cosigned-{size}-{witness}"),
             note.to_vec().into(),
         )
         .await
+    }
+
+    /// The newest message on an AUDIT subject (e.g. the latest checkpoint).
+    pub async fn last_on_audit(&self, subject: &str) -> Result<Option<Bytes>, BusError> {
+        let stream = self
+            .js
+            .get_stream(self.subjects.audit_stream())
+            .await
+            .map_err(|e| BusError::JetStream(format!("AUDIT stream: {e}")))?;
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some(m.payload)),
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(BusError::JetStream(format!("{subject}: {e}"))),
+        }
     }
 
     /// Re-publishes ledger entries `(seq, kind, exact bytes)` on

@@ -66,6 +66,39 @@ impl LogKey {
     }
 }
 
+impl LogKey {
+    /// Adds this key's signature to an already signed checkpoint, keeping
+    /// the log's: a witness's cosignature (an Ed25519 note signature by the
+    /// witness, named after it). The caller has checked the checkpoint.
+    pub fn cosign(&self, signed: &[u8]) -> Result<Vec<u8>, CheckpointError> {
+        let mut note =
+            Note::from_bytes(signed).map_err(|e| CheckpointError::NotANote(e.to_string()))?;
+        note.add_sigs(&[&self.signer])
+            .map_err(|e| CheckpointError::NotANote(e.to_string()))?;
+        Ok(note.to_bytes())
+    }
+}
+
+/// Checks a cosigned checkpoint: the log's signature as [`verify`] does, and
+/// a valid signature by the witness whose verifier key is `witness_vkey`.
+pub fn verify_cosigned(
+    signed: &[u8],
+    vkey: &str,
+    witness_vkey: &str,
+) -> Result<Checkpoint, CheckpointError> {
+    let cp = verify(signed, vkey)?;
+    let witness =
+        StandardVerifier::new(witness_vkey.trim()).map_err(|_| CheckpointError::BadVerifierKey)?;
+    let name = signed_note::Verifier::name(&witness).to_string();
+    let note = Note::from_bytes(signed).map_err(|e| CheckpointError::NotANote(e.to_string()))?;
+    note.verify(&VerifierList::new(vec![Box::new(witness)]))
+        .map_err(|e| CheckpointError::NotSigned {
+            origin: name,
+            detail: e.to_string(),
+        })?;
+    Ok(cp)
+}
+
 /// Checks `signed` (a signed note) with the log's verifier key `vkey` and
 /// returns the checkpoint it carries; refuses a note without a valid
 /// signature by that key and a checkpoint of any other origin.
@@ -131,6 +164,20 @@ mod tests {
             verify(&signed, &other_vkey),
             Err(CheckpointError::NotSigned { .. })
         ));
+        // A witness adds its signature; both verify, the log's alone still does.
+        let (wskey, wvkey) = generate("witness.example").unwrap();
+        let cosigned = LogKey::from_text(&wskey).unwrap().cosign(&signed).unwrap();
+        assert_eq!(
+            verify_cosigned(&cosigned, &vkey, &wvkey).unwrap().size(),
+            42
+        );
+        assert_eq!(verify(&cosigned, &vkey).unwrap().size(), 42);
+        assert!(matches!(
+            verify_cosigned(&signed, &vkey, &wvkey),
+            Err(CheckpointError::NotSigned { .. })
+        ));
+        let (_, other_wvkey) = generate("witness.example").unwrap();
+        assert!(verify_cosigned(&cosigned, &vkey, &other_wvkey).is_err());
         let (other_skey, other_log_vkey) = generate("cairn.example/other").unwrap();
         let other = LogKey::from_text(&other_skey)
             .unwrap()

@@ -1,0 +1,179 @@
+//! The witness: the verify service cosigns the ledger's checkpoints, each
+//! only after proving it extends the last one it cosigned. It keeps that
+//! checkpoint in a file beside its own key (`<witness key>.last`), not in
+//! the database, and checks every consistency proof against the two signed
+//! roots, so neither a database owner nor a log signer who lost its state can
+//! get a forked history cosigned: a log that shows one history to the witness
+//! and another to an auditor is caught by either. Cosigned checkpoints go to
+//! `<prefix>.audit.cosigned` (AUDIT stream).
+//!
+//! The first checkpoint a fresh witness sees is cosigned on trust (as every
+//! witness starts); from then on only extensions are.
+
+use cairn_audit_ledger::checkpoint::{last_signed, lock_state, remember, state_file};
+use cairn_audit_ledger::tree;
+use cairn_bus::Bus;
+use cairn_tlog::checkpoint::{self, CheckpointError, LogKey};
+use cairn_tlog::reader::Known;
+use std::path::PathBuf;
+use tokio_postgres::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    #[error("witness key {path}: {detail}")]
+    Key { path: PathBuf, detail: String },
+    #[error("the witness's last cosigned checkpoint {path}: {detail}")]
+    State { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Bus(#[from] cairn_bus::BusError),
+    #[error("the latest checkpoint on audit.checkpoint is not signed by the log: {0}")]
+    NotSigned(#[from] CheckpointError),
+    #[error("refusing to cosign: {0}")]
+    Forked(String),
+    #[error(transparent)]
+    Tree(#[from] cairn_audit_ledger::tree::TreeError),
+}
+
+/// What one look at the log did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Witnessed {
+    /// Nothing signed yet.
+    NoCheckpoint,
+    /// The latest checkpoint was already cosigned.
+    Unchanged { size: u64 },
+    /// The latest checkpoint is older than the one last cosigned (a stale
+    /// copy on the stream): nothing to do.
+    Older { size: u64, last: u64 },
+    /// Cosigned (and published): `extends` is the size it was proven to extend.
+    Cosigned {
+        size: u64,
+        extends: Option<u64>,
+        note: Vec<u8>,
+    },
+}
+
+pub struct Witness {
+    pub key: LogKey,
+    pub key_file: PathBuf,
+    /// The log's public key: only its checkpoints are cosigned.
+    pub log_vkey: String,
+    pub pg: Client,
+    pub bus: Bus,
+}
+
+impl Witness {
+    pub fn new(
+        key_file: PathBuf,
+        log_vkey: String,
+        pg: Client,
+        bus: Bus,
+    ) -> Result<Self, WitnessError> {
+        let text = std::fs::read_to_string(&key_file).map_err(|e| WitnessError::Key {
+            path: key_file.clone(),
+            detail: e.to_string(),
+        })?;
+        let key = LogKey::from_text(&text).map_err(|e| WitnessError::Key {
+            path: key_file.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(Witness {
+            key,
+            key_file,
+            log_vkey,
+            pg,
+            bus,
+        })
+    }
+
+    /// Looks at the latest checkpoint and cosigns it if it extends the last
+    /// one cosigned.
+    pub async fn witness_once(&self) -> Result<Witnessed, WitnessError> {
+        let Some(note) = self
+            .bus
+            .last_on_audit(&self.bus.subjects.checkpoint())
+            .await?
+        else {
+            return Ok(Witnessed::NoCheckpoint);
+        };
+        let cp = checkpoint::verify(&note, &self.log_vkey)?;
+        let (size, root) = (cp.size(), *cp.hash());
+        let state = state_file(&self.key_file);
+        let bad_state = |detail: String| WitnessError::State {
+            path: state.clone(),
+            detail,
+        };
+        let _lock = lock_state(&state).map_err(|e| bad_state(format!("cannot lock: {e}")))?;
+        let last = last_signed(&state).map_err(|e| bad_state(e.to_string()))?;
+        let extends = match last {
+            None => None,
+            Some((old, old_root)) if old == size => {
+                if old_root != root {
+                    return Err(WitnessError::Forked(format!(
+                        "the log signed two different roots for {size} entries: {} cosigned, {} now",
+                        hex::encode(old_root.0),
+                        hex::encode(root.0)
+                    )));
+                }
+                return Ok(Witnessed::Unchanged { size });
+            }
+            Some((old, _)) if old > size => return Ok(Witnessed::Older { size, last: old }),
+            Some((old, old_root)) => {
+                // The proof comes from the database; it is checked against
+                // the two signed roots, so the database is not trusted.
+                let proof: Vec<Vec<u8>> =
+                    tree::consistency_proof(&self.pg, &mut Known::new(), old, size)
+                        .await?
+                        .iter()
+                        .map(|h| h.0.to_vec())
+                        .collect();
+                cairn_tlog::verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(
+                    |e| {
+                        WitnessError::Forked(format!(
+                            "the checkpoint at {size} entries does not extend the one cosigned at {old} ({e}): the log's history was rewritten"
+                        ))
+                    },
+                )?;
+                Some(old)
+            }
+        };
+        let cosigned = self.key.cosign(&note).map_err(|e| WitnessError::Key {
+            path: self.key_file.clone(),
+            detail: e.to_string(),
+        })?;
+        self.bus
+            .publish_cosigned(size, self.key.origin(), &cosigned)
+            .await?;
+        // Remembered once published.
+        remember(&state, &note).map_err(|e| bad_state(e.to_string()))?;
+        Ok(Witnessed::Cosigned {
+            size,
+            extends,
+            note: cosigned,
+        })
+    }
+
+    /// Witnesses every `every` until the process stops. A refusal is logged
+    /// as an error at every look: a forked log must not go unseen.
+    pub async fn run(self, every: std::time::Duration) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.witness_once().await {
+                Ok(Witnessed::Cosigned { size, extends, .. }) => {
+                    tracing::info!(
+                        size,
+                        extends,
+                        witness = self.key.origin(),
+                        "checkpoint cosigned"
+                    )
+                }
+                Ok(_) => {}
+                Err(e @ (WitnessError::Forked(_) | WitnessError::NotSigned(_))) => {
+                    tracing::error!(error = %e, "witness: checkpoint not cosigned")
+                }
+                Err(e) => tracing::warn!(error = %e, "witness: cannot look at the log now"),
+            }
+        }
+    }
+}
