@@ -482,26 +482,7 @@ fn column(table: &str) -> &'static str {
 /// what it saw.
 #[test]
 fn the_witness_cosigns_only_extensions_of_what_it_saw() {
-    let witness_dir = tempfile::tempdir().unwrap();
-    let wkey = witness_dir.path().join("witness.key");
-    let (mut env, key, vkey) = signed_env_with(vec![
-        (
-            "CAIRN_AUDIT__WITNESS_KEY_FILE".into(),
-            wkey.display().to_string(),
-        ),
-        ("CAIRN_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "1".into()),
-    ]);
-    let wvkey = env
-        .ok(&[
-            "audit",
-            "keygen",
-            "--origin",
-            "cairn.test/witness",
-            "--key-file",
-            wkey.to_str().unwrap(),
-        ])
-        .trim()
-        .to_string();
+    let (mut env, key, vkey, wvkey) = witnessed_env();
     let n = two_backups_signed(&mut env);
     let db = env.db.clone();
     // `serve verify` cosigned as the log grew; a look now cosigns the last.
@@ -609,4 +590,177 @@ fn last_cosigned(env: &Env) -> Option<Vec<u8>> {
                 .ok()
                 .map(|m| m.payload.to_vec())
         })
+}
+
+/// A signed environment whose verify service is also a witness
+/// (`[audit] witness_key_file`), looking every second. Returns it with the
+/// log's key file, the log's public key and the witness's public key.
+fn witnessed_env() -> (Env, PathBuf, String, String) {
+    let wkey = tempfile::tempdir().unwrap().keep().join("witness.key");
+    let (env, key, vkey) = signed_env_with(vec![
+        (
+            "CAIRN_AUDIT__WITNESS_KEY_FILE".into(),
+            wkey.display().to_string(),
+        ),
+        ("CAIRN_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "1".into()),
+    ]);
+    let wvkey = env
+        .ok(&[
+            "audit",
+            "keygen",
+            "--origin",
+            "cairn.test/witness",
+            "--key-file",
+            wkey.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string();
+    (env, key, vkey, wvkey)
+}
+
+/// `cairn audit evidence` bundles one backup's entries with inclusion proofs
+/// against a cosigned checkpoint and a summary (manifest digest, Merkle
+/// roots, locators per network) that matches the repository; the bundle is
+/// checked offline with the two public keys, and a doctored summary, entry or
+/// cosignature is refused, naming what is wrong.
+#[test]
+fn evidence_bundles_prove_a_backup_offline() {
+    let (mut env, _key, vkey, wvkey) = witnessed_env();
+    two_backups_signed(&mut env);
+    let db = env.db.clone();
+    let id = psql(
+        &db,
+        "select backup_id from backups where status = 'completed' order by requested_at limit 1",
+    );
+    env.json(&["audit", "witness", "--json"]);
+    let bundle_path = env.path().join("evidence.json");
+    let human = env.ok(&[
+        "audit",
+        "evidence",
+        &id,
+        "--out",
+        bundle_path.to_str().unwrap(),
+    ]);
+    assert!(human.contains("(cosigned)"), "{human}");
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    assert_eq!(bundle["format"], "cairn-evidence@v1");
+    let summary = &bundle["summary"];
+    assert_eq!(summary["status"], "completed", "{summary}");
+    // The summary is the repository's truth: the manifest's digest as the
+    // ledger recorded it and as the network holds it, the Merkle root `show`
+    // reports, the manifest's place on the network.
+    let manifest_path = format!("backups/{id}/manifest");
+    assert_eq!(summary["manifest"]["path"], manifest_path.as_str());
+    assert_eq!(
+        summary["manifest"]["sha256"],
+        psql(
+            &db,
+            &format!("select sha256 from object_digests where path = '{manifest_path}'")
+        )
+        .as_str()
+    );
+    let on_network = std::fs::read(env.network_dir("local").join(&manifest_path)).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        summary["manifest"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&on_network)).as_str()
+    );
+    let show = env.json(&["show", &id, "--json"]);
+    assert_eq!(
+        summary["merkle_root"], show["outcome"]["merkle_root"],
+        "{show}"
+    );
+    let local = &summary["networks"]["local"];
+    assert_eq!(local["verified"], true, "{summary}");
+    assert!(local["locators"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(manifest_path)));
+    let entries = bundle["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len().to_string(),
+        psql(
+            &db,
+            &format!("select count(*) from ledger_entries where backup_id = '{id}'")
+        )
+    );
+
+    // Offline: neither broker nor database.
+    let check = |file: &std::path::Path, witness: &str| {
+        let mut c = env.cmd();
+        c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
+            "CAIRN_POSTGRES__URL",
+            "host=127.0.0.1 port=1 user=nobody dbname=gone",
+        );
+        env.run_with(
+            c,
+            &[
+                "audit",
+                "check-proof",
+                file.to_str().unwrap(),
+                "--key",
+                &vkey,
+                "--witness-key",
+                witness,
+            ],
+            None,
+        )
+    };
+    let o = check(&bundle_path, &wvkey);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "all {} entries are in log cairn.test/ledger",
+            entries.len()
+        )) && stdout.contains("cosigned by the witness"),
+        "{stdout}"
+    );
+    let doctored = |what: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut b = bundle.clone();
+        edit(&mut b);
+        let p = env.path().join(format!("doctored-{what}.json"));
+        std::fs::write(&p, serde_json::to_vec(&b).unwrap()).unwrap();
+        let o = check(&p, &wvkey);
+        assert!(!o.status.success(), "doctored {what} accepted");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = doctored("summary", &|b| {
+        b["summary"]["merkle_root"] = serde_json::json!("00".repeat(32))
+    });
+    assert!(
+        e.contains("summary does not follow") && e.contains("merkle_root"),
+        "{e}"
+    );
+    let e = doctored("entry", &|b| {
+        let text = b["entries"][0]["entry"].as_str().unwrap().to_string();
+        let mut bytes = base64_decode(&text);
+        bytes[12] ^= 1;
+        b["entries"][0]["entry"] = serde_json::json!(base64_encode(&bytes));
+    });
+    let first = entries[0]["seq"].as_u64().unwrap();
+    assert!(e.contains(&format!("entry {first}")), "{e}");
+    let e = doctored("dropped-entry-order", &|b| {
+        let list = b["entries"].as_array_mut().unwrap();
+        list.swap(0, 1);
+    });
+    assert!(e.contains("out of log order"), "{e}");
+    let (_, stranger) = cairn_tlog::checkpoint::generate("cairn.test/witness").unwrap();
+    let o = check(&bundle_path, &stranger);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no valid signature by cairn.test/witness"));
+
+    let o = env.run(&["audit", "evidence", "b-nope"]);
+    assert!(!o.status.success());
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
 }

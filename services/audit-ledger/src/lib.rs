@@ -12,11 +12,13 @@
 //! * [`checkpoint`]: issuing signed checkpoints, never two inconsistent ones.
 //! * [`prove`]: inclusion proofs of entries against them.
 //! * [`rebuild`]: the log rebuilt from its copy on JetStream.
+//! * [`evidence`]: one backup's entries with proofs, for auditors.
 
 pub mod append;
 pub mod check;
 pub mod checkpoint;
 pub mod db;
+pub mod evidence;
 pub mod projection;
 pub mod prove;
 pub mod query;

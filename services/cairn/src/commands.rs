@@ -592,6 +592,80 @@ pub async fn audit_prove(
     Ok(0)
 }
 
+pub async fn audit_evidence(
+    cfg: &cairn_config::Config,
+    backup_id: &str,
+    out: Option<&std::path::Path>,
+    as_json: bool,
+) -> anyhow::Result<u8> {
+    let id = BackupId::parse(backup_id)?;
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let cosigned = cosigned_if_up(cfg).await;
+    let ev = cairn_audit_ledger::evidence::build(&pg, id.as_str(), &cosigned).await?;
+    let bundle = serde_json::to_vec_pretty(&ev)?;
+    if let Some(out) = out {
+        std::fs::write(out, &bundle).with_context(|| out.display().to_string())?;
+    }
+    if as_json {
+        println!("{}", String::from_utf8_lossy(&bundle));
+        return Ok(0);
+    }
+    print_evidence(&ev.backup_id, &ev.summary);
+    let size = cairn_audit_ledger::rebuild::checkpoint_of(ev.checkpoint.as_bytes()).map(|(s, _)| s);
+    println!(
+        "{} ledger entries, each with an inclusion proof against the checkpoint of size {}{}",
+        ev.entries.len(),
+        size.map_or("?".into(), |s| s.to_string()),
+        if cosigned.contains_key(&size.unwrap_or(0)) {
+            " (cosigned)"
+        } else {
+            ""
+        }
+    );
+    match out {
+        Some(out) => println!(
+            "bundle: {} (check it with `cairn audit check-proof {} --key LOG.pub`)",
+            out.display(),
+            out.display()
+        ),
+        None => println!("write the bundle with --out FILE"),
+    }
+    Ok(0)
+}
+
+fn print_evidence(backup_id: &str, s: &cairn_audit_ledger::evidence::Summary) {
+    println!(
+        "backup {backup_id} ({}), dataset {:?}, requested by {} at {}",
+        if s.status.is_empty() {
+            "in progress"
+        } else {
+            &s.status
+        },
+        s.dataset,
+        s.requested_by,
+        s.requested_at
+    );
+    if let Some(m) = &s.manifest {
+        println!("manifest {}: sha256 {} ({} bytes)", m.path, m.sha256, m.len);
+    }
+    println!(
+        "Merkle root {} (chunks), {} (sealed)",
+        s.merkle_root, s.sealed_root
+    );
+    for (net, n) in &s.networks {
+        let verified = match n.verified {
+            Some(true) => "verified",
+            Some(false) => "NOT verified",
+            None => "not yet verified",
+        };
+        println!(
+            "network {net}: {} objects stored, {verified}; {}",
+            n.objects_stored,
+            n.locators.join(", ")
+        );
+    }
+}
+
 /// The witnesses' cosigned checkpoints, when the broker answers (proofs
 /// then prefer them); none otherwise, with a warning.
 async fn cosigned_if_up(cfg: &cairn_config::Config) -> std::collections::BTreeMap<u64, Vec<u8>> {
@@ -689,6 +763,28 @@ pub fn audit_check_proof(
         Ok(())
     };
     let file = std::fs::read(proof).with_context(|| proof.display().to_string())?;
+    let format = (file.first() == Some(&b'{'))
+        .then(|| serde_json::from_slice::<serde_json::Value>(&file).ok())
+        .flatten()
+        .and_then(|v| v["format"].as_str().map(str::to_string));
+    if format.as_deref() == Some(cairn_audit_ledger::evidence::FORMAT) {
+        let c = cairn_audit_ledger::evidence::check(&file, &vkey, witness_vkey.as_deref())
+            .with_context(|| format!("{} is not valid evidence", proof.display()))?;
+        let ev: cairn_audit_ledger::evidence::Evidence = serde_json::from_slice(&file)?;
+        print_evidence(&ev.backup_id, &c.summary);
+        println!(
+            "all {} entries are in log {} (checkpoint of size {}{})",
+            c.entries,
+            c.origin,
+            c.checkpoint_size,
+            if c.cosigned {
+                ", cosigned by the witness"
+            } else {
+                ""
+            }
+        );
+        return Ok(0);
+    }
     if file.first() == Some(&b'{') {
         if witness_vkey.is_some() {
             bail!("--witness-key applies to inclusion proofs; a consistency proof relates two of the log's own checkpoints");

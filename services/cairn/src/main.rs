@@ -145,8 +145,8 @@ pub enum AuditCommand {
         out: PathBuf,
     },
     /// Check a proof offline: an inclusion proof with the entry's bytes
-    /// (`--entry`), or a consistency proof; needs only the log's public key
-    /// (no database, no broker).
+    /// (`--entry`), a consistency proof, or an evidence bundle; needs only
+    /// the log's public key (no database, no broker).
     CheckProof {
         proof: PathBuf,
         #[arg(long)]
@@ -157,6 +157,19 @@ pub enum AuditCommand {
         /// Also require a witness's cosignature: its public key, or a file holding it.
         #[arg(long)]
         witness_key: Option<String>,
+    },
+    /// One backup's evidence for auditors: its ledger entries with
+    /// inclusion proofs against one (cosigned, when a witness runs) signed
+    /// checkpoint, and what they establish (manifest digest, Merkle roots,
+    /// locators on each network). `check-proof` checks the bundle offline.
+    Evidence {
+        backup_id: String,
+        /// Write the bundle (JSON) to FILE.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the bundle (JSON) instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Cosign the latest checkpoint as the witness (`[audit]
     /// witness_key_file`), after proving it extends the last one cosigned;
@@ -276,6 +289,11 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
                 commands::audit_check_proof(&proof, entry.as_deref(), &key, witness_key.as_deref())
             }
             AuditCommand::Witness { json } => commands::audit_witness(&cfg, json).await,
+            AuditCommand::Evidence {
+                backup_id,
+                out,
+                json,
+            } => commands::audit_evidence(&cfg, &backup_id, out.as_deref(), json).await,
         },
     }
 }
