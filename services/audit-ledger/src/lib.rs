@@ -13,12 +13,14 @@
 //! * [`prove`]: inclusion proofs of entries against them.
 //! * [`rebuild`]: the log rebuilt from its copy on JetStream.
 //! * [`evidence`]: one backup's entries with proofs, for auditors.
+//! * [`export`]: the log as C2SP tlog-tiles files.
 
 pub mod append;
 pub mod check;
 pub mod checkpoint;
 pub mod db;
 pub mod evidence;
+pub mod export;
 pub mod projection;
 pub mod prove;
 pub mod query;

@@ -592,6 +592,28 @@ pub async fn audit_prove(
     Ok(0)
 }
 
+pub async fn audit_export(
+    cfg: &cairn_config::Config,
+    dir: &std::path::Path,
+    as_json: bool,
+) -> anyhow::Result<u8> {
+    let pg = cairn_audit_ledger::db::open_config(cfg).await?;
+    let cosigned = cosigned_if_up(cfg).await;
+    let done = cairn_audit_ledger::export::export(&pg, dir, &cosigned).await?;
+    if as_json {
+        output::json(&serde_json::to_value(&done)?);
+    } else {
+        println!(
+            "{}: {} entries in {} entry bundles, {} hash tiles, and the checkpoint",
+            dir.display(),
+            done.size,
+            done.entry_bundles,
+            done.hash_tiles
+        );
+    }
+    Ok(0)
+}
+
 pub async fn audit_evidence(
     cfg: &cairn_config::Config,
     backup_id: &str,

@@ -171,6 +171,14 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the log up to its newest (cosigned) checkpoint to DIR in the
+    /// C2SP tlog-tiles layout (checkpoint, hash tiles, entry bundles), for
+    /// transparency-log clients and witnesses.
+    Export {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cosign the latest checkpoint as the witness (`[audit]
     /// witness_key_file`), after proving it extends the last one cosigned;
     /// `serve verify` does this on its own.
@@ -289,6 +297,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
                 commands::audit_check_proof(&proof, entry.as_deref(), &key, witness_key.as_deref())
             }
             AuditCommand::Witness { json } => commands::audit_witness(&cfg, json).await,
+            AuditCommand::Export { dir, json } => commands::audit_export(&cfg, &dir, json).await,
             AuditCommand::Evidence {
                 backup_id,
                 out,
