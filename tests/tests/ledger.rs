@@ -898,3 +898,451 @@ impl ReadOne for tlog_tiles::tile::TileHashReader<'_> {
         self.read_hashes(&[idx]).unwrap()[0]
     }
 }
+
+/// Edits made as a database superuser (bypassing the append-only triggers)
+/// are detected by `cairn audit verify`, which names the entry.
+#[test]
+fn audit_verify_detects_tampering() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 1 << 20, 1);
+    env.backup(&[src.to_str().unwrap()]);
+    env.backup(&[src.to_str().unwrap()]);
+    let db = env.db.clone();
+    // Let the ledger catch up, then stop it so nothing appends meanwhile.
+    std::thread::sleep(Duration::from_secs(1));
+    env.worker(0).kill9();
+    env.ok(&["audit", "verify"]);
+    let n: i64 = psql(&db, "select count(*) from ledger_entries")
+        .parse()
+        .unwrap();
+    assert!(n > 10);
+
+    // The triggers refuse plain edits.
+    let o = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("append-only"));
+
+    let bypass = "SET session_replication_role = replica;";
+    let verify_err = |env: &Env| {
+        let o = env.run(&["audit", "verify"]);
+        assert!(!o.status.success(), "tampering not detected");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // Rewrite one hash of the stored Merkle tree: named, with the entries
+    // it covers; then the tree root in the head.
+    let flip_tree = format!("{bypass} UPDATE ledger_tree SET hash = set_byte(hash, 0, get_byte(hash, 0) # 1) WHERE idx = 2");
+    psql(&db, &flip_tree);
+    let e = verify_err(&env);
+    assert!(
+        e.contains("tree hash 2") && e.contains("entries 1–2"),
+        "{e}"
+    );
+    psql(&db, &flip_tree);
+    env.ok(&["audit", "verify"]);
+    let flip_root =
+        "UPDATE ledger_head SET tree_root = set_byte(tree_root, 0, get_byte(tree_root, 0) # 1)";
+    psql(&db, flip_root);
+    let e = verify_err(&env);
+    assert!(e.contains("head tree root"), "{e}");
+    psql(&db, flip_root);
+    env.ok(&["audit", "verify"]);
+
+    // Edit one byte of entry 5.
+    psql(&db, &format!("{bypass} UPDATE ledger_entries SET entry = set_byte(entry, 10, get_byte(entry, 10) # 1) WHERE seq = 5"));
+    assert!(verify_err(&env).contains("entry 5"));
+    psql(&db, &format!("{bypass} UPDATE ledger_entries SET entry = set_byte(entry, 10, get_byte(entry, 10) # 1) WHERE seq = 5"));
+    env.ok(&["audit", "verify"]);
+
+    // Swap two entries (bytes, hashes and columns together).
+    psql(&db, &format!("{bypass}
+        CREATE TEMP TABLE t AS SELECT * FROM ledger_entries WHERE seq IN (3, 4);
+        UPDATE ledger_entries l SET entry = t.entry, leaf_hash = t.leaf_hash, event_id = t.event_id || '-swap', kind = t.kind, backup_id = t.backup_id FROM t WHERE l.seq = 3 AND t.seq = 4;
+        UPDATE ledger_entries l SET entry = t.entry, leaf_hash = t.leaf_hash, event_id = t.event_id, kind = t.kind, backup_id = t.backup_id FROM t WHERE l.seq = 4 AND t.seq = 3;
+        UPDATE ledger_entries l SET event_id = t.event_id FROM t WHERE l.seq = 3 AND t.seq = 4;"));
+    let e = verify_err(&env);
+    assert!(e.contains("entry 3") || e.contains("entry 4"), "{e}");
+
+    // Delete an entry.
+    psql(
+        &db,
+        &format!("{bypass} DELETE FROM ledger_entries WHERE seq = 7"),
+    );
+    let e = verify_err(&env);
+    assert!(e.contains("entry 7"), "{e}");
+
+    // Cut the tail without fixing the head: the head no longer matches (a
+    // consistent cut and re-append: `consistent_rewrites_are_caught_...`).
+    psql(
+        &db,
+        &format!("{bypass} DELETE FROM ledger_entries WHERE seq > {}", n - 3),
+    );
+    let e = verify_err(&env);
+    assert!(e.contains("head") || e.contains("entry"), "{e}");
+}
+
+/// A ledger written before the Merkle tree was stored (schema version 1)
+/// gets its tree built from the entries when it is migrated, with the same
+/// root the entries give, and verifies.
+#[test]
+fn ledger_tree_is_built_for_an_older_log() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 200_000, 3);
+    env.backup(&[src.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(1));
+    env.worker(0).kill9();
+    let before = env.json(&["audit", "verify", "--json"]);
+    let db = env.db.clone();
+    assert_eq!(
+        psql(&db, "select encode(tree_root, 'hex') from ledger_head"),
+        before["report"]["merkle_root"].as_str().unwrap()
+    );
+    // Back to schema version 1, entries kept.
+    psql(
+        &db,
+        "SET session_replication_role = replica;
+         DROP TABLE ledger_tree;
+         ALTER TABLE ledger_head DROP COLUMN tree_root;
+         DELETE FROM schema_migrations WHERE version = 2;",
+    );
+    let after = env.json(&["audit", "verify", "--json"]);
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(
+        after["report"]["merkle_root"],
+        before["report"]["merkle_root"]
+    );
+    assert_eq!(
+        psql(&db, "select encode(tree_root, 'hex') from ledger_head"),
+        before["report"]["merkle_root"].as_str().unwrap()
+    );
+    let entries: i64 = psql(&db, "select count(*) from ledger_entries")
+        .parse()
+        .unwrap();
+    let hashes: i64 = psql(&db, "select count(*) from ledger_tree")
+        .parse()
+        .unwrap();
+    assert!(
+        hashes >= entries,
+        "{hashes} tree hashes for {entries} entries"
+    );
+}
+
+/// Signed checkpoints: `audit keygen` makes the key (secret 0600, public
+/// beside it); `audit checkpoint` signs the ledger's size and Merkle root,
+/// which an auditor verifies with the public key alone; the next one is
+/// proven to extend it; once the stored tree is rewritten the signer refuses.
+#[test]
+fn audit_checkpoints_are_signed_and_never_inconsistent() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("ledger.key");
+    let mut env = Env::with(Options {
+        env: vec![
+            (
+                "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
+                key.display().to_string(),
+            ),
+            ("CAIRN_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "2".into()),
+        ],
+        ..Options::default()
+    });
+    let vkey = env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let vkey = vkey.trim().to_string();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(key.with_extension("key.pub"))
+            .unwrap()
+            .trim(),
+        vkey
+    );
+    let again = env.run(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 100_000, 5);
+    env.backup(&[src.to_str().unwrap()]);
+    let c1 = env.json(&["audit", "checkpoint", "--json"]);
+    let cp = cairn_tlog::checkpoint::verify(c1["checkpoint"].as_str().unwrap().as_bytes(), &vkey)
+        .expect("the checkpoint verifies with the public key");
+    assert_eq!(cp.origin(), "cairn.test/ledger");
+    assert_eq!(Some(cp.size()), c1["size"].as_u64());
+    assert_eq!(hex::encode(cp.hash().0), c1["root"].as_str().unwrap());
+    assert!(cp.size() > 0);
+    // Copies outside the database: the network and the AUDIT stream.
+    assert_eq!(c1["published"], "ok", "{c1}");
+    assert_eq!(c1["networks"]["local"], "ok", "{c1}");
+    let on_network = env
+        .network_dir("local")
+        .join(format!("checkpoints/{:020}", cp.size()));
+    assert_eq!(
+        std::fs::read_to_string(&on_network).unwrap(),
+        c1["checkpoint"].as_str().unwrap()
+    );
+    let prefix = env.prefix.clone();
+    let nats = env.nats.url();
+    let published = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+            let stream = js
+                .get_stream(format!("{}_AUDIT", prefix.to_uppercase().replace('-', "_")))
+                .await
+                .unwrap();
+            let info = stream.cached_info().config.clone();
+            assert!(
+                info.deny_delete && info.deny_purge,
+                "the AUDIT stream can be purged"
+            );
+            let msg = stream
+                .get_last_raw_message_by_subject(&format!("{prefix}.audit.checkpoint"))
+                .await
+                .unwrap();
+            String::from_utf8(msg.payload.to_vec()).unwrap()
+        });
+    assert_eq!(published, c1["checkpoint"].as_str().unwrap());
+
+    text_file(&src.join("b.txt"), 100_000, 6);
+    env.backup(&[src.to_str().unwrap()]);
+    let db = env.db.clone();
+    wait_for(30, "the ledger to grow", || {
+        (psql(&db, "select size from ledger_head")
+            .parse::<u64>()
+            .unwrap()
+            > cp.size())
+        .then_some(())
+    });
+    let c2 = env.json(&["audit", "checkpoint", "--json"]);
+    // It extends the last one signed: ours, or one `serve checkpoint`
+    // signed meanwhile (every 2 s here).
+    assert!(c2["extends"].as_u64().unwrap() >= cp.size(), "{c2}");
+    let cp2 = cairn_tlog::checkpoint::verify(c2["checkpoint"].as_str().unwrap().as_bytes(), &vkey)
+        .unwrap();
+    assert!(cp2.size() > cp.size());
+    // `serve checkpoint` signs the ledger as it grows, on its own.
+    text_file(&src.join("c.txt"), 100_000, 7);
+    env.backup(&[src.to_str().unwrap()]);
+    wait_for(30, "serve to sign the grown ledger", || {
+        let head = psql(&db, "select size from ledger_head");
+        (psql(
+            &db,
+            &format!("select count(*) from ledger_checkpoints where size = {head}"),
+        ) == "1"
+            && head.parse::<u64>().unwrap() > cp2.size())
+        .then_some(())
+    });
+
+    // Inclusion proofs, checked offline: the database and broker named in
+    // the environment do not exist for `check-proof`.
+    let proofs = env.path().join("proofs");
+    let public = key.with_extension("key.pub");
+    let offline = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
+            "CAIRN_POSTGRES__URL",
+            "host=127.0.0.1 port=1 user=nobody dbname=gone",
+        );
+        env.run_with(c, args, None)
+    };
+    for seq in [1, 3, cp2.size()] {
+        env.ok(&[
+            "audit",
+            "prove",
+            &seq.to_string(),
+            "--out",
+            proofs.to_str().unwrap(),
+        ]);
+        let o = offline(&[
+            "audit",
+            "check-proof",
+            proofs
+                .join(format!("entry-{seq}.tlog-proof"))
+                .to_str()
+                .unwrap(),
+            "--entry",
+            proofs.join(format!("entry-{seq}.bin")).to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "entry {seq}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout)
+            .contains(&format!("entry {seq} is in log cairn.test/ledger")));
+    }
+    let proof3 = proofs.join("entry-3.tlog-proof");
+    let entry3 = proofs.join("entry-3.bin");
+    let check3 = |entry: &std::path::Path, key: &str| {
+        offline(&[
+            "audit",
+            "check-proof",
+            proof3.to_str().unwrap(),
+            "--entry",
+            entry.to_str().unwrap(),
+            "--key",
+            key,
+        ])
+    };
+    // Another entry's bytes, an edited entry, another key: refused.
+    let o = check3(&proofs.join("entry-1.bin"), public.to_str().unwrap());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not entry 3"));
+    let mut edited = std::fs::read(&entry3).unwrap();
+    edited[5] ^= 1;
+    let edited_path = proofs.join("edited.bin");
+    std::fs::write(&edited_path, &edited).unwrap();
+    assert!(!check3(&edited_path, public.to_str().unwrap())
+        .status
+        .success());
+    let other_key = env.path().join("other.key");
+    let other_vkey = env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        other_key.to_str().unwrap(),
+    ]);
+    let o = check3(&entry3, other_vkey.trim());
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no valid signature")
+    );
+    // The second checkpoint extends the first, checked offline; a proof
+    // file with a changed hash is refused.
+    let cons = proofs.join("consistency.json");
+    env.ok(&[
+        "audit",
+        "consistency",
+        &cp.size().to_string(),
+        &cp2.size().to_string(),
+        "--out",
+        cons.to_str().unwrap(),
+    ]);
+    let o = offline(&[
+        "audit",
+        "check-proof",
+        cons.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("extends the tree of {}", cp.size()))
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cons).unwrap()).unwrap();
+    v["proof"][0] = serde_json::json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    std::fs::write(&cons, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = offline(&[
+        "audit",
+        "check-proof",
+        cons.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("not an append-only extension")
+    );
+
+    // An entry that does not exist.
+    let beyond = psql(&db, "select size + 1000 from ledger_head");
+    let o = env.run(&["audit", "prove", &beyond, "--out", proofs.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("has no entry {beyond}")));
+
+    // History rewritten in the database (every stored tree hash): no
+    // signature for it, and nothing recorded.
+    env.worker(0).kill9();
+    let signed = psql(&db, "select count(*) from ledger_checkpoints");
+    let last_signed = std::fs::read_to_string(key.with_extension("key.last")).unwrap();
+    psql(
+        &db,
+        "SET session_replication_role = replica; UPDATE ledger_tree SET hash = set_byte(hash, 0, get_byte(hash, 0) # 1)",
+    );
+    let o = env.run(&["audit", "checkpoint"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refusing to sign"), "{err}");
+    assert_eq!(psql(&db, "select count(*) from ledger_checkpoints"), signed);
+    assert_eq!(
+        std::fs::read_to_string(key.with_extension("key.last")).unwrap(),
+        last_signed
+    );
+}
+
+/// `cairn audit log` reads the ledger in log order, filtered by kind,
+/// dataset, backup and time, and refuses a malformed time.
+#[test]
+fn audit_log_filters_the_ledger() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 50_000, 9);
+    let p = src.to_str().unwrap();
+    let a1 = env.backup(&["--dataset", "app", p]);
+    env.backup(&["--dataset", "app", p]);
+    env.backup(&["--dataset", "other", p]);
+    let db = env.db.clone();
+    wait_for(30, "the ledger to record three completions", || {
+        (psql(
+            &db,
+            "select count(*) from ledger_entries where kind = 'backup.completed'",
+        ) == "3")
+            .then_some(())
+    });
+    let entries = |args: &[&str]| {
+        let mut a = vec!["audit", "log", "--json"];
+        a.extend_from_slice(args);
+        env.json(&a)["entries"].as_array().unwrap().clone()
+    };
+    assert_eq!(entries(&["--kind", "backup.completed"]).len(), 3);
+    let app = entries(&["--kind", "backup.completed", "--dataset", "app"]);
+    assert_eq!(app.len(), 2);
+    assert!(app.iter().all(|e| e["dataset"] == "app"));
+    let one = entries(&["--backup", a1["backup_id"].as_str().unwrap()]);
+    assert_eq!(one[0]["kind"], "backup.requested", "{one:?}");
+    assert!(one
+        .windows(2)
+        .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+    assert!(one.iter().any(|e| e["kind"] == "backup.completed"));
+    assert_eq!(entries(&["--limit", "2"]).len(), 2);
+    assert!(entries(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    let o = env.run(&["audit", "log", "--since", "yesterday"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RFC 3339"));
+}

@@ -7,7 +7,6 @@
 
 use crate::projection;
 use cairn_bus::{BatchHandler, Delivery, Failure};
-use cairn_crypto::merkle::leaf_hash;
 use cairn_events::{decode, Envelope, Event};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -100,7 +99,7 @@ impl Ledger {
                 continue;
             }
             size += 1;
-            let leaf = leaf_hash(raw);
+            let leaf = cairn_tlog::leaf_hash(raw).0;
             let next = chain(&prev, &leaf);
             tx.execute(
                 &insert,

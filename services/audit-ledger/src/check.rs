@@ -14,7 +14,6 @@
 //! the log must have each signed root at its size, and every entry must be
 //! the bytes published for its place, which names the first rewritten one.
 use crate::append::chain;
-use cairn_crypto::merkle::{leaf_hash, RootBuilder};
 use cairn_events::{decode, Envelope};
 use cairn_tlog::{split_stored_hash_index, stored_hashes_for_record_hash, tree_hash, Hash};
 use futures::TryStreamExt;
@@ -68,7 +67,6 @@ pub async fn verify(
     let mut problems = Vec::new();
     let mut prev = vec![0u8; 32];
     let mut expected_seq: i64 = 1;
-    let mut root = RootBuilder::new();
     let mut leaves: Vec<[u8; 32]> = Vec::new();
     let rows = c
         .query_raw(
@@ -93,7 +91,7 @@ pub async fn verify(
                 "entry {expected_seq}: missing (next entry found is {seq}): an entry was deleted or renumbered"
             ));
         }
-        let leaf = leaf_hash(&entry);
+        let leaf = cairn_tlog::leaf_hash(&entry).0;
         if stored_leaf != leaf {
             problems.push(format!("entry {seq} ({kind} {event_id}): its bytes do not hash to its stored leaf hash: the entry was edited"));
         }
@@ -120,7 +118,6 @@ pub async fn verify(
             }
             Err(e) => problems.push(format!("entry {seq}: {e}")),
         }
-        root.push(&entry);
         leaves.push(leaf);
         // Continue from the stored chain so one bad row is reported once.
         prev = stored_chain;
@@ -157,7 +154,13 @@ pub async fn verify(
     let mut report = LedgerReport {
         entries: (expected_seq - 1).max(0) as u64,
         chain_hash: hex::encode(&prev),
-        merkle_root: hex::encode(root.root()),
+        merkle_root: hex::encode(
+            match leaves.len() as u64 {
+                0 => crate::tree::empty_root(),
+                n => tree_hash(n, &all).unwrap_or(Hash([0; 32])),
+            }
+            .0,
+        ),
         problems,
         checkpoints: Vec::new(),
         published_entries_compared: 0,
