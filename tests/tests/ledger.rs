@@ -1346,3 +1346,112 @@ fn audit_log_filters_the_ledger() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("RFC 3339"));
 }
+
+/// Bad input to the ledger's commands gets an error naming the problem, a
+/// non-zero exit, and changes nothing in the log.
+#[test]
+fn audit_commands_refuse_bad_input() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 50_000, 9);
+    env.backup(&[src.to_str().unwrap()]);
+    let db = env.db.clone();
+    let fails = |args: &[&str], c: Option<std::process::Command>, says: &str| {
+        let o = env.run_with(c.unwrap_or_else(|| env.cmd()), args, None);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    let out = env.path().join("export");
+    // Nothing signed yet: export and evidence say what to run.
+    fails(
+        &["audit", "export", out.to_str().unwrap()],
+        None,
+        "run `cairn audit checkpoint`",
+    );
+    fails(
+        &["audit", "evidence", "no-such-backup"],
+        None,
+        "no entry for backup no-such-backup",
+    );
+    fails(&["audit", "evidence", "../etc"], None, "invalid backup id");
+    fails(&["audit", "witness"], None, "set [audit] witness_key_file");
+    fails(
+        &["audit", "verify", "--key", "not-a-key"],
+        None,
+        "expected the log's public key",
+    );
+
+    // Signed with one key, verified with another: the wrong key is named,
+    // not N forgeries.
+    let key = env.path().join("ledger.key");
+    env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/ledger",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let mut signer = env.cmd();
+    signer.env("CAIRN_AUDIT__SIGNING_KEY_FILE", &key);
+    let o = env.run_with(signer, &["audit", "checkpoint"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, stranger) = cairn_tlog::checkpoint::generate("cairn.test/ledger").unwrap();
+    fails(
+        &["audit", "verify", "--key", &stranger],
+        None,
+        "verifies with the key given (cairn.test/ledger): is it this log's public key?",
+    );
+    let public = key.with_extension("key.pub");
+    env.ok(&["audit", "verify", "--key", public.to_str().unwrap()]);
+
+    // A file where the export's directory should be; proofs that are not.
+    std::fs::write(&out, b"a file").unwrap();
+    fails(
+        &["audit", "export", out.to_str().unwrap()],
+        None,
+        out.to_str().unwrap(),
+    );
+    let junk = env.path().join("junk.json");
+    std::fs::write(&junk, br#"{"format": "cairn-evidence@v1", "entries": []}"#).unwrap();
+    fails(
+        &[
+            "audit",
+            "check-proof",
+            junk.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+        None,
+        "is not valid evidence",
+    );
+    std::fs::write(&junk, b"not a proof at all").unwrap();
+    fails(
+        &[
+            "audit",
+            "check-proof",
+            junk.to_str().unwrap(),
+            "--entry",
+            junk.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+        None,
+        "does not prove",
+    );
+    // The log is as it was.
+    let before = psql(
+        &db,
+        "select size || encode(tree_root, 'hex') from ledger_head",
+    );
+    env.ok(&["audit", "verify", "--key", public.to_str().unwrap()]);
+    assert_eq!(
+        psql(
+            &db,
+            "select size || encode(tree_root, 'hex') from ledger_head"
+        ),
+        before
+    );
+}

@@ -208,12 +208,26 @@ fn check_witnesses(leaves: &[[u8; 32]], all: &AllHashes, w: Witnesses, report: &
         }
         return;
     };
+    // A key no checkpoint verifies with is the wrong key, not N forgeries.
+    let verified: Vec<_> = w
+        .checkpoints
+        .iter()
+        .map(|(source, note)| (source, cairn_tlog::checkpoint::verify(note, &key)))
+        .collect();
+    if !verified.is_empty() && verified.iter().all(|(_, r)| r.is_err()) {
+        report.problems.push(format!(
+            "none of the {} signed checkpoints found verifies with the key given ({}): is it this log's public key?",
+            verified.len(),
+            cairn_tlog::checkpoint::key_name(&key).unwrap_or_default()
+        ));
+        return;
+    }
     // Sizes whose signed root the log has, to bracket a rewrite.
     let mut good: Vec<u64> = Vec::new();
     let mut bad: Vec<(String, u64, String)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (source, note) in &w.checkpoints {
-        let cp = match cairn_tlog::checkpoint::verify(note, &key) {
+    for (source, result) in verified {
+        let cp = match result {
             Ok(cp) => cp,
             Err(e) => {
                 report.problems.push(format!(

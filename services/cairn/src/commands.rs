@@ -380,18 +380,24 @@ pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result
 /// The log's public key: `--key` (the key or a file holding it), else the
 /// configured one, if its file exists.
 fn log_public_key(cfg: &cairn_config::Config, key: Option<&str>) -> anyhow::Result<Option<String>> {
-    if let Some(k) = key {
-        return Ok(Some(read_key_arg(k)));
-    }
-    match cfg.audit.public_key_path() {
-        Some(p) if p.exists() => Ok(Some(
-            std::fs::read_to_string(&p)
-                .with_context(|| p.display().to_string())?
-                .trim()
-                .to_string(),
-        )),
-        _ => Ok(None),
-    }
+    let (key, from) = if let Some(k) = key {
+        (read_key_arg(k), "--key".to_string())
+    } else {
+        match cfg.audit.public_key_path() {
+            Some(p) if p.exists() => (
+                std::fs::read_to_string(&p)
+                    .with_context(|| p.display().to_string())?
+                    .trim()
+                    .to_string(),
+                p.display().to_string(),
+            ),
+            _ => return Ok(None),
+        }
+    };
+    cairn_tlog::checkpoint::key_name(&key).with_context(|| {
+        format!("{from}: expected the log's public key (<origin>+<id>+<key>, `cairn audit keygen`'s KEY_FILE.pub)")
+    })?;
+    Ok(Some(key))
 }
 
 /// A key given on the command line, or the file holding it.

@@ -79,6 +79,13 @@ impl LogKey {
     }
 }
 
+/// The name (log origin, or witness) a verifier key is for; an error if
+/// `vkey` is not a verifier key at all.
+pub fn key_name(vkey: &str) -> Result<String, CheckpointError> {
+    let v = StandardVerifier::new(vkey.trim()).map_err(|_| CheckpointError::BadVerifierKey)?;
+    Ok(signed_note::Verifier::name(&v).to_string())
+}
+
 /// Checks a cosigned checkpoint: the log's signature as [`verify`] does, and
 /// a valid signature by the witness whose verifier key is `witness_vkey`.
 pub fn verify_cosigned(
