@@ -37,6 +37,54 @@ pub fn chain(prev: &[u8], leaf: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A batch's new entries, column by column, for one `INSERT … unnest`.
+#[derive(Default)]
+struct EntryRows<'a> {
+    seq: Vec<i64>,
+    event_id: Vec<&'a str>,
+    kind: Vec<&'static str>,
+    backup_id: Vec<&'a str>,
+    entry: Vec<&'a [u8]>,
+    leaf_hash: Vec<Vec<u8>>,
+    chain_hash: Vec<Vec<u8>>,
+}
+
+impl<'a> EntryRows<'a> {
+    fn push(&mut self, seq: i64, env: &'a Envelope, raw: &'a [u8], leaf: &[u8], chain: &[u8]) {
+        self.seq.push(seq);
+        self.event_id.push(env.id.as_str());
+        self.kind.push(env.event.kind());
+        self.backup_id.push(env.backup_id.as_str());
+        self.entry.push(raw);
+        self.leaf_hash.push(leaf.to_vec());
+        self.chain_hash.push(chain.to_vec());
+    }
+
+    async fn insert(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.seq.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO ledger_entries (seq, event_id, kind, backup_id, entry, leaf_hash, chain_hash)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[])",
+            &[
+                &self.seq,
+                &self.event_id,
+                &self.kind,
+                &self.backup_id,
+                &self.entry,
+                &self.leaf_hash,
+                &self.chain_hash,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 impl Ledger {
     pub fn new(client: Client, publisher: Option<cairn_bus::Bus>) -> Self {
         Ledger {
@@ -88,12 +136,10 @@ impl Ledger {
             out.entries
                 .push((r.get::<_, i64>(1) as u64, kind, entry.into()));
         }
-        let insert = tx
-            .prepare(
-                "INSERT INTO ledger_entries (seq, event_id, kind, backup_id, entry, leaf_hash, chain_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .await?;
+        // One statement for all the batch's entries; projections in order,
+        // each statement prepared once per batch.
+        let mut rows = EntryRows::default();
+        let mut projections = projection::Prepared::default();
         for (raw, env) in items {
             if !seen.insert(env.id.to_string()) {
                 continue;
@@ -101,20 +147,8 @@ impl Ledger {
             size += 1;
             let leaf = cairn_tlog::leaf_hash(raw).0;
             let next = chain(&prev, &leaf);
-            tx.execute(
-                &insert,
-                &[
-                    &size,
-                    &env.id.as_str(),
-                    &env.event.kind(),
-                    &env.backup_id.as_str(),
-                    raw,
-                    &leaf.as_slice(),
-                    &next.as_slice(),
-                ],
-            )
-            .await?;
-            projection::apply(&tx, env).await?;
+            rows.push(size, env, raw, &leaf, &next);
+            projection::apply(&tx, &mut projections, env).await?;
             prev = next.to_vec();
             leaves.push(leaf);
             out.added += 1;
@@ -124,6 +158,7 @@ impl Ledger {
                 bytes::Bytes::copy_from_slice(raw),
             ));
         }
+        rows.insert(&tx).await?;
         let root = crate::tree::append(&tx, first as u64, &leaves).await?;
         tx.execute(
             "UPDATE ledger_head SET size = $1, chain_hash = $2, tree_root = $3 WHERE id = 1",
