@@ -139,7 +139,7 @@ impl Ledger {
         // One statement for all the batch's entries; projections in order,
         // each statement prepared once per batch.
         let mut rows = EntryRows::default();
-        let mut projections = projection::Prepared::default();
+        let mut projections = projection::Projector::default();
         for (raw, env) in items {
             if !seen.insert(env.id.to_string()) {
                 continue;
@@ -148,7 +148,7 @@ impl Ledger {
             let leaf = cairn_tlog::leaf_hash(raw).0;
             let next = chain(&prev, &leaf);
             rows.push(size, env, raw, &leaf, &next);
-            projection::apply(&tx, &mut projections, env).await?;
+            projections.apply(&tx, env).await?;
             prev = next.to_vec();
             leaves.push(leaf);
             out.added += 1;
@@ -158,6 +158,7 @@ impl Ledger {
                 bytes::Bytes::copy_from_slice(raw),
             ));
         }
+        projections.flush(&tx).await?;
         rows.insert(&tx).await?;
         let root = crate::tree::append(&tx, first as u64, &leaves).await?;
         tx.execute(

@@ -1,12 +1,82 @@
 //! Projections of the log that the CLI and the stages query: backups and
 //! their status, the digest each object must have, and which network holds
-//! which chunk. Each is a pure function of the events, so replaying the
-//! EVENTS stream into an empty database rebuilds them.
+//! which chunk. Each is a pure function of the log's entries, so `cairn
+//! audit rebuild` rebuilds them with the log.
 
 use cairn_events::{Envelope, Event, ObjectKey};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
+
+/// Applies a batch's events to the projections inside its transaction.
+/// `object.sealed` and chunk `object.stored` (nearly every event) are
+/// gathered and written as one statement per table; any other event first
+/// writes what was gathered, so the projections see the events in log order
+/// wherever order matters. Other statements are prepared once per batch.
+#[derive(Default)]
+pub struct Projector {
+    prepared: Prepared,
+    /// Object path → (SHA-256, length): the last sealing of a path wins.
+    digests: HashMap<String, (String, i64)>,
+    copies: Vec<(Vec<u8>, String)>,
+}
+
+impl Projector {
+    pub async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        env: &Envelope,
+    ) -> Result<(), tokio_postgres::Error> {
+        match &env.event {
+            Event::ObjectSealed(d) => {
+                self.digests.insert(
+                    cairn_repo::layout::object(&d.object),
+                    (d.sha256.clone(), d.len as i64),
+                );
+                Ok(())
+            }
+            Event::ObjectStored(st) => {
+                if let ObjectKey::Chunk { id } = &st.digest.object {
+                    self.copies.push((id.0.to_vec(), st.network.clone()));
+                }
+                Ok(())
+            }
+            _ => {
+                self.flush(tx).await?;
+                apply(tx, &mut self.prepared, env).await
+            }
+        }
+    }
+
+    /// Writes what was gathered; call before the transaction commits.
+    pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        if !self.digests.is_empty() {
+            let (mut paths, mut sums, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+            for (path, (sha, len)) in self.digests.drain() {
+                paths.push(path);
+                sums.push(sha);
+                lens.push(len);
+            }
+            tx.execute(
+                "INSERT INTO object_digests (path, sha256, len)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+                 ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, len = EXCLUDED.len",
+                &[&paths, &sums, &lens],
+            )
+            .await?;
+        }
+        if !self.copies.is_empty() {
+            let (chunks, nets): (Vec<Vec<u8>>, Vec<String>) = self.copies.drain(..).unzip();
+            tx.execute(
+                "INSERT INTO chunk_copies (chunk_id, network)
+                 SELECT * FROM unnest($1::bytea[], $2::text[]) ON CONFLICT DO NOTHING",
+                &[&chunks, &nets],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
 
 /// Statements prepared in one transaction, so each projection is one round
 /// trip (a batch of a thousand events would otherwise prepare a thousand).
@@ -36,7 +106,9 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("event parts serialize")
 }
 
-pub async fn apply(
+/// What one event changes, as one statement (all but the two kinds
+/// `Projector` gathers).
+async fn apply(
     tx: &Transaction<'_>,
     prepared: &mut Prepared,
     env: &Envelope,
@@ -92,27 +164,8 @@ pub async fn apply(
                 )
                 .await?;
         }
-        Event::ObjectSealed(d) => {
-            let path = cairn_repo::layout::object(&d.object);
-            prepared
-                .execute(
-                    tx,
-                    "INSERT INTO object_digests (path, sha256, len) VALUES ($1, $2, $3)
-                 ON CONFLICT (path) DO UPDATE SET sha256 = $2, len = $3",
-                    &[&path, &d.sha256, &(d.len as i64)],
-                )
-                .await?;
-        }
-        Event::ObjectStored(s) => {
-            if let ObjectKey::Chunk { id: chunk } = &s.digest.object {
-                prepared.execute(
-                    tx,
-                    "INSERT INTO chunk_copies (chunk_id, network) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&chunk.0.as_slice(), &s.network],
-                )
-                .await?;
-            }
-        }
+        // Gathered and written per batch by `Projector`.
+        Event::ObjectSealed(_) | Event::ObjectStored(_) => {}
         Event::ObjectDeleted { network, object } => {
             if let ObjectKey::Chunk { id: chunk } = object {
                 prepared
