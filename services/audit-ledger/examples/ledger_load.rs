@@ -17,6 +17,8 @@
 //! chunk, chunk lists and manifest, `backup.ingested` and an outcome.
 //! Only the `Ledger::append` calls are timed. Every proof it times is also
 //! checked with `cairn_tlog`. Output: plain-text tables, then one JSON line.
+//! With `--via-nats URL` it times the whole ledger worker instead (JetStream
+//! in, append, re-publish on `audit.entry`, ack).
 
 use anyhow::{bail, Context, Result};
 use cairn_audit_ledger::{append::Ledger, check, checkpoint, db, prove, tree};
@@ -47,6 +49,11 @@ ledger_load: load benchmark of the audit ledger (PostgreSQL)
   --pg CONNINFO        server, libpq key=value form without dbname
                        (default $CAIRN_BENCH_PG or
                        'host=127.0.0.1 port=5432 user=postgres')
+  --via-nats URL       instead: the whole ledger worker end to end. Publish
+                       --entries events on a fresh EVENTS stream (own prefix)
+                       at URL, then time `cairn_audit_ledger::run` (JetStream
+                       in, append, re-publish on audit.entry, ack) until the
+                       log holds them all; streams removed at the end
 ";
 
 struct Args {
@@ -58,6 +65,7 @@ struct Args {
     proofs: usize,
     seed: u64,
     pg: String,
+    via_nats: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -71,6 +79,7 @@ fn parse_args() -> Result<Args> {
         seed: 1,
         pg: std::env::var("CAIRN_BENCH_PG")
             .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".into()),
+        via_nats: None,
     };
     let num = |flag: &str, v: Option<String>| -> Result<u64> {
         let v = v.with_context(|| format!("{flag} needs a value"))?;
@@ -97,6 +106,7 @@ fn parse_args() -> Result<Args> {
             "--proofs" => a.proofs = num(&flag, it.next())? as usize,
             "--seed" => a.seed = num(&flag, it.next())?,
             "--pg" => a.pg = it.next().context("--pg needs a value")?,
+            "--via-nats" => a.via_nats = Some(it.next().context("--via-nats needs a URL")?),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -562,7 +572,116 @@ async fn run(args: &Args, tmp: &std::path::Path) -> Result<()> {
         load.join(" ")
     );
 
-    measure(args, tmp, &load).await
+    match &args.via_nats {
+        Some(url) => end_to_end(args, url).await,
+        None => measure(args, tmp, &load).await,
+    }
+}
+
+/// The ledger worker as `cairn serve ledger` runs it: events in from
+/// JetStream, appended in batches, each entry re-published on `audit.entry`
+/// before its event is acknowledged.
+async fn end_to_end(args: &Args, url: &str) -> Result<()> {
+    let mut nats = cairn_config::Config::default().nats;
+    nats.url = url.to_string();
+    nats.prefix = unique_name().replace("cairn_bench_", "lbench");
+    let bus = cairn_bus::Bus::connect(&nats, "ledger-load").await?;
+    bus.ensure_topology(&[]).await?;
+    let result = async {
+        let (name, client) = create(&args.pg).await?;
+        let mut workload = Workload::new(args.seed);
+        let events = workload.take(args.entries as usize);
+        println!(
+            "  end to end via {url} (prefix {}): {} events, avg {:.1} bytes",
+            nats.prefix,
+            events.len(),
+            workload.bytes as f64 / events.len() as f64
+        );
+        let started = Instant::now();
+        let mut pipe = cairn_bus::Pipeline::new(bus.js.clone(), 256);
+        for (raw, env) in &events {
+            pipe.publish(
+                bus.subjects.event(&env.event, &env.backup_id),
+                env.id.to_string(),
+                raw.clone().into(),
+            )
+            .await?;
+        }
+        pipe.flush().await?;
+        let published = started.elapsed();
+        println!(
+            "  published to EVENTS: {:.1} s ({:.0} events/s)",
+            published.as_secs_f64(),
+            events.len() as f64 / published.as_secs_f64()
+        );
+        let (watch, conn) =
+            tokio_postgres::connect(&format!("{} dbname={name}", args.pg), NoTls).await?;
+        tokio::spawn(conn);
+        let started = Instant::now();
+        let worker = tokio::spawn(cairn_audit_ledger::run(bus.clone(), client));
+        let mut marks = Vec::new();
+        let mut next_mark = args.window;
+        loop {
+            let size: i64 = watch
+                .query_one("SELECT size FROM ledger_head", &[])
+                .await?
+                .get(0);
+            let size = size as u64;
+            while size >= next_mark && next_mark <= args.entries {
+                marks.push((next_mark, started.elapsed()));
+                next_mark += args.window;
+            }
+            if size >= args.entries {
+                break;
+            }
+            if worker.is_finished() {
+                bail!("the ledger worker stopped at {size} entries");
+            }
+            if started.elapsed() > Duration::from_secs(3600) {
+                bail!("the ledger holds {size} of {} entries after an hour", args.entries);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = started.elapsed();
+        worker.abort();
+        let mut audit = bus.js.get_stream(bus.subjects.audit_stream()).await?;
+        let republished = audit.info().await?.state.messages;
+        println!(
+            "  ledger worker: {} entries in {:.1} s = {:.0} entries/s end to end; {} re-published on audit.entry",
+            args.entries,
+            took.as_secs_f64(),
+            args.entries as f64 / took.as_secs_f64(),
+            republished
+        );
+        let mut prev = (0u64, Duration::ZERO);
+        for (n, at) in &marks {
+            println!(
+                "    {:>9}–{:<9} {:>8.0} entries/s",
+                prev.0 + 1,
+                n,
+                (n - prev.0) as f64 / (*at - prev.1).as_secs_f64()
+            );
+            prev = (*n, *at);
+        }
+        if republished != args.entries {
+            bail!("{republished} entries re-published, {} expected", args.entries);
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "ledger_load_end_to_end",
+                "entries": args.entries,
+                "publish_secs": published.as_secs_f64(),
+                "ledger_secs": took.as_secs_f64(),
+                "entries_per_s": (args.entries as f64 / took.as_secs_f64()).round(),
+                "republished": republished,
+            })
+        );
+        drop_db(&args.pg, &name).await
+    }
+    .await;
+    bus.delete_topology().await?;
+    result
 }
 
 async fn measure(args: &Args, tmp: &std::path::Path, load_before: &[&str]) -> Result<()> {
