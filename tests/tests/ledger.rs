@@ -920,22 +920,8 @@ fn audit_verify_detects_tampering() {
     assert!(n > 10);
 
     // The triggers refuse plain edits.
-    let o = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            &db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("append-only"));
+    let (ok, err) = try_sql(&db, "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1");
+    assert!(!ok && err.contains("append-only"), "{err}");
 
     let bypass = "SET session_replication_role = replica;";
     let verify_err = |env: &Env| {
