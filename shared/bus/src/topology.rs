@@ -8,6 +8,7 @@
 //! | PLAIN | `<p>.plain.>` | memory | work queue, bounded | plaintext chunks never touch disk |
 //! | SEALED | `<p>.sealed.>` | file | interest (one consumer per network), bounded | a slow network holds only its own backlog |
 //! | DLQ | `<p>.dlq.>` | file | limits, 1 GiB, oldest dropped | dead letters with their reason |
+//! | AUDIT | `<p>.audit.>` | file | limits, no delete/purge | the ledger's copy outside PostgreSQL: entries, checkpoints, cosignatures |
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
@@ -69,7 +70,7 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
         },
         kept(
             s.audit_stream(),
-            "Cairn: signed checkpoints of the audit ledger, for auditors and witnesses",
+            "Cairn: the audit ledger's entries, signed and cosigned checkpoints, for auditors, witnesses and rebuilds",
             s.all_audit(),
             cfg,
         ),
