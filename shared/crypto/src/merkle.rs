@@ -5,7 +5,9 @@
 //! memory (a backup's chunk list can be long). [`Rfc6962`] plugs the same
 //! hashing into `rs_merkle` where a whole tree and proofs are wanted; `rs_merkle`
 //! promotes a lone right node unchanged, which gives RFC 6962's tree shape
-//! (the tests check both agree for every size up to 300).
+//! (the tests check both agree for every size up to 300). `rs_merkle` has no
+//! consistency proofs, so the audit ledger's tree is `tlog_tiles`' instead
+//! (`cairn-tlog`); a test there holds [`RootBuilder`] to the same roots.
 
 use sha2::{Digest, Sha256};
 
