@@ -239,6 +239,12 @@ impl Env {
         }
     }
 
+    /// Sets (or replaces) an environment variable of every later `cairn`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -821,7 +827,23 @@ impl IpfsServer {
             dir: dir.join("ipfs"),
             child: None,
         };
-        std::fs::create_dir_all(&s.dir).unwrap();
+        // Another test's server may take the port between `free_port` and
+        // the node's bind (tests run in parallel): then try another port,
+        // with a fresh repository (a killed node can leave its lock behind).
+        for attempt in 1..=3 {
+            std::fs::create_dir_all(&s.dir).unwrap();
+            if s.try_start() {
+                return s;
+            }
+            eprintln!(
+                "IPFS node on port {} did not start (attempt {attempt}); see {}",
+                s.port,
+                s.dir.with_extension("log").display()
+            );
+            s.stop();
+            s.port = free_port();
+            s.dir = dir.join(format!("ipfs-{attempt}"));
+        }
         s.restart();
         s
     }
@@ -832,6 +854,15 @@ impl IpfsServer {
 
     /// Starts (or starts again, on the same port and repository) the node.
     pub fn restart(&mut self) {
+        assert!(
+            self.try_start(),
+            "the IPFS node did not start; see {}",
+            self.dir.with_extension("log").display()
+        );
+    }
+
+    /// Starts the node on `self.port`; whether it answered as itself.
+    fn try_start(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -853,11 +884,7 @@ impl IpfsServer {
             .arg(&self.dir)
             .status()
             .unwrap();
-        assert!(
-            ok.success(),
-            "the IPFS node did not start; see {}",
-            self.dir.with_extension("log").display()
-        );
+        ok.success()
     }
 
     pub fn stop(&mut self) {

@@ -1441,3 +1441,73 @@ fn audit_commands_refuse_bad_input() {
         before
     );
 }
+
+/// A deployment whose database login may not create roles (no CREATEROLE,
+/// not a member of Cairn's roles): `cairn setup` still migrates, the stages
+/// say they work with the login's own privileges, and backups are recorded.
+#[test]
+fn a_login_without_createrole_still_sets_up_and_records() {
+    let login = format!("cairn_t{}", hex::encode(rand::random::<[u8; 4]>()));
+    psql(
+        "postgres",
+        &format!("CREATE ROLE {login} LOGIN NOSUPERUSER NOCREATEROLE"),
+    );
+    let _dropped = DropRole(login.clone());
+    let mut env = Env::new();
+    let url = format!("host=127.0.0.1 port=5432 user={login} dbname={}", env.db);
+    env.set_env("CAIRN_POSTGRES__URL", &url);
+    psql(
+        "postgres",
+        &format!("ALTER DATABASE {} OWNER TO {login}", env.db),
+    );
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 50_000, 11);
+    env.backup(&[src.to_str().unwrap()]);
+    env.ok(&["audit", "verify"]);
+    assert_eq!(
+        psql(
+            &env.db,
+            "select tableowner from pg_tables where tablename = 'ledger_entries'"
+        ),
+        login
+    );
+    let serve_log = std::fs::read_dir(env.logs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("serve-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(
+        serve_log.contains("cannot take the database role"),
+        "{serve_log}"
+    );
+}
+
+struct DropRole(String);
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        // After the test's database is gone (Env is dropped first).
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qAtc",
+            ])
+            .arg(format!(
+                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+                self.0
+            ))
+            .output();
+    }
+}
