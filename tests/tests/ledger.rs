@@ -49,18 +49,22 @@ fn two_backups_signed(env: &mut Env) -> u64 {
     text_file(&src.join("b.txt"), 300_000, 2);
     env.backup(&[src.to_str().unwrap()]);
     let db = env.db.clone();
-    // The ledger has caught up once two reads a moment apart agree.
+    settle(&db);
+    env.ok(&["audit", "checkpoint"]);
+    env.worker(0).kill9();
+    ledger_size(&db)
+}
+
+/// Waits until the ledger has caught up: two reads a moment apart agree.
+fn settle(db: &str) {
     let mut last = 0;
     wait_for(30, "the ledger to settle", || {
         std::thread::sleep(Duration::from_millis(500));
-        let now = ledger_size(&db);
+        let now = ledger_size(db);
         let settled = now == last && now > 0;
         last = now;
         settled.then_some(())
     });
-    env.ok(&["audit", "checkpoint"]);
-    env.worker(0).kill9();
-    ledger_size(&db)
 }
 
 async fn superuser(db: &str) -> tokio_postgres::Client {
@@ -1510,4 +1514,69 @@ impl Drop for DropRole {
             ))
             .output();
     }
+}
+
+/// Entries the AUDIT stream never got (a log written before entries were
+/// re-published, as an older release left it) are published when the ledger
+/// starts, in place and byte for byte, so verify and rebuild cover the
+/// whole log.
+#[test]
+fn entries_missing_from_the_audit_stream_are_republished_at_start() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 50_000, 12);
+    env.backup(&[src.to_str().unwrap()]);
+    let db = env.db.clone();
+    settle(&db);
+    env.worker(0).kill9();
+    let n0 = ledger_size(&db);
+    let old: Vec<Vec<u8>> = forge(&db, 1, n0.min(20))
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut e: cairn_events::Envelope = cairn_events::decode(&b, "e").unwrap();
+            e.id = cairn_events::EventId::derive(&[b"older release", &i.to_be_bytes()]);
+            cairn_events::encode(&e)
+        })
+        .collect();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let envs: Vec<cairn_events::Envelope> = old
+            .iter()
+            .map(|b| cairn_events::decode(b, "e").unwrap())
+            .collect();
+        let items: Vec<(&[u8], &cairn_events::Envelope)> =
+            old.iter().map(|b| &b[..]).zip(&envs).collect();
+        cairn_audit_ledger::append::Ledger::new(superuser(&db).await, None)
+            .append(&items)
+            .await
+            .unwrap();
+    });
+    let size = ledger_size(&db);
+    assert!(size > n0);
+    assert_eq!(published_entries(&env).len() as u64, n0);
+
+    env.serve(&["ledger"]);
+    let published = wait_for(30, "the missing entries on audit.entry", || {
+        let p = published_entries(&env);
+        (p.len() as u64 == size).then_some(p)
+    });
+    let mut by_seq: Vec<(u64, Vec<u8>)> = published
+        .into_iter()
+        .map(|(_, id, b)| (id.trim_start_matches("entry-").parse().unwrap(), b))
+        .collect();
+    by_seq.sort();
+    let logged = psql(
+        &db,
+        "select string_agg(encode(entry, 'hex'), ',' order by seq) from ledger_entries",
+    );
+    let republished: Vec<String> = by_seq.iter().map(|(_, b)| hex::encode(b)).collect();
+    assert_eq!(republished.join(","), logged);
+    assert_eq!(by_seq.last().unwrap().0, size);
+    let v = env.json(&["audit", "verify", "--json"]);
+    assert_eq!(
+        v["report"]["published_entries_compared"].as_u64(),
+        Some(size),
+        "{v}"
+    );
 }

@@ -127,11 +127,7 @@ impl Ledger {
         {
             seen.insert(r.get(0));
             let kind: String = r.get(2);
-            let kind = Event::KINDS
-                .iter()
-                .find(|k| **k == kind)
-                .copied()
-                .unwrap_or("unknown");
+            let kind = Event::known_kind(&kind).unwrap_or("unknown");
             let entry: Vec<u8> = r.get(3);
             out.entries
                 .push((r.get::<_, i64>(1) as u64, kind, entry.into()));

@@ -33,6 +33,18 @@ use std::sync::Arc;
 
 /// Runs the ledger worker until the process stops.
 pub async fn run(bus: Bus, client: tokio_postgres::Client) -> anyhow::Result<()> {
+    // Entries the AUDIT stream lacks (a log from before re-publishing) go
+    // out first; a failure here must not stop the ledger.
+    match rebuild::republish_missing(&bus, &client).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            entries = n,
+            "re-published ledger entries missing from audit.entry"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot re-publish entries missing from audit.entry now")
+        }
+    }
     let ledger = Arc::new(append::Ledger::new(client, Some(bus.clone())));
     cairn_bus::worker::run_batched(bus, stage::LEDGER, 500, ledger).await?;
     Ok(())

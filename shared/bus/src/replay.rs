@@ -25,9 +25,15 @@ pub struct Replay {
     messages: Option<pull::Ordered>,
     stream: String,
     done: bool,
+    total: u64,
 }
 
 impl Replay {
+    /// How many messages the replay yields in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// The next message, or `None` after the last one stored when the
     /// replay began.
     pub async fn next(&mut self) -> Option<Result<Replayed, BusError>> {
@@ -83,6 +89,7 @@ impl Bus {
             messages,
             stream: stream.to_string(),
             done: pending == 0,
+            total: pending,
         })
     }
 

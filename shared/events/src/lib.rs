@@ -118,6 +118,12 @@ impl Event {
         }
     }
 
+    /// The catalogue's name for `kind` (as stored in the ledger's `kind`
+    /// column), if it is one.
+    pub fn known_kind(kind: &str) -> Option<&'static str> {
+        Self::KINDS.iter().find(|k| **k == kind).copied()
+    }
+
     /// Every kind, in catalogue order.
     pub const KINDS: &'static [&'static str] = &[
         "backup.requested",
