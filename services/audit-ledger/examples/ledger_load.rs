@@ -666,6 +666,26 @@ async fn end_to_end(args: &Args, url: &str) -> Result<()> {
         if republished != args.entries {
             bail!("{republished} entries re-published, {} expected", args.entries);
         }
+        // `audit verify` as an auditor runs it: the whole copy on audit.entry
+        // read back and compared, besides recomputing the log.
+        let t = Instant::now();
+        let witnesses = check::gather(None, Ok(&bus), None, None).await;
+        let gathered = t.elapsed();
+        let report = check::verify(&watch, witnesses).await?;
+        let verified = t.elapsed();
+        if !report.problems.is_empty() || report.published_entries_compared != args.entries {
+            bail!(
+                "audit verify: {} compared, problems {:?}",
+                report.published_entries_compared,
+                report.problems
+            );
+        }
+        println!(
+            "  audit verify with the published copy: {:.1} s (reading audit.entry {:.1} s), {} entries compared",
+            verified.as_secs_f64(),
+            gathered.as_secs_f64(),
+            report.published_entries_compared
+        );
         println!(
             "{}",
             serde_json::json!({
@@ -675,6 +695,8 @@ async fn end_to_end(args: &Args, url: &str) -> Result<()> {
                 "ledger_secs": took.as_secs_f64(),
                 "entries_per_s": (args.entries as f64 / took.as_secs_f64()).round(),
                 "republished": republished,
+                "verify_secs": verified.as_secs_f64(),
+                "verify_read_audit_secs": gathered.as_secs_f64(),
             })
         );
         drop_db(&args.pg, &name).await
