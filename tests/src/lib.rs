@@ -99,29 +99,32 @@ impl Drop for NatsServer {
     }
 }
 
+fn run_psql(db: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
+        .args(["-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("psql must be installed")
+}
+
 /// Runs `sql` on the local PostgreSQL as the `postgres` user.
 pub fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qAtc",
-            sql,
-        ])
-        .output()
-        .expect("psql must be installed");
+    let out = run_psql(db, sql);
     assert!(
         out.status.success(),
         "psql {sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// [`psql`] for SQL that may be refused: (whether it succeeded, stderr).
+pub fn try_psql(db: &str, sql: &str) -> (bool, String) {
+    let out = run_psql(db, sql);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub struct Worker {
@@ -358,6 +361,25 @@ impl Env {
         self.workers.len() - 1
     }
 
+    /// Everything the `cairn serve` processes of this test logged.
+    pub fn serve_logs(&self) -> String {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.logs_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("serve-")
+            })
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
     pub fn worker(&mut self, i: usize) -> &mut Worker {
         &mut self.workers[i]
     }
@@ -384,18 +406,10 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.workers.clear();
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qAtc",
-            ])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
-            .output();
+        try_psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
+        );
         if std::env::var_os("CAIRN_KEEP_TEST_DIRS").is_some() {
             let p = self.dir.path().to_path_buf();
             eprintln!("keeping {}", p.display());

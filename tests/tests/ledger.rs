@@ -96,22 +96,7 @@ async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
     ))
     .await
     .unwrap();
-    let envs: Vec<cairn_events::Envelope> = forged
-        .iter()
-        .map(|b| cairn_events::decode(b, "forged").unwrap())
-        .collect();
-    let items: Vec<(&[u8], &cairn_events::Envelope)> =
-        forged.iter().map(|b| &b[..]).zip(&envs).collect();
-    let ledger = cairn_audit_ledger::append::Ledger::new(superuser(db).await, None);
-    if !items.is_empty() {
-        ledger.append(&items).await.unwrap();
-    }
-    let head_root = c
-        .query_one("SELECT tree_root FROM ledger_head", &[])
-        .await
-        .unwrap()
-        .get::<_, Vec<u8>>(0);
-    if items.is_empty() {
+    if forged.is_empty() {
         // Cut only: the head's root must be the root of what is left.
         let mut known = cairn_tlog::reader::Known::new();
         let root = cairn_audit_ledger::tree::root(&c, &mut known, keep)
@@ -124,7 +109,7 @@ async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
         .await
         .unwrap();
     } else {
-        assert_eq!(head_root.len(), 32);
+        append_unpublished(db, forged).await;
     }
     // The rewrite is consistent: the database alone does not show it.
     let alone =
@@ -138,20 +123,53 @@ async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
     );
 }
 
-/// Entries `from..=to`, re-encoded as a forger would: same events, other ids.
-fn forge(db: &str, from: u64, to: u64) -> Vec<Vec<u8>> {
-    (from..=to)
-        .map(|seq| {
-            let hex = psql(
-                db,
-                &format!("select encode(entry, 'hex') from ledger_entries where seq = {seq}"),
-            );
-            let mut env: cairn_events::Envelope =
-                cairn_events::decode(&hex::decode(hex).unwrap(), "entry").unwrap();
-            env.id = cairn_events::EventId::derive(&[b"forged", &seq.to_be_bytes()]);
+/// Every entry's exact bytes, in log order.
+fn logged_entries(db: &str) -> Vec<Vec<u8>> {
+    psql(
+        db,
+        "select string_agg(encode(entry, 'hex'), ',' order by seq) from ledger_entries",
+    )
+    .split(',')
+    .map(|h| hex::decode(h).unwrap())
+    .collect()
+}
+
+/// The same events under other ids (`tag` and their place make the ids), as
+/// a forger or an older release would append them.
+fn reissued<'a>(entries: impl IntoIterator<Item = &'a Vec<u8>>, tag: &[u8]) -> Vec<Vec<u8>> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut env: cairn_events::Envelope = cairn_events::decode(b, "entry").unwrap();
+            env.id = cairn_events::EventId::derive(&[tag, &i.to_be_bytes()]);
             cairn_events::encode(&env)
         })
         .collect()
+}
+
+/// Entries `from..=to`, re-encoded as a forger would: same events, other ids.
+fn forge(db: &str, from: u64, to: u64) -> Vec<Vec<u8>> {
+    reissued(
+        &logged_entries(db)[from as usize - 1..to as usize],
+        b"forged",
+    )
+}
+
+/// Appends `entries` through the ledger's own code, as the superuser,
+/// without re-publishing them (what a database owner, or an older release,
+/// would leave).
+async fn append_unpublished(db: &str, entries: &[Vec<u8>]) {
+    let envs: Vec<cairn_events::Envelope> = entries
+        .iter()
+        .map(|b| cairn_events::decode(b, "entry").unwrap())
+        .collect();
+    let items: Vec<(&[u8], &cairn_events::Envelope)> =
+        entries.iter().map(|b| &b[..]).zip(&envs).collect();
+    cairn_audit_ledger::append::Ledger::new(superuser(db).await, None)
+        .append(&items)
+        .await
+        .unwrap();
 }
 
 fn verify_fails(env: &Env, c: std::process::Command) -> String {
@@ -360,24 +378,11 @@ struct Dropper(String);
 
 impl Drop for Dropper {
     fn drop(&mut self) {
-        psql(
+        try_psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
         );
     }
-}
-
-/// `psql` as the superuser, returning (success, stderr).
-fn try_sql(db: &str, sql: &str) -> (bool, String) {
-    let o = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
-        .args(["-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// The ledger's role may only SELECT and INSERT the log; the other stages'
@@ -404,7 +409,7 @@ fn ledger_roles_may_only_insert_and_select() {
             ("cairn_ledger", format!("TRUNCATE {table}")),
             ("cairn_reader", format!("DELETE FROM {table}")),
         ] {
-            let (ok, err) = try_sql(&db, &format!("SET ROLE {role}; {edit}"));
+            let (ok, err) = try_psql(&db, &format!("SET ROLE {role}; {edit}"));
             assert!(
                 !ok && err.contains(&format!("permission denied for table {table}")),
                 "{role}: {edit}: {err}"
@@ -416,20 +421,20 @@ fn ledger_roles_may_only_insert_and_select() {
             format!("DELETE FROM {table}"),
             format!("TRUNCATE {table}"),
         ] {
-            let (ok, err) = try_sql(&db, &edit);
+            let (ok, err) = try_psql(&db, &edit);
             assert!(!ok && err.contains("append-only"), "owner: {edit}: {err}");
         }
     }
     // Appending is what the ledger's role may do; the reader may not.
     let append = "INSERT INTO ledger_tree VALUES (999999999, decode(repeat('00', 32), 'hex'))";
-    let (ok, err) = try_sql(
+    let (ok, err) = try_psql(
         &db,
         &format!("BEGIN; SET ROLE cairn_ledger; {append}; ROLLBACK"),
     );
     assert!(ok, "{err}");
-    let (ok, err) = try_sql(&db, &format!("SET ROLE cairn_reader; {append}"));
+    let (ok, err) = try_psql(&db, &format!("SET ROLE cairn_reader; {append}"));
     assert!(!ok && err.contains("permission denied"), "{err}");
-    let (ok, err) = try_sql(
+    let (ok, err) = try_psql(
         &db,
         "SET ROLE cairn_reader; UPDATE backups SET status = 'x'",
     );
@@ -450,17 +455,7 @@ fn ledger_roles_may_only_insert_and_select() {
             > before.parse().unwrap()
     );
     env.ok(&["audit", "verify"]);
-    let serve_log = std::fs::read_dir(env.logs_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("serve-")
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .unwrap();
+    let serve_log = env.serve_logs();
     for role in ["cairn_ledger", "cairn_reader"] {
         assert!(
             serve_log.contains("database role taken") && serve_log.contains(role),
@@ -499,17 +494,7 @@ fn the_witness_cosigns_only_extensions_of_what_it_saw() {
     let cosigned = last_cosigned(&env).expect("a cosigned checkpoint on audit.cosigned");
     let cp = cairn_tlog::checkpoint::verify_cosigned(&cosigned, &vkey, &wvkey).unwrap();
     assert_eq!(cp.size(), n);
-    let serve_log = std::fs::read_dir(env.logs_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("serve-")
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect::<String>();
+    let serve_log = env.serve_logs();
     assert!(serve_log.contains("checkpoint cosigned"), "{serve_log}");
 
     // An inclusion proof now stands on the cosigned checkpoint.
@@ -780,33 +765,11 @@ fn the_log_exports_as_tlog_tiles() {
     let db = env.db.clone();
     // Past one full tile and bundle (256) and into the second tile level.
     let n0 = ledger_size(&db);
-    let logged: Vec<Vec<u8>> = psql(
-        &db,
-        "select string_agg(encode(entry, 'hex'), ',' order by seq) from ledger_entries",
-    )
-    .split(',')
-    .map(|h| hex::decode(h).unwrap())
-    .collect();
-    let more: Vec<Vec<u8>> = (0..(600 - n0))
-        .map(|i| {
-            let b = &logged[(i % n0) as usize];
-            let mut env: cairn_events::Envelope = cairn_events::decode(b, "e").unwrap();
-            env.id = cairn_events::EventId::derive(&[b"more", &i.to_be_bytes()]);
-            cairn_events::encode(&env)
-        })
-        .collect();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let envs: Vec<cairn_events::Envelope> = more
-            .iter()
-            .map(|b| cairn_events::decode(b, "e").unwrap())
-            .collect();
-        let items: Vec<(&[u8], &cairn_events::Envelope)> =
-            more.iter().map(|b| &b[..]).zip(&envs).collect();
-        cairn_audit_ledger::append::Ledger::new(superuser(&db).await, None)
-            .append(&items)
-            .await
-            .unwrap();
-    });
+    let logged = logged_entries(&db);
+    let more = reissued(logged.iter().cycle().take(600 - n0 as usize), b"more");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(append_unpublished(&db, &more));
     let size = ledger_size(&db);
     assert_eq!(size, 600);
     env.ok(&["audit", "checkpoint"]);
@@ -924,7 +887,7 @@ fn audit_verify_detects_tampering() {
     assert!(n > 10);
 
     // The triggers refuse plain edits.
-    let (ok, err) = try_sql(&db, "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1");
+    let (ok, err) = try_psql(&db, "UPDATE ledger_entries SET kind = 'x' WHERE seq = 1");
     assert!(!ok && err.contains("append-only"), "{err}");
 
     let bypass = "SET session_replication_role = replica;";
@@ -1476,17 +1439,7 @@ fn a_login_without_createrole_still_sets_up_and_records() {
         ),
         login
     );
-    let serve_log = std::fs::read_dir(env.logs_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("serve-")
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect::<String>();
+    let serve_log = env.serve_logs();
     assert!(
         serve_log.contains("cannot take the database role"),
         "{serve_log}"
@@ -1498,21 +1451,10 @@ struct DropRole(String);
 impl Drop for DropRole {
     fn drop(&mut self) {
         // After the test's database is gone (Env is dropped first).
-        let _ = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qAtc",
-            ])
-            .arg(format!(
-                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
-                self.0
-            ))
-            .output();
+        try_psql(
+            "postgres",
+            &format!("DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}", self.0),
+        );
     }
 }
 
@@ -1531,27 +1473,10 @@ fn entries_missing_from_the_audit_stream_are_republished_at_start() {
     settle(&db);
     env.worker(0).kill9();
     let n0 = ledger_size(&db);
-    let old: Vec<Vec<u8>> = forge(&db, 1, n0.min(20))
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let mut e: cairn_events::Envelope = cairn_events::decode(&b, "e").unwrap();
-            e.id = cairn_events::EventId::derive(&[b"older release", &i.to_be_bytes()]);
-            cairn_events::encode(&e)
-        })
-        .collect();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let envs: Vec<cairn_events::Envelope> = old
-            .iter()
-            .map(|b| cairn_events::decode(b, "e").unwrap())
-            .collect();
-        let items: Vec<(&[u8], &cairn_events::Envelope)> =
-            old.iter().map(|b| &b[..]).zip(&envs).collect();
-        cairn_audit_ledger::append::Ledger::new(superuser(&db).await, None)
-            .append(&items)
-            .await
-            .unwrap();
-    });
+    let older = reissued(logged_entries(&db).iter().take(20), b"older release");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(append_unpublished(&db, &older));
     let size = ledger_size(&db);
     assert!(size > n0);
     assert_eq!(published_entries(&env).len() as u64, n0);
@@ -1566,12 +1491,8 @@ fn entries_missing_from_the_audit_stream_are_republished_at_start() {
         .map(|(_, id, b)| (id.trim_start_matches("entry-").parse().unwrap(), b))
         .collect();
     by_seq.sort();
-    let logged = psql(
-        &db,
-        "select string_agg(encode(entry, 'hex'), ',' order by seq) from ledger_entries",
-    );
-    let republished: Vec<String> = by_seq.iter().map(|(_, b)| hex::encode(b)).collect();
-    assert_eq!(republished.join(","), logged);
+    let republished: Vec<Vec<u8>> = by_seq.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(republished, logged_entries(&db));
     assert_eq!(by_seq.last().unwrap().0, size);
     let v = env.json(&["audit", "verify", "--json"]);
     assert_eq!(

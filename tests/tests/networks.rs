@@ -629,17 +629,7 @@ fn quota_is_respected() {
         used <= 1_000_000,
         "the network holds {used} bytes, over its quota"
     );
-    let dead = std::fs::read_to_string(
-        env.logs_dir().join(
-            std::fs::read_dir(env.logs_dir())
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .find(|n| n.to_string_lossy().starts_with("serve-all"))
-                .unwrap(),
-        ),
-    )
-    .unwrap();
+    let dead = env.serve_logs();
     assert!(
         dead.contains("is at its quota"),
         "no quota reason in the serve log"

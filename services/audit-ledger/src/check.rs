@@ -504,11 +504,7 @@ async fn read_stream(bus: &cairn_bus::Bus, w: &mut Witnesses) -> Result<(), cair
     let mut r = bus.replay_audit(&bus.subjects.all_audit_entries()).await?;
     while let Some(m) = r.next().await {
         let m = m?;
-        if let Some(seq) = m
-            .msg_id
-            .as_deref()
-            .and_then(cairn_events::subjects::entry_seq)
-        {
+        if let Some(seq) = m.entry_seq() {
             w.published
                 .entry(seq)
                 .or_insert(cairn_tlog::leaf_hash(&m.payload).0);

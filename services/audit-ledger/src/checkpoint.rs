@@ -71,10 +71,70 @@ pub fn last_signed(path: &Path) -> Result<Option<(u64, Hash)>, IssueError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let note = signed_note::Note::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
-    let cp = tlog_tiles::checkpoint::Checkpoint::from_bytes(note.text())
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(Some((cp.size(), *cp.hash())))
+    cairn_tlog::checkpoint::unverified(&bytes)
+        .map(Some)
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// How a tree `(size, root)` stands to the last checkpoint a key signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Nothing signed before.
+    First,
+    /// The same size and root.
+    Same,
+    /// Smaller than the one signed at `last`.
+    Behind { last: u64 },
+    /// An append-only extension of the one signed at `from` (proven).
+    Extends { from: u64 },
+}
+
+/// Why a tree is not a continuation of the last checkpoint signed.
+#[derive(Debug, thiserror::Error)]
+pub enum Fork {
+    #[error("another root at size {size}")]
+    OtherRoot { size: u64 },
+    #[error("not an extension of size {old}: {detail}")]
+    NotExtension { old: u64, detail: String },
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+/// Relates `(size, root)` to `last` (a signer's or witness's last checkpoint),
+/// proving an extension from the stored tree. The proof is checked against
+/// the two roots, so the database is not trusted for the answer.
+pub async fn relate<C: tokio_postgres::GenericClient>(
+    c: &C,
+    known: &mut Known,
+    last: Option<(u64, Hash)>,
+    size: u64,
+    root: Hash,
+) -> Result<Relation, Fork> {
+    let Some((old, old_root)) = last else {
+        return Ok(Relation::First);
+    };
+    if old > size {
+        return Ok(Relation::Behind { last: old });
+    }
+    if old == size {
+        return if old_root == root {
+            Ok(Relation::Same)
+        } else {
+            Err(Fork::OtherRoot { size })
+        };
+    }
+    let proof: Vec<Vec<u8>> = tree::consistency_proof(c, known, old, size)
+        .await?
+        .iter()
+        .map(|h| h.0.to_vec())
+        .collect();
+    verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(|e| {
+        Fork::NotExtension {
+            old,
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(Relation::Extends { from: old })
 }
 
 /// Signs a checkpoint of the ledger as it is now with the key in `key_file`.
@@ -107,34 +167,26 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
     }
     let mut known = Known::new();
     let root = tree::root(&tx, &mut known, size).await?;
-    let extends = match previous {
-        None => None,
-        Some((old, _)) if old > size => {
+    let extends = match relate(&tx, &mut known, previous, size, root).await {
+        Ok(Relation::First) => None,
+        Ok(Relation::Same) => previous.map(|(old, _)| old),
+        Ok(Relation::Extends { from }) => Some(from),
+        Ok(Relation::Behind { last }) => {
             return Err(IssueError::Inconsistent(format!(
-                "the ledger holds {size} entries, but a checkpoint of {old} was signed: entries were removed"
+                "the ledger holds {size} entries, but a checkpoint of {last} was signed: entries were removed"
             )))
         }
-        Some((old, old_root)) if old == size => {
-            if old_root != root {
-                return Err(IssueError::Inconsistent(format!(
-                    "the ledger's root at size {size} is not the one signed for that size: history was rewritten"
-                )));
-            }
-            Some(old)
+        Err(Fork::OtherRoot { .. }) => {
+            return Err(IssueError::Inconsistent(format!(
+                "the ledger's root at size {size} is not the one signed for that size: history was rewritten"
+            )))
         }
-        Some((old, old_root)) => {
-            let proof: Vec<Vec<u8>> = tree::consistency_proof(&tx, &mut known, old, size)
-                .await?
-                .iter()
-                .map(|h| h.0.to_vec())
-                .collect();
-            verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(|e| {
-                IssueError::Inconsistent(format!(
-                    "the ledger is not an append-only extension of the checkpoint signed at size {old} ({e}): history was rewritten"
-                ))
-            })?;
-            Some(old)
+        Err(Fork::NotExtension { old, detail }) => {
+            return Err(IssueError::Inconsistent(format!(
+                "the ledger is not an append-only extension of the checkpoint signed at size {old} ({detail}): history was rewritten"
+            )))
         }
+        Err(Fork::Tree(e)) => return Err(e.into()),
     };
     let note = key.sign(size, root).map_err(|e| IssueError::Key {
         path: key_file.to_path_buf(),

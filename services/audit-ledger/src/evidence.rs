@@ -199,6 +199,7 @@ pub async fn build(
 /// What [`check`] established.
 #[derive(Debug, Clone)]
 pub struct Checked {
+    pub backup_id: String,
     pub origin: String,
     pub checkpoint_size: u64,
     pub entries: usize,
@@ -279,6 +280,7 @@ pub fn check(
         )));
     }
     Ok(Checked {
+        backup_id: ev.backup_id,
         origin: cp.origin().to_string(),
         checkpoint_size: cp.size(),
         entries: ev.entries.len(),

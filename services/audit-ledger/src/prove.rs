@@ -42,7 +42,7 @@ pub async fn cosigned(bus: &cairn_bus::Bus) -> Result<BTreeMap<u64, Vec<u8>>, ca
     let mut r = bus.replay_audit(&bus.subjects.cosigned()).await?;
     while let Some(m) = r.next().await {
         let m = m?;
-        if let Some((size, _)) = crate::rebuild::checkpoint_of(&m.payload) {
+        if let Ok((size, _)) = cairn_tlog::checkpoint::unverified(&m.payload) {
             out.insert(size, m.payload.to_vec());
         }
     }

@@ -13,10 +13,8 @@
 use crate::append::Ledger;
 use crate::tree::{self, TreeError};
 use cairn_bus::{Bus, BusError};
-use cairn_events::subjects::entry_seq;
 use cairn_events::{decode, Envelope};
 use cairn_tlog::reader::Known;
-use cairn_tlog::Hash;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +40,8 @@ pub enum RebuildError {
     Undecodable { seq: u64, detail: String },
     #[error("entry {0} is missing from audit.entry (the copy holds later entries): cannot rebuild past it")]
     Gap(u64),
-    #[error("entry {seq}: its event {event_id} is already in the log at another place; the copy on audit.entry is not a log")]
-    Duplicate { seq: u64, event_id: String },
+    #[error("the event of entry {seq} appears again on audit.entry under a later number: the copy is not a log (discard this database)")]
+    Duplicate { seq: u64 },
 }
 
 /// What a rebuild produced.
@@ -79,14 +77,10 @@ pub async fn rebuild(bus: &Bus, pg: tokio_postgres::Client) -> Result<Rebuilt, R
     let mut replay = bus.replay_audit(&bus.subjects.all_audit_entries()).await?;
     while let Some(m) = replay.next().await {
         let m = m?;
-        let seq = m
-            .msg_id
-            .as_deref()
-            .and_then(entry_seq)
-            .ok_or(RebuildError::NoSeq {
-                stream_seq: m.stream_seq,
-                msg_id: m.msg_id.clone(),
-            })?;
+        let seq = m.entry_seq().ok_or(RebuildError::NoSeq {
+            stream_seq: m.stream_seq,
+            msg_id: m.msg_id.clone(),
+        })?;
         let leaf = cairn_tlog::leaf_hash(&m.payload).0;
         if seq < next || ahead.contains_key(&seq) {
             // Re-published after the duplicate window: must be the same bytes.
@@ -124,7 +118,7 @@ pub async fn rebuild(bus: &Bus, pg: tokio_postgres::Client) -> Result<Rebuilt, R
     let mut checkpoints = bus.replay_audit(&bus.subjects.checkpoint()).await?;
     while let Some(m) = checkpoints.next().await {
         let m = m?;
-        let Some((size, signed_root)) = checkpoint_of(&m.payload) else {
+        let Ok((size, signed_root)) = cairn_tlog::checkpoint::unverified(&m.payload) else {
             continue;
         };
         let ours = if size <= entries && size > 0 {
@@ -170,7 +164,7 @@ pub async fn republish_missing(
     }
     let mut present = vec![false; size as usize + 1];
     while let Some(m) = replay.next().await {
-        if let Some(seq) = m?.msg_id.as_deref().and_then(entry_seq) {
+        if let Some(seq) = m?.entry_seq() {
             if let Some(p) = present.get_mut(seq as usize) {
                 *p = true;
             }
@@ -205,14 +199,6 @@ pub async fn republish_missing(
     Ok(published)
 }
 
-/// The size and root a checkpoint note states (its signature is checked by
-/// those who hold the key: `cairn audit verify`).
-pub fn checkpoint_of(note: &[u8]) -> Option<(u64, Hash)> {
-    let note = signed_note::Note::from_bytes(note).ok()?;
-    let cp = tlog_tiles::checkpoint::Checkpoint::from_bytes(note.text()).ok()?;
-    Some((cp.size(), *cp.hash()))
-}
-
 async fn append(
     ledger: &Ledger,
     first: u64,
@@ -233,20 +219,8 @@ async fn append(
         .collect::<Result<Vec<_>, _>>()?;
     let items: Vec<(&[u8], &Envelope)> = batch.iter().map(|b| &b[..]).zip(&envs).collect();
     let done = ledger.append(&items).await?;
-    if done.added != items.len() {
-        let dup = done
-            .entries
-            .iter()
-            .find(|(seq, _, _)| *seq < first)
-            .map(|(seq, _, _)| *seq)
-            .unwrap_or(first);
-        return Err(RebuildError::Duplicate {
-            seq: dup,
-            event_id: envs
-                .get((dup.saturating_sub(first)) as usize)
-                .map(|e| e.id.to_string())
-                .unwrap_or_default(),
-        });
+    if let Some((seq, _, _)) = done.entries.iter().find(|(seq, _, _)| *seq < first) {
+        return Err(RebuildError::Duplicate { seq: *seq });
     }
     batch.clear();
     Ok(())

@@ -16,20 +16,29 @@ fn passphrase(cfg: &cairn_config::Config) -> anyhow::Result<cairn_crypto::Secret
         .context("no passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")
 }
 
+/// Connects to NATS as `name`, with the streams and consumers in place.
+async fn bus(cfg: &cairn_config::Config, name: &str) -> Result<Bus, cairn_bus::BusError> {
+    let b = Bus::connect(&cfg.nats, name).await?;
+    b.ensure_topology(&cfg.network_names()).await?;
+    Ok(b)
+}
+
+/// [`bus`] for commands that work without the broker: the reason it is
+/// away instead of an error, within 3 s.
+async fn bus_if_up(cfg: &cairn_config::Config, name: &str) -> Result<Bus, String> {
+    match tokio::time::timeout(Duration::from_secs(3), bus(cfg, name)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("NATS did not answer".into()),
+    }
+}
+
 /// Connects to NATS for an optional side effect (recording an event); a
 /// command that works without the broker only warns when it is away.
 async fn try_bus(cfg: &cairn_config::Config) -> Option<Bus> {
-    match tokio::time::timeout(Duration::from_secs(3), Bus::connect(&cfg.nats, "cairn-cli")).await {
-        Ok(Ok(b)) if b.ensure_topology(&cfg.network_names()).await.is_ok() => Some(b),
-        Ok(Err(e)) => {
-            eprintln!("cairn: warning: not recorded in the ledger: {e}");
-            None
-        }
-        _ => {
-            eprintln!("cairn: warning: not recorded in the ledger: NATS did not answer");
-            None
-        }
-    }
+    bus_if_up(cfg, "cairn-cli")
+        .await
+        .map_err(|e| eprintln!("cairn: warning: not recorded in the ledger: {e}"))
+        .ok()
 }
 
 #[derive(clap::Args)]
@@ -108,8 +117,7 @@ pub async fn setup(cfg: &cairn_config::Config, a: SetupArgs) -> anyhow::Result<u
         );
         return Ok(0);
     }
-    let bus = Bus::connect(&cfg.nats, "cairn-setup").await?;
-    bus.ensure_topology(&cfg.network_names()).await?;
+    bus(cfg, "cairn-setup").await?;
     cairn_audit_ledger::db::open_config(cfg).await?;
     println!(
         "streams, consumers and database schema are in place (prefix {})",
@@ -336,8 +344,7 @@ pub async fn forget(cfg: &cairn_config::Config, a: ForgetArgs) -> anyhow::Result
             cfg.network_names().join(", ")
         );
     }
-    let bus = Bus::connect(&cfg.nats, "cairn-cli").await?;
-    bus.ensure_topology(&cfg.network_names()).await?;
+    let bus = bus(cfg, "cairn-cli").await?;
     let mut events = bus
         .client
         .subscribe(format!(
@@ -408,17 +415,6 @@ fn read_key_arg(key: &str) -> String {
     }
 }
 
-/// The broker, when it answers (the reason otherwise).
-async fn bus_if_up(cfg: &cairn_config::Config, name: &str) -> Result<cairn_bus::Bus, String> {
-    let b = cairn_bus::Bus::connect(&cfg.nats, name)
-        .await
-        .map_err(|e| e.to_string())?;
-    b.ensure_topology(&cfg.network_names())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(b)
-}
-
 pub async fn audit_verify(
     cfg: &cairn_config::Config,
     key: Option<&str>,
@@ -475,8 +471,7 @@ pub async fn audit_verify(
 
 pub async fn audit_rebuild(cfg: &cairn_config::Config, as_json: bool) -> anyhow::Result<u8> {
     let pg = cairn_audit_ledger::db::open_as(cfg, cairn_audit_ledger::db::Role::Ledger).await?;
-    let bus = cairn_bus::Bus::connect(&cfg.nats, "cairn-audit").await?;
-    bus.ensure_topology(&cfg.network_names()).await?;
+    let bus = bus(cfg, "cairn-audit").await?;
     let rebuilt = cairn_audit_ledger::rebuild::rebuild(&bus, pg).await?;
     if as_json {
         output::json(&serde_json::to_value(&rebuilt)?);
@@ -535,19 +530,10 @@ pub async fn audit_checkpoint(cfg: &cairn_config::Config, as_json: bool) -> anyh
     let mut pg = cairn_audit_ledger::db::open_as(cfg, cairn_audit_ledger::db::Role::Ledger).await?;
     let issued = cairn_audit_ledger::checkpoint::issue(&mut pg, key_file).await?;
     // Copies outside the database: the AUDIT stream and every network.
-    let bus = match cairn_bus::Bus::connect(&cfg.nats, "cairn-audit").await {
-        Ok(b) => match b.ensure_topology(&cfg.network_names()).await {
-            Ok(()) => Some(b),
-            Err(e) => {
-                tracing::warn!(error = %e, "the checkpoint is not published");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "the checkpoint is not published");
-            None
-        }
-    };
+    let bus = bus_if_up(cfg, "cairn-audit")
+        .await
+        .map_err(|e| tracing::warn!(error = e, "the checkpoint is not published"))
+        .ok();
     let repo = cairn_repo::Repository::from_config(cfg)?;
     let copies = cairn_audit_ledger::checkpoint::send_out(&issued, bus.as_ref(), &repo).await;
     let status = |r: &Result<(), String>| match r {
@@ -639,7 +625,9 @@ pub async fn audit_evidence(
         return Ok(0);
     }
     print_evidence(&ev.backup_id, &ev.summary);
-    let size = cairn_audit_ledger::rebuild::checkpoint_of(ev.checkpoint.as_bytes()).map(|(s, _)| s);
+    let size = cairn_tlog::checkpoint::unverified(ev.checkpoint.as_bytes())
+        .ok()
+        .map(|(s, _)| s);
     println!(
         "{} ledger entries, each with an inclusion proof against the checkpoint of size {}{}",
         ev.entries.len(),
@@ -737,8 +725,7 @@ pub async fn witness(
         )
     })?;
     let pg = cairn_audit_ledger::db::open_as(cfg, cairn_audit_ledger::db::Role::Reader).await?;
-    let bus = cairn_bus::Bus::connect(&cfg.nats, "cairn-witness").await?;
-    bus.ensure_topology(&cfg.network_names()).await?;
+    let bus = bus(cfg, "cairn-witness").await?;
     Ok(Some(cairn_verify::witness::Witness::new(
         key_file, log_vkey, pg, bus,
     )?))
@@ -798,8 +785,7 @@ pub fn audit_check_proof(
     if format.as_deref() == Some(cairn_audit_ledger::evidence::FORMAT) {
         let c = cairn_audit_ledger::evidence::check(&file, &vkey, witness_vkey.as_deref())
             .with_context(|| format!("{} is not valid evidence", proof.display()))?;
-        let ev: cairn_audit_ledger::evidence::Evidence = serde_json::from_slice(&file)?;
-        print_evidence(&ev.backup_id, &c.summary);
+        print_evidence(&c.backup_id, &c.summary);
         println!(
             "all {} entries are in log {} (checkpoint of size {}{})",
             c.entries,

@@ -10,8 +10,9 @@
 //! The first checkpoint a fresh witness sees is cosigned on trust (as every
 //! witness starts); from then on only extensions are.
 
-use cairn_audit_ledger::checkpoint::{last_signed, lock_state, remember, state_file};
-use cairn_audit_ledger::tree;
+use cairn_audit_ledger::checkpoint::{
+    last_signed, lock_state, relate, remember, state_file, Fork, Relation,
+};
 use cairn_bus::Bus;
 use cairn_tlog::checkpoint::{self, CheckpointError, LogKey};
 use cairn_tlog::reader::Known;
@@ -104,37 +105,26 @@ impl Witness {
         };
         let _lock = lock_state(&state).map_err(|e| bad_state(format!("cannot lock: {e}")))?;
         let last = last_signed(&state).map_err(|e| bad_state(e.to_string()))?;
-        let extends = match last {
-            None => None,
-            Some((old, old_root)) if old == size => {
-                if old_root != root {
-                    return Err(WitnessError::Forked(format!(
-                        "the log signed two different roots for {size} entries: {} cosigned, {} now",
-                        hex::encode(old_root.0),
-                        hex::encode(root.0)
-                    )));
-                }
-                return Ok(Witnessed::Unchanged { size });
+        // The proof comes from the database; `relate` checks it against the
+        // two signed roots, so the database is not trusted.
+        let extends = match relate(&self.pg, &mut Known::new(), last, size, root).await {
+            Ok(Relation::First) => None,
+            Ok(Relation::Extends { from }) => Some(from),
+            Ok(Relation::Same) => return Ok(Witnessed::Unchanged { size }),
+            Ok(Relation::Behind { last }) => return Ok(Witnessed::Older { size, last }),
+            Err(Fork::OtherRoot { .. }) => {
+                let cosigned = last.map(|(_, r)| hex::encode(r.0)).unwrap_or_default();
+                return Err(WitnessError::Forked(format!(
+                    "the log signed two different roots for {size} entries: {cosigned} cosigned, {} now",
+                    hex::encode(root.0)
+                )));
             }
-            Some((old, _)) if old > size => return Ok(Witnessed::Older { size, last: old }),
-            Some((old, old_root)) => {
-                // The proof comes from the database; it is checked against
-                // the two signed roots, so the database is not trusted.
-                let proof: Vec<Vec<u8>> =
-                    tree::consistency_proof(&self.pg, &mut Known::new(), old, size)
-                        .await?
-                        .iter()
-                        .map(|h| h.0.to_vec())
-                        .collect();
-                cairn_tlog::verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(
-                    |e| {
-                        WitnessError::Forked(format!(
-                            "the checkpoint at {size} entries does not extend the one cosigned at {old} ({e}): the log's history was rewritten"
-                        ))
-                    },
-                )?;
-                Some(old)
+            Err(Fork::NotExtension { old, detail }) => {
+                return Err(WitnessError::Forked(format!(
+                    "the checkpoint at {size} entries does not extend the one cosigned at {old} ({detail}): the log's history was rewritten"
+                )))
             }
+            Err(Fork::Tree(e)) => return Err(e.into()),
         };
         let cosigned = self.key.cosign(&note).map_err(|e| WitnessError::Key {
             path: self.key_file.clone(),

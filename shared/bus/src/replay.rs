@@ -20,6 +20,16 @@ pub struct Replayed {
     pub stream_seq: u64,
 }
 
+impl Replayed {
+    /// The ledger entry number of a message from `audit.entry`
+    /// (`Nats-Msg-Id: entry-<seq>`).
+    pub fn entry_seq(&self) -> Option<u64> {
+        self.msg_id
+            .as_deref()
+            .and_then(cairn_events::subjects::entry_seq)
+    }
+}
+
 /// A replay in progress: [`Replay::next`] until it returns `None`.
 pub struct Replay {
     messages: Option<pull::Ordered>,

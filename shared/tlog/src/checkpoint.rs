@@ -79,11 +79,36 @@ impl LogKey {
     }
 }
 
+/// The size and root a signed checkpoint states, its signatures unchecked:
+/// for notes whose signature was checked when they were made or is checked
+/// elsewhere (a signer's own state file, a rebuild holding roots against
+/// its tree).
+pub fn unverified(signed: &[u8]) -> Result<(u64, Hash), CheckpointError> {
+    let note = Note::from_bytes(signed).map_err(|e| CheckpointError::NotANote(e.to_string()))?;
+    let cp = Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::NotACheckpoint)?;
+    Ok((cp.size(), *cp.hash()))
+}
+
 /// The name (log origin, or witness) a verifier key is for; an error if
 /// `vkey` is not a verifier key at all.
 pub fn key_name(vkey: &str) -> Result<String, CheckpointError> {
     let v = StandardVerifier::new(vkey.trim()).map_err(|_| CheckpointError::BadVerifierKey)?;
     Ok(signed_note::Verifier::name(&v).to_string())
+}
+
+/// The note in `signed`, if it carries a valid signature by `vkey`'s key,
+/// with that key's name.
+fn signed_by(signed: &[u8], vkey: &str) -> Result<(Note, String), CheckpointError> {
+    let verifier =
+        StandardVerifier::new(vkey.trim()).map_err(|_| CheckpointError::BadVerifierKey)?;
+    let name = signed_note::Verifier::name(&verifier).to_string();
+    let note = Note::from_bytes(signed).map_err(|e| CheckpointError::NotANote(e.to_string()))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| CheckpointError::NotSigned {
+            origin: name.clone(),
+            detail: e.to_string(),
+        })?;
+    Ok((note, name))
 }
 
 /// Checks a cosigned checkpoint: the log's signature as [`verify`] does, and
@@ -94,15 +119,7 @@ pub fn verify_cosigned(
     witness_vkey: &str,
 ) -> Result<Checkpoint, CheckpointError> {
     let cp = verify(signed, vkey)?;
-    let witness =
-        StandardVerifier::new(witness_vkey.trim()).map_err(|_| CheckpointError::BadVerifierKey)?;
-    let name = signed_note::Verifier::name(&witness).to_string();
-    let note = Note::from_bytes(signed).map_err(|e| CheckpointError::NotANote(e.to_string()))?;
-    note.verify(&VerifierList::new(vec![Box::new(witness)]))
-        .map_err(|e| CheckpointError::NotSigned {
-            origin: name,
-            detail: e.to_string(),
-        })?;
+    signed_by(signed, witness_vkey)?;
     Ok(cp)
 }
 
@@ -110,15 +127,7 @@ pub fn verify_cosigned(
 /// returns the checkpoint it carries; refuses a note without a valid
 /// signature by that key and a checkpoint of any other origin.
 pub fn verify(signed: &[u8], vkey: &str) -> Result<Checkpoint, CheckpointError> {
-    let verifier =
-        StandardVerifier::new(vkey.trim()).map_err(|_| CheckpointError::BadVerifierKey)?;
-    let origin = signed_note::Verifier::name(&verifier).to_string();
-    let note = Note::from_bytes(signed).map_err(|e| CheckpointError::NotANote(e.to_string()))?;
-    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
-        .map_err(|e| CheckpointError::NotSigned {
-            origin: origin.clone(),
-            detail: e.to_string(),
-        })?;
+    let (note, origin) = signed_by(signed, vkey)?;
     let cp = Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::NotACheckpoint)?;
     if cp.origin() != origin {
         return Err(CheckpointError::OtherLog {
