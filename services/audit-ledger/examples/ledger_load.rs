@@ -21,7 +21,8 @@
 //! in, append, re-publish on `audit.entry`, ack).
 
 use anyhow::{bail, Context, Result};
-use cairn_audit_ledger::{append::Ledger, check, checkpoint, db, prove, tree};
+use cairn_audit_ledger::{append::Ledger, checkpoint};
+use cairn_ledger::{check, db, prove, tree};
 use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, NetworkReport,
     ObjectDigest, ObjectKey, Outcome, Redundancy, Source, Stats, Stored,
@@ -357,7 +358,10 @@ fn unique_name() -> String {
 async fn create(pg: &str) -> Result<(String, Client)> {
     let name = unique_name();
     CREATED.lock().unwrap().push(name.clone());
-    let client = db::open(&format!("{pg} dbname={name}"))
+    let client = db::open(&cairn_ledger::PostgresConfig {
+        url: format!("{pg} dbname={name}"),
+        password_file: None,
+    })
         .await
         .with_context(|| format!("creating database {name}"))?;
     Ok((name, client))
@@ -582,7 +586,7 @@ async fn run(args: &Args, tmp: &std::path::Path) -> Result<()> {
 /// JetStream, appended in batches, each entry re-published on `audit.entry`
 /// before its event is acknowledged.
 async fn end_to_end(args: &Args, url: &str) -> Result<()> {
-    let mut nats = cairn_config::Config::default().nats;
+    let mut nats = cairn_bus::NatsConfig::default();
     nats.url = url.to_string();
     nats.prefix = unique_name().replace("cairn_bench_", "lbench");
     let bus = cairn_bus::Bus::connect(&nats, "ledger-load").await?;
@@ -618,7 +622,7 @@ async fn end_to_end(args: &Args, url: &str) -> Result<()> {
             tokio_postgres::connect(&format!("{} dbname={name}", args.pg), NoTls).await?;
         tokio::spawn(conn);
         let started = Instant::now();
-        let worker = tokio::spawn(cairn_audit_ledger::run(bus.clone(), client));
+        let worker = tokio::spawn(cairn_audit_ledger::run(bus.clone(), client, 500));
         let mut marks = Vec::new();
         let mut next_mark = args.window;
         loop {

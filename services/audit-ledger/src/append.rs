@@ -8,7 +8,6 @@
 use crate::projection;
 use cairn_bus::{BatchHandler, Delivery, Failure};
 use cairn_events::{decode, Envelope, Event};
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
@@ -28,13 +27,6 @@ pub struct Appended {
     /// the log, new or already there (a redelivery after a crash between
     /// commit and re-publishing must still reach `audit.entry`).
     pub entries: Vec<(u64, &'static str, bytes::Bytes)>,
-}
-
-pub fn chain(prev: &[u8], leaf: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(leaf);
-    h.finalize().into()
 }
 
 /// A batch's new entries, column by column, for one `INSERT … unnest`.
@@ -102,7 +94,7 @@ impl Ledger {
     pub async fn append(
         &self,
         items: &[(&[u8], &Envelope)],
-    ) -> Result<Appended, crate::tree::TreeError> {
+    ) -> Result<Appended, cairn_ledger::tree::TreeError> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await?;
         let head = tx
@@ -142,7 +134,7 @@ impl Ledger {
             }
             size += 1;
             let leaf = cairn_tlog::leaf_hash(raw).0;
-            let next = chain(&prev, &leaf);
+            let next = cairn_ledger::chain(&prev, &leaf);
             rows.push(size, env, raw, &leaf, &next);
             projections.apply(&tx, env).await?;
             prev = next.to_vec();
@@ -156,7 +148,7 @@ impl Ledger {
         }
         projections.flush(&tx).await?;
         rows.insert(&tx).await?;
-        let root = crate::tree::append(&tx, first as u64, &leaves).await?;
+        let root = cairn_ledger::tree::append(&tx, first as u64, &leaves).await?;
         tx.execute(
             "UPDATE ledger_head SET size = $1, chain_hash = $2, tree_root = $3 WHERE id = 1",
             &[&size, &prev, &root.0.as_slice()],

@@ -1,13 +1,17 @@
 //! Issuing signed checkpoints of the ledger. The signer never signs two
 //! inconsistent checkpoints: it keeps the last one it signed in a file beside
 //! its key (outside the database) and, before signing a new size, proves from
-//! the stored tree that the log is an append-only extension of it. A database
-//! owner who rewrites history can therefore not obtain a signature for it.
+//! the stored tree that the log is an append-only extension of it
+//! (`cairn_ledger::checkpoint`). A database owner who rewrites history can
+//! therefore not obtain a signature for it.
 
-use crate::tree::{self, TreeError};
+use cairn_ledger::checkpoint::{
+    last_signed, lock_state, relate, remember, state_file, Fork, Relation, StateError,
+};
+use cairn_ledger::tree::{self, TreeError};
 use cairn_tlog::checkpoint::LogKey;
 use cairn_tlog::reader::Known;
-use cairn_tlog::{verify_consistency, Hash};
+use cairn_tlog::Hash;
 use std::path::{Path, PathBuf};
 use tokio_postgres::Client;
 
@@ -23,8 +27,8 @@ pub enum IssueError {
     Empty,
     #[error("refusing to sign: {0}")]
     Inconsistent(String),
-    #[error("the last signed checkpoint {path}: {detail}")]
-    State { path: PathBuf, detail: String },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// A checkpoint issued (or the same one again, when nothing was appended).
@@ -36,105 +40,6 @@ pub struct Issued {
     pub note: Vec<u8>,
     /// The size of the previous checkpoint this one was proven to extend.
     pub extends: Option<u64>,
-}
-
-/// `<key file>.last`: the last checkpoint this key signed.
-pub fn state_file(key_file: &Path) -> PathBuf {
-    let mut p = key_file.as_os_str().to_owned();
-    p.push(".last");
-    PathBuf::from(p)
-}
-
-/// Holds the exclusive lock of a state file (`<state>.lock`) until dropped:
-/// one signer (or witness) per key at a time.
-pub fn lock_state(state: &Path) -> std::io::Result<std::fs::File> {
-    let lock = std::fs::File::create(state.with_extension("lock"))?;
-    lock.lock()?;
-    Ok(lock)
-}
-
-/// Replaces the state file with `note`, whole or not at all.
-pub fn remember(state: &Path, note: &[u8]) -> std::io::Result<()> {
-    let tmp = state.with_extension("last.tmp");
-    std::fs::write(&tmp, note)?;
-    std::fs::rename(&tmp, state)
-}
-
-/// The size and root of the checkpoint note in `path` (none if no file).
-pub fn last_signed(path: &Path) -> Result<Option<(u64, Hash)>, IssueError> {
-    let bad = |detail: String| IssueError::State {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    cairn_tlog::checkpoint::unverified(&bytes)
-        .map(Some)
-        .map_err(|e| bad(e.to_string()))
-}
-
-/// How a tree `(size, root)` stands to the last checkpoint a key signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relation {
-    /// Nothing signed before.
-    First,
-    /// The same size and root.
-    Same,
-    /// Smaller than the one signed at `last`.
-    Behind { last: u64 },
-    /// An append-only extension of the one signed at `from` (proven).
-    Extends { from: u64 },
-}
-
-/// Why a tree is not a continuation of the last checkpoint signed.
-#[derive(Debug, thiserror::Error)]
-pub enum Fork {
-    #[error("another root at size {size}")]
-    OtherRoot { size: u64 },
-    #[error("not an extension of size {old}: {detail}")]
-    NotExtension { old: u64, detail: String },
-    #[error(transparent)]
-    Tree(#[from] TreeError),
-}
-
-/// Relates `(size, root)` to `last` (a signer's or witness's last checkpoint),
-/// proving an extension from the stored tree. The proof is checked against
-/// the two roots, so the database is not trusted for the answer.
-pub async fn relate<C: tokio_postgres::GenericClient>(
-    c: &C,
-    known: &mut Known,
-    last: Option<(u64, Hash)>,
-    size: u64,
-    root: Hash,
-) -> Result<Relation, Fork> {
-    let Some((old, old_root)) = last else {
-        return Ok(Relation::First);
-    };
-    if old > size {
-        return Ok(Relation::Behind { last: old });
-    }
-    if old == size {
-        return if old_root == root {
-            Ok(Relation::Same)
-        } else {
-            Err(Fork::OtherRoot { size })
-        };
-    }
-    let proof: Vec<Vec<u8>> = tree::consistency_proof(c, known, old, size)
-        .await?
-        .iter()
-        .map(|h| h.0.to_vec())
-        .collect();
-    verify_consistency(old, size, &proof, &old_root.0, &root.0).map_err(|e| {
-        Fork::NotExtension {
-            old,
-            detail: e.to_string(),
-        }
-    })?;
-    Ok(Relation::Extends { from: old })
 }
 
 /// Signs a checkpoint of the ledger as it is now with the key in `key_file`.
@@ -150,10 +55,7 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
     let state = state_file(key_file);
     // One signer at a time per key (a `serve checkpoint` and a `cairn audit
     // checkpoint` may race): the state file must only ever move forward.
-    let lock = lock_state(&state).map_err(|e| IssueError::State {
-        path: state.clone(),
-        detail: format!("cannot lock: {e}"),
-    })?;
+    let lock = lock_state(&state)?;
     let previous = last_signed(&state)?;
 
     let tx = pg.transaction().await?;
@@ -199,10 +101,7 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
     .await?;
     tx.commit().await?;
     // Remember it only once it is recorded.
-    remember(&state, &note).map_err(|e| IssueError::State {
-        path: state.clone(),
-        detail: e.to_string(),
-    })?;
+    remember(&state, &note)?;
     drop(lock);
     Ok(Issued {
         size,
@@ -265,7 +164,7 @@ pub async fn run(
     bus: cairn_bus::Bus,
     repo: cairn_repo::Repository,
     every: std::time::Duration,
-) -> anyhow::Result<()> {
+) -> Result<(), IssueError> {
     let mut last = last_signed(&state_file(&key_file))?.map(|(size, _)| size);
     // Also at start: a restarted signer catches up at once.
     let mut tick = tokio::time::interval(every);

@@ -11,8 +11,8 @@
 //! `<N>` is written in groups of three digits (`x001/234`). Tile arithmetic
 //! is `tlog_tiles`'; only the C2SP path and bundle encoding are here.
 
-use crate::prove::{checkpoint_for, ProveError};
-use crate::tree::{self, TreeError};
+use cairn_ledger::prove::{checkpoint_for, ProveError};
+use cairn_ledger::tree::{self, TreeError};
 use cairn_tlog::reader::Known;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

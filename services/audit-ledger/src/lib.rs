@@ -1,38 +1,29 @@
-//! The audit ledger: every event of every stage, appended exactly once to a
-//! PostgreSQL log with RFC 6962 leaf hashes, the Merkle tree over them and a
-//! running chain hash, plus the projections (backups, object digests, chunk
-//! copies) the other parts query.
+//! The audit ledger service: the one writer of the log. Every event of every
+//! stage is appended exactly once to PostgreSQL with its RFC 6962 leaf hash,
+//! the Merkle tree over the entries and a running chain hash, and the
+//! projections (backups, object digests, chunk copies) are updated in the
+//! same transaction. What every part reads (connection, migrations, roles,
+//! queries, proofs, `audit verify`) is `cairn_ledger`'s.
 //!
-//! * [`db`]: connection and migrations (`schemas/sql`).
-//! * [`append`]: the batch consumer that writes the log.
-//! * [`tree`]: the log's Merkle tree (stored hashes, roots).
+//! * [`append`]: the batch consumer that writes the log and re-publishes it.
 //! * [`projection`]: what each event changes in the projections.
-//! * [`query`]: reads for the CLI and the stages.
-//! * [`check`]: `cairn audit verify`.
-//! * [`checkpoint`]: issuing signed checkpoints, never two inconsistent ones.
-//! * [`prove`]: inclusion proofs of entries against them.
+//! * [`checkpoint`]: signing checkpoints, never two inconsistent ones.
 //! * [`rebuild`]: the log rebuilt from its copy on JetStream.
-//! * [`evidence`]: one backup's entries with proofs, for auditors.
 //! * [`export`]: the log as C2SP tlog-tiles files.
 
 pub mod append;
-pub mod check;
 pub mod checkpoint;
-pub mod db;
-pub mod evidence;
 pub mod export;
 pub mod projection;
-pub mod prove;
-pub mod query;
 pub mod rebuild;
-pub mod tree;
 
-use cairn_bus::Bus;
-use cairn_events::subjects::stage;
+use cairn_bus::{Bus, BusError};
+use cairn_events::Stage;
 use std::sync::Arc;
 
-/// Runs the ledger worker until the process stops.
-pub async fn run(bus: Bus, client: tokio_postgres::Client) -> anyhow::Result<()> {
+/// Runs the ledger worker until the process stops, appending up to `batch`
+/// events per transaction.
+pub async fn run(bus: Bus, client: tokio_postgres::Client, batch: usize) -> Result<(), BusError> {
     // Entries the AUDIT stream lacks (a log from before re-publishing) go
     // out first; a failure here must not stop the ledger.
     match rebuild::republish_missing(&bus, &client).await {
@@ -46,6 +37,5 @@ pub async fn run(bus: Bus, client: tokio_postgres::Client) -> anyhow::Result<()>
         }
     }
     let ledger = Arc::new(append::Ledger::new(client, Some(bus.clone())));
-    cairn_bus::worker::run_batched(bus, stage::LEDGER, 500, ledger).await?;
-    Ok(())
+    cairn_bus::worker::run_batched(bus, Stage::Ledger, batch.max(1), ledger).await
 }

@@ -179,6 +179,7 @@ async fn apply(
         }
         Event::BackupRestored(_)
         | Event::ForgetRequested { .. }
+        | Event::ForgetRefused { .. }
         | Event::RepoInitialised { .. }
         | Event::DeadLettered(_) => {}
     }

@@ -11,7 +11,7 @@
 //! tree is rebuilt from the ledger's own copy.)
 
 use crate::append::Ledger;
-use crate::tree::{self, TreeError};
+use cairn_ledger::tree::{self, TreeError};
 use cairn_bus::{Bus, BusError};
 use cairn_events::{decode, Envelope};
 use cairn_tlog::reader::Known;

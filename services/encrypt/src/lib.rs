@@ -4,16 +4,37 @@
 //! that holds a key able to read backups; it persists nothing.
 
 use bytes::Bytes;
-use cairn_bus::{publish, Bus, Delivery, Failure, Handler};
+use cairn_bus::{publish, Bus, BusError, Delivery, Failure, Handler};
 use cairn_crypto::{ObjectKind, Sealer};
-use cairn_events::subjects::stage;
 use cairn_events::{
-    decode, encode, Envelope, Event, ObjectDigest, ObjectKey, PlainChunk, SealedObject,
-    SCHEMA_VERSION,
+    decode, encode, DecodeError, Envelope, Event, ObjectDigest, ObjectKey, PlainChunk,
+    SealedObject, Stage, SCHEMA_VERSION,
 };
 use cairn_repo::layout;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+
+/// Why a chunk was not sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("chunk lists are public and never sealed")]
+    ChunkList,
+    #[error("sealing task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl From<EncryptError> for Failure {
+    fn from(e: EncryptError) -> Self {
+        match e {
+            EncryptError::Decode(_) | EncryptError::ChunkList => Failure::permanent(e),
+            EncryptError::Task(_) | EncryptError::Bus(_) => Failure::retry(e),
+        }
+    }
+}
 
 pub struct EncryptWorker {
     pub bus: Bus,
@@ -24,18 +45,19 @@ pub struct EncryptWorker {
 #[async_trait::async_trait]
 impl Handler for EncryptWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let chunk: PlainChunk =
-            decode(&d.payload, "plain chunk").map_err(|e| Failure::Permanent(e.to_string()))?;
+        Ok(self.seal(d).await?)
+    }
+}
+
+impl EncryptWorker {
+    async fn seal(&self, d: &Delivery) -> Result<(), EncryptError> {
+        let chunk: PlainChunk = decode(&d.payload, "plain chunk")?;
         let (kind, object_id): (ObjectKind, Vec<u8>) = match &chunk.object {
             ObjectKey::Chunk { id } => (ObjectKind::Chunk, id.0.to_vec()),
             ObjectKey::Manifest { backup_id } => {
                 (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec())
             }
-            ObjectKey::ChunkList { .. } => {
-                return Err(Failure::Permanent(
-                    "chunk lists are public and never sealed".into(),
-                ));
-            }
+            ObjectKey::ChunkList { .. } => return Err(EncryptError::ChunkList),
         };
         let sealer = self.sealer.clone();
         let PlainChunk {
@@ -51,8 +73,7 @@ impl Handler for EncryptWorker {
             let sha = hex::encode(Sha256::digest(&sealed));
             (sealed, sha)
         })
-        .await
-        .map_err(|e| Failure::Retry(format!("sealing task: {e}")))?;
+        .await?;
         let (payload, sha256) = sealed;
         let path = layout::object(&object);
         let digest = ObjectDigest {
@@ -74,24 +95,19 @@ impl Handler for EncryptWorker {
             &format!("sealed-{backup_id}-{path}"),
             Bytes::from(encode(&msg)),
         )
-        .await
-        .map_err(|e| Failure::Retry(e.to_string()))?;
+        .await?;
         let env = Envelope::new(
             self.source.clone(),
             backup_id,
             Event::ObjectSealed(digest),
             &[path.as_bytes(), sha256.as_bytes()],
         );
-        self.bus
-            .publish_event(&env)
-            .await
-            .map_err(|e| Failure::Retry(e.to_string()))
+        Ok(self.bus.publish_event(&env).await?)
     }
 }
 
 /// Runs the encrypt worker until the process stops.
-pub async fn run(worker: EncryptWorker, concurrency: usize) -> anyhow::Result<()> {
+pub async fn run(worker: EncryptWorker, concurrency: usize) -> Result<(), BusError> {
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, stage::ENCRYPT, None, concurrency, Arc::new(worker)).await?;
-    Ok(())
+    cairn_bus::worker::run(bus, Stage::Encrypt, None, concurrency, Arc::new(worker)).await
 }

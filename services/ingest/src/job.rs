@@ -218,7 +218,7 @@ pub async fn run(
                 continue;
             }
             let ids: Vec<ChunkId> = fresh.iter().map(|(id, _)| *id).collect();
-            let known = cairn_audit_ledger::query::known_chunks(&ctx.pg, &ids, &networks).await?;
+            let known = cairn_ledger::query::known_chunks(&ctx.pg, &ids, &networks).await?;
             for (id, plain) in fresh {
                 let is_new = !known.contains(&id);
                 if let Some(page) = list.add(id, is_new) {
@@ -229,12 +229,13 @@ pub async fn run(
                 }
                 chunks_new += 1;
                 if compressing.len() >= COMPRESS_WINDOW {
-                    let (cid, len, h) = compressing.pop_front().expect("non-empty");
-                    let (compressed, payload) =
-                        h.await.map_err(|e| JobError::Source(e.to_string()))?;
-                    publisher
-                        .plain(ObjectKey::Chunk { id: cid }, compressed, len, payload)
-                        .await?;
+                    if let Some((cid, len, h)) = compressing.pop_front() {
+                        let (compressed, payload) =
+                            h.await.map_err(|e| JobError::Source(e.to_string()))?;
+                        publisher
+                            .plain(ObjectKey::Chunk { id: cid }, compressed, len, payload)
+                            .await?;
+                    }
                 }
                 let len = plain.len() as u32;
                 compressing.push_back((
@@ -316,4 +317,76 @@ pub async fn run(
     );
     ctx.bus.publish_event(&env).await?;
     Ok(ingested)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_config::DatasetPolicy;
+    use cairn_events::Source;
+    use std::collections::BTreeMap;
+
+    fn request(dataset: &str, networks: &[&str], min_copies: Option<u32>) -> BackupRequest {
+        BackupRequest {
+            dataset: dataset.into(),
+            tags: vec![],
+            source: Source::Paths {
+                paths: vec!["/x".into()],
+            },
+            networks: networks.iter().map(|n| n.to_string()).collect(),
+            min_copies,
+            requested_by: "t".into(),
+        }
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn targets_come_from_the_request_then_the_policy_then_every_network() {
+        let configured = names(&["a", "b", "c"]);
+        let mut policies = BTreeMap::new();
+        policies.insert(
+            "gov".to_string(),
+            DatasetPolicy {
+                networks: names(&["b", "c"]),
+                min_copies: Some(1),
+            },
+        );
+        let t = |r: &BackupRequest| resolve_targets(r, &configured, &policies).unwrap();
+        assert_eq!(
+            t(&request("x", &[], None)),
+            (configured.clone(), Redundancy::Replicate { min_copies: 3 })
+        );
+        assert_eq!(
+            t(&request("gov", &[], None)),
+            (names(&["b", "c"]), Redundancy::Replicate { min_copies: 1 })
+        );
+        // The request wins over the policy, duplicates are dropped.
+        assert_eq!(
+            t(&request("gov", &["a", "a"], None)),
+            (names(&["a"]), Redundancy::Replicate { min_copies: 1 })
+        );
+        assert_eq!(
+            t(&request("x", &["c", "a"], Some(2))),
+            (names(&["c", "a"]), Redundancy::Replicate { min_copies: 2 })
+        );
+    }
+
+    #[test]
+    fn impossible_targets_fail_the_backup_naming_why() {
+        let configured = names(&["a", "b"]);
+        let none = BTreeMap::new();
+        let err = |r: &BackupRequest| match resolve_targets(r, &configured, &none) {
+            Err(JobError::Source(reason)) => reason,
+            other => panic!("{other:?}"),
+        };
+        let e = err(&request("x", &["z"], None));
+        assert!(e.contains("unknown network \"z\"") && e.contains("a, b"), "{e}");
+        let e = err(&request("x", &["a"], Some(2)));
+        assert!(e.contains("min_copies 2 is impossible with 1"), "{e}");
+        let e = err(&request("x", &[], Some(0)));
+        assert!(e.contains("min_copies 0"), "{e}");
+    }
 }

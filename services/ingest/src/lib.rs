@@ -4,6 +4,8 @@
 //! * [`source`]: reading files, streams and `pg_dump` into chunks and tree
 //!   records (blocking thread, bounded channel).
 //! * [`job`]: one backup's ingest (dedup, compression, chunk list, manifest).
+//! * [`ingest`]: one request, start to end; the worker and `cairn backup
+//!   --stdin` (which alone can read its standard input) both run it.
 //!
 //! Ingest holds the chunk-id key only: it can name chunks but not read or
 //! seal them.
@@ -11,17 +13,38 @@
 pub mod job;
 pub mod source;
 
-use cairn_bus::{Bus, Delivery, Failure, Handler};
-use cairn_events::subjects::stage;
-use cairn_events::{decode, BackupId, Envelope, Event, Outcome, Source};
+use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
+use cairn_events::{
+    decode, BackupId, BackupRequest, Envelope, Event, Outcome, Progress, Source, Stage,
+};
 use job::{IngestContext, JobError};
 use source::{Counters, Input};
+use std::io::Read;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct IngestWorker {
-    ctx: Arc<IngestContext>,
+/// Why a request could not be ingested now (a source at fault is not an
+/// error: it is recorded as `backup.failed`).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("expected backup.requested, got {0}")]
+    NotARequest(&'static str),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl From<IngestError> for Failure {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::NotARequest(_) => Failure::permanent(e),
+            // Infrastructure: the chunk index or the broker.
+            IngestError::Job(_) | IngestError::Bus(_) => Failure::retry(e),
+        }
+    }
 }
 
 /// Records a failed backup (the request or its source was at fault).
@@ -30,7 +53,7 @@ pub async fn publish_failure(
     source: &str,
     backup_id: &BackupId,
     reason: String,
-) -> Result<(), Failure> {
+) -> Result<(), BusError> {
     let env = Envelope::new(
         source,
         backup_id.clone(),
@@ -40,12 +63,10 @@ pub async fn publish_failure(
         }),
         &[reason.as_bytes()],
     );
-    bus.publish_event(&env)
-        .await
-        .map_err(|e| Failure::Retry(e.to_string()))
+    bus.publish_event(&env).await
 }
 
-/// Publishes progress on core NATS (never stored) until dropped.
+/// Publishes progress on core NATS (never stored) until aborted.
 pub fn report_progress(
     bus: &Bus,
     backup_id: &BackupId,
@@ -56,104 +77,119 @@ pub fn report_progress(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let body = serde_json::json!({
-                "bytes_read": counters.bytes_read.load(Ordering::Relaxed),
-                "bytes_total": counters.bytes_total.load(Ordering::Relaxed),
-                "files": counters.files.load(Ordering::Relaxed),
-            });
-            let _ = client
-                .publish(subject.clone(), body.to_string().into())
-                .await;
+            let p = Progress {
+                bytes_read: counters.bytes_read.load(Ordering::Relaxed),
+                bytes_total: counters.bytes_total.load(Ordering::Relaxed),
+                files: counters.files.load(Ordering::Relaxed),
+            };
+            if let Ok(body) = serde_json::to_vec(&p) {
+                let _ = client.publish(subject.clone(), body.into()).await;
+            }
         }
     })
+}
+
+/// What a request reads: its source, or for `stdin` the stream the caller
+/// hands over. `Err` is the reason the backup fails.
+fn open_input(
+    req: &BackupRequest,
+    stdin: Option<Box<dyn Read + Send>>,
+) -> Result<Input, String> {
+    match (&req.source, stdin) {
+        (Source::Stdin { name }, Some(reader)) => Ok(Input::Stream {
+            name: name.clone(),
+            reader,
+        }),
+        (Source::Stdin { .. }, None) => {
+            Err("a stdin backup is read by the client that asked for it".into())
+        }
+        (_, Some(_)) => Err("only a stdin backup reads the client's stream".into()),
+        (Source::Paths { paths }, None) if paths.is_empty() => Err("no paths to back up".into()),
+        (Source::Paths { paths }, None) => Ok(Input::Paths(paths.iter().map(Into::into).collect())),
+        (Source::Postgres { url, password_file }, None) => {
+            cairn_repo::pgtools::check_url(url)?;
+            let dump = source::PgDump::start(url, password_file.as_deref().map(Path::new))
+                .map_err(|e| e.to_string())?;
+            Ok(Input::Stream {
+                name: format!("{}.pgdump", cairn_repo::pgtools::database_name(url)),
+                reader: Box::new(dump),
+            })
+        }
+    }
+}
+
+/// Ingests the backup `request` asks for: records `backup.started`, reads
+/// the source (or `stdin`, for a `--stdin` backup), and ends with
+/// `backup.ingested`, or `backup.failed` naming what was wrong with the
+/// source. `attempt` tells deliveries apart in the started event's id.
+pub async fn ingest(
+    ctx: &IngestContext,
+    request: &Envelope,
+    stdin: Option<Box<dyn Read + Send>>,
+    attempt: i64,
+) -> Result<(), IngestError> {
+    let Event::BackupRequested(req) = &request.event else {
+        return Err(IngestError::NotARequest(request.event.kind()));
+    };
+    let id = &request.backup_id;
+    let input = match open_input(req, stdin) {
+        Ok(i) => i,
+        Err(reason) => return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?),
+    };
+    let started = Envelope::new(
+        ctx.source.clone(),
+        id.clone(),
+        Event::BackupStarted {
+            worker: ctx.source.clone(),
+        },
+        &[&attempt.to_be_bytes()],
+    );
+    ctx.bus.publish_event(&started).await?;
+    let counters = Arc::new(Counters::default());
+    let progress = report_progress(&ctx.bus, id, counters.clone());
+    let result = job::run(ctx, id, req, &request.at, input, counters).await;
+    progress.abort();
+    match result {
+        Ok(ingested) => {
+            tracing::info!(backup = %id, chunks = ingested.stats.chunks_total, new = ingested.stats.chunks_new, "ingested");
+            Ok(())
+        }
+        Err(JobError::Source(reason)) => {
+            Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+struct IngestWorker {
+    ctx: Arc<IngestContext>,
 }
 
 #[async_trait::async_trait]
 impl Handler for IngestWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let env: Envelope =
-            decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
-        let Event::BackupRequested(req) = &env.event else {
-            return Err(Failure::Permanent(format!(
-                "expected backup.requested on {}, got {}",
-                d.subject,
-                env.event.kind()
-            )));
-        };
-        let ctx = &self.ctx;
-        let input = match &req.source {
+        let env: Envelope = decode(&d.payload, "event")?;
+        if let Event::BackupRequested(BackupRequest {
+            source: Source::Stdin { .. },
+            ..
+        }) = &env.event
+        {
             // Only the requesting client can read its stdin; it ingests itself.
-            Source::Stdin { .. } => return Ok(()),
-            Source::Paths { paths } if paths.is_empty() => {
-                return publish_failure(
-                    &ctx.bus,
-                    &ctx.source,
-                    &env.backup_id,
-                    "no paths to back up".into(),
-                )
-                .await
-            }
-            Source::Paths { paths } => Input::Paths(paths.iter().map(Into::into).collect()),
-            Source::Postgres { url } => {
-                if let Err(reason) = source::check_pg_url(url) {
-                    return publish_failure(&ctx.bus, &ctx.source, &env.backup_id, reason).await;
-                }
-                match source::PgDump::start(url) {
-                    Ok(dump) => Input::Stream {
-                        name: format!("{}.pgdump", source::database_name(url)),
-                        reader: Box::new(dump),
-                    },
-                    Err(e) => {
-                        return publish_failure(
-                            &ctx.bus,
-                            &ctx.source,
-                            &env.backup_id,
-                            e.to_string(),
-                        )
-                        .await
-                    }
-                }
-            }
-        };
-        let started = Envelope::new(
-            ctx.source.clone(),
-            env.backup_id.clone(),
-            Event::BackupStarted {
-                worker: ctx.source.clone(),
-            },
-            &[&d.deliveries.to_be_bytes()],
-        );
-        ctx.bus
-            .publish_event(&started)
-            .await
-            .map_err(|e| Failure::Retry(e.to_string()))?;
-        let counters = Arc::new(Counters::default());
-        let progress = report_progress(&ctx.bus, &env.backup_id, counters.clone());
-        let result = job::run(ctx, &env.backup_id, req, &env.at, input, counters).await;
-        progress.abort();
-        match result {
-            Ok(ingested) => {
-                tracing::info!(backup = %env.backup_id, chunks = ingested.stats.chunks_total, new = ingested.stats.chunks_new, "ingested");
-                Ok(())
-            }
-            Err(JobError::Source(reason)) => {
-                publish_failure(&ctx.bus, &ctx.source, &env.backup_id, reason).await
-            }
-            Err(e) => Err(Failure::Retry(e.to_string())),
+            return Ok(());
         }
+        Ok(ingest(&self.ctx, &env, None, d.deliveries).await?)
     }
 }
 
 /// Runs the ingest worker until the process stops.
-pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> anyhow::Result<()> {
+pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> Result<(), BusError> {
     let bus = ctx.bus.clone();
     cairn_bus::worker::run(
         bus,
-        stage::INGEST,
+        Stage::Ingest,
         None,
         concurrency,
         Arc::new(IngestWorker { ctx }),
     )
-    .await?;
-    Ok(())
+    .await
 }

@@ -299,14 +299,17 @@ pub fn produce(
 
 /// `pg_dump` of `url` as a stream, uncompressed (`-Z0`) so that unchanged
 /// table data gives unchanged chunks and dedups; Cairn compresses itself.
+/// It authenticates with the database's own credentials only
+/// (`cairn_repo::pgtools`).
 pub struct PgDump {
     child: std::process::Child,
     stdout: std::process::ChildStdout,
 }
 
 impl PgDump {
-    pub fn start(url: &str) -> Result<Self, SourceError> {
-        let mut child = std::process::Command::new("pg_dump")
+    pub fn start(url: &str, password_file: Option<&Path>) -> Result<Self, SourceError> {
+        let mut child = cairn_repo::pgtools::command("pg_dump", password_file)
+            .map_err(SourceError::Other)?
             .args([
                 "--format=custom",
                 "--compress=0",
@@ -314,7 +317,6 @@ impl PgDump {
                 "--dbname",
                 url,
             ])
-            .env("PGCONNECT_TIMEOUT", "10")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -324,7 +326,10 @@ impl PgDump {
                     "cannot run pg_dump (is postgresql-client installed?): {e}"
                 ))
             })?;
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| SourceError::Other("pg_dump: no standard output".into()))?;
         Ok(PgDump { child, stdout })
     }
 }
@@ -347,25 +352,5 @@ impl Read for PgDump {
             }
         }
         Ok(n)
-    }
-}
-
-/// The database name of a connection URL, for the dump's file name.
-pub fn database_name(url: &str) -> String {
-    url.parse::<tokio_postgres::Config>()
-        .ok()
-        .and_then(|c| c.get_dbname().map(str::to_string))
-        .unwrap_or_else(|| "database".into())
-}
-
-/// Refuses URLs that carry a password: it would be stored in events.
-pub fn check_pg_url(url: &str) -> Result<(), String> {
-    match url.parse::<tokio_postgres::Config>() {
-        Err(e) => Err(format!("invalid PostgreSQL URL: {e}")),
-        Ok(c) if c.get_password().is_some() => Err(
-            "the PostgreSQL URL carries a password, which would be recorded in events: use ~/.pgpass or PGPASSFILE for the ingest worker"
-                .into(),
-        ),
-        Ok(_) => Ok(()),
     }
 }

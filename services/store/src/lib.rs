@@ -2,14 +2,55 @@
 //! of the SEALED stream, so a slow or dead network holds back only itself.
 //! Writes are idempotent: a chunk already on the network is not written again
 //! (content-addressed), backup metadata is atomically replaced.
+//!
+//! A worker also makes its network a whole repository: a network added to
+//! the configuration after `cairn init` gets the repository config and key
+//! files copied from another network when its worker starts.
 
-use cairn_bus::{Bus, Delivery, Failure, Handler};
-use cairn_events::subjects::stage;
-use cairn_events::{decode, Envelope, Event, ObjectDigest, SealedObject, Stored};
-use cairn_networks::{DynNetwork, Put};
-use cairn_repo::layout;
+use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
+use cairn_events::{decode, DecodeError, Envelope, Event, ObjectDigest, SealedObject, Stage, Stored};
+use cairn_networks::{DynNetwork, NetworkError, Put};
+use cairn_repo::{layout, Repository};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an object was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("{object}: payload hashes to {actual}, the message says {claimed}")]
+    Digest {
+        object: String,
+        actual: String,
+        claimed: String,
+    },
+    #[error("network {network} is at its quota ({used} of {quota} bytes; {path} needs {len} more)")]
+    Quota {
+        network: String,
+        used: u64,
+        quota: u64,
+        path: String,
+        len: u64,
+    },
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Decode(_) | StoreError::Digest { .. } => Failure::permanent(e),
+            // Space may be freed, the network may come back.
+            StoreError::Quota { .. } | StoreError::Network(_) | StoreError::Bus(_) => {
+                Failure::retry(e)
+            }
+        }
+    }
+}
 
 pub struct StoreWorker {
     pub bus: Bus,
@@ -33,7 +74,7 @@ impl StoreWorker {
 
     /// Refuses a write that would take the network past its quota. An object
     /// already there costs nothing.
-    async fn within_quota(&self, path: &str, len: u64) -> Result<(), Failure> {
+    async fn within_quota(&self, path: &str, len: u64) -> Result<(), StoreError> {
         let Some(quota) = self.quota else {
             return Ok(());
         };
@@ -41,38 +82,26 @@ impl StoreWorker {
         let now = match *used {
             Some(u) => u,
             None => {
-                let u = self
-                    .network
-                    .usage()
-                    .await
-                    .map_err(|e| Failure::Retry(e.to_string()))?
-                    .bytes;
+                let u = self.network.usage().await?.bytes;
                 *used = Some(u);
                 u
             }
         };
-        if now + len > quota
-            && !self
-                .network
-                .exists(path)
-                .await
-                .map_err(|e| Failure::Retry(e.to_string()))?
-        {
-            return Err(Failure::Retry(format!(
-                "network {} is at its quota ({now} of {quota} bytes; {path} needs {len} more)",
-                self.network.name()
-            )));
+        if now + len > quota && !self.network.exists(path).await? {
+            return Err(StoreError::Quota {
+                network: self.network.name().to_string(),
+                used: now,
+                quota,
+                path: path.to_string(),
+                len,
+            });
         }
         *used = Some(now + len);
         Ok(())
     }
-}
 
-#[async_trait::async_trait]
-impl Handler for StoreWorker {
-    async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let obj: SealedObject =
-            decode(&d.payload, "sealed object").map_err(|e| Failure::Permanent(e.to_string()))?;
+    async fn store(&self, d: &Delivery) -> Result<(), StoreError> {
+        let obj: SealedObject = decode(&d.payload, "sealed object")?;
         let name = self.network.name().to_string();
         if !obj.networks.contains(&name) {
             return Ok(()); // another network's copy
@@ -80,22 +109,20 @@ impl Handler for StoreWorker {
         let path = layout::object(&obj.object);
         let actual = hex::encode(Sha256::digest(&obj.payload));
         if actual != obj.sha256 {
-            return Err(Failure::Permanent(format!(
-                "{}: payload hashes to {actual}, the message says {}",
-                layout::describe(&obj.object),
-                obj.sha256
-            )));
+            return Err(StoreError::Digest {
+                object: layout::describe(&obj.object),
+                actual,
+                claimed: obj.sha256,
+            });
         }
         let len = obj.payload.len() as u64;
         self.within_quota(&path, len).await?;
         let put = self
             .network
             .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
-            .await
-            .map_err(|e| Failure::Retry(e.to_string()))?;
-        let source = cairn_bus::worker::label(stage::STORE, Some(&name));
+            .await?;
         let env = Envelope::new(
-            source,
+            Stage::Store.label(Some(&name)),
             obj.backup_id,
             Event::ObjectStored(Stored {
                 network: name.clone(),
@@ -108,22 +135,51 @@ impl Handler for StoreWorker {
             }),
             &[name.as_bytes(), path.as_bytes(), obj.sha256.as_bytes()],
         );
-        self.bus
-            .publish_event(&env)
-            .await
-            .map_err(|e| Failure::Retry(e.to_string()))
+        Ok(self.bus.publish_event(&env).await?)
     }
 }
 
-/// Runs the store worker of one network until the process stops.
+#[async_trait::async_trait]
+impl Handler for StoreWorker {
+    async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
+        Ok(self.store(d).await?)
+    }
+}
+
+/// Copies the repository config and key files onto `network` if it lacks
+/// them, from the other networks of `repo`; tries again every `every` while
+/// it cannot (its network or every other one away).
+async fn complete_repository(repo: Repository, network: DynNetwork, every: Duration) {
+    loop {
+        match repo.complete_on(&network).await {
+            Ok(written) if written.is_empty() => return,
+            Ok(written) => {
+                tracing::info!(network = network.name(), files = ?written, "copied the repository config and key files to the network");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(network = network.name(), error = %e, "cannot make the network a whole repository yet (no config or key files there)");
+                tokio::time::sleep(every).await;
+            }
+        }
+    }
+}
+
+/// Runs the store worker of one network until the process stops. `repo`
+/// is every configured network (where the repository files come from).
 pub async fn run(
     bus: Bus,
+    repo: Repository,
     network: DynNetwork,
     quota: Option<u64>,
     concurrency: usize,
-) -> anyhow::Result<()> {
+) -> Result<(), BusError> {
     let name = network.name().to_string();
+    tokio::spawn(complete_repository(
+        repo,
+        network.clone(),
+        Duration::from_secs(30),
+    ));
     let worker = Arc::new(StoreWorker::new(bus.clone(), network, quota));
-    cairn_bus::worker::run(bus, stage::STORE, Some(&name), concurrency, worker).await?;
-    Ok(())
+    cairn_bus::worker::run(bus, Stage::Store, Some(&name), concurrency, worker).await
 }

@@ -8,12 +8,11 @@
 pub mod care;
 pub mod witness;
 
-use cairn_bus::{Bus, Delivery, Failure, Handler};
+use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;
-use cairn_events::subjects::stage;
 use cairn_events::{
     decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Redundancy,
-    Stats,
+    Stage, Stats,
 };
 use cairn_repo::check::{self, Expected};
 use cairn_repo::{chunklist, layout, Repository};
@@ -160,7 +159,7 @@ impl VerifyWorker {
                 break;
             }
             for part in missing.chunks(10_000) {
-                match cairn_audit_ledger::query::digests(&self.pg, part).await {
+                match cairn_ledger::query::digests(&self.pg, part).await {
                     Ok(found) => digests.extend(found),
                     Err(e) => tracing::warn!(error = %e, "digest lookup failed"),
                 }
@@ -239,11 +238,27 @@ impl VerifyWorker {
     }
 }
 
+/// The event that ends a backup: `completed` when at least `min_copies`
+/// networks (and at least one) hold it whole, `degraded` when some do,
+/// `failed` when none does.
+pub fn verdict(mut outcome: Outcome, redundancy: &Redundancy) -> Event {
+    let healthy = outcome.networks.iter().filter(|n| n.ok).count();
+    let Redundancy::Replicate { min_copies } = redundancy;
+    if healthy > 0 && healthy >= *min_copies as usize {
+        // The policy holds; per-network findings stay in `networks`.
+        outcome.reasons.clear();
+        Event::BackupCompleted(outcome)
+    } else if healthy > 0 {
+        Event::BackupDegraded(outcome)
+    } else {
+        Event::BackupFailed(outcome)
+    }
+}
+
 #[async_trait::async_trait]
 impl Handler for VerifyWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
-        let env: Envelope =
-            decode(&d.payload, "event").map_err(|e| Failure::Permanent(e.to_string()))?;
+        let env: Envelope = decode(&d.payload, "event")?;
         let Event::BackupIngested(ing) = &env.event else {
             return Err(Failure::Permanent(format!(
                 "expected backup.ingested on {}, got {}",
@@ -252,18 +267,7 @@ impl Handler for VerifyWorker {
             )));
         };
         let outcome = self.outcome(&env.backup_id, ing).await;
-        let mut outcome = outcome;
-        let healthy = outcome.networks.iter().filter(|n| n.ok).count();
-        let Redundancy::Replicate { min_copies } = ing.redundancy;
-        let event = if healthy > 0 && healthy >= min_copies as usize {
-            // The policy holds; per-network findings stay in `networks`.
-            outcome.reasons.clear();
-            Event::BackupCompleted(outcome)
-        } else if healthy > 0 {
-            Event::BackupDegraded(outcome)
-        } else {
-            Event::BackupFailed(outcome)
-        };
+        let event = verdict(outcome, &ing.redundancy);
         tracing::info!(backup = %env.backup_id, result = event.kind(), "verified");
         let out = Envelope::new(
             self.source.clone(),
@@ -271,16 +275,60 @@ impl Handler for VerifyWorker {
             event,
             &[env.id.as_str().as_bytes()],
         );
-        self.bus
-            .publish_event(&out)
-            .await
-            .map_err(|e| Failure::Retry(e.to_string()))
+        Ok(self.bus.publish_event(&out).await?)
     }
 }
 
 /// Runs the verify worker until the process stops.
-pub async fn run(worker: VerifyWorker, concurrency: usize) -> anyhow::Result<()> {
+pub async fn run(worker: VerifyWorker, concurrency: usize) -> Result<(), BusError> {
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, stage::VERIFY, None, concurrency, Arc::new(worker)).await?;
-    Ok(())
+    cairn_bus::worker::run(bus, Stage::Verify, None, concurrency, Arc::new(worker)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(ok: &[bool]) -> Outcome {
+        Outcome {
+            networks: ok
+                .iter()
+                .enumerate()
+                .map(|(i, ok)| NetworkReport {
+                    network: format!("n{i}"),
+                    ok: *ok,
+                    ..Default::default()
+                })
+                .collect(),
+            reasons: vec!["network n1: 3 objects missing".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_verdict_follows_the_copies_the_policy_needs() {
+        let policy = |min_copies| Redundancy::Replicate { min_copies };
+        match verdict(outcome(&[true, true]), &policy(2)) {
+            Event::BackupCompleted(o) => assert!(o.reasons.is_empty()),
+            e => panic!("{e:?}"),
+        }
+        // One copy is enough when the policy says so; the finding stays.
+        match verdict(outcome(&[true, false]), &policy(1)) {
+            Event::BackupCompleted(o) => assert!(!o.networks[1].ok && o.reasons.is_empty()),
+            e => panic!("{e:?}"),
+        }
+        match verdict(outcome(&[true, false]), &policy(2)) {
+            Event::BackupDegraded(o) => assert_eq!(o.reasons.len(), 1),
+            e => panic!("{e:?}"),
+        }
+        assert!(matches!(
+            verdict(outcome(&[false, false]), &policy(1)),
+            Event::BackupFailed(_)
+        ));
+        // No network at all is never a success, whatever the policy.
+        assert!(matches!(
+            verdict(outcome(&[]), &policy(0)),
+            Event::BackupFailed(_)
+        ));
+    }
 }

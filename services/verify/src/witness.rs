@@ -10,8 +10,8 @@
 //! The first checkpoint a fresh witness sees is cosigned on trust (as every
 //! witness starts); from then on only extensions are.
 
-use cairn_audit_ledger::checkpoint::{
-    last_signed, lock_state, relate, remember, state_file, Fork, Relation,
+use cairn_ledger::checkpoint::{
+    last_signed, lock_state, relate, remember, state_file, Fork, Relation, StateError,
 };
 use cairn_bus::Bus;
 use cairn_tlog::checkpoint::{self, CheckpointError, LogKey};
@@ -23,8 +23,8 @@ use tokio_postgres::Client;
 pub enum WitnessError {
     #[error("witness key {path}: {detail}")]
     Key { path: PathBuf, detail: String },
-    #[error("the witness's last cosigned checkpoint {path}: {detail}")]
-    State { path: PathBuf, detail: String },
+    #[error("the witness's {0}")]
+    State(#[from] StateError),
     #[error(transparent)]
     Bus(#[from] cairn_bus::BusError),
     #[error("the latest checkpoint on audit.checkpoint is not signed by the log: {0}")]
@@ -32,7 +32,7 @@ pub enum WitnessError {
     #[error("refusing to cosign: {0}")]
     Forked(String),
     #[error(transparent)]
-    Tree(#[from] cairn_audit_ledger::tree::TreeError),
+    Tree(#[from] cairn_ledger::tree::TreeError),
 }
 
 /// What one look at the log did.
@@ -99,12 +99,8 @@ impl Witness {
         let cp = checkpoint::verify(&note, &self.log_vkey)?;
         let (size, root) = (cp.size(), *cp.hash());
         let state = state_file(&self.key_file);
-        let bad_state = |detail: String| WitnessError::State {
-            path: state.clone(),
-            detail,
-        };
-        let _lock = lock_state(&state).map_err(|e| bad_state(format!("cannot lock: {e}")))?;
-        let last = last_signed(&state).map_err(|e| bad_state(e.to_string()))?;
+        let _lock = lock_state(&state)?;
+        let last = last_signed(&state)?;
         // The proof comes from the database; `relate` checks it against the
         // two signed roots, so the database is not trusted.
         let extends = match relate(&self.pg, &mut Known::new(), last, size, root).await {
@@ -134,7 +130,7 @@ impl Witness {
             .publish_cosigned(size, self.key.origin(), &cosigned)
             .await?;
         // Remembered once published.
-        remember(&state, &note).map_err(|e| bad_state(e.to_string()))?;
+        remember(&state, &note)?;
         Ok(Witnessed::Cosigned {
             size,
             extends,
@@ -144,7 +140,7 @@ impl Witness {
 
     /// Witnesses every `every` until the process stops. A refusal is logged
     /// as an error at every look: a forked log must not go unseen.
-    pub async fn run(self, every: std::time::Duration) -> anyhow::Result<()> {
+    pub async fn run(self, every: std::time::Duration) -> Result<(), WitnessError> {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

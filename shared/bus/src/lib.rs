@@ -2,6 +2,7 @@
 //! back-pressure, and the worker loop every stage runs (durable pull consumer,
 //! explicit acks, progress while busy, retry with backoff, dead letters).
 
+pub mod config;
 pub mod publish;
 pub mod replay;
 pub mod topology;
@@ -9,7 +10,7 @@ pub mod worker;
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use cairn_config::NatsConfig;
+pub use config::NatsConfig;
 use cairn_events::subjects::Subjects;
 use cairn_events::{encode, Envelope};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub enum BusError {
     JetStream(String),
     #[error("publish to {subject}: {detail}")]
     Publish { subject: String, detail: String },
+    #[error("stage {0} has no consumer: it runs on a timer, not off a stream")]
+    NoConsumer(cairn_events::Stage),
 }
 
 /// `nats.url` may list several servers of a cluster, comma-separated.

@@ -12,8 +12,9 @@
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
-use cairn_config::NatsConfig;
-use cairn_events::subjects::{stage, Subjects};
+use crate::NatsConfig;
+use cairn_events::subjects::Subjects;
+use cairn_events::Stage;
 use std::time::Duration;
 
 /// JetStream's duplicate window: a message re-published with the same
@@ -112,63 +113,43 @@ fn consumer(name: String, filter: String, cfg: &NatsConfig, max_ack_pending: i64
     }
 }
 
-/// The consumer of `stage` (`network` for store workers).
+/// The consumer of `stage` (`network` for store workers); none for the
+/// stages that run on a timer.
 pub fn consumer_spec(
     s: &Subjects,
     cfg: &NatsConfig,
-    stage_name: &str,
+    stage: Stage,
     network: Option<&str>,
-) -> ConsumerSpec {
-    let name = s.consumer(stage_name, network);
-    match stage_name {
-        stage::INGEST => ConsumerSpec {
-            stream: s.events_stream(),
-            config: consumer(name, s.events_of_kind("backup.requested"), cfg, 64),
-            keep_payload: true,
-        },
-        stage::ENCRYPT => ConsumerSpec {
-            stream: s.plain_stream(),
-            config: consumer(name, s.all_plain(), cfg, 512),
-            keep_payload: false,
-        },
-        stage::STORE => ConsumerSpec {
-            stream: s.sealed_stream(),
-            config: consumer(name, s.all_sealed(), cfg, 512),
-            keep_payload: true,
-        },
-        stage::VERIFY => ConsumerSpec {
-            stream: s.events_stream(),
-            config: consumer(name, s.events_of_kind("backup.ingested"), cfg, 64),
-            keep_payload: true,
-        },
-        stage::LEDGER => ConsumerSpec {
-            stream: s.events_stream(),
-            config: consumer(name, s.all_events(), cfg, 4096),
-            keep_payload: true,
-        },
-        stage::RETENTION => ConsumerSpec {
-            stream: s.events_stream(),
-            config: consumer(name, s.events_of_kind("forget.requested"), cfg, 16),
-            keep_payload: true,
-        },
-        other => panic!("no consumer is defined for stage {other:?}"),
-    }
+) -> Option<ConsumerSpec> {
+    let events = s.events_stream();
+    // (stream, filter, max ack pending, whether dead letters keep the payload)
+    let (stream, filter, pending, keep_payload) = match stage {
+        Stage::Ingest => (events, s.events_of_kind("backup.requested"), 64, true),
+        Stage::Encrypt => (s.plain_stream(), s.all_plain(), 512, false),
+        Stage::Store => (s.sealed_stream(), s.all_sealed(), 512, true),
+        Stage::Verify => (events, s.events_of_kind("backup.ingested"), 64, true),
+        Stage::Ledger => (events, s.all_events(), 4096, true),
+        Stage::Retention => (events, s.events_of_kind("forget.requested"), 16, true),
+        Stage::Repair | Stage::Checkpoint => return None,
+    };
+    Some(ConsumerSpec {
+        stream,
+        config: consumer(s.consumer(stage, network), filter, cfg, pending),
+        keep_payload,
+    })
 }
 
 /// Every consumer, for every configured network.
 pub fn all_consumers(s: &Subjects, cfg: &NatsConfig, networks: &[String]) -> Vec<ConsumerSpec> {
-    let mut out: Vec<ConsumerSpec> = [
-        stage::INGEST,
-        stage::ENCRYPT,
-        stage::VERIFY,
-        stage::LEDGER,
-        stage::RETENTION,
-    ]
-    .iter()
-    .map(|st| consumer_spec(s, cfg, st, None))
-    .collect();
-    for n in networks {
-        out.push(consumer_spec(s, cfg, stage::STORE, Some(n)));
-    }
+    let mut out: Vec<ConsumerSpec> = Stage::ALL
+        .into_iter()
+        .filter(|st| *st != Stage::Store)
+        .filter_map(|st| consumer_spec(s, cfg, st, None))
+        .collect();
+    out.extend(
+        networks
+            .iter()
+            .filter_map(|n| consumer_spec(s, cfg, Stage::Store, Some(n))),
+    );
     out
 }

@@ -8,6 +8,9 @@
 //! * [`Failure::Permanent`] (a malformed message, an impossible request) →
 //!   dead letter at once.
 //!
+//! Each stage has its own error type and says, in one `From` impl, which of
+//! its errors are permanent; the bus's own and decoding errors convert here.
+//!
 //! A dead letter goes to `<prefix>.dlq.<stage>` with its reason in headers,
 //! and an `event.deadlettered` event records it in the ledger. While a handler
 //! works, the loop tells the server it is in progress, so `ack_wait` bounds
@@ -20,7 +23,7 @@ use async_nats::jetstream::AckKind;
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn_events::{BackupId, DeadLetter, Envelope, Event};
+use cairn_events::{BackupId, DeadLetter, DecodeError, Envelope, Event, Stage};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -36,19 +39,42 @@ pub struct Delivery {
     pub stream_sequence: u64,
 }
 
-#[derive(Debug)]
+/// Why a handler did not finish a message, and so what becomes of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// Will never succeed: dead-letter now.
+    /// Will never succeed (a malformed message, an impossible request):
+    /// dead-letter now.
+    #[error("{0}")]
     Permanent(String),
-    /// May succeed later: redeliver with backoff.
+    /// May succeed later (a network, the database or the broker away):
+    /// redeliver with backoff.
+    #[error("{0}")]
     Retry(String),
 }
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Permanent(s) | Failure::Retry(s) => f.write_str(s),
-        }
+impl Failure {
+    pub fn permanent(e: impl std::fmt::Display) -> Self {
+        Failure::Permanent(e.to_string())
+    }
+    pub fn retry(e: impl std::fmt::Display) -> Self {
+        Failure::Retry(e.to_string())
+    }
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Failure::Permanent(_))
+    }
+}
+
+/// The broker refused or did not answer: try again later.
+impl From<BusError> for Failure {
+    fn from(e: BusError) -> Self {
+        Failure::retry(e)
+    }
+}
+
+/// A message that does not decode never will.
+impl From<DecodeError> for Failure {
+    fn from(e: DecodeError) -> Self {
+        Failure::permanent(e)
     }
 }
 
@@ -57,22 +83,15 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: &Delivery) -> Result<(), Failure>;
 }
 
-/// The label a worker goes by: the stage, or `store:<network>`.
-pub fn label(stage: &str, network: Option<&str>) -> String {
-    match network {
-        Some(n) => format!("{stage}:{n}"),
-        None => stage.to_string(),
-    }
-}
-
 /// The durable consumer of `stage` (of `network`, for store workers),
 /// created if it is missing.
 async fn consumer(
     bus: &Bus,
-    stage: &str,
+    stage: Stage,
     network: Option<&str>,
 ) -> Result<(ConsumerSpec, PullConsumer), BusError> {
-    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage, network);
+    let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage, network)
+        .ok_or(BusError::NoConsumer(stage))?;
     bus.ensure_consumer(&spec).await?;
     let name = spec.config.durable_name.clone().unwrap_or_default();
     let consumer = bus
@@ -88,14 +107,14 @@ async fn consumer(
 /// its dead-letter events.
 pub async fn run(
     bus: Bus,
-    stage: &str,
+    stage: Stage,
     network: Option<&str>,
     concurrency: usize,
     handler: Arc<dyn Handler>,
 ) -> Result<(), BusError> {
     let (spec, consumer) = consumer(&bus, stage, network).await?;
     let name = spec.config.durable_name.clone().unwrap_or_default();
-    let stage = label(stage, network);
+    let stage = stage.label(network);
     let concurrency = concurrency.max(1);
     let mut messages = consumer
         .stream()
@@ -229,13 +248,13 @@ fn delivery_of(msg: &async_nats::jetstream::Message) -> Delivery {
 /// Like [`run`], fetching up to `max_batch` messages at a time.
 pub async fn run_batched(
     bus: Bus,
-    stage: &str,
+    stage: Stage,
     max_batch: usize,
     handler: Arc<dyn BatchHandler>,
 ) -> Result<(), BusError> {
     let (spec, consumer) = consumer(&bus, stage, None).await?;
     let name = spec.config.durable_name.clone().unwrap_or_default();
-    let stage = stage.to_string();
+    let stage = stage.label(None);
     tracing::info!(
         stage,
         consumer = name,

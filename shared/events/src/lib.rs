@@ -14,6 +14,7 @@
 
 pub mod codec;
 pub mod ids;
+pub mod stage;
 pub mod subjects;
 
 use schemars::JsonSchema;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use codec::{decode, encode, DecodeError};
 pub use ids::{BackupId, ChunkId, EventId};
+pub use stage::{Stage, UnknownStage};
 
 /// Version of every type in this crate. A reader refuses a higher major
 /// version with a clear error instead of misreading it.
@@ -82,6 +84,10 @@ pub enum Event {
     /// A backup's manifest is gone; its unshared chunks were deleted.
     #[serde(rename = "backup.forgotten")]
     BackupForgotten(Forgotten),
+    /// Retention refused to forget a backup and deleted nothing: it could
+    /// not establish what is still referenced, or a backup was running.
+    #[serde(rename = "forget.refused")]
+    ForgetRefused { reason: String },
     /// An object was deleted from a network (by retention).
     #[serde(rename = "object.deleted")]
     ObjectDeleted { network: String, object: ObjectKey },
@@ -112,6 +118,7 @@ impl Event {
             Event::BackupRestored(_) => "backup.restored",
             Event::ForgetRequested { .. } => "forget.requested",
             Event::BackupForgotten(_) => "backup.forgotten",
+            Event::ForgetRefused { .. } => "forget.refused",
             Event::ObjectDeleted { .. } => "object.deleted",
             Event::RepoInitialised { .. } => "repo.initialised",
             Event::DeadLettered(_) => "event.deadlettered",
@@ -137,6 +144,7 @@ impl Event {
         "backup.restored",
         "forget.requested",
         "backup.forgotten",
+        "forget.refused",
         "object.deleted",
         "repo.initialised",
         "event.deadlettered",
@@ -168,6 +176,7 @@ impl Event {
         ("backup.restored", "cli (restore)", "ledger"),
         ("forget.requested", "cli", "retention, ledger"),
         ("backup.forgotten", "retention", "ledger, cli"),
+        ("forget.refused", "retention", "ledger, cli"),
         ("object.deleted", "retention", "ledger"),
         ("repo.initialised", "cli (init)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
@@ -227,8 +236,15 @@ pub enum Source {
     /// stage itself, because only it can read that stream.
     Stdin { name: String },
     /// A PostgreSQL database, dumped with `pg_dump --format=custom`.
-    /// The URL never carries a password (use `~/.pgpass` or `PGPASSFILE`).
-    Postgres { url: String },
+    /// The URL never carries a password: the ingest worker authenticates
+    /// with `password_file` (a file on its host holding the password), a
+    /// `passfile=` in the URL, or its `~/.pgpass` / `PGPASSFILE`; never with
+    /// the ledger's own password.
+    Postgres {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<String>,
+    },
 }
 
 /// Reported by ingest once the source is fully read.
@@ -324,6 +340,18 @@ pub struct NetworkReport {
     /// First problem, in words.
     #[serde(default)]
     pub detail: String,
+}
+
+/// How far a backup's ingest has got, published every 250 ms on core NATS
+/// (`<prefix>.progress.<backup_id>`, never stored) as JSON, for progress
+/// bars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Progress {
+    /// Plaintext bytes read so far.
+    pub bytes_read: u64,
+    /// Estimated total (0 when unknown, e.g. a stream).
+    pub bytes_total: u64,
+    pub files: u64,
 }
 
 /// Recorded after a restore.

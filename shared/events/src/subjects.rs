@@ -2,23 +2,13 @@
 //! several Cairn deployments (or test runs) share a NATS server without
 //! touching each other. Stream *configurations* live in `cairn_bus::topology`.
 
-use crate::{BackupId, Event};
+use crate::{BackupId, Event, Stage};
 
 /// Names under one prefix (default `cairn`). The prefix must be a single
 /// subject token: `[A-Za-z0-9_-]+`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
     prefix: String,
-}
-
-/// Stage names, as used in consumer names, DLQ subjects and `Envelope::source`.
-pub mod stage {
-    pub const INGEST: &str = "ingest";
-    pub const ENCRYPT: &str = "encrypt";
-    pub const STORE: &str = "store";
-    pub const VERIFY: &str = "verify";
-    pub const LEDGER: &str = "ledger";
-    pub const RETENTION: &str = "retention";
 }
 
 impl Subjects {
@@ -101,6 +91,11 @@ impl Subjects {
     pub fn events_of_kind(&self, kind: &str) -> String {
         format!("{}.evt.{}.*", self.prefix, kind)
     }
+    /// The `backup.*` events of one backup (requested, started, ingested,
+    /// the outcome, restored, forgotten): what a client that asked for it follows.
+    pub fn lifecycle(&self, backup: &BackupId) -> String {
+        format!("{}.evt.backup.*.{}", self.prefix, backup)
+    }
     /// Every event of one backup (kinds are always two tokens).
     pub fn events_of_backup(&self, backup: &BackupId) -> String {
         format!("{}.evt.*.*.{}", self.prefix, backup)
@@ -133,7 +128,7 @@ impl Subjects {
     }
 
     /// Durable consumer name of a stage (`store` takes the network name).
-    pub fn consumer(&self, stage: &str, network: Option<&str>) -> String {
+    pub fn consumer(&self, stage: Stage, network: Option<&str>) -> String {
         match network {
             Some(net) => format!("{stage}-{net}"),
             None => stage.to_string(),

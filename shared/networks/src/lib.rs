@@ -2,15 +2,20 @@
 //!
 //! A [`Network`] stores opaque objects under slash-separated paths (the
 //! repository layout is `cairn_repo::layout`'s business, not the network's).
-//! Each protocol is one folder, in the manner of vector's sinks, and [`open`]
-//! builds one from its config: `fs/` is a local directory, `s3/` any
-//! S3-compatible API, `ipfs/` an IPFS node (Kubo RPC) with an optional remote
-//! pinning service, `arweave/` the permanent Arweave network.
+//! Each protocol is one folder with its config type beside its adapter, in
+//! the manner of vector's sinks, and [`open`] builds one from its
+//! [`NetworkConfig`]: `fs/` is a local directory, `s3/` any S3-compatible
+//! API, `ipfs/` an IPFS node (Kubo RPC) with an optional remote pinning
+//! service, `arweave/` the permanent Arweave network. What every kind
+//! accepts ([`Common`]) is applied here, once, for all of them.
 
 pub mod arweave;
+pub mod config;
 pub mod fs;
 pub mod ipfs;
 pub mod s3;
+
+pub use config::{env_name, Common, Kind, NetworkConfig};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -90,8 +95,12 @@ pub enum NetworkError {
     },
     #[error("network {network}: invalid object path {path:?}")]
     BadPath { network: String, path: String },
-    #[error("network {network} cannot delete ({path}): it is permanent")]
-    Permanent { network: String, path: String },
+    #[error("network {network} does not delete ({path}): {why}")]
+    NoDelete {
+        network: String,
+        path: String,
+        why: &'static str,
+    },
     #[error("network {network}: {problem}")]
     Config { network: String, problem: String },
 }
@@ -141,22 +150,67 @@ pub fn check_path(network: &str, path: &str) -> Result<(), NetworkError> {
 }
 
 /// Builds the network a config entry describes.
-pub fn open(cfg: &cairn_config::NetworkConfig) -> Result<DynNetwork, NetworkError> {
+pub fn open(cfg: &NetworkConfig) -> Result<DynNetwork, NetworkError> {
     let name = &cfg.name;
-    match cfg.kind.as_str() {
-        "fs" => {
-            let root = cfg.path.as_deref().ok_or_else(|| NetworkError::Config {
+    let inner: DynNetwork = match &cfg.kind {
+        Kind::Fs(f) => {
+            let root = f.path.as_deref().ok_or_else(|| NetworkError::Config {
                 network: name.to_string(),
                 problem: "an fs network needs a path".into(),
             })?;
-            Ok(Arc::new(fs::FsNetwork::new(name, root)))
+            Arc::new(fs::FsNetwork::new(name, root))
         }
-        "s3" => Ok(Arc::new(s3::S3Network::new(cfg)?)),
-        "ipfs" => Ok(Arc::new(ipfs::IpfsNetwork::new(cfg)?)),
-        "arweave" => Ok(Arc::new(arweave::ArweaveNetwork::new(cfg)?)),
-        other => Err(NetworkError::Config {
-            network: name.to_string(),
-            problem: format!("unknown kind {other:?}"),
-        }),
+        Kind::S3(c) => Arc::new(s3::S3Network::new(name, c)?),
+        Kind::Ipfs(c) => Arc::new(ipfs::IpfsNetwork::new(name, c)?),
+        Kind::Arweave(c) => Arc::new(arweave::ArweaveNetwork::new(name, c)?),
+    };
+    Ok(match cfg.common.can_delete {
+        Some(false) => Arc::new(NoDelete(inner)),
+        _ => inner,
+    })
+}
+
+/// A network configured with `can_delete = false`: it says so in its
+/// capabilities (retention never tries) and refuses a delete all the same.
+struct NoDelete(DynNetwork);
+
+#[async_trait]
+impl Network for NoDelete {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { can_delete: false }
+    }
+    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
+        self.0.put(path, bytes, mode).await
+    }
+    async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
+        self.0.get(path).await
+    }
+    async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
+        self.0.exists(path).await
+    }
+    async fn delete(&self, path: &str) -> Result<(), NetworkError> {
+        Err(NetworkError::NoDelete {
+            network: self.name().to_string(),
+            path: path.to_string(),
+            why: "it is configured with can_delete = false",
+        })
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
+        self.0.list(prefix).await
+    }
+    async fn health(&self) -> Result<(), NetworkError> {
+        self.0.health().await
+    }
+    async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
+        self.0.get_range(path, offset, len).await
+    }
+    async fn usage(&self) -> Result<Usage, NetworkError> {
+        self.0.usage().await
+    }
+    async fn remote_copies(&self) -> Result<Option<BTreeMap<String, u64>>, NetworkError> {
+        self.0.remote_copies().await
     }
 }

@@ -51,6 +51,19 @@ pub fn manifest_backup(path: &str) -> Option<BackupId> {
         .flatten()
 }
 
+/// The backup a path under `backups/` belongs to (manifest or chunk list).
+pub fn backup_of(path: &str) -> Option<BackupId> {
+    let rest = path.strip_prefix(BACKUPS_DIR)?;
+    let (id, _) = rest.split_once('/')?;
+    BackupId::parse(id).ok()
+}
+
+/// The page number of a chunk-list page's path (`backups/<id>/chunks.<n>`).
+pub fn chunk_list_page(path: &str) -> Option<u32> {
+    let (_, n) = path.strip_prefix(BACKUPS_DIR)?.rsplit_once("/chunks.")?;
+    n.parse().ok()
+}
+
 /// The chunk id of a path under `chunks/`.
 pub fn chunk_of(path: &str) -> Option<cairn_events::ChunkId> {
     let rest = path.strip_prefix(CHUNKS_DIR)?;
@@ -94,12 +107,15 @@ mod tests {
             backup_id: b.clone(),
         });
         assert_eq!(manifest_backup(&m), Some(b.clone()));
-        assert_eq!(
-            manifest_backup(&object(&ObjectKey::ChunkList {
-                backup_id: b,
-                page: 0
-            })),
-            None
-        );
+        let page = object(&ObjectKey::ChunkList {
+            backup_id: b.clone(),
+            page: 7,
+        });
+        assert_eq!(manifest_backup(&page), None);
+        assert_eq!(chunk_list_page(&page), Some(7));
+        assert_eq!(chunk_list_page(&m), None);
+        assert_eq!(backup_of(&page), Some(b.clone()));
+        assert_eq!(backup_of(&m), Some(b));
+        assert_eq!(backup_of("backups/x"), None);
     }
 }

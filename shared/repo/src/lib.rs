@@ -9,12 +9,18 @@
 //! * [`format`]: config, manifest, chunk lists and tree records as stored.
 //! * [`tree`], [`chunklist`]: building them during ingest.
 //! * [`restore`]: reading a backup back, verified, into a sink.
+//! * [`complete`]: the repository config and key files onto networks added
+//!   later.
 //! * [`check`]: comparing stored objects with their digests (no key).
+//! * [`pgtools`]: running `pg_dump` / `pg_restore` with a database's own
+//!   credentials.
 
 pub mod check;
 pub mod chunklist;
+pub mod complete;
 pub mod format;
 pub mod layout;
+pub mod pgtools;
 pub mod restore;
 pub mod tree;
 
@@ -66,12 +72,11 @@ impl Repository {
         Repository { networks }
     }
 
-    /// Every network named in the config.
-    pub fn from_config(cfg: &cairn_config::Config) -> Result<Self, RepoError> {
-        let nets = cfg
-            .networks
+    /// Every network of a configuration.
+    pub fn open(networks: &[cairn_networks::NetworkConfig]) -> Result<Self, RepoError> {
+        let nets = networks
             .iter()
-            .map(|n| cairn_networks::open(n))
+            .map(cairn_networks::open)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Repository::new(nets))
     }

@@ -6,7 +6,9 @@
 //! Nothing Cairn logs carries key material or backed-up data: keys are
 //! `Secret`/`Key32` (redacted `Debug`) and data types print only lengths.
 
-use cairn_config::TelemetryConfig;
+pub mod config;
+
+pub use config::{LogFormat, TelemetryConfig};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
@@ -42,10 +44,9 @@ pub fn init(cfg: &TelemetryConfig, default: &str, service: &str) -> anyhow::Resu
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let fmt = match cfg.format.as_str() {
-        "json" => fmt.json().boxed(),
-        "text" => fmt.boxed(),
-        other => anyhow::bail!("telemetry.format {other:?}: expected text or json"),
+    let fmt = match cfg.format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
     let (otel, provider) = match &cfg.otlp_endpoint {
         None => (None, None),

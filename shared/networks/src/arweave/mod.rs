@@ -7,12 +7,13 @@
 //! Permanent means no delete, ever: `capabilities().can_delete` is false,
 //! and retention and crypto-shredding rely on knowing that.
 
+pub mod config;
 pub mod tx;
 
 use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn_config::NetworkConfig;
+use config::ArweaveConfig;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use tokio::sync::Mutex;
@@ -64,19 +65,16 @@ fn top_of(path: &str) -> String {
 }
 
 impl ArweaveNetwork {
-    pub fn new(cfg: &NetworkConfig) -> Result<Self, NetworkError> {
+    pub fn new(name: &str, cfg: &ArweaveConfig) -> Result<Self, NetworkError> {
         let bad = |problem: String| NetworkError::Config {
-            network: cfg.name.clone(),
+            network: name.to_string(),
             problem,
         };
-        let endpoint = cfg
-            .endpoint
-            .clone()
-            .ok_or_else(|| bad("needs an endpoint".into()))?;
-        let wallet_file = cfg
-            .wallet_file
-            .clone()
-            .ok_or_else(|| bad("needs a wallet_file".into()))?;
+        if cfg.endpoint.is_empty() {
+            return Err(bad("needs an endpoint".into()));
+        }
+        let endpoint = cfg.endpoint.clone();
+        let wallet_file = cfg.wallet_file.clone();
         let jwk = std::fs::read(&wallet_file)
             .map_err(|e| bad(format!("wallet_file {}: {e}", wallet_file.display())))?;
         let wallet = tx::Wallet::from_jwk(&jwk)
@@ -87,13 +85,13 @@ impl ArweaveNetwork {
             .build()
             .map_err(|e| bad(e.to_string()))?;
         Ok(ArweaveNetwork {
-            name: cfg.name.clone(),
+            name: name.to_string(),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             address: wallet.address(),
             wallet,
             http,
-            repo: cfg.key_prefix.clone().unwrap_or_else(|| cfg.name.clone()),
-            mine: cfg.mine.unwrap_or(false),
+            repo: cfg.key_prefix.clone().unwrap_or_else(|| name.to_string()),
+            mine: cfg.mine,
             confirmations: cfg.confirmations,
             confirm_timeout: std::time::Duration::from_secs(
                 cfg.confirm_timeout_secs.unwrap_or(1800),
@@ -402,9 +400,10 @@ impl Network for ArweaveNetwork {
     }
 
     async fn delete(&self, path: &str) -> Result<(), NetworkError> {
-        Err(NetworkError::Permanent {
+        Err(NetworkError::NoDelete {
             network: self.name.clone(),
             path: path.to_string(),
+            why: "Arweave is permanent",
         })
     }
 

@@ -2,6 +2,8 @@
 //! other protocol's semantics follow. Writes go to a temporary file that is
 //! synced and renamed into place, so a crash never leaves a torn object.
 
+pub mod config;
+
 use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -12,13 +12,14 @@
 //! CID naming every object. docs/servers/ipfs.md says why each call is used
 //! the way it is (timeouts on CID calls, idle connections, CID bases).
 
+pub mod config;
 pub mod pinning;
 pub mod unixfs;
 
-use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
+use crate::{check_path, env_name, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn_config::NetworkConfig;
+use config::IpfsConfig;
 pub use cid::Cid;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -40,7 +41,6 @@ pub struct IpfsNetwork {
     repo: String,
     http: reqwest::Client,
     pinning: Option<pinning::PinningService>,
-    can_delete: bool,
     /// The node's own addresses, given to the pinning service as origins.
     origins: tokio::sync::OnceCell<Vec<String>>,
 }
@@ -90,29 +90,32 @@ fn data_secs(len: u64) -> u64 {
     DATA_SECS + len / (1 << 20)
 }
 
-fn token_from(cfg: &NetworkConfig) -> Result<Option<String>, String> {
+fn token_from(name: &str, cfg: &IpfsConfig) -> Result<Option<String>, String> {
     if let Some(path) = &cfg.pinning_token_file {
         return std::fs::read_to_string(path)
             .map(|t| Some(t.lines().next().unwrap_or("").trim().to_string()))
             .map_err(|e| format!("pinning_token_file {}: {e}", path.display()));
     }
-    Ok(std::env::var(cfg.env_name("PINNING_TOKEN"))
+    Ok(std::env::var(env_name(name, "PINNING_TOKEN"))
         .ok()
         .filter(|t| !t.is_empty()))
 }
 
 impl IpfsNetwork {
-    pub fn new(cfg: &NetworkConfig) -> Result<Self, NetworkError> {
+    pub fn new(name: &str, cfg: &IpfsConfig) -> Result<Self, NetworkError> {
         let bad = |problem: String| NetworkError::Config {
-            network: cfg.name.clone(),
+            network: name.to_string(),
             problem,
         };
-        let endpoint = cfg.endpoint.as_deref().ok_or_else(|| {
-            bad("an ipfs network needs the node's RPC endpoint (e.g. http://127.0.0.1:5001)".into())
-        })?;
-        let repo = cfg.key_prefix.clone().unwrap_or_else(|| cfg.name.clone());
+        let endpoint = cfg.endpoint.as_str();
+        if endpoint.is_empty() {
+            return Err(bad(
+                "an ipfs network needs the node's RPC endpoint (e.g. http://127.0.0.1:5001)".into(),
+            ));
+        }
+        let repo = cfg.key_prefix.clone().unwrap_or_else(|| name.to_string());
         let repo = repo.trim_matches('/').to_string();
-        if repo.is_empty() || check_path(&cfg.name, &repo).is_err() {
+        if repo.is_empty() || check_path(name, &repo).is_err() {
             return Err(bad(format!("key_prefix {repo:?} is not a valid MFS name")));
         }
         // The node drops idle connections after 5 s; a pooled connection
@@ -122,24 +125,23 @@ impl IpfsNetwork {
             .pool_idle_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let pinning = match (&cfg.pinning_endpoint, token_from(cfg).map_err(&bad)?) {
+        let pinning = match (&cfg.pinning_endpoint, token_from(name, cfg).map_err(&bad)?) {
             (Some(ep), Some(token)) => Some(pinning::PinningService::new(ep, token).map_err(&bad)?),
             (Some(_), None) => {
                 return Err(bad(format!(
                     "pinning_endpoint needs a token: pinning_token_file or {}",
-                    cfg.env_name("PINNING_TOKEN")
+                    env_name(name, "PINNING_TOKEN")
                 )))
             }
             (None, _) => None,
         };
         Ok(IpfsNetwork {
-            name: cfg.name.clone(),
+            name: name.to_string(),
             api: format!("{}/api/v0", endpoint.trim_end_matches('/')),
             root: format!("/cairn/{repo}"),
             repo,
             http,
             pinning,
-            can_delete: cfg.can_delete.unwrap_or(true),
             origins: tokio::sync::OnceCell::new(),
         })
     }
@@ -451,9 +453,7 @@ impl Network for IpfsNetwork {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            can_delete: self.can_delete,
-        }
+        Capabilities { can_delete: true }
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
@@ -585,12 +585,6 @@ impl Network for IpfsNetwork {
 
     async fn delete(&self, path: &str) -> Result<(), NetworkError> {
         check_path(&self.name, path)?;
-        if !self.can_delete {
-            return Err(NetworkError::Permanent {
-                network: self.name.clone(),
-                path: path.to_string(),
-            });
-        }
         let rpc = |e| self.rpc_err("delete", path, e);
         if let Some(p) = &self.pinning {
             p.unpin(&self.pin_name(path)).await.map_err(rpc)?;

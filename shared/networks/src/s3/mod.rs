@@ -16,7 +16,9 @@
 //! A chunk a later backup shares gets its lock extended when less than half
 //! of the period is left. `health` refuses a bucket without Object Lock.
 
-use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
+pub mod config;
+
+use crate::{check_path, env_name, Capabilities, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -26,14 +28,13 @@ use aws_sdk_s3::types::{
     ObjectLockRetention, ObjectLockRetentionMode,
 };
 use bytes::Bytes;
-use cairn_config::NetworkConfig;
+use config::{LockMode, S3Config};
 
 pub struct S3Network {
     name: String,
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
-    can_delete: bool,
     part_bytes: usize,
     lock: Option<Lock>,
 }
@@ -62,46 +63,45 @@ impl Lock {
 /// S3's smallest part (but the last).
 const MIN_PART: usize = 5 << 20;
 
-fn secret_from(cfg: &NetworkConfig) -> Result<Option<String>, NetworkError> {
+fn secret_from(name: &str, cfg: &S3Config) -> Result<Option<String>, NetworkError> {
     if let Some(path) = &cfg.secret_access_key_file {
         return std::fs::read_to_string(path)
             .map(|t| Some(t.lines().next().unwrap_or("").trim().to_string()))
             .map_err(|e| NetworkError::Config {
-                network: cfg.name.clone(),
+                network: name.to_string(),
                 problem: format!("secret_access_key_file {}: {e}", path.display()),
             });
     }
-    Ok(std::env::var(cfg.env_name("SECRET_ACCESS_KEY"))
+    Ok(std::env::var(env_name(name, "SECRET_ACCESS_KEY"))
         .or_else(|_| std::env::var("AWS_SECRET_ACCESS_KEY"))
         .ok())
 }
 
 impl S3Network {
-    pub fn new(cfg: &NetworkConfig) -> Result<Self, NetworkError> {
+    pub fn new(name: &str, cfg: &S3Config) -> Result<Self, NetworkError> {
         let bad = |problem: String| NetworkError::Config {
-            network: cfg.name.clone(),
+            network: name.to_string(),
             problem,
         };
-        let bucket = cfg
-            .bucket
-            .clone()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| bad("needs a bucket".into()))?;
+        if cfg.bucket.is_empty() {
+            return Err(bad("needs a bucket".into()));
+        }
+        let bucket = cfg.bucket.clone();
         let key_id = cfg
             .access_key_id
             .clone()
-            .or_else(|| std::env::var(cfg.env_name("ACCESS_KEY_ID")).ok())
+            .or_else(|| std::env::var(env_name(name, "ACCESS_KEY_ID")).ok())
             .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok())
             .ok_or_else(|| {
                 bad(format!(
                     "no access key id: set access_key_id, {} or AWS_ACCESS_KEY_ID",
-                    cfg.env_name("ACCESS_KEY_ID")
+                    env_name(name, "ACCESS_KEY_ID")
                 ))
             })?;
-        let secret = secret_from(cfg)?.ok_or_else(|| {
+        let secret = secret_from(name, cfg)?.ok_or_else(|| {
             bad(format!(
                 "no secret access key: set secret_access_key_file, {} or AWS_SECRET_ACCESS_KEY",
-                cfg.env_name("SECRET_ACCESS_KEY")
+                env_name(name, "SECRET_ACCESS_KEY")
             ))
         })?;
         let mut b = aws_sdk_s3::Config::builder()
@@ -131,30 +131,20 @@ impl S3Network {
                 "multipart_part_bytes {part_bytes} is below S3's minimum part size {MIN_PART}"
             )));
         }
-        let lock = match (cfg.object_lock_days, cfg.object_lock_mode.as_deref()) {
+        let lock = match (cfg.object_lock_days, cfg.object_lock_mode) {
             (None, None) => None,
             (None, Some(_)) => return Err(bad("object_lock_mode needs object_lock_days".into())),
             (Some(0), _) => return Err(bad("object_lock_days must be at least 1".into())),
-            (Some(days), None | Some("compliance")) => Some(Lock {
+            (Some(days), mode) => Some(Lock {
                 days,
-                governance: false,
+                governance: mode == Some(LockMode::Governance),
             }),
-            (Some(days), Some("governance")) => Some(Lock {
-                days,
-                governance: true,
-            }),
-            (Some(_), Some(other)) => {
-                return Err(bad(format!(
-                    "object_lock_mode {other:?}: use \"compliance\" or \"governance\""
-                )))
-            }
         };
         Ok(S3Network {
-            name: cfg.name.clone(),
+            name: name.to_string(),
             client: aws_sdk_s3::Client::from_conf(b.build()),
             bucket,
             prefix,
-            can_delete: cfg.can_delete.unwrap_or(true),
             part_bytes: part_bytes as usize,
             lock,
         })
@@ -373,9 +363,7 @@ impl Network for S3Network {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            can_delete: self.can_delete,
-        }
+        Capabilities { can_delete: true }
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
@@ -408,12 +396,6 @@ impl Network for S3Network {
     }
 
     async fn delete(&self, path: &str) -> Result<(), NetworkError> {
-        if !self.can_delete {
-            return Err(NetworkError::Permanent {
-                network: self.name.clone(),
-                path: path.to_string(),
-            });
-        }
         let key = self.key(path)?;
         self.client
             .delete_object()

@@ -1,6 +1,6 @@
 //! Read queries on the projections, for the CLI and the stages.
 
-use cairn_events::ChunkId;
+use cairn_events::{ChunkId, Outcome, Source, Stats};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::{Client, Row};
@@ -16,9 +16,9 @@ pub struct BackupRow {
     pub finished_at: Option<String>,
     pub requested_by: String,
     pub networks: Vec<String>,
-    pub source: Option<serde_json::Value>,
-    pub stats: Option<serde_json::Value>,
-    pub outcome: Option<serde_json::Value>,
+    pub source: Option<Source>,
+    pub stats: Option<Stats>,
+    pub outcome: Option<Outcome>,
 }
 
 const COLUMNS: &str = "backup_id, dataset, tags, status,
@@ -27,10 +27,10 @@ const COLUMNS: &str = "backup_id, dataset, tags, status,
     requested_by, networks, source::text, stats::text, outcome::text";
 
 fn row(r: &Row) -> BackupRow {
-    let js = |i: usize| {
+    fn js<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> Option<T> {
         r.get::<_, Option<String>>(i)
             .and_then(|s| serde_json::from_str(&s).ok())
-    };
+    }
     BackupRow {
         backup_id: r.get(0),
         dataset: r.get(1),
@@ -40,9 +40,9 @@ fn row(r: &Row) -> BackupRow {
         finished_at: r.get(5),
         requested_by: r.get(6),
         networks: r.get(7),
-        source: js(8),
-        stats: js(9),
-        outcome: js(10),
+        source: js(r, 8),
+        stats: js(r, 9),
+        outcome: js(r, 10),
     }
 }
 
@@ -175,6 +175,45 @@ pub async fn entries(c: &Client, f: &EntryFilter) -> Result<Vec<EntryRow>, tokio
             dataset: r.get(4),
             event_id: r.get(5),
             leaf_hash: r.get(6),
+        })
+        .collect())
+}
+
+/// A backup the ledger shows unfinished (requested, running or being
+/// verified): it may have deduplicated against any chunk the repository
+/// holds, and its chunk list may not be on the networks yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unfinished {
+    pub backup_id: String,
+    pub dataset: String,
+    pub status: String,
+    /// Its target networks (empty: not resolved yet, so every network).
+    pub networks: Vec<String>,
+    /// Seconds since the ledger last recorded anything of it.
+    pub idle_secs: u64,
+}
+
+/// Every unfinished backup, oldest request first.
+pub async fn unfinished_backups(c: &Client) -> Result<Vec<Unfinished>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT b.backup_id, b.dataset, b.status, b.networks,
+                    COALESCE(extract(epoch FROM now() - (SELECT max(e.recorded_at) FROM ledger_entries e
+                                                         WHERE e.backup_id = b.backup_id)), 0)::bigint
+             FROM backups b
+             WHERE b.status IN ('requested', 'running', 'verifying')
+             ORDER BY b.requested_at NULLS LAST, b.backup_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Unfinished {
+            backup_id: r.get(0),
+            dataset: r.get(1),
+            status: r.get(2),
+            networks: r.get(3),
+            idle_secs: r.get::<_, i64>(4).max(0) as u64,
         })
         .collect())
 }

@@ -1,6 +1,8 @@
-//! Connecting to PostgreSQL (creating the database if it is missing) and
-//! applying the migrations in `schemas/sql/`.
+//! Connecting to PostgreSQL (creating the database if it is missing),
+//! applying the migrations in `schemas/sql/`, and taking the least-privilege
+//! role a process works under.
 
+use crate::PostgresConfig;
 use tokio_postgres::{Client, NoTls};
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +15,8 @@ pub enum DbError {
     Url(String),
     #[error("ledger migration: {0}")]
     Migrate(String),
+    #[error(transparent)]
+    Password(#[from] crate::config::PasswordFileError),
 }
 
 /// The migrations, in order. Each runs once, inside one transaction.
@@ -171,24 +175,17 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Connects and migrates.
-pub async fn open(url: &str) -> Result<Client, DbError> {
-    let mut c = connect(url).await?;
-    migrate(&mut c).await?;
-    Ok(c)
-}
-
 /// Connects with the configured URL and password, and migrates.
-pub async fn open_config(cfg: &cairn_config::Config) -> anyhow::Result<Client> {
-    let password = cfg.postgres_password()?;
-    let mut c = connect_with(&cfg.postgres.url, password.as_ref()).await?;
+pub async fn open(cfg: &PostgresConfig) -> Result<Client, DbError> {
+    let password = cfg.password()?;
+    let mut c = connect_with(&cfg.url, password.as_ref()).await?;
     migrate(&mut c).await?;
     Ok(c)
 }
 
-/// [`open_config`], then works as `role`.
-pub async fn open_as(cfg: &cairn_config::Config, role: Role) -> anyhow::Result<Client> {
-    let c = open_config(cfg).await?;
+/// [`open`], then works as `role`.
+pub async fn open_as(cfg: &PostgresConfig, role: Role) -> Result<Client, DbError> {
+    let c = open(cfg).await?;
     assume(&c, role).await;
     Ok(c)
 }

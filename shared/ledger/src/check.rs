@@ -13,7 +13,7 @@
 //! the copy of every entry on `audit.entry`. [`Witnesses`] carries those in;
 //! the log must have each signed root at its size, and every entry must be
 //! the bytes published for its place, which names the first rewritten one.
-use crate::append::chain;
+use crate::chain;
 use cairn_events::{decode, Envelope};
 use cairn_tlog::{split_stored_hash_index, stored_hashes_for_record_hash, tree_hash, Hash};
 use futures::TryStreamExt;

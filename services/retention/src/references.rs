@@ -1,0 +1,195 @@
+//! What the repository still references, read from the networks: every
+//! backup that has anything under `backups/` on any network (a manifest, or
+//! only a chunk list: a backup being written or cut short), and the chunk
+//! ids its chunk-list pages name. Any listing or page that cannot be read is
+//! an error naming the network and the backup: never an empty answer, since
+//! an empty answer would make live chunks look unused.
+
+use cairn_events::{BackupId, ChunkId};
+use cairn_repo::{layout, Repository};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Why the references could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("network {network}: cannot list {prefix}: {detail}")]
+    Listing {
+        network: String,
+        prefix: String,
+        detail: String,
+    },
+    #[error("backup {backup}: {detail}")]
+    Pages { backup: BackupId, detail: String },
+}
+
+/// The chunk-list pages of every backup, as the networks list them.
+pub struct Listing {
+    pages: BTreeMap<BackupId, BTreeSet<(u32, String)>>,
+}
+
+impl Listing {
+    /// Lists `backups/` on every network of `repo`.
+    pub async fn read(repo: &Repository) -> Result<Listing, ReferenceError> {
+        let mut pages: BTreeMap<BackupId, BTreeSet<(u32, String)>> = BTreeMap::new();
+        for n in repo.networks() {
+            let paths = n
+                .list(layout::BACKUPS_DIR)
+                .await
+                .map_err(|e| ReferenceError::Listing {
+                    network: n.name().to_string(),
+                    prefix: layout::BACKUPS_DIR.into(),
+                    detail: e.to_string(),
+                })?;
+            for p in paths {
+                let Some(backup) = layout::backup_of(&p) else {
+                    continue;
+                };
+                let entry = pages.entry(backup).or_default();
+                if let Some(page) = layout::chunk_list_page(&p) {
+                    entry.insert((page, p));
+                }
+            }
+        }
+        Ok(Listing { pages })
+    }
+
+    /// Every backup with anything on any network.
+    pub fn backups(&self) -> impl Iterator<Item = &BackupId> {
+        self.pages.keys()
+    }
+
+    pub fn contains(&self, backup: &BackupId) -> bool {
+        self.pages.contains_key(backup)
+    }
+
+    /// The chunk ids backup `backup`'s pages name, each page read from any
+    /// network with an intact copy.
+    pub async fn chunks_of(
+        &self,
+        repo: &Repository,
+        backup: &BackupId,
+    ) -> Result<HashSet<ChunkId>, ReferenceError> {
+        let pages = self.pages.get(backup).cloned().unwrap_or_default();
+        if pages.is_empty() {
+            return Err(ReferenceError::Pages {
+                backup: backup.clone(),
+                detail: "no network lists a chunk list for it, so its chunks cannot be known (a backup whose chunk list was lost, or one that has written only its manifest)".into(),
+            });
+        }
+        let mut ids = HashSet::new();
+        for (page, path) in pages {
+            let (p, _) = repo
+                .fetch(&path, &path, |b| cairn_repo::decode_page(backup, page, &b))
+                .await
+                .map_err(|e| ReferenceError::Pages {
+                    backup: backup.clone(),
+                    detail: format!("chunk list page {page}: {e}"),
+                })?;
+            ids.extend(p.ids);
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use cairn_networks::fs::FsNetwork;
+    use cairn_networks::{Capabilities, Network, NetworkError, Put, PutMode, Usage};
+    use cairn_repo::format::{ChunkListPage, FORMAT};
+    use std::sync::Arc;
+
+    /// A real directory network whose listings under one prefix fail, as a
+    /// network that answers one `list` with an error.
+    struct FailingList {
+        inner: FsNetwork,
+        prefix: String,
+    }
+
+    #[async_trait]
+    impl Network for FailingList {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        async fn put(&self, p: &str, b: Bytes, m: PutMode) -> Result<Put, NetworkError> {
+            self.inner.put(p, b, m).await
+        }
+        async fn get(&self, p: &str) -> Result<Bytes, NetworkError> {
+            self.inner.get(p).await
+        }
+        async fn exists(&self, p: &str) -> Result<bool, NetworkError> {
+            self.inner.exists(p).await
+        }
+        async fn delete(&self, p: &str) -> Result<(), NetworkError> {
+            self.inner.delete(p).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
+            if prefix.starts_with(&self.prefix) {
+                return Err(NetworkError::io(self.name(), "list", prefix, "503 Slow Down"));
+            }
+            self.inner.list(prefix).await
+        }
+        async fn health(&self) -> Result<(), NetworkError> {
+            self.inner.health().await
+        }
+        async fn get_range(&self, p: &str, o: u64, l: u64) -> Result<Bytes, NetworkError> {
+            self.inner.get_range(p, o, l).await
+        }
+        async fn usage(&self) -> Result<Usage, NetworkError> {
+            self.inner.usage().await
+        }
+    }
+
+    async fn page(net: &FsNetwork, backup: &BackupId, ids: &[ChunkId]) {
+        let p = ChunkListPage {
+            format: FORMAT,
+            backup_id: backup.clone(),
+            page: 0,
+            ids: ids.to_vec(),
+            new: vec![],
+        };
+        let path = layout::object(&cairn_events::ObjectKey::ChunkList {
+            backup_id: backup.clone(),
+            page: 0,
+        });
+        net.put(&path, cairn_repo::encode_page(&p).into(), PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_fails_is_an_error_naming_the_network_never_an_empty_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FsNetwork::new("a", dir.path());
+        let (kept, shared) = (BackupId::parse("kept").unwrap(), ChunkId([7; 32]));
+        page(&a, &kept, &[shared]).await;
+        let repo = Repository::new(vec![Arc::new(FsNetwork::new("a", dir.path()))]);
+        let listing = Listing::read(&repo).await.unwrap();
+        assert!(listing.chunks_of(&repo, &kept).await.unwrap().contains(&shared));
+
+        let flaky = Repository::new(vec![Arc::new(FailingList {
+            inner: FsNetwork::new("a", dir.path()),
+            prefix: layout::BACKUPS_DIR.into(),
+        })]);
+        let err = Listing::read(&flaky).await.err().expect("refused").to_string();
+        assert!(err.contains("network a") && err.contains("503"), "{err}");
+
+        // A backup whose chunk list no network lists cannot be vouched for.
+        let m = layout::object(&cairn_events::ObjectKey::Manifest {
+            backup_id: BackupId::parse("bare").unwrap(),
+        });
+        a.put(&m, Bytes::from_static(b"sealed"), PutMode::Overwrite).await.unwrap();
+        let listing = Listing::read(&repo).await.unwrap();
+        let err = listing
+            .chunks_of(&repo, &BackupId::parse("bare").unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backup bare") && err.contains("cannot be known"), "{err}");
+    }
+}

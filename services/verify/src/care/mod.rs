@@ -1,0 +1,158 @@
+//! Health and repair of stored backups, without the key: compare the
+//! ciphertext on each network with the digests the ledger recorded at
+//! sealing, those digests with the sealed Merkle root recorded when the
+//! backup was verified (`rs_merkle` inclusion proofs for sampled chunks), and
+//! put back what a network lost from any intact copy. `cairn health`,
+//! `cairn repair` and the automatic repair loop (`auto_repair`, run by
+//! `cairn serve repair`) all use this.
+//!
+//! * [`health`]: the typed report `cairn health` prints.
+//! * [`repair`]: copying what is missing, once or on a timer.
+
+pub mod health;
+pub mod repair;
+
+pub use health::{health, Health, HealthReport};
+pub use repair::{auto_repair, repair_backup, Repaired};
+
+use crate::{sealed_leaves, BackupObjects};
+use cairn_crypto::merkle::{leaf_hash, Rfc6962};
+use cairn_events::{BackupId, Outcome};
+use cairn_repo::check::Expected;
+use cairn_repo::{layout, RepoError, Repository};
+
+/// Why a backup's copies could not be looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum CareError {
+    #[error("backup {0} not found in the ledger")]
+    NotInLedger(BackupId),
+    #[error("backup {0} was forgotten")]
+    Forgotten(BackupId),
+    #[error("backup {id} was stored on network {network:?}, which is not configured here")]
+    NotConfigured { id: BackupId, network: String },
+    #[error("no network holds the chunk list of backup {0}")]
+    NoChunkList(BackupId),
+    #[error("the ledger holds no digest for {missing} objects of backup {id}: was it verified?")]
+    NoDigests { id: BackupId, missing: usize },
+    #[error("the ledger (PostgreSQL): {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Network(#[from] cairn_networks::NetworkError),
+    #[error(transparent)]
+    Bus(#[from] cairn_bus::BusError),
+}
+
+/// What the ledger and the networks say a backup consists of.
+pub struct Backup {
+    pub id: BackupId,
+    pub targets: Repository,
+    pub objects: BackupObjects,
+    pub expected: Vec<Expected>,
+    pub lens: Vec<u64>,
+    pub sealed_root: String,
+    pub outcome: Option<Outcome>,
+}
+
+/// Backup `id` as the ledger recorded it, on its target networks among
+/// `repo` (every configured network).
+pub async fn load(
+    repo: &Repository,
+    pg: &tokio_postgres::Client,
+    id: &BackupId,
+) -> Result<Backup, CareError> {
+    let row = cairn_ledger::query::backup(pg, id.as_str())
+        .await?
+        .ok_or_else(|| CareError::NotInLedger(id.clone()))?;
+    if row.status == "forgotten" {
+        return Err(CareError::Forgotten(id.clone()));
+    }
+    let targets = if row.networks.is_empty() {
+        repo.clone()
+    } else {
+        if let Some(n) = row.networks.iter().find(|n| repo.network(n).is_none()) {
+            return Err(CareError::NotConfigured {
+                id: id.clone(),
+                network: n.clone(),
+            });
+        }
+        repo.subset(&row.networks)
+    };
+    // Page count: the highest page any network holds.
+    let mut pages = 0u32;
+    for n in targets.networks() {
+        if let Ok(list) = n.list(&layout::backup_dir(id)).await {
+            for p in list {
+                if let Some(k) = layout::chunk_list_page(&p) {
+                    pages = pages.max(k + 1);
+                }
+            }
+        }
+    }
+    if pages == 0 {
+        return Err(CareError::NoChunkList(id.clone()));
+    }
+    let page_data = targets.chunk_pages(id, pages).await?;
+    let objects = BackupObjects::of(id, &page_data);
+    let paths = objects.paths();
+    let digests = cairn_ledger::query::digests(pg, &paths).await?;
+    let missing = paths.iter().filter(|p| !digests.contains_key(*p)).count();
+    if missing > 0 {
+        return Err(CareError::NoDigests {
+            id: id.clone(),
+            missing,
+        });
+    }
+    let mut expected = Vec::with_capacity(paths.len());
+    let mut lens = Vec::with_capacity(paths.len());
+    for p in &paths {
+        if let Some((sha256, len)) = digests.get(p) {
+            expected.push(Expected {
+                path: p.clone(),
+                sha256: sha256.clone(),
+            });
+            lens.push(*len);
+        }
+    }
+    let outcome = row.outcome.clone();
+    Ok(Backup {
+        id: id.clone(),
+        targets,
+        expected,
+        lens,
+        sealed_root: outcome
+            .as_ref()
+            .map(|o| o.sealed_root.clone())
+            .unwrap_or_default(),
+        outcome,
+        objects,
+    })
+}
+
+/// Checks the digests against the recorded sealed root; returns whether
+/// they match it and how many of the sampled chunks' inclusion proofs hold.
+pub fn merkle_check(b: &Backup, sample: &[usize]) -> (bool, usize) {
+    let leaves: Vec<[u8; 32]> = sealed_leaves(&b.objects, |i| b.expected[i].sha256.clone())
+        .iter()
+        .map(|l| leaf_hash(l))
+        .collect();
+    let tree = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&leaves);
+    let Some(root) = tree.root() else {
+        return (
+            b.sealed_root.is_empty()
+                || b.sealed_root == hex::encode(cairn_crypto::merkle::empty_root()),
+            0,
+        );
+    };
+    let matches = hex::encode(root) == b.sealed_root;
+    let proven = sample
+        .iter()
+        .filter(|&&i| i < leaves.len())
+        .filter(|&&i| {
+            tree.proof(&[i])
+                .verify(root, &[i], &[leaves[i]], leaves.len())
+        })
+        .count();
+    (matches, proven)
+}

@@ -1,0 +1,225 @@
+//! `cairn repair` and the automatic repair loop: copy each missing or
+//! corrupt object of a backup onto the networks that need it, from a
+//! network whose copy hashes right, record each copy (`object.stored`) and,
+//! once every copy is whole, the backup as completed.
+
+use super::{load, Backup, CareError};
+use cairn_bus::Bus;
+use cairn_events::{BackupId, Envelope, Event, NetworkReport, ObjectDigest, Stored};
+use cairn_networks::PutMode;
+use cairn_repo::check::{self, Finding};
+use cairn_repo::Repository;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Copies every missing or corrupt object of `b` onto the networks that
+/// need it, from a network whose copy hashes right. Returns the findings after.
+async fn copy_missing(
+    b: &Backup,
+    bus: &Bus,
+    source: &str,
+) -> Result<(u64, Vec<Finding>), CareError> {
+    let expected = Arc::new(b.expected.clone());
+    let now = tokio::time::Instant::now();
+    let findings = check::check_all(b.targets.networks(), expected.clone(), now).await;
+    let by_path: HashMap<&str, usize> = b
+        .expected
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.as_str(), i))
+        .collect();
+    let mut copied = 0u64;
+    for f in findings.iter().filter(|f| !f.ok()) {
+        let Some(net) = b.targets.network(&f.network) else {
+            continue;
+        };
+        for path in f.missing.iter().chain(&f.corrupt) {
+            let Some(&i) = by_path.get(path.as_str()) else {
+                continue;
+            };
+            let want = &b.expected[i].sha256;
+            let sources = findings.iter().filter(|g| {
+                g.network != f.network && !g.missing.contains(path) && !g.corrupt.contains(path)
+            });
+            let mut done = false;
+            for src in sources.filter_map(|g| b.targets.network(&g.network)) {
+                let Ok(bytes) = src.get(path).await else {
+                    continue;
+                };
+                if &hex::encode(Sha256::digest(&bytes)) != want {
+                    continue;
+                }
+                let len = bytes.len() as u64;
+                net.put(path, bytes, PutMode::Overwrite).await?;
+                let env = Envelope::new(
+                    source.to_string(),
+                    b.id.clone(),
+                    Event::ObjectStored(Stored {
+                        network: f.network.clone(),
+                        digest: ObjectDigest {
+                            object: b.objects.keys[i].clone(),
+                            sha256: want.clone(),
+                            len,
+                        },
+                        existed: false,
+                    }),
+                    &[
+                        b"repair",
+                        f.network.as_bytes(),
+                        path.as_bytes(),
+                        cairn_events::now_rfc3339().as_bytes(),
+                    ],
+                );
+                bus.publish_event(&env).await?;
+                copied += 1;
+                done = true;
+                break;
+            }
+            if !done {
+                tracing::warn!(network = f.network, path, "no intact copy to repair from");
+            }
+        }
+    }
+    let after = if copied > 0 {
+        check::check_all(b.targets.networks(), expected, tokio::time::Instant::now()).await
+    } else {
+        findings
+    };
+    Ok((copied, after))
+}
+
+/// What `repair_backup` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repaired {
+    pub backup_id: BackupId,
+    pub objects_copied: u64,
+    /// Every network holds every object intact now.
+    pub ok: bool,
+    /// What is still wrong, per network.
+    pub problems: Vec<String>,
+}
+
+/// Copies what each network lacks of backup `id` from an intact copy and,
+/// once every copy is whole, records the backup as completed.
+pub async fn repair_backup(
+    repo: &Repository,
+    pg: &tokio_postgres::Client,
+    bus: &Bus,
+    id: &BackupId,
+    source: &str,
+) -> Result<Repaired, CareError> {
+    let id = id.clone();
+    let b = load(repo, pg, &id).await?;
+    let (copied, after) = copy_missing(&b, bus, source).await?;
+    let ok = after.iter().all(|f| f.ok());
+    let was_completed = b
+        .outcome
+        .as_ref()
+        .map(|o| o.reasons.is_empty())
+        .unwrap_or(false);
+    if ok && (copied > 0 || !was_completed) {
+        // Every copy is whole again: the backup is completed.
+        let mut o = b.outcome.clone().unwrap_or_default();
+        o.reasons.clear();
+        o.networks = after
+            .iter()
+            .map(|f| NetworkReport {
+                network: f.network.clone(),
+                ok: true,
+                ..Default::default()
+            })
+            .collect();
+        let env = Envelope::new(
+            source.to_string(),
+            id.clone(),
+            Event::BackupCompleted(o),
+            &[b"repair", cairn_events::now_rfc3339().as_bytes()],
+        );
+        bus.publish_event(&env).await?;
+    }
+    let still: Vec<String> = after
+        .iter()
+        .filter(|f| !f.ok())
+        .map(|f| format!("{}: {}", f.network, f.detail()))
+        .collect();
+    Ok(Repaired {
+        backup_id: id,
+        objects_copied: copied,
+        ok,
+        problems: still,
+    })
+}
+
+/// When the automatic repair loop next tries a degraded backup.
+struct Attempt {
+    next: Instant,
+    wait: Duration,
+}
+
+/// Longest wait between two automatic repairs of one backup.
+const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
+
+/// Repairs degraded backups on its own, until the process stops: every
+/// `interval` it asks the ledger which backups are degraded and repairs
+/// those that are due. A backup that stays degraded (its network still
+/// down) waits twice as long before each next try, up to six hours; one
+/// that was repaired drops out of the ledger's degraded list.
+pub async fn auto_repair(
+    repo: Repository,
+    pg: tokio_postgres::Client,
+    bus: Bus,
+    interval: Duration,
+    source: String,
+) -> Result<(), CareError> {
+    let mut attempts: HashMap<String, Attempt> = HashMap::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let degraded: Vec<String> =
+            match cairn_ledger::query::list_backups(&pg, None, None).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .filter(|r| r.status == "degraded")
+                    .map(|r| r.backup_id)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "automatic repair: cannot read the ledger");
+                    continue;
+                }
+            };
+        attempts.retain(|id, _| degraded.contains(id));
+        for raw in degraded {
+            let now = Instant::now();
+            if attempts.get(&raw).is_some_and(|a| a.next > now) {
+                continue;
+            }
+            let Ok(id) = BackupId::parse(&raw) else {
+                continue;
+            };
+            let result = repair_backup(&repo, &pg, &bus, &id, &source).await;
+            match &result {
+                Ok(r) if r.ok => {
+                    tracing::info!(backup = %id, copied = r.objects_copied, "automatic repair: every network holds it intact");
+                    attempts.remove(&raw);
+                    continue;
+                }
+                Ok(r) => {
+                    tracing::warn!(backup = %id, copied = r.objects_copied, problems = ?r.problems, "automatic repair: still degraded")
+                }
+                Err(e) => {
+                    tracing::warn!(backup = %id, error = %e, "automatic repair failed")
+                }
+            }
+            let a = attempts.entry(raw).or_insert(Attempt {
+                next: now,
+                wait: interval,
+            });
+            a.wait = (a.wait * 2).min(MAX_BACKOFF);
+            a.next = now + a.wait;
+        }
+    }
+}

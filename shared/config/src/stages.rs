@@ -1,0 +1,183 @@
+//! The stages' own settings: how many messages each works on at once, how
+//! long verify waits, how often repair and the checkpoint signer run, and
+//! the per-dataset redundancy policies. (Shared components define their
+//! sections beside themselves; a stage's tunables are read by `cairn serve`,
+//! which hands each stage its numbers.)
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where a dataset's backups go and how many verified copies they need.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatasetPolicy {
+    /// Target networks (empty: every configured network).
+    pub networks: Vec<String>,
+    /// Verified copies for `completed` (unset: every target network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_copies: Option<u32>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Backups one ingest worker reads at once.
+    pub concurrency: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { concurrency: 2 }
+    }
+}
+
+/// `[encrypt]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptConfig {
+    /// Chunks one encrypt worker seals at once.
+    pub concurrency: usize,
+}
+
+impl Default for EncryptConfig {
+    fn default() -> Self {
+        EncryptConfig { concurrency: 8 }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Objects one store worker writes to its network at once (raise it for
+    /// networks with long round trips, e.g. Arweave with `confirmations`).
+    pub concurrency: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { concurrency: 8 }
+    }
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Seconds verify waits for every object to reach the networks before
+    /// declaring the backup degraded or failed.
+    pub timeout_secs: u64,
+    /// Backups one verify worker checks at once.
+    pub concurrency: usize,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            timeout_secs: 300,
+            concurrency: 4,
+        }
+    }
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Events appended in one transaction, at most.
+    pub batch: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig { batch: 500 }
+    }
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// A backup the ledger shows unfinished holds off `forget` (it may have
+    /// deduplicated against any chunk) until it finishes, or until nothing
+    /// has been recorded of it for this many seconds (it was abandoned).
+    pub running_backup_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            running_backup_secs: 3600,
+        }
+    }
+}
+
+/// `[repair]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairConfig {
+    /// Seconds between two looks for degraded backups by the automatic
+    /// repair (`cairn serve repair`, part of `all`); 0 turns it off. A
+    /// backup that stays degraded is tried again after twice the wait each
+    /// time, up to six hours.
+    pub interval_secs: u64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig { interval_secs: 300 }
+    }
+}
+
+/// `[audit]`: the ledger's checkpoint signer and the witness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The file holding the ledger's checkpoint signing key (made by `cairn
+    /// audit keygen`; keep it off the database host). Its neighbour
+    /// `<file>.last` remembers the last checkpoint signed, so that no
+    /// inconsistent one is ever signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// The log's public key (a file made by `cairn audit keygen`), for hosts
+    /// that check checkpoints without the secret key. Default: the signing
+    /// key file's `.pub` neighbour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// The witness's own key (made by `cairn audit keygen`, like the log's,
+    /// and kept apart from it): the verify service then cosigns each
+    /// checkpoint it has proven consistent with the last one it saw. Its
+    /// `.last` neighbour remembers that checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_key_file: Option<PathBuf>,
+    /// Seconds between checkpoints signed by `cairn serve checkpoint` (part
+    /// of `all` when a signing key is configured), while the ledger grows;
+    /// also how often the witness looks.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl AuditConfig {
+    /// The log's public key file: `public_key_file`, or the signing key's
+    /// `.pub` neighbour.
+    pub fn public_key_path(&self) -> Option<PathBuf> {
+        self.public_key_file.clone().or_else(|| {
+            self.signing_key_file.as_ref().map(|k| {
+                let mut p = k.as_os_str().to_owned();
+                p.push(".pub");
+                PathBuf::from(p)
+            })
+        })
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key_file: None,
+            public_key_file: None,
+            witness_key_file: None,
+            checkpoint_interval_secs: 300,
+        }
+    }
+}

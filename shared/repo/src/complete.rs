@@ -1,0 +1,148 @@
+//! A repository on every configured network: a network added to the
+//! configuration after `cairn init` lacks the repository config and key
+//! files, and could not restore anything on its own (invariant 4). These
+//! copy them from a network that holds them to one that does not, and say
+//! what each network holds. Both files are public or wrapped (a key file is
+//! useless without a passphrase), so no key is needed to copy them.
+
+use crate::format::RepoConfig;
+use crate::{layout, RepoError, Repository};
+use bytes::Bytes;
+use cairn_networks::{DynNetwork, NetworkError, PutMode};
+use std::collections::BTreeMap;
+
+/// What a network holds of the repository itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Presence {
+    /// The repository config (`config`).
+    pub config: bool,
+    /// Key files under `keys/`.
+    pub key_files: usize,
+}
+
+impl Presence {
+    /// Enough to open and restore from this network alone.
+    pub fn complete(&self) -> bool {
+        self.config && self.key_files > 0
+    }
+}
+
+/// The files that make a network a repository, as some network holds them.
+struct Origin {
+    repo_id: String,
+    config: Bytes,
+    /// Key file path → bytes, gathered from every network holding the config.
+    keys: BTreeMap<String, Bytes>,
+}
+
+/// What a network holds of the repository.
+pub async fn presence(net: &DynNetwork) -> Result<Presence, NetworkError> {
+    Ok(Presence {
+        config: net.exists(layout::CONFIG).await?,
+        key_files: net.list(layout::KEYS_DIR).await?.len(),
+    })
+}
+
+impl Repository {
+    /// The repository's config and key files from the networks that hold
+    /// them; networks that do not answer are passed over, networks that
+    /// hold another repository are refused by name.
+    async fn origin(&self) -> Result<Origin, RepoError> {
+        let mut origin: Option<(String, Origin)> = None;
+        let mut errors = Vec::new();
+        for n in self.networks() {
+            let config = match n.get(layout::CONFIG).await {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let parsed: RepoConfig = serde_json::from_slice(&config)
+                .map_err(|e| RepoError::Format(format!("config on {}: {e}", n.name())))?;
+            let keys = match n.list(layout::KEYS_DIR).await {
+                Ok(k) => k,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let o = match &mut origin {
+                Some((first, o)) if o.repo_id != parsed.repo_id => {
+                    return Err(RepoError::Format(format!(
+                        "networks {first} and {} hold different repositories ({} and {}): give each repository its own networks",
+                        n.name(),
+                        o.repo_id,
+                        parsed.repo_id
+                    )))
+                }
+                Some((_, o)) => o,
+                None => {
+                    &mut origin
+                        .insert((
+                            n.name().to_string(),
+                            Origin {
+                                repo_id: parsed.repo_id,
+                                config,
+                                keys: BTreeMap::new(),
+                            },
+                        ))
+                        .1
+                }
+            };
+            for k in keys {
+                if !o.keys.contains_key(&k) {
+                    let bytes = n.get(&k).await?;
+                    o.keys.insert(k, bytes);
+                }
+            }
+        }
+        match origin {
+            Some((_, o)) if !o.keys.is_empty() => Ok(o),
+            _ if !errors.is_empty() => Err(RepoError::Unavailable {
+                what: "the repository config".into(),
+                errors: errors.join("; "),
+            }),
+            _ => Err(RepoError::NotInitialised(
+                self.networks()
+                    .iter()
+                    .map(|n| n.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    /// Copies the repository config and key files to `target` where it
+    /// lacks them (key files first: the config's presence means "a
+    /// repository"). Returns the paths written.
+    pub async fn complete_on(&self, target: &DynNetwork) -> Result<Vec<String>, RepoError> {
+        let origin = self.origin().await?;
+        let listed = target.list(layout::KEYS_DIR).await?;
+        let mut written = Vec::new();
+        for (path, bytes) in &origin.keys {
+            if !listed.contains(path) {
+                target.put(path, bytes.clone(), PutMode::IfAbsent).await?;
+                written.push(path.clone());
+            }
+        }
+        if !target.exists(layout::CONFIG).await? {
+            target
+                .put(layout::CONFIG, origin.config.clone(), PutMode::IfAbsent)
+                .await?;
+            written.push(layout::CONFIG.to_string());
+        }
+        Ok(written)
+    }
+
+    /// [`Repository::complete_on`] for every network; per network, what
+    /// was written (or why not).
+    pub async fn complete(&self) -> Vec<(String, Result<Vec<String>, RepoError>)> {
+        let mut out = Vec::new();
+        for n in self.networks() {
+            out.push((n.name().to_string(), self.complete_on(n).await));
+        }
+        out
+    }
+}

@@ -1,0 +1,78 @@
+//! PostgreSQL's client tools (`pg_dump` for sources, `pg_restore` for
+//! restore targets), run with the credentials of the database they work on
+//! and never with the ledger's. Cairn's own ledger password may sit in its
+//! environment as `PGPASSWORD`; a child would inherit it and offer it to
+//! whatever server its URL names. So the child's `PGPASSWORD` is removed,
+//! and set only from the database's own `password_file` when one is given;
+//! a `passfile=` in the URL, `~/.pgpass` and `PGPASSFILE` work as libpq
+//! makes them work.
+
+use std::path::Path;
+use std::process::Command;
+
+/// `program` (`pg_dump`, `pg_restore`), ready for its arguments.
+pub fn command(program: &str, password_file: Option<&Path>) -> Result<Command, String> {
+    let mut c = Command::new(program);
+    c.env_remove("PGPASSWORD").env("PGCONNECT_TIMEOUT", "10");
+    if let Some(path) = password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("password file {}: {e}", path.display()))?;
+        let password = text.lines().next().unwrap_or("");
+        if password.is_empty() {
+            return Err(format!("password file {} is empty", path.display()));
+        }
+        c.env("PGPASSWORD", password);
+    }
+    Ok(c)
+}
+
+/// The database name of a connection URL, for file names and datasets.
+pub fn database_name(url: &str) -> String {
+    url.parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().map(str::to_string))
+        .unwrap_or_else(|| "database".into())
+}
+
+/// Refuses URLs that carry a password: a source URL is recorded in events.
+pub fn check_url(url: &str) -> Result<(), String> {
+    match url.parse::<tokio_postgres::Config>() {
+        Err(e) => Err(format!("invalid PostgreSQL URL: {e}")),
+        Ok(c) if c.get_password().is_some() => Err(
+            "the PostgreSQL URL carries a password, which would be recorded in events: give a password file (--postgres-password-file), or use passfile= in the URL, ~/.pgpass or PGPASSFILE for the ingest worker"
+                .into(),
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(c: &Command, key: &str) -> Option<Option<String>> {
+        c.get_envs()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    #[test]
+    fn the_child_gets_the_sources_password_and_never_the_ledgers() {
+        let c = command("pg_dump", None).unwrap();
+        // Removed (Some(None)), not inherited.
+        assert_eq!(env_of(&c, "PGPASSWORD"), Some(None));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "source-secret\n").unwrap();
+        let c = command("pg_dump", Some(&f)).unwrap();
+        assert_eq!(
+            env_of(&c, "PGPASSWORD"),
+            Some(Some("source-secret".into()))
+        );
+        let err = command("pg_dump", Some(&dir.path().join("none"))).unwrap_err();
+        assert!(err.contains("password file"), "{err}");
+        assert!(check_url("postgres://u:pw@h/db").unwrap_err().contains("password"));
+        assert!(check_url("postgres://u@h/db?passfile=/x").is_ok());
+        assert_eq!(database_name("host=h dbname=app"), "app");
+    }
+}
