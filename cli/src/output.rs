@@ -1,13 +1,75 @@
 //! What the CLI prints: one JSON object per command with `--json`, short
-//! human lines otherwise.
+//! human lines otherwise. Everything goes through [`out!`] and [`err!`]:
+//! standard output closed early (`cairn audit log | head -1`) ends the
+//! command quietly instead of panicking, as `restic … | head` does.
 
-use cairn_events::{BackupId, Outcome};
+use std::io::Write;
 
-pub fn json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string(v).expect("JSON value serializes")
-    );
+/// Writes a line to standard output; a closed pipe is an `io::Error` that
+/// `main` turns into a quiet exit.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))?
+    };
+}
+
+/// Writes a line to standard error, ignoring a closed one.
+#[macro_export]
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::output::note(format_args!($($arg)*))
+    };
+}
+
+/// Standard output was closed by its reader.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output is closed")]
+pub struct Closed;
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(e.kind(), Closed)
+    } else {
+        e
+    }
+}
+
+pub fn line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    writeln!(std::io::stdout(), "{args}").map_err(closed)
+}
+
+pub fn note(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
+/// Text without a newline (a signed note carries its own).
+pub fn raw(text: &str) -> std::io::Result<()> {
+    let mut o = std::io::stdout();
+    o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(closed)
+}
+
+/// One JSON object on one line.
+pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    line(format_args!("{}", serde_json::to_string(v)?))?;
+    Ok(())
+}
+
+/// Whether an error is standard output having been closed (by `head`).
+pub fn is_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<Closed>())
+    })
+}
+
+/// Whether a restore to standard output stopped because its reader went
+/// away (nothing else in that restore writes to a pipe).
+pub fn is_broken_pipe(e: &cairn_repo::RepoError) -> bool {
+    matches!(e, cairn_repo::RepoError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 pub fn bytes(n: u64) -> String {
@@ -25,41 +87,16 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-pub fn backup_outcome(id: &BackupId, status: &str, o: &Outcome, as_json: bool) {
-    if as_json {
-        json(&serde_json::json!({
-            "backup_id": id.to_string(),
-            "status": status,
-            "bytes_read": o.stats.bytes_read,
-            "bytes_stored": o.stats.bytes_stored,
-            "chunks_total": o.stats.chunks_total,
-            "chunks_new": o.stats.chunks_new,
-            "files": o.stats.files,
-            "merkle_root": o.merkle_root,
-            "sealed_root": o.sealed_root,
-            "networks": o.networks,
-            "reasons": o.reasons,
-        }));
-        return;
-    }
-    let s = &o.stats;
-    println!(
-        "backup {id} {status}: {} read, {} stored, {} chunks ({} new), {} files",
-        bytes(s.bytes_read),
-        bytes(s.bytes_stored),
-        s.chunks_total,
-        s.chunks_new,
-        s.files
-    );
-    for r in &o.reasons {
-        eprintln!("  {r}");
-    }
-    if o.reasons.is_empty() {
-        for n in o.networks.iter().filter(|n| !n.ok) {
-            eprintln!(
-                "  warning: network {} does not hold a verified copy ({}); the policy is met by the others. `cairn repair {id}` once it is back",
-                n.network, n.detail
-            );
-        }
-    }
+/// A progress bar on standard error when it is a terminal (standard
+/// output may carry data), or none.
+pub fn progress_bar(show: bool, template: &str, message: String) -> Option<indicatif::ProgressBar> {
+    (show && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(message);
+        b
+    })
 }

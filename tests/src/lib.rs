@@ -1061,3 +1061,32 @@ impl MotoServer {
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
 }
+
+/// A network's configuration as a user writes it (`[[networks]]` keys),
+/// through the same parser as `cairn.toml`.
+pub fn network(v: serde_json::Value) -> cairn_config::NetworkConfig {
+    let v = strip_nulls(v);
+    cairn_config::NetworkConfig::try_from(v).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `cfg` with some keys changed (`null` removes a key), parsed again: the
+/// parser's error if the result is not a valid configuration.
+pub fn with(
+    cfg: &cairn_config::NetworkConfig,
+    changes: serde_json::Value,
+) -> Result<cairn_config::NetworkConfig, String> {
+    let mut v = serde_json::to_value(cfg).unwrap();
+    if let (Some(m), serde_json::Value::Object(c)) = (v.as_object_mut(), changes) {
+        m.extend(c);
+    }
+    cairn_config::NetworkConfig::try_from(strip_nulls(v))
+}
+
+fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
+    }
+}

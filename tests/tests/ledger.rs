@@ -99,7 +99,7 @@ async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
     if forged.is_empty() {
         // Cut only: the head's root must be the root of what is left.
         let mut known = cairn_tlog::reader::Known::new();
-        let root = cairn_audit_ledger::tree::root(&c, &mut known, keep)
+        let root = cairn_ledger::tree::root(&c, &mut known, keep)
             .await
             .unwrap();
         c.batch_execute(&format!(
@@ -112,10 +112,9 @@ async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
         append_unpublished(db, forged).await;
     }
     // The rewrite is consistent: the database alone does not show it.
-    let alone =
-        cairn_audit_ledger::check::verify(&c, cairn_audit_ledger::check::Witnesses::default())
-            .await
-            .unwrap();
+    let alone = cairn_ledger::check::verify(&c, cairn_ledger::check::Witnesses::default())
+        .await
+        .unwrap();
     assert!(
         alone.problems.is_empty(),
         "the rewrite left a trace in the database itself: {:?}",

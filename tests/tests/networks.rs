@@ -7,6 +7,8 @@ use bytes::Bytes;
 use cairn_config::NetworkConfig;
 use cairn_networks::{DynNetwork, NetworkError, Put, PutMode};
 use cairn_tests::*;
+use cairn_tests::{network as net_config, with};
+use serde_json::json;
 use std::process::Command;
 
 async fn conformance(net: DynNetwork) {
@@ -107,7 +109,7 @@ async fn conformance(net: DynNetwork) {
     } else {
         let err = net.delete(p).await.unwrap_err();
         assert!(
-            matches!(err, NetworkError::Permanent { .. }),
+            matches!(err, NetworkError::NoDelete { .. }),
             "{name}: {err}"
         );
         assert!(net.exists(p).await.unwrap(), "{name}: still there");
@@ -123,10 +125,7 @@ async fn conformance(net: DynNetwork) {
 /// An object larger than one part goes up as a multipart upload (its ETag
 /// says how many parts) and reads back whole.
 async fn multipart_round_trip(cfg: &NetworkConfig, object_url: &str, secret: &str) {
-    let cfg = NetworkConfig {
-        multipart_part_bytes: Some(5 << 20),
-        ..cfg.clone()
-    };
+    let cfg = with(cfg, json!({"multipart_part_bytes": 5 << 20})).unwrap();
     let net = cairn_networks::open(&cfg).unwrap();
     let big: Vec<u8> = (0..12 << 20).map(|i: usize| (i / 7 % 251) as u8).collect();
     net.put("packs/p1", Bytes::from(big.clone()), PutMode::IfAbsent)
@@ -137,8 +136,8 @@ async fn multipart_round_trip(cfg: &NetworkConfig, object_url: &str, secret: &st
         s3_curl(
             "HEAD",
             object_url,
-            cfg.region.as_deref().unwrap_or("us-east-1"),
-            cfg.access_key_id.as_deref().unwrap(),
+            s3_of(&cfg).region.as_deref().unwrap_or("us-east-1"),
+            s3_of(&cfg).access_key_id.as_deref().unwrap(),
             secret,
             &[],
         )
@@ -150,26 +149,23 @@ async fn multipart_round_trip(cfg: &NetworkConfig, object_url: &str, secret: &st
 }
 
 fn s3_config(s: &S3Server, name: &str) -> NetworkConfig {
-    NetworkConfig {
-        name: name.into(),
-        kind: "s3".into(),
-        endpoint: Some(s.endpoint()),
-        bucket: Some(s.bucket.clone()),
-        access_key_id: Some(s.access_key.clone()),
-        key_prefix: Some("repo".into()),
-        ..Default::default()
+    net_config(
+        json!({"name": name, "kind": "s3", "endpoint": s.endpoint(), "bucket": s.bucket,
+                   "access_key_id": s.access_key, "key_prefix": "repo"}),
+    )
+}
+
+fn s3_of(cfg: &NetworkConfig) -> &cairn_networks::s3::config::S3Config {
+    match &cfg.kind {
+        cairn_networks::Kind::S3(s3) => s3,
+        other => panic!("not s3: {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn fs_network_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = NetworkConfig {
-        name: "dir".into(),
-        kind: "fs".into(),
-        path: Some(dir.path().join("net")),
-        ..Default::default()
-    };
+    let cfg = net_config(json!({"name": "dir", "kind": "fs", "path": dir.path().join("net")}));
     conformance(cairn_networks::open(&cfg).unwrap()).await;
 }
 
@@ -179,8 +175,11 @@ async fn s3_network_conforms_against_s3s_fs() {
     let server = S3Server::start(dir.path());
     let secret = dir.path().join("secret");
     std::fs::write(&secret, format!("{}\n", server.secret_key)).unwrap();
-    let mut cfg = s3_config(&server, "s3one");
-    cfg.secret_access_key_file = Some(secret.clone());
+    let cfg = with(
+        &s3_config(&server, "s3one"),
+        json!({"secret_access_key_file": secret}),
+    )
+    .unwrap();
     conformance(cairn_networks::open(&cfg).unwrap()).await;
     // Objects live under the key prefix, in the bucket's directory.
     assert!(server.root.join(&server.bucket).join("repo").exists());
@@ -194,8 +193,11 @@ async fn s3_network_conforms_against_s3s_fs() {
     // Wrong credentials: a clear error naming the network, not a hang.
     let bad = dir.path().join("bad");
     std::fs::write(&bad, "not-the-secret").unwrap();
-    let mut wrong = s3_config(&server, "s3wrong");
-    wrong.secret_access_key_file = Some(bad);
+    let wrong = with(
+        &s3_config(&server, "s3wrong"),
+        json!({"secret_access_key_file": bad}),
+    )
+    .unwrap();
     let err = cairn_networks::open(&wrong)
         .unwrap()
         .health()
@@ -204,8 +206,11 @@ async fn s3_network_conforms_against_s3s_fs() {
         .to_string();
     assert!(err.contains("s3wrong"), "{err}");
     // No credentials at all: refused at configuration time, saying where to put them.
-    let mut none = s3_config(&server, "s3none");
-    none.access_key_id = None;
+    let none = with(
+        &s3_config(&server, "s3none"),
+        json!({"access_key_id": null}),
+    )
+    .unwrap();
     let err = cairn_networks::open(&none)
         .err()
         .expect("no credentials")
@@ -219,16 +224,11 @@ async fn s3_network_conforms_against_garage() {
     let server = tokio::task::block_in_place(|| GarageServer::start(dir.path()));
     let secret = dir.path().join("secret");
     std::fs::write(&secret, &server.secret).unwrap();
-    let cfg = NetworkConfig {
-        name: "garage".into(),
-        kind: "s3".into(),
-        endpoint: Some(server.endpoint.clone()),
-        region: Some("garage".into()),
-        bucket: Some(server.bucket.clone()),
-        access_key_id: Some(server.key_id.clone()),
-        secret_access_key_file: Some(secret),
-        ..Default::default()
-    };
+    let cfg = net_config(
+        json!({"name": "garage", "kind": "s3", "endpoint": server.endpoint,
+        "region": "garage", "bucket": server.bucket, "access_key_id": server.key_id,
+        "secret_access_key_file": secret}),
+    );
     conformance(cairn_networks::open(&cfg).unwrap()).await;
     multipart_round_trip(
         &cfg,
@@ -237,8 +237,7 @@ async fn s3_network_conforms_against_garage() {
     )
     .await;
     // Garage is strict about the region.
-    let mut wrong_region = cfg.clone();
-    wrong_region.region = Some("us-east-1".into());
+    let wrong_region = with(&cfg, json!({"region": "us-east-1"})).unwrap();
     let err = cairn_networks::open(&wrong_region)
         .unwrap()
         .health()
@@ -640,20 +639,13 @@ fn quota_is_respected() {
 async fn arweave_network_conforms_against_arlocal() {
     let dir = tempfile::tempdir().unwrap();
     let server = tokio::task::block_in_place(|| ArweaveServer::start(dir.path()));
-    let cfg = NetworkConfig {
-        name: "arweave".into(),
-        kind: "arweave".into(),
-        endpoint: Some(server.endpoint.clone()),
-        wallet_file: Some(server.wallet.clone()),
-        key_prefix: Some(format!("repo-{}", hex::encode(rand::random::<[u8; 4]>()))),
-        mine: Some(true),
-        ..Default::default()
-    };
+    let cfg = net_config(
+        json!({"name": "arweave", "kind": "arweave", "endpoint": server.endpoint,
+        "wallet_file": server.wallet, "mine": true,
+        "key_prefix": format!("repo-{}", hex::encode(rand::random::<[u8; 4]>()))}),
+    );
     let net = cairn_networks::open(&cfg).unwrap();
-    let address = {
-        let a = cairn_networks::arweave::ArweaveNetwork::new(&cfg).unwrap();
-        a.address().to_string()
-    };
+    let address = arweave_address(&cfg);
     tokio::task::block_in_place(|| server.mint(&address));
     conformance(net).await;
     // A fresh instance (no cache) finds everything through GraphQL, the
@@ -693,12 +685,11 @@ async fn arweave_network_conforms_against_arlocal() {
     // transaction is mined with one block on top; past `confirm_timeout`
     // it fails naming the transaction, and the retry waits on that same
     // transaction instead of paying for a second one.
-    let waiting = NetworkConfig {
-        mine: Some(false),
-        confirmations: Some(1),
-        confirm_timeout_secs: Some(2),
-        ..cfg.clone()
-    };
+    let waiting = with(
+        &cfg,
+        json!({"mine": false, "confirmations": 1, "confirm_timeout_secs": 2}),
+    )
+    .unwrap();
     let before = fresh.usage().await.unwrap().objects;
     let net = cairn_networks::open(&waiting).unwrap();
     let err = net
@@ -714,11 +705,9 @@ async fn arweave_network_conforms_against_arlocal() {
         err.contains("still pending") && err.contains("transaction"),
         "{err}"
     );
-    let patient = cairn_networks::open(&NetworkConfig {
-        confirm_timeout_secs: Some(60),
-        ..waiting.clone()
-    })
-    .unwrap();
+    let patient =
+        cairn_networks::open(&with(&waiting, json!({"confirm_timeout_secs": 60})).unwrap())
+            .unwrap();
     let put = tokio::spawn(async move {
         patient
             .put(
@@ -764,16 +753,8 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
         ),
         ..Options::default()
     });
-    let address = cairn_networks::arweave::ArweaveNetwork::new(&NetworkConfig {
-        name: "permaweb".into(),
-        kind: "arweave".into(),
-        endpoint: Some(server.endpoint.clone()),
-        wallet_file: Some(server.wallet.clone()),
-        ..Default::default()
-    })
-    .unwrap()
-    .address()
-    .to_string();
+    let address = arweave_address(&net_config(json!({"name": "permaweb", "kind": "arweave",
+        "endpoint": server.endpoint, "wallet_file": server.wallet})));
     server.mint(&address);
     env.start_all();
     let src = env.source_dir("src");
@@ -801,15 +782,21 @@ fn ipfs_config(
         }
         None => (None, None),
     };
-    NetworkConfig {
-        name: "ipfs".into(),
-        kind: "ipfs".into(),
-        endpoint: Some(node.endpoint()),
-        key_prefix: Some("repo".into()),
-        pinning_endpoint,
-        pinning_token_file,
-        ..Default::default()
-    }
+    net_config(
+        json!({"name": "ipfs", "kind": "ipfs", "endpoint": node.endpoint(), "key_prefix": "repo",
+        "pinning_endpoint": pinning_endpoint, "pinning_token_file": pinning_token_file}),
+    )
+}
+
+/// The wallet address of an Arweave network's configuration.
+fn arweave_address(cfg: &NetworkConfig) -> String {
+    let cairn_networks::Kind::Arweave(a) = &cfg.kind else {
+        panic!("not arweave: {cfg:?}")
+    };
+    cairn_networks::arweave::ArweaveNetwork::new(&cfg.name, a)
+        .unwrap()
+        .address()
+        .to_string()
 }
 
 /// The IPFS adapter against a real node (js-ipfs, Kubo RPC API) with a real
@@ -954,33 +941,23 @@ async fn ipfs_network_conforms_against_a_node_with_a_pinning_service() {
 
     // Incomplete settings are refused when the network is opened, saying
     // what is missing.
-    for (bad, want) in [
+    for (change, want) in [
+        (json!({"endpoint": null}), "missing field `endpoint`"),
+        (json!({"endpoint": ""}), "RPC endpoint"),
         (
-            NetworkConfig {
-                endpoint: None,
-                ..cfg.clone()
-            },
-            "RPC endpoint",
-        ),
-        (
-            NetworkConfig {
-                pinning_token_file: None,
-                ..cfg.clone()
-            },
+            json!({"pinning_token_file": null}),
             "CAIRN_IPFS_PINNING_TOKEN",
         ),
-        (
-            NetworkConfig {
-                key_prefix: Some("../up".into()),
-                ..cfg.clone()
-            },
-            "not a valid MFS name",
-        ),
+        (json!({"key_prefix": "../up"}), "not a valid MFS name"),
+        (json!({"pinnig_endpoint": "http://x"}), "`pinnig_endpoint`"),
     ] {
-        let err = cairn_networks::open(&bad)
-            .err()
-            .expect("refused")
-            .to_string();
+        let err = match with(&cfg, change) {
+            Err(e) => e,
+            Ok(bad) => cairn_networks::open(&bad)
+                .err()
+                .expect("refused")
+                .to_string(),
+        };
         assert!(err.contains(want) && err.contains("ipfs"), "{err}");
     }
 
@@ -1006,16 +983,11 @@ async fn s3_object_lock_against_moto() {
     });
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "test\n").unwrap();
-    let cfg = NetworkConfig {
-        name: "vault".into(),
-        kind: "s3".into(),
-        endpoint: Some(moto.endpoint.clone()),
-        bucket: Some("locked".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key_file: Some(secret),
-        object_lock_days: Some(30),
-        ..Default::default()
-    };
+    let cfg = net_config(
+        json!({"name": "vault", "kind": "s3", "endpoint": moto.endpoint,
+        "bucket": "locked", "access_key_id": "test", "secret_access_key_file": secret,
+        "object_lock_days": 30}),
+    );
     let curl = |method: &str, path: &str, headers: &[&str]| {
         tokio::task::block_in_place(|| {
             s3_curl(
@@ -1064,11 +1036,9 @@ async fn s3_object_lock_against_moto() {
     assert!((29..=30).contains(&days_left(&head)), "{head}");
     // Multipart uploads are locked too.
     let big: Vec<u8> = (0..11 << 20).map(|i: usize| (i % 253) as u8).collect();
-    let multi = cairn_networks::open(&NetworkConfig {
-        multipart_part_bytes: Some(5 << 20),
-        ..cfg.clone()
-    })
-    .unwrap();
+    let multi =
+        cairn_networks::open(&with(&cfg, json!({"multipart_part_bytes": 5 << 20})).unwrap())
+            .unwrap();
     multi
         .put("packs/big", Bytes::from(big.clone()), PutMode::IfAbsent)
         .await
@@ -1131,11 +1101,7 @@ async fn s3_object_lock_against_moto() {
     assert!(del.contains("403") && del.contains("AccessDenied"), "{del}");
 
     // A bucket without Object Lock: health says so.
-    let plain = cairn_networks::open(&NetworkConfig {
-        bucket: Some("plain".into()),
-        ..cfg.clone()
-    })
-    .unwrap();
+    let plain = cairn_networks::open(&with(&cfg, json!({"bucket": "plain"})).unwrap()).unwrap();
     let err = plain.health().await.unwrap_err().to_string();
     assert!(
         err.contains("no Object Lock") && err.contains("plain"),
@@ -1147,14 +1113,16 @@ async fn s3_object_lock_against_moto() {
         (Some(5), Some("forever"), "compliance"),
         (None, Some("governance"), "needs object_lock_days"),
     ] {
-        let err = cairn_networks::open(&NetworkConfig {
-            object_lock_days: days,
-            object_lock_mode: mode.map(str::to_string),
-            ..cfg.clone()
-        })
-        .err()
-        .expect("refused")
-        .to_string();
+        let err = match with(
+            &cfg,
+            json!({"object_lock_days": days, "object_lock_mode": mode}),
+        ) {
+            Err(e) => e,
+            Ok(bad) => cairn_networks::open(&bad)
+                .err()
+                .expect("refused")
+                .to_string(),
+        };
         assert!(err.contains(want), "{err}");
     }
 }

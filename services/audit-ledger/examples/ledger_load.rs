@@ -22,11 +22,11 @@
 
 use anyhow::{bail, Context, Result};
 use cairn_audit_ledger::{append::Ledger, checkpoint};
-use cairn_ledger::{check, db, prove, tree};
 use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, NetworkReport,
     ObjectDigest, ObjectKey, Outcome, Redundancy, Source, Stats, Stored,
 };
+use cairn_ledger::{check, db, prove, tree};
 use cairn_tlog::reader::Known;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
@@ -357,13 +357,16 @@ fn unique_name() -> String {
 /// Creates (and migrates) a fresh database through `db::open`.
 async fn create(pg: &str) -> Result<(String, Client)> {
     let name = unique_name();
-    CREATED.lock().unwrap().push(name.clone());
+    CREATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(name.clone());
     let client = db::open(&cairn_ledger::PostgresConfig {
         url: format!("{pg} dbname={name}"),
         password_file: None,
     })
-        .await
-        .with_context(|| format!("creating database {name}"))?;
+    .await
+    .with_context(|| format!("creating database {name}"))?;
     Ok((name, client))
 }
 
@@ -375,7 +378,10 @@ async fn drop_db(pg: &str, name: &str) -> Result<()> {
         .await?;
     drop(admin);
     let _ = task.await;
-    CREATED.lock().unwrap().retain(|n| n != name);
+    CREATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|n| n != name);
     Ok(())
 }
 
@@ -586,9 +592,11 @@ async fn run(args: &Args, tmp: &std::path::Path) -> Result<()> {
 /// JetStream, appended in batches, each entry re-published on `audit.entry`
 /// before its event is acknowledged.
 async fn end_to_end(args: &Args, url: &str) -> Result<()> {
-    let mut nats = cairn_bus::NatsConfig::default();
-    nats.url = url.to_string();
-    nats.prefix = unique_name().replace("cairn_bench_", "lbench");
+    let nats = cairn_bus::NatsConfig {
+        url: url.to_string(),
+        prefix: unique_name().replace("cairn_bench_", "lbench"),
+        ..Default::default()
+    };
     let bus = cairn_bus::Bus::connect(&nats, "ledger-load").await?;
     bus.ensure_topology(&[]).await?;
     let result = async {
@@ -1152,7 +1160,7 @@ fn main() -> std::process::ExitCode {
             r = run(&args, &tmp) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         };
-        let left: Vec<String> = CREATED.lock().unwrap().clone();
+        let left: Vec<String> = CREATED.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for name in left {
             if let Err(e) = drop_db(&args.pg, &name).await {
                 eprintln!("ledger_load: could not drop database {name}: {e:#}");

@@ -120,6 +120,42 @@ pub struct Copies {
     pub networks: Vec<(String, Result<(), String>)>,
 }
 
+/// What `cairn audit checkpoint` reports: the checkpoint and where it went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Signed {
+    pub size: u64,
+    /// Merkle root (hex).
+    pub root: String,
+    pub extends: Option<u64>,
+    /// The signed note.
+    pub checkpoint: String,
+    /// `ok`, or why it was not published on the AUDIT stream.
+    pub published: String,
+    /// Per network: `ok`, or why `checkpoints/<size>` was not written.
+    pub networks: std::collections::BTreeMap<String, String>,
+}
+
+impl Signed {
+    pub fn new(issued: &Issued, copies: &Copies) -> Self {
+        let status = |r: &Result<(), String>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.clone(),
+        };
+        Signed {
+            size: issued.size,
+            root: hex::encode(issued.root.0),
+            extends: issued.extends,
+            checkpoint: String::from_utf8_lossy(&issued.note).into_owned(),
+            published: status(&copies.published),
+            networks: copies
+                .networks
+                .iter()
+                .map(|(n, r)| (n.clone(), status(r)))
+                .collect(),
+        }
+    }
+}
+
 /// Sends a signed checkpoint out of the database: onto the AUDIT stream
 /// (deny delete, deny purge) and to every network, so that copies the
 /// database owner does not control witness the log.

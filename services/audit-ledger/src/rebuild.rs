@@ -11,9 +11,9 @@
 //! tree is rebuilt from the ledger's own copy.)
 
 use crate::append::Ledger;
-use cairn_ledger::tree::{self, TreeError};
 use cairn_bus::{Bus, BusError};
 use cairn_events::{decode, Envelope};
+use cairn_ledger::tree::{self, TreeError};
 use cairn_tlog::reader::Known;
 use std::collections::BTreeMap;
 

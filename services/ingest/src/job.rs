@@ -383,7 +383,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let e = err(&request("x", &["z"], None));
-        assert!(e.contains("unknown network \"z\"") && e.contains("a, b"), "{e}");
+        assert!(
+            e.contains("unknown network \"z\"") && e.contains("a, b"),
+            "{e}"
+        );
         let e = err(&request("x", &["a"], Some(2)));
         assert!(e.contains("min_copies 2 is impossible with 1"), "{e}");
         let e = err(&request("x", &[], Some(0)));

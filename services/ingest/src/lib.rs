@@ -91,10 +91,7 @@ pub fn report_progress(
 
 /// What a request reads: its source, or for `stdin` the stream the caller
 /// hands over. `Err` is the reason the backup fails.
-fn open_input(
-    req: &BackupRequest,
-    stdin: Option<Box<dyn Read + Send>>,
-) -> Result<Input, String> {
+fn open_input(req: &BackupRequest, stdin: Option<Box<dyn Read + Send>>) -> Result<Input, String> {
     match (&req.source, stdin) {
         (Source::Stdin { name }, Some(reader)) => Ok(Input::Stream {
             name: name.clone(),

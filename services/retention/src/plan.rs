@@ -78,7 +78,10 @@ mod tests {
             .collect();
         // b writes elsewhere, d was abandoned an hour ago, `gone` is the one forgotten.
         assert_eq!(ids, ["a", "c"]);
-        assert!(holding_off(&u, "gone", &[], 3600).len() == 1, "only c may go anywhere");
+        assert!(
+            holding_off(&u, "gone", &[], 3600).len() == 1,
+            "only c may go anywhere"
+        );
     }
 
     #[test]
@@ -89,6 +92,9 @@ mod tests {
         assert_eq!(unshared(&doomed, &live), vec![id(1), id(3)]);
         assert!(unshared(&doomed, &doomed).is_empty());
         let (delete, keep) = split_networks(&[("a".into(), true), ("perma".into(), false)]);
-        assert_eq!((delete, keep), (vec!["a".to_string()], vec!["perma".to_string()]));
+        assert_eq!(
+            (delete, keep),
+            (vec!["a".to_string()], vec!["perma".to_string()])
+        );
     }
 }

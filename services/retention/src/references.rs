@@ -130,7 +130,12 @@ mod tests {
         }
         async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
             if prefix.starts_with(&self.prefix) {
-                return Err(NetworkError::io(self.name(), "list", prefix, "503 Slow Down"));
+                return Err(NetworkError::io(
+                    self.name(),
+                    "list",
+                    prefix,
+                    "503 Slow Down",
+                ));
             }
             self.inner.list(prefix).await
         }
@@ -157,9 +162,13 @@ mod tests {
             backup_id: backup.clone(),
             page: 0,
         });
-        net.put(&path, cairn_repo::encode_page(&p).into(), PutMode::Overwrite)
-            .await
-            .unwrap();
+        net.put(
+            &path,
+            cairn_repo::encode_page(&p).into(),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -170,26 +179,39 @@ mod tests {
         page(&a, &kept, &[shared]).await;
         let repo = Repository::new(vec![Arc::new(FsNetwork::new("a", dir.path()))]);
         let listing = Listing::read(&repo).await.unwrap();
-        assert!(listing.chunks_of(&repo, &kept).await.unwrap().contains(&shared));
+        assert!(listing
+            .chunks_of(&repo, &kept)
+            .await
+            .unwrap()
+            .contains(&shared));
 
         let flaky = Repository::new(vec![Arc::new(FailingList {
             inner: FsNetwork::new("a", dir.path()),
             prefix: layout::BACKUPS_DIR.into(),
         })]);
-        let err = Listing::read(&flaky).await.err().expect("refused").to_string();
+        let err = Listing::read(&flaky)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("network a") && err.contains("503"), "{err}");
 
         // A backup whose chunk list no network lists cannot be vouched for.
         let m = layout::object(&cairn_events::ObjectKey::Manifest {
             backup_id: BackupId::parse("bare").unwrap(),
         });
-        a.put(&m, Bytes::from_static(b"sealed"), PutMode::Overwrite).await.unwrap();
+        a.put(&m, Bytes::from_static(b"sealed"), PutMode::Overwrite)
+            .await
+            .unwrap();
         let listing = Listing::read(&repo).await.unwrap();
         let err = listing
             .chunks_of(&repo, &BackupId::parse("bare").unwrap())
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("backup bare") && err.contains("cannot be known"), "{err}");
+        assert!(
+            err.contains("backup bare") && err.contains("cannot be known"),
+            "{err}"
+        );
     }
 }

@@ -8,7 +8,9 @@
 //! files copied from another network when its worker starts.
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
-use cairn_events::{decode, DecodeError, Envelope, Event, ObjectDigest, SealedObject, Stage, Stored};
+use cairn_events::{
+    decode, DecodeError, Envelope, Event, ObjectDigest, SealedObject, Stage, Stored,
+};
 use cairn_networks::{DynNetwork, NetworkError, Put};
 use cairn_repo::{layout, Repository};
 use sha2::{Digest, Sha256};
@@ -26,7 +28,9 @@ pub enum StoreError {
         actual: String,
         claimed: String,
     },
-    #[error("network {network} is at its quota ({used} of {quota} bytes; {path} needs {len} more)")]
+    #[error(
+        "network {network} is at its quota ({used} of {quota} bytes; {path} needs {len} more)"
+    )]
     Quota {
         network: String,
         used: u64,

@@ -10,10 +10,10 @@
 //! The first checkpoint a fresh witness sees is cosigned on trust (as every
 //! witness starts); from then on only extensions are.
 
+use cairn_bus::Bus;
 use cairn_ledger::checkpoint::{
     last_signed, lock_state, relate, remember, state_file, Fork, Relation, StateError,
 };
-use cairn_bus::Bus;
 use cairn_tlog::checkpoint::{self, CheckpointError, LogKey};
 use cairn_tlog::reader::Known;
 use std::path::PathBuf;

@@ -1,7 +1,9 @@
 //! Cairn on NATS JetStream: connecting, the topology, publishing with
 //! back-pressure, and the worker loop every stage runs (durable pull consumer,
-//! explicit acks, progress while busy, retry with backoff, dead letters).
+//! explicit acks, progress while busy, retry with backoff, dead letters),
+//! and what a client does ([`client`]: ask for a backup and follow it).
 
+pub mod client;
 pub mod config;
 pub mod publish;
 pub mod replay;
@@ -10,9 +12,9 @@ pub mod worker;
 
 use async_nats::jetstream;
 use bytes::Bytes;
-pub use config::NatsConfig;
 use cairn_events::subjects::Subjects;
 use cairn_events::{encode, Envelope};
+pub use config::NatsConfig;
 use std::time::Duration;
 
 pub use publish::Pipeline;

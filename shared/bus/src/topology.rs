@@ -10,9 +10,9 @@
 //! | DLQ | `<p>.dlq.>` | file | limits, 1 GiB, oldest dropped | dead letters with their reason |
 //! | AUDIT | `<p>.audit.>` | file | limits, no delete/purge | the ledger's copy outside PostgreSQL: entries, checkpoints, cosignatures |
 
+use crate::NatsConfig;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
-use crate::NatsConfig;
 use cairn_events::subjects::Subjects;
 use cairn_events::Stage;
 use std::time::Duration;
@@ -152,4 +152,32 @@ pub fn all_consumers(s: &Subjects, cfg: &NatsConfig, networks: &[String]) -> Vec
             .filter_map(|n| consumer_spec(s, cfg, Stage::Store, Some(n))),
     );
     out
+}
+
+/// The whole topology as operators read it (`cairn setup --print`,
+/// `deploy/streams.json`): JetStream's own JSON for each stream and each
+/// consumer with the stream it reads.
+#[derive(Debug, serde::Serialize)]
+pub struct Printed {
+    pub streams: Vec<stream::Config>,
+    pub consumers: Vec<PrintedConsumer>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PrintedConsumer {
+    pub stream: String,
+    pub config: pull::Config,
+}
+
+pub fn printed(s: &Subjects, cfg: &NatsConfig, networks: &[String]) -> Printed {
+    Printed {
+        streams: streams(s, cfg),
+        consumers: all_consumers(s, cfg, networks)
+            .into_iter()
+            .map(|c| PrintedConsumer {
+                stream: c.stream,
+                config: c.config,
+            })
+            .collect(),
+    }
 }

@@ -237,9 +237,8 @@ pub enum Source {
     Stdin { name: String },
     /// A PostgreSQL database, dumped with `pg_dump --format=custom`.
     /// The URL never carries a password: the ingest worker authenticates
-    /// with `password_file` (a file on its host holding the password), a
-    /// `passfile=` in the URL, or its `~/.pgpass` / `PGPASSFILE`; never with
-    /// the ledger's own password.
+    /// with `password_file` (a file on its host holding the password) or
+    /// its `~/.pgpass` / `PGPASSFILE`; never with the ledger's own password.
     Postgres {
         url: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -103,7 +103,10 @@ mod tests {
             assert_eq!(st.name().parse::<Stage>(), Ok(st));
         }
         let err = "ingset".parse::<Stage>().unwrap_err().to_string();
-        assert!(err.contains("\"ingset\"") && err.contains("ingest"), "{err}");
+        assert!(
+            err.contains("\"ingset\"") && err.contains("ingest"),
+            "{err}"
+        );
         assert_eq!(Stage::Store.label(Some("s3")), "store:s3");
     }
 }

@@ -90,10 +90,7 @@ impl NetworkConfig {
 
 /// `CAIRN_<NAME>_<WHAT>`: where a network's secret may come from.
 pub fn env_name(network: &str, what: &str) -> String {
-    format!(
-        "CAIRN_{}_{what}",
-        network.to_uppercase().replace('-', "_")
-    )
+    format!("CAIRN_{}_{what}", network.to_uppercase().replace('-', "_"))
 }
 
 /// The same fields, as serde derives them; read through
@@ -152,15 +149,20 @@ mod tests {
 
     #[test]
     fn each_kind_takes_its_own_keys_and_the_common_ones() {
-        let n = parse(json!({"name": "storj", "kind": "s3", "bucket": "b", "region": "eu1",
-                             "quota_bytes": 10, "can_delete": false}))
+        let n = parse(
+            json!({"name": "storj", "kind": "s3", "bucket": "b", "region": "eu1",
+                             "quota_bytes": 10, "can_delete": false}),
+        )
         .unwrap();
         assert_eq!(n.common.quota_bytes, Some(10));
         assert_eq!(n.common.can_delete, Some(false));
         let Kind::S3(s3) = &n.kind else {
             panic!("{n:?}")
         };
-        assert_eq!((s3.bucket.as_str(), s3.region.as_deref()), ("b", Some("eu1")));
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_deref()),
+            ("b", Some("eu1"))
+        );
         // Serializing gives the same keys back.
         assert_eq!(parse(serde_json::to_value(&n).unwrap()).unwrap(), n);
         let fs = parse(json!({"name": "local", "kind": "fs"})).unwrap();
@@ -171,23 +173,37 @@ mod tests {
     fn a_wrong_key_is_named_with_the_network_and_its_kind() {
         let err = parse(json!({"name": "storj", "kind": "s3", "bucket": "b", "bukcet": "c"}))
             .unwrap_err();
-        assert!(err.contains("network \"storj\" (kind s3)") && err.contains("`bukcet`"), "{err}");
+        assert!(
+            err.contains("network \"storj\" (kind s3)") && err.contains("`bukcet`"),
+            "{err}"
+        );
         // A key of another kind is as wrong as a typo.
         let err = parse(json!({"name": "local", "kind": "fs", "bucket": "b"})).unwrap_err();
-        assert!(err.contains("network \"local\" (kind fs)") && err.contains("`bucket`"), "{err}");
+        assert!(
+            err.contains("network \"local\" (kind fs)") && err.contains("`bucket`"),
+            "{err}"
+        );
         let err = parse(json!({"name": "s3", "kind": "s3"})).unwrap_err();
         assert!(err.contains("missing field `bucket`"), "{err}");
-        let err = parse(json!({"name": "a", "kind": "arweave", "endpoint": "http://x"})).unwrap_err();
+        let err =
+            parse(json!({"name": "a", "kind": "arweave", "endpoint": "http://x"})).unwrap_err();
         assert!(err.contains("missing field `wallet_file`"), "{err}");
         let err = parse(json!({"name": "x", "kind": "tape"})).unwrap_err();
         assert!(err.contains("unknown kind \"tape\""), "{err}");
         let err = parse(json!({"name": "x"})).unwrap_err();
         assert!(err.contains("network \"x\": no kind"), "{err}");
-        let err = parse(json!({"name": "s", "kind": "s3", "bucket": "b", "object_lock_mode": "strict"}))
-            .unwrap_err();
-        assert!(err.contains("strict") && err.contains("governance"), "{err}");
+        let err =
+            parse(json!({"name": "s", "kind": "s3", "bucket": "b", "object_lock_mode": "strict"}))
+                .unwrap_err();
+        assert!(
+            err.contains("strict") && err.contains("governance"),
+            "{err}"
+        );
         let err = parse(json!({"name": "s", "kind": "s3", "bucket": "b", "quota_bytes": "lots"}))
             .unwrap_err();
-        assert!(err.contains("network \"s\"") && err.contains("lots"), "{err}");
+        assert!(
+            err.contains("network \"s\"") && err.contains("lots"),
+            "{err}"
+        );
     }
 }

@@ -92,9 +92,9 @@ impl Repository {
                 }
             };
             for k in keys {
-                if !o.keys.contains_key(&k) {
-                    let bytes = n.get(&k).await?;
-                    o.keys.insert(k, bytes);
+                if let std::collections::btree_map::Entry::Vacant(slot) = o.keys.entry(k) {
+                    let bytes = n.get(slot.key()).await?;
+                    slot.insert(bytes);
                 }
             }
         }
@@ -144,5 +144,68 @@ impl Repository {
             out.push((n.name().to_string(), self.complete_on(n).await));
         }
         out
+    }
+}
+
+/// What `cairn init` did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Initialised {
+    /// A new repository on every network.
+    Created {
+        repo_id: String,
+        key_id: String,
+        networks: Vec<String>,
+    },
+    /// The repository existed on some networks; its config and key files
+    /// were copied to the others.
+    Completed {
+        repo_id: String,
+        /// Network → files written there.
+        copied: BTreeMap<String, Vec<String>>,
+    },
+}
+
+impl Repository {
+    /// Creates the repository on every network, or, where some networks
+    /// hold it already, copies it to those that lack it (after the
+    /// passphrase opened it: `init` never spreads a repository its caller
+    /// cannot open). Refuses when every network holds it.
+    pub async fn init_or_complete(
+        &self,
+        passphrase: &cairn_crypto::Secret,
+        kdf: cairn_crypto::KdfParams,
+    ) -> Result<Initialised, RepoError> {
+        let mut holders = Vec::new();
+        for n in self.networks() {
+            if n.exists(layout::CONFIG).await? {
+                holders.push(n.name().to_string());
+            }
+        }
+        if holders.is_empty() {
+            let (config, key) = self.init(passphrase, kdf).await?;
+            return Ok(Initialised::Created {
+                repo_id: config.repo_id,
+                key_id: key.key_id,
+                networks: self
+                    .networks()
+                    .iter()
+                    .map(|n| n.name().to_string())
+                    .collect(),
+            });
+        }
+        if holders.len() == self.networks().len() {
+            return Err(RepoError::AlreadyInitialised(holders.join(", ")));
+        }
+        self.unlock(passphrase).await?;
+        let repo_id = self.config().await?.repo_id;
+        let mut copied = BTreeMap::new();
+        for n in self.networks() {
+            let written = self.complete_on(n).await?;
+            if !written.is_empty() {
+                copied.insert(n.name().to_string(), written);
+            }
+        }
+        Ok(Initialised::Completed { repo_id, copied })
     }
 }

@@ -9,6 +9,7 @@
 //! * [`format`]: config, manifest, chunk lists and tree records as stored.
 //! * [`tree`], [`chunklist`]: building them during ingest.
 //! * [`restore`]: reading a backup back, verified, into a sink.
+//! * [`target`]: the restore targets (directory, PostgreSQL, stdout).
 //! * [`complete`]: the repository config and key files onto networks added
 //!   later.
 //! * [`check`]: comparing stored objects with their digests (no key).
@@ -22,6 +23,7 @@ pub mod format;
 pub mod layout;
 pub mod pgtools;
 pub mod restore;
+pub mod target;
 pub mod tree;
 
 use bytes::Bytes;
@@ -38,7 +40,7 @@ pub enum RepoError {
     Crypto(#[from] CryptoError),
     #[error("repository is not initialised on any configured network ({0}): run `cairn init`")]
     NotInitialised(String),
-    #[error("repository already initialised on network {0}")]
+    #[error("repository already initialised on every configured network ({0})")]
     AlreadyInitialised(String),
     #[error("repository format: {0}")]
     Format(String),

@@ -4,8 +4,7 @@
 //! environment as `PGPASSWORD`; a child would inherit it and offer it to
 //! whatever server its URL names. So the child's `PGPASSWORD` is removed,
 //! and set only from the database's own `password_file` when one is given;
-//! a `passfile=` in the URL, `~/.pgpass` and `PGPASSFILE` work as libpq
-//! makes them work.
+//! `~/.pgpass` and `PGPASSFILE` work as libpq makes them work.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,7 +38,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     match url.parse::<tokio_postgres::Config>() {
         Err(e) => Err(format!("invalid PostgreSQL URL: {e}")),
         Ok(c) if c.get_password().is_some() => Err(
-            "the PostgreSQL URL carries a password, which would be recorded in events: give a password file (--postgres-password-file), or use passfile= in the URL, ~/.pgpass or PGPASSFILE for the ingest worker"
+            "the PostgreSQL URL carries a password, which would be recorded in events: give a password file (--postgres-password-file), or use ~/.pgpass or PGPASSFILE for the ingest worker"
                 .into(),
         ),
         Ok(_) => Ok(()),
@@ -65,14 +64,13 @@ mod tests {
         let f = dir.path().join("pw");
         std::fs::write(&f, "source-secret\n").unwrap();
         let c = command("pg_dump", Some(&f)).unwrap();
-        assert_eq!(
-            env_of(&c, "PGPASSWORD"),
-            Some(Some("source-secret".into()))
-        );
+        assert_eq!(env_of(&c, "PGPASSWORD"), Some(Some("source-secret".into())));
         let err = command("pg_dump", Some(&dir.path().join("none"))).unwrap_err();
         assert!(err.contains("password file"), "{err}");
-        assert!(check_url("postgres://u:pw@h/db").unwrap_err().contains("password"));
-        assert!(check_url("postgres://u@h/db?passfile=/x").is_ok());
+        assert!(check_url("postgres://u:pw@h/db")
+            .unwrap_err()
+            .contains("password"));
+        assert!(check_url("postgres://u@h/db").is_ok());
         assert_eq!(database_name("host=h dbname=app"), "app");
     }
 }

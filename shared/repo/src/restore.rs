@@ -408,10 +408,9 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for WriterSink<W> {
     }
     async fn data(&mut self, bytes: &[u8]) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        self.out
-            .write_all(bytes)
-            .await
-            .map_err(|e| RepoError::Target(e.to_string()))
+        // An I/O error stays one: a reader that went away (broken pipe)
+        // is told apart from a failed restore.
+        Ok(self.out.write_all(bytes).await?)
     }
     async fn file_end(&mut self) -> Result<(), RepoError> {
         Ok(())
@@ -421,9 +420,6 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for WriterSink<W> {
     }
     async fn finish(&mut self) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        self.out
-            .flush()
-            .await
-            .map_err(|e| RepoError::Target(e.to_string()))
+        Ok(self.out.flush().await?)
     }
 }

@@ -2,6 +2,9 @@
 //! (Apache-2.0; `vectors/rfc6962-merkle/LICENSE`, origin in its README):
 //! the happy paths are accepted, every tampered or malformed case refused.
 
+// A failed unwrap in a test is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use base64::Engine;
 use cairn_tlog::{verify_consistency, verify_inclusion};
 use serde_json::Value;

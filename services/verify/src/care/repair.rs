@@ -179,18 +179,17 @@ pub async fn auto_repair(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let degraded: Vec<String> =
-            match cairn_ledger::query::list_backups(&pg, None, None).await {
-                Ok(rows) => rows
-                    .into_iter()
-                    .filter(|r| r.status == "degraded")
-                    .map(|r| r.backup_id)
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "automatic repair: cannot read the ledger");
-                    continue;
-                }
-            };
+        let degraded: Vec<String> = match cairn_ledger::query::list_backups(&pg, None, None).await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|r| r.status == "degraded")
+                .map(|r| r.backup_id)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "automatic repair: cannot read the ledger");
+                continue;
+            }
+        };
         attempts.retain(|id, _| degraded.contains(id));
         for raw in degraded {
             let now = Instant::now();

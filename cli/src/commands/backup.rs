@@ -1,0 +1,266 @@
+//! `cairn backup`: asks for a backup, follows it to its outcome (with a
+//! progress bar on a terminal) and reports it. For `--stdin` this process
+//! is the ingest stage for its own input (`cairn_ingest::ingest`, the
+//! worker's own code path), since only it can read that stream.
+
+use crate::context::{self, whoami};
+use crate::{err, exit, out, output};
+use anyhow::{bail, Context};
+use cairn_bus::client::{self, Ending};
+use cairn_config::Config;
+use cairn_events::{BackupId, BackupRequest, Envelope, Outcome, Source};
+use cairn_ingest::job::IngestContext;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    paths: Vec<PathBuf>,
+    /// Back up standard input (needs --dataset).
+    #[arg(long, conflicts_with_all = ["paths", "postgres"])]
+    stdin: bool,
+    /// File name given to the stdin stream in the backup.
+    #[arg(long, default_value = "stdin", requires = "stdin")]
+    stdin_name: String,
+    /// Back up a PostgreSQL database (pg_dump, custom format).
+    #[arg(long, value_name = "URL", conflicts_with = "paths")]
+    postgres: Option<String>,
+    /// A file holding the database's password (first line), read by the
+    /// ingest worker on its host; never the ledger's password.
+    #[arg(long, value_name = "FILE", requires = "postgres")]
+    postgres_password_file: Option<PathBuf>,
+    /// Dataset name (default: the first path's name, or the database name).
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Target networks (default: the dataset's policy, else every configured network).
+    #[arg(long = "network")]
+    networks: Vec<String>,
+    /// Verified copies needed for `completed` (default: the dataset's policy,
+    /// else every target network).
+    #[arg(long)]
+    min_copies: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for a worker to take the request.
+    #[arg(long, default_value_t = 5)]
+    start_timeout: u64,
+    /// Seconds to wait for the outcome.
+    #[arg(long, default_value_t = 6 * 3600)]
+    timeout: u64,
+}
+
+fn absolute(p: &std::path::Path) -> anyhow::Result<String> {
+    let a = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+    Ok(a.to_string_lossy().into_owned())
+}
+
+fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
+    let (source, default_dataset) = if args.stdin {
+        (
+            Source::Stdin {
+                name: args.stdin_name.clone(),
+            },
+            None,
+        )
+    } else if let Some(url) = &args.postgres {
+        cairn_repo::pgtools::check_url(url).map_err(anyhow::Error::msg)?;
+        let password_file = match &args.postgres_password_file {
+            Some(f) => Some(absolute(f)?),
+            None => None,
+        };
+        (
+            Source::Postgres {
+                url: url.clone(),
+                password_file,
+            },
+            Some(cairn_repo::pgtools::database_name(url)),
+        )
+    } else if !args.paths.is_empty() {
+        let mut abs = Vec::new();
+        for p in &args.paths {
+            std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+            abs.push(absolute(p)?);
+        }
+        let first = cairn_ingest::source::labels(&args.paths).into_iter().next();
+        (Source::Paths { paths: abs }, first)
+    } else {
+        bail!("nothing to back up: give PATHs, --stdin or --postgres URL");
+    };
+    let dataset = match (&args.dataset, default_dataset) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("--stdin needs --dataset NAME"),
+    };
+    if dataset.is_empty() {
+        bail!("--dataset must not be empty");
+    }
+    Ok(BackupRequest {
+        dataset,
+        tags: args.tags.clone(),
+        source,
+        networks: args.networks.clone(),
+        min_copies: args.min_copies,
+        requested_by: context::user(),
+    })
+}
+
+/// This process as the ingest stage of its own `--stdin` backup.
+async fn ingest_stdin(
+    cfg: &Config,
+    bus: &cairn_bus::Bus,
+    request: &Envelope,
+) -> anyhow::Result<()> {
+    let pass = cfg.passphrase()?.context(
+        "--stdin reads and chunks the data here and needs the passphrase: set CAIRN_PASSPHRASE",
+    )?;
+    let repo = context::repo(cfg)?;
+    let keyring = repo.unlock(&pass).await?;
+    let ctx = IngestContext {
+        bus: bus.clone(),
+        repo: repo.config().await?,
+        id_key: keyring.id_key(),
+        pg: context::ledger(cfg).await?,
+        networks: cfg.network_names(),
+        policies: cfg.datasets.clone(),
+        source: whoami("cli"),
+    };
+    Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), 1).await?)
+}
+
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    backup_id: &'a BackupId,
+    status: &'a str,
+    bytes_read: u64,
+    bytes_stored: u64,
+    chunks_total: u64,
+    chunks_new: u64,
+    files: u64,
+    merkle_root: &'a str,
+    sealed_root: &'a str,
+    networks: &'a [cairn_events::NetworkReport],
+    reasons: &'a [String],
+}
+
+#[derive(serde::Serialize)]
+struct Queued<'a> {
+    backup_id: &'a BackupId,
+    status: &'static str,
+}
+
+pub async fn backup(cfg: &Config, args: BackupArgs) -> anyhow::Result<u8> {
+    let req = request(&args)?;
+    cfg.check_networks(&req.networks)?;
+    let bus = context::bus(cfg, "cairn-cli").await?;
+    let requested = client::request_backup(&bus, "cli", req).await?;
+    let id = requested.backup_id.clone();
+    let envelope = requested.envelope.clone();
+    let bar = output::progress_bar(
+        !args.json,
+        "{spinner} {msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}",
+        format!("backup {id}"),
+    );
+    let local = args
+        .stdin
+        .then(|| ingest_stdin(cfg, &bus, &envelope))
+        .map(|f| async move { f.await.map_err(AnyError) });
+    let ending = requested
+        .follow(
+            local,
+            Duration::from_secs(args.start_timeout),
+            Duration::from_secs(args.timeout),
+            |p| {
+                if let Some(b) = &bar {
+                    b.set_length(p.bytes_total);
+                    b.set_position(p.bytes_read);
+                }
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("backup {id}: {e}"))?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match ending {
+        Ending::Finished { status, outcome } => {
+            print_outcome(&id, status, &outcome, args.json)?;
+            Ok(match status {
+                "completed" => 0,
+                "degraded" => exit::DEGRADED,
+                _ => 1,
+            })
+        }
+        Ending::NotTaken => {
+            err!(
+                "cairn: no ingest worker took backup {id} within {} s; the request stays queued and runs when one starts. Start the workers with `cairn serve all` (or `scripts/setup.sh`).",
+                args.start_timeout
+            );
+            if args.json {
+                output::json(&Queued {
+                    backup_id: &id,
+                    status: "queued",
+                })?;
+            }
+            Ok(exit::NO_WORKER)
+        }
+        Ending::TimedOut => bail!(
+            "backup {id} did not finish within {} s; it may still complete: `cairn show {id}`",
+            args.timeout
+        ),
+    }
+}
+
+/// An `anyhow::Error` as a `std::error::Error`, for the follower.
+#[derive(Debug)]
+struct AnyError(anyhow::Error);
+
+impl std::fmt::Display for AnyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for AnyError {}
+
+fn print_outcome(id: &BackupId, status: &str, o: &Outcome, as_json: bool) -> anyhow::Result<()> {
+    let s = &o.stats;
+    if as_json {
+        return output::json(&Report {
+            backup_id: id,
+            status,
+            bytes_read: s.bytes_read,
+            bytes_stored: s.bytes_stored,
+            chunks_total: s.chunks_total,
+            chunks_new: s.chunks_new,
+            files: s.files,
+            merkle_root: &o.merkle_root,
+            sealed_root: &o.sealed_root,
+            networks: &o.networks,
+            reasons: &o.reasons,
+        });
+    }
+    out!(
+        "backup {id} {status}: {} read, {} stored, {} chunks ({} new), {} files",
+        output::bytes(s.bytes_read),
+        output::bytes(s.bytes_stored),
+        s.chunks_total,
+        s.chunks_new,
+        s.files
+    );
+    for r in &o.reasons {
+        err!("  {r}");
+    }
+    if o.reasons.is_empty() {
+        for n in o.networks.iter().filter(|n| !n.ok) {
+            err!(
+                "  warning: network {} does not hold a verified copy ({}); the policy is met by the others. `cairn repair {id}` once it is back",
+                n.network, n.detail
+            );
+        }
+    }
+    Ok(())
+}

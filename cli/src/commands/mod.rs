@@ -1,0 +1,13 @@
+//! One file per command (or command group): each defines its arguments
+//! and prints what a library function returns.
+
+pub mod audit;
+pub mod backup;
+pub mod forget;
+pub mod health;
+pub mod init;
+pub mod list;
+pub mod repair;
+pub mod restore;
+pub mod serve;
+pub mod setup;

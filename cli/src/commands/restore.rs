@@ -1,0 +1,127 @@
+//! `cairn restore`: a backup back into a directory, a PostgreSQL database
+//! or standard output, from the networks alone (no broker, no database
+//! needed); recorded as `backup.restored` when the broker answers.
+
+use crate::{context, err, out, output};
+use anyhow::bail;
+use cairn_config::Config;
+use cairn_events::{BackupId, Envelope, Event, Restored};
+use cairn_repo::restore::Restorer;
+use cairn_repo::target::{restore_to, Target};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    backup_id: String,
+    /// Restore files under this directory.
+    #[arg(long, conflicts_with_all = ["to_postgres", "stdout"])]
+    to: Option<PathBuf>,
+    /// pg_restore a database backup into this database.
+    #[arg(long, value_name = "URL", conflicts_with = "stdout")]
+    to_postgres: Option<String>,
+    /// A file holding that database's password (first line); never the
+    /// ledger's password.
+    #[arg(long, value_name = "FILE", requires = "to_postgres")]
+    postgres_password_file: Option<PathBuf>,
+    /// Write the backup's single file to standard output.
+    #[arg(long)]
+    stdout: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    backup_id: &'a BackupId,
+    target: &'a str,
+    bytes_written: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    chunks_from: &'a std::collections::BTreeMap<String, u64>,
+}
+
+pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
+    let id = BackupId::parse(&a.backup_id)?;
+    let target = match (a.to, a.to_postgres, a.stdout) {
+        (Some(dir), _, _) => Target::Dir(dir),
+        (None, Some(url), _) => Target::Postgres {
+            url,
+            password_file: a.postgres_password_file,
+        },
+        (None, None, true) => Target::Stdout,
+        (None, None, false) => {
+            bail!("say where to restore: --to DIR, --to-postgres URL or --stdout")
+        }
+    };
+    let repo = context::repo(cfg)?;
+    let keyring = repo.unlock(&context::passphrase(cfg)?).await?;
+    let restorer = Restorer::new(
+        repo.fastest_first().await,
+        keyring.sealer(),
+        keyring.id_key(),
+    );
+    let manifest = restorer.manifest(&id).await?;
+    let bar = output::progress_bar(
+        !a.json,
+        "{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
+        format!("restore {id}"),
+    );
+    if let Some(b) = &bar {
+        b.set_length(manifest.stats.bytes_read);
+    }
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let report = match restore_to(&restorer, &manifest, &target, &progress).await {
+        Ok(r) => r,
+        // `cairn restore --stdout | head`: the reader has what it wanted.
+        Err(e) if matches!(target, Target::Stdout) && output::is_broken_pipe(&e) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let label = target.label();
+    if let Some(bus) = context::try_bus(cfg).await {
+        let env = Envelope::new(
+            "cli",
+            id.clone(),
+            Event::BackupRestored(Restored {
+                target: label.clone(),
+                bytes_written: report.bytes_written,
+                files: report.files,
+                networks: report
+                    .chunks_from
+                    .iter()
+                    .map(|(n, c)| format!("{n}:{c}"))
+                    .collect(),
+                restored_by: context::user(),
+            }),
+            &[cairn_events::now_rfc3339().as_bytes()],
+        );
+        if let Err(e) = bus.publish_event(&env).await {
+            err!("cairn: warning: restore not recorded in the ledger: {e}");
+        }
+    }
+    if a.json {
+        output::json(&Report {
+            backup_id: &id,
+            target: &label,
+            bytes_written: report.bytes_written,
+            files: report.files,
+            dirs: report.dirs,
+            symlinks: report.symlinks,
+            chunks_from: &report.chunks_from,
+        })?;
+    } else if !matches!(target, Target::Stdout) {
+        out!(
+            "restored backup {id} to {label}: {} in {} files (every chunk and the Merkle root verified)",
+            output::bytes(report.bytes_written),
+            report.files
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,213 @@
+//! `cairn serve`: runs the chosen stages in this process until it is
+//! stopped, and fails loudly if any of them stops. Each stage gets its
+//! numbers (concurrency, timeouts, intervals) from its section of the
+//! configuration.
+
+use crate::context::{self, whoami};
+use anyhow::{bail, Context};
+use cairn_config::Config;
+use cairn_events::Stage;
+use cairn_ledger::Role;
+use clap::builder::PossibleValue;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `all`, or one stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Which(Option<Stage>);
+
+impl Which {
+    const VALUES: [Which; 9] = [
+        Which(None),
+        Which(Some(Stage::Ingest)),
+        Which(Some(Stage::Encrypt)),
+        Which(Some(Stage::Store)),
+        Which(Some(Stage::Verify)),
+        Which(Some(Stage::Ledger)),
+        Which(Some(Stage::Retention)),
+        Which(Some(Stage::Repair)),
+        Which(Some(Stage::Checkpoint)),
+    ];
+}
+
+impl clap::ValueEnum for Which {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::VALUES
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self.0 {
+            None => PossibleValue::new("all").help("every stage in this process"),
+            Some(s) => PossibleValue::new(s.name()).help(s.about()),
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(value_enum, default_value = "all")]
+    stages: Vec<Which>,
+    /// Store workers only for these networks (default: all configured).
+    #[arg(long = "network")]
+    networks: Vec<String>,
+}
+
+fn spawn<E: std::fmt::Display>(
+    tasks: &mut tokio::task::JoinSet<(Stage, Result<(), String>)>,
+    stage: Stage,
+    f: impl Future<Output = Result<(), E>> + Send + 'static,
+) {
+    tasks.spawn(async move { (stage, f.await.map_err(|e| e.to_string())) });
+}
+
+pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
+    let has = |s: Stage| a.stages.iter().any(|w| w.0.is_none() || w.0 == Some(s));
+    cfg.check_networks(&a.networks)?;
+    let bus = context::bus(cfg, "cairn-serve").await?;
+    let repo = context::repo(cfg)?;
+    // Every stage that reads the ledger first makes sure it is migrated.
+    if [
+        Stage::Ingest,
+        Stage::Verify,
+        Stage::Ledger,
+        Stage::Retention,
+        Stage::Repair,
+    ]
+    .into_iter()
+    .any(has)
+    {
+        context::ledger(cfg).await?;
+    }
+    let keyring = if has(Stage::Ingest) || has(Stage::Encrypt) {
+        let pass = cfg
+            .passphrase()?
+            .context("ingest and encrypt need the repository passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")?;
+        Some(repo.unlock(&pass).await?)
+    } else {
+        None
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if has(Stage::Ledger) {
+        let pg = context::ledger_as(cfg, Role::Ledger).await?;
+        let batch = cfg.ledger.batch;
+        spawn(
+            &mut tasks,
+            Stage::Ledger,
+            cairn_audit_ledger::run(bus.clone(), pg, batch),
+        );
+    }
+    if let Some(keyring) = &keyring {
+        if has(Stage::Ingest) {
+            let ctx = Arc::new(cairn_ingest::job::IngestContext {
+                bus: bus.clone(),
+                repo: repo.config().await?,
+                id_key: keyring.id_key(),
+                pg: context::ledger_as(cfg, Role::Reader).await?,
+                networks: cfg.network_names(),
+                policies: cfg.datasets.clone(),
+                source: whoami("ingest"),
+            });
+            spawn(
+                &mut tasks,
+                Stage::Ingest,
+                cairn_ingest::run(ctx, cfg.ingest.concurrency),
+            );
+        }
+        if has(Stage::Encrypt) {
+            let w = cairn_encrypt::EncryptWorker {
+                bus: bus.clone(),
+                sealer: Arc::new(keyring.sealer()),
+                source: whoami("encrypt"),
+            };
+            spawn(
+                &mut tasks,
+                Stage::Encrypt,
+                cairn_encrypt::run(w, cfg.encrypt.concurrency),
+            );
+        }
+    }
+    if has(Stage::Store) {
+        for net in repo.networks() {
+            if !a.networks.is_empty() && !a.networks.iter().any(|n| n == net.name()) {
+                continue;
+            }
+            let quota = cfg.network(net.name()).and_then(|n| n.common.quota_bytes);
+            let run = cairn_store::run(
+                bus.clone(),
+                repo.clone(),
+                net.clone(),
+                quota,
+                cfg.store.concurrency,
+            );
+            spawn(&mut tasks, Stage::Store, run);
+        }
+    }
+    if has(Stage::Verify) {
+        let w = cairn_verify::VerifyWorker {
+            bus: bus.clone(),
+            repo: repo.clone(),
+            pg: context::ledger_as(cfg, Role::Reader).await?,
+            timeout: Duration::from_secs(cfg.verify.timeout_secs),
+            source: whoami("verify"),
+        };
+        spawn(
+            &mut tasks,
+            Stage::Verify,
+            cairn_verify::run(w, cfg.verify.concurrency),
+        );
+        if let Some(witness) = super::audit::witness(cfg).await? {
+            let every = Duration::from_secs(cfg.audit.checkpoint_interval_secs.max(1));
+            spawn(&mut tasks, Stage::Verify, witness.run(every));
+        }
+    }
+    if has(Stage::Retention) {
+        let w = cairn_retention::RetentionWorker {
+            bus: bus.clone(),
+            repo: repo.clone(),
+            pg: context::ledger_as(cfg, Role::Reader).await?,
+            running_window: Duration::from_secs(cfg.retention.running_backup_secs),
+            source: whoami("retention"),
+        };
+        spawn(&mut tasks, Stage::Retention, cairn_retention::run(w));
+    }
+    if has(Stage::Repair) && cfg.repair.interval_secs > 0 {
+        let pg = context::ledger_as(cfg, Role::Reader).await?;
+        let every = Duration::from_secs(cfg.repair.interval_secs);
+        let run =
+            cairn_verify::care::auto_repair(repo.clone(), pg, bus.clone(), every, whoami("repair"));
+        spawn(&mut tasks, Stage::Repair, run);
+    }
+    // The signer runs where its key is: only with a key configured.
+    match cfg.audit.signing_key_file.clone() {
+        Some(key) if has(Stage::Checkpoint) => {
+            let pg = context::ledger_as(cfg, Role::Ledger).await?;
+            let every = Duration::from_secs(cfg.audit.checkpoint_interval_secs.max(1));
+            let run =
+                cairn_audit_ledger::checkpoint::run(pg, key, bus.clone(), repo.clone(), every);
+            spawn(&mut tasks, Stage::Checkpoint, run);
+        }
+        None if a.stages.contains(&Which(Some(Stage::Checkpoint))) => {
+            bail!(
+                "serve checkpoint needs [audit] signing_key_file (`cairn audit keygen` makes one)"
+            )
+        }
+        _ => {}
+    }
+    tracing::info!(
+        workers = tasks.len(),
+        prefix = bus.subjects.prefix(),
+        "serving"
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(0),
+        _ = term.recv() => Ok(0),
+        Some(done) = tasks.join_next() => {
+            match done {
+                Ok((stage, Err(e))) => bail!("the {stage} worker stopped: {e}"),
+                Ok((stage, Ok(()))) => bail!("the {stage} worker stopped"),
+                Err(e) => bail!("a worker crashed: {e}"),
+            }
+        }
+    }
+}

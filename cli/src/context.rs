@@ -1,0 +1,73 @@
+//! What commands need from the configuration: the broker (with the
+//! topology in place), the ledger's database under a role, the networks,
+//! the passphrase, and who is asking.
+
+use anyhow::Context;
+use cairn_bus::Bus;
+use cairn_config::Config;
+use cairn_ledger::Role;
+use cairn_repo::Repository;
+use std::time::Duration;
+
+pub fn passphrase(cfg: &Config) -> anyhow::Result<cairn_crypto::Secret> {
+    cfg.passphrase()?
+        .context("no passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")
+}
+
+/// Connects to NATS as `name`, with the streams and consumers in place.
+pub async fn bus(cfg: &Config, name: &str) -> Result<Bus, cairn_bus::BusError> {
+    let b = Bus::connect(&cfg.nats, name).await?;
+    b.ensure_topology(&cfg.network_names()).await?;
+    Ok(b)
+}
+
+/// [`bus`] for commands that work without the broker: the reason it is
+/// away instead of an error, within 3 s.
+pub async fn bus_if_up(cfg: &Config, name: &str) -> Result<Bus, String> {
+    match tokio::time::timeout(Duration::from_secs(3), bus(cfg, name)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("NATS did not answer".into()),
+    }
+}
+
+/// Connects to NATS for an optional side effect (recording an event); a
+/// command that works without the broker only warns when it is away.
+pub async fn try_bus(cfg: &Config) -> Option<Bus> {
+    bus_if_up(cfg, "cairn-cli")
+        .await
+        .map_err(|e| crate::err!("cairn: warning: not recorded in the ledger: {e}"))
+        .ok()
+}
+
+/// The ledger's database, migrated, as the login's own role.
+pub async fn ledger(cfg: &Config) -> Result<tokio_postgres::Client, cairn_ledger::DbError> {
+    cairn_ledger::db::open(&cfg.postgres).await
+}
+
+/// The ledger's database, migrated, working as `role`.
+pub async fn ledger_as(
+    cfg: &Config,
+    role: Role,
+) -> Result<tokio_postgres::Client, cairn_ledger::DbError> {
+    cairn_ledger::db::open_as(&cfg.postgres, role).await
+}
+
+/// Every configured network.
+pub fn repo(cfg: &Config) -> Result<Repository, cairn_repo::RepoError> {
+    Repository::open(&cfg.networks)
+}
+
+/// `user@host`, for `requested_by` and event sources.
+pub fn whoami(role: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{role}@{host}")
+}
+
+/// The user running the CLI, as `user@host`.
+pub fn user() -> String {
+    whoami(&std::env::var("USER").unwrap_or_else(|_| "cli".into()))
+}

@@ -1,0 +1,178 @@
+//! What a client of the pipeline does (the CLI, or a factory written in
+//! Rust): ask for a backup and follow it to its outcome, ask for a forget
+//! and wait for its answer. Followers subscribe before they publish, so no
+//! answer can slip past them.
+
+use crate::{Bus, BusError};
+use cairn_events::{
+    decode, BackupId, BackupRequest, Envelope, Event, Forgotten, Outcome, Progress,
+};
+use futures::StreamExt;
+use std::future::Future;
+use std::time::Duration;
+
+/// How a followed backup ended.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    /// Verified (or failed): `completed`, `degraded` or `failed`.
+    Finished {
+        status: &'static str,
+        outcome: Outcome,
+    },
+    /// No ingest worker took the request in time; it stays queued.
+    NotTaken,
+    /// Taken, but no outcome in time; it may still finish.
+    TimedOut,
+}
+
+/// Why following stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("lost the connection to NATS")]
+    Lost,
+    /// The ingest this client ran itself (`--stdin`) failed.
+    #[error(transparent)]
+    Local(E),
+}
+
+/// A backup asked for, with its subscriptions open.
+pub struct Requested {
+    pub backup_id: BackupId,
+    pub envelope: Envelope,
+    events: async_nats::Subscriber,
+    progress: async_nats::Subscriber,
+}
+
+/// Publishes `backup.requested` for a fresh backup id, having subscribed to
+/// what will follow.
+pub async fn request_backup(
+    bus: &Bus,
+    source: &str,
+    req: BackupRequest,
+) -> Result<Requested, BusError> {
+    let backup_id = BackupId::generate();
+    let sub = |subject: String| async move {
+        bus.client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| BusError::JetStream(format!("subscribe to {subject}: {e}")))
+    };
+    let events = sub(bus.subjects.lifecycle(&backup_id)).await?;
+    let progress = sub(bus.subjects.progress(&backup_id)).await?;
+    let envelope = Envelope::new(source, backup_id.clone(), Event::BackupRequested(req), &[]);
+    bus.publish_event(&envelope).await?;
+    Ok(Requested {
+        backup_id,
+        envelope,
+        events,
+        progress,
+    })
+}
+
+impl Requested {
+    /// Follows the backup to its outcome. `local` is ingest work this client
+    /// does itself (for `--stdin`; it counts as the worker having taken the
+    /// request). `start_timeout` bounds the wait for a worker,
+    /// `timeout` the whole wait; `on_progress` sees ingest's progress.
+    pub async fn follow<E, F>(
+        mut self,
+        local: Option<F>,
+        start_timeout: Duration,
+        timeout: Duration,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<Ending, FollowError<E>>
+    where
+        E: std::error::Error + 'static,
+        F: Future<Output = Result<(), E>>,
+    {
+        let now = tokio::time::Instant::now();
+        let (start_deadline, deadline) = (now + start_timeout, now + timeout);
+        let mut started = local.is_some();
+        let mut local = local.map(Box::pin);
+        let mut local_done = local.is_none();
+        loop {
+            let wait_until = if started {
+                deadline
+            } else {
+                start_deadline.min(deadline)
+            };
+            tokio::select! {
+                msg = self.events.next() => {
+                    let msg = msg.ok_or(FollowError::Lost)?;
+                    let Ok(env) = decode::<Envelope>(&msg.payload, "event") else { continue };
+                    if matches!(env.event, Event::BackupStarted { .. }) {
+                        started = true;
+                    }
+                    if let Some((status, o)) = env.event.outcome() {
+                        let ending = Ending::Finished { status, outcome: o.clone() };
+                        if let (Some(work), false) = (local.as_mut(), local_done) {
+                            work.await.map_err(FollowError::Local)?;
+                        }
+                        return Ok(ending);
+                    }
+                }
+                done = async { if let Some(w) = local.as_mut() { w.await } else { Ok(()) } }, if !local_done => {
+                    local_done = true;
+                    done.map_err(FollowError::Local)?;
+                }
+                p = self.progress.next() => {
+                    if let Some(p) = p.and_then(|m| serde_json::from_slice::<Progress>(&m.payload).ok()) {
+                        on_progress(p);
+                    }
+                }
+                _ = tokio::time::sleep_until(wait_until) => {
+                    return Ok(if started { Ending::TimedOut } else { Ending::NotTaken });
+                }
+            }
+        }
+    }
+}
+
+/// Retention's answer to a forget.
+#[derive(Debug, Clone)]
+pub enum ForgetAnswer {
+    Forgotten(Forgotten),
+    /// Nothing was deleted, for this reason.
+    Refused(String),
+    /// No retention worker answered in time; the request stays queued.
+    NoAnswer,
+}
+
+/// Publishes `forget.requested` for `backup` and waits up to `timeout` for
+/// retention's answer.
+pub async fn request_forget(
+    bus: &Bus,
+    source: &str,
+    backup: &BackupId,
+    requested_by: String,
+    timeout: Duration,
+) -> Result<ForgetAnswer, BusError> {
+    let subject = bus.subjects.events_of_backup(backup);
+    let mut events = bus
+        .client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| BusError::JetStream(format!("subscribe to {subject}: {e}")))?;
+    let env = Envelope::new(
+        source,
+        backup.clone(),
+        Event::ForgetRequested { requested_by },
+        &[cairn_events::now_rfc3339().as_bytes()],
+    );
+    bus.publish_event(&env).await?;
+    let answer = async {
+        while let Some(msg) = events.next().await {
+            match decode::<Envelope>(&msg.payload, "event").map(|e| e.event) {
+                Ok(Event::BackupForgotten(f)) => return ForgetAnswer::Forgotten(f),
+                Ok(Event::ForgetRefused { reason }) => return ForgetAnswer::Refused(reason),
+                _ => {}
+            }
+        }
+        ForgetAnswer::NoAnswer
+    };
+    Ok(tokio::time::timeout(timeout, answer)
+        .await
+        .unwrap_or(ForgetAnswer::NoAnswer))
+}
