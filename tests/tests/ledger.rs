@@ -35,10 +35,6 @@ fn signed_env_with(mut vars: Vec<(String, String)>) -> (Env, PathBuf, String) {
     (env, key, vkey.trim().to_string())
 }
 
-fn ledger_size(db: &str) -> u64 {
-    psql(db, "select size from ledger_head").parse().unwrap()
-}
-
 /// Two backups, a signed checkpoint of the whole log, and the workers
 /// stopped so that nothing appends meanwhile. Returns the log's size.
 fn two_backups_signed(env: &mut Env) -> u64 {
@@ -53,18 +49,6 @@ fn two_backups_signed(env: &mut Env) -> u64 {
     env.ok(&["audit", "checkpoint"]);
     env.worker(0).kill9();
     ledger_size(&db)
-}
-
-/// Waits until the ledger has caught up: two reads a moment apart agree.
-fn settle(db: &str) {
-    let mut last = 0;
-    wait_for(30, "the ledger to settle", || {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = ledger_size(db);
-        let settled = now == last && now > 0;
-        last = now;
-        settled.then_some(())
-    });
 }
 
 async fn superuser(db: &str) -> tokio_postgres::Client {
@@ -120,17 +104,6 @@ async fn rewrite(db: &str, keep: u64, forged: &[Vec<u8>]) {
         "the rewrite left a trace in the database itself: {:?}",
         alone.problems
     );
-}
-
-/// Every entry's exact bytes, in log order.
-fn logged_entries(db: &str) -> Vec<Vec<u8>> {
-    psql(
-        db,
-        "select string_agg(encode(entry, 'hex'), ',' order by seq) from ledger_entries",
-    )
-    .split(',')
-    .map(|h| hex::decode(h).unwrap())
-    .collect()
 }
 
 /// The same events under other ids (`tag` and their place make the ids), as

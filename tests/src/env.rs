@@ -1,0 +1,318 @@
+//! One isolated Cairn deployment per test: its own nats-server, its own
+//! PostgreSQL database, data directory and config, and the real `cairn`
+//! binary run as a user would.
+
+use crate::nats::NatsServer;
+use crate::postgres::{psql, try_psql};
+use crate::process::cairn_bin;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+pub struct Worker {
+    pub name: String,
+    child: Child,
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One isolated Cairn deployment.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub nats: NatsServer,
+    pub db: String,
+    pub prefix: String,
+    pub config: PathBuf,
+    workers: Vec<Worker>,
+    spawned: usize,
+    env: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub ack_wait_secs: u64,
+    pub max_deliver: i64,
+    pub verify_timeout_secs: u64,
+    /// Extra networks beyond `local` (fs, under the data dir).
+    pub extra_networks: Vec<String>,
+    /// Appended to cairn.toml (e.g. an S3 network entry).
+    pub extra_toml: String,
+    /// Environment for every `cairn` process (e.g. network credentials).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ack_wait_secs: 5,
+            max_deliver: 3,
+            verify_timeout_secs: 60,
+            extra_networks: vec![],
+            extra_toml: String::new(),
+            env: vec![],
+        }
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::with(Options::default())
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::default()
+    }
+
+    pub fn with(o: Options) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir()
+            .unwrap();
+        let nats = NatsServer::start(dir.path());
+        let tag: String = hex::encode(rand::random::<[u8; 5]>());
+        let prefix = format!("t{tag}");
+        let db = format!("cairn_test_{tag}");
+        let data = dir.path().join("data");
+        let mut nets = String::new();
+        for n in std::iter::once("local".to_string()).chain(o.extra_networks.iter().cloned()) {
+            nets.push_str(&format!("\n[[networks]]\nname = \"{n}\"\nkind = \"fs\"\n"));
+        }
+        nets.push_str(&o.extra_toml);
+        let config = dir.path().join("cairn.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n\n[nats]\nurl = \"{}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\n\n[postgres]\nurl = \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"\n\n[verify]\ntimeout_secs = {}\n{nets}",
+                data.display(),
+                nats.url(),
+                o.ack_wait_secs,
+                o.max_deliver,
+                o.verify_timeout_secs
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        // Created here (Cairn would create it on first use) so a test can
+        // query it from its first moment.
+        psql("postgres", &format!("CREATE DATABASE {db}"));
+        Env {
+            dir,
+            nats,
+            db,
+            prefix,
+            config,
+            workers: Vec::new(),
+            spawned: 0,
+            env: o.env,
+        }
+    }
+
+    /// Sets (or replaces) an environment variable of every later `cairn`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `local` network's directory.
+    pub fn network_dir(&self, name: &str) -> PathBuf {
+        self.path().join("data/networks").join(name)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(cairn_bin());
+        c.env("CAIRN_CONFIG", &self.config)
+            .env("CAIRN_PASSPHRASE", PASSPHRASE)
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.path());
+        c
+    }
+
+    /// Runs `cairn ARGS`, capturing output (also kept under logs/).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(self.cmd(), args, None)
+    }
+
+    pub fn run_with(&self, mut c: Command, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = c.spawn().expect("run cairn");
+        if let Some(data) = stdin {
+            let mut si = child.stdin.take().unwrap();
+            si.write_all(data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let n = std::fs::read_dir(self.logs_dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let mut log = out.stdout.clone();
+        log.extend_from_slice(&out.stderr);
+        let _ = std::fs::write(self.logs_dir().join(format!("cmd-{n:03}.log")), log);
+        out
+    }
+
+    /// Runs `cairn ARGS` and insists it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(args);
+        serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("cairn {args:?}: not JSON ({e}): {text}"))
+    }
+
+    /// `cairn init` with a fast KDF (tests only), then `cairn setup`
+    /// (streams, consumers and database schema in place before any worker).
+    pub fn init(&self) {
+        self.ok(&["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+        self.ok(&["setup"]);
+    }
+
+    /// `init`, then every stage in one background `cairn serve all`.
+    pub fn start_all(&mut self) -> usize {
+        self.init();
+        self.serve(&["all"])
+    }
+
+    /// A new directory `name` under the test's directory (a backup source).
+    pub fn source_dir(&self, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The largest chunk file a network holds (a data chunk, never a tree).
+    pub fn largest_chunk(&self, network: &str) -> PathBuf {
+        Env::files_under(&self.network_dir(network).join("chunks"))
+            .into_iter()
+            .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+            .expect("the network holds chunks")
+    }
+
+    /// Starts `cairn serve STAGES` in the background, logging to logs/.
+    pub fn serve(&mut self, stages: &[&str]) -> usize {
+        self.spawned += 1;
+        let name = format!("serve-{}-{}", stages.join("+"), self.spawned);
+        let log = std::fs::File::create(self.logs_dir().join(format!("{name}.log"))).unwrap();
+        let mut c = self.cmd();
+        c.arg("serve")
+            .args(stages)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null());
+        let child = c.spawn().expect("start cairn serve");
+        self.workers.push(Worker { name, child });
+        self.workers.len() - 1
+    }
+
+    /// Everything the `cairn serve` processes of this test logged.
+    pub fn serve_logs(&self) -> String {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.logs_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("serve-")
+            })
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    pub fn worker(&mut self, i: usize) -> &mut Worker {
+        &mut self.workers[i]
+    }
+
+    pub fn backup(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["backup", "--json"];
+        a.extend_from_slice(args);
+        let v = self.json(&a);
+        assert_eq!(v["status"], "completed", "backup {args:?}: {v}");
+        v
+    }
+
+    /// Every byte under `dir`, file by file (for plaintext searches).
+    pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.workers.clear();
+        try_psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
+        );
+        if std::env::var_os("CAIRN_KEEP_TEST_DIRS").is_some() {
+            let p = self.dir.path().to_path_buf();
+            eprintln!("keeping {}", p.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().unwrap(),
+            ));
+        }
+    }
+}
+
+/// The JSON outcome of a `cairn backup --json` that must have ended
+/// degraded (exit 3); its stderr is shown otherwise.
+pub fn degraded_outcome(o: &Output) -> serde_json::Value {
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
