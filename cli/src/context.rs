@@ -57,17 +57,25 @@ pub fn repo(cfg: &Config) -> Result<Repository, cairn_repo::RepoError> {
     Repository::open(&cfg.networks)
 }
 
-/// `user@host`, for `requested_by` and event sources.
-pub fn whoami(role: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{role}@{host}")
+        .unwrap_or_else(|| "localhost".into())
 }
 
-/// The user running the CLI, as `user@host`.
+/// `role@host:pid`: the source of a process's events, one per replica, so
+/// the ledger shows which replica did what.
+pub fn whoami(role: &str) -> String {
+    format!("{role}@{}:{}", host(), std::process::id())
+}
+
+/// The user running the CLI, as `user@host` (`requested_by`, `restored_by`).
 pub fn user() -> String {
-    whoami(&std::env::var("USER").unwrap_or_else(|_| "cli".into()))
+    format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+        host()
+    )
 }

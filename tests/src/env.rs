@@ -155,6 +155,47 @@ impl Env {
         c
     }
 
+    /// `cairn` as it runs the day everything else is gone: a configuration
+    /// naming only network `network` (its `[[networks]]` entry as written),
+    /// and neither the broker nor the database reachable.
+    pub fn offline_with_only(&self, network: &str) -> Command {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let (head, rest) = text.split_at(text.find("\n[[networks]]").unwrap());
+        let block = rest
+            .split("\n[[networks]]")
+            .find(|b| b.trim_start().starts_with(&format!("name = \"{network}\"")))
+            .unwrap_or_else(|| panic!("no network {network} in {text}"));
+        // The entry ends where the next table begins.
+        let block = block.split("\n[").next().unwrap();
+        let only = self.path().join(format!("cairn-only-{network}.toml"));
+        std::fs::write(&only, format!("{head}\n[[networks]]{block}\n")).unwrap();
+        let mut c = self.cmd();
+        c.env("CAIRN_CONFIG", &only)
+            .env("CAIRN_NATS__URL", "nats://127.0.0.1:1")
+            .env(
+                "CAIRN_POSTGRES__URL",
+                "host=127.0.0.1 port=1 user=nobody dbname=gone",
+            );
+        c
+    }
+
+    /// Restores backup `id` from network `network` alone (no broker, no
+    /// database) into a fresh directory, and returns that directory.
+    pub fn restore_from_only(&self, network: &str, id: &str) -> PathBuf {
+        let out = self.path().join(format!("restored-{network}-{id}"));
+        let o = self.run_with(
+            self.offline_with_only(network),
+            &["restore", id, "--to", out.to_str().unwrap()],
+            None,
+        );
+        assert!(
+            o.status.success(),
+            "restore {id} from {network} alone: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    }
+
     /// Runs `cairn ARGS`, capturing output (also kept under logs/).
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with(self.cmd(), args, None)

@@ -1126,3 +1126,137 @@ async fn s3_object_lock_against_moto() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// A network that cannot list (its S3 server stopped) leaves forget unable
+/// to establish what is still referenced: it deletes nothing, says which
+/// network and why, and every backup still restores byte-identical from
+/// every network. Once the network is back, forget goes ahead.
+#[test]
+fn forget_deletes_nothing_when_a_network_cannot_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = S3Server::start(dir.path());
+    let mut env = Env::with(server.options("objects"));
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("common.bin"), 3 << 20);
+    let b1 = env.backup(&[src.to_str().unwrap()]);
+    random_file(&src.join("second.bin"), 2 << 20);
+    let b2 = env.backup(&[src.to_str().unwrap()]);
+    let (id1, id2) = (
+        b1["backup_id"].as_str().unwrap().to_string(),
+        b2["backup_id"].as_str().unwrap().to_string(),
+    );
+    let local_chunks = || Env::files_under(&env.network_dir("local").join("chunks")).len();
+    let bucket = server.root.join(&server.bucket);
+    let s3_objects = || Env::files_under(&bucket).len();
+    let (before_local, before_s3) = (local_chunks(), s3_objects());
+
+    server.stop();
+    let o = env.run(&["forget", &id1, "--timeout", "60"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "forget went ahead: {err}");
+    assert!(
+        err.contains("network objects") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    assert_eq!(local_chunks(), before_local, "forget deleted from local");
+    server.restart();
+    assert_eq!(s3_objects(), before_s3);
+    let second_only = src.join("second.bin");
+    let b2_tree = snapshot(&src);
+    std::fs::rename(&second_only, env.path().join("second.bin")).unwrap();
+    let b1_tree = snapshot(&src);
+    std::fs::rename(env.path().join("second.bin"), &second_only).unwrap();
+    for net in ["local", "objects"] {
+        let r1 = env.restore_from_only(net, &id1);
+        assert_eq!(snapshot(&r1.join("src")), b1_tree, "backup 1 from {net}");
+        let r2 = env.restore_from_only(net, &id2);
+        assert_eq!(snapshot(&r2.join("src")), b2_tree, "backup 2 from {net}");
+    }
+
+    // Back up: forget frees what only the first backup held, and the second
+    // still restores from each network alone.
+    let f = env.json(&["forget", &id1, "--json"]);
+    assert_eq!(
+        f["networks"],
+        serde_json::json!(["local", "objects"]),
+        "{f}"
+    );
+    for net in ["local", "objects"] {
+        let r2 = env.restore_from_only(net, &id2);
+        assert_eq!(
+            snapshot(&r2.join("src")),
+            b2_tree,
+            "backup 2 from {net} after forget"
+        );
+    }
+}
+
+/// A network added to the configuration after `cairn init` gets the
+/// repository config and key files: `cairn health` reports it lacks them,
+/// `cairn init` run again copies them, and so does the network's store
+/// worker when it starts; then the network alone restores what it holds.
+#[test]
+fn a_network_added_after_init_gets_the_repository() {
+    let mut env = Env::new();
+    env.init();
+    let all = env.serve(&["all"]);
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 2 << 20);
+    let b1 = env.backup(&[src.to_str().unwrap()]);
+    env.worker(all).kill9();
+    let add = |env: &Env, name: &str| {
+        let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+        cfg.push_str(&format!(
+            "\n[[networks]]\nname = \"{name}\"\nkind = \"fs\"\n"
+        ));
+        std::fs::write(&env.config, cfg).unwrap();
+    };
+
+    // Added: health names what it lacks, and init copies it there.
+    add(&env, "late");
+    let o = env.run(&["health", b1["backup_id"].as_str().unwrap(), "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let late = h["repository"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["network"] == "late")
+        .unwrap()
+        .clone();
+    assert_eq!(late["holds"]["config"], false, "{h}");
+    assert!(
+        h["recommendations"]
+            .to_string()
+            .contains("network late lacks"),
+        "{h}"
+    );
+    let out = env.ok(&["init"]);
+    assert!(out.contains("to network late"), "{out}");
+    assert!(env.network_dir("late").join("config").exists());
+    assert!(!Env::files_under(&env.network_dir("late").join("keys")).is_empty());
+    let o = env.run(&["init"]);
+    assert!(
+        !o.status.success(),
+        "a second init must say there is nothing to do"
+    );
+
+    // Added again: the store worker copies it when it starts.
+    add(&env, "later");
+    env.serve(&["all"]);
+    wait_for(30, "the store worker to copy the repository files", || {
+        env.network_dir("later")
+            .join("config")
+            .exists()
+            .then_some(())
+    });
+    random_file(&src.join("b.bin"), 1 << 20);
+    let b2 = env.backup(&[src.to_str().unwrap()]);
+    let id2 = b2["backup_id"].as_str().unwrap();
+    for net in ["local", "late", "later"] {
+        let dir = env.restore_from_only(net, id2);
+        assert_eq!(snapshot(&dir.join("src")), snapshot(&src), "from {net}");
+    }
+    let (_, h) = health(&env, id2, false);
+    assert_eq!(h["status"], "healthy", "{h}");
+}

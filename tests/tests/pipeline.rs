@@ -646,6 +646,27 @@ fn postgres_backup_and_restore() {
     let dst = format!("postgres://postgres@127.0.0.1:5432/{dst_db}");
     env.ok(&["restore", id, "--to-postgres", &dst]);
     assert_eq!(checksum(&dst_db), checksum(&src_db));
+    // `--stdout` gives the dump back, byte for byte the file a directory
+    // restore writes, and pg_restore reads it.
+    let o = env.run(&["restore", id, "--stdout"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = env.path().join("dump");
+    env.ok(&["restore", id, "--to", dir.to_str().unwrap()]);
+    let file = std::fs::read(dir.join(format!("{src_db}.pgdump"))).unwrap();
+    assert!(file.starts_with(b"PGDMP"), "not a custom-format dump");
+    assert!(o.stdout == file, "--stdout differs from the restored file");
+    let listed = env.path().join("listed.pgdump");
+    std::fs::write(&listed, &o.stdout).unwrap();
+    let toc = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&listed)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&toc.stdout).contains("TABLE DATA public accounts"),
+        "{}",
+        String::from_utf8_lossy(&toc.stderr)
+    );
     // A password in the URL is refused before anything is recorded.
     let o = env.run(&[
         "backup",
@@ -881,6 +902,22 @@ fn replicas_share_the_work() {
     );
     assert_eq!(dup, "0");
     env.ok(&["audit", "verify"]);
+    // Both replicas did work: each process records its events under its own
+    // source (`encrypt@host:pid`), and both sealed chunks.
+    let mut sealed_by: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in logged_events(&env.db) {
+        if let cairn_events::Event::ObjectSealed(_) = e.event {
+            if e.source.starts_with("encrypt@") {
+                *sealed_by.entry(e.source).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        sealed_by.len(),
+        2,
+        "one encrypt replica did all the work: {sealed_by:?}"
+    );
+    assert!(sealed_by.values().all(|n| *n > 0), "{sealed_by:?}");
 }
 
 /// Redundancy policy: `--min-copies 1` completes with one network down
@@ -980,4 +1017,313 @@ fn verify_notices_a_lost_shared_chunk() {
     assert_eq!(v["status"], "failed", "{v}");
     let name = lost.file_name().unwrap().to_string_lossy().into_owned();
     assert!(v["reasons"][0].as_str().unwrap().contains(&name), "{v}");
+}
+
+/// A `--stdin` backup (the CLI is its own ingest stage) restores byte for
+/// byte, to standard output and to a directory; compressible input is
+/// stored compressed (the repository is much smaller than what was read).
+#[test]
+fn stdin_backups_restore_identical_and_compress() {
+    let mut env = Env::new();
+    env.start_all();
+    let text = env.path().join("input.txt");
+    text_file(&text, 20 << 20, 9);
+    let input = std::fs::read(&text).unwrap();
+    let o = env.run_with(
+        env.cmd(),
+        &[
+            "backup",
+            "--stdin",
+            "--dataset",
+            "piped",
+            "--stdin-name",
+            "dump.txt",
+            "--json",
+        ],
+        Some(&input),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["bytes_read"], input.len() as u64, "{b}");
+    let id = b["backup_id"].as_str().unwrap();
+    let out = env.run(&["restore", id, "--stdout"]);
+    assert!(out.status.success());
+    assert!(out.stdout == input, "--stdout differs from the input");
+    let dir = env.path().join("out");
+    env.ok(&["restore", id, "--to", dir.to_str().unwrap()]);
+    assert!(std::fs::read(dir.join("dump.txt")).unwrap() == input);
+    // Compression: the sealed chunks on the network, and what the backup
+    // says it stored, are a fraction of the text.
+    let stored: u64 = Env::files_under(&env.network_dir("local").join("chunks"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    let read = input.len() as u64;
+    assert!(stored * 4 < read, "{stored} bytes stored for {read} read");
+    assert!(b["bytes_stored"].as_u64().unwrap() * 4 < read, "{b}");
+}
+
+/// While a backup is unfinished (here: stuck verifying, one of its networks
+/// without a store worker), forget deletes nothing and names it; the
+/// running backup deduplicated against the chunks being forgotten. Once it
+/// has finished, forget goes ahead and the other backup restores whole.
+#[test]
+fn forget_waits_while_a_backup_runs() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["slow".into()],
+        verify_timeout_secs: 180,
+        ..Options::default()
+    });
+    let all = env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 3 << 20);
+    let b1 = env.backup(&[src.to_str().unwrap()]);
+    let id1 = b1["backup_id"].as_str().unwrap().to_string();
+    settle(&env.db);
+    env.worker(all).kill9();
+    // Every stage, but no store worker for `slow`.
+    env.serve(&[
+        "ingest",
+        "encrypt",
+        "verify",
+        "ledger",
+        "retention",
+        "store",
+        "--network",
+        "local",
+    ]);
+    let mut c = env.cmd();
+    c.args(["backup", "--json", src.to_str().unwrap()]);
+    let second = Guarded::spawn(c);
+    let id2 = wait_for(60, "the second backup to be verifying", || {
+        let out = psql(
+            &env.db,
+            &format!(
+                "select backup_id from backups where status = 'verifying' and backup_id <> '{id1}'"
+            ),
+        );
+        (!out.is_empty()).then_some(out)
+    });
+    let chunks = || Env::files_under(&env.network_dir("local").join("chunks")).len();
+    let before = chunks();
+    let o = env.run(&["forget", &id1]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "forget went ahead: {err}");
+    assert!(
+        err.contains(&id2) && err.contains("unfinished") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    assert_eq!(chunks(), before, "forget deleted chunks");
+    assert!(
+        psql(
+            &env.db,
+            "select count(*) from ledger_entries where kind = 'forget.refused'"
+        ) == "1"
+    );
+    // `slow` gets its store worker: the second backup completes; now forget works.
+    env.serve(&["store", "--network", "slow"]);
+    let out = second.wait_output();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    env.ok(&["forget", &id1]);
+    for net in ["local", "slow"] {
+        let dir = env.restore_from_only(net, &id2);
+        assert_eq!(snapshot(&dir.join("src")), snapshot(&src), "from {net}");
+    }
+}
+
+/// Standard output closed early (`| head -1`) ends a long listing quietly:
+/// no panic, exit 0, for `audit log`, `list` and `restore --stdout`.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 3 << 20);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    // A ledger longer than a pipe holds (64 KiB of lines): 1500 restores
+    // recorded, as a busy site's ledger would hold them.
+    let backup = cairn_events::BackupId::parse(&id).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for i in 0..1500u32 {
+            let e = cairn_events::Envelope::new(
+                "cli",
+                backup.clone(),
+                cairn_events::Event::BackupRestored(cairn_events::Restored {
+                    target: format!("dir:/tmp/r{i}"),
+                    bytes_written: 1,
+                    files: 1,
+                    networks: vec!["local:1".into()],
+                    restored_by: "test@host".into(),
+                }),
+                &[&i.to_be_bytes()],
+            );
+            let subject = format!("{}.evt.backup.restored.{id}", env.prefix);
+            js.publish(subject, cairn_events::encode(&e).into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    wait_for(60, "1500 restores in the ledger", || {
+        let n: u64 = psql(
+            &env.db,
+            "select count(*) from ledger_entries where kind = 'backup.restored'",
+        )
+        .parse()
+        .unwrap();
+        (n >= 1500).then_some(())
+    });
+    for args in [
+        vec!["audit", "log"],
+        vec!["restore", id.as_str(), "--stdout"],
+    ] {
+        let mut c = env.cmd();
+        c.args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout); // what `head` does once it has its line
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(0) && !err.contains("panicked"),
+            "cairn {args:?} | head: {:?} {err}",
+            out.status
+        );
+    }
+}
+
+/// `pg_dump` and `pg_restore` get the source database's own credentials and
+/// never the ledger's: with the ledger's password in `PGPASSWORD` (here the
+/// environment of every Cairn process), the children's environment holds
+/// the source's password from its password file, or none.
+#[test]
+fn pg_tools_never_see_the_ledgers_password() {
+    let shim = tempfile::tempdir().unwrap();
+    let seen = shim.path().join("env");
+    std::fs::create_dir_all(&seen).unwrap();
+    for tool in ["pg_dump", "pg_restore"] {
+        let real = String::from_utf8(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let script = shim.path().join(tool);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nenv > {}/{tool}.$$\nexec {} \"$@\"\n",
+                seen.display(),
+                real.trim()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        shim.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut env = Env::with(Options {
+        env: vec![
+            ("PATH".into(), path),
+            ("PGPASSWORD".into(), "ledger-secret-4711".into()),
+        ],
+        ..Options::default()
+    });
+    env.start_all();
+    let (src_db, dst_db) = (format!("{}_src", env.db), format!("{}_dst", env.db));
+    psql("postgres", &format!("CREATE DATABASE {src_db}"));
+    psql("postgres", &format!("CREATE DATABASE {dst_db}"));
+    psql(
+        &src_db,
+        "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000);",
+    );
+    let pw = env.path().join("source-password");
+    std::fs::write(&pw, "source-secret-0815\n").unwrap();
+    let b = env.backup(&[
+        "--postgres",
+        &format!("postgres://postgres@127.0.0.1:5432/{src_db}"),
+        "--postgres-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "restore",
+        b["backup_id"].as_str().unwrap(),
+        "--to-postgres",
+        &format!("postgres://postgres@127.0.0.1:5432/{dst_db}"),
+    ]);
+    assert_eq!(psql(&dst_db, "select sum(n) from t"), "500500");
+    let logs: Vec<(String, String)> = std::fs::read_dir(&seen)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    let of = |tool: &str| -> Vec<&String> {
+        logs.iter()
+            .filter(|(n, _)| n.starts_with(&format!("{tool}.")))
+            .map(|(_, e)| e)
+            .collect()
+    };
+    assert!(
+        !of("pg_dump").is_empty() && !of("pg_restore").is_empty(),
+        "{logs:?}"
+    );
+    for (tool, environ) in &logs {
+        assert!(
+            !environ.contains("ledger-secret-4711"),
+            "{tool} got the ledger's password"
+        );
+    }
+    assert!(of("pg_dump")
+        .iter()
+        .all(|e| e.contains("PGPASSWORD=source-secret-0815")));
+    assert!(of("pg_restore").iter().all(|e| !e.contains("PGPASSWORD=")));
+    psql("postgres", &format!("DROP DATABASE {src_db} WITH (FORCE)"));
+    psql("postgres", &format!("DROP DATABASE {dst_db} WITH (FORCE)"));
+}
+
+/// `can_delete = false` holds for a local directory too: forget leaves
+/// everything on it (and says so) and deletes only where it may.
+#[test]
+fn can_delete_false_keeps_a_directory_networks_objects() {
+    let mut env = Env::with(Options {
+        extra_toml: "\n[[networks]]\nname = \"vault\"\nkind = \"fs\"\ncan_delete = false\n".into(),
+        ..Options::default()
+    });
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 3 << 20);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap();
+    let held = |net: &str| Env::files_under(&env.network_dir(net)).len();
+    let vault_before = held("vault");
+    let f = env.json(&["forget", id, "--json"]);
+    assert_eq!(f["retained_on"], serde_json::json!(["vault"]), "{f}");
+    assert_eq!(f["networks"], serde_json::json!(["local"]), "{f}");
+    assert!(f["chunks_deleted"].as_u64().unwrap() > 0, "{f}");
+    assert_eq!(held("vault"), vault_before, "the vault lost objects");
+    assert!(Env::files_under(&env.network_dir("local").join("chunks")).is_empty());
+    let dir = env.restore_from_only("vault", id);
+    assert_eq!(snapshot(&dir.join("src")), snapshot(&src));
 }

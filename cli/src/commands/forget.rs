@@ -29,7 +29,8 @@ struct Report<'a> {
 pub async fn forget(cfg: &Config, a: ForgetArgs) -> anyhow::Result<u8> {
     let id = BackupId::parse(&a.backup_id)?;
     let repo = context::repo(cfg)?;
-    if !repo.list_backups().await?.contains(&id) {
+    // Retention decides what may be deleted; this only catches a typo.
+    if repo.holders(&id).await?.is_empty() {
         bail!(
             "backup {id} not found on any network ({})",
             cfg.network_names().join(", ")

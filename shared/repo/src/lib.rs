@@ -272,6 +272,30 @@ impl Repository {
         Ok(all.into_iter().collect())
     }
 
+    /// The networks holding backup `backup_id`'s manifest. A network that
+    /// does not answer is passed over while another holds it.
+    pub async fn holders(&self, backup_id: &BackupId) -> Result<Vec<String>, RepoError> {
+        let path = layout::object(&ObjectKey::Manifest {
+            backup_id: backup_id.clone(),
+        });
+        let mut holders = Vec::new();
+        let mut errors = Vec::new();
+        for n in &self.networks {
+            match n.exists(&path).await {
+                Ok(true) => holders.push(n.name().to_string()),
+                Ok(false) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if holders.is_empty() && !errors.is_empty() {
+            return Err(RepoError::Unavailable {
+                what: format!("backup {backup_id}"),
+                errors: errors.join("; "),
+            });
+        }
+        Ok(holders)
+    }
+
     pub async fn manifest(
         &self,
         sealer: &Sealer,
