@@ -15,6 +15,20 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry.log (or RUST_LOG) {filter:?} is not a valid filter: {source}")]
+    Filter {
+        filter: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("telemetry.otlp_endpoint {endpoint}: {message}")]
+    Exporter { endpoint: String, message: String },
+    #[error("telemetry: a global subscriber is already installed: {0}")]
+    AlreadySet(String),
+}
+
 /// Flushes exported spans when dropped. Keep it alive until the end of
 /// `main`, outside any async runtime.
 pub struct Guard(Option<SdkTracerProvider>);
@@ -33,12 +47,16 @@ impl Drop for Guard {
 /// config nor `RUST_LOG` says otherwise (CLI commands are quieter than `serve`).
 /// Call it before starting the async runtime: the OTLP exporter runs its own
 /// thread with a blocking HTTP client.
-pub fn init(cfg: &TelemetryConfig, default: &str, service: &str) -> anyhow::Result<Guard> {
-    let filter = match (std::env::var("RUST_LOG"), &cfg.log) {
-        (Ok(v), _) if !v.is_empty() => EnvFilter::try_new(v)?,
-        (_, Some(level)) => EnvFilter::try_new(level)?,
-        _ => EnvFilter::try_new(default)?,
+pub fn init(cfg: &TelemetryConfig, default: &str, service: &str) -> Result<Guard, TelemetryError> {
+    let wanted = match (std::env::var("RUST_LOG"), &cfg.log) {
+        (Ok(v), _) if !v.is_empty() => v,
+        (_, Some(level)) => level.clone(),
+        _ => default.to_string(),
     };
+    let filter = EnvFilter::try_new(&wanted).map_err(|source| TelemetryError::Filter {
+        filter: wanted,
+        source,
+    })?;
     use std::io::IsTerminal;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -57,7 +75,10 @@ pub fn init(cfg: &TelemetryConfig, default: &str, service: &str) -> anyhow::Resu
                 .with_http()
                 .with_endpoint(url)
                 .build()
-                .map_err(|e| anyhow::anyhow!("telemetry.otlp_endpoint {endpoint}: {e}"))?;
+                .map_err(|e| TelemetryError::Exporter {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                })?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(
@@ -75,6 +96,6 @@ pub fn init(cfg: &TelemetryConfig, default: &str, service: &str) -> anyhow::Resu
         .with(fmt)
         .with(otel)
         .try_init()
-        .map_err(|e| anyhow::anyhow!("telemetry: {e}"))?;
+        .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(Guard(provider))
 }

@@ -131,14 +131,23 @@ pub const CONSISTENCY_FORMAT: &str = "cairn-tlog-consistency@v1";
 /// A consistency proof between two signed checkpoints of one log, as JSON:
 /// `{"format", "old", "new", "proof"}` (the checkpoints as signed notes, the
 /// proof hashes in base64).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConsistencyFile {
+    format: String,
+    old: String,
+    new: String,
+    proof: Vec<String>,
+}
+
+/// The consistency proof file from `old` to `new` (signed notes).
 pub fn format_consistency(old: &[u8], new: &[u8], proof: &[Hash]) -> Vec<u8> {
-    let v = serde_json::json!({
-        "format": CONSISTENCY_FORMAT,
-        "old": String::from_utf8_lossy(old),
-        "new": String::from_utf8_lossy(new),
-        "proof": proof.iter().map(|h| B64.encode(h.0)).collect::<Vec<_>>(),
-    });
-    let mut out = serde_json::to_vec_pretty(&v).expect("serializes");
+    let file = ConsistencyFile {
+        format: CONSISTENCY_FORMAT.to_string(),
+        old: String::from_utf8_lossy(old).into_owned(),
+        new: String::from_utf8_lossy(new).into_owned(),
+        proof: proof.iter().map(|h| B64.encode(h.0)).collect(),
+    };
+    let mut out = serde_json::to_vec_pretty(&file).expect("serializes");
     out.push(b'\n');
     out
 }
@@ -151,27 +160,17 @@ pub fn check_consistency(
     vkey: &str,
 ) -> Result<(Checkpoint, Checkpoint), ProofFileError> {
     let bad = |m: &str| ProofFileError::Malformed(m.to_string());
-    let v: serde_json::Value =
-        serde_json::from_slice(file).map_err(|e| bad(&format!("not JSON: {e}")))?;
-    if v["format"] != CONSISTENCY_FORMAT {
+    let v: ConsistencyFile =
+        serde_json::from_slice(file).map_err(|e| bad(&format!("not a consistency proof: {e}")))?;
+    if v.format != CONSISTENCY_FORMAT {
         return Err(bad("not a cairn-tlog-consistency@v1 file"));
     }
-    let text = |k: &str| {
-        v[k].as_str()
-            .map(|s| s.as_bytes().to_vec())
-            .ok_or_else(|| bad(&format!("no {k:?} checkpoint")))
-    };
-    let old = checkpoint::verify(&text("old")?, vkey)?;
-    let new = checkpoint::verify(&text("new")?, vkey)?;
-    let proof = v["proof"]
-        .as_array()
-        .ok_or_else(|| bad("no proof"))?
+    let old = checkpoint::verify(v.old.as_bytes(), vkey)?;
+    let new = checkpoint::verify(v.new.as_bytes(), vkey)?;
+    let proof = v
+        .proof
         .iter()
-        .map(|h| {
-            h.as_str()
-                .and_then(|s| B64.decode(s).ok())
-                .ok_or_else(|| bad("a proof hash is not base64"))
-        })
+        .map(|h| B64.decode(h).map_err(|_| bad("a proof hash is not base64")))
         .collect::<Result<Vec<_>, _>>()?;
     crate::proof::verify_consistency(old.size(), new.size(), &proof, &old.hash().0, &new.hash().0)
         .map_err(|source| ProofFileError::Inconsistent {
