@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ForgetArgs {
-    backup_id: String,
+    backup_id: BackupId,
     #[arg(long)]
     json: bool,
     /// Seconds to wait for the retention worker.
@@ -27,7 +27,7 @@ struct Report<'a> {
 }
 
 pub async fn forget(cfg: &Config, a: ForgetArgs) -> anyhow::Result<u8> {
-    let id = BackupId::parse(&a.backup_id)?;
+    let id = a.backup_id;
     let repo = context::repo(cfg)?;
     // Retention decides what may be deleted; this only catches a typo.
     if repo.holders(&id).await?.is_empty() {

@@ -9,7 +9,7 @@ use cairn_verify::care::{self, Health};
 
 #[derive(clap::Args)]
 pub struct HealthArgs {
-    backup_id: String,
+    backup_id: BackupId,
     /// Read every object instead of a sample.
     #[arg(long)]
     full: bool,
@@ -18,7 +18,7 @@ pub struct HealthArgs {
 }
 
 pub async fn health(cfg: &Config, a: HealthArgs) -> anyhow::Result<u8> {
-    let id = BackupId::parse(&a.backup_id)?;
+    let id = a.backup_id;
     let pg = context::ledger(cfg).await?;
     let report = care::health(&context::repo(cfg)?, &pg, &id, a.full).await?;
     if a.json {

@@ -60,13 +60,13 @@ pub async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
 
 #[derive(clap::Args)]
 pub struct ShowArgs {
-    backup_id: String,
+    backup_id: BackupId,
     #[arg(long)]
     json: bool,
 }
 
 pub async fn show(cfg: &Config, a: ShowArgs) -> anyhow::Result<u8> {
-    let id = BackupId::parse(&a.backup_id)?;
+    let id = a.backup_id;
     let pg = context::ledger(cfg).await?;
     let Some(row) = cairn_ledger::query::backup(&pg, id.as_str()).await? else {
         bail!("backup {id} not found in the ledger");

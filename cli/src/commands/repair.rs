@@ -10,7 +10,7 @@ use cairn_verify::care::{self, Repaired};
 
 #[derive(clap::Args)]
 pub struct RepairArgs {
-    backup_id: Option<String>,
+    backup_id: Option<BackupId>,
     /// Every completed or degraded backup.
     #[arg(long, conflicts_with = "backup_id")]
     all: bool,
@@ -26,8 +26,8 @@ struct Report {
 
 pub async fn repair(cfg: &Config, a: RepairArgs) -> anyhow::Result<u8> {
     let pg = context::ledger(cfg).await?;
-    let ids: Vec<BackupId> = match (a.backup_id.as_deref(), a.all) {
-        (Some(id), false) => vec![BackupId::parse(id)?],
+    let ids: Vec<BackupId> = match (a.backup_id, a.all) {
+        (Some(id), false) => vec![id],
         (None, true) => cairn_ledger::query::list_backups(&pg, None, None)
             .await?
             .into_iter()

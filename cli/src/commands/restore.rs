@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
-    backup_id: String,
+    backup_id: BackupId,
     /// Restore files under this directory.
     #[arg(long, conflicts_with_all = ["to_postgres", "stdout"])]
     to: Option<PathBuf>,
@@ -42,7 +42,7 @@ struct Report<'a> {
 }
 
 pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
-    let id = BackupId::parse(&a.backup_id)?;
+    let id = a.backup_id;
     let target = match (a.to, a.to_postgres, a.stdout) {
         (Some(dir), _, _) => Target::Dir(dir),
         (None, Some(url), _) => Target::Postgres {

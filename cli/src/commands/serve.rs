@@ -89,12 +89,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
     let mut tasks = tokio::task::JoinSet::new();
     if has(Stage::Ledger) {
         let pg = context::ledger_as(cfg, Role::Ledger).await?;
-        let batch = cfg.ledger.batch;
-        spawn(
-            &mut tasks,
-            Stage::Ledger,
-            cairn_audit_ledger::run(bus.clone(), pg, batch),
-        );
+        let run = cairn_audit_ledger::run(bus.clone(), pg, cfg.ledger.batch);
+        spawn(&mut tasks, Stage::Ledger, run);
     }
     if let Some(keyring) = &keyring {
         if has(Stage::Ingest) {
@@ -107,11 +103,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 policies: cfg.datasets.clone(),
                 source: whoami("ingest"),
             });
-            spawn(
-                &mut tasks,
-                Stage::Ingest,
-                cairn_ingest::run(ctx, cfg.ingest.concurrency),
-            );
+            let run = cairn_ingest::run(ctx, cfg.ingest.concurrency);
+            spawn(&mut tasks, Stage::Ingest, run);
         }
         if has(Stage::Encrypt) {
             let w = cairn_encrypt::EncryptWorker {
@@ -119,11 +112,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 sealer: Arc::new(keyring.sealer()),
                 source: whoami("encrypt"),
             };
-            spawn(
-                &mut tasks,
-                Stage::Encrypt,
-                cairn_encrypt::run(w, cfg.encrypt.concurrency),
-            );
+            let run = cairn_encrypt::run(w, cfg.encrypt.concurrency);
+            spawn(&mut tasks, Stage::Encrypt, run);
         }
     }
     if has(Stage::Store) {
@@ -150,11 +140,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             timeout: Duration::from_secs(cfg.verify.timeout_secs),
             source: whoami("verify"),
         };
-        spawn(
-            &mut tasks,
-            Stage::Verify,
-            cairn_verify::run(w, cfg.verify.concurrency),
-        );
+        let run = cairn_verify::run(w, cfg.verify.concurrency);
+        spawn(&mut tasks, Stage::Verify, run);
         if let Some(witness) = super::audit::witness(cfg).await? {
             let every = Duration::from_secs(cfg.audit.checkpoint_interval_secs.max(1));
             spawn(&mut tasks, Stage::Verify, witness.run(every));

@@ -308,18 +308,11 @@ pub struct PgDump {
 
 impl PgDump {
     pub fn start(url: &str, password_file: Option<&Path>) -> Result<Self, SourceError> {
-        let mut child = cairn_repo::pgtools::command("pg_dump", password_file)
+        let mut child = cairn_repo::pgtools::command("pg_dump", url, password_file)
             .map_err(SourceError::Other)?
-            .args([
-                "--format=custom",
-                "--compress=0",
-                "--no-password",
-                "--dbname",
-                url,
-            ])
+            .args(["--format=custom", "--compress=0"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| {
                 SourceError::Other(format!(

@@ -173,12 +173,7 @@ impl RetentionWorker {
             }
             Err(e) => return Err(e),
         };
-        let out = Envelope::new(
-            self.source.clone(),
-            env.backup_id.clone(),
-            event,
-            &[env.id.as_str().as_bytes()],
-        );
+        let out = Envelope::answer(self.source.clone(), &env, event);
         Ok(self.bus.publish_event(&out).await?)
     }
 }

@@ -269,12 +269,7 @@ impl Handler for VerifyWorker {
         let outcome = self.outcome(&env.backup_id, ing).await;
         let event = verdict(outcome, &ing.redundancy);
         tracing::info!(backup = %env.backup_id, result = event.kind(), "verified");
-        let out = Envelope::new(
-            self.source.clone(),
-            env.backup_id.clone(),
-            event,
-            &[env.id.as_str().as_bytes()],
-        );
+        let out = Envelope::answer(self.source.clone(), &env, event);
         Ok(self.bus.publish_event(&out).await?)
     }
 }

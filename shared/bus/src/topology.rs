@@ -21,72 +21,73 @@ use std::time::Duration;
 /// `Nats-Msg-Id` within it is dropped by the server.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// A stream of record: on disk, kept, and nobody may delete from or purge it.
-fn kept(name: String, description: &str, subjects: String, cfg: &NatsConfig) -> stream::Config {
+/// What every stream shares; each adds its bounds below.
+fn stream(
+    name: String,
+    description: &str,
+    subjects: String,
+    (storage, retention): (StorageType, RetentionPolicy),
+    cfg: &NatsConfig,
+) -> stream::Config {
     stream::Config {
         name,
-        description: Some(description.into()),
+        description: Some(format!("Cairn: {description}")),
         subjects: vec![subjects],
-        storage: StorageType::File,
-        retention: RetentionPolicy::Limits,
+        storage,
+        retention,
         duplicate_window: DUPLICATE_WINDOW,
-        deny_delete: true,
-        deny_purge: true,
         num_replicas: cfg.replicas,
         ..Default::default()
     }
 }
 
 pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
+    let kept = (StorageType::File, RetentionPolicy::Limits);
+    // A stream of record: kept, and nobody may delete from or purge it.
+    let of_record = |c: stream::Config| stream::Config {
+        deny_delete: true,
+        deny_purge: true,
+        ..c
+    };
+    let events = "every state-change event (the ledger's source)";
+    let audit = "the audit ledger's entries, signed and cosigned checkpoints, for auditors, witnesses and rebuilds";
     vec![
-        kept(
-            s.events_stream(),
-            "Cairn: every state-change event (the ledger's source)",
-            s.all_events(),
-            cfg,
-        ),
+        of_record(stream(s.events_stream(), events, s.all_events(), kept, cfg)),
         stream::Config {
-            name: s.plain_stream(),
-            description: Some("Cairn: plaintext chunks for encrypt (memory only)".into()),
-            subjects: vec![s.all_plain()],
-            storage: StorageType::Memory,
-            retention: RetentionPolicy::WorkQueue,
             max_bytes: cfg.plain_max_bytes,
             discard: DiscardPolicy::New,
-            duplicate_window: DUPLICATE_WINDOW,
-            num_replicas: cfg.replicas,
-            ..Default::default()
+            ..stream(
+                s.plain_stream(),
+                "plaintext chunks for encrypt (memory only)",
+                s.all_plain(),
+                (StorageType::Memory, RetentionPolicy::WorkQueue),
+                cfg,
+            )
         },
         stream::Config {
-            name: s.sealed_stream(),
-            description: Some("Cairn: sealed objects for the store workers".into()),
-            subjects: vec![s.all_sealed()],
-            storage: StorageType::File,
-            retention: RetentionPolicy::Interest,
             max_bytes: cfg.sealed_max_bytes,
             discard: DiscardPolicy::New,
-            duplicate_window: DUPLICATE_WINDOW,
-            num_replicas: cfg.replicas,
-            ..Default::default()
+            ..stream(
+                s.sealed_stream(),
+                "sealed objects for the store workers",
+                s.all_sealed(),
+                (StorageType::File, RetentionPolicy::Interest),
+                cfg,
+            )
         },
-        kept(
-            s.audit_stream(),
-            "Cairn: the audit ledger's entries, signed and cosigned checkpoints, for auditors, witnesses and rebuilds",
-            s.all_audit(),
-            cfg,
-        ),
+        of_record(stream(s.audit_stream(), audit, s.all_audit(), kept, cfg)),
         stream::Config {
-            name: s.dlq_stream(),
-            description: Some("Cairn: dead letters, with their reason in headers".into()),
-            subjects: vec![s.all_dlq()],
-            storage: StorageType::File,
-            retention: RetentionPolicy::Limits,
             // Dead letters from the store stage keep their (sealed) payload:
             // bound the stream, dropping the oldest first.
             max_bytes: 1 << 30,
             discard: DiscardPolicy::Old,
-            num_replicas: cfg.replicas,
-            ..Default::default()
+            ..stream(
+                s.dlq_stream(),
+                "dead letters, with their reason in headers",
+                s.all_dlq(),
+                kept,
+                cfg,
+            )
         },
     ]
 }

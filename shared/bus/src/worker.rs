@@ -16,7 +16,7 @@
 //! works, the loop tells the server it is in progress, so `ack_wait` bounds
 //! recovery after a crash rather than the length of a job.
 
-use crate::topology::{self, ConsumerSpec};
+use crate::topology;
 use crate::{publish, Bus, BusError};
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::AckKind;
@@ -83,13 +83,23 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: &Delivery) -> Result<(), Failure>;
 }
 
+/// A worker's durable consumer, and what its loop needs to know of it.
+struct Attached {
+    consumer: PullConsumer,
+    name: String,
+    /// The stage's label (`store:NETWORK` for store workers).
+    label: String,
+    keep_payload: bool,
+}
+
 /// The durable consumer of `stage` (of `network`, for store workers),
 /// created if it is missing.
-async fn consumer(
+async fn attach(
     bus: &Bus,
     stage: Stage,
     network: Option<&str>,
-) -> Result<(ConsumerSpec, PullConsumer), BusError> {
+    what: &str,
+) -> Result<Attached, BusError> {
     let spec = topology::consumer_spec(&bus.subjects, &bus.cfg, stage, network)
         .ok_or(BusError::NoConsumer(stage))?;
     bus.ensure_consumer(&spec).await?;
@@ -99,7 +109,19 @@ async fn consumer(
         .get_consumer_from_stream(&name, &spec.stream)
         .await
         .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
-    Ok((spec, consumer))
+    let label = stage.label(network);
+    tracing::info!(
+        stage = label,
+        consumer = name,
+        stream = spec.stream,
+        "{what} started"
+    );
+    Ok(Attached {
+        consumer,
+        name,
+        label,
+        keep_payload: spec.keep_payload,
+    })
 }
 
 /// Runs `handler` on the consumer of `stage` (and `network`) until the
@@ -112,9 +134,12 @@ pub async fn run(
     concurrency: usize,
     handler: Arc<dyn Handler>,
 ) -> Result<(), BusError> {
-    let (spec, consumer) = consumer(&bus, stage, network).await?;
-    let name = spec.config.durable_name.clone().unwrap_or_default();
-    let stage = stage.label(network);
+    let Attached {
+        consumer,
+        name,
+        label: stage,
+        keep_payload,
+    } = attach(&bus, stage, network, "worker").await?;
     let concurrency = concurrency.max(1);
     let mut messages = consumer
         .stream()
@@ -125,12 +150,6 @@ pub async fn run(
         .map_err(|e| BusError::JetStream(format!("consumer {name}: {e}")))?;
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let ack_wait = Duration::from_secs(bus.cfg.ack_wait_secs.max(1));
-    tracing::info!(
-        stage,
-        consumer = name,
-        stream = spec.stream,
-        "worker started"
-    );
     while let Some(next) = messages.next().await {
         let msg = match next {
             Ok(m) => m,
@@ -148,7 +167,6 @@ pub async fn run(
         let bus = bus.clone();
         let handler = handler.clone();
         let stage = stage.clone();
-        let keep_payload = spec.keep_payload;
         let span = tracing::info_span!("handle", stage = %stage, subject = %msg.subject);
         tokio::spawn(
             async move {
@@ -252,15 +270,12 @@ pub async fn run_batched(
     max_batch: usize,
     handler: Arc<dyn BatchHandler>,
 ) -> Result<(), BusError> {
-    let (spec, consumer) = consumer(&bus, stage, None).await?;
-    let name = spec.config.durable_name.clone().unwrap_or_default();
-    let stage = stage.label(None);
-    tracing::info!(
-        stage,
-        consumer = name,
-        stream = spec.stream,
-        "batch worker started"
-    );
+    let Attached {
+        consumer,
+        label: stage,
+        keep_payload,
+        ..
+    } = attach(&bus, stage, None, "batch worker").await?;
     loop {
         let fetched = consumer
             .fetch()
@@ -290,7 +305,7 @@ pub async fn run_batched(
         let span = tracing::info_span!("handle_batch", stage = %stage, messages = deliveries.len());
         let results = handler.handle_batch(&deliveries).instrument(span).await;
         for ((msg, d), r) in msgs.iter().zip(&deliveries).zip(results) {
-            finish(&bus, &stage, spec.keep_payload, msg, d, r).await;
+            finish(&bus, &stage, keep_payload, msg, d, r).await;
         }
     }
 }

@@ -62,7 +62,6 @@ pub struct KeysConfig {
     #[serde(default, skip_serializing)]
     pub passphrase: Option<Secret>,
     /// A file holding the passphrase (first line).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase_file: Option<PathBuf>,
 }
 

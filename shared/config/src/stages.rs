@@ -138,18 +138,15 @@ pub struct AuditConfig {
     /// audit keygen`; keep it off the database host). Its neighbour
     /// `<file>.last` remembers the last checkpoint signed, so that no
     /// inconsistent one is ever signed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
     /// The log's public key (a file made by `cairn audit keygen`), for hosts
     /// that check checkpoints without the secret key. Default: the signing
     /// key file's `.pub` neighbour.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_file: Option<PathBuf>,
     /// The witness's own key (made by `cairn audit keygen`, like the log's,
     /// and kept apart from it): the verify service then cosigns each
     /// checkpoint it has proven consistent with the last one it saw. Its
     /// `.last` neighbour remembers that checkpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness_key_file: Option<PathBuf>,
     /// Seconds between checkpoints signed by `cairn serve checkpoint` (part
     /// of `all` when a signing key is configured), while the ledger grows;

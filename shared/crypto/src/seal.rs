@@ -189,34 +189,24 @@ mod tests {
     fn every_tampering_is_detected_and_named() {
         let s = Keyring::generate().sealer();
         let sealed = s.seal(ObjectKind::Chunk, false, b"id-1", &[7u8; 1000]);
+        let refused = |by: &Sealer, name: &str, id: &[u8], bytes: &[u8]| {
+            by.open(name, id, bytes)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
         for i in [0, 5, 8, 30, 36, 500, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            let err = s
-                .open("chunk id-1", b"id-1", &bad)
-                .map(|_| ())
-                .unwrap_err()
-                .to_string();
+            let err = refused(&s, "chunk id-1", b"id-1", &bad);
             assert!(err.starts_with("chunk id-1:"), "byte {i}: {err}");
         }
-        let err = s
-            .open("chunk id-2", b"id-2", &sealed)
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let err = refused(&s, "chunk id-2", b"id-2", &sealed);
         assert!(err.contains("authentication failed"), "{err}");
-        let err = s
-            .open("chunk id-1", b"id-1", &sealed[..20])
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let err = refused(&s, "chunk id-1", b"id-1", &sealed[..20]);
         assert!(err.contains("shorter than any sealed object"), "{err}");
         let other = Keyring::generate().sealer();
-        let err = other
-            .open("chunk id-1", b"id-1", &sealed)
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let err = refused(&other, "chunk id-1", b"id-1", &sealed);
         assert!(err.contains("does not hold"), "{err}");
     }
 }

@@ -6,6 +6,40 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// An id's text form, both ways: parsing (`FromStr`, and `TryFrom<String>`
+/// for serde) always goes through the type's `parse`, so no id enters
+/// unchecked; `$text` is the method giving the text.
+macro_rules! text_form {
+    ($t:ident, $text:ident) => {
+        impl std::str::FromStr for $t {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                $t::parse(s)
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                $t::parse(&s)
+            }
+        }
+        impl From<$t> for String {
+            fn from(id: $t) -> String {
+                id.to_string()
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.$text())
+            }
+        }
+    };
+}
+
+text_form!(BackupId, as_str);
+text_form!(ChunkId, to_hex);
+text_form!(EventId, as_str);
+
 /// A backup id: 1–64 characters from `[A-Za-z0-9_-]`, so it is a valid
 /// NATS subject token and file name. New ids are UUIDv7 (time-ordered).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
@@ -37,22 +71,6 @@ impl BackupId {
     }
 }
 
-impl TryFrom<String> for BackupId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        BackupId::parse(&s)
-    }
-}
-impl From<BackupId> for String {
-    fn from(id: BackupId) -> String {
-        id.0
-    }
-}
-impl fmt::Display for BackupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 impl fmt::Debug for BackupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BackupId({})", self.0)
@@ -77,22 +95,6 @@ impl ChunkId {
         hex::encode(self.0)
     }
 }
-impl TryFrom<String> for ChunkId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        ChunkId::parse(&s)
-    }
-}
-impl From<ChunkId> for String {
-    fn from(id: ChunkId) -> String {
-        id.to_hex()
-    }
-}
-impl fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
 impl fmt::Debug for ChunkId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ChunkId({})", &self.to_hex()[..16])
@@ -115,28 +117,15 @@ impl EventId {
         }
         EventId(hex::encode(&h.finalize()[..16]))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-impl TryFrom<String> for EventId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
         if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(EventId(s))
+            Ok(EventId(s.to_string()))
         } else {
             Err(IdError::Event(s.chars().take(80).collect()))
         }
     }
-}
-impl From<EventId> for String {
-    fn from(id: EventId) -> String {
-        id.0
-    }
-}
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -474,4 +474,16 @@ impl Envelope {
             event,
         }
     }
+
+    /// The event a stage publishes in answer to `to` (same backup): its id
+    /// derives from `to`'s, so a redelivered request yields the same answer
+    /// id and JetStream drops the duplicate.
+    pub fn answer(source: impl Into<String>, to: &Envelope, event: Event) -> Self {
+        Envelope::new(
+            source,
+            to.backup_id.clone(),
+            event,
+            &[to.id.as_str().as_bytes()],
+        )
+    }
 }

@@ -11,7 +11,6 @@ pub struct PostgresConfig {
     pub url: String,
     /// A file holding the password (first line), so it stays out of the URL,
     /// the environment and `docker inspect`. `PGPASSWORD` also works.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
 }
 

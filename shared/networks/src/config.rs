@@ -54,22 +54,16 @@ impl Kind {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Common {
     /// Bytes the network may hold (e.g. a 150 GB free tier).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_bytes: Option<u64>,
     /// Price per GB-month stored, per GB read out, and once per GB written
     /// (permanent storage), in any one currency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_gb_month: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_gb_egress: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_gb_once: Option<f64>,
     /// Where the data lives, for compliance rules (`eu`, `us`, `global`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jurisdiction: Option<String>,
     /// Whether Cairn may delete there (false: retention never tries, and
     /// the network refuses deletes). Permanent networks never delete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub can_delete: Option<bool>,
 }
 

@@ -56,7 +56,11 @@ pub struct Capabilities {
 #[async_trait]
 pub trait Network: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn capabilities(&self) -> Capabilities;
+    /// Most networks delete; a permanent one, or one wrapped by `open` for
+    /// `can_delete = false`, says it does not.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { can_delete: true }
+    }
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError>;
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError>;
     async fn exists(&self, path: &str) -> Result<bool, NetworkError>;

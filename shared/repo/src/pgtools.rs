@@ -9,10 +9,15 @@
 use std::path::Path;
 use std::process::Command;
 
-/// `program` (`pg_dump`, `pg_restore`), ready for its arguments.
-pub fn command(program: &str, password_file: Option<&Path>) -> Result<Command, String> {
+/// `program` (`pg_dump`, `pg_restore`) connecting to `url` and never asking
+/// for a password on a terminal, its standard error captured for the
+/// error message; ready for its own arguments.
+pub fn command(program: &str, url: &str, password_file: Option<&Path>) -> Result<Command, String> {
     let mut c = Command::new(program);
-    c.env_remove("PGPASSWORD").env("PGCONNECT_TIMEOUT", "10");
+    c.args(["--no-password", "--dbname", url])
+        .stderr(std::process::Stdio::piped())
+        .env_remove("PGPASSWORD")
+        .env("PGCONNECT_TIMEOUT", "10");
     if let Some(path) = password_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("password file {}: {e}", path.display()))?;
@@ -57,15 +62,20 @@ mod tests {
 
     #[test]
     fn the_child_gets_the_sources_password_and_never_the_ledgers() {
-        let c = command("pg_dump", None).unwrap();
+        let c = command("pg_dump", "postgresql://h/db", None).unwrap();
         // Removed (Some(None)), not inherited.
         assert_eq!(env_of(&c, "PGPASSWORD"), Some(None));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "source-secret\n").unwrap();
-        let c = command("pg_dump", Some(&f)).unwrap();
+        let c = command("pg_dump", "postgresql://h/db", Some(&f)).unwrap();
         assert_eq!(env_of(&c, "PGPASSWORD"), Some(Some("source-secret".into())));
-        let err = command("pg_dump", Some(&dir.path().join("none"))).unwrap_err();
+        let err = command(
+            "pg_dump",
+            "postgresql://h/db",
+            Some(&dir.path().join("none")),
+        )
+        .unwrap_err();
         assert!(err.contains("password file"), "{err}");
         assert!(check_url("postgres://u:pw@h/db")
             .unwrap_err()

@@ -72,17 +72,10 @@ async fn pg_restore(
     password_file: Option<&std::path::Path>,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<RestoreReport, RepoError> {
-    let mut cmd = pgtools::command("pg_restore", password_file).map_err(RepoError::Target)?;
-    cmd.args([
-        "--no-owner",
-        "--exit-on-error",
-        "--no-password",
-        "--dbname",
-        url,
-    ])
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped());
+    let mut cmd = pgtools::command("pg_restore", url, password_file).map_err(RepoError::Target)?;
+    cmd.args(["--no-owner", "--exit-on-error"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
     let mut child = tokio::process::Command::from(cmd).spawn().map_err(|e| {
         RepoError::Target(format!(
             "cannot run pg_restore (is postgresql-client installed?): {e}"

@@ -7,12 +7,10 @@ use serde::{Deserialize, Serialize};
 pub struct TelemetryConfig {
     /// `tracing` filter, e.g. `info` or `cairn=debug` (default: `info` for
     /// `serve`, `warn` for other commands).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// `text` or `json` (one object per line, for log collectors).
     pub format: LogFormat,
     /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`); none = no export.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    backup_id: String,
+    backup_id: BackupId,
     /// Write the bundle (JSON) to FILE.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub async fn run(cfg: &Config, a: Args) -> anyhow::Result<u8> {
-    let id = BackupId::parse(&a.backup_id)?;
+    let id = a.backup_id;
     let pg = context::ledger(cfg).await?;
     let cosigned = super::cosigned_if_up(cfg).await;
     let ev = cairn_ledger::evidence::build(&pg, id.as_str(), &cosigned).await?;

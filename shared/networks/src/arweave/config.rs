@@ -11,7 +11,6 @@ pub struct ArweaveConfig {
     /// The JWK wallet file that signs (and pays for) transactions.
     pub wallet_file: PathBuf,
     /// The repository's `Cairn-Repo` tag (default: the network's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
     /// Ask the gateway to mine after each post (arlocal, the local test
     /// gateway, only).
@@ -21,10 +20,8 @@ pub struct ArweaveConfig {
     /// (unset: accepted by the gateway, pending, is enough; 0: mined). Each
     /// object waits for this: with Arweave's ~2 min blocks, raise the store
     /// worker's concurrency with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmations: Option<u64>,
     /// How long a put waits for that (default 1800 s); then it fails and is
     /// retried, waiting on the same transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_timeout_secs: Option<u64>,
 }

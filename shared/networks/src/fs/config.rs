@@ -8,6 +8,5 @@ use std::path::PathBuf;
 pub struct FsConfig {
     /// The directory. Unset: `<data_dir>/networks/<name>` (filled in by the
     /// configuration loader, which knows the data directory).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
 }

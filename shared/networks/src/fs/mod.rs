@@ -4,7 +4,7 @@
 
 pub mod config;
 
-use crate::{check_path, Capabilities, Network, NetworkError, Put, PutMode, Usage};
+use crate::{check_path, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::Write;
@@ -144,10 +144,6 @@ fn list_under(root: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
 impl Network for FsNetwork {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { can_delete: true }
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {

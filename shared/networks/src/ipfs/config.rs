@@ -11,15 +11,12 @@ pub struct IpfsConfig {
     pub endpoint: String,
     /// The repository's MFS directory under `/cairn/` (default: the
     /// network's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
     /// An IPFS Pinning Service API endpoint (e.g.
     /// `https://api.pinata.cloud/psa`) that keeps a copy of every object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinning_endpoint: Option<String>,
     /// File holding the pinning service's access token. Unset:
     /// `CAIRN_<NAME>_PINNING_TOKEN`. Never in the configuration file, never
     /// logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinning_token_file: Option<PathBuf>,
 }

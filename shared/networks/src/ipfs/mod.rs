@@ -16,7 +16,7 @@ pub mod config;
 pub mod pinning;
 pub mod unixfs;
 
-use crate::{check_path, env_name, Capabilities, Network, NetworkError, Put, PutMode, Usage};
+use crate::{check_path, env_name, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use cid::Cid;
@@ -450,10 +450,6 @@ fn parse_cid(text: &str) -> Result<Cid, String> {
 impl Network for IpfsNetwork {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { can_delete: true }
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {

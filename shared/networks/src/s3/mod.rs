@@ -18,7 +18,7 @@
 
 pub mod config;
 
-use crate::{check_path, env_name, Capabilities, Network, NetworkError, Put, PutMode, Usage};
+use crate::{check_path, env_name, Network, NetworkError, Put, PutMode, Usage};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -360,10 +360,6 @@ impl S3Network {
 impl Network for S3Network {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { can_delete: true }
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
