@@ -60,6 +60,15 @@ pub struct Witnesses {
     pub notes: Vec<String>,
 }
 
+/// The rows of `sql` as they arrive: a ledger of millions of entries is
+/// checked without holding it in memory.
+async fn streamed(
+    c: &Client,
+    sql: &str,
+) -> Result<tokio_postgres::RowStream, tokio_postgres::Error> {
+    c.query_raw(sql, std::iter::empty::<i64>()).await
+}
+
 pub async fn verify(
     c: &Client,
     mut witnesses: Witnesses,
@@ -68,12 +77,11 @@ pub async fn verify(
     let mut prev = vec![0u8; 32];
     let mut expected_seq: i64 = 1;
     let mut leaves: Vec<[u8; 32]> = Vec::new();
-    let rows = c
-        .query_raw(
-            "SELECT seq, event_id, kind, backup_id, entry, leaf_hash, chain_hash FROM ledger_entries ORDER BY seq",
-            std::iter::empty::<i64>(),
-        )
-        .await?;
+    let rows = streamed(
+        c,
+        "SELECT seq, event_id, kind, backup_id, entry, leaf_hash, chain_hash FROM ledger_entries ORDER BY seq",
+    )
+    .await?;
     futures::pin_mut!(rows);
     while let Some(r) = rows.try_next().await? {
         let seq: i64 = r.get(0);
@@ -357,12 +365,7 @@ async fn check_tree(
             }
         }
     }
-    let rows = c
-        .query_raw(
-            "SELECT idx, hash FROM ledger_tree ORDER BY idx",
-            std::iter::empty::<i64>(),
-        )
-        .await?;
+    let rows = streamed(c, "SELECT idx, hash FROM ledger_tree ORDER BY idx").await?;
     futures::pin_mut!(rows);
     let mut expected_idx = 0u64;
     let mut reported = 0;

@@ -110,6 +110,13 @@ pub enum NetworkError {
 }
 
 impl NetworkError {
+    /// A configuration of network `network` that cannot work.
+    pub fn config(network: &str, problem: impl Into<String>) -> Self {
+        NetworkError::Config {
+            network: network.to_string(),
+            problem: problem.into(),
+        }
+    }
     /// An I/O failure of `op` on `path`, described by `detail`.
     pub fn io(network: &str, op: &'static str, path: &str, detail: impl std::fmt::Display) -> Self {
         NetworkError::Io {
@@ -158,10 +165,10 @@ pub fn open(cfg: &NetworkConfig) -> Result<DynNetwork, NetworkError> {
     let name = &cfg.name;
     let inner: DynNetwork = match &cfg.kind {
         Kind::Fs(f) => {
-            let root = f.path.as_deref().ok_or_else(|| NetworkError::Config {
-                network: name.to_string(),
-                problem: "an fs network needs a path".into(),
-            })?;
+            let root = f
+                .path
+                .as_deref()
+                .ok_or_else(|| NetworkError::config(name, "an fs network needs a path"))?;
             Arc::new(fs::FsNetwork::new(name, root))
         }
         Kind::S3(c) => Arc::new(s3::S3Network::new(name, c)?),

@@ -66,10 +66,7 @@ fn top_of(path: &str) -> String {
 
 impl ArweaveNetwork {
     pub fn new(name: &str, cfg: &ArweaveConfig) -> Result<Self, NetworkError> {
-        let bad = |problem: String| NetworkError::Config {
-            network: name.to_string(),
-            problem,
-        };
+        let bad = |problem: String| NetworkError::config(name, problem);
         if cfg.endpoint.is_empty() {
             return Err(bad("needs an endpoint".into()));
         }

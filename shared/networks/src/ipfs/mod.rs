@@ -103,10 +103,7 @@ fn token_from(name: &str, cfg: &IpfsConfig) -> Result<Option<String>, String> {
 
 impl IpfsNetwork {
     pub fn new(name: &str, cfg: &IpfsConfig) -> Result<Self, NetworkError> {
-        let bad = |problem: String| NetworkError::Config {
-            network: name.to_string(),
-            problem,
-        };
+        let bad = |problem: String| NetworkError::config(name, problem);
         let endpoint = cfg.endpoint.as_str();
         if endpoint.is_empty() {
             return Err(bad(

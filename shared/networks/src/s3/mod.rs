@@ -67,9 +67,9 @@ fn secret_from(name: &str, cfg: &S3Config) -> Result<Option<String>, NetworkErro
     if let Some(path) = &cfg.secret_access_key_file {
         return std::fs::read_to_string(path)
             .map(|t| Some(t.lines().next().unwrap_or("").trim().to_string()))
-            .map_err(|e| NetworkError::Config {
-                network: name.to_string(),
-                problem: format!("secret_access_key_file {}: {e}", path.display()),
+            .map_err(|e| {
+                let problem = format!("secret_access_key_file {}: {e}", path.display());
+                NetworkError::config(name, problem)
             });
     }
     Ok(std::env::var(env_name(name, "SECRET_ACCESS_KEY"))
@@ -79,10 +79,7 @@ fn secret_from(name: &str, cfg: &S3Config) -> Result<Option<String>, NetworkErro
 
 impl S3Network {
     pub fn new(name: &str, cfg: &S3Config) -> Result<Self, NetworkError> {
-        let bad = |problem: String| NetworkError::Config {
-            network: name.to_string(),
-            problem,
-        };
+        let bad = |problem: String| NetworkError::config(name, problem);
         if cfg.bucket.is_empty() {
             return Err(bad("needs a bucket".into()));
         }
@@ -471,13 +468,11 @@ impl Network for S3Network {
                 .and_then(|c| c.object_lock_enabled().cloned())
                 == Some(ObjectLockEnabled::Enabled);
             if !enabled {
-                return Err(NetworkError::Config {
-                    network: self.name.clone(),
-                    problem: format!(
-                        "bucket {} has no Object Lock, which object_lock_days needs (it can only be turned on when a bucket is created)",
-                        self.bucket
-                    ),
-                });
+                let problem = format!(
+                    "bucket {} has no Object Lock, which object_lock_days needs (it can only be turned on when a bucket is created)",
+                    self.bucket
+                );
+                return Err(NetworkError::config(&self.name, problem));
             }
         }
         Ok(())
