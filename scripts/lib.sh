@@ -67,8 +67,9 @@ ensure_rust() {
   mkdir -p "$CARGO_TARGET_DIR"
 }
 
-# Real storage servers the tests talk to (see ../shared/BACKENDS.md for the
-# survey): two real S3 servers for the S3 adapter's conformance suite,
+# Real storage servers the tests talk to (README.md, "Networks", says which
+# and why; each has its starter in scripts/servers/ and its harness in
+# tests/src/servers/): two real S3 servers for the S3 adapter's conformance suite,
 # s3s-fs (SigV4) and Garage (strict SigV4 and region), built from crates.io
 # once into ~/.cargo/bin; and arlocal for the Arweave adapter (npm, cached
 # under ~/.cache/cairn-servers).
