@@ -242,7 +242,9 @@ mod tests {
     fn nats_url_lists_several_servers_and_names_a_bad_one() {
         let list = servers("nats://127.0.0.1:4222, nats://127.0.0.1:4223,").unwrap();
         assert_eq!(list.len(), 2);
-        let err = servers("nats://127.0.0.1:4222,not a url").unwrap_err().to_string();
+        let err = servers("nats://127.0.0.1:4222,not a url")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a url"), "{err}");
     }
 }
