@@ -317,6 +317,17 @@ impl Env {
         v
     }
 
+    /// Backs up a new source directory `src` holding one random
+    /// (incompressible) file `a.bin` of `len` bytes: the directory and the
+    /// completed backup's id.
+    pub fn back_up_random_file(&self, len: usize) -> (PathBuf, String) {
+        let src = self.source_dir("src");
+        crate::fixtures::random_file(&src.join("a.bin"), len);
+        let b = self.backup(&[src.to_str().unwrap()]);
+        let id = b["backup_id"].as_str().unwrap().to_string();
+        (src, id)
+    }
+
     /// Every byte under `dir`, file by file (for plaintext searches).
     pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         walkdir::WalkDir::new(dir)

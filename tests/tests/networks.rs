@@ -313,10 +313,8 @@ fn health_names_damage_and_repair_fixes_it() {
         ..Options::default()
     });
     env.start_all();
-    let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 4 << 20);
-    let b = env.backup(&[src.to_str().unwrap()]);
-    let id = b["backup_id"].as_str().unwrap();
+    let (src, id) = env.back_up_random_file(4 << 20);
+    let id = id.as_str();
     let (code, h) = health(&env, id, false);
     assert_eq!((code, h["status"].as_str().unwrap()), (0, "healthy"), "{h}");
     assert_eq!(h["integrity"]["sealed_root_matches_digests"], true);

@@ -1076,10 +1076,7 @@ fn forget_waits_while_a_backup_runs() {
         ..Options::default()
     });
     let all = env.start_all();
-    let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 3 << 20);
-    let b1 = env.backup(&[src.to_str().unwrap()]);
-    let id1 = b1["backup_id"].as_str().unwrap().to_string();
+    let (src, id1) = env.back_up_random_file(3 << 20);
     settle(&env.db);
     env.worker(all).kill9();
     // Every stage, but no store worker for `slow`.
@@ -1139,10 +1136,7 @@ fn forget_waits_while_a_backup_runs() {
 fn a_closed_stdout_ends_quietly() {
     let mut env = Env::new();
     env.start_all();
-    let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 3 << 20);
-    let b = env.backup(&[src.to_str().unwrap()]);
-    let id = b["backup_id"].as_str().unwrap().to_string();
+    let (_, id) = env.back_up_random_file(3 << 20);
     // A ledger longer than a pipe holds (64 KiB of lines): 1500 restores
     // recorded, as a busy site's ledger would hold them.
     let backup = cairn_events::BackupId::parse(&id).unwrap();
@@ -1312,10 +1306,8 @@ fn can_delete_false_keeps_a_directory_networks_objects() {
         ..Options::default()
     });
     env.start_all();
-    let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 3 << 20);
-    let b = env.backup(&[src.to_str().unwrap()]);
-    let id = b["backup_id"].as_str().unwrap();
+    let (src, id) = env.back_up_random_file(3 << 20);
+    let id = id.as_str();
     let held = |net: &str| Env::files_under(&env.network_dir(net)).len();
     let vault_before = held("vault");
     let f = env.json(&["forget", id, "--json"]);

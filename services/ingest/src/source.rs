@@ -314,11 +314,7 @@ impl PgDump {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                SourceError::Other(format!(
-                    "cannot run pg_dump (is postgresql-client installed?): {e}"
-                ))
-            })?;
+            .map_err(|e| SourceError::Other(cairn_repo::pgtools::spawn_error("pg_dump", &e)))?;
         let stdout = child
             .stdout
             .take()

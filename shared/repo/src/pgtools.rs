@@ -30,6 +30,12 @@ pub fn command(program: &str, url: &str, password_file: Option<&Path>) -> Result
     Ok(c)
 }
 
+/// The error for a client tool that would not start: most often
+/// postgresql-client is not installed.
+pub fn spawn_error(program: &str, e: &std::io::Error) -> String {
+    format!("cannot run {program} (is postgresql-client installed?): {e}")
+}
+
 /// The database name of a connection URL, for file names and datasets.
 pub fn database_name(url: &str) -> String {
     url.parse::<tokio_postgres::Config>()

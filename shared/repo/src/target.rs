@@ -76,11 +76,9 @@ async fn pg_restore(
     cmd.args(["--no-owner", "--exit-on-error"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
-    let mut child = tokio::process::Command::from(cmd).spawn().map_err(|e| {
-        RepoError::Target(format!(
-            "cannot run pg_restore (is postgresql-client installed?): {e}"
-        ))
-    })?;
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| RepoError::Target(pgtools::spawn_error("pg_restore", &e)))?;
     let stdin = child
         .stdin
         .take()
