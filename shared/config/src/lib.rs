@@ -222,6 +222,9 @@ impl Config {
                 }
             }
         }
+        self.retention
+            .check()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (dataset, p) in &self.datasets {
             for n in &p.networks {
                 if self.network(n).is_none() {
@@ -329,6 +332,26 @@ mod tests {
     }
 
     #[test]
+    fn a_datasets_policy_replaces_the_default_whole() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "cairn.toml",
+                "[retention.default_policy]\nkeep_daily = 7\n[retention.policies.db]\nkeep_last = 2\n",
+            )?;
+            let c = Config::load(None).unwrap();
+            let (p, name) = c.retention.policy_for("other");
+            assert_eq!((p.keep_daily, p.keep_within), (Some(7), None), "{p:?}");
+            assert_eq!(name, "retention.default_policy");
+            assert_eq!(c.retention.policy_for("db").0.keep_last, Some(2));
+            jail.create_file("cairn.toml", "")?;
+            let c = Config::load(None).unwrap();
+            let (p, _) = c.retention.policy_for("db");
+            assert_eq!(p, cairn_lifecycle::Policy::seeds_default());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_are_named() {
         figment::Jail::expect_with(|jail| {
             let err = |jail: &mut figment::Jail, toml: &str| {
@@ -355,6 +378,20 @@ mod tests {
             );
             let e = err(jail, "[telemetry]\nformat = \"xml\"\n");
             assert!(e.contains("xml") && e.contains("json"), "{e}");
+            let e = err(jail, "[retention.policies.db]\nkeep_within = \"soon\"\n");
+            assert!(e.contains("soon") && e.contains("keep_within"), "{e}");
+            let e = err(jail, "[retention.policies.db]\ntimezone = \"UTC\"\n");
+            assert!(
+                e.contains("retention.policies.db") && e.contains("no keep rule"),
+                "{e}"
+            );
+            let e = err(
+                jail,
+                "[retention.default_policy]\nkeep_last = 3\ntimezone = \"Europe/Berln\"\n",
+            );
+            assert!(e.contains("Europe/Berln"), "{e}");
+            let e = err(jail, "[retention.policies.db]\nkeep_lats = 3\n");
+            assert!(e.contains("`keep_lats`"), "{e}");
             // A typo in a section's variable is named too.
             jail.create_file("cairn.toml", "")?;
             jail.set_env("CAIRN_NATS__URLL", "nats://x");

@@ -4,7 +4,9 @@
 //! sections beside themselves; a stage's tunables are read by `cairn serve`,
 //! which hands each stage its numbers.)
 
+use cairn_lifecycle::{Policy, PolicyError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Where a dataset's backups go and how many verified copies they need.
@@ -103,13 +105,51 @@ pub struct RetentionConfig {
     /// deduplicated against any chunk) until it finishes, or until nothing
     /// has been recorded of it for this many seconds (it was abandoned).
     pub running_backup_secs: u64,
+    /// The policy of every dataset without its own
+    /// (`[retention.default_policy]`; unset: the seeds' 90 days, 2555 days
+    /// for backups tagged `compliance`). Given, it replaces that default
+    /// whole rather than adding to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_policy: Option<Policy>,
+    /// A dataset's own policy (`[retention.policies.<dataset>]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, Policy>,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             running_backup_secs: 3600,
+            default_policy: None,
+            policies: BTreeMap::new(),
         }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy that decides `dataset`'s backups, and the name errors
+    /// give it.
+    pub fn policy_for(&self, dataset: &str) -> (Policy, String) {
+        match self.policies.get(dataset) {
+            Some(p) => (p.clone(), format!("retention.policies.{dataset}")),
+            None => (
+                self.default_policy
+                    .clone()
+                    .unwrap_or_else(Policy::seeds_default),
+                "retention.default_policy".into(),
+            ),
+        }
+    }
+
+    /// Every policy refused now, at load, rather than when it first runs.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        if let Some(p) = &self.default_policy {
+            p.check("retention.default_policy")?;
+        }
+        for (dataset, p) in &self.policies {
+            p.check(&format!("retention.policies.{dataset}"))?;
+        }
+        Ok(())
     }
 }
 
