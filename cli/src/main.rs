@@ -45,6 +45,18 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Remove a backup and the chunks nothing else uses.
     Forget(forget::ForgetArgs),
+    /// Put a backup under legal hold: no policy or command deletes it until
+    /// it is released. Recorded in the ledger with who and why.
+    Hold(hold::HoldArgs),
+    /// Lift a legal hold (recorded with who and why).
+    Release(hold::HoldArgs),
+    /// List the backups under legal hold.
+    Holds(hold::HoldsArgs),
+    /// Retention policies: what they keep and drop.
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
     /// How well each network holds a backup (availability, sampled
     /// integrity against the Merkle root, estimated restore time).
     Health(health::HealthArgs),
@@ -106,6 +118,10 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Show(a) => list::show(&cfg, a).await,
         Command::Restore(a) => restore::restore(&cfg, a).await,
         Command::Forget(a) => forget::forget(&cfg, a).await,
+        Command::Hold(a) => hold::hold(&cfg, a).await,
+        Command::Release(a) => hold::release(&cfg, a).await,
+        Command::Holds(a) => hold::holds(&cfg, a).await,
+        Command::Retention { command } => retention::run(&cfg, command).await,
         Command::Health(a) => health::health(&cfg, a).await,
         Command::Repair(a) => repair::repair(&cfg, a).await,
         Command::Audit { command } => audit::run(&cfg, command).await,

@@ -164,6 +164,22 @@ async fn apply(
                 )
                 .await?;
         }
+        Event::BackupHeld(h) => {
+            prepared
+                .execute(
+                    tx,
+                    "INSERT INTO holds (backup_id, reason, held_by, held_at)
+                     VALUES ($1, $2, $3, $4::text::timestamptz)
+                     ON CONFLICT (backup_id) DO UPDATE SET reason = $2, held_by = $3, held_at = $4::text::timestamptz",
+                    &[&id, &h.reason, &h.by, &env.at],
+                )
+                .await?;
+        }
+        Event::BackupReleased(_) => {
+            prepared
+                .execute(tx, "DELETE FROM holds WHERE backup_id = $1", &[&id])
+                .await?;
+        }
         // Gathered and written per batch by `Projector`.
         Event::ObjectSealed(_) | Event::ObjectStored(_) => {}
         Event::ObjectDeleted { network, object } => {

@@ -12,8 +12,12 @@
 //!
 //! * [`references`]: what the networks say is still referenced.
 //! * [`plan`]: what may be deleted (pure, tested).
+//! * [`hold`]: legal holds, which nothing deletes.
+//! * [`policy`]: each dataset's retention plan (`cairn_lifecycle` decides).
 
+pub mod hold;
 pub mod plan;
+pub mod policy;
 pub mod references;
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
@@ -86,6 +90,14 @@ impl RetentionWorker {
             .map(|n| (n.name().to_string(), n.capabilities().can_delete))
             .collect();
         let (deleting_from, retained_on) = plan::split_networks(&networks);
+
+        // 0. A backup under legal hold is never deleted.
+        if let Some(h) = cairn_ledger::query::hold(&self.pg, backup.as_str()).await? {
+            return Err(ForgetError::Refused(format!(
+                "backup {backup} is under legal hold since {} by {} ({}); nothing was deleted. Lift the hold first with `cairn release {backup} --reason ...`",
+                h.held_at, h.held_by, h.reason
+            )));
+        }
 
         // 1. No backup that may lean on these chunks is still being written.
         let unfinished = cairn_ledger::query::unfinished_backups(&self.pg).await?;

@@ -88,6 +88,13 @@ pub enum Event {
     /// not establish what is still referenced, or a backup was running.
     #[serde(rename = "forget.refused")]
     ForgetRefused { reason: String },
+    /// A backup was put under legal hold: no policy or command deletes it
+    /// until it is released.
+    #[serde(rename = "backup.held")]
+    BackupHeld(Hold),
+    /// A legal hold was lifted.
+    #[serde(rename = "backup.released")]
+    BackupReleased(Hold),
     /// An object was deleted from a network (by retention).
     #[serde(rename = "object.deleted")]
     ObjectDeleted { network: String, object: ObjectKey },
@@ -119,6 +126,8 @@ impl Event {
             Event::ForgetRequested { .. } => "forget.requested",
             Event::BackupForgotten(_) => "backup.forgotten",
             Event::ForgetRefused { .. } => "forget.refused",
+            Event::BackupHeld(_) => "backup.held",
+            Event::BackupReleased(_) => "backup.released",
             Event::ObjectDeleted { .. } => "object.deleted",
             Event::RepoInitialised { .. } => "repo.initialised",
             Event::DeadLettered(_) => "event.deadlettered",
@@ -145,6 +154,8 @@ impl Event {
         "forget.requested",
         "backup.forgotten",
         "forget.refused",
+        "backup.held",
+        "backup.released",
         "object.deleted",
         "repo.initialised",
         "event.deadlettered",
@@ -177,6 +188,8 @@ impl Event {
         ("forget.requested", "cli", "retention, ledger"),
         ("backup.forgotten", "retention", "ledger, cli"),
         ("forget.refused", "retention", "ledger, cli"),
+        ("backup.held", "cli (hold)", "ledger"),
+        ("backup.released", "cli (release)", "ledger"),
         ("object.deleted", "retention", "ledger"),
         ("repo.initialised", "cli (init)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
@@ -363,6 +376,14 @@ pub struct Restored {
     /// Network each chunk was read from, with counts.
     pub networks: Vec<String>,
     pub restored_by: String,
+}
+
+/// Who put a legal hold on a backup or lifted it, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Hold {
+    /// The operator (`user@host`) who asked.
+    pub by: String,
+    pub reason: String,
 }
 
 /// Recorded after forgetting a backup.

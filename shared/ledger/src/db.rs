@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../../schemas/sql/0004_ledger_roles.sql"),
     ),
+    (
+        5,
+        include_str!("../../../schemas/sql/0005_ledger_holds.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

@@ -217,3 +217,39 @@ pub async fn unfinished_backups(c: &Client) -> Result<Vec<Unfinished>, tokio_pos
         })
         .collect())
 }
+
+/// A legal hold as the ledger shows it (`holds`, from `backup.held`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldRow {
+    pub backup_id: String,
+    pub reason: String,
+    pub held_by: String,
+    pub held_at: String,
+}
+
+const HOLD_COLUMNS: &str = "backup_id, reason, held_by,
+    to_char(held_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
+fn hold_row(r: &Row) -> HoldRow {
+    HoldRow {
+        backup_id: r.get(0),
+        reason: r.get(1),
+        held_by: r.get(2),
+        held_at: r.get(3),
+    }
+}
+
+/// Every backup under legal hold, oldest hold first.
+pub async fn holds(c: &Client) -> Result<Vec<HoldRow>, tokio_postgres::Error> {
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds ORDER BY held_at, backup_id");
+    Ok(c.query(&sql, &[]).await?.iter().map(hold_row).collect())
+}
+
+/// The hold on `backup_id`, if it is held.
+pub async fn hold(c: &Client, backup_id: &str) -> Result<Option<HoldRow>, tokio_postgres::Error> {
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE backup_id = $1");
+    Ok(c.query_opt(&sql, &[&backup_id])
+        .await?
+        .as_ref()
+        .map(hold_row))
+}

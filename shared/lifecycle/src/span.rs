@@ -39,7 +39,7 @@ impl From<Span> for String {
 impl std::fmt::Display for Span {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.0.as_secs();
-        if secs > 0 && secs % 86_400 == 0 {
+        if secs > 0 && secs.is_multiple_of(86_400) {
             write!(f, "{}d", secs / 86_400)
         } else {
             write!(f, "{}", humantime::format_duration(self.0))

@@ -1,0 +1,88 @@
+//! `cairn retention plan`: every backup of every dataset (or one), keep or
+//! drop under its dataset's policy, with the rules that decided. The
+//! decision itself is `cairn_lifecycle::decide`; this reads the ledger
+//! (backups and legal holds) and groups by dataset.
+
+use cairn_ledger::query;
+use cairn_lifecycle::{decide, Candidate, Decision, Policy, PolicyError, Status};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use tokio_postgres::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("the ledger (PostgreSQL): {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// One dataset's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetPlan {
+    pub dataset: String,
+    /// Where the policy came from (`retention.policies.<dataset>` or
+    /// `retention.default_policy`).
+    pub policy_name: String,
+    pub policy: Policy,
+    /// Newest first.
+    pub decisions: Vec<Decision>,
+}
+
+impl DatasetPlan {
+    pub fn dropped(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| !d.keep)
+    }
+}
+
+/// The plan for every dataset in the ledger, or only `dataset`.
+/// `policy_for` names each dataset's policy (`RetentionConfig::policy_for`).
+pub async fn plan(
+    pg: &Client,
+    dataset: Option<&str>,
+    policy_for: impl Fn(&str) -> (Policy, String),
+) -> Result<Vec<DatasetPlan>, PlanError> {
+    let holds: HashMap<String, String> = query::holds(pg)
+        .await?
+        .into_iter()
+        .map(|h| (h.backup_id, h.reason))
+        .collect();
+    let mut by_dataset: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    for b in query::list_backups(pg, dataset, None).await? {
+        let time = b
+            .requested_at
+            .as_deref()
+            .or(b.finished_at.as_deref())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        // A backup the ledger cannot date is not weighed by any rule: it is
+        // kept, as if unfinished.
+        let status = match time {
+            Some(_) => Status::from_ledger(&b.status),
+            None => Status::Unfinished,
+        };
+        by_dataset
+            .entry(b.dataset.clone())
+            .or_default()
+            .push(Candidate {
+                hold: holds.get(&b.backup_id).cloned(),
+                backup_id: b.backup_id,
+                tags: b.tags,
+                status,
+                time: time.unwrap_or(DateTime::UNIX_EPOCH),
+            });
+    }
+    let mut out = Vec::new();
+    for (dataset, candidates) in by_dataset {
+        let (policy, policy_name) = policy_for(&dataset);
+        let tz = policy.check(&policy_name)?;
+        out.push(DatasetPlan {
+            decisions: decide(&policy, tz, &candidates),
+            dataset,
+            policy_name,
+            policy,
+        });
+    }
+    Ok(out)
+}
