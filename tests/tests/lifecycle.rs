@@ -1,0 +1,172 @@
+//! A dataset's lifecycle against real servers (NATS, PostgreSQL, a local
+//! directory and an S3 server): retention policies, legal hold.
+
+use cairn_tests::*;
+
+fn ids_with(plan: &serde_json::Value, keep: bool) -> Vec<String> {
+    plan["datasets"][0]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == keep)
+        .map(|d| d["backup_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn reasons_of(plan: &serde_json::Value, id: &str) -> Vec<String> {
+    plan["datasets"][0]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["backup_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in the plan: {plan}"))["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A legal hold keeps a backup from `forget` and from every policy, and is
+/// ledgered with who and why; `retention plan` names the rule behind each
+/// keep or drop; released, the backup goes the way its policy says.
+#[test]
+fn legal_hold_outranks_every_policy_and_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let mut o = server.options("objects");
+    o.extra_toml
+        .push_str("\n[retention.policies.plant]\nkeep_last = 1\n");
+    let mut env = Env::with(o);
+    env.start_all();
+    let src = env.source_dir("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        random_file(&src.join(format!("f{i}.bin")), 1 << 20);
+        let b = env.backup(&[src.to_str().unwrap(), "--dataset", "plant"]);
+        ids.push(b["backup_id"].as_str().unwrap().to_string());
+    }
+    let (oldest, middle, newest) = (&ids[0], &ids[1], &ids[2]);
+
+    // Bad holds change nothing.
+    let o = env.run(&["hold", "01J0000000000000000000000Z", "--reason", "x"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not in the ledger"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = env.run(&["hold", oldest, "--reason", "  "]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("need a reason"));
+    let o = env.run(&["release", oldest, "--reason", "nothing held"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not under legal hold"));
+    assert_eq!(
+        env.json(&["holds", "--json"])["holds"],
+        serde_json::json!([])
+    );
+
+    // keep_last 1: only the newest stays.
+    let plan = env.json(&["retention", "plan", "--dataset", "plant", "--json"]);
+    assert_eq!(ids_with(&plan, true), [newest.clone()], "{plan}");
+    assert_eq!(
+        reasons_of(&plan, newest),
+        ["newest completed backup of the dataset", "keep_last"]
+    );
+    assert_eq!(reasons_of(&plan, middle), ["no rule keeps it"]);
+    assert_eq!(
+        plan["datasets"][0]["policy_name"],
+        "retention.policies.plant"
+    );
+
+    let held = env.json(&["hold", oldest, "--reason", "case 42", "--json"]);
+    assert_eq!(held["status"], "recorded", "{held}");
+    let holds = env.json(&["holds", "--json"]);
+    assert_eq!(holds["holds"][0]["backup_id"], oldest.as_str());
+    assert_eq!(holds["holds"][0]["reason"], "case 42");
+    let plan = env.json(&["retention", "plan", "--json"]);
+    assert_eq!(
+        ids_with(&plan, true),
+        [newest.clone(), oldest.clone()],
+        "{plan}"
+    );
+    assert_eq!(reasons_of(&plan, oldest), ["legal hold: case 42"]);
+
+    // forget refuses it and deletes nothing, from either network.
+    let before = (
+        Env::files_under(&env.network_dir("local")).len(),
+        Env::files_under(&server.root.join(&server.bucket)).len(),
+    );
+    let o = env.run(&["forget", oldest]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "forget went ahead: {err}");
+    assert!(
+        err.contains("legal hold") && err.contains("case 42"),
+        "{err}"
+    );
+    let after = (
+        Env::files_under(&env.network_dir("local")).len(),
+        Env::files_under(&server.root.join(&server.bucket)).len(),
+    );
+    assert_eq!(after, before);
+    for net in ["local", "objects"] {
+        let out = env.restore_from_only(net, oldest);
+        assert!(out.join("src/f0.bin").exists(), "{net}");
+    }
+
+    // Who and why are in the ledger.
+    settle(&env.db);
+    let events = logged_events(&env.db);
+    let held = events
+        .iter()
+        .find(|e| e.event.kind() == "backup.held")
+        .expect("backup.held ledgered");
+    match &held.event {
+        cairn_events::Event::BackupHeld(h) => {
+            assert_eq!(h.reason, "case 42");
+            assert!(h.by.contains('@'), "{}", h.by);
+        }
+        e => panic!("{e:?}"),
+    }
+
+    let released = env.json(&["release", oldest, "--reason", "case closed", "--json"]);
+    assert_eq!(released["status"], "recorded", "{released}");
+    let plan = env.json(&["retention", "plan", "--json"]);
+    assert_eq!(ids_with(&plan, false), [middle.clone(), oldest.clone()]);
+    settle(&env.db);
+    assert!(logged_events(&env.db).iter().any(|e| matches!(
+        &e.event,
+        cairn_events::Event::BackupReleased(h) if h.reason == "case closed"
+    )));
+    let f = env.json(&["forget", oldest, "--json"]);
+    assert_eq!(f["status"], "forgotten", "{f}");
+}
+
+/// A policy that would delete everything, an unknown time zone or a
+/// misspelled rule is refused when the configuration loads, naming it.
+#[test]
+fn bad_policies_are_refused_by_name() {
+    let env = Env::new();
+    for (toml, named) in [
+        (
+            "[retention.policies.db]\ntimezone = \"UTC\"\n",
+            "no keep rule",
+        ),
+        (
+            "[retention.policies.db]\nkeep_daily = 7\ntimezone = \"Mars/Olympus\"\n",
+            "Mars/Olympus",
+        ),
+        ("[retention.policies.db]\nkeep_dayly = 7\n", "keep_dayly"),
+        (
+            "[retention.policies.db]\nkeep_within = \"a while\"\n",
+            "a while",
+        ),
+    ] {
+        let cfg = env.path().join("bad.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let o = env.run(&["--config", cfg.to_str().unwrap(), "retention", "plan"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{toml}: {err}");
+        assert!(err.contains(named), "{toml}: {err}");
+    }
+}
