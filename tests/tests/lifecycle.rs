@@ -68,7 +68,7 @@ fn legal_hold_outranks_every_policy_and_forget() {
 
     // keep_last 1: only the newest stays.
     let plan = env.json(&["retention", "plan", "--dataset", "plant", "--json"]);
-    assert_eq!(ids_with(&plan, true), [newest.clone()], "{plan}");
+    assert_eq!(ids_with(&plan, true), vec![newest.to_string()], "{plan}");
     assert_eq!(
         reasons_of(&plan, newest),
         ["newest completed backup of the dataset", "keep_last"]
