@@ -52,6 +52,11 @@ pub enum Command {
     Release(hold::HoldArgs),
     /// List the backups under legal hold.
     Holds(hold::HoldsArgs),
+    /// Backup schedules (`[[schedules]]`).
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
     /// Retention policies: what they keep and drop.
     Retention {
         #[command(subcommand)]
@@ -122,6 +127,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Release(a) => hold::release(&cfg, a).await,
         Command::Holds(a) => hold::holds(&cfg, a).await,
         Command::Retention { command } => retention::run(&cfg, command).await,
+        Command::Schedule { command } => schedule::run(&cfg, command).await,
         Command::Health(a) => health::health(&cfg, a).await,
         Command::Repair(a) => repair::repair(&cfg, a).await,
         Command::Audit { command } => audit::run(&cfg, command).await,

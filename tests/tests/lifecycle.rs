@@ -142,8 +142,9 @@ fn legal_hold_outranks_every_policy_and_forget() {
     assert_eq!(f["status"], "forgotten", "{f}");
 }
 
-/// A policy that would delete everything, an unknown time zone or a
-/// misspelled rule is refused when the configuration loads, naming it.
+/// A policy that would delete everything, an unknown time zone, a
+/// misspelled rule or a malformed cron expression is refused when the
+/// configuration loads, naming it.
 #[test]
 fn bad_policies_are_refused_by_name() {
     let env = Env::new();
@@ -161,6 +162,14 @@ fn bad_policies_are_refused_by_name() {
             "[retention.policies.db]\nkeep_within = \"a while\"\n",
             "a while",
         ),
+        (
+            "[[schedules]]\ndataset = \"db\"\ncron = \"0 */6 * *\"\nsource = { type = \"paths\", paths = [\"/srv\"] }\n",
+            "0 */6 * *",
+        ),
+        (
+            "[[schedules]]\ndataset = \"db\"\ncron = \"0 */6 * * *\"\ntimezone = \"Moon/Base\"\nsource = { type = \"paths\", paths = [\"/srv\"] }\n",
+            "Moon/Base",
+        ),
     ] {
         let cfg = env.path().join("bad.toml");
         std::fs::write(&cfg, toml).unwrap();
@@ -169,4 +178,36 @@ fn bad_policies_are_refused_by_name() {
         assert_eq!(o.status.code(), Some(1), "{toml}: {err}");
         assert!(err.contains(named), "{toml}: {err}");
     }
+}
+
+/// `cairn schedule list` shows each schedule's next slot (in its zone) and
+/// the dataset's last backup.
+#[test]
+fn schedule_list_shows_next_and_last_run() {
+    let mut env = Env::with(Options {
+        extra_toml: "\n[[schedules]]\ndataset = \"plant\"\ncron = \"0 30 2 * * *\"\ntimezone = \"Asia/Kolkata\"\njitter = \"5m\"\nsource = { type = \"paths\", paths = [\"/srv\"] }\n\n[[schedules]]\ndataset = \"never-run\"\ncron = \"*/15 * * * *\"\nsource = { type = \"paths\", paths = [\"/srv\"] }\n".into(),
+        ..Options::default()
+    });
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 1 << 20);
+    let b = env.backup(&[src.to_str().unwrap(), "--dataset", "plant"]);
+    let l = env.json(&["schedule", "list", "--json"]);
+    let s = &l["schedules"];
+    assert_eq!(s.as_array().unwrap().len(), 2, "{l}");
+    assert_eq!(s[0]["dataset"], "plant");
+    assert_eq!(s[0]["last_run"]["backup_id"], b["backup_id"], "{l}");
+    assert_eq!(s[0]["last_run"]["status"], "completed");
+    // 02:30 in Kolkata (UTC+5:30) is 21:00 UTC the day before.
+    let next = s[0]["next_run"].as_str().unwrap();
+    assert!(next.ends_with("T21:00:00Z"), "{next}");
+    assert!(s[1]["last_run"].is_null(), "{l}");
+    let next = s[1]["next_run"].as_str().unwrap();
+    let minute: u32 = next[14..16].parse().unwrap();
+    assert_eq!(minute % 15, 0, "{next}");
+    let text = env.ok(&["schedule", "list"]);
+    assert!(
+        text.contains("never-run") && text.contains("never"),
+        "{text}"
+    );
 }

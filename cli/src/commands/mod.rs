@@ -11,5 +11,6 @@ pub mod list;
 pub mod repair;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod serve;
 pub mod setup;

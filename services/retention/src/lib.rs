@@ -14,11 +14,13 @@
 //! * [`plan`]: what may be deleted (pure, tested).
 //! * [`hold`]: legal holds, which nothing deletes.
 //! * [`policy`]: each dataset's retention plan (`cairn_lifecycle` decides).
+//! * [`schedule`]: the configured schedules and their next and last runs.
 
 pub mod hold;
 pub mod plan;
 pub mod policy;
 pub mod references;
+pub mod schedule;
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{decode, BackupId, DecodeError, Envelope, Event, Forgotten, ObjectKey, Stage};

@@ -51,6 +51,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Redundancy policy per dataset name (`[datasets.<name>]`).
     pub datasets: std::collections::BTreeMap<String, DatasetPolicy>,
+    /// Backup schedules (`[[schedules]]`), fired by the retention service.
+    pub schedules: Vec<cairn_lifecycle::Schedule>,
 }
 
 /// `[keys]`: where the repository passphrase comes from.
@@ -95,6 +97,7 @@ impl Default for Config {
             repair: RepairConfig::default(),
             audit: AuditConfig::default(),
             datasets: Default::default(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -225,6 +228,17 @@ impl Config {
         self.retention
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for s in &self.schedules {
+            s.check().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            for n in &s.networks {
+                if self.network(n).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "schedule of dataset {:?}: unknown network {n:?}",
+                        s.dataset
+                    )));
+                }
+            }
+        }
         for (dataset, p) in &self.datasets {
             for n in &p.networks {
                 if self.network(n).is_none() {
@@ -390,6 +404,22 @@ mod tests {
                 "[retention.default_policy]\nkeep_last = 3\ntimezone = \"Europe/Berln\"\n",
             );
             assert!(e.contains("Europe/Berln"), "{e}");
+            let sched = |cron: &str, extra: &str| {
+                format!("[[schedules]]\ndataset = \"plant\"\ncron = \"{cron}\"\nsource = {{ type = \"paths\", paths = [\"/srv\"] }}\n{extra}")
+            };
+            let e = err(jail, &sched("0 */6 * *", ""));
+            assert!(e.contains("0 */6 * *") && e.contains("plant"), "{e}");
+            let e = err(
+                jail,
+                &sched("0 */6 * * *", "timezone = \"Europe/Atlantis\"\n"),
+            );
+            assert!(e.contains("Europe/Atlantis"), "{e}");
+            let e = err(jail, &sched("0 */6 * * *", "networks = [\"tape\"]\n"));
+            assert!(e.contains("unknown network \"tape\""), "{e}");
+            let e = err(jail, &sched("0 */6 * * *", "jiter = \"5m\"\n"));
+            assert!(e.contains("`jiter`"), "{e}");
+            jail.create_file("cairn.toml", &sched("0 */6 * * *", "jitter = \"5m\"\n"))?;
+            assert_eq!(Config::load(None).unwrap().schedules.len(), 1);
             let e = err(jail, "[retention.policies.db]\nkeep_lats = 3\n");
             assert!(e.contains("`keep_lats`"), "{e}");
             // A typo in a section's variable is named too.

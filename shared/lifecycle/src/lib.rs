@@ -1,12 +1,15 @@
 //! A dataset's lifecycle, decided without a broker or a network: which
-//! backups a retention policy keeps and why ([`policy`]). The retention
-//! service carries these decisions out; the CLI prints them.
+//! backups a retention policy keeps and why ([`policy`]), and when a
+//! schedule fires ([`schedule`]). The retention service carries these
+//! decisions out; the CLI prints them.
 //!
 //! Everything here is a pure function of what it is given, including the
 //! time, so the tests pin the clock instead of sleeping.
 
 pub mod policy;
+pub mod schedule;
 pub mod span;
 
 pub use policy::{decide, Candidate, Decision, Policy, PolicyError, Status};
+pub use schedule::{due, Checked, Schedule, ScheduleError};
 pub use span::Span;
