@@ -211,3 +211,126 @@ fn schedule_list_shows_next_and_last_run() {
         "{text}"
     );
 }
+
+/// Two scheduler replicas fire one slot once; a slot whose previous
+/// scheduled backup is still running is skipped and `schedule.skipped`
+/// recorded; after three years of downtime the schedule fires once, not
+/// once per missed slot. The clock is passed in: no sleeping for slots.
+#[test]
+fn schedules_fire_once_per_slot_never_overlap_and_catch_up_once() {
+    use cairn_retention::scheduler::{Action, Scheduler};
+    use chrono::TimeZone;
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    // Large enough that the first scheduled backup is still running when
+    // the next slot is ticked.
+    random_file(&src.join("a.bin"), 48 << 20);
+    let schedule = cairn_lifecycle::Schedule {
+        dataset: "plant".into(),
+        cron: "0 0 3 1 1 *".into(), // yearly, 1 January 03:00 UTC
+        timezone: None,
+        jitter: None,
+        source: cairn_events::Source::Paths {
+            paths: vec![src.to_str().unwrap().into()],
+        },
+        networks: vec![],
+        tags: vec!["scheduled".into()],
+        min_copies: None,
+    };
+    let cfg = cairn_config::Config::load(Some(&env.config)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let replica = |name: &str| {
+        rt.block_on(async {
+            let bus = cairn_bus::Bus::connect(&cfg.nats, name).await.unwrap();
+            let pg = cairn_ledger::db::open_as(&cfg.postgres, cairn_ledger::db::Role::Reader)
+                .await
+                .unwrap();
+            Scheduler::new(
+                bus,
+                pg,
+                std::slice::from_ref(&schedule),
+                std::time::Duration::from_secs(3600),
+                format!("scheduler-{name}"),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let at = |y: i32, h: u32, m: u32| chrono::Utc.with_ymd_and_hms(y, 1, 1, h, m, 0).unwrap();
+    // First sight, then both replicas at the same slot.
+    assert!(rt.block_on(a.tick(at(2029, 12, 0))).unwrap().is_empty());
+    let (ra, rb) =
+        rt.block_on(async { tokio::join!(a.tick(at(2030, 3, 0)), b.tick(at(2030, 3, 0))) });
+    let fired: Vec<Action> = ra.unwrap().into_iter().chain(rb.unwrap()).collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let Action::Fired {
+        backup_id: first, ..
+    } = &fired[0]
+    else {
+        panic!("{fired:?}")
+    };
+    // The next slot comes while that backup runs (the ledger shows it
+    // unfinished): skipped, on either replica.
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        let o = env.run(&["show", first.as_str(), "--json"]);
+        if o.status.success() {
+            status =
+                serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["status"].clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        ["requested", "running", "verifying"].contains(&status.as_str().unwrap_or("")),
+        "the first backup should still run: {status}"
+    );
+    let next = rt.block_on(b.tick(at(2031, 3, 0))).unwrap();
+    assert_eq!(
+        next,
+        [Action::Skipped {
+            dataset: "plant".into(),
+            slot: at(2031, 3, 0),
+            running: first.clone()
+        }]
+    );
+    let wait_done = |id: &str| {
+        for _ in 0..300 {
+            let s = env.json(&["show", id, "--json"]);
+            if s["status"] == "completed" {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("backup {id} did not complete");
+    };
+    let shown = wait_done(first.as_str());
+    assert_eq!(shown["dataset"], "plant");
+    assert_eq!(shown["tags"], serde_json::json!(["scheduled"]));
+    // Down from 2031 to mid-2035: four slots missed, one run.
+    let later = chrono::Utc.with_ymd_and_hms(2035, 6, 1, 0, 0, 0).unwrap();
+    let (ra, rb) = rt.block_on(async { tokio::join!(a.tick(later), b.tick(later)) });
+    let caught_up: Vec<Action> = ra.unwrap().into_iter().chain(rb.unwrap()).collect();
+    assert_eq!(caught_up.len(), 1, "{caught_up:?}");
+    assert!(
+        matches!(&caught_up[0], Action::Fired { slot, .. } if *slot == at(2035, 3, 0)),
+        "{caught_up:?}"
+    );
+    assert!(rt.block_on(a.tick(later)).unwrap().is_empty());
+    assert!(rt.block_on(b.tick(later)).unwrap().is_empty());
+    settle(&env.db);
+    let events = logged_events(&env.db);
+    let requested: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(&e.event, cairn_events::Event::BackupRequested(r) if r.requested_by == "schedule:plant"))
+        .collect();
+    assert_eq!(requested.len(), 2, "2030 and the newest missed slot, 2035");
+    let skipped = events
+        .iter()
+        .filter(|e| e.event.kind() == "schedule.skipped")
+        .count();
+    assert_eq!(skipped, 1);
+    wait_done(requested[1].backup_id.as_str());
+}

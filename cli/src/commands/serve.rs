@@ -156,6 +156,21 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             source: whoami("retention"),
         };
         spawn(&mut tasks, Stage::Retention, cairn_retention::run(w));
+        if !cfg.schedules.is_empty() {
+            let s = cairn_retention::scheduler::Scheduler::new(
+                bus.clone(),
+                context::ledger_as(cfg, Role::Reader).await?,
+                &cfg.schedules,
+                Duration::from_secs(cfg.retention.running_backup_secs),
+                whoami("scheduler"),
+            )
+            .await?;
+            spawn(
+                &mut tasks,
+                Stage::Retention,
+                cairn_retention::scheduler::run(s),
+            );
+        }
     }
     if has(Stage::Repair) && cfg.repair.interval_secs > 0 {
         let pg = context::ledger_as(cfg, Role::Reader).await?;

@@ -196,6 +196,7 @@ async fn apply(
         Event::BackupRestored(_)
         | Event::ForgetRequested { .. }
         | Event::ForgetRefused { .. }
+        | Event::ScheduleSkipped { .. }
         | Event::RepoInitialised { .. }
         | Event::DeadLettered(_) => {}
     }

@@ -15,12 +15,14 @@
 //! * [`hold`]: legal holds, which nothing deletes.
 //! * [`policy`]: each dataset's retention plan (`cairn_lifecycle` decides).
 //! * [`schedule`]: the configured schedules and their next and last runs.
+//! * [`scheduler`]: fires them, once per slot across replicas.
 
 pub mod hold;
 pub mod plan;
 pub mod policy;
 pub mod references;
 pub mod schedule;
+pub mod scheduler;
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{decode, BackupId, DecodeError, Envelope, Event, Forgotten, ObjectKey, Stage};

@@ -3,6 +3,7 @@
 //! explicit acks, progress while busy, retry with backoff, dead letters),
 //! and what a client does ([`client`]: ask for a backup and follow it).
 
+pub mod claims;
 pub mod client;
 pub mod config;
 pub mod publish;

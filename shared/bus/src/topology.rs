@@ -89,6 +89,17 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
                 cfg,
             )
         },
+        stream::Config {
+            // A claim board: the last message per key is all there is.
+            max_messages_per_subject: 1,
+            ..stream(
+                s.schedules_stream(),
+                "schedule slots claimed by the retention service's replicas, and the last fired",
+                s.all_schedule_keys(),
+                kept,
+                cfg,
+            )
+        },
     ]
 }
 

@@ -95,6 +95,15 @@ pub enum Event {
     /// A legal hold was lifted.
     #[serde(rename = "backup.released")]
     BackupReleased(Hold),
+    /// A scheduled run was not started: the dataset's previous scheduled
+    /// backup (`running`) had not finished.
+    #[serde(rename = "schedule.skipped")]
+    ScheduleSkipped {
+        dataset: String,
+        /// The slot (RFC 3339) that was skipped.
+        slot: String,
+        running: BackupId,
+    },
     /// An object was deleted from a network (by retention).
     #[serde(rename = "object.deleted")]
     ObjectDeleted { network: String, object: ObjectKey },
@@ -128,6 +137,7 @@ impl Event {
             Event::ForgetRefused { .. } => "forget.refused",
             Event::BackupHeld(_) => "backup.held",
             Event::BackupReleased(_) => "backup.released",
+            Event::ScheduleSkipped { .. } => "schedule.skipped",
             Event::ObjectDeleted { .. } => "object.deleted",
             Event::RepoInitialised { .. } => "repo.initialised",
             Event::DeadLettered(_) => "event.deadlettered",
@@ -156,6 +166,7 @@ impl Event {
         "forget.refused",
         "backup.held",
         "backup.released",
+        "schedule.skipped",
         "object.deleted",
         "repo.initialised",
         "event.deadlettered",
@@ -190,6 +201,7 @@ impl Event {
         ("forget.refused", "retention", "ledger, cli"),
         ("backup.held", "cli (hold)", "ledger"),
         ("backup.released", "cli (release)", "ledger"),
+        ("schedule.skipped", "retention (scheduler)", "ledger"),
         ("object.deleted", "retention", "ledger"),
         ("repo.initialised", "cli (init)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),

@@ -57,6 +57,20 @@ impl Subjects {
         self.stream("AUDIT")
     }
 
+    /// Stream where the retention service's replicas claim each schedule
+    /// slot (exactly one fires it) and remember the last fired: one
+    /// message per key.
+    pub fn schedules_stream(&self) -> String {
+        self.stream("SCHEDULES")
+    }
+    /// `<prefix>.sched.<key>`: one key of the schedules stream.
+    pub fn schedule_key(&self, key: &str) -> String {
+        format!("{}.sched.{key}", self.prefix)
+    }
+    pub fn all_schedule_keys(&self) -> String {
+        format!("{}.sched.>", self.prefix)
+    }
+
     /// `<prefix>.audit.checkpoint`: each signed checkpoint of the ledger.
     pub fn checkpoint(&self) -> String {
         format!("{}.audit.checkpoint", self.prefix)
