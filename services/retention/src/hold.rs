@@ -51,17 +51,7 @@ pub async fn hold(
         reason: reason.clone(),
     });
     publish(bus, backup, event, &reason).await?;
-    let deadline = Instant::now() + wait;
-    loop {
-        let now = query::hold(pg, backup.as_str()).await?;
-        if let Some(h) = now.filter(|h| h.reason == reason) {
-            return Ok(HoldOutcome::Recorded { hold: Some(h) });
-        }
-        if Instant::now() >= deadline {
-            return Ok(HoldOutcome::NotYetRecorded);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(pg, backup, wait, |h| h.is_some_and(|h| h.reason == reason)).await
 }
 
 /// Lifts the legal hold on `backup`.
@@ -82,10 +72,22 @@ pub async fn release(
         reason: reason.clone(),
     });
     publish(bus, backup, event, &reason).await?;
+    wait_for(pg, backup, wait, |h| h.is_none()).await
+}
+
+/// Polls the ledger until the hold on `backup` is as `done` wants it, or
+/// `wait` has passed: a hold or release counts only once it is recorded.
+async fn wait_for(
+    pg: &Client,
+    backup: &BackupId,
+    wait: Duration,
+    done: impl Fn(Option<&HoldRow>) -> bool,
+) -> Result<HoldOutcome, HoldError> {
     let deadline = Instant::now() + wait;
     loop {
-        if query::hold(pg, backup.as_str()).await?.is_none() {
-            return Ok(HoldOutcome::Recorded { hold: None });
+        let hold = query::hold(pg, backup.as_str()).await?;
+        if done(hold.as_ref()) {
+            return Ok(HoldOutcome::Recorded { hold });
         }
         if Instant::now() >= deadline {
             return Ok(HoldOutcome::NotYetRecorded);
