@@ -43,8 +43,12 @@ pub enum Command {
     Show(list::ShowArgs),
     /// Restore a backup to a directory, a database or stdout.
     Restore(restore::RestoreArgs),
-    /// Remove a backup and the chunks nothing else uses.
+    /// Take a backup out of the catalogue (its manifest and chunk list);
+    /// `cairn gc` later frees the chunks nothing else uses.
     Forget(forget::ForgetArgs),
+    /// Collect garbage: delete chunks no remaining backup references, once
+    /// they have stayed unreferenced for the grace period.
+    Gc(gc::GcArgs),
     /// Put a backup under legal hold: no policy or command deletes it until
     /// it is released. Recorded in the ledger with who and why.
     Hold(hold::HoldArgs),
@@ -123,6 +127,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Show(a) => list::show(&cfg, a).await,
         Command::Restore(a) => restore::restore(&cfg, a).await,
         Command::Forget(a) => forget::forget(&cfg, a).await,
+        Command::Gc(a) => gc::gc(&cfg, a).await,
         Command::Hold(a) => hold::hold(&cfg, a).await,
         Command::Release(a) => hold::release(&cfg, a).await,
         Command::Holds(a) => hold::holds(&cfg, a).await,

@@ -149,6 +149,9 @@ impl Env {
         let mut c = Command::new(cairn_bin());
         c.env("CAIRN_CONFIG", &self.config)
             .env("CAIRN_PASSPHRASE", PASSPHRASE)
+            // The collector's pause between condemning and its last look,
+            // 30 s by default: a second is enough beside one test's backups.
+            .env("CAIRN_RETENTION__GC_SETTLE_SECS", "1")
             .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.path());

@@ -767,6 +767,14 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
     assert!(r["chunks_from"]["permaweb"].as_u64().unwrap() > 0, "{r}");
     let f = env.json(&["forget", id, "--json"]);
     assert_eq!(f["retained_on"], serde_json::json!(["permaweb"]), "{f}");
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    let perma = g["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "permaweb")
+        .unwrap();
+    assert_eq!(perma["outcome"], "skipped", "{g}");
 }
 
 fn ipfs_config(
@@ -1125,12 +1133,13 @@ async fn s3_object_lock_against_moto() {
     }
 }
 
-/// A network that cannot list (its S3 server stopped) leaves forget unable
-/// to establish what is still referenced: it deletes nothing, says which
-/// network and why, and every backup still restores byte-identical from
-/// every network. Once the network is back, forget goes ahead.
+/// A network that cannot list (its S3 server stopped) leaves the collector
+/// unable to establish what is still referenced: it deletes nothing on any
+/// network, says which network and why, exits 1, and every backup still
+/// restores byte-identical from every network. Once the network is back, the
+/// collection goes ahead.
 #[test]
-fn forget_deletes_nothing_when_a_network_cannot_list() {
+fn gc_deletes_nothing_when_a_network_cannot_list() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = S3Server::start(dir.path());
     let mut env = Env::with(server.options("objects"));
@@ -1144,48 +1153,47 @@ fn forget_deletes_nothing_when_a_network_cannot_list() {
         b1["backup_id"].as_str().unwrap().to_string(),
         b2["backup_id"].as_str().unwrap().to_string(),
     );
+    // The second backup is forgotten: only it used second.bin's chunks.
+    env.ok(&["forget", &id2]);
     let local_chunks = || Env::files_under(&env.network_dir("local").join("chunks")).len();
     let bucket = server.root.join(&server.bucket);
     let s3_objects = || Env::files_under(&bucket).len();
     let (before_local, before_s3) = (local_chunks(), s3_objects());
 
     server.stop();
-    let o = env.run(&["forget", &id1, "--timeout", "60"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "forget went ahead: {err}");
+    let o = env.run(&["gc", "--grace", "0s"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "gc went ahead: {text}");
     assert!(
-        err.contains("network objects") && err.contains("nothing was deleted"),
-        "{err}"
+        text.contains("local: aborted")
+            && text.contains("network objects")
+            && text.contains("nothing was deleted"),
+        "{text}"
     );
-    assert_eq!(local_chunks(), before_local, "forget deleted from local");
+    assert_eq!(local_chunks(), before_local, "gc deleted from local");
     server.restart();
     assert_eq!(s3_objects(), before_s3);
-    let second_only = src.join("second.bin");
-    let b2_tree = snapshot(&src);
-    std::fs::rename(&second_only, env.path().join("second.bin")).unwrap();
+    std::fs::remove_file(src.join("second.bin")).unwrap();
     let b1_tree = snapshot(&src);
-    std::fs::rename(env.path().join("second.bin"), &second_only).unwrap();
     for net in ["local", "objects"] {
         let r1 = env.restore_from_only(net, &id1);
         assert_eq!(snapshot(&r1.join("src")), b1_tree, "backup 1 from {net}");
-        let r2 = env.restore_from_only(net, &id2);
-        assert_eq!(snapshot(&r2.join("src")), b2_tree, "backup 2 from {net}");
     }
 
-    // Back up: forget frees what only the first backup held, and the second
-    // still restores from each network alone.
-    let f = env.json(&["forget", &id1, "--json"]);
-    assert_eq!(
-        f["networks"],
-        serde_json::json!(["local", "objects"]),
-        "{f}"
-    );
+    // Back up: the collection frees what only the second backup held, and
+    // the first still restores from each network alone.
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    for n in g["networks"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "swept", "{g}");
+        assert!(n["deleted"].as_u64().unwrap() >= 2, "{g}");
+    }
+    assert!(local_chunks() < before_local);
     for net in ["local", "objects"] {
-        let r2 = env.restore_from_only(net, &id2);
+        let r1 = env.restore_from_only(net, &id1);
         assert_eq!(
-            snapshot(&r2.join("src")),
-            b2_tree,
-            "backup 2 from {net} after forget"
+            snapshot(&r1.join("src")),
+            b1_tree,
+            "backup 1 from {net} after gc"
         );
     }
 }

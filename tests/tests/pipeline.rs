@@ -679,10 +679,11 @@ fn postgres_backup_and_restore() {
     psql("postgres", &format!("DROP DATABASE {dst_db} WITH (FORCE)"));
 }
 
-/// Forget removes a backup and the chunks only it used; what it shared with
-/// another backup stays, and that backup still restores.
+/// Forget takes a backup out of the catalogue and deletes no chunk; `gc`
+/// then frees the chunks only it used, reports what it freed, and what it
+/// shared with another backup stays: that backup still restores.
 #[test]
-fn forget_frees_only_unshared_chunks() {
+fn forget_then_gc_frees_only_unshared_chunks() {
     let mut env = Env::new();
     env.start_all();
     let shared = env.source_dir("shared");
@@ -694,11 +695,21 @@ fn forget_frees_only_unshared_chunks() {
     let before = Env::files_under(&chunks_dir).len();
     let id2 = b2["backup_id"].as_str().unwrap();
     let f = env.json(&["forget", id2, "--json"]);
-    assert!(f["chunks_deleted"].as_u64().unwrap() >= 4, "{f}");
-    let after = Env::files_under(&chunks_dir).len();
+    assert!(f["objects_deleted"].as_u64().unwrap() >= 2, "{f}");
     assert_eq!(
-        before - after,
-        f["chunks_deleted"].as_u64().unwrap() as usize
+        Env::files_under(&chunks_dir).len(),
+        before,
+        "forget deleted chunks"
+    );
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    let local = &g["networks"][0];
+    assert_eq!(local["outcome"], "swept", "{g}");
+    let deleted = local["deleted"].as_u64().unwrap();
+    assert!(deleted >= 4, "{g}");
+    assert!(local["bytes_freed"].as_u64().unwrap() >= 4 << 20, "{g}");
+    assert_eq!(
+        before - Env::files_under(&chunks_dir).len(),
+        deleted as usize
     );
     let o = env.run(&["restore", id2, "--to", "gone"]);
     assert!(!o.status.success());
@@ -1065,11 +1076,12 @@ fn stdin_backups_restore_identical_and_compress() {
 }
 
 /// While a backup is unfinished (here: stuck verifying, one of its networks
-/// without a store worker), forget deletes nothing and names it; the
-/// running backup deduplicated against the chunks being forgotten. Once it
-/// has finished, forget goes ahead and the other backup restores whole.
+/// without a store worker), the collector sweeps nothing on its networks
+/// and names it; the running backup deduplicated against the chunks of the
+/// backup just forgotten. Once it has finished, the sweep goes ahead, frees
+/// nothing that backup needs, and it restores whole from each network.
 #[test]
-fn forget_waits_while_a_backup_runs() {
+fn gc_waits_while_a_backup_runs() {
     let mut env = Env::with(Options {
         extra_networks: vec!["slow".into()],
         verify_timeout_secs: 180,
@@ -1102,28 +1114,26 @@ fn forget_waits_while_a_backup_runs() {
         );
         (!out.is_empty()).then_some(out)
     });
+    env.ok(&["forget", &id1]);
     let chunks = || Env::files_under(&env.network_dir("local").join("chunks")).len();
     let before = chunks();
-    let o = env.run(&["forget", &id1]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "forget went ahead: {err}");
+    let o = env.run(&["gc", "--grace", "0s"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
     assert!(
-        err.contains(&id2) && err.contains("unfinished") && err.contains("nothing was deleted"),
-        "{err}"
+        text.contains("local: deferred") && text.contains(&id2) && text.contains("unfinished"),
+        "{text}"
     );
-    assert_eq!(chunks(), before, "forget deleted chunks");
-    assert!(
-        psql(
-            &env.db,
-            "select count(*) from ledger_entries where kind = 'forget.refused'"
-        ) == "1"
-    );
-    // `slow` gets its store worker: the second backup completes; now forget works.
+    assert_eq!(chunks(), before, "gc deleted chunks");
+    // `slow` gets its store worker: the second backup completes; now gc sweeps.
     env.serve(&["store", "--network", "slow"]);
     let out = second.wait_output();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "completed", "{v}");
-    env.ok(&["forget", &id1]);
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    for n in g["networks"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "swept", "{g}");
+    }
     for net in ["local", "slow"] {
         let dir = env.restore_from_only(net, &id2);
         assert_eq!(snapshot(&dir.join("src")), snapshot(&src), "from {net}");
@@ -1313,7 +1323,19 @@ fn can_delete_false_keeps_a_directory_networks_objects() {
     let f = env.json(&["forget", id, "--json"]);
     assert_eq!(f["retained_on"], serde_json::json!(["vault"]), "{f}");
     assert_eq!(f["networks"], serde_json::json!(["local"]), "{f}");
-    assert!(f["chunks_deleted"].as_u64().unwrap() > 0, "{f}");
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    let vault = g["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "vault")
+        .unwrap();
+    assert_eq!(vault["outcome"], "skipped", "{g}");
+    assert!(
+        vault["reason"].as_str().unwrap().contains("cannot delete"),
+        "{g}"
+    );
+    assert!(g["networks"][0]["deleted"].as_u64().unwrap() > 0, "{g}");
     assert_eq!(held("vault"), vault_before, "the vault lost objects");
     assert!(Env::files_under(&env.network_dir("local").join("chunks")).is_empty());
     let dir = env.restore_from_only("vault", id);

@@ -1,5 +1,6 @@
-//! `cairn forget`: asks retention to remove a backup and the chunks nothing
-//! else uses, and prints its answer: what was deleted, or why nothing was.
+//! `cairn forget`: asks retention to take a backup out of the catalogue
+//! (manifest and chunk list; `cairn gc` frees its chunks later), and prints
+//! its answer: what was deleted, or why nothing was.
 
 use crate::{context, err, exit, out, output};
 use anyhow::bail;
@@ -55,9 +56,14 @@ pub async fn forget(cfg: &Config, a: ForgetArgs) -> anyhow::Result<u8> {
                 })?;
             } else {
                 out!(
-                    "forgot backup {id}: {} chunks deleted from {}",
-                    f.chunks_deleted,
-                    f.networks.join(", ")
+                    "forgot backup {id}: {} objects deleted from {}{}; `cairn gc` frees the chunks nothing else uses",
+                    f.objects_deleted,
+                    f.networks.join(", "),
+                    if f.retained_on.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (kept on {}: it cannot delete)", f.retained_on.join(", "))
+                    }
                 );
             }
             Ok(0)

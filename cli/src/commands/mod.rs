@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod forget;
+pub mod gc;
 pub mod health;
 pub mod hold;
 pub mod init;

@@ -156,6 +156,15 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             source: whoami("retention"),
         };
         spawn(&mut tasks, Stage::Retention, cairn_retention::run(w));
+        if cfg.retention.collect_interval_secs > 0 {
+            let c = super::gc::collector(cfg, &bus, repo.clone(), None).await?;
+            let every = Duration::from_secs(cfg.retention.collect_interval_secs);
+            spawn(
+                &mut tasks,
+                Stage::Retention,
+                cairn_retention::collect::run(c, every),
+            );
+        }
         if !cfg.schedules.is_empty() {
             let s = cairn_retention::scheduler::Scheduler::new(
                 bus.clone(),

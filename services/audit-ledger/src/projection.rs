@@ -73,6 +73,13 @@ impl Projector {
                 &[&chunks, &nets],
             )
             .await?;
+            // A chunk written again is live again: its mark goes.
+            tx.execute(
+                "DELETE FROM chunk_marks m USING unnest($1::bytea[], $2::text[]) AS s(chunk_id, network)
+                 WHERE m.chunk_id = s.chunk_id AND m.network = s.network",
+                &[&chunks, &nets],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -100,6 +107,10 @@ impl Prepared {
         };
         tx.execute(&stmt, params).await
     }
+}
+
+fn raw(ids: &[cairn_events::ChunkId]) -> Vec<&[u8]> {
+    ids.iter().map(|i| i.0.as_slice()).collect()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -193,7 +204,56 @@ async fn apply(
                     .await?;
             }
         }
+        Event::ChunksMarked(b) => {
+            // The first mark stands: a chunk marked again keeps its older time.
+            prepared
+                .execute(
+                    tx,
+                    "INSERT INTO chunk_marks (chunk_id, network, marked_at)
+                     SELECT c, $2, $3::text::timestamptz FROM unnest($1::bytea[]) AS c
+                     ON CONFLICT (network, chunk_id) DO NOTHING",
+                    &[&raw(&b.chunks), &b.network, &b.at],
+                )
+                .await?;
+        }
+        Event::ChunksRevived(b) => {
+            prepared
+                .execute(
+                    tx,
+                    "DELETE FROM chunk_marks WHERE network = $2 AND chunk_id = ANY($1)",
+                    &[&raw(&b.chunks), &b.network],
+                )
+                .await?;
+        }
+        Event::ChunksCondemned(b) => {
+            prepared
+                .execute(
+                    tx,
+                    "UPDATE chunk_marks SET condemned_at = $3::text::timestamptz
+                     WHERE network = $2 AND chunk_id = ANY($1)",
+                    &[&raw(&b.chunks), &b.network, &b.at],
+                )
+                .await?;
+        }
+        Event::ChunksDeleted(b) => {
+            let ids = raw(&b.chunks);
+            prepared
+                .execute(
+                    tx,
+                    "DELETE FROM chunk_copies WHERE network = $2 AND chunk_id = ANY($1)",
+                    &[&ids, &b.network],
+                )
+                .await?;
+            prepared
+                .execute(
+                    tx,
+                    "DELETE FROM chunk_marks WHERE network = $2 AND chunk_id = ANY($1)",
+                    &[&ids, &b.network],
+                )
+                .await?;
+        }
         Event::BackupRestored(_)
+        | Event::CollectionFinished(_)
         | Event::ForgetRequested { .. }
         | Event::ForgetRefused { .. }
         | Event::ScheduleSkipped { .. }

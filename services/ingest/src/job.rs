@@ -46,6 +46,42 @@ pub enum JobError {
     Bus(#[from] BusError),
     #[error("chunk index (PostgreSQL): {0}")]
     Index(#[from] tokio_postgres::Error),
+    /// Chunks this backup needs stayed condemned by a collection for too
+    /// long (a collector that died mid-sweep): retry later.
+    #[error("{0}")]
+    Collecting(String),
+}
+
+/// How long a job waits for a sweep to finish with chunks it needs, before
+/// giving up for a later retry.
+const CONDEMNED_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Which of `ids` to deduplicate against: waits while any is being swept
+/// (condemned) on a target network, since leaning on it now could make the
+/// backup need a chunk in the moment it is deleted. Once the sweep is over
+/// such a chunk is simply new, and written again.
+async fn dedup_against(
+    pg: &tokio_postgres::Client,
+    ids: &[ChunkId],
+    networks: &[String],
+) -> Result<HashSet<ChunkId>, JobError> {
+    let started = std::time::Instant::now();
+    loop {
+        let states = cairn_ledger::marks::chunk_states(pg, ids, networks).await?;
+        if states.condemned.is_empty() {
+            return Ok(states.known);
+        }
+        if started.elapsed() > CONDEMNED_WAIT {
+            return Err(JobError::Collecting(format!(
+                "{} chunks this backup needs (first {}) have been condemned by a collection on {} for {} s; retrying later (run `cairn gc` to finish the sweep)",
+                states.condemned.len(),
+                states.condemned.iter().next().map(|c| c.to_string()).unwrap_or_default(),
+                networks.join(", "),
+                CONDEMNED_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Chunks in flight to compression, per job.
@@ -218,7 +254,7 @@ pub async fn run(
                 continue;
             }
             let ids: Vec<ChunkId> = fresh.iter().map(|(id, _)| *id).collect();
-            let known = cairn_ledger::query::known_chunks(&ctx.pg, &ids, &networks).await?;
+            let known = dedup_against(&ctx.pg, &ids, &networks).await?;
             for (id, plain) in fresh {
                 let is_new = !known.contains(&id);
                 if let Some(page) = list.add(id, is_new) {

@@ -1,23 +1,32 @@
-//! The retention stage. For now: `forget`. It removes a backup's manifest
-//! first (so the backup is gone even if what follows is interrupted), then
-//! its chunk list, then every chunk that no other backup's chunk list names.
-//! It needs no key: chunk lists are public.
+//! The retention stage: forgetting backups, collecting the chunks nothing
+//! references any more, legal holds, policies and schedules.
 //!
-//! Nothing is deleted on incomplete knowledge (invariant 7). A forget is
-//! refused, deleting nothing and recording `forget.refused` with the reason,
-//! when any network cannot list its backups or any backup's chunk list
-//! cannot be read ([`references`]), or while a backup that may have
-//! deduplicated against the doomed chunks is unfinished ([`plan`]). Policies,
-//! schedules and a collector safe beside running backups come later.
+//! Forgetting and deleting chunks are separate. `forget` takes a backup out
+//! of the catalogue: its manifest first (so the backup is gone even if what
+//! follows is interrupted), then its chunk list, on every network that can
+//! delete. It deletes no chunk, so it is safe beside running backups. The
+//! [`collect`]or later deletes the chunks no remaining chunk list names, in
+//! two phases with a grace period. Neither needs a key: chunk lists are
+//! public.
+//!
+//! Nothing is deleted on incomplete knowledge (invariant 7): a backup under
+//! legal hold is never forgotten, and the collector deletes nothing where a
+//! reference could be missing.
 //!
 //! * [`references`]: what the networks say is still referenced.
-//! * [`plan`]: what may be deleted (pure, tested).
+//! * [`plan`]: which running backups hold off a sweep (pure, tested).
+//! * [`gc`]: what a collection marks, revives and deletes (pure, tested).
+//! * [`collect`]: the collector.
+//! * [`lease`]: one collector at a time.
 //! * [`hold`]: legal holds, which nothing deletes.
 //! * [`policy`]: each dataset's retention plan (`cairn_lifecycle` decides).
 //! * [`schedule`]: the configured schedules and their next and last runs.
 //! * [`scheduler`]: fires them, once per slot across replicas.
 
+pub mod collect;
+pub mod gc;
 pub mod hold;
+pub mod lease;
 pub mod plan;
 pub mod policy;
 pub mod references;
@@ -28,8 +37,6 @@ use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{decode, BackupId, DecodeError, Envelope, Event, Forgotten, ObjectKey, Stage};
 use cairn_networks::NetworkError;
 use cairn_repo::{layout, Repository};
-use references::{Listing, ReferenceError};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,14 +56,6 @@ pub enum ForgetError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Bus(#[from] BusError),
-}
-
-impl From<ReferenceError> for ForgetError {
-    fn from(e: ReferenceError) -> Self {
-        ForgetError::Refused(format!(
-            "cannot establish what is still referenced ({e}); nothing was deleted"
-        ))
-    }
 }
 
 impl From<ForgetError> for Failure {
@@ -79,8 +78,8 @@ pub struct RetentionWorker {
     pub repo: Repository,
     /// The ledger (read only): which backups are unfinished.
     pub pg: tokio_postgres::Client,
-    /// An unfinished backup idle for longer than this no longer holds off
-    /// a forget (`[retention] running_backup_secs`).
+    /// An unfinished backup idle for longer than this was abandoned, and
+    /// may be forgotten (`[retention] running_backup_secs`).
     pub running_window: Duration,
     pub source: String,
 }
@@ -95,43 +94,25 @@ impl RetentionWorker {
             .collect();
         let (deleting_from, retained_on) = plan::split_networks(&networks);
 
-        // 0. A backup under legal hold is never deleted.
+        // A backup under legal hold is never deleted.
         if let Some(h) = cairn_ledger::query::hold(&self.pg, backup.as_str()).await? {
             return Err(ForgetError::Refused(format!(
                 "backup {backup} is under legal hold since {} by {} ({}); nothing was deleted. Lift the hold first with `cairn release {backup} --reason ...`",
                 h.held_at, h.held_by, h.reason
             )));
         }
-
-        // 1. No backup that may lean on these chunks is still being written.
+        // One still being written would write its chunk list back.
         let unfinished = cairn_ledger::query::unfinished_backups(&self.pg).await?;
-        let holding = plan::holding_off(
-            &unfinished,
-            backup.as_str(),
-            &deleting_from,
-            self.running_window.as_secs(),
-        );
-        if !holding.is_empty() {
-            let list: Vec<String> = holding
-                .iter()
-                .map(|u| format!("{} (dataset {:?}, {})", u.backup_id, u.dataset, u.status))
-                .collect();
+        if let Some(u) = unfinished.iter().find(|u| {
+            u.backup_id == backup.as_str() && u.idle_secs <= self.running_window.as_secs()
+        }) {
             return Err(ForgetError::Refused(format!(
-                "{} unfinished: it may share chunks with backup {backup}, so nothing was deleted; forget again once it has finished (`cairn list` shows its status)",
-                list.join(", ")
+                "backup {backup} is still being written ({}); nothing was deleted. Forget it once it has finished",
+                u.status
             )));
         }
 
-        // 2. Everything still referenced, or no deleting at all.
-        let listing = Listing::read(&self.repo).await?;
-        let doomed = listing.chunks_of(&self.repo, backup).await?;
-        let mut live = HashSet::new();
-        for other in listing.backups().filter(|b| *b != backup) {
-            live.extend(listing.chunks_of(&self.repo, other).await?);
-        }
-        let delete = plan::unshared(&doomed, &live);
-
-        // 3. Manifest, chunk list, then the unshared chunks.
+        // Manifest first, then the chunk list; the chunks are the collector's.
         let mut deleted = 0u64;
         for net in self.repo.networks() {
             if !deleting_from.iter().any(|n| n == net.name()) {
@@ -140,31 +121,17 @@ impl RetentionWorker {
             let manifest = layout::object(&ObjectKey::Manifest {
                 backup_id: backup.clone(),
             });
-            net.delete(&manifest).await?;
+            if net.exists(&manifest).await? {
+                net.delete(&manifest).await?;
+                deleted += 1;
+            }
             for p in net.list(&layout::backup_dir(backup)).await? {
                 net.delete(&p).await?;
-            }
-            for id in &delete {
-                let object = ObjectKey::Chunk { id: *id };
-                let path = layout::object(&object);
-                if net.exists(&path).await? {
-                    net.delete(&path).await?;
-                    let env = Envelope::new(
-                        self.source.clone(),
-                        backup.clone(),
-                        Event::ObjectDeleted {
-                            network: net.name().to_string(),
-                            object,
-                        },
-                        &[net.name().as_bytes(), path.as_bytes()],
-                    );
-                    self.bus.publish_event(&env).await?;
-                    deleted += 1;
-                }
+                deleted += 1;
             }
         }
         Ok(Forgotten {
-            chunks_deleted: deleted,
+            objects_deleted: deleted,
             networks: deleting_from,
             retained_on,
         })
@@ -180,7 +147,7 @@ impl RetentionWorker {
         }
         let event = match self.forget(&env.backup_id).await {
             Ok(f) => {
-                tracing::info!(backup = %env.backup_id, chunks = f.chunks_deleted, "forgotten");
+                tracing::info!(backup = %env.backup_id, objects = f.objects_deleted, "forgotten");
                 Event::BackupForgotten(f)
             }
             Err(ForgetError::Refused(reason)) => {

@@ -1,13 +1,11 @@
-//! What `forget` may delete, decided without touching a network: pure
-//! functions over what was read, tested below. Deleting data is the most
-//! dangerous thing Cairn does, so each one answers "not now" whenever a
-//! reference could be missing.
+//! Which running backups hold off a sweep, and which networks delete at
+//! all: pure functions over what was read, tested below. Deleting data is
+//! the most dangerous thing Cairn does, so each one answers "not now"
+//! whenever a reference could be missing.
 
-use cairn_events::ChunkId;
 use cairn_ledger::query::Unfinished;
-use std::collections::HashSet;
 
-/// The backups that hold off a forget: unfinished ones that may share the
+/// The backups that hold off a sweep: unfinished ones that may write to the
 /// networks it deletes from (`deleting_from`) and were active within
 /// `window_secs` (older ones were abandoned). A backup whose networks are
 /// not resolved yet may go anywhere.
@@ -23,14 +21,6 @@ pub fn holding_off<'a>(
         .filter(|u| u.idle_secs <= window_secs)
         .filter(|u| u.networks.is_empty() || u.networks.iter().any(|n| deleting_from.contains(n)))
         .collect()
-}
-
-/// The chunks to delete: those of the forgotten backup that no other
-/// backup names.
-pub fn unshared(doomed: &HashSet<ChunkId>, live: &HashSet<ChunkId>) -> Vec<ChunkId> {
-    let mut out: Vec<ChunkId> = doomed.difference(live).copied().collect();
-    out.sort();
-    out
 }
 
 /// Where deleting happens and where the backup stays: networks that cannot
@@ -85,12 +75,7 @@ mod tests {
     }
 
     #[test]
-    fn only_chunks_no_other_backup_names_are_deleted() {
-        let id = |b: u8| ChunkId([b; 32]);
-        let doomed: HashSet<ChunkId> = [id(1), id(2), id(3)].into();
-        let live: HashSet<ChunkId> = [id(2), id(9)].into();
-        assert_eq!(unshared(&doomed, &live), vec![id(1), id(3)]);
-        assert!(unshared(&doomed, &doomed).is_empty());
+    fn networks_that_cannot_delete_keep_everything() {
         let (delete, keep) = split_networks(&[("a".into(), true), ("perma".into(), false)]);
         assert_eq!(
             (delete, keep),

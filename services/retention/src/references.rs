@@ -20,6 +20,8 @@ pub enum ReferenceError {
     },
     #[error("backup {backup}: {detail}")]
     Pages { backup: BackupId, detail: String },
+    #[error("the ledger (PostgreSQL): {0}")]
+    Ledger(String),
 }
 
 /// The chunk-list pages of every backup, as the networks list them.

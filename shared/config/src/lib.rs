@@ -228,6 +228,12 @@ impl Config {
         self.retention
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.retention.gc_grace_secs < self.retention.running_backup_secs {
+            return Err(ConfigError::Invalid(format!(
+                "retention.gc_grace_secs = {} is shorter than retention.running_backup_secs = {}: a chunk could be swept while a backup that leans on it still runs",
+                self.retention.gc_grace_secs, self.retention.running_backup_secs
+            )));
+        }
         for s in &self.schedules {
             s.check().map_err(|e| ConfigError::Invalid(e.to_string()))?;
             for n in &s.networks {

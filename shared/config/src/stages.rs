@@ -101,10 +101,21 @@ impl Default for LedgerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// A backup the ledger shows unfinished holds off `forget` (it may have
-    /// deduplicated against any chunk) until it finishes, or until nothing
-    /// has been recorded of it for this many seconds (it was abandoned).
+    /// A backup the ledger shows unfinished holds off a sweep of the
+    /// collector on its networks (it may have deduplicated against a marked
+    /// chunk) until it finishes, or until nothing has been recorded of it
+    /// for this many seconds (it was abandoned, and may be forgotten).
     pub running_backup_secs: u64,
+    /// The collector deletes a chunk only once it has been found
+    /// unreferenced for this long: longer than any backup runs. At least
+    /// `running_backup_secs`.
+    pub gc_grace_secs: u64,
+    /// Pause between condemning due chunks and the collector's last look at
+    /// the references, for a backup that looked them up just before.
+    pub gc_settle_secs: u64,
+    /// Seconds between two collections by the retention service; 0 (the
+    /// default) leaves collecting to `cairn gc`.
+    pub collect_interval_secs: u64,
     /// The policy of every dataset without its own
     /// (`[retention.default_policy]`; unset: the seeds' 90 days, 2555 days
     /// for backups tagged `compliance`). Given, it replaces that default
@@ -120,6 +131,9 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             running_backup_secs: 3600,
+            gc_grace_secs: 86_400,
+            gc_settle_secs: 30,
+            collect_interval_secs: 0,
             default_policy: None,
             policies: BTreeMap::new(),
         }

@@ -81,11 +81,13 @@ pub enum Event {
     /// Someone asked to forget a backup.
     #[serde(rename = "forget.requested")]
     ForgetRequested { requested_by: String },
-    /// A backup's manifest is gone; its unshared chunks were deleted.
+    /// A backup's manifest and chunk list are gone from every network that
+    /// can delete: it is out of the catalogue. Its chunks stay until the
+    /// collector finds nothing references them.
     #[serde(rename = "backup.forgotten")]
     BackupForgotten(Forgotten),
-    /// Retention refused to forget a backup and deleted nothing: it could
-    /// not establish what is still referenced, or a backup was running.
+    /// Retention refused to forget a backup and deleted nothing: it is under
+    /// legal hold, or still being written.
     #[serde(rename = "forget.refused")]
     ForgetRefused { reason: String },
     /// A backup was put under legal hold: no policy or command deletes it
@@ -107,6 +109,27 @@ pub enum Event {
     /// An object was deleted from a network (by retention).
     #[serde(rename = "object.deleted")]
     ObjectDeleted { network: String, object: ObjectKey },
+    /// The collector found these chunks on `network` referenced by no
+    /// backup's chunk list, at `marked_at` (its clock): they may be swept
+    /// once the grace period has passed, unless something revives them.
+    #[serde(rename = "chunks.marked")]
+    ChunksMarked(ChunkBatch),
+    /// Marked chunks that are referenced again (a backup deduplicated
+    /// against them), or whose sweep was called off: no longer marked.
+    #[serde(rename = "chunks.revived")]
+    ChunksRevived(ChunkBatch),
+    /// Marked chunks past their grace period, about to be deleted: from now
+    /// on ingest does not deduplicate against them (it waits until they are
+    /// gone, then writes them again).
+    #[serde(rename = "chunks.condemned")]
+    ChunksCondemned(ChunkBatch),
+    /// Condemned chunks the collector deleted from `network`.
+    #[serde(rename = "chunks.deleted")]
+    ChunksDeleted(ChunkBatch),
+    /// A collection ran: per network, what it marked, revived and freed, or
+    /// why it swept nothing.
+    #[serde(rename = "collection.finished")]
+    CollectionFinished(Collection),
     /// A repository (key file and config) was created on a network.
     #[serde(rename = "repo.initialised")]
     RepoInitialised {
@@ -139,6 +162,11 @@ impl Event {
             Event::BackupReleased(_) => "backup.released",
             Event::ScheduleSkipped { .. } => "schedule.skipped",
             Event::ObjectDeleted { .. } => "object.deleted",
+            Event::ChunksMarked(_) => "chunks.marked",
+            Event::ChunksRevived(_) => "chunks.revived",
+            Event::ChunksCondemned(_) => "chunks.condemned",
+            Event::ChunksDeleted(_) => "chunks.deleted",
+            Event::CollectionFinished(_) => "collection.finished",
             Event::RepoInitialised { .. } => "repo.initialised",
             Event::DeadLettered(_) => "event.deadlettered",
         }
@@ -168,6 +196,11 @@ impl Event {
         "backup.released",
         "schedule.skipped",
         "object.deleted",
+        "chunks.marked",
+        "chunks.revived",
+        "chunks.condemned",
+        "chunks.deleted",
+        "collection.finished",
         "repo.initialised",
         "event.deadlettered",
     ];
@@ -203,6 +236,19 @@ impl Event {
         ("backup.released", "cli (release)", "ledger"),
         ("schedule.skipped", "retention (scheduler)", "ledger"),
         ("object.deleted", "retention", "ledger"),
+        ("chunks.marked", "retention (collector)", "ledger"),
+        ("chunks.revived", "retention (collector)", "ledger"),
+        (
+            "chunks.condemned",
+            "retention (collector)",
+            "ledger, ingest (via the ledger)",
+        ),
+        ("chunks.deleted", "retention (collector)", "ledger"),
+        (
+            "collection.finished",
+            "retention (collector)",
+            "ledger, cli",
+        ),
         ("repo.initialised", "cli (init)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
     ];
@@ -401,13 +447,66 @@ pub struct Hold {
 /// Recorded after forgetting a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Forgotten {
-    /// Chunks no other backup referenced, deleted from each network.
-    pub chunks_deleted: u64,
+    /// Its manifest and chunk-list pages deleted, over every network.
+    pub objects_deleted: u64,
     /// Networks it was removed from.
     pub networks: Vec<String>,
     /// Networks that cannot delete (permanent storage) and still hold it.
     #[serde(default)]
     pub retained_on: Vec<String>,
+}
+
+/// Chunks on one network, as the collector marks, revives, condemns or
+/// deletes them (at most [`ChunkBatch::MAX`] per event, so that an event
+/// stays well under NATS's 1 MiB payload limit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ChunkBatch {
+    pub network: String,
+    pub chunks: Vec<ChunkId>,
+    /// RFC 3339, the collector's clock: when they were found unreferenced
+    /// (`chunks.marked`), or when the step happened.
+    pub at: String,
+    /// Sealed bytes these chunks held (`chunks.deleted`; 0 otherwise).
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+impl ChunkBatch {
+    pub const MAX: usize = 4096;
+}
+
+/// What one collection did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Collection {
+    /// RFC 3339, the collector's clock.
+    pub at: String,
+    pub grace_secs: u64,
+    pub networks: Vec<NetworkCollection>,
+}
+
+/// What one collection did on one network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkCollection {
+    pub network: String,
+    /// `swept` (it ran to the end, perhaps deleting nothing), `deferred`
+    /// (a backup was running), `skipped` (the network cannot delete) or
+    /// `aborted` (something could not be read or deleted).
+    pub outcome: String,
+    /// Why it was deferred, skipped or aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Chunks the network holds.
+    pub chunks: u64,
+    /// Chunks referenced by some backup.
+    pub referenced: u64,
+    /// Newly marked unreferenced in this run.
+    pub marked: u64,
+    /// Marked before, referenced again.
+    pub revived: u64,
+    /// Marked and still waiting for their grace period.
+    pub waiting: u64,
+    pub deleted: u64,
+    pub bytes_freed: u64,
 }
 
 /// A message a stage could not process.

@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../../../schemas/sql/0005_ledger_holds.sql"),
     ),
+    (
+        6,
+        include_str!("../../../schemas/sql/0006_ledger_chunk_marks.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

@@ -18,12 +18,15 @@
 //! * [`prove`]: inclusion and consistency proofs.
 //! * [`evidence`]: one backup's entries with proofs, for auditors.
 //! * [`check`]: the whole log re-checked (`cairn audit verify`).
+//! * [`marks`]: the collector's marks, and what ingest may deduplicate
+//!   against given them.
 
 pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod db;
 pub mod evidence;
+pub mod marks;
 pub mod prove;
 pub mod query;
 pub mod tree;

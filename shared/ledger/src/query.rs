@@ -1,8 +1,8 @@
 //! Read queries on the projections, for the CLI and the stages.
 
-use cairn_events::{ChunkId, Outcome, Source, Stats};
+use cairn_events::{Outcome, Source, Stats};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use tokio_postgres::{Client, Row};
 
 /// One backup as `cairn list` and `cairn show` print it.
@@ -71,27 +71,6 @@ pub async fn backup(
 ) -> Result<Option<BackupRow>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM backups WHERE backup_id = $1");
     Ok(c.query_opt(&sql, &[&backup_id]).await?.as_ref().map(row))
-}
-
-/// Which of `ids` every one of `networks` already holds (ingest's dedup).
-pub async fn known_chunks(
-    c: &Client,
-    ids: &[ChunkId],
-    networks: &[String],
-) -> Result<HashSet<ChunkId>, tokio_postgres::Error> {
-    let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
-    let n = networks.len() as i64;
-    let rows = c
-        .query(
-            "SELECT chunk_id FROM chunk_copies WHERE chunk_id = ANY($1) AND network = ANY($2)
-             GROUP BY chunk_id HAVING count(*) = $3",
-            &[&raw, &networks, &n],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok().map(ChunkId))
-        .collect())
 }
 
 /// The recorded digest (SHA-256 hex, length) of each of `paths` known so far.

@@ -1,0 +1,135 @@
+//! The collector's marks as the ledger projects them (`chunk_marks`), and
+//! what ingest may deduplicate against given them: a chunk being swept
+//! (condemned) is never leaned on, so that no backup comes to need a chunk
+//! in the moment it is deleted.
+
+use cairn_events::ChunkId;
+use std::collections::{HashMap, HashSet};
+use tokio_postgres::Client;
+
+/// One chunk's mark on one network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Unix seconds, the collector's clock when it found the chunk
+    /// referenced by no backup.
+    pub marked_at: i64,
+    /// A sweep is about to delete it.
+    pub condemned: bool,
+}
+
+/// Every mark on `network`.
+pub async fn marks(
+    c: &Client,
+    network: &str,
+) -> Result<HashMap<ChunkId, Mark>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT chunk_id, extract(epoch FROM marked_at)::bigint, condemned_at IS NOT NULL
+             FROM chunk_marks WHERE network = $1",
+            &[&network],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let id = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok()?;
+            Some((
+                ChunkId(id),
+                Mark {
+                    marked_at: r.get(1),
+                    condemned: r.get(2),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// How many of `ids` the ledger shows condemned on `network` (the
+/// collector waits for its own `chunks.condemned` to be recorded).
+pub async fn condemned_count(
+    c: &Client,
+    network: &str,
+    ids: &[ChunkId],
+) -> Result<u64, tokio_postgres::Error> {
+    let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM chunk_marks
+             WHERE network = $1 AND chunk_id = ANY($2) AND condemned_at IS NOT NULL",
+            &[&network, &raw],
+        )
+        .await?
+        .get(0);
+    Ok(n as u64)
+}
+
+/// What ingest may do with a batch of chunk ids.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChunkStates {
+    /// Held by every target network and being swept on none: deduplicate.
+    pub known: HashSet<ChunkId>,
+    /// Being swept on some target network: wait until the sweep is over.
+    pub condemned: HashSet<ChunkId>,
+}
+
+/// Classifies `ids` for a backup to `networks`. A chunk neither known nor
+/// condemned is new and written again.
+pub async fn chunk_states(
+    c: &Client,
+    ids: &[ChunkId],
+    networks: &[String],
+) -> Result<ChunkStates, tokio_postgres::Error> {
+    let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
+    let n = networks.len() as i64;
+    let rows = c
+        .query(
+            "SELECT chunk_id, false FROM chunk_copies cc
+             WHERE chunk_id = ANY($1) AND network = ANY($2)
+               AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = cc.chunk_id
+                               AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
+             GROUP BY chunk_id HAVING count(*) = $3
+             UNION ALL
+             SELECT DISTINCT chunk_id, true FROM chunk_marks
+             WHERE chunk_id = ANY($1) AND network = ANY($2) AND condemned_at IS NOT NULL",
+            &[&raw, &networks, &n],
+        )
+        .await?;
+    let mut out = ChunkStates::default();
+    for r in &rows {
+        let Ok(id) = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)) else {
+            continue;
+        };
+        if r.get::<_, bool>(1) {
+            out.condemned.insert(ChunkId(id));
+        } else {
+            out.known.insert(ChunkId(id));
+        }
+    }
+    Ok(out)
+}
+
+/// Backups the ledger records as forgotten: their chunk lists on networks
+/// that cannot delete are no longer references.
+pub async fn forgotten(c: &Client) -> Result<HashSet<String>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT backup_id FROM backups WHERE status = 'forgotten'",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
+/// The sealed length the ledger recorded for each of `paths` (0 for a path
+/// it never saw).
+pub async fn lengths(c: &Client, paths: &[String]) -> Result<u64, tokio_postgres::Error> {
+    let n: Option<i64> = c
+        .query_one(
+            "SELECT sum(len)::bigint FROM object_digests WHERE path = ANY($1)",
+            &[&paths],
+        )
+        .await?
+        .get(0);
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
