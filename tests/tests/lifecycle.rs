@@ -142,6 +142,89 @@ fn legal_hold_outranks_every_policy_and_forget() {
     assert_eq!(f["status"], "forgotten", "{f}");
 }
 
+/// `retention apply` forgets exactly what the plan drops (never a held
+/// backup, never the newest completed one) and says so; the service, with
+/// `apply_interval_secs` set, does the same on its own; what is kept
+/// restores from every network.
+#[test]
+fn retention_apply_forgets_what_the_plan_drops_by_hand_and_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let mut o = server.options("objects");
+    o.extra_toml
+        .push_str("\n[retention.policies.plant]\nkeep_last = 1\n");
+    let mut env = Env::with(o);
+    env.start_all();
+    let src = env.source_dir("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        random_file(&src.join(format!("f{i}.bin")), 256 << 10);
+        let b = env.backup(&[src.to_str().unwrap(), "--dataset", "plant"]);
+        ids.push(b["backup_id"].as_str().unwrap().to_string());
+    }
+    // Another dataset, under the seeds' 90 days: nothing of it is dropped.
+    let other = env.backup(&[src.to_str().unwrap(), "--dataset", "other"]);
+    let other = other["backup_id"].as_str().unwrap().to_string();
+    env.ok(&["hold", &ids[0], "--reason", "case 7"]);
+    let status_of = |env: &Env, id: &str| env.json(&["show", id, "--json"])["status"].clone();
+
+    let report = env.json(&["retention", "apply", "--json"]);
+    let applied = report["applied"].as_array().unwrap();
+    assert_eq!(applied.len(), 1, "{report}");
+    assert_eq!(applied[0]["backup_id"], ids[1].as_str(), "{report}");
+    assert_eq!(applied[0]["outcome"], "forgotten", "{report}");
+    assert_eq!(applied[0]["reasons"][0], "no rule keeps it", "{report}");
+    assert_eq!(report["kept"], 3, "{report}");
+    settle(&env.db);
+    assert_eq!(status_of(&env, &ids[1]), "forgotten");
+    for id in [&ids[0], &ids[2], &other] {
+        assert_eq!(status_of(&env, id), "completed", "{id}");
+        for net in ["local", "objects"] {
+            assert!(
+                env.restore_from_only(net, id).join("src").exists(),
+                "{id} {net}"
+            );
+        }
+    }
+    // Applied again: nothing left to drop.
+    let again = env.json(&["retention", "apply", "--json"]);
+    assert_eq!(again["applied"], serde_json::json!([]), "{again}");
+    let text = env.ok(&["retention", "apply", "--dataset", "plant"]);
+    assert!(text.contains("2 kept, 0 forgotten of 0"), "{text}");
+
+    // The service, on its own: a newer backup makes the old newest droppable.
+    random_file(&src.join("f9.bin"), 256 << 10);
+    let newest = env.backup(&[src.to_str().unwrap(), "--dataset", "plant"]);
+    let newest = newest["backup_id"].as_str().unwrap().to_string();
+    env.set_env("CAIRN_RETENTION__APPLY_INTERVAL_SECS", "1");
+    env.serve(&["retention"]);
+    let mut forgotten = false;
+    for _ in 0..300 {
+        if status_of(&env, &ids[2]) == "forgotten" {
+            forgotten = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        forgotten,
+        "the service did not apply the policy:\n{}",
+        env.serve_logs()
+    );
+    settle(&env.db);
+    assert_eq!(status_of(&env, &ids[0]), "completed", "the held backup");
+    assert_eq!(status_of(&env, &newest), "completed");
+    let events = logged_events(&env.db);
+    let by_service = events.iter().find(|e| {
+        e.backup_id.as_str() == ids[2]
+            && matches!(&e.event, cairn_events::Event::ForgetRequested { requested_by } if requested_by == "retention-policy")
+    });
+    assert!(
+        by_service.is_some(),
+        "the service's forget request is ledgered"
+    );
+}
+
 /// A policy that would delete everything, an unknown time zone, a
 /// misspelled rule or a malformed cron expression is refused when the
 /// configuration loads, naming it.

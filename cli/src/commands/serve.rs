@@ -165,6 +165,15 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 cairn_retention::collect::run(c, every),
             );
         }
+        if cfg.retention.apply_interval_secs > 0 {
+            let a = super::retention::applier(cfg, &bus, "retention-policy".into()).await?;
+            let every = Duration::from_secs(cfg.retention.apply_interval_secs);
+            spawn(
+                &mut tasks,
+                Stage::Retention,
+                cairn_retention::apply::run(a, every),
+            );
+        }
         if !cfg.schedules.is_empty() {
             let s = cairn_retention::scheduler::Scheduler::new(
                 bus.clone(),

@@ -20,9 +20,11 @@
 //! * [`lease`]: one collector at a time.
 //! * [`hold`]: legal holds, which nothing deletes.
 //! * [`policy`]: each dataset's retention plan (`cairn_lifecycle` decides).
+//! * [`apply`]: forgets what the plan drops.
 //! * [`schedule`]: the configured schedules and their next and last runs.
 //! * [`scheduler`]: fires them, once per slot across replicas.
 
+pub mod apply;
 pub mod collect;
 pub mod gc;
 pub mod hold;

@@ -66,4 +66,18 @@ impl Claims {
             Err(e) => Err(BusError::JetStream(format!("write {key}: {e}"))),
         }
     }
+
+    /// Claims round `round` of a periodic job (a number that only grows,
+    /// e.g. the slot's Unix time): true for the one caller, across
+    /// replicas, that moves `key` past every round claimed before.
+    pub async fn claim_round(&self, key: &str, round: i64) -> Result<bool, BusError> {
+        let (raw, seq) = self.get(key).await?;
+        let last = raw
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok())
+            .unwrap_or(i64::MIN);
+        if round <= last {
+            return Ok(false);
+        }
+        self.swap(key, seq, Bytes::from(round.to_string())).await
+    }
 }

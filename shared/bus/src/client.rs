@@ -149,6 +149,20 @@ pub async fn request_forget(
     requested_by: String,
     timeout: Duration,
 ) -> Result<ForgetAnswer, BusError> {
+    let seed = cairn_events::now_rfc3339();
+    request_forget_seeded(bus, source, backup, requested_by, seed.as_bytes(), timeout).await
+}
+
+/// [`request_forget`] whose event id derives from `seed` (and the backup),
+/// so that the same request published twice is one request.
+pub async fn request_forget_seeded(
+    bus: &Bus,
+    source: &str,
+    backup: &BackupId,
+    requested_by: String,
+    seed: &[u8],
+    timeout: Duration,
+) -> Result<ForgetAnswer, BusError> {
     let subject = bus.subjects.events_of_backup(backup);
     let mut events = bus
         .client
@@ -159,7 +173,7 @@ pub async fn request_forget(
         source,
         backup.clone(),
         Event::ForgetRequested { requested_by },
-        &[cairn_events::now_rfc3339().as_bytes()],
+        &[seed],
     );
     bus.publish_event(&env).await?;
     let answer = async {

@@ -116,6 +116,10 @@ pub struct RetentionConfig {
     /// Seconds between two collections by the retention service; 0 (the
     /// default) leaves collecting to `cairn gc`.
     pub collect_interval_secs: u64,
+    /// Seconds between two rounds in which the retention service applies
+    /// the policies (forgets what `cairn retention plan` drops); 0 (the
+    /// default) leaves it to `cairn retention apply`.
+    pub apply_interval_secs: u64,
     /// The policy of every dataset without its own
     /// (`[retention.default_policy]`; unset: the seeds' 90 days, 2555 days
     /// for backups tagged `compliance`). Given, it replaces that default
@@ -134,6 +138,7 @@ impl Default for RetentionConfig {
             gc_grace_secs: 86_400,
             gc_settle_secs: 30,
             collect_interval_secs: 0,
+            apply_interval_secs: 0,
             default_policy: None,
             policies: BTreeMap::new(),
         }
