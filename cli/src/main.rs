@@ -69,6 +69,11 @@ pub enum Command {
     /// How well each network holds a backup (availability, sampled
     /// integrity against the Merkle root, estimated restore time).
     Health(health::HealthArgs),
+    /// Restore backups into a scratch place now, check everything and
+    /// record the result (the newest of each dataset and a random sample).
+    Drill(drill::DrillArgs),
+    /// The latest restore drill of each dataset, and its last success.
+    Drills(drill::DrillsArgs),
     /// Copy missing or corrupt objects back onto networks from intact copies.
     Repair(repair::RepairArgs),
     /// The audit ledger.
@@ -134,6 +139,8 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Retention { command } => retention::run(&cfg, command).await,
         Command::Schedule { command } => schedule::run(&cfg, command).await,
         Command::Health(a) => health::health(&cfg, a).await,
+        Command::Drill(a) => drill::drill(&cfg, a).await,
+        Command::Drills(a) => drill::drills(&cfg, a).await,
         Command::Repair(a) => repair::repair(&cfg, a).await,
         Command::Audit { command } => audit::run(&cfg, command).await,
     }

@@ -100,3 +100,13 @@ pub fn progress_bar(show: bool, template: &str, message: String) -> Option<indic
         b
     })
 }
+
+/// An age in seconds, coarsely: `45 s`, `12 min`, `5 h`, `3 d`.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}

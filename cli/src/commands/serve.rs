@@ -174,6 +174,17 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 cairn_retention::apply::run(a, every),
             );
         }
+        if let Some(cadence) = cfg.retention.drills.cadence()? {
+            // Drills decrypt: only where the operator gave this process the key.
+            if cfg.passphrase()?.is_some() {
+                let d =
+                    super::drill::driller(cfg, &bus, "retention".into(), whoami("drills")).await?;
+                let run = cairn_retention::drill::run(d, cadence, cfg.retention.drills.sample);
+                spawn(&mut tasks, Stage::Retention, run);
+            } else {
+                tracing::warn!("retention.drills.cron is set but this process has no passphrase (CAIRN_PASSPHRASE or keys.passphrase_file): no drills run here");
+            }
+        }
         if !cfg.schedules.is_empty() {
             let s = cairn_retention::scheduler::Scheduler::new(
                 bus.clone(),

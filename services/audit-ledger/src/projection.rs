@@ -252,6 +252,35 @@ async fn apply(
                 )
                 .await?;
         }
+        Event::DrillCompleted(d) | Event::DrillFailed(d) => {
+            let ok = matches!(env.event, Event::DrillCompleted(_));
+            prepared
+                .execute(
+                    tx,
+                    "INSERT INTO drills (event_id, backup_id, dataset, ok, pick, target, bytes, files, chunks,
+                                         duration_ms, started_at, finished_at, reason, drilled_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::timestamptz,
+                             $12::text::timestamptz, $13, $14)
+                     ON CONFLICT (event_id) DO NOTHING",
+                    &[
+                        &env.id.as_str(),
+                        &id,
+                        &d.dataset,
+                        &ok,
+                        &d.pick,
+                        &d.target,
+                        &(d.bytes as i64),
+                        &(d.files as i64),
+                        &(d.chunks as i64),
+                        &(d.duration_ms as i64),
+                        &d.started_at,
+                        &env.at,
+                        &d.reason,
+                        &d.by,
+                    ],
+                )
+                .await?;
+        }
         Event::BackupRestored(_)
         | Event::CollectionFinished(_)
         | Event::ForgetRequested { .. }

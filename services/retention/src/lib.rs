@@ -23,9 +23,12 @@
 //! * [`apply`]: forgets what the plan drops.
 //! * [`schedule`]: the configured schedules and their next and last runs.
 //! * [`scheduler`]: fires them, once per slot across replicas.
+//! * [`drill`]: restore drills, the one part of this stage that needs the
+//!   key (it decrypts, to prove backups come back).
 
 pub mod apply;
 pub mod collect;
+pub mod drill;
 pub mod gc;
 pub mod hold;
 pub mod lease;

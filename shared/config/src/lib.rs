@@ -20,8 +20,8 @@ pub use cairn_ledger::PostgresConfig;
 pub use cairn_networks::{Kind, NetworkConfig};
 pub use cairn_telemetry::TelemetryConfig;
 pub use stages::{
-    AuditConfig, DatasetPolicy, EncryptConfig, IngestConfig, LedgerConfig, RepairConfig,
-    RetentionConfig, StoreConfig, VerifyConfig,
+    AuditConfig, DatasetPolicy, DrillsConfig, EncryptConfig, IngestConfig, LedgerConfig,
+    RepairConfig, RetentionConfig, StoreConfig, VerifyConfig,
 };
 
 use cairn_crypto::Secret;
@@ -234,6 +234,10 @@ impl Config {
                 self.retention.gc_grace_secs, self.retention.running_backup_secs
             )));
         }
+        self.retention
+            .drills
+            .cadence()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for s in &self.schedules {
             s.check().map_err(|e| ConfigError::Invalid(e.to_string()))?;
             for n in &s.networks {

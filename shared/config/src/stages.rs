@@ -129,6 +129,69 @@ pub struct RetentionConfig {
     /// A dataset's own policy (`[retention.policies.<dataset>]`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policies: BTreeMap<String, Policy>,
+    /// Scheduled restore drills (`[retention.drills]`).
+    #[serde(default)]
+    pub drills: DrillsConfig,
+}
+
+/// `[retention.drills]`: when the retention service restores backups to
+/// prove they come back. Drills read backup data, so they need the
+/// repository passphrase: they run only where one is configured, and no
+/// other service but restore ever decrypts data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrillsConfig {
+    /// When drills run (`0 3 * * 0`, seconds optional); unset: never (run
+    /// one with `cairn drill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// IANA time zone `cron` is read in (default UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Older backups drilled per dataset, chosen at random, besides the
+    /// dataset's newest.
+    pub sample: usize,
+    /// Where file backups are restored (a private directory is made in it
+    /// and removed afterwards); unset: the system's temporary directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch_dir: Option<PathBuf>,
+    /// A PostgreSQL server on which a drill may create a scratch database
+    /// to restore a dump into, and drop it after (a role with CREATEDB;
+    /// never a production server). Unset: dumps are read and checked, not
+    /// loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url: Option<String>,
+    /// A file holding that server's password (first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_password_file: Option<PathBuf>,
+}
+
+impl Default for DrillsConfig {
+    fn default() -> Self {
+        DrillsConfig {
+            cron: None,
+            timezone: None,
+            sample: 1,
+            scratch_dir: None,
+            postgres_url: None,
+            postgres_password_file: None,
+        }
+    }
+}
+
+impl DrillsConfig {
+    /// When drills are due, if they are scheduled; a bad expression or
+    /// zone is refused by name.
+    pub fn cadence(
+        &self,
+    ) -> Result<Option<cairn_lifecycle::Checked>, cairn_lifecycle::ScheduleError> {
+        match &self.cron {
+            None => Ok(None),
+            Some(c) => {
+                cairn_lifecycle::cadence("retention.drills", c, self.timezone.as_deref()).map(Some)
+            }
+        }
+    }
 }
 
 impl Default for RetentionConfig {
@@ -141,6 +204,7 @@ impl Default for RetentionConfig {
             apply_interval_secs: 0,
             default_policy: None,
             policies: BTreeMap::new(),
+            drills: DrillsConfig::default(),
         }
     }
 }

@@ -130,6 +130,13 @@ pub enum Event {
     /// why it swept nothing.
     #[serde(rename = "collection.finished")]
     CollectionFinished(Collection),
+    /// A restore drill restored the backup into a scratch place and every
+    /// check held (chunks, file sizes, the manifest's roots).
+    #[serde(rename = "drill.completed")]
+    DrillCompleted(Drill),
+    /// A restore drill of the backup failed; `reason` says at what.
+    #[serde(rename = "drill.failed")]
+    DrillFailed(Drill),
     /// A repository (key file and config) was created on a network.
     #[serde(rename = "repo.initialised")]
     RepoInitialised {
@@ -167,6 +174,8 @@ impl Event {
             Event::ChunksCondemned(_) => "chunks.condemned",
             Event::ChunksDeleted(_) => "chunks.deleted",
             Event::CollectionFinished(_) => "collection.finished",
+            Event::DrillCompleted(_) => "drill.completed",
+            Event::DrillFailed(_) => "drill.failed",
             Event::RepoInitialised { .. } => "repo.initialised",
             Event::DeadLettered(_) => "event.deadlettered",
         }
@@ -201,6 +210,8 @@ impl Event {
         "chunks.condemned",
         "chunks.deleted",
         "collection.finished",
+        "drill.completed",
+        "drill.failed",
         "repo.initialised",
         "event.deadlettered",
     ];
@@ -247,6 +258,16 @@ impl Event {
         (
             "collection.finished",
             "retention (collector)",
+            "ledger, cli",
+        ),
+        (
+            "drill.completed",
+            "retention (drills), cli (drill)",
+            "ledger, cli",
+        ),
+        (
+            "drill.failed",
+            "retention (drills), cli (drill)",
             "ledger, cli",
         ),
         ("repo.initialised", "cli (init)", "ledger"),
@@ -507,6 +528,34 @@ pub struct NetworkCollection {
     pub waiting: u64,
     pub deleted: u64,
     pub bytes_freed: u64,
+}
+
+/// One restore drill: which backup was restored where, what came back and
+/// how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Drill {
+    pub dataset: String,
+    /// `newest` (the dataset's newest restorable backup), `sample` (a
+    /// randomly chosen older one) or `asked` (named by an operator).
+    pub pick: String,
+    /// Where it was restored: `dir:<scratch dir>`, `postgres:<scratch
+    /// database>` (dropped afterwards), or `verify-only` (a database dump
+    /// with no scratch server configured: read and checked, not loaded).
+    pub target: String,
+    /// Plaintext bytes restored.
+    pub bytes: u64,
+    /// Files, directories and symlinks restored.
+    pub files: u64,
+    /// Chunks read and authenticated (data and tree).
+    pub chunks: u64,
+    pub duration_ms: u64,
+    /// RFC 3339: when the drill began.
+    pub started_at: String,
+    /// Why it failed (`drill.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who ran it: `retention` (the service's schedule) or `user@host`.
+    pub by: String,
 }
 
 /// A message a stage could not process.

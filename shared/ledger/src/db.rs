@@ -39,6 +39,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../../../schemas/sql/0006_ledger_chunk_marks.sql"),
     ),
+    (
+        7,
+        include_str!("../../../schemas/sql/0007_ledger_drills.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

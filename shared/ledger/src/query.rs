@@ -232,3 +232,106 @@ pub async fn hold(c: &Client, backup_id: &str) -> Result<Option<HoldRow>, tokio_
         .as_ref()
         .map(hold_row))
 }
+
+/// A restore drill as the ledger shows it (`drills`, from `drill.completed`
+/// and `drill.failed`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillRow {
+    pub backup_id: String,
+    pub dataset: String,
+    pub ok: bool,
+    pub pick: String,
+    pub target: String,
+    pub bytes: u64,
+    pub files: u64,
+    pub chunks: u64,
+    pub duration_ms: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub reason: Option<String>,
+    pub by: String,
+    /// Seconds since it finished, by the database's clock.
+    pub age_secs: u64,
+}
+
+/// A dataset's drills: the latest, and the latest that succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetDrills {
+    pub dataset: String,
+    pub latest: DrillRow,
+    pub last_success: Option<DrillRow>,
+}
+
+const DRILL_COLUMNS: &str =
+    "backup_id, dataset, ok, pick, target, bytes, files, chunks, duration_ms,
+    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    reason, drilled_by, GREATEST(extract(epoch FROM now() - finished_at), 0)::bigint";
+
+fn drill_row(r: &Row) -> DrillRow {
+    let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+    DrillRow {
+        backup_id: r.get(0),
+        dataset: r.get(1),
+        ok: r.get(2),
+        pick: r.get(3),
+        target: r.get(4),
+        bytes: n(5),
+        files: n(6),
+        chunks: n(7),
+        duration_ms: n(8),
+        started_at: r.get(9),
+        finished_at: r.get(10),
+        reason: r.get(11),
+        by: r.get(12),
+        age_secs: n(13),
+    }
+}
+
+/// Per dataset (by name), its latest drill and its latest successful one.
+pub async fn drills(c: &Client) -> Result<Vec<DatasetDrills>, tokio_postgres::Error> {
+    let latest = format!(
+        "SELECT DISTINCT ON (dataset) {DRILL_COLUMNS} FROM drills
+         ORDER BY dataset, finished_at DESC, event_id DESC"
+    );
+    let ok = format!(
+        "SELECT DISTINCT ON (dataset) {DRILL_COLUMNS} FROM drills WHERE ok
+         ORDER BY dataset, finished_at DESC, event_id DESC"
+    );
+    let mut good: HashMap<String, DrillRow> = c
+        .query(&ok, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            let d = drill_row(r);
+            (d.dataset.clone(), d)
+        })
+        .collect();
+    Ok(c.query(&latest, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            let latest = drill_row(r);
+            DatasetDrills {
+                dataset: latest.dataset.clone(),
+                last_success: good.remove(&latest.dataset),
+                latest,
+            }
+        })
+        .collect())
+}
+
+/// The newest successful drill, of `dataset` or of any.
+pub async fn last_successful_drill(
+    c: &Client,
+    dataset: Option<&str>,
+) -> Result<Option<DrillRow>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {DRILL_COLUMNS} FROM drills WHERE ok AND ($1::text IS NULL OR dataset = $1)
+         ORDER BY finished_at DESC, event_id DESC LIMIT 1"
+    );
+    Ok(c.query_opt(&sql, &[&dataset])
+        .await?
+        .as_ref()
+        .map(drill_row))
+}

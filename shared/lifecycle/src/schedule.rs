@@ -44,18 +44,20 @@ pub struct Schedule {
     pub min_copies: Option<u32>,
 }
 
+/// What is wrong with a schedule; `what` names it (`schedule of dataset
+/// "db"`, `retention.drills`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("schedule of dataset {dataset:?}: cron expression {cron:?} is not valid ({reason})")]
+    #[error("{what}: cron expression {cron:?} is not valid ({reason})")]
     Cron {
-        dataset: String,
+        what: String,
         cron: String,
         reason: String,
     },
-    #[error("schedule of dataset {dataset:?}: unknown time zone {zone:?} (an IANA name such as Europe/Berlin or UTC)")]
-    UnknownTimeZone { dataset: String, zone: String },
-    #[error("schedule of dataset {dataset:?}: {reason}")]
-    Invalid { dataset: String, reason: String },
+    #[error("{what}: unknown time zone {zone:?} (an IANA name such as Europe/Berlin or UTC)")]
+    UnknownTimeZone { what: String, zone: String },
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
 }
 
 /// A schedule whose expression and zone were understood.
@@ -68,8 +70,9 @@ pub struct Checked {
 
 impl Schedule {
     pub fn check(&self) -> Result<Checked, ScheduleError> {
+        let what = format!("schedule of dataset {:?}", self.dataset);
         let invalid = |reason: &str| ScheduleError::Invalid {
-            dataset: self.dataset.clone(),
+            what: what.clone(),
             reason: reason.into(),
         };
         if self.dataset.trim().is_empty() {
@@ -86,30 +89,8 @@ impl Schedule {
             }
             _ => {}
         }
-        let cron: Cron = self.cron.parse().map_err(|e| ScheduleError::Cron {
-            dataset: self.dataset.clone(),
-            cron: self.cron.clone(),
-            reason: format!("{e}"),
-        })?;
-        let tz = match &self.timezone {
-            None => Tz::UTC,
-            Some(z) => z.parse().map_err(|_| ScheduleError::UnknownTimeZone {
-                dataset: self.dataset.clone(),
-                zone: z.clone(),
-            })?,
-        };
-        let checked = Checked {
-            cron,
-            tz,
-            jitter: self.jitter.map(|j| j.0).unwrap_or_default(),
-        };
-        if checked.next_after(Utc::now()).is_none() {
-            return Err(ScheduleError::Cron {
-                dataset: self.dataset.clone(),
-                cron: self.cron.clone(),
-                reason: "it never matches a time".into(),
-            });
-        }
+        let mut checked = cadence(&what, &self.cron, self.timezone.as_deref())?;
+        checked.jitter = self.jitter.map(|j| j.0).unwrap_or_default();
         Ok(checked)
     }
 
@@ -124,6 +105,36 @@ impl Schedule {
             requested_by,
         }
     }
+}
+
+/// A cron expression read in a time zone (UTC when none is named), no
+/// jitter: when something periodic is due. `what` names it in errors.
+pub fn cadence(what: &str, cron: &str, timezone: Option<&str>) -> Result<Checked, ScheduleError> {
+    let parsed: Cron = cron.parse().map_err(|e| ScheduleError::Cron {
+        what: what.into(),
+        cron: cron.into(),
+        reason: format!("{e}"),
+    })?;
+    let tz = match timezone {
+        None => Tz::UTC,
+        Some(z) => z.parse().map_err(|_| ScheduleError::UnknownTimeZone {
+            what: what.into(),
+            zone: z.into(),
+        })?,
+    };
+    let checked = Checked {
+        cron: parsed,
+        tz,
+        jitter: Duration::ZERO,
+    };
+    if checked.next_after(Utc::now()).is_none() {
+        return Err(ScheduleError::Cron {
+            what: what.into(),
+            cron: cron.into(),
+            reason: "it never matches a time".into(),
+        });
+    }
+    Ok(checked)
 }
 
 impl Checked {

@@ -44,6 +44,44 @@ pub fn database_name(url: &str) -> String {
         .unwrap_or_else(|| "database".into())
 }
 
+/// `url` with its database replaced by `db`, as a libpq keyword string
+/// (host, port, user, sslmode carried over; a password never is).
+pub fn with_database(url: &str, db: &str) -> Result<String, String> {
+    use tokio_postgres::config::{Host, SslMode};
+    let c: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+    fn quote(v: &str) -> String {
+        format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+    let mut parts = Vec::new();
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    if !hosts.is_empty() {
+        parts.push(format!("host={}", quote(&hosts.join(","))));
+    }
+    let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+    if !ports.is_empty() {
+        parts.push(format!("port={}", quote(&ports.join(","))));
+    }
+    if let Some(u) = c.get_user() {
+        parts.push(format!("user={}", quote(u)));
+    }
+    match c.get_ssl_mode() {
+        SslMode::Disable => parts.push("sslmode=disable".into()),
+        SslMode::Require => parts.push("sslmode=require".into()),
+        _ => {}
+    }
+    parts.push(format!("dbname={}", quote(db)));
+    Ok(parts.join(" "))
+}
+
 /// Refuses URLs that carry a password: a source URL is recorded in events.
 pub fn check_url(url: &str) -> Result<(), String> {
     match url.parse::<tokio_postgres::Config>() {
@@ -88,5 +126,18 @@ mod tests {
             .contains("password"));
         assert!(check_url("postgres://u@h/db").is_ok());
         assert_eq!(database_name("host=h dbname=app"), "app");
+        let scratch =
+            with_database("postgres://drill@db.example:5433/postgres", "cairn_drill_1").unwrap();
+        assert_eq!(
+            scratch,
+            "host='db.example' port='5433' user='drill' dbname='cairn_drill_1'"
+        );
+        assert_eq!(database_name(&scratch), "cairn_drill_1");
+        let odd = with_database("host=h user='o\\'k'", "d").unwrap();
+        assert_eq!(
+            odd.parse::<tokio_postgres::Config>().unwrap().get_user(),
+            Some("o'k")
+        );
+        assert!(with_database("postgres://[bad", "d").is_err());
     }
 }
