@@ -253,6 +253,12 @@ fn bad_policies_are_refused_by_name() {
             "[[schedules]]\ndataset = \"db\"\ncron = \"0 */6 * * *\"\ntimezone = \"Moon/Base\"\nsource = { type = \"paths\", paths = [\"/srv\"] }\n",
             "Moon/Base",
         ),
+        ("[retention.drills]\ncron = \"every sunday\"\n", "retention.drills"),
+        (
+            "[retention.drills]\ncron = \"0 3 * * 0\"\ntimezone = \"Europe/Berln\"\n",
+            "Europe/Berln",
+        ),
+        ("[retention.drills]\nsampel = 2\n", "sampel"),
     ] {
         let cfg = env.path().join("bad.toml");
         std::fs::write(&cfg, toml).unwrap();
@@ -416,4 +422,250 @@ fn schedules_fire_once_per_slot_never_overlap_and_catch_up_once() {
         .count();
     assert_eq!(skipped, 1);
     wait_done(requested[1].backup_id.as_str());
+}
+
+/// Chunk files a network directory holds, by file name (the chunk's id).
+fn chunk_names(root: &std::path::Path) -> std::collections::BTreeSet<String> {
+    Env::files_under(&root.join("chunks"))
+        .into_iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn drills_of(env: &Env, id: &str, by: Option<&str>) -> Vec<(bool, cairn_events::Drill)> {
+    logged_events(&env.db)
+        .into_iter()
+        .filter(|e| e.backup_id.as_str() == id)
+        .filter_map(|e| match e.event {
+            cairn_events::Event::DrillCompleted(d) => Some((true, d)),
+            cairn_events::Event::DrillFailed(d) => Some((false, d)),
+            _ => None,
+        })
+        .filter(|(_, d)| by.is_none_or(|b| d.by == b))
+        .collect()
+}
+
+/// Restore drills restore the newest backup of each dataset and a sample of
+/// older ones into a scratch place (a private directory; a scratch database
+/// for a PostgreSQL dump), check them, leave nothing behind and are
+/// ledgered; a damaged chunk fails the drill of the backups that need it,
+/// by name; `cairn drills` and `cairn health` show the latest result and the
+/// last success; the service drills on its schedule, and only with the key.
+#[test]
+fn restore_drills_prove_backups_come_back_and_find_what_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let scratch = dir.path().join("scratch");
+    let mut o = server.options("objects");
+    o.extra_toml.push_str(&format!(
+        "\n[retention.drills]\nscratch_dir = \"{}\"\npostgres_url = \"postgres://postgres@127.0.0.1:5432/postgres\"\n",
+        scratch.display()
+    ));
+    let mut env = Env::with(o);
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 1 << 20);
+    text_file(&src.join("notes.txt"), 64 << 10, 3);
+    let older = env.backup(&[src.to_str().unwrap(), "--dataset", "plant"]);
+    let older = older["backup_id"].as_str().unwrap().to_string();
+    let before = chunk_names(&env.network_dir("local"));
+    random_file(&src.join("b.bin"), 2 << 20);
+    let newest = env.backup(&[src.to_str().unwrap(), "--dataset", "plant"]);
+    let newest_bytes = newest["bytes_read"].as_u64().unwrap();
+    let newest = newest["backup_id"].as_str().unwrap().to_string();
+    let only_newest: Vec<String> = chunk_names(&env.network_dir("local"))
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(!only_newest.is_empty());
+
+    let db = format!("{}_drill", env.db);
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(
+        &db,
+        "CREATE TABLE readings (id int primary key, v numeric);
+         INSERT INTO readings SELECT g, g * 0.5 FROM generate_series(1, 20000) g;",
+    );
+    let dump = env.backup(&[
+        "--postgres",
+        &format!("postgres://postgres@127.0.0.1:5432/{db}"),
+    ]);
+    let dump = dump["backup_id"].as_str().unwrap().to_string();
+
+    // By hand: the newest of each dataset and (sample 1) the older plant.
+    let results = env.json(&["drill", "--sample", "1", "--json"]);
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 3, "{results:?}");
+    let of = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["backup_id"] == id)
+            .unwrap_or_else(|| panic!("{id} was not drilled: {results:?}"))
+            .clone()
+    };
+    let n = of(&newest);
+    assert_eq!(n["ok"], true, "{n}");
+    assert_eq!(n["pick"], "newest");
+    assert_eq!(n["bytes"].as_u64(), Some(newest_bytes), "{n}");
+    assert_eq!(n["files"], 3, "{n}");
+    assert!(n["chunks"].as_u64().unwrap() > 2, "{n}");
+    assert!(
+        n["target"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("dir:{}", scratch.display())),
+        "{n}"
+    );
+    assert_eq!(of(&older)["pick"], "sample");
+    assert_eq!(of(&older)["ok"], true);
+    let d = of(&dump);
+    assert_eq!(d["ok"], true, "{d}");
+    let scratch_db = d["target"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("postgres:")
+        .unwrap()
+        .to_string();
+    assert!(scratch_db.starts_with("cairn_drill_"), "{d}");
+    // Nothing left behind: no plaintext in the scratch directory, no database.
+    assert!(
+        Env::files_under(&scratch).is_empty(),
+        "plaintext left in {}",
+        scratch.display()
+    );
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch_db}'")
+        ),
+        "0"
+    );
+    settle(&env.db);
+    let recorded = drills_of(&env, &newest, None);
+    assert_eq!(recorded.len(), 1);
+    assert!(
+        recorded[0].0 && recorded[0].1.by.contains('@'),
+        "{recorded:?}"
+    );
+
+    let list = env.json(&["drills", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let health = env.json(&["health", "--json"]);
+    assert!(
+        health["last_successful_drill"]["age_secs"]
+            .as_u64()
+            .unwrap()
+            < 600,
+        "{health}"
+    );
+    let text = env.ok(&["health", &newest]);
+    assert!(
+        text.contains("last successful restore drill of \"plant\""),
+        "{text}"
+    );
+
+    // A backup the ledger does not know is refused by name, nothing drilled.
+    let unknown = "0190f2b4-7c1e-7a3b-9d2e-5f6a7b8c9d0e";
+    let o = env.run(&["drill", "--backup", unknown]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(unknown) && e.contains("does not know it"), "{e}");
+
+    // A chunk only the newest backup has, damaged on both networks.
+    let victim = &only_newest[0];
+    let mut damaged = 0;
+    for root in [
+        env.network_dir("local"),
+        server.root.join(&server.bucket).join("repo"),
+    ] {
+        for f in Env::files_under(&root.join("chunks")) {
+            if f.file_name().unwrap().to_string_lossy() == *victim {
+                let mut bytes = std::fs::read(&f).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0xff;
+                std::fs::write(&f, bytes).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 2, "the chunk is on both networks");
+    let o = env.run(&["drill", "--backup", &newest, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "a failed drill fails the command");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r[0]["ok"], false, "{r}");
+    let reason = r[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&victim[..16]),
+        "the reason names the chunk: {reason}"
+    );
+    assert!(
+        Env::files_under(&scratch).is_empty(),
+        "a failed drill leaves nothing either"
+    );
+    let o = env.run(&["drill", "--backup", &older, "--json"]);
+    assert!(
+        o.status.success(),
+        "the older backup does not need that chunk"
+    );
+    settle(&env.db);
+    let text = env.ok(&["drills"]);
+    let plant = text.lines().find(|l| l.starts_with("plant")).unwrap();
+    assert_eq!(
+        plant.split_whitespace().nth(1),
+        Some("ok"),
+        "the older backup's drill is the latest: {text}"
+    );
+    let failed = drills_of(&env, &newest, None);
+    assert!(
+        failed
+            .iter()
+            .any(|(ok, d)| !ok && d.reason.as_deref() == Some(reason)),
+        "{failed:?}"
+    );
+
+    // Scheduled, without the key: the service refuses to drill, and says so.
+    env.set_env("CAIRN_RETENTION__DRILLS__CRON", "* * * * * *");
+    env.set_env("CAIRN_RETENTION__DRILLS__SAMPLE", "0");
+    env.set_env("CAIRN_PASSPHRASE", "");
+    let keyless = env.serve(&["retention"]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        env.serve_logs().contains("no drills run here"),
+        "{}",
+        env.serve_logs()
+    );
+    settle(&env.db);
+    assert!(drills_of(&env, &dump, Some("retention")).is_empty());
+    env.worker(keyless).kill9();
+    // With the key: it drills on its own, every slot, and records it.
+    env.set_env("CAIRN_PASSPHRASE", PASSPHRASE);
+    env.serve(&["retention"]);
+    let mut by_service = Vec::new();
+    for _ in 0..600 {
+        settle(&env.db);
+        by_service = drills_of(&env, &newest, Some("retention"));
+        if !by_service.is_empty() && !drills_of(&env, &dump, Some("retention")).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !by_service.is_empty(),
+        "no scheduled drill:\n{}",
+        env.serve_logs()
+    );
+    assert!(
+        !by_service[0].0,
+        "the damaged backup fails its scheduled drill too"
+    );
+    assert!(drills_of(&env, &dump, Some("retention"))
+        .iter()
+        .all(|(ok, _)| *ok));
+    let o = env.run(&["health"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a dataset whose latest drill failed is degraded"
+    );
+    psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }

@@ -71,11 +71,14 @@ impl ApplyReport {
     }
 }
 
+/// A dataset's policy and the name errors give it (`RetentionConfig::policy_for`).
+pub type PolicyFor = Arc<dyn Fn(&str) -> (Policy, String) + Send + Sync>;
+
 pub struct Applier {
     pub bus: Bus,
     /// The ledger (read only): backups and holds.
     pub pg: tokio_postgres::Client,
-    pub policy_for: Arc<dyn Fn(&str) -> (Policy, String) + Send + Sync>,
+    pub policy_for: PolicyFor,
     /// Recorded as the forget's `requested_by`.
     pub requested_by: String,
     pub source: String,

@@ -271,7 +271,9 @@ impl Driller {
             }
         }
         let restored = match (&m.source, &self.postgres) {
-            (Source::Postgres { .. }, Some(server)) => self.into_scratch_database(&m, server).await,
+            (Source::Postgres { .. }, Some(server)) => {
+                self.restore_in_scratch_database(&m, server).await
+            }
             (Source::Postgres { .. }, None) => {
                 let mut sink = WriterSink::new(tokio::io::sink());
                 let target = "verify-only".to_string();
@@ -280,7 +282,7 @@ impl Driller {
                     Err(e) => Err((target, RestoreReport::default(), e.to_string())),
                 }
             }
-            _ => self.into_scratch_dir(&m).await,
+            _ => self.restore_in_scratch_dir(&m).await,
         }?;
         let s = &m.stats;
         let r = &restored.report;
@@ -303,7 +305,7 @@ impl Driller {
         }
     }
 
-    async fn into_scratch_dir(
+    async fn restore_in_scratch_dir(
         &self,
         m: &Manifest,
     ) -> Result<Restored, (String, RestoreReport, String)> {
@@ -334,7 +336,7 @@ impl Driller {
         }
     }
 
-    async fn into_scratch_database(
+    async fn restore_in_scratch_database(
         &self,
         m: &Manifest,
         server: &ScratchServer,

@@ -430,6 +430,23 @@ mod tests {
             assert!(e.contains("`jiter`"), "{e}");
             jail.create_file("cairn.toml", &sched("0 */6 * * *", "jitter = \"5m\"\n"))?;
             assert_eq!(Config::load(None).unwrap().schedules.len(), 1);
+            let e = err(jail, "[retention.drills]\ncron = \"0 3 * *\"\n");
+            assert!(
+                e.contains("retention.drills") && e.contains("0 3 * *"),
+                "{e}"
+            );
+            let e = err(
+                jail,
+                "[retention.drills]\ncron = \"0 3 * * 0\"\ntimezone = \"Mars\"\n",
+            );
+            assert!(e.contains("retention.drills") && e.contains("Mars"), "{e}");
+            jail.create_file(
+                "cairn.toml",
+                "[retention.drills]\ncron = \"0 3 * * 0\"\nsample = 2\n",
+            )?;
+            let c = Config::load(None).unwrap();
+            assert!(c.retention.drills.cadence().unwrap().is_some());
+            assert_eq!(c.retention.drills.sample, 2);
             let e = err(jail, "[retention.policies.db]\nkeep_lats = 3\n");
             assert!(e.contains("`keep_lats`"), "{e}");
             // A typo in a section's variable is named too.
