@@ -669,3 +669,143 @@ fn restore_drills_prove_backups_come_back_and_find_what_does_not() {
     );
     psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
+
+/// Schedules added at run time: bad ones are refused by name with nothing
+/// recorded; an added one is ledgered with who added it, listed with its
+/// origin beside the configured ones, fired by the service, and stops when
+/// removed; a configured schedule cannot be removed at run time.
+#[test]
+fn schedules_added_at_run_time_fire_and_stop_when_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let mut o = server.options("objects");
+    o.extra_toml.push_str(
+        "\n[[schedules]]\ndataset = \"configured\"\ncron = \"0 0 3 1 1 *\"\nsource = { type = \"paths\", paths = [\"/srv\"] }\n",
+    );
+    let mut env = Env::with(o);
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 64 << 10);
+    let src = src.to_str().unwrap();
+    for (extra, named) in [
+        (vec!["--cron", "0 */6 * *"], "0 */6 * *"),
+        (
+            vec!["--cron", "0 * * * *", "--timezone", "Moon/Base"],
+            "Moon/Base",
+        ),
+        (vec!["--cron", "0 * * * *", "--network", "tape"], "tape"),
+        (
+            vec!["--cron", "0 * * * *", "--jitter", "a while"],
+            "a while",
+        ),
+        (
+            vec!["--cron", "0 0 3 1 1 *", "--dataset", "configured"],
+            "configuration file",
+        ),
+    ] {
+        let mut args = vec!["schedule", "add", src];
+        if !extra.contains(&"--dataset") {
+            args.extend(["--dataset", "plant"]);
+        }
+        args.extend(extra.iter().copied());
+        let o = env.run(&args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(named), "{args:?}: {e}");
+    }
+    for (dataset, named) in [
+        ("nothing", "no schedule of dataset \"nothing\""),
+        ("configured", "configuration file"),
+    ] {
+        let o = env.run(&["schedule", "remove", "--dataset", dataset]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains(named), "{e}");
+    }
+    settle(&env.db);
+    let changes = |env: &Env| {
+        logged_events(&env.db)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    cairn_events::Event::ScheduleAdded { .. }
+                        | cairn_events::Event::ScheduleRemoved { .. }
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(changes(&env).is_empty(), "a refused change is not recorded");
+
+    let text = env.ok(&[
+        "schedule",
+        "add",
+        src,
+        "--dataset",
+        "plant",
+        "--cron",
+        "*/2 * * * * *",
+        "--tag",
+        "adhoc",
+        "--network",
+        "objects",
+    ]);
+    assert!(
+        text.contains("schedule of dataset \"plant\" added"),
+        "{text}"
+    );
+    let list = env.json(&["schedule", "list", "--json"]);
+    let all = list["schedules"].as_array().unwrap();
+    assert_eq!(all.len(), 2, "{list}");
+    assert_eq!(all[0]["dataset"], "configured");
+    assert_eq!(all[0]["origin"], "config");
+    assert_eq!(all[1]["dataset"], "plant");
+    assert_eq!(all[1]["origin"], "added");
+    assert!(all[1]["added_by"].as_str().unwrap().contains('@'), "{list}");
+    assert_eq!(all[1]["networks"], serde_json::json!(["objects"]));
+    let text = env.ok(&["schedule", "list"]);
+    assert!(text.contains("added by "), "{text}");
+
+    let scheduled = |env: &Env| {
+        env.json(&["list", "--dataset", "plant", "--json"])["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["requested_by"] == "schedule:plant")
+            .count()
+    };
+    let mut fired = 0;
+    for _ in 0..100 {
+        fired = scheduled(&env);
+        if fired > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        fired > 0,
+        "the added schedule never fired:\n{}",
+        env.serve_logs()
+    );
+
+    let text = env.ok(&["schedule", "remove", "--dataset", "plant"]);
+    assert!(text.contains("removed: */2 * * * * *"), "{text}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    settle(&env.db);
+    let before = scheduled(&env);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    settle(&env.db);
+    assert_eq!(scheduled(&env), before, "a removed schedule still fires");
+    let list = env.json(&["schedule", "list", "--json"]);
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 1, "{list}");
+    let recorded = changes(&env);
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(
+        matches!(&recorded[0].event, cairn_events::Event::ScheduleAdded { schedule, by }
+        if schedule.tags == ["adhoc"] && by.contains('@'))
+    );
+    assert!(
+        matches!(&recorded[1].event, cairn_events::Event::ScheduleRemoved { dataset, .. }
+        if dataset == "plant")
+    );
+}

@@ -58,6 +58,40 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<String> {
     Ok(a.to_string_lossy().into_owned())
 }
 
+/// A database (`--postgres URL`, its password file made absolute) or
+/// files (`PATHS`, each readable here, made absolute), with the dataset
+/// name it suggests; none if neither was given.
+pub fn source(
+    paths: &[PathBuf],
+    postgres: Option<&str>,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<(Source, Option<String>)>> {
+    if let Some(url) = postgres {
+        cairn_repo::pgtools::check_url(url).map_err(anyhow::Error::msg)?;
+        let password_file = match password_file {
+            Some(f) => Some(absolute(f)?),
+            None => None,
+        };
+        return Ok(Some((
+            Source::Postgres {
+                url: url.to_string(),
+                password_file,
+            },
+            Some(cairn_repo::pgtools::database_name(url)),
+        )));
+    }
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut abs = Vec::new();
+    for p in paths {
+        std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        abs.push(absolute(p)?);
+    }
+    let first = cairn_ingest::source::labels(paths).into_iter().next();
+    Ok(Some((Source::Paths { paths: abs }, first)))
+}
+
 fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
     let (source, default_dataset) = if args.stdin {
         (
@@ -66,27 +100,12 @@ fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
             },
             None,
         )
-    } else if let Some(url) = &args.postgres {
-        cairn_repo::pgtools::check_url(url).map_err(anyhow::Error::msg)?;
-        let password_file = match &args.postgres_password_file {
-            Some(f) => Some(absolute(f)?),
-            None => None,
-        };
-        (
-            Source::Postgres {
-                url: url.clone(),
-                password_file,
-            },
-            Some(cairn_repo::pgtools::database_name(url)),
-        )
-    } else if !args.paths.is_empty() {
-        let mut abs = Vec::new();
-        for p in &args.paths {
-            std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
-            abs.push(absolute(p)?);
-        }
-        let first = cairn_ingest::source::labels(&args.paths).into_iter().next();
-        (Source::Paths { paths: abs }, first)
+    } else if let Some(found) = source(
+        &args.paths,
+        args.postgres.as_deref(),
+        args.postgres_password_file.as_deref(),
+    )? {
+        found
     } else {
         bail!("nothing to back up: give PATHs, --stdin or --postgres URL");
     };

@@ -185,7 +185,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 tracing::warn!("retention.drills.cron is set but this process has no passphrase (CAIRN_PASSPHRASE or keys.passphrase_file): no drills run here");
             }
         }
-        if !cfg.schedules.is_empty() {
+        // Always: schedules may be added at run time (`cairn schedule add`).
+        {
             let s = cairn_retention::scheduler::Scheduler::new(
                 bus.clone(),
                 context::ledger_as(cfg, Role::Reader).await?,

@@ -281,6 +281,27 @@ async fn apply(
                 )
                 .await?;
         }
+        Event::ScheduleAdded { schedule, by } => {
+            prepared
+                .execute(
+                    tx,
+                    "INSERT INTO schedules (dataset, cron, spec, added_by, added_at)
+                     VALUES ($1, $2, $3::text::jsonb, $4, $5::text::timestamptz)
+                     ON CONFLICT (dataset, cron) DO UPDATE SET spec = $3::text::jsonb, added_by = $4,
+                         added_at = $5::text::timestamptz",
+                    &[&schedule.dataset, &schedule.cron, &json(schedule), by, &env.at],
+                )
+                .await?;
+        }
+        Event::ScheduleRemoved { dataset, cron, .. } => {
+            prepared
+                .execute(
+                    tx,
+                    "DELETE FROM schedules WHERE dataset = $1 AND cron = $2",
+                    &[dataset, cron],
+                )
+                .await?;
+        }
         Event::BackupRestored(_)
         | Event::CollectionFinished(_)
         | Event::ForgetRequested { .. }

@@ -20,7 +20,7 @@
 use cairn_bus::claims::Claims;
 use cairn_bus::{Bus, BusError};
 use cairn_events::{BackupId, Envelope, Event};
-use cairn_lifecycle::{due, Checked, Schedule, ScheduleError};
+use cairn_lifecycle::{due, Checked, Schedule, ScheduleError, ScheduleExt};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -91,11 +91,36 @@ impl Scheduler {
         })
     }
 
-    /// Fires (or skips) every schedule slot due at `now`.
+    /// Fires (or skips) every schedule slot due at `now`: the configured
+    /// schedules and those added at run time, as the ledger shows them now
+    /// (a configured one wins over an added one of the same dataset and
+    /// expression).
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Action>, SchedulerError> {
         let mut done = Vec::new();
         for (schedule, checked, key) in &self.schedules {
             if let Some(a) = self.tick_one(schedule, checked, key, now).await? {
+                done.push(a);
+            }
+        }
+        for added in cairn_ledger::query::added_schedules(&self.pg).await? {
+            let s = added.schedule;
+            if self
+                .schedules
+                .iter()
+                .any(|(c, _, _)| c.dataset == s.dataset && c.cron == s.cron)
+            {
+                continue;
+            }
+            // Checked when it was added; refused now only if what it names
+            // went away (a time zone), which is said and skipped.
+            let checked = match s.check() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a schedule added at run time is not valid; not fired");
+                    continue;
+                }
+            };
+            if let Some(a) = self.tick_one(&s, &checked, &key_of(&s), now).await? {
                 done.push(a);
             }
         }

@@ -25,6 +25,7 @@ pub use stages::{
 };
 
 use cairn_crypto::Secret;
+use cairn_lifecycle::ScheduleExt;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};

@@ -106,6 +106,18 @@ pub enum Event {
         slot: String,
         running: BackupId,
     },
+    /// A schedule was added at run time (`cairn schedule add`; envelope
+    /// backup id `repo`). It replaces one added before with the same
+    /// dataset and expression.
+    #[serde(rename = "schedule.added")]
+    ScheduleAdded { schedule: Schedule, by: String },
+    /// A schedule added at run time was removed.
+    #[serde(rename = "schedule.removed")]
+    ScheduleRemoved {
+        dataset: String,
+        cron: String,
+        by: String,
+    },
     /// An object was deleted from a network (by retention).
     #[serde(rename = "object.deleted")]
     ObjectDeleted { network: String, object: ObjectKey },
@@ -168,6 +180,8 @@ impl Event {
             Event::BackupHeld(_) => "backup.held",
             Event::BackupReleased(_) => "backup.released",
             Event::ScheduleSkipped { .. } => "schedule.skipped",
+            Event::ScheduleAdded { .. } => "schedule.added",
+            Event::ScheduleRemoved { .. } => "schedule.removed",
             Event::ObjectDeleted { .. } => "object.deleted",
             Event::ChunksMarked(_) => "chunks.marked",
             Event::ChunksRevived(_) => "chunks.revived",
@@ -204,6 +218,8 @@ impl Event {
         "backup.held",
         "backup.released",
         "schedule.skipped",
+        "schedule.added",
+        "schedule.removed",
         "object.deleted",
         "chunks.marked",
         "chunks.revived",
@@ -246,6 +262,16 @@ impl Event {
         ("backup.held", "cli (hold)", "ledger"),
         ("backup.released", "cli (release)", "ledger"),
         ("schedule.skipped", "retention (scheduler)", "ledger"),
+        (
+            "schedule.added",
+            "cli (schedule add)",
+            "ledger, retention (scheduler, via the ledger)",
+        ),
+        (
+            "schedule.removed",
+            "cli (schedule remove)",
+            "ledger, retention (scheduler, via the ledger)",
+        ),
         ("object.deleted", "retention", "ledger"),
         ("chunks.marked", "retention (collector)", "ledger"),
         ("chunks.revived", "retention (collector)", "ledger"),
@@ -306,6 +332,35 @@ pub struct BackupRequest {
     /// Who asked (user@host, factory name).
     #[serde(default)]
     pub requested_by: String,
+}
+
+/// When a dataset is backed up and what each run asks for: `[[schedules]]`
+/// in the configuration, or added at run time (`schedule.added`).
+/// `cairn_lifecycle` reads the expression and decides when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub dataset: String,
+    /// `0 */6 * * *`, or with seconds first `30 0 */6 * * *`.
+    pub cron: String,
+    /// IANA time zone the expression is read in (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Each run starts up to this much after its slot (`5m`, `1h`; spreads
+    /// a fleet's backups that share a schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// What to read: `{ type = "paths", paths = [...] }` or
+    /// `{ type = "postgres", url = "...", password_file = "..." }`.
+    pub source: Source,
+    /// Target networks (empty: the dataset's, else every network).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Verified copies needed for `completed` (the redundancy strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_copies: Option<u32>,
 }
 
 /// How a backup's chunks are spread over its networks. Today: whole copies

@@ -43,6 +43,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../../../schemas/sql/0007_ledger_drills.sql"),
     ),
+    (
+        8,
+        include_str!("../../../schemas/sql/0008_ledger_schedules.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

@@ -335,3 +335,42 @@ pub async fn last_successful_drill(
         .as_ref()
         .map(drill_row))
 }
+
+/// A schedule added at run time (`schedules`, from `schedule.added`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AddedSchedule {
+    pub schedule: cairn_events::Schedule,
+    pub added_by: String,
+    pub added_at: String,
+}
+
+/// Every schedule added at run time, by dataset and expression. A row
+/// that no longer reads as a schedule (written by a newer Cairn) is left
+/// out with a warning rather than failing every schedule.
+pub async fn added_schedules(c: &Client) -> Result<Vec<AddedSchedule>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT spec::text, added_by,
+                    to_char(added_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM schedules ORDER BY dataset, cron",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let spec: String = r.get(0);
+            match serde_json::from_str(&spec) {
+                Ok(schedule) => Some(AddedSchedule {
+                    schedule,
+                    added_by: r.get(1),
+                    added_at: r.get(2),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, spec, "a schedule in the ledger does not read as one; ignored");
+                    None
+                }
+            }
+        })
+        .collect())
+}

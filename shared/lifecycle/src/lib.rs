@@ -11,5 +11,5 @@ pub mod schedule;
 pub mod span;
 
 pub use policy::{decide, Candidate, Decision, Policy, PolicyError, Status};
-pub use schedule::{cadence, due, Checked, Schedule, ScheduleError};
+pub use schedule::{cadence, due, Checked, Schedule, ScheduleError, ScheduleExt};
 pub use span::Span;

@@ -14,35 +14,9 @@ use cairn_events::{BackupRequest, Source};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// `[[schedules]]`: when a dataset is backed up, and what is asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Schedule {
-    pub dataset: String,
-    /// `0 */6 * * *`, or with seconds first `30 0 */6 * * *`.
-    pub cron: String,
-    /// IANA time zone the expression is read in (default UTC).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    /// Each run starts up to this much after its slot (spreads a fleet's
-    /// backups that share a schedule).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<Span>,
-    /// What to read: `{ type = "paths", paths = [...] }` or
-    /// `{ type = "postgres", url = "...", password_file = "..." }`.
-    pub source: Source,
-    /// Target networks (empty: the dataset's, else every network).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// Verified copies needed for `completed` (the redundancy strategy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_copies: Option<u32>,
-}
+pub use cairn_events::Schedule;
 
 /// What is wrong with a schedule; `what` names it (`schedule of dataset
 /// "db"`, `retention.drills`).
@@ -68,8 +42,16 @@ pub struct Checked {
     jitter: Duration,
 }
 
-impl Schedule {
-    pub fn check(&self) -> Result<Checked, ScheduleError> {
+/// What a [`Schedule`] means: when it fires and what it asks for.
+pub trait ScheduleExt {
+    /// Its expression, zone and jitter understood, or what is wrong, by name.
+    fn check(&self) -> Result<Checked, ScheduleError>;
+    /// The request each run publishes.
+    fn request(&self, requested_by: String) -> BackupRequest;
+}
+
+impl ScheduleExt for Schedule {
+    fn check(&self) -> Result<Checked, ScheduleError> {
         let what = format!("schedule of dataset {:?}", self.dataset);
         let invalid = |reason: &str| ScheduleError::Invalid {
             what: what.clone(),
@@ -90,12 +72,16 @@ impl Schedule {
             _ => {}
         }
         let mut checked = cadence(&what, &self.cron, self.timezone.as_deref())?;
-        checked.jitter = self.jitter.map(|j| j.0).unwrap_or_default();
+        if let Some(j) = &self.jitter {
+            checked.jitter = j
+                .parse::<Span>()
+                .map_err(|e| invalid(&format!("jitter: {e}")))?
+                .0;
+        }
         Ok(checked)
     }
 
-    /// The request a run at `slot` publishes.
-    pub fn request(&self, requested_by: String) -> BackupRequest {
+    fn request(&self, requested_by: String) -> BackupRequest {
         BackupRequest {
             dataset: self.dataset.clone(),
             tags: self.tags.clone(),
