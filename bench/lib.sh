@@ -44,26 +44,69 @@ build_cairn() {
 }
 
 # --- data -----------------------------------------------------------------------
-# make_data: the data set in $DATA (made by make-dataset.sh unless it is
-# there already), and its sizes.
+# Two shapes of data: SHAPE=dump (make-dataset.sh: a pg_dump at SCALE and
+# large random files) or SHAPE=small (make-smallfiles.sh: SMALL_FILES files of
+# a few KiB to 256 KiB, 1% changed in v2).
+SHAPE=${SHAPE:-dump}
+SMALL_FILES=${SMALL_FILES:-30000}
+
+# make_data: the data set in $DATA (made unless it is there already), and
+# its sizes.
 make_data() {
-    if [ ! -f "$DATA/v1/dump.sql" ] || [ ! -f "$DATA/v2/dump.sql" ]; then
-        say "making the data set (scale $SCALE) in $DATA"
-        "$HERE/make-dataset.sh" "$DATA" "$SCALE"
-    else
-        say "reusing the data set in $DATA"
-    fi
+    case $SHAPE in
+    dump)
+        if [ ! -f "$DATA/v1/dump.sql" ] || [ ! -f "$DATA/v2/dump.sql" ]; then
+            say "making the data set (scale $SCALE) in $DATA"
+            "$HERE/make-dataset.sh" "$DATA" "$SCALE"
+        else
+            say "reusing the data set in $DATA"
+        fi
+        DUMP_BYTES=$(stat -c %s "$DATA/v2/dump.sql")
+        V2_DIFF_LINES=$( (diff "$DATA/v1/dump.sql" "$DATA/v2/dump.sql" || true) | grep -c '^[<>]' || true)
+        ;;
+    small)
+        if [ "$(cat "$DATA/.bench-small" 2>/dev/null)" != "files=$SMALL_FILES" ]; then
+            say "making the small-files data set ($SMALL_FILES files) in $DATA"
+            "$HERE/make-smallfiles.sh" "$DATA" "$SMALL_FILES"
+        else
+            say "reusing the small-files data set in $DATA"
+        fi
+        CHANGED_FILES=$(wc -l <"$DATA/changed.txt")
+        ;;
+    *) die "unknown data shape '$SHAPE' (dump or small)" ;;
+    esac
     V1_BYTES=$(du -sb "$DATA/v1" | cut -f1)
     V2_BYTES=$(du -sb "$DATA/v2" | cut -f1)
-    DUMP_BYTES=$(stat -c %s "$DATA/v2/dump.sql")
-    V2_DIFF_LINES=$( (diff "$DATA/v1/dump.sql" "$DATA/v2/dump.sql" || true) | grep -c '^[<>]' || true)
+}
+
+# data_line: one sentence on the data set, for the report
+data_line() {
+    case $SHAPE in
+    dump) echo "v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB (pg_dump $(mb "$DUMP_BYTES") MB, 256 MiB random, 128 MiB duplicate of it); \`diff\` of the two dumps: $V2_DIFF_LINES lines removed or added" ;;
+    small) echo "$SMALL_FILES files in 300 directories (bench/make-smallfiles.sh: 2 KiB–256 KiB, median ~7 KiB, 60% text, 40% random), v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB; $CHANGED_FILES files (1%) rewritten in part, in place, for v2" ;;
+    esac
 }
 
 # Full backups start from a fresh copy of v1 (mtimes kept). The incremental
-# overwrites dump.sql in place with the v2 dump; the random files are left as
-# they are, as they would be on a real machine between two backups.
+# changes what v2 changes in place (dump.sql overwritten; for the small
+# files, the changed ones overwritten); the rest is left as it is, as it
+# would be on a real machine between two backups.
 prep_v1() { rm -rf "$SRC" && mkdir -p "$SRC" && cp -a "$DATA/v1/." "$SRC/"; sync; }
-prep_v2() { cp "$DATA/v2/dump.sql" "$SRC/dump.sql"; sync; }
+prep_v2() {
+    case $SHAPE in
+    dump) cp "$DATA/v2/dump.sql" "$SRC/dump.sql" ;;
+    small) while IFS= read -r f; do cp "$DATA/v2/$f" "$SRC/$f"; done <"$DATA/changed.txt" ;;
+    esac
+    sync
+}
+
+# restored_root DIR: where under DIR a tool put the restored copy of $SRC
+# (tools differ in how much of the source path they recreate).
+restored_root() {
+    local mark=dump.sql
+    [ "$SHAPE" = small ] && mark=d00
+    find "$1" -name "$mark" -printf '%h\n' 2>/dev/null | head -1
+}
 
 check_restore() { # tool dir
     local tool=$1 dir=$2

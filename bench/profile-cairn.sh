@@ -10,13 +10,14 @@
 # perf slows things down: the wall time printed here is not a benchmark
 # figure (use bench/run.sh for those).
 #
-# Usage: bench/profile-cairn.sh DATA_DIR   (made by bench/make-dataset.sh)
+# Usage: bench/profile-cairn.sh DATA_DIR   (made by bench/make-dataset.sh or
+# bench/make-smallfiles.sh)
 # Environment: CAIRN_BIN (default: the binary bench/run.sh built, in
 # ~/.cache/cairn-bench-build/target/release), BENCH_WORK, BENCH_KEEP=1, NO_PERF=1
 set -euo pipefail
 
 DATA=${1:?usage: profile-cairn.sh DATA_DIR (see bench/make-dataset.sh)}
-[ -f "$DATA/v1/dump.sql" ] || { echo "no $DATA/v1/dump.sql: run bench/make-dataset.sh first" >&2; exit 2; }
+[ -d "$DATA/v1" ] || { echo "no $DATA/v1: run bench/make-dataset.sh or bench/make-smallfiles.sh first" >&2; exit 2; }
 DATA=$(cd "$DATA" && pwd)
 CAIRN=${CAIRN_BIN:-${BENCH_BUILD:-$HOME/.cache/cairn-bench-build}/target/release/cairn}
 [ -x "$CAIRN" ] || { echo "no cairn binary at $CAIRN (run bench/run.sh once, or set CAIRN_BIN)" >&2; exit 2; }

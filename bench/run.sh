@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# Cairn against restic and borg on the same data, in one run.
+# Cairn against restic, borg and rustic on the same data, in one run.
 #
 # Usage: bench/run.sh [SCALE]          (SCALE of the pgbench dump, default 30)
 #
-# For each tool, in the order restic, borg, Cairn, and in the same order of
-# phases for each: full backup of v1, incremental backup of v2 into the same
-# repository, restore of the v2 backup (checked byte for byte against v2).
-# Results go to BENCHMARKS.md (between the results markers; the rest of the
-# file is kept) and to bench/results/<date>-s<SCALE>.tsv.
+# For each data shape (a pg_dump with large random files; a tree of tens of
+# thousands of small files), for each tool, in the order restic, borg,
+# rustic, Cairn, and in the same order of phases for each: full backup of v1,
+# incremental backup of v2 into the same repository, restore of the v2 backup
+# (checked byte for byte against v2). Each shape's report, with Cairn's
+# figures against the fastest peer of each phase and the targets, goes to
+# BENCHMARKS.md (between that shape's results markers; the rest of the file
+# is kept) and to bench/results/<date>-s<SCALE>.{md,tsv} and
+# bench/results/<date>-small<N>.{md,tsv}.
 #
 # Environment (all optional):
+#   BENCH_SHAPES="dump small"   which data shapes (default both)
+#   BENCH_SMALL_FILES=N         files in the small-files shape (default 30000)
 #   BENCH_WORK=DIR    scratch directory (default: a new /tmp/cairn-bench.*)
 #   BENCH_DATA=DIR    reuse a data set made by bench/make-dataset.sh
+#   BENCH_SMALL_DATA=DIR  reuse one made by bench/make-smallfiles.sh
 #   BENCH_KEEP=1      keep the scratch directory (repositories, logs)
-#   BENCH_TOOLS="restic borg cairn"   which tools to run
+#   BENCH_TOOLS="restic borg rustic cairn"   which tools to run
+#   RUSTIC_BIN=PATH   the rustic binary (default: built once with
+#                     `cargo install rustic-rs --locked` into
+#                     ~/.cache/cairn-bench-rustic, ~17 minutes)
 #   BENCH_REPEAT=N    repetitions (default 3); the report gives medians and,
 #                     for wall times, the range
 #   BENCH_REV=REV     the commit of Cairn to measure (default HEAD). It is
@@ -38,7 +48,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=${BENCH_BUILD:-$HOME/.cache/cairn-bench-build}
 CAIRN=${CAIRN_BIN:-$BUILD/target/release/cairn}
-TOOLS=${BENCH_TOOLS:-restic borg cairn}
+TOOLS=${BENCH_TOOLS:-restic borg rustic cairn}
+SHAPES=${BENCH_SHAPES:-dump small}
+SMALL_FILES=${BENCH_SMALL_FILES:-30000}
+case $SMALL_FILES in '' | *[!0-9]* | 0) echo "run.sh: BENCH_SMALL_FILES must be a positive integer" >&2; exit 2 ;; esac
+RUSTIC_ROOT=$HOME/.cache/cairn-bench-rustic
+RUSTIC=${RUSTIC_BIN:-$RUSTIC_ROOT/bin/rustic}
 REPEAT=${BENCH_REPEAT:-3}
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: BENCH_REPEAT must be a positive integer" >&2; exit 2 ;; esac
 REP=0
@@ -57,6 +72,7 @@ for t in $TOOLS; do
     case $t in
     restic) command -v restic >/dev/null || need_pkgs+=(restic) ;;
     borg) command -v borg >/dev/null || need_pkgs+=(borgbackup) ;;
+    rustic) ;;
     cairn) command -v nats-server >/dev/null || need_pkgs+=(nats-server) ;;
     *) die "unknown tool '$t' in BENCH_TOOLS" ;;
     esac
@@ -65,7 +81,16 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     say "installing ${need_pkgs[*]}"
     apt-get install -y "${need_pkgs[@]}" >/dev/null
 fi
-for c in psql pg_dump pgbench jq diff du; do command -v $c >/dev/null || die "$c is missing"; done
+for c in psql pg_dump pgbench jq diff du python3; do command -v $c >/dev/null || die "$c is missing"; done
+for sh in $SHAPES; do case $sh in dump | small) ;; *) die "unknown shape '$sh' in BENCH_SHAPES (dump, small)" ;; esac; done
+PEERS=()
+for t in $TOOLS; do [ "$t" = cairn ] || PEERS+=("$t"); done
+
+if [[ " $TOOLS " == *" rustic "* ]] && [ ! -x "$RUSTIC" ]; then
+    [ -n "${RUSTIC_BIN:-}" ] && die "RUSTIC_BIN=$RUSTIC_BIN is not an executable"
+    say "building rustic once into $RUSTIC_ROOT (cargo install rustic-rs --locked; ~17 minutes on two cores)"
+    cargo install rustic-rs --locked --root "$RUSTIC_ROOT" >&2 || die "cargo install rustic-rs"
+fi
 
 [[ " $TOOLS " == *" cairn "* ]] && build_cairn
 
@@ -73,9 +98,8 @@ for c in psql pg_dump pgbench jq diff du; do command -v $c >/dev/null || die "$c
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/cairn-bench.XXXXXX)}
 mkdir -p "$WORK"
 SRC=$WORK/src # the one source path every tool backs up, in every repetition
-R='' LOG='' # per repetition: $WORK/rN and its log directory
-RAW=$WORK/results.tsv
-: >"$RAW"
+R='' LOG='' # per repetition: $WORK/<shape>/rN and its log directory
+RAW='' # per shape: $WORK/<shape>/results.tsv
 NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' DBS_MADE=()
 
 cleanup() {
@@ -93,10 +117,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- data -------------------------------------------------------------------------
-DATA=${BENCH_DATA:-$WORK/data}
-make_data
-
 # ======================================================================================
 run_restic() {
     export RESTIC_REPOSITORY=$R/restic-repo RESTIC_PASSWORD=bench-passphrase
@@ -108,7 +128,7 @@ run_restic() {
     prep_v2
     timed restic.incr restic backup "$SRC"
     timed restic.restore restic restore latest --target "$R/restore/restic"
-    check_restore restic "$R/restore/restic$SRC"
+    check_restore restic "$(restored_root "$R/restore/restic")"
     put restic.repo_bytes "$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
     rm -rf "$R/restore/restic"
 }
@@ -126,9 +146,24 @@ run_borg() {
     pushd "$R/restore/borg" >/dev/null
     timed borg.restore borg extract ::v2
     popd >/dev/null
-    check_restore borg "$R/restore/borg$SRC"
+    check_restore borg "$(restored_root "$R/restore/borg")"
     put borg.repo_bytes "$(du -sb "$BORG_REPO" | cut -f1)"
     rm -rf "$R/restore/borg"
+}
+
+run_rustic() {
+    export RUSTIC_REPOSITORY=$R/rustic-repo RUSTIC_PASSWORD=bench-passphrase
+    export RUSTIC_CACHE_DIR=$R/rustic-cache
+    "$RUSTIC" init >"$LOG/rustic-init.log" 2>&1 || die "rustic init: $(tail -5 "$LOG/rustic-init.log")"
+    prep_v1
+    timed rustic.full "$RUSTIC" backup "$SRC"
+    put rustic.after_full.repo_bytes "$(du -sb "$RUSTIC_REPOSITORY" | cut -f1)"
+    prep_v2
+    timed rustic.incr "$RUSTIC" backup "$SRC"
+    timed rustic.restore "$RUSTIC" restore latest "$R/restore/rustic"
+    check_restore rustic "$(restored_root "$R/restore/rustic")"
+    put rustic.repo_bytes "$(du -sb "$RUSTIC_REPOSITORY" | cut -f1)"
+    rm -rf "$R/restore/rustic"
 }
 
 # cairn_phase KEY CMD...: a timed cairn command, plus what the serve process,
@@ -210,10 +245,11 @@ EOF
     [ "$st" = completed ] || die "cairn incremental backup status '$st': $(cat "$LOG/cairn.incr.out")"
     id_incr=$(backup_field cairn.incr backup_id)
     put cairn.incr.bytes_stored "$(backup_field cairn.incr bytes_stored)"
+    put cairn.incr.files_unchanged "$(backup_field cairn.incr files_unchanged)"
 
     cairn_phase cairn.restore "$CAIRN" --config "$cfg" restore "$id_incr" --to "$R/restore/cairn" --json
     local where
-    where=$(find "$R/restore/cairn" -name dump.sql -printf '%h\n' | head -1)
+    where=$(restored_root "$R/restore/cairn")
     check_restore cairn "${where:-$R/restore/cairn/missing}"
     put cairn.repo_bytes "$(du -sb "$R/cairn-data/networks/local" | cut -f1)"
     put cairn.ledger_bytes "$(psql -X -Atq -d "$PGDB" -c 'select pg_database_size(current_database())')"
@@ -262,90 +298,196 @@ totals() {
             fi
             put cairn.$ph.total_cpu "$(sum "$(last cairn.$ph.cpu)" "$(last cairn.$ph.serve_cpu)" "$(last cairn.$ph.nats_cpu)" "$(last cairn.$ph.pg_cpu)")"
         fi
-        for t in restic borg; do
+        for t in "${PEERS[@]}"; do
             put $t.$ph.total_rss_kib "$(last $t.$ph.rss_kib)"
             put $t.$ph.total_cpu "$(last $t.$ph.cpu)"
         done
     done
 }
 
-for REP in $(seq "$REPEAT"); do
-    R=$WORK/r$REP LOG=$WORK/r$REP/log
-    mkdir -p "$LOG" "$R/restore"
-    for t in $TOOLS; do
-        say "=== $t, run $REP of $REPEAT"
-        "run_$t"
+# --- report helpers ------------------------------------------------------------------
+# fastest PHASE: the peer with the lowest median wall time of PHASE
+fastest() {
+    local best='' bw='' t w
+    for t in "${PEERS[@]}"; do
+        w=$(get "$t.$1.wall")
+        [ -n "$w" ] || continue
+        if [ -z "$bw" ] || awk -v a="$w" -v b="$bw" 'BEGIN { exit !(a < b) }'; then best=$t bw=$w; fi
     done
-    totals
-    # keep the logs, drop the repositories (the next run starts fresh)
-    [ -n "${BENCH_KEEP:-}" ] || find "$R" -mindepth 1 -maxdepth 1 ! -name log -exec rm -rf {} +
-done
-REP=0
-TOTAL_MIN=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%.1f", s / 60 }')
-
-# --- report --------------------------------------------------------------------------
-row() { # label restic borg cairn
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$4" "$2")"
+    echo "$best"
 }
-DATE=$(date -u +%Y-%m-%d)
-
-REPORT=$WORK/report.md
-{
-    echo "<!-- results:begin (written by bench/run.sh; edit outside the markers) -->"
-    echo "## Results: $DATE, SCALE=$SCALE"
-    echo
-    echo "- Machine: $(machine)"
-    echo "- Versions: $(ver restic version); $(ver borg --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'); cairn ${CAIRN_LABEL:-–}"
-    echo "- Data: v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB (pg_dump $(mb "$DUMP_BYTES") MB, 256 MiB random, 128 MiB duplicate of it); \`diff\` of the two dumps: $V2_DIFF_LINES lines removed or added"
-    echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). Total run: $TOTAL_MIN min; load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)."
-    echo "- Every figure is the median of $REPEAT runs (each on fresh repositories); wall times show the range in brackets."
-    echo "- MB = 10^6 bytes. MB/s = size of the version backed up or restored / median wall seconds."
-    echo "  Ratios: for MB/s higher is better; for every other row lower is better."
-    echo
-    echo "| | restic | borg | Cairn | borg / restic | Cairn / restic |"
-    echo "|---|---:|---:|---:|---:|---:|"
-    for ph in full incr restore; do
-        case $ph in full) lab="Full backup (v1)" bytes=$V1_BYTES ;; incr) lab="Incremental backup (v2)" bytes=$V2_BYTES ;; restore) lab="Restore (v2)" bytes=$V2_BYTES ;; esac
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$lab: wall s" "$(wall restic.$ph.wall)" "$(wall borg.$ph.wall)" "$(wall cairn.$ph.wall)" \
-            "$(ratio "$(get borg.$ph.wall)" "$(get restic.$ph.wall)")" "$(ratio "$(get cairn.$ph.wall)" "$(get restic.$ph.wall)")"
-        row "$lab: **MB/s**" "$(rate "$bytes" "$(get restic.$ph.wall)")" "$(rate "$bytes" "$(get borg.$ph.wall)")" "$(rate "$bytes" "$(get cairn.$ph.wall)")"
-        row "$lab: peak RSS MiB ¹" "$(mib "$(get restic.$ph.total_rss_kib)")" "$(mib "$(get borg.$ph.total_rss_kib)")" "$(mib "$(get cairn.$ph.total_rss_kib)")"
-        row "$lab: CPU s (user+sys) ²" "$(v restic.$ph.total_cpu)" "$(v borg.$ph.total_cpu)" "$(v cairn.$ph.total_cpu)"
+# smallest KEY: the peer with the lowest median of KEY (a peer-less key suffix)
+smallest() {
+    local best='' bv='' t x
+    for t in "${PEERS[@]}"; do
+        x=$(get "$t.$1")
+        [ -n "$x" ] || continue
+        if [ -z "$bv" ] || awk -v a="$x" -v b="$bv" 'BEGIN { exit !(a < b) }'; then best=$t bv=$x; fi
     done
-    row "Repository size after the full backup, MB" "$(mb "$(get restic.after_full.repo_bytes)")" "$(mb "$(get borg.after_full.repo_bytes)")" "$(mb "$(get cairn.after_full.repo_bytes)")"
-    row "**Repository size, MB** (after both backups)" "$(mb "$(get restic.repo_bytes)")" "$(mb "$(get borg.repo_bytes)")" "$(mb "$(get cairn.repo_bytes)")"
-    echo
-    echo "¹ Cairn's backup figures add the peaks of the \`cairn backup\` client, the \`cairn serve all\` process"
-    echo "(peak since it started) and the private nats-server; PostgreSQL is not counted. Restore is the client alone."
-    echo "² Cairn: client + serve + nats-server + this run's PostgreSQL backends, measured from /proc during the phase."
-    echo
-    if [[ " $TOOLS " == *" cairn "* ]]; then
-        echo "Cairn in detail:"
-        echo
-        echo "| Cairn | full | incremental | restore |"
-        echo "|---|---:|---:|---:|"
-        echo "| \`cairn\` client peak RSS, MiB | $(mib "$(get cairn.full.rss_kib)") | $(mib "$(get cairn.incr.rss_kib)") | $(mib "$(get cairn.restore.rss_kib)") |"
-        echo "| \`cairn serve all\` peak RSS so far, MiB | $(mib "$(get cairn.full.serve_hwm_kib)") | $(mib "$(get cairn.incr.serve_hwm_kib)") | $(mib "$(get cairn.restore.serve_hwm_kib)") |"
-        echo "| nats-server peak RSS so far, MiB | $(mib "$(get cairn.full.nats_hwm_kib)") | $(mib "$(get cairn.incr.nats_hwm_kib)") | $(mib "$(get cairn.restore.nats_hwm_kib)") |"
-        echo "| CPU s: client | $(v cairn.full.cpu) | $(v cairn.incr.cpu) | $(v cairn.restore.cpu) |"
-        echo "| CPU s: serve (ingest, encrypt, store, verify, ledger) | $(v cairn.full.serve_cpu) | $(v cairn.incr.serve_cpu) | $(v cairn.restore.serve_cpu) |"
-        echo "| CPU s: nats-server | $(v cairn.full.nats_cpu) | $(v cairn.incr.nats_cpu) | $(v cairn.restore.nats_cpu) |"
-        echo "| CPU s: PostgreSQL backends | $(v cairn.full.pg_cpu) | $(v cairn.incr.pg_cpu) | $(v cairn.restore.pg_cpu) |"
-        echo "| seconds from request to end of ingest (ledger) | $(v cairn.full.ingest_s) | $(v cairn.incr.ingest_s) | |"
-        echo "| seconds from end of ingest to outcome (ledger) | $(v cairn.full.tail_s) | $(v cairn.incr.tail_s) | |"
-        echo "| \`bytes_stored\` reported | $(mb "$(get cairn.full.bytes_stored)") MB | $(mb "$(get cairn.incr.bytes_stored)") MB | |"
-        echo
-        echo "- JetStream store directory after the run: $(mb "$(get cairn.js_bytes)") MB. Ledger database: $(mb "$(get cairn.ledger_bytes)") MB."
-        echo "- Peak RSS over the whole run: serve $(mib "$(get cairn.serve_hwm_kib)") MiB, nats-server $(mib "$(get cairn.nats_hwm_kib)") MiB."
-    fi
-    echo "<!-- results:end -->"
-} >"$REPORT"
+    echo "$best"
+}
+# verdict VALUE OP TARGET: "met" or "**missed**" (OP is >= or <=)
+verdict() {
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        if (v == "" || v == "–") { print "–"; exit }
+        ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0)
+        print ok ? "met" : "**missed**" }'
+}
+# cells KEY FMT: one table cell per tool in $TOOLS (FMT: wall, v, mib, mb, rate BYTES)
+cells() {
+    local key=$1 fmt=$2 bytes=${3:-} t out=''
+    for t in $TOOLS; do
+        case $fmt in
+        wall) out+=" $(wall "$t.$key") |" ;;
+        v) out+=" $(v "$t.$key") |" ;;
+        mib) out+=" $(mib "$(get "$t.$key")") |" ;;
+        mb) out+=" $(mb "$(get "$t.$key")") |" ;;
+        rate) out+=" $(rate "$bytes" "$(get "$t.$key.wall")") |" ;;
+        esac
+    done
+    echo "$out"
+}
+tool_name() { case $1 in cairn) echo Cairn ;; *) echo "$1" ;; esac; }
 
-mkdir -p "$HERE/results"
-cp "$RAW" "$HERE/results/$DATE-s$SCALE.tsv"
-cp "$REPORT" "$HERE/results/$DATE-s$SCALE.md"
+# Cairn's peak per process over the whole run (medians over the
+# repetitions): the client (largest of its phases), serve, nats-server.
+cairn_peaks() {
+    local ph c m=0
+    for ph in full incr restore; do
+        c=$(last cairn.$ph.rss_kib)
+        [ -n "$c" ] && [ "$c" -gt "$m" ] && m=$c
+    done
+    put cairn.client_peak_kib "$m"
+}
 
-# Put the report between the markers of $OUT, keeping the rest of the file.
-splice "$OUT" "$REPORT" '<!-- results:begin' '<!-- results:end -->'
-cat "$REPORT"
-say "done in $TOTAL_MIN min; results in $OUT and bench/results/$DATE-s$SCALE.{md,tsv}"
+# --- one data shape --------------------------------------------------------------------
+run_shape() {
+    SHAPE=$1
+    local tag begin end title load0 t0=$SECONDS
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    case $SHAPE in
+    dump)
+        DATA=${BENCH_DATA:-$WORK/data} tag=s$SCALE title="SCALE=$SCALE (a pg_dump and large random files)"
+        begin='<!-- results:begin' end='<!-- results:end -->'
+        ;;
+    small)
+        DATA=${BENCH_SMALL_DATA:-$WORK/small} tag=small$SMALL_FILES title="$SMALL_FILES small files"
+        begin='<!-- results-small:begin' end='<!-- results-small:end -->'
+        ;;
+    esac
+    make_data
+    RAW=$WORK/$SHAPE/results.tsv
+    mkdir -p "$WORK/$SHAPE"
+    : >"$RAW"
+    for REP in $(seq "$REPEAT"); do
+        R=$WORK/$SHAPE/r$REP LOG=$WORK/$SHAPE/r$REP/log
+        mkdir -p "$LOG" "$R/restore"
+        for t in $TOOLS; do
+            say "=== $SHAPE: $t, run $REP of $REPEAT"
+            "run_$t"
+        done
+        totals
+        [[ " $TOOLS " == *" cairn "* ]] && cairn_peaks
+        # keep the logs, drop the repositories (the next run starts fresh)
+        [ -n "${BENCH_KEEP:-}" ] || find "$R" -mindepth 1 -maxdepth 1 ! -name log -exec rm -rf {} +
+    done
+    REP=0
+    local minutes
+    minutes=$(awk -v s=$((SECONDS - t0)) 'BEGIN { printf "%.1f", s / 60 }')
+    local DATE
+    DATE=$(date -u +%Y-%m-%d)
+    local REPORT=$WORK/$SHAPE/report.md
+    local head="" sep="" t ph lab bytes f
+    for t in $TOOLS; do head+=" $(tool_name "$t") |" sep+="---:|"; done
+    {
+        echo "${begin} (written by bench/run.sh; edit outside the markers) -->"
+        echo "## Results: $DATE, $title"
+        echo
+        echo "- Machine: $(machine)"
+        echo "- Versions: $(ver restic version); $(ver borg --version); $(ver "$RUSTIC" --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'); cairn ${CAIRN_LABEL:-–}"
+        echo "- Data: $(data_line)"
+        echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). This shape took $minutes min; load average (1, 5, 15 min) before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)."
+        echo "- Every figure is the median of $REPEAT runs (each on fresh repositories); wall times show the range in brackets."
+        echo "- MB = 10^6 bytes. MB/s = size of the version backed up or restored / median wall seconds."
+        echo "  The last column compares Cairn with the fastest peer of that phase (named), or for sizes with the smallest."
+        echo
+        echo "| |$head Cairn / best peer |"
+        echo "|---|$sep---:|"
+        for ph in full incr restore; do
+            case $ph in full) lab="Full backup (v1)" bytes=$V1_BYTES ;; incr) lab="Incremental backup (v2)" bytes=$V2_BYTES ;; restore) lab="Restore (v2)" bytes=$V2_BYTES ;; esac
+            f=$(fastest $ph)
+            echo "| $lab: wall s |$(cells $ph.wall wall) $(ratio "$(get cairn.$ph.wall)" "$(get "$f.$ph.wall")") (vs $f) |"
+            echo "| $lab: **MB/s** |$(cells $ph rate "$bytes") **$(ratio "$(get "$f.$ph.wall")" "$(get cairn.$ph.wall)")** |"
+            echo "| $lab: peak RSS MiB ¹ |$(cells $ph.total_rss_kib mib) $(ratio "$(get cairn.$ph.total_rss_kib)" "$(get "$f.$ph.total_rss_kib")") |"
+            echo "| $lab: CPU s (user+sys) ² |$(cells $ph.total_cpu v) $(ratio "$(get cairn.$ph.total_cpu)" "$(get "$f.$ph.total_cpu")") |"
+        done
+        f=$(smallest after_full.repo_bytes)
+        echo "| Repository size after the full backup, MB |$(cells after_full.repo_bytes mb) $(ratio "$(get cairn.after_full.repo_bytes)" "$(get "$f.after_full.repo_bytes")") (vs $f) |"
+        f=$(smallest repo_bytes)
+        echo "| **Repository size, MB** (after both backups) |$(cells repo_bytes mb) **$(ratio "$(get cairn.repo_bytes)" "$(get "$f.repo_bytes")")** (vs $f) |"
+        echo
+        echo "¹ Cairn's backup figures add the peaks of the \`cairn backup\` client, the \`cairn serve all\` process"
+        echo "(peak since it started) and the private nats-server; PostgreSQL is not counted. Restore is the client alone."
+        echo "² Cairn: client + serve + nats-server + this run's PostgreSQL backends, measured from /proc during the phase."
+        if [[ " $TOOLS " == *" cairn "* ]] && [ ${#PEERS[@]} -gt 0 ]; then
+            local ff fi fr fs x
+            ff=$(fastest full) fi=$(fastest incr) fr=$(fastest restore) fs=$(smallest repo_bytes)
+            echo
+            echo "Against the targets (issue 11), each against the best peer of that row:"
+            echo
+            echo "| target | Cairn | best peer | Cairn / peer | wanted | verdict |"
+            echo "|---|---:|---:|---:|---|---|"
+            x=$(ratio "$(get "$ff.full.wall")" "$(get cairn.full.wall)")
+            echo "| full backup throughput | $(rate "$V1_BYTES" "$(get cairn.full.wall)") MB/s | $ff $(rate "$V1_BYTES" "$(get "$ff.full.wall")") MB/s | $x | ≥ 1.2 | $(verdict "$x" '>=' 1.2) |"
+            x=$(ratio "$(get "$fi.incr.wall")" "$(get cairn.incr.wall)")
+            echo "| incremental backup throughput | $(rate "$V2_BYTES" "$(get cairn.incr.wall)") MB/s | $fi $(rate "$V2_BYTES" "$(get "$fi.incr.wall")") MB/s | $x | ≥ 1.5 | $(verdict "$x" '>=' 1.5) |"
+            x=$(ratio "$(get "$fr.restore.wall")" "$(get cairn.restore.wall)")
+            echo "| restore throughput | $(rate "$V2_BYTES" "$(get cairn.restore.wall)") MB/s | $fr $(rate "$V2_BYTES" "$(get "$fr.restore.wall")") MB/s | $x | ≥ 1.5 | $(verdict "$x" '>=' 1.5) |"
+            x=$(ratio "$(get cairn.full.total_cpu)" "$(get "$ff.full.total_cpu")")
+            echo "| CPU-seconds of a full backup, all processes | $(v cairn.full.total_cpu) s | $ff $(v "$ff.full.total_cpu") s | $x | ≤ 1 | $(verdict "$x" '<=' 1) |"
+            x=$(ratio "$(get cairn.repo_bytes)" "$(get "$fs.repo_bytes")")
+            echo "| repository size after both backups | $(mb "$(get cairn.repo_bytes)") MB | $fs $(mb "$(get "$fs.repo_bytes")") MB | $x | ≤ 1 | $(verdict "$x" '<=' 1) |"
+            local pc ps pn pmax
+            pc=$(mib "$(get cairn.client_peak_kib)") ps=$(mib "$(get cairn.serve_hwm_kib)") pn=$(mib "$(get cairn.nats_hwm_kib)")
+            pmax=$(printf '%s\n' "$pc" "$ps" "$pn" | sort -n | tail -1)
+            echo "| peak RSS of every process | client $pc, serve $ps, nats-server $pn MiB | | | ≤ 256 MiB each | $(verdict "$pmax" '<=' 256) |"
+        fi
+        if [[ " $TOOLS " == *" cairn "* ]]; then
+            echo
+            echo "Cairn in detail:"
+            echo
+            echo "| Cairn | full | incremental | restore |"
+            echo "|---|---:|---:|---:|"
+            echo "| \`cairn\` client peak RSS, MiB | $(mib "$(get cairn.full.rss_kib)") | $(mib "$(get cairn.incr.rss_kib)") | $(mib "$(get cairn.restore.rss_kib)") |"
+            echo "| \`cairn serve all\` peak RSS so far, MiB | $(mib "$(get cairn.full.serve_hwm_kib)") | $(mib "$(get cairn.incr.serve_hwm_kib)") | $(mib "$(get cairn.restore.serve_hwm_kib)") |"
+            echo "| nats-server peak RSS so far, MiB | $(mib "$(get cairn.full.nats_hwm_kib)") | $(mib "$(get cairn.incr.nats_hwm_kib)") | $(mib "$(get cairn.restore.nats_hwm_kib)") |"
+            echo "| CPU s: client | $(v cairn.full.cpu) | $(v cairn.incr.cpu) | $(v cairn.restore.cpu) |"
+            echo "| CPU s: serve (ingest, encrypt, store, verify, ledger) | $(v cairn.full.serve_cpu) | $(v cairn.incr.serve_cpu) | $(v cairn.restore.serve_cpu) |"
+            echo "| CPU s: nats-server | $(v cairn.full.nats_cpu) | $(v cairn.incr.nats_cpu) | $(v cairn.restore.nats_cpu) |"
+            echo "| CPU s: PostgreSQL backends | $(v cairn.full.pg_cpu) | $(v cairn.incr.pg_cpu) | $(v cairn.restore.pg_cpu) |"
+            echo "| seconds from request to end of ingest (ledger) | $(v cairn.full.ingest_s) | $(v cairn.incr.ingest_s) | |"
+            echo "| seconds from end of ingest to outcome (ledger) | $(v cairn.full.tail_s) | $(v cairn.incr.tail_s) | |"
+            echo "| \`bytes_stored\` reported | $(mb "$(get cairn.full.bytes_stored)") MB | $(mb "$(get cairn.incr.bytes_stored)") MB | |"
+            echo "| files not read again (files cache) | | $(v cairn.incr.files_unchanged) | |"
+            echo
+            echo "- JetStream store directory after the run: $(mb "$(get cairn.js_bytes)") MB. Ledger database: $(mb "$(get cairn.ledger_bytes)") MB."
+            echo "- Peak RSS over the whole run: serve $(mib "$(get cairn.serve_hwm_kib)") MiB, nats-server $(mib "$(get cairn.nats_hwm_kib)") MiB."
+        fi
+        echo "${end}"
+    } >"$REPORT"
+    mkdir -p "$HERE/results"
+    cp "$RAW" "$HERE/results/$DATE-$tag.tsv"
+    cp "$REPORT" "$HERE/results/$DATE-$tag.md"
+    # Put the report between the markers of $OUT, keeping the rest of the file.
+    splice "$OUT" "$REPORT" "$begin" "$end"
+    cat "$REPORT"
+    say "$SHAPE done in $minutes min; results in $OUT and bench/results/$DATE-$tag.{md,tsv}"
+    # the data set goes unless the caller made it or asked to keep it
+    [ -n "${BENCH_KEEP:-}" ] || [ "$DATA" != "$WORK/data" -a "$DATA" != "$WORK/small" ] || rm -rf "$DATA"
+}
+
+for sh in $SHAPES; do
+    run_shape "$sh"
+done
+TOTAL_MIN=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%.1f", s / 60 }')
+say "all done in $TOTAL_MIN min"

@@ -552,6 +552,7 @@ fn factory_requests_and_follows_events() {
                     networks: vec![],
                     min_copies: None,
                     requested_by: "factory".into(),
+                    force_read: false,
                 }),
                 &[],
             );
@@ -1345,4 +1346,117 @@ fn can_delete_false_keeps_a_directory_networks_objects() {
     assert!(Env::files_under(&env.network_dir("local").join("chunks")).is_empty());
     let dir = env.restore_from_only("vault", id);
     assert_eq!(snapshot(&dir.join("src")), snapshot(&src));
+}
+
+/// The files cache: a second backup of an unchanged tree reads no file and
+/// stores nothing new; a file rewritten with its size and mtime put back is
+/// still caught (ctime), as is one appended to; `--force-read` reads all; a
+/// network that lacks the parent's chunks makes ingest read them again; a
+/// damaged cache costs a full read, nothing else. Every backup restores
+/// byte-identical, and the cache on disk holds no file name.
+#[test]
+fn the_files_cache_skips_unchanged_files_and_nothing_else() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        ..Options::default()
+    });
+    env.start_all();
+    let src = env.source_dir("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..40 {
+        random_file(&src.join(format!("sub/small-{i:02}.bin")), 64 << 10);
+    }
+    random_file(&src.join("big.bin"), 3 << 20);
+    let total = dir_bytes(&src);
+    // A file changed in the moment it was read is not cached (racy stat):
+    // these are older than that.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = src.to_str().unwrap();
+    let backup = |extra: &[&str]| {
+        let mut a = vec![s, "--dataset", "fc"];
+        a.extend_from_slice(extra);
+        env.backup(&a)
+    };
+    let restores_identical = |b: &serde_json::Value| {
+        let id = b["backup_id"].as_str().unwrap();
+        let out = env.path().join(format!("restore-{id}"));
+        env.ok(&["restore", id, "--to", out.to_str().unwrap()]);
+        assert_eq!(snapshot(&out.join("src")), snapshot(&src), "{id}");
+    };
+
+    let b1 = backup(&["--network", "local"]);
+    assert_eq!(b1["files_unchanged"], 0, "{b1}");
+    assert_eq!(b1["bytes_read"].as_u64().unwrap(), total);
+
+    let b2 = backup(&["--network", "local"]);
+    assert_eq!(b2["files_unchanged"], 41, "{b2}");
+    assert_eq!(b2["bytes_unchanged"].as_u64().unwrap(), total, "{b2}");
+    assert_eq!(b2["bytes_read"].as_u64().unwrap(), total, "{b2}");
+    assert_eq!(
+        b2["chunks_new"], 0,
+        "nothing new in an unchanged tree: {b2}"
+    );
+    assert_eq!(b2["chunks_total"], b1["chunks_total"], "{b2}");
+    restores_identical(&b2);
+
+    // Same size, same mtime, new content: only ctime tells.
+    let victim = src.join("sub/small-07.bin");
+    let md = std::fs::metadata(&victim).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let mtime = format!("@{}.{:09}", md.mtime(), md.mtime_nsec());
+    random_file(&victim, 64 << 10);
+    let touched = std::process::Command::new("touch")
+        .args(["-m", "-d", &mtime])
+        .arg(&victim)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    assert_eq!(std::fs::metadata(&victim).unwrap().mtime(), md.mtime());
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(src.join("sub/small-30.bin"))
+            .unwrap();
+        f.write_all(b"appended").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let b3 = backup(&["--network", "local"]);
+    assert_eq!(b3["files_unchanged"], 39, "{b3}");
+    assert!(b3["chunks_new"].as_u64().unwrap() >= 2, "{b3}");
+    restores_identical(&b3);
+
+    let b4 = backup(&["--network", "local", "--force-read"]);
+    assert_eq!(b4["files_unchanged"], 0, "{b4}");
+    assert_eq!(b4["chunks_new"], 0, "{b4}");
+    restores_identical(&b4);
+
+    // `second` holds none of these chunks: the cache must not vouch for them.
+    let b5 = backup(&["--network", "local", "--network", "second"]);
+    assert_eq!(b5["files_unchanged"], 0, "{b5}");
+    let id5 = b5["backup_id"].as_str().unwrap();
+    let only = env.restore_from_only("second", id5);
+    assert_eq!(snapshot(&only.join("src")), snapshot(&src));
+
+    // The cache files name no file, and damage to them costs a full read.
+    let caches = Env::files_under(&env.path().join("data/cache/files"));
+    assert!(!caches.is_empty(), "no files cache was written");
+    for c in &caches {
+        let bytes = std::fs::read(c).unwrap();
+        for name in ["small-07", "big.bin", "sub"] {
+            assert!(
+                !bytes.windows(name.len()).any(|w| w == name.as_bytes()),
+                "{} holds the name {name}",
+                c.display()
+            );
+        }
+        std::fs::write(c, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let b6 = backup(&["--network", "local", "--network", "second"]);
+    assert_eq!(b6["files_unchanged"], 0, "{b6}");
+    restores_identical(&b6);
+    assert!(
+        env.serve_logs().contains("files cache ignored"),
+        "the damaged cache is reported"
+    );
 }

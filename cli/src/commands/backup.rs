@@ -42,6 +42,10 @@ pub struct BackupArgs {
     /// else every target network).
     #[arg(long)]
     min_copies: Option<u32>,
+    /// Read every file, even those the files cache says are unchanged
+    /// since the dataset's last completed backup.
+    #[arg(long, conflicts_with_all = ["stdin", "postgres"])]
+    force_read: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -124,6 +128,7 @@ fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
         networks: args.networks.clone(),
         min_copies: args.min_copies,
         requested_by: context::user(),
+        force_read: args.force_read,
     })
 }
 
@@ -146,6 +151,8 @@ async fn ingest_stdin(
         networks: cfg.network_names(),
         policies: cfg.datasets.clone(),
         source: whoami("cli"),
+        // A stream has no files to cache.
+        files_cache: None,
     };
     Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), 1).await?)
 }
@@ -159,6 +166,8 @@ struct Report<'a> {
     chunks_total: u64,
     chunks_new: u64,
     files: u64,
+    files_unchanged: u64,
+    bytes_unchanged: u64,
     merkle_root: &'a str,
     sealed_root: &'a str,
     networks: &'a [cairn_events::NetworkReport],
@@ -256,14 +265,25 @@ fn print_outcome(id: &BackupId, status: &str, o: &Outcome, as_json: bool) -> any
             chunks_total: s.chunks_total,
             chunks_new: s.chunks_new,
             files: s.files,
+            files_unchanged: s.files_unchanged,
+            bytes_unchanged: s.bytes_unchanged,
             merkle_root: &o.merkle_root,
             sealed_root: &o.sealed_root,
             networks: &o.networks,
             reasons: &o.reasons,
         });
     }
+    let unchanged = if s.files_unchanged > 0 {
+        format!(
+            " ({} unchanged, {} not read again)",
+            s.files_unchanged,
+            output::bytes(s.bytes_unchanged)
+        )
+    } else {
+        String::new()
+    };
     out!(
-        "backup {id} {status}: {} read, {} stored, {} chunks ({} new), {} files",
+        "backup {id} {status}: {} read, {} stored, {} chunks ({} new), {} files{unchanged}",
         output::bytes(s.bytes_read),
         output::bytes(s.bytes_stored),
         s.chunks_total,

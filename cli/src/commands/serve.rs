@@ -94,14 +94,19 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
     }
     if let Some(keyring) = &keyring {
         if has(Stage::Ingest) {
+            let repo_config = repo.config().await?;
+            let files_cache = cfg
+                .files_cache_dir()
+                .map(|d| cairn_ingest::files_cache::Store::new(d, &repo_config.repo_id));
             let ctx = Arc::new(cairn_ingest::job::IngestContext {
                 bus: bus.clone(),
-                repo: repo.config().await?,
+                repo: repo_config,
                 id_key: keyring.id_key(),
                 pg: context::ledger_as(cfg, Role::Reader).await?,
                 networks: cfg.network_names(),
                 policies: cfg.datasets.clone(),
                 source: whoami("ingest"),
+                files_cache,
             });
             let run = cairn_ingest::run(ctx, cfg.ingest.concurrency);
             spawn(&mut tasks, Stage::Ingest, run);

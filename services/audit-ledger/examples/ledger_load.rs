@@ -244,6 +244,7 @@ impl Workload {
                 networks: networks.clone(),
                 min_copies: Some(2),
                 requested_by: "operator@backup-01".into(),
+                force_read: false,
             }),
             &[],
         );

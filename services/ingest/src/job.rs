@@ -1,11 +1,13 @@
-//! One backup, from request to `backup.ingested`: start the producer, drop
-//! chunks this backup already listed, ask the ledger's chunk index which of the
-//! rest every target network already holds, compress and publish the new ones
-//! to encrypt, write the chunk list pages, then the manifest.
+//! One backup, from request to `backup.ingested`: find the parent's files
+//! cache, start the producer, drop chunks this backup already listed, ask the
+//! ledger's chunk index which of the rest every target network already holds,
+//! compress and publish the new ones to encrypt, write the chunk list pages,
+//! then the manifest, and leave a files cache for the next backup.
 //!
 //! Used by the ingest worker and, for `--stdin`, by the CLI itself.
 
-use crate::source::{self, Counters, Input, Item, SourceError};
+use crate::files_cache::{self, FilesCache};
+use crate::source::{self, Caching, Counters, Input, Item, SourceError};
 use bytes::Bytes;
 use cairn_bus::{Bus, BusError, Pipeline};
 use cairn_crypto::IdKey;
@@ -34,6 +36,9 @@ pub struct IngestContext {
     pub policies: std::collections::BTreeMap<String, cairn_config::DatasetPolicy>,
     /// Who is ingesting (`ingest@host`, `cli@host`).
     pub source: String,
+    /// Where this host keeps its files caches (`[ingest] files_cache`);
+    /// none reads every file every time.
+    pub files_cache: Option<files_cache::Store>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +87,59 @@ async fn dedup_against(
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// Chunk ids per chunk-index query when checking a parent's files cache.
+const CACHE_CHECK_BATCH: usize = 8192;
+
+/// The parent's files cache for a directory backup, with every entry whose
+/// chunks are not all held (and not condemned) on every target network
+/// dropped: such a file is read again. None for streams, `--force-read`, or
+/// when no completed backup of the dataset left a cache on this host.
+async fn parent_cache(
+    ctx: &IngestContext,
+    req: &BackupRequest,
+    networks: &[String],
+) -> Result<Option<FilesCache>, JobError> {
+    let Some(store) = &ctx.files_cache else {
+        return Ok(None);
+    };
+    if req.force_read || !matches!(req.source, cairn_events::Source::Paths { .. }) {
+        return Ok(None);
+    }
+    let candidates: Vec<BackupId> =
+        cairn_ledger::query::list_backups(&ctx.pg, Some(&req.dataset), None)
+            .await?
+            .into_iter()
+            .filter(|b| b.status == "completed")
+            .filter_map(|b| BackupId::parse(&b.backup_id).ok())
+            .take(8)
+            .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let (store2, dataset) = (store.clone(), req.dataset.clone());
+    let loaded = tokio::task::spawn_blocking(move || store2.parent(&dataset, &candidates))
+        .await
+        .map_err(|e| JobError::Source(format!("files cache reader crashed: {e}")))?;
+    let Some(mut cache) = loaded else {
+        return Ok(None);
+    };
+    let ids: Vec<ChunkId> = cache.chunk_ids().into_iter().collect();
+    let mut usable = HashSet::with_capacity(ids.len());
+    for part in ids.chunks(CACHE_CHECK_BATCH) {
+        let states = cairn_ledger::marks::chunk_states(&ctx.pg, part, networks).await?;
+        usable.extend(states.known.difference(&states.condemned).copied());
+    }
+    let dropped = cache.retain_known(&usable);
+    tracing::info!(
+        dataset = %req.dataset,
+        parent = ?cache.backup_id,
+        files = cache.len(),
+        dropped,
+        "files cache: unchanged files will not be read"
+    );
+    Ok(Some(cache))
 }
 
 /// Chunks in flight to compression, per job.
@@ -215,13 +273,19 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Ingested, JobError> {
     let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
+    let parent = parent_cache(ctx, req, &networks).await?;
+    let parent_id = parent.as_ref().and_then(|p| p.backup_id.clone());
+    let caching = Caching {
+        parent,
+        record: ctx.files_cache.is_some() && matches!(input, Input::Paths(_)),
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(8);
     let chunking = ctx.repo.chunking;
     let id_key = ctx.id_key.clone();
     let prod_counters = counters.clone();
     let producer: JoinHandle<Result<source::Produced, SourceError>> =
         tokio::task::spawn_blocking(move || {
-            source::produce(input, chunking, &id_key, tx, prod_counters)
+            source::produce(input, chunking, &id_key, tx, prod_counters, caching)
         });
 
     let mut publisher = Publisher {
@@ -243,19 +307,46 @@ pub async fn run(
                 break;
             }
             // Only the first appearance of a chunk in this backup matters.
-            let mut fresh: Vec<(ChunkId, Vec<u8>)> = Vec::with_capacity(buf.len());
+            // A reused chunk (files cache) was checked on every target
+            // network before the walk began; the others are looked up now.
+            let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::with_capacity(buf.len());
             let mut batch_ids = HashSet::new();
-            for Item::Chunk { id, plain, .. } in buf.drain(..) {
-                if !list.contains(&id) && batch_ids.insert(id) {
-                    fresh.push((id, plain));
+            for item in buf.drain(..) {
+                match item {
+                    Item::Chunk { id, plain, .. } => {
+                        if !list.contains(&id) && batch_ids.insert(id) {
+                            fresh.push((id, Some(plain)));
+                        }
+                    }
+                    Item::Reused { refs } => {
+                        for r in refs {
+                            if !list.contains(&r.id) && batch_ids.insert(r.id) {
+                                fresh.push((r.id, None));
+                            }
+                        }
+                    }
                 }
             }
             if fresh.is_empty() {
                 continue;
             }
-            let ids: Vec<ChunkId> = fresh.iter().map(|(id, _)| *id).collect();
-            let known = dedup_against(&ctx.pg, &ids, &networks).await?;
+            let ids: Vec<ChunkId> = fresh
+                .iter()
+                .filter(|(_, p)| p.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            let known = if ids.is_empty() {
+                HashSet::new()
+            } else {
+                dedup_against(&ctx.pg, &ids, &networks).await?
+            };
             for (id, plain) in fresh {
+                let Some(plain) = plain else {
+                    if let Some(page) = list.add(id, false) {
+                        publisher.page(page).await?;
+                    }
+                    continue;
+                };
                 let is_new = !known.contains(&id);
                 if let Some(page) = list.add(id, is_new) {
                     publisher.page(page).await?;
@@ -309,6 +400,8 @@ pub async fn run(
         chunks_total: summary.count,
         chunks_new,
         files: counters.files.load(Ordering::Relaxed),
+        files_unchanged: counters.files_unchanged.load(Ordering::Relaxed),
+        bytes_unchanged: counters.bytes_unchanged.load(Ordering::Relaxed),
     };
     let manifest = Manifest {
         format: FORMAT,
@@ -352,7 +445,36 @@ pub async fn run(
         &[ingested.merkle_root.as_bytes()],
     );
     ctx.bus.publish_event(&env).await?;
+    save_cache(ctx, req, backup_id, produced.cache, parent_id).await;
     Ok(ingested)
+}
+
+/// Leaves this backup's files cache for the next one. Failing to is not the
+/// backup's failure: the next one reads every file.
+async fn save_cache(
+    ctx: &IngestContext,
+    req: &BackupRequest,
+    backup_id: &BackupId,
+    cache: files_cache::NewCache,
+    parent: Option<BackupId>,
+) {
+    let Some(store) = ctx.files_cache.clone() else {
+        return;
+    };
+    if cache.is_empty() {
+        return;
+    }
+    let (dataset, id) = (req.dataset.clone(), backup_id.clone());
+    let files = cache.len();
+    match tokio::task::spawn_blocking(move || store.save(&dataset, &id, cache, parent.as_ref()))
+        .await
+    {
+        Ok(Ok(path)) => tracing::debug!(path = %path.display(), files, "files cache written"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "files cache not written: the next backup reads every file")
+        }
+        Err(e) => tracing::warn!(error = %e, "files cache writer crashed"),
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +494,7 @@ mod tests {
             networks: networks.iter().map(|n| n.to_string()).collect(),
             min_copies,
             requested_by: "t".into(),
+            force_read: false,
         }
     }
 

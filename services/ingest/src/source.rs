@@ -3,7 +3,10 @@
 //! bytes into content-defined chunks (FastCDC), computing their keyed ids, and
 //! writing the tree records that describe them. Everything goes out through a
 //! bounded channel, so memory stays bounded whatever the size of the source.
+//! A file the parent's files cache vouches for is not read: its chunk
+//! references are reused ([`crate::files_cache`]).
 
+use crate::files_cache::{self, FileStat, FilesCache, NewCache};
 use cairn_crypto::IdKey;
 use cairn_events::ChunkId;
 use cairn_repo::format::{ChunkRef, Chunking, Meta, TreeRecord, REFS_PER_RECORD};
@@ -24,6 +27,9 @@ pub enum Item {
         plain: Vec<u8>,
         tree: bool,
     },
+    /// The chunks of a file the files cache vouched for, unread: every one is
+    /// held on every target network already.
+    Reused { refs: Vec<ChunkRef> },
 }
 
 /// What to read.
@@ -43,11 +49,25 @@ pub struct Counters {
     /// Estimated total (0 when unknown, e.g. a stream).
     pub bytes_total: AtomicU64,
     pub files: AtomicU64,
+    /// Files the files cache vouched for, and their bytes (counted in
+    /// `bytes_read` too, though not read).
+    pub files_unchanged: AtomicU64,
+    pub bytes_unchanged: AtomicU64,
 }
 
 /// What the producer reports when the source is exhausted.
 pub struct Produced {
     pub tree: Vec<ChunkRef>,
+    /// The files cache this backup leaves for the next one.
+    pub cache: NewCache,
+}
+
+/// The files cache as the producer uses it: the parent's entries (none
+/// means read every file) and whether to write one for this backup.
+#[derive(Default)]
+pub struct Caching {
+    pub parent: Option<FilesCache>,
+    pub record: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +92,8 @@ struct Producer<'a> {
     tree: TreeChunker,
     tree_refs: Vec<ChunkRef>,
     counters: Arc<Counters>,
+    parent: Option<FilesCache>,
+    cache: Option<NewCache>,
 }
 
 impl Producer<'_> {
@@ -101,15 +123,17 @@ impl Producer<'_> {
         })
     }
 
-    /// Chunks one stream into `File`…`End` records.
+    /// Chunks one stream into `File`…`End` records; returns every chunk
+    /// reference, in order.
     fn file(
         &mut self,
         path: Vec<u8>,
         meta: Meta,
         reader: impl Read,
         shown: &str,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Vec<ChunkRef>, SourceError> {
         self.record(TreeRecord::File { path, meta })?;
+        let mut all = Vec::new();
         let mut refs = Vec::with_capacity(REFS_PER_RECORD);
         let mut size = 0u64;
         let c = self.chunking;
@@ -126,10 +150,12 @@ impl Producer<'_> {
             self.counters
                 .bytes_read
                 .fetch_add(chunk.length as u64, Ordering::Relaxed);
-            refs.push(ChunkRef {
+            let r = ChunkRef {
                 id,
                 len: chunk.length as u32,
-            });
+            };
+            refs.push(r);
+            all.push(r);
             self.send(Item::Chunk {
                 id,
                 plain: chunk.data,
@@ -146,6 +172,71 @@ impl Producer<'_> {
         }
         self.record(TreeRecord::End { size })?;
         self.counters.files.fetch_add(1, Ordering::Relaxed);
+        Ok(all)
+    }
+
+    /// The records of an unchanged file, from its cached references: the
+    /// same records (and so the same tree chunks) a read would have given.
+    fn reuse(
+        &mut self,
+        path: Vec<u8>,
+        meta: Meta,
+        size: u64,
+        refs: Vec<ChunkRef>,
+    ) -> Result<(), SourceError> {
+        self.record(TreeRecord::File { path, meta })?;
+        for part in refs.chunks(REFS_PER_RECORD) {
+            self.record(TreeRecord::Chunks {
+                refs: part.to_vec(),
+            })?;
+        }
+        self.record(TreeRecord::End { size })?;
+        let c = &self.counters;
+        c.files.fetch_add(1, Ordering::Relaxed);
+        c.files_unchanged.fetch_add(1, Ordering::Relaxed);
+        c.bytes_read.fetch_add(size, Ordering::Relaxed);
+        c.bytes_unchanged.fetch_add(size, Ordering::Relaxed);
+        self.send(Item::Reused { refs })
+    }
+
+    /// A regular file: reused if the parent's cache vouches for it, else
+    /// read (and remembered for the next backup if it can vouch for itself).
+    fn regular(
+        &mut self,
+        p: &Path,
+        path: Vec<u8>,
+        meta: Meta,
+        md: &std::fs::Metadata,
+    ) -> Result<(), SourceError> {
+        let stat = FileStat::of(md);
+        let key = self.id_key.path_key(&path);
+        let cached = self
+            .parent
+            .as_ref()
+            .and_then(|c| c.get(&key))
+            .filter(|c| files_cache::unchanged(&c.stat, &stat))
+            .map(|c| c.refs.clone());
+        if let Some(refs) = cached {
+            if let Some(next) = &mut self.cache {
+                next.insert(key, stat, refs.clone());
+            }
+            return self.reuse(path, meta, stat.size, refs);
+        }
+        let io = |e: std::io::Error| SourceError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        let started = std::time::SystemTime::now();
+        let f = std::fs::File::open(p).map_err(io)?;
+        let refs = self.file(path, meta, &f, &p.display().to_string())?;
+        if let Some(next) = &mut self.cache {
+            let after = FileStat::of(&f.metadata().map_err(io)?);
+            if files_cache::trustworthy(&stat, &after, started) {
+                next.insert(key, stat, refs);
+            } else if after != stat {
+                tracing::warn!(path = %p.display(), "file changed while it was read: backed up as read, read again next time");
+            }
+        }
         Ok(())
     }
 
@@ -202,8 +293,7 @@ impl Producer<'_> {
                     meta,
                 })?;
             } else if ft.is_file() {
-                let f = std::fs::File::open(p).map_err(|e| io(p, e))?;
-                self.file(path, meta, f, &p.display().to_string())?;
+                self.regular(p, path, meta, &md)?;
             } else {
                 tracing::warn!(path = %p.display(), "skipping special file (socket, fifo or device)");
             }
@@ -252,6 +342,7 @@ pub fn produce(
     id_key: &IdKey,
     tx: mpsc::Sender<Item>,
     counters: Arc<Counters>,
+    caching: Caching,
 ) -> Result<Produced, SourceError> {
     let mut p = Producer {
         chunking,
@@ -260,6 +351,8 @@ pub fn produce(
         tree: TreeChunker::new(),
         tree_refs: Vec::new(),
         counters,
+        parent: caching.parent,
+        cache: caching.record.then(NewCache::default),
     };
     match input {
         Input::Paths(paths) => {
@@ -294,7 +387,10 @@ pub fn produce(
     if let Some(last) = tree.finish() {
         p.emit_tree(last)?;
     }
-    Ok(Produced { tree: p.tree_refs })
+    Ok(Produced {
+        tree: p.tree_refs,
+        cache: p.cache.unwrap_or_default(),
+    })
 }
 
 /// `pg_dump` of `url` as a stream, uncompressed (`-Z0`) so that unchanged

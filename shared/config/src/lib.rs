@@ -103,6 +103,19 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Where ingest keeps its files caches; none when `[ingest] files_cache`
+    /// is off.
+    pub fn files_cache_dir(&self) -> Option<PathBuf> {
+        self.ingest.files_cache.then(|| {
+            self.ingest
+                .files_cache_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("cache").join("files"))
+        })
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     match std::env::var_os("XDG_DATA_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("cairn"),

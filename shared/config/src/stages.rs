@@ -26,11 +26,29 @@ pub struct DatasetPolicy {
 pub struct IngestConfig {
     /// Backups one ingest worker reads at once.
     pub concurrency: usize,
+    /// Keep a files cache (restic's and borg's): a file whose size, mtime,
+    /// ctime and inode are unchanged since the dataset's last completed
+    /// backup on this host is not read again. `cairn backup --force-read`
+    /// reads everything once.
+    #[serde(default = "yes")]
+    pub files_cache: bool,
+    /// Where the files caches live (default `<data_dir>/cache/files`). They
+    /// hold keyed hashes of paths, file stats and chunk ids: no names, no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_cache_dir: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { concurrency: 2 }
+        IngestConfig {
+            concurrency: 2,
+            files_cache: true,
+            files_cache_dir: None,
+        }
     }
 }
 

@@ -100,6 +100,16 @@ impl IdKey {
     pub fn chunk_id(&self, plaintext: &[u8]) -> [u8; 32] {
         *blake3::keyed_hash(self.0.as_bytes(), plaintext).as_bytes()
     }
+
+    /// What ingest's files cache files a path under: keyed like a chunk id
+    /// (domain-separated from them), so the cache on the source host holds
+    /// no file names.
+    pub fn path_key(&self, path: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(self.0.as_bytes());
+        h.update(b"cairn files-cache path\0");
+        h.update(path);
+        *h.finalize().as_bytes()
+    }
 }
 
 impl Keyring {

@@ -82,6 +82,7 @@ mod tests {
                 networks: vec![],
                 min_copies: None,
                 requested_by: "test".into(),
+                force_read: false,
             }),
             &[],
         )

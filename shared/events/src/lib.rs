@@ -332,6 +332,9 @@ pub struct BackupRequest {
     /// Who asked (user@host, factory name).
     #[serde(default)]
     pub requested_by: String,
+    /// Read every file, even those the files cache says are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_read: bool,
 }
 
 /// When a dataset is backed up and what each run asks for: `[[schedules]]`
@@ -411,7 +414,7 @@ pub struct Ingested {
 /// Figures every outcome reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Stats {
-    /// Plaintext bytes read from the source.
+    /// Plaintext bytes of the source (those of unchanged files included).
     pub bytes_read: u64,
     /// Sealed bytes this backup added to each network (new chunks, manifest,
     /// chunk lists).
@@ -422,6 +425,13 @@ pub struct Stats {
     pub chunks_new: u64,
     /// Regular files, directories and symlinks read.
     pub files: u64,
+    /// Regular files the parent's files cache vouched for (size, mtime,
+    /// ctime and inode unchanged): not read, their chunks reused.
+    #[serde(default)]
+    pub files_unchanged: u64,
+    /// Their bytes (part of `bytes_read`).
+    #[serde(default)]
+    pub bytes_unchanged: u64,
 }
 
 /// Names one object in a repository; `cairn_repo::layout` maps it to a path.

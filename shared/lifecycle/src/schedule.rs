@@ -89,6 +89,7 @@ impl ScheduleExt for Schedule {
             networks: self.networks.clone(),
             min_copies: self.min_copies,
             requested_by,
+            force_read: false,
         }
     }
 }
