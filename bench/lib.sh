@@ -139,6 +139,8 @@ timed() {
     local key=$1
     shift
     local tf="$LOG/$key.time"
+    # What an earlier phase (or tool) left to write back is not this one's.
+    sync
     say "$key (run $REP/$REPEAT): $*"
     if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$LOG/$key.out" 2>"$LOG/$key.err"; then
         tail -20 "$LOG/$key.err" >&2

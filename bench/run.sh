@@ -326,6 +326,8 @@ smallest() {
     done
     echo "$best"
 }
+# ratio3 A B: A / B with three decimals, so that a verdict is not rounded into "met"
+ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.3f", a / b }'; }
 # verdict VALUE OP TARGET: "met" or "**missed**" (OP is >= or <=)
 verdict() {
     awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
@@ -437,15 +439,15 @@ run_shape() {
             echo
             echo "| target | Cairn | best peer | Cairn / peer | wanted | verdict |"
             echo "|---|---:|---:|---:|---|---|"
-            x=$(ratio "$(get "$ff.full.wall")" "$(get cairn.full.wall)")
+            x=$(ratio3 "$(get "$ff.full.wall")" "$(get cairn.full.wall)")
             echo "| full backup throughput | $(rate "$V1_BYTES" "$(get cairn.full.wall)") MB/s | $ff $(rate "$V1_BYTES" "$(get "$ff.full.wall")") MB/s | $x | ≥ 1.2 | $(verdict "$x" '>=' 1.2) |"
-            x=$(ratio "$(get "$fi.incr.wall")" "$(get cairn.incr.wall)")
+            x=$(ratio3 "$(get "$fi.incr.wall")" "$(get cairn.incr.wall)")
             echo "| incremental backup throughput | $(rate "$V2_BYTES" "$(get cairn.incr.wall)") MB/s | $fi $(rate "$V2_BYTES" "$(get "$fi.incr.wall")") MB/s | $x | ≥ 1.5 | $(verdict "$x" '>=' 1.5) |"
-            x=$(ratio "$(get "$fr.restore.wall")" "$(get cairn.restore.wall)")
+            x=$(ratio3 "$(get "$fr.restore.wall")" "$(get cairn.restore.wall)")
             echo "| restore throughput | $(rate "$V2_BYTES" "$(get cairn.restore.wall)") MB/s | $fr $(rate "$V2_BYTES" "$(get "$fr.restore.wall")") MB/s | $x | ≥ 1.5 | $(verdict "$x" '>=' 1.5) |"
-            x=$(ratio "$(get cairn.full.total_cpu)" "$(get "$ff.full.total_cpu")")
+            x=$(ratio3 "$(get cairn.full.total_cpu)" "$(get "$ff.full.total_cpu")")
             echo "| CPU-seconds of a full backup, all processes | $(v cairn.full.total_cpu) s | $ff $(v "$ff.full.total_cpu") s | $x | ≤ 1 | $(verdict "$x" '<=' 1) |"
-            x=$(ratio "$(get cairn.repo_bytes)" "$(get "$fs.repo_bytes")")
+            x=$(ratio3 "$(get cairn.repo_bytes)" "$(get "$fs.repo_bytes")")
             echo "| repository size after both backups | $(mb "$(get cairn.repo_bytes)") MB | $fs $(mb "$(get "$fs.repo_bytes")") MB | $x | ≤ 1 | $(verdict "$x" '<=' 1) |"
             local pc ps pn pmax
             pc=$(mib "$(get cairn.client_peak_kib)") ps=$(mib "$(get cairn.serve_hwm_kib)") pn=$(mib "$(get cairn.nats_hwm_kib)")
@@ -468,7 +470,7 @@ run_shape() {
             echo "| seconds from request to end of ingest (ledger) | $(v cairn.full.ingest_s) | $(v cairn.incr.ingest_s) | |"
             echo "| seconds from end of ingest to outcome (ledger) | $(v cairn.full.tail_s) | $(v cairn.incr.tail_s) | |"
             echo "| \`bytes_stored\` reported | $(mb "$(get cairn.full.bytes_stored)") MB | $(mb "$(get cairn.incr.bytes_stored)") MB | |"
-            echo "| files not read again (files cache) | | $(v cairn.incr.files_unchanged) | |"
+            echo "| files not read again (files cache) | | $(get cairn.incr.files_unchanged) | |"
             echo
             echo "- JetStream store directory after the run: $(mb "$(get cairn.js_bytes)") MB. Ledger database: $(mb "$(get cairn.ledger_bytes)") MB."
             echo "- Peak RSS over the whole run: serve $(mib "$(get cairn.serve_hwm_kib)") MiB, nats-server $(mib "$(get cairn.nats_hwm_kib)") MiB."

@@ -279,7 +279,8 @@ pub async fn run(
         parent,
         record: ctx.files_cache.is_some() && matches!(input, Input::Paths(_)),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(8);
+    // Batches of up to ~1 MiB of plaintext each (`source::BATCH_BYTES`).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(4);
     let chunking = ctx.repo.chunking;
     let id_key = ctx.id_key.clone();
     let prod_counters = counters.clone();
@@ -298,14 +299,12 @@ pub async fn run(
     let mut compressing: VecDeque<Compressing> = VecDeque::new();
     let mut chunks_new = 0u64;
     let level = ctx.repo.compression_level;
-    let mut buf = Vec::with_capacity(64);
 
     let consumed: Result<(), JobError> = async {
         loop {
-            buf.clear();
-            if rx.recv_many(&mut buf, 64).await == 0 {
+            let Some(mut buf) = rx.recv().await else {
                 break;
-            }
+            };
             // Only the first appearance of a chunk in this backup matters.
             // A reused chunk (files cache) was checked on every target
             // network before the walk began; the others are looked up now.

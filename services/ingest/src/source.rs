@@ -88,7 +88,9 @@ pub enum SourceError {
 struct Producer<'a> {
     chunking: Chunking,
     id_key: &'a IdKey,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Vec<Item>>,
+    batch: Vec<Item>,
+    batch_bytes: usize,
     tree: TreeChunker,
     tree_refs: Vec<ChunkRef>,
     counters: Arc<Counters>,
@@ -97,9 +99,28 @@ struct Producer<'a> {
 }
 
 impl Producer<'_> {
-    fn send(&self, item: Item) -> Result<(), SourceError> {
+    /// Items go out in batches, so that the async side asks the chunk index
+    /// about many small files' chunks at once; a batch closes at
+    /// [`BATCH_BYTES`] of plaintext or [`BATCH_ITEMS`] items.
+    fn send(&mut self, item: Item) -> Result<(), SourceError> {
+        if let Item::Chunk { plain, .. } = &item {
+            self.batch_bytes += plain.len();
+        }
+        self.batch.push(item);
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_ITEMS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SourceError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
         self.tx
-            .blocking_send(item)
+            .blocking_send(batch)
             .map_err(|_| SourceError::Cancelled)
     }
 
@@ -335,12 +356,18 @@ pub fn labels(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// Plaintext bytes per batch sent to the async side (one chunk may take it
+/// past this: a batch holds at most this plus one chunk).
+pub const BATCH_BYTES: usize = 1 << 20;
+/// Items per batch, whatever their size (unchanged files' references).
+pub const BATCH_ITEMS: usize = 256;
+
 /// Reads `input` to the end. Runs on a blocking thread.
 pub fn produce(
     input: Input,
     chunking: Chunking,
     id_key: &IdKey,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Vec<Item>>,
     counters: Arc<Counters>,
     caching: Caching,
 ) -> Result<Produced, SourceError> {
@@ -348,6 +375,8 @@ pub fn produce(
         chunking,
         id_key,
         tx,
+        batch: Vec::new(),
+        batch_bytes: 0,
         tree: TreeChunker::new(),
         tree_refs: Vec::new(),
         counters,
@@ -387,6 +416,7 @@ pub fn produce(
     if let Some(last) = tree.finish() {
         p.emit_tree(last)?;
     }
+    p.flush()?;
     Ok(Produced {
         tree: p.tree_refs,
         cache: p.cache.unwrap_or_default(),

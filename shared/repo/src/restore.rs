@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use cairn_crypto::{IdKey, ObjectKind, Sealer};
 use cairn_events::{BackupId, ChunkId, ObjectKey};
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -88,6 +89,12 @@ impl Restorer {
     }
 
     /// Restores backup `m` into `sink`; `progress` receives bytes written.
+    ///
+    /// The tree is walked ahead of the writer: every step (directory, file
+    /// start, data, file end) goes into one queue in tree order, and a data
+    /// step's chunk is already being fetched when it is queued, up to
+    /// `window` fetches at once across files. A tree of small files keeps
+    /// the window full as a tree of large ones does.
     pub async fn restore(
         &self,
         m: &Manifest,
@@ -95,33 +102,34 @@ impl Restorer {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<RestoreReport, RepoError> {
         let known = self.verified_chunk_set(m).await?;
-        let mut report = RestoreReport::default();
-        let mut queue: VecDeque<(Fetch, u32)> = VecDeque::new();
-        let mut written_in_file: Option<u64> = None;
         let backup = &m.backup_id;
+        let mut w = Writer {
+            sink,
+            report: RestoreReport::default(),
+            written_in_file: None,
+            progress,
+        };
+        let mut steps: VecDeque<Step> = VecDeque::new();
+        let mut in_flight = 0usize;
+        let mut in_file = false;
         for tref in &m.tree {
             if !known.contains(&tref.id) {
                 return Err(not_listed(backup, &tref.id));
             }
             let (bytes, from) = fetch_chunk(&self.repo, &self.sealer, &self.id_key, *tref).await?;
-            *report.chunks_from.entry(from).or_default() += 1;
+            *w.report.chunks_from.entry(from).or_default() += 1;
             for rec in tree::decode_records(&bytes)? {
                 match rec {
-                    TreeRecord::Dir { path, meta } => {
-                        sink.dir(&path, &meta).await?;
-                        report.dirs += 1;
-                    }
+                    TreeRecord::Dir { path, meta } => steps.push_back(Step::Dir(path, meta)),
                     TreeRecord::Symlink { path, target, meta } => {
-                        sink.symlink(&path, &target, &meta).await?;
-                        report.symlinks += 1;
+                        steps.push_back(Step::Symlink(path, target, meta))
                     }
                     TreeRecord::File { path, meta } => {
-                        sink.file_start(&path, &meta).await?;
-                        written_in_file = Some(0);
-                        report.files += 1;
+                        in_file = true;
+                        steps.push_back(Step::FileStart(path, meta));
                     }
                     TreeRecord::Chunks { refs } => {
-                        if written_in_file.is_none() {
+                        if !in_file {
                             return Err(RepoError::Format(format!(
                                 "backup {backup}: chunk refs outside a file"
                             )));
@@ -130,50 +138,108 @@ impl Restorer {
                             if !known.contains(&r.id) {
                                 return Err(not_listed(backup, &r.id));
                             }
-                            if queue.len() >= self.window {
-                                let (h, n) = queue.pop_front().expect("non-empty");
-                                self.write(h, n, sink, &mut written_in_file, &mut report, progress)
-                                    .await?;
+                            while in_flight >= self.window {
+                                in_flight -= w.step(&mut steps, backup).await?;
                             }
-                            queue.push_back((self.spawn_fetch(r), r.len));
+                            steps.push_back(Step::Data(self.spawn_fetch(r), r.len));
+                            in_flight += 1;
                         }
                     }
                     TreeRecord::End { size } => {
-                        while let Some((h, n)) = queue.pop_front() {
-                            self.write(h, n, sink, &mut written_in_file, &mut report, progress)
-                                .await?;
-                        }
-                        let written = written_in_file.take().ok_or_else(|| {
-                            RepoError::Format(format!("backup {backup}: file end outside a file"))
-                        })?;
-                        if written != size {
+                        if !in_file {
                             return Err(RepoError::Format(format!(
-                                "backup {backup}: a restored file has {written} bytes where the tree records {size}"
+                                "backup {backup}: file end outside a file"
                             )));
                         }
-                        sink.file_end().await?;
+                        in_file = false;
+                        steps.push_back(Step::FileEnd(size));
                     }
+                }
+                // A tree of empty files or directories queues no fetch:
+                // bound the queue by its length too.
+                while steps.len() > MAX_QUEUED_STEPS {
+                    in_flight -= w.step(&mut steps, backup).await?;
                 }
             }
         }
-        if written_in_file.is_some() {
+        if in_file {
             return Err(RepoError::Format(format!(
                 "backup {backup}: tree ends inside a file"
             )));
         }
-        sink.finish().await?;
-        Ok(report)
+        while !steps.is_empty() {
+            w.step(&mut steps, backup).await?;
+        }
+        w.sink.finish().await?;
+        Ok(w.report)
+    }
+}
+
+/// Steps queued ahead of the writer besides the fetches in flight.
+const MAX_QUEUED_STEPS: usize = 4096;
+
+/// One thing the writer does, in tree order.
+enum Step {
+    Dir(Vec<u8>, Meta),
+    Symlink(Vec<u8>, Vec<u8>, Meta),
+    FileStart(Vec<u8>, Meta),
+    /// A chunk being fetched, and the length the tree records for it.
+    Data(Fetch, u32),
+    FileEnd(u64),
+}
+
+/// The writing side of a restore.
+struct Writer<'a> {
+    sink: &'a mut dyn Sink,
+    report: RestoreReport,
+    written_in_file: Option<u64>,
+    progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl Writer<'_> {
+    /// Does the oldest queued step; returns how many fetches it consumed.
+    async fn step(
+        &mut self,
+        steps: &mut VecDeque<Step>,
+        backup: &BackupId,
+    ) -> Result<usize, RepoError> {
+        let Some(step) = steps.pop_front() else {
+            return Ok(0);
+        };
+        match step {
+            Step::Dir(path, meta) => {
+                self.sink.dir(&path, &meta).await?;
+                self.report.dirs += 1;
+            }
+            Step::Symlink(path, target, meta) => {
+                self.sink.symlink(&path, &target, &meta).await?;
+                self.report.symlinks += 1;
+            }
+            Step::FileStart(path, meta) => {
+                self.sink.file_start(&path, &meta).await?;
+                self.written_in_file = Some(0);
+                self.report.files += 1;
+            }
+            Step::Data(h, expected_len) => {
+                self.data(h, expected_len).await?;
+                return Ok(1);
+            }
+            Step::FileEnd(size) => {
+                let written = self.written_in_file.take().ok_or_else(|| {
+                    RepoError::Format(format!("backup {backup}: file end outside a file"))
+                })?;
+                if written != size {
+                    return Err(RepoError::Format(format!(
+                        "backup {backup}: a restored file has {written} bytes where the tree records {size}"
+                    )));
+                }
+                self.sink.file_end().await?;
+            }
+        }
+        Ok(0)
     }
 
-    async fn write(
-        &self,
-        h: Fetch,
-        expected_len: u32,
-        sink: &mut dyn Sink,
-        written_in_file: &mut Option<u64>,
-        report: &mut RestoreReport,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), RepoError> {
+    async fn data(&mut self, h: Fetch, expected_len: u32) -> Result<(), RepoError> {
         let (bytes, from) = h
             .await
             .map_err(|e| RepoError::Format(format!("fetch task: {e}")))??;
@@ -183,13 +249,13 @@ impl Restorer {
                 bytes.len()
             )));
         }
-        if let Some(n) = written_in_file.as_mut() {
+        if let Some(n) = self.written_in_file.as_mut() {
             *n += bytes.len() as u64;
         }
-        sink.data(&bytes).await?;
-        report.bytes_written += bytes.len() as u64;
-        *report.chunks_from.entry(from).or_default() += 1;
-        progress(report.bytes_written);
+        self.sink.data(&bytes).await?;
+        self.report.bytes_written += bytes.len() as u64;
+        *self.report.chunks_from.entry(from).or_default() += 1;
+        (self.progress)(self.report.bytes_written);
         Ok(())
     }
 }
@@ -229,34 +295,59 @@ pub async fn fetch_chunk(
 }
 
 /// Writes a backup's tree under a directory.
+///
+/// A file of up to [`SMALL_FILE`] bytes is gathered in memory and written,
+/// given its metadata and renamed into place by one blocking task, up to
+/// [`PENDING_WRITES`] of them at once beside the restore; a larger one is
+/// streamed to its `.cairn-partial` file. Either way a file appears under
+/// its name only after the restorer checked its size.
 pub struct DirSink {
-    root: std::path::PathBuf,
-    current: Option<(
-        std::path::PathBuf,
-        std::path::PathBuf,
-        tokio::io::BufWriter<tokio::fs::File>,
-        Meta,
-    )>,
-    dirs: Vec<(std::path::PathBuf, Meta)>,
+    root: PathBuf,
+    current: Option<OpenFile>,
+    dirs: Vec<(PathBuf, Meta)>,
+    /// Directories known to exist (made here or found).
+    made: HashSet<PathBuf>,
+    pending: VecDeque<JoinHandle<Result<(), RepoError>>>,
     chown: bool,
 }
 
+/// Files gathered in memory before they are written.
+const SMALL_FILE: usize = 1 << 20;
+/// Small files being written at once.
+const PENDING_WRITES: usize = 16;
+
+struct OpenFile {
+    target: PathBuf,
+    meta: Meta,
+    buf: Vec<u8>,
+    /// Set once the file outgrew [`SMALL_FILE`].
+    stream: Option<(PathBuf, tokio::fs::File)>,
+}
+
+fn partial_of(t: &Path) -> PathBuf {
+    let mut partial = t.to_path_buf().into_os_string();
+    partial.push(".cairn-partial");
+    PathBuf::from(partial)
+}
+
 impl DirSink {
-    pub fn new(root: &std::path::Path) -> Result<Self, RepoError> {
+    pub fn new(root: &Path) -> Result<Self, RepoError> {
         std::fs::create_dir_all(root)
             .map_err(|e| RepoError::Target(format!("{}: {e}", root.display())))?;
         Ok(DirSink {
             root: root.to_path_buf(),
             current: None,
             dirs: Vec::new(),
+            made: HashSet::new(),
+            pending: VecDeque::new(),
             // Ownership can only be given away by root.
             chown: std::env::var("USER").map(|u| u == "root").unwrap_or(false) || is_root(),
         })
     }
 
-    fn target(&self, path: &[u8]) -> Result<std::path::PathBuf, RepoError> {
+    fn target(&self, path: &[u8]) -> Result<PathBuf, RepoError> {
         use std::os::unix::ffi::OsStrExt;
-        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+        let p = Path::new(std::ffi::OsStr::from_bytes(path));
         let safe = !path.is_empty()
             && p.components()
                 .all(|c| matches!(c, std::path::Component::Normal(_)));
@@ -269,20 +360,70 @@ impl DirSink {
         Ok(self.root.join(p))
     }
 
-    fn apply_meta(&self, path: &std::path::Path, meta: &Meta, follow: bool) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if self.chown {
-            std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))?;
+    /// Makes `t`'s parent directory unless it is known to exist.
+    async fn parent_of(&mut self, t: &Path) -> Result<(), RepoError> {
+        let Some(parent) = t.parent() else {
+            return Ok(());
+        };
+        if self.made.contains(parent) {
+            return Ok(());
         }
-        if follow {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode & 0o7777))?;
-            let t = std::time::UNIX_EPOCH
-                + std::time::Duration::new(meta.mtime.max(0) as u64, meta.mtime_nsec);
-            let f = std::fs::File::options().read(true).open(path)?;
-            f.set_modified(t)?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_err(parent, e))?;
+        self.made.insert(parent.to_path_buf());
+        Ok(())
+    }
+
+    /// Waits for the oldest small-file writes until at most `keep` remain.
+    async fn settle(&mut self, keep: usize) -> Result<(), RepoError> {
+        while self.pending.len() > keep {
+            let h = self.pending.pop_front().expect("non-empty");
+            h.await
+                .map_err(|e| RepoError::Target(format!("file writer: {e}")))??;
         }
         Ok(())
     }
+}
+
+fn apply_meta(
+    chown: bool,
+    path: &Path,
+    meta: &Meta,
+    file: Option<&std::fs::File>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if chown {
+        std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))?;
+    }
+    let mode = std::fs::Permissions::from_mode(meta.mode & 0o7777);
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::new(meta.mtime.max(0) as u64, meta.mtime_nsec);
+    match file {
+        Some(f) => {
+            f.set_permissions(mode)?;
+            f.set_modified(t)
+        }
+        None => {
+            std::fs::set_permissions(path, mode)?;
+            std::fs::File::options()
+                .read(true)
+                .open(path)?
+                .set_modified(t)
+        }
+    }
+}
+
+/// Writes a whole small file: `.cairn-partial`, metadata, rename.
+fn write_small(chown: bool, target: &Path, meta: &Meta, bytes: &[u8]) -> Result<(), RepoError> {
+    use std::io::Write;
+    let partial = partial_of(target);
+    let mut f = std::fs::File::create(&partial).map_err(|e| io_err(&partial, e))?;
+    f.write_all(bytes).map_err(|e| io_err(&partial, e))?;
+    // Times last: chown and chmod of an open file keep its mtime.
+    apply_meta(chown, &partial, meta, Some(&f)).map_err(|e| io_err(target, e))?;
+    drop(f);
+    std::fs::rename(&partial, target).map_err(|e| io_err(target, e))
 }
 
 fn is_root() -> bool {
@@ -294,7 +435,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn io_err(path: &std::path::Path, e: std::io::Error) -> RepoError {
+fn io_err(path: &Path, e: std::io::Error) -> RepoError {
     RepoError::Target(format!("{}: {e}", path.display()))
 }
 
@@ -305,73 +446,97 @@ impl Sink for DirSink {
         tokio::fs::create_dir_all(&t)
             .await
             .map_err(|e| io_err(&t, e))?;
+        self.made.insert(t.clone());
         self.dirs.push((t, *meta));
         Ok(())
     }
 
     async fn file_start(&mut self, path: &[u8], meta: &Meta) -> Result<(), RepoError> {
         let t = self.target(path)?;
-        if let Some(parent) = t.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io_err(parent, e))?;
-        }
-        let mut partial = t.clone().into_os_string();
-        partial.push(".cairn-partial");
-        let partial = std::path::PathBuf::from(partial);
-        let f = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| io_err(&partial, e))?;
-        self.current = Some((
-            t,
-            partial,
-            tokio::io::BufWriter::with_capacity(1 << 20, f),
-            *meta,
-        ));
+        self.parent_of(&t).await?;
+        self.current = Some(OpenFile {
+            target: t,
+            meta: *meta,
+            buf: Vec::new(),
+            stream: None,
+        });
         Ok(())
     }
 
     async fn data(&mut self, bytes: &[u8]) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        let (t, _, w, _) = self
+        let f = self
             .current
             .as_mut()
             .ok_or_else(|| RepoError::Format("data outside a file".into()))?;
-        w.write_all(bytes).await.map_err(|e| io_err(t, e))
+        if f.stream.is_none() && f.buf.len() + bytes.len() <= SMALL_FILE {
+            f.buf.extend_from_slice(bytes);
+            return Ok(());
+        }
+        if f.stream.is_none() {
+            let partial = partial_of(&f.target);
+            let mut out = tokio::fs::File::create(&partial)
+                .await
+                .map_err(|e| io_err(&partial, e))?;
+            out.write_all(&std::mem::take(&mut f.buf))
+                .await
+                .map_err(|e| io_err(&partial, e))?;
+            f.stream = Some((partial, out));
+        }
+        let (partial, out) = f.stream.as_mut().expect("just opened");
+        out.write_all(bytes).await.map_err(|e| io_err(partial, e))
     }
 
     async fn file_end(&mut self) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
-        let (t, partial, mut w, meta) = self
+        let f = self
             .current
             .take()
             .ok_or_else(|| RepoError::Format("end outside a file".into()))?;
-        w.flush().await.map_err(|e| io_err(&t, e))?;
-        drop(w);
-        tokio::fs::rename(&partial, &t)
-            .await
-            .map_err(|e| io_err(&t, e))?;
-        self.apply_meta(&t, &meta, true).map_err(|e| io_err(&t, e))
+        let chown = self.chown;
+        match f.stream {
+            None => {
+                self.settle(PENDING_WRITES - 1).await?;
+                self.pending.push_back(tokio::task::spawn_blocking(move || {
+                    write_small(chown, &f.target, &f.meta, &f.buf)
+                }));
+                Ok(())
+            }
+            Some((partial, mut out)) => {
+                out.flush().await.map_err(|e| io_err(&partial, e))?;
+                let out = out.into_std().await;
+                let (target, meta) = (f.target, f.meta);
+                tokio::task::spawn_blocking(move || {
+                    apply_meta(chown, &partial, &meta, Some(&out))
+                        .map_err(|e| io_err(&target, e))?;
+                    drop(out);
+                    std::fs::rename(&partial, &target).map_err(|e| io_err(&target, e))
+                })
+                .await
+                .map_err(|e| RepoError::Target(format!("file writer: {e}")))?
+            }
+        }
     }
 
     async fn symlink(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> Result<(), RepoError> {
         use std::os::unix::ffi::OsStrExt;
         let t = self.target(path)?;
-        if let Some(parent) = t.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io_err(parent, e))?;
-        }
+        self.parent_of(&t).await?;
         let _ = std::fs::remove_file(&t);
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &t)
             .map_err(|e| io_err(&t, e))?;
-        self.apply_meta(&t, meta, false).map_err(|e| io_err(&t, e))
+        if self.chown {
+            std::os::unix::fs::lchown(&t, Some(meta.uid), Some(meta.gid))
+                .map_err(|e| io_err(&t, e))?;
+        }
+        Ok(())
     }
 
     async fn finish(&mut self) -> Result<(), RepoError> {
+        self.settle(0).await?;
         // Directory times last, deepest first: creating children changes them.
         for (d, meta) in self.dirs.iter().rev() {
-            self.apply_meta(d, meta, true).map_err(|e| io_err(d, e))?;
+            apply_meta(self.chown, d, meta, None).map_err(|e| io_err(d, e))?;
         }
         Ok(())
     }
