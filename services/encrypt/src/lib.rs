@@ -36,6 +36,9 @@ impl From<EncryptError> for Failure {
     }
 }
 
+/// Payloads sealed on the worker's own task rather than a blocking thread.
+const INLINE_SEAL_MAX: usize = 64 * 1024;
+
 pub struct EncryptWorker {
     pub bus: Bus,
     pub sealer: Arc<Sealer>,
@@ -52,6 +55,7 @@ impl Handler for EncryptWorker {
 impl EncryptWorker {
     async fn seal(&self, d: &Delivery) -> Result<(), EncryptError> {
         let chunk: PlainChunk = decode(&d.payload, "plain chunk")?;
+        let chunk_len = chunk.payload.len();
         let (kind, object_id): (ObjectKind, Vec<u8>) = match &chunk.object {
             ObjectKey::Chunk { id } => (ObjectKind::Chunk, id.0.to_vec()),
             ObjectKey::Manifest { backup_id } => {
@@ -68,12 +72,18 @@ impl EncryptWorker {
             payload,
             ..
         } = chunk;
-        let sealed = tokio::task::spawn_blocking(move || {
+        let work = move || {
             let sealed = sealer.seal(kind, compressed, &object_id, &payload);
             let sha = hex::encode(Sha256::digest(&sealed));
             (sealed, sha)
-        })
-        .await?;
+        };
+        // A small file's chunk seals in microseconds: handing it to another
+        // thread would cost more than the work.
+        let sealed = if chunk_len <= INLINE_SEAL_MAX {
+            work()
+        } else {
+            tokio::task::spawn_blocking(work).await?
+        };
         let (payload, sha256) = sealed;
         let path = layout::object(&object);
         let digest = ObjectDigest {
