@@ -10,6 +10,9 @@
 export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
 export PGOPTIONS="-c client_min_messages=warning"
 CLK_TCK=$(getconf CLK_TCK)
+# Cairn's private nats-servers run with the soft memory limit that
+# docker-compose.yml gives the broker (BENCH_NATS_GOMEMLIMIT=off: none).
+NATS_GOMEMLIMIT=${BENCH_NATS_GOMEMLIMIT:-224MiB}
 
 say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "FAILED: $*"; exit 1; }

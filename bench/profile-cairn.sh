@@ -27,6 +27,7 @@ RUN_ID=p$(date +%s)$$
 PGDB=cairn_bench_$RUN_ID
 export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
 HZ=$(getconf CLK_TCK)
+NATS_GOMEMLIMIT=${BENCH_NATS_GOMEMLIMIT:-224MiB} # as docker-compose.yml gives the broker
 USE_PERF=1
 { [ -n "${NO_PERF:-}" ] || ! command -v perf >/dev/null; } && USE_PERF=''
 
@@ -55,7 +56,7 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
 export CAIRN_PASSPHRASE=bench-passphrase
 C=("$CAIRN" --config "$WORK/cairn.toml")
 
-nats-server -a 127.0.0.1 -p "$PORT" -js -sd "$WORK/jetstream" >"$WORK/nats.log" 2>&1 &
+GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$PORT" -js -sd "$WORK/jetstream" >"$WORK/nats.log" 2>&1 &
 NATS_PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 "${C[@]}" init --json >/dev/null

@@ -126,7 +126,7 @@ gc_settle_secs = 1
 EOF
     while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
     export CAIRN_PASSPHRASE=bench-passphrase
-    nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$LOG/nats-server.log" 2>&1 &
+    GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$LOG/nats-server.log" 2>&1 &
     NATS_PID=$!
     wait_port "$port" "$NATS_PID" nats-server "$LOG/nats-server.log"
     "$CAIRN" --config "$cfg" init --json >"$LOG/cairn-init.log" 2>&1 || die "cairn init: $(cat "$LOG/cairn-init.log")"

@@ -440,7 +440,7 @@ run_cairn() { # NET...
     [ -n "$S3S_PID" ] && export CAIRN_S3S_SECRET_ACCESS_KEY=$S3S_SECRET
     [ -n "$GARAGE_PID" ] && export CAIRN_GARAGE_SECRET_ACCESS_KEY=$GARAGE_SECRET
 
-    nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$C/jetstream" >"$LOG/$K.nats-server.log" 2>&1 &
+    GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$C/jetstream" >"$LOG/$K.nats-server.log" 2>&1 &
     NATS_PID=$!
     wait_port "$NATS_PORT" "$NATS_PID" nats-server "$LOG/$K.nats-server.log"
     "$CAIRN" --config "$cfg" init --json >"$LOG/$K.init.log" 2>&1 || die "cairn init ($CFG_NAME): $(cat "$LOG/$K.init.log")"

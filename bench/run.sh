@@ -10,8 +10,8 @@
 # (checked byte for byte against v2). Each shape's report, with Cairn's
 # figures against the fastest peer of each phase and the targets, goes to
 # BENCHMARKS.md (between that shape's results markers; the rest of the file
-# is kept) and to bench/results/<date>-s<SCALE>.{md,tsv} and
-# bench/results/<date>-small<N>.{md,tsv}.
+# is kept) and to bench/results/<date>-s<SCALE>-<commit>.{md,tsv} and
+# bench/results/<date>-small<N>-<commit>.{md,tsv}.
 #
 # Environment (all optional):
 #   BENCH_SHAPES="dump small"   which data shapes (default both)
@@ -223,7 +223,7 @@ EOF
     while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
     export CAIRN_PASSPHRASE=bench-passphrase
 
-    nats-server -a 127.0.0.1 -p "$port" -js -sd "$R/jetstream" >"$LOG/nats-server.log" 2>&1 &
+    GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$port" -js -sd "$R/jetstream" >"$LOG/nats-server.log" 2>&1 &
     NATS_PID=$!
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -426,6 +426,7 @@ run_shape() {
         echo "- Machine: $(machine)"
         echo "- Versions: $(ver restic version); $(ver borg --version); $(ver "$RUSTIC" --version); nats-server $(ver nats-server --version | sed 's/^nats-server: //'); $(ver psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'); cairn ${CAIRN_LABEL:-–}"
         echo "- Data: $(data_line)"
+        echo "- Cairn: \`cairn init\` defaults, one local-directory network, \`cairn serve all\`; its nats-server runs with GOMEMLIMIT=$NATS_GOMEMLIMIT (as in docker-compose.yml)."
         echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). This shape took $minutes min; load average (1, 5, 15 min) before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)."
         echo "- Every figure is the median of $REPEAT runs (each on fresh repositories); wall times show the range in brackets."
         echo "- Restores write to $([ "$RESTORE_ON" = tmpfs ] && echo "a tmpfs (RAM), so that ext4's inode allocation after mass deletions (5–40 s of kernel time per 30,000 files here, whichever tool) does not decide the figures" || echo "the disk (BENCH_RESTORE_DISK, or no tmpfs could be mounted)")."
@@ -496,6 +497,10 @@ run_shape() {
         fi
         echo "${end}"
     } >"$REPORT"
+    # the commit measured names the files too: two runs of a day do not collide
+    local rev
+    rev=$(sed -n 's/^commit \([0-9a-f]\{7\}\).*/-\1/p' <<<"${CAIRN_LABEL:-}")
+    tag=$tag$rev
     mkdir -p "$HERE/results"
     cp "$RAW" "$HERE/results/$DATE-$tag.tsv"
     cp "$REPORT" "$HERE/results/$DATE-$tag.md"
