@@ -52,6 +52,7 @@ build_cairn() {
 # a few KiB to 256 KiB, 1% changed in v2).
 SHAPE=${SHAPE:-dump}
 SMALL_FILES=${SMALL_FILES:-30000}
+BIG_GIB=${BIG_GIB:-10}
 
 # make_data: the data set in $DATA (made unless it is there already), and
 # its sizes.
@@ -76,7 +77,23 @@ make_data() {
         fi
         CHANGED_FILES=$(wc -l <"$DATA/changed.txt")
         ;;
-    *) die "unknown data shape '$SHAPE' (dump or small)" ;;
+    big)
+        # BIG_GIB files of 1 GiB from /dev/urandom; v2 rewrites the first
+        # MiB of the first one. For peak memory on a large source.
+        if [ "$(cat "$DATA/.bench-big" 2>/dev/null)" != "gib=$BIG_GIB" ]; then
+            say "making the large data set ($BIG_GIB GiB) in $DATA"
+            rm -rf "$DATA/v1" "$DATA/v2" && mkdir -p "$DATA/v1"
+            local i
+            for i in $(seq "$BIG_GIB"); do head -c $((1 << 30)) /dev/urandom >"$DATA/v1/big-$i.bin"; done
+            cp -al "$DATA/v1" "$DATA/v2"
+            rm "$DATA/v2/big-1.bin"
+            { head -c $((1 << 20)) /dev/urandom; tail -c +$(((1 << 20) + 1)) "$DATA/v1/big-1.bin"; } >"$DATA/v2/big-1.bin"
+            echo "gib=$BIG_GIB" >"$DATA/.bench-big"
+        else
+            say "reusing the large data set in $DATA"
+        fi
+        ;;
+    *) die "unknown data shape '$SHAPE' (dump, small or big)" ;;
     esac
     V1_BYTES=$(du -sb "$DATA/v1" | cut -f1)
     V2_BYTES=$(du -sb "$DATA/v2" | cut -f1)
@@ -86,6 +103,7 @@ make_data() {
 data_line() {
     case $SHAPE in
     dump) echo "v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB (pg_dump $(mb "$DUMP_BYTES") MB, 256 MiB random, 128 MiB duplicate of it); \`diff\` of the two dumps: $V2_DIFF_LINES lines removed or added" ;;
+    big) echo "$BIG_GIB files of 1 GiB of random bytes, v1 $(mb "$V1_BYTES") MB; v2 rewrites the first MiB of one of them" ;;
     small) echo "$SMALL_FILES files in 300 directories (bench/make-smallfiles.sh: 2 KiB–256 KiB, median ~7 KiB, 60% text, 40% random), v1 $(mb "$V1_BYTES") MB, v2 $(mb "$V2_BYTES") MB; $CHANGED_FILES files (1%) rewritten in part, in place, for v2" ;;
     esac
 }
@@ -99,6 +117,7 @@ prep_v2() {
     case $SHAPE in
     dump) cp "$DATA/v2/dump.sql" "$SRC/dump.sql" ;;
     small) while IFS= read -r f; do cp "$DATA/v2/$f" "$SRC/$f"; done <"$DATA/changed.txt" ;;
+    big) cp "$DATA/v2/big-1.bin" "$SRC/big-1.bin" ;;
     esac
     sync
 }
@@ -108,6 +127,7 @@ prep_v2() {
 restored_root() {
     local mark=dump.sql
     [ "$SHAPE" = small ] && mark=d00
+    [ "$SHAPE" = big ] && mark=big-1.bin
     find "$1" -name "$mark" -printf '%h\n' 2>/dev/null | head -1
 }
 

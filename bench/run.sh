@@ -16,11 +16,16 @@
 # Environment (all optional):
 #   BENCH_SHAPES="dump small"   which data shapes (default both)
 #   BENCH_SMALL_FILES=N         files in the small-files shape (default 30000)
+#   BENCH_BIG_GIB=N   size of the "big" shape (not run by default: N files of
+#                     1 GiB of random bytes, for memory on a large source;
+#                     BENCH_SHAPES=big; it restores to disk)
 #   BENCH_WORK=DIR    scratch directory (default: a new /tmp/cairn-bench.*)
 #   BENCH_DATA=DIR    reuse a data set made by bench/make-dataset.sh
 #   BENCH_SMALL_DATA=DIR  reuse one made by bench/make-smallfiles.sh
 #   BENCH_KEEP=1      keep the scratch directory (repositories, logs)
 #   BENCH_TOOLS="restic borg rustic cairn"   which tools to run
+#   BENCH_EXTRA_SERVE="encrypt store"   extra `cairn serve <stage>` processes
+#                     beside `serve all` (replicas; their CPU counts as serve's)
 #   RUSTIC_BIN=PATH   the rustic binary (default: built once with
 #                     `cargo install rustic-rs --locked` into
 #                     ~/.cache/cairn-bench-rustic, ~17 minutes)
@@ -51,6 +56,7 @@ CAIRN=${CAIRN_BIN:-$BUILD/target/release/cairn}
 TOOLS=${BENCH_TOOLS:-restic borg rustic cairn}
 SHAPES=${BENCH_SHAPES:-dump small}
 SMALL_FILES=${BENCH_SMALL_FILES:-30000}
+BIG_GIB=${BENCH_BIG_GIB:-10}
 case $SMALL_FILES in '' | *[!0-9]* | 0) echo "run.sh: BENCH_SMALL_FILES must be a positive integer" >&2; exit 2 ;; esac
 RUSTIC_ROOT=$HOME/.cache/cairn-bench-rustic
 RUSTIC=${RUSTIC_BIN:-$RUSTIC_ROOT/bin/rustic}
@@ -82,7 +88,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get install -y "${need_pkgs[@]}" >/dev/null
 fi
 for c in psql pg_dump pgbench jq diff du python3; do command -v $c >/dev/null || die "$c is missing"; done
-for sh in $SHAPES; do case $sh in dump | small) ;; *) die "unknown shape '$sh' in BENCH_SHAPES (dump, small)" ;; esac; done
+for sh in $SHAPES; do case $sh in dump | small | big) ;; *) die "unknown shape '$sh' in BENCH_SHAPES (dump, small, big)" ;; esac; done
 PEERS=()
 for t in $TOOLS; do [ "$t" = cairn ] || PEERS+=("$t"); done
 
@@ -100,11 +106,12 @@ mkdir -p "$WORK"
 SRC=$WORK/src # the one source path every tool backs up, in every repetition
 R='' LOG='' # per repetition: $WORK/<shape>/rN and its log directory
 RAW='' # per shape: $WORK/<shape>/results.tsv
-NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' DBS_MADE=()
+NATS_PID='' SERVE_PID='' SERVE_TIME_PID='' DBS_MADE=() EXTRA_PIDS=()
 
 cleanup() {
     local rc=$?
     [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_TIME_PID" 2>/dev/null
+    for p in "${EXTRA_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     [ -n "$NATS_PID" ] && kill -TERM "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null
     [ "${RESTORE_ON:-}" = tmpfs ] && umount "$WORK/restore-tmpfs" 2>/dev/null
     for db in "${DBS_MADE[@]}"; do psql -X -q -d postgres -c "drop database if exists $db" 2>/dev/null; done
@@ -185,11 +192,11 @@ cairn_phase() {
     shift
     local pgb serve0 nats0 pg0
     pgb=$(pg_backends)
-    serve0=$(cpu_ticks "$SERVE_PID") nats0=$(cpu_ticks "$NATS_PID")
+    serve0=$(cpu_ticks "$SERVE_PID" "${EXTRA_PIDS[@]}") nats0=$(cpu_ticks "$NATS_PID")
     # shellcheck disable=SC2086
     pg0=$(cpu_ticks $pgb)
     timed "$key" "$@"
-    put "$key.serve_cpu" "$(ticks_to_s $(($(cpu_ticks "$SERVE_PID") - serve0)))"
+    put "$key.serve_cpu" "$(ticks_to_s $(($(cpu_ticks "$SERVE_PID" "${EXTRA_PIDS[@]}") - serve0)))"
     put "$key.nats_cpu" "$(ticks_to_s $(($(cpu_ticks "$NATS_PID") - nats0)))"
     # shellcheck disable=SC2086
     put "$key.pg_cpu" "$(ticks_to_s $(($(cpu_ticks $pgb) - pg0)))"
@@ -242,6 +249,17 @@ EOF
         sleep 0.1
     done
     grep -q serving "$LOG/cairn-serve.log" || die "cairn serve is not serving after 30 s"
+    # Replicas of single stages beside `serve all` (BENCH_EXTRA_SERVE="encrypt
+    # store"): their CPU counts as serve's.
+    local st i=0
+    EXTRA_PIDS=()
+    for st in ${BENCH_EXTRA_SERVE:-}; do
+        i=$((i + 1))
+        "$CAIRN" --config "$cfg" serve "$st" >"$LOG/cairn-serve-$i-$st.log" 2>&1 &
+        EXTRA_PIDS+=($!)
+        for _ in $(seq 300); do grep -q serving "$LOG/cairn-serve-$i-$st.log" && break; sleep 0.1; done
+        grep -q serving "$LOG/cairn-serve-$i-$st.log" || die "cairn serve $st is not serving: $(tail -5 "$LOG/cairn-serve-$i-$st.log")"
+    done
 
     prep_v1
     cairn_phase cairn.full "$CAIRN" --config "$cfg" backup "$SRC" --json --timeout 3600
@@ -284,6 +302,8 @@ EOF
             from ledger_entries where backup_id = '$id'")"
     done
 
+    for p in "${EXTRA_PIDS[@]}"; do kill -TERM "$p" && wait "$p" || true; done
+    EXTRA_PIDS=()
     kill -TERM "$SERVE_PID"
     wait "$SERVE_TIME_PID" || say "cairn serve exited with status $? on SIGTERM"
     SERVE_PID=''
@@ -388,6 +408,10 @@ run_shape() {
         DATA=${BENCH_SMALL_DATA:-$WORK/small} tag=small$SMALL_FILES title="$SMALL_FILES small files"
         begin='<!-- results-small:begin' end='<!-- results-small:end -->'
         ;;
+    big)
+        DATA=${BENCH_BIG_DATA:-$WORK/big} tag=big${BIG_GIB}g title="$BIG_GIB GiB of large random files"
+        begin='<!-- results-big:begin' end='<!-- results-big:end -->'
+        ;;
     esac
     make_data
     RAW=$WORK/$SHAPE/results.tsv
@@ -396,7 +420,8 @@ run_shape() {
     for REP in $(seq "$REPEAT"); do
         R=$WORK/$SHAPE/r$REP LOG=$WORK/$SHAPE/r$REP/log
         mkdir -p "$LOG"
-        if [ "$RESTORE_ON" = tmpfs ]; then
+        # (a large source does not fit the tmpfs: it restores to disk)
+        if [ "$RESTORE_ON" = tmpfs ] && [ "$SHAPE" != big ]; then
             mkdir -p "$WORK/restore-tmpfs/$SHAPE-r$REP"
             ln -sfn "$WORK/restore-tmpfs/$SHAPE-r$REP" "$R/restore"
         else
@@ -429,7 +454,7 @@ run_shape() {
         echo "- Cairn: \`cairn init\` defaults, one local-directory network, \`cairn serve all\`; its nats-server runs with GOMEMLIMIT=$NATS_GOMEMLIMIT (as in docker-compose.yml)."
         echo "- Tools ran in the order: $TOOLS; each: full backup (v1), incremental (v2), restore (v2). This shape took $minutes min; load average (1, 5, 15 min) before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows here)."
         echo "- Every figure is the median of $REPEAT runs (each on fresh repositories); wall times show the range in brackets."
-        echo "- Restores write to $([ "$RESTORE_ON" = tmpfs ] && echo "a tmpfs (RAM), so that ext4's inode allocation after mass deletions (5–40 s of kernel time per 30,000 files here, whichever tool) does not decide the figures" || echo "the disk (BENCH_RESTORE_DISK, or no tmpfs could be mounted)")."
+        echo "- Restores write to $([ "$RESTORE_ON" = tmpfs ] && [ "$SHAPE" != big ] && echo "a tmpfs (RAM), so that ext4's inode allocation after mass deletions (5–40 s of kernel time per 30,000 files here, whichever tool) does not decide the figures" || echo "the disk (BENCH_RESTORE_DISK, or no tmpfs could be mounted)")."
         echo "- MB = 10^6 bytes. MB/s = size of the version backed up or restored / median wall seconds."
         echo "  The last column compares Cairn with the fastest peer of that phase (named), or for sizes with the smallest."
         echo
@@ -509,7 +534,7 @@ run_shape() {
     cat "$REPORT"
     say "$SHAPE done in $minutes min; results in $OUT and bench/results/$DATE-$tag.{md,tsv}"
     # the data set goes unless the caller made it or asked to keep it
-    [ -n "${BENCH_KEEP:-}" ] || [ "$DATA" != "$WORK/data" -a "$DATA" != "$WORK/small" ] || rm -rf "$DATA"
+    [ -n "${BENCH_KEEP:-}" ] || [ "$DATA" != "$WORK/data" -a "$DATA" != "$WORK/small" -a "$DATA" != "$WORK/big" ] || rm -rf "$DATA"
 }
 
 for sh in $SHAPES; do
