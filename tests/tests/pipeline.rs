@@ -1459,4 +1459,24 @@ fn the_files_cache_skips_unchanged_files_and_nothing_else() {
         env.serve_logs().contains("files cache ignored"),
         "the damaged cache is reported"
     );
+
+    // A file whose stat size is not its length (procfs: size 0) is read
+    // every time: a cached entry would record the wrong size, and restore
+    // refuses a file whose bytes do not add up to it.
+    let proc_file = "/proc/version";
+    let want = std::fs::read(proc_file).unwrap();
+    assert_eq!(std::fs::metadata(proc_file).unwrap().len(), 0);
+    let mut last = serde_json::Value::Null;
+    for _ in 0..2 {
+        last = env.backup(&[s, proc_file, "--dataset", "fc-proc", "--network", "local"]);
+    }
+    assert_eq!(
+        last["files_unchanged"], 41,
+        "src is reused, /proc/version is not: {last}"
+    );
+    let id = last["backup_id"].as_str().unwrap();
+    let out = env.path().join("restore-proc");
+    env.ok(&["restore", id, "--to", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out.join("version")).unwrap(), want);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
 }

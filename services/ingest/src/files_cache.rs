@@ -14,8 +14,14 @@
 //!   while it was read and was last changed comfortably before (a later
 //!   change in the same timestamp tick would leave mtime and ctime as they
 //!   were). A parent entry is used only if every chunk it names is held,
-//!   uncondemned, on every target network ([`FilesCache::retain_known`]);
-//!   otherwise the file is read again.
+//!   uncondemned, on every target network ([`FilesCache::retain_known`],
+//!   asked in batches); otherwise the file is read again. And a file is
+//!   cached only if what was read of it is as long as its stat says (sysfs
+//!   and procfs files are not), so a reused entry's chunks add up to the
+//!   size the tree records.
+//! * Memory: the parent's entries are held while the backup runs, about
+//!   100 bytes per file plus 36 per chunk reference (borg holds its files
+//!   cache the same way); checking them costs one batch of ids at a time.
 
 use cairn_events::{BackupId, ChunkId};
 use cairn_repo::format::ChunkRef;
@@ -147,21 +153,50 @@ impl FilesCache {
         self.entries.get(key)
     }
 
-    /// Every chunk id the cache names.
-    pub fn chunk_ids(&self) -> HashSet<ChunkId> {
-        self.entries
-            .values()
-            .flat_map(|c| c.refs.iter().map(|r| r.id))
-            .collect()
+    /// The entries' keys in groups whose chunk references number about
+    /// `ids` (a group holds at least one entry), for checking in batches.
+    pub fn batches(&self, ids: usize) -> Vec<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        let (mut group, mut n) = (Vec::new(), 0);
+        for (k, c) in &self.entries {
+            if n > 0 && n + c.refs.len() > ids {
+                out.push(std::mem::take(&mut group));
+                n = 0;
+            }
+            group.push(*k);
+            n += c.refs.len();
+        }
+        if !group.is_empty() {
+            out.push(group);
+        }
+        out
     }
 
-    /// Drops every entry naming a chunk not in `usable` (held, not condemned,
-    /// on every target network); returns how many were dropped.
-    pub fn retain_known(&mut self, usable: &HashSet<ChunkId>) -> usize {
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, c| c.refs.iter().all(|r| usable.contains(&r.id)));
-        before - self.entries.len()
+    /// The distinct chunk ids the entries `keys` name.
+    pub fn chunk_ids_of(&self, keys: &[[u8; 32]]) -> Vec<ChunkId> {
+        let set: HashSet<ChunkId> = keys
+            .iter()
+            .filter_map(|k| self.entries.get(k))
+            .flat_map(|c| c.refs.iter().map(|r| r.id))
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Drops each of the entries `keys` that names a chunk not in `usable`
+    /// (held, not condemned, on every target network); returns how many
+    /// were dropped.
+    pub fn retain_known(&mut self, keys: &[[u8; 32]], usable: &HashSet<ChunkId>) -> usize {
+        let mut dropped = 0;
+        for k in keys {
+            let keep = self
+                .entries
+                .get(k)
+                .is_some_and(|c| c.refs.iter().all(|r| usable.contains(&r.id)));
+            if !keep && self.entries.remove(k).is_some() {
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     fn decode(bytes: &[u8], path: &Path) -> Result<Self, CacheError> {
@@ -440,10 +475,17 @@ mod tests {
         assert_eq!(p.backup_id, Some(a.clone()));
         assert_eq!(p.len(), 2);
         assert_eq!(p.get(&[1; 32]).unwrap().refs, refs(&[1, 2]));
-        assert_eq!(p.chunk_ids().len(), 3);
+        let batches = p.batches(2);
+        assert_eq!(
+            batches.len(),
+            2,
+            "two entries of 2 and 1 refs, at most ~2 ids a batch"
+        );
+        let all: Vec<[u8; 32]> = batches.concat();
+        assert_eq!(p.chunk_ids_of(&all).len(), 3);
         // an entry naming a chunk some network lacks is dropped
         let usable: HashSet<ChunkId> = [ChunkId([1; 32]), ChunkId([3; 32])].into();
-        assert_eq!(p.retain_known(&usable), 1);
+        assert_eq!(p.retain_known(&all, &usable), 1);
         assert!(p.get(&[1; 32]).is_none() && p.get(&[2; 32]).is_some());
 
         // a damaged file is no parent

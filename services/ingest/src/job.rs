@@ -125,13 +125,18 @@ async fn parent_cache(
     let Some(mut cache) = loaded else {
         return Ok(None);
     };
-    let ids: Vec<ChunkId> = cache.chunk_ids().into_iter().collect();
-    let mut usable = HashSet::with_capacity(ids.len());
-    for part in ids.chunks(CACHE_CHECK_BATCH) {
-        let states = cairn_ledger::marks::chunk_states(&ctx.pg, part, networks).await?;
-        usable.extend(states.known.difference(&states.condemned).copied());
+    // One batch of ids at a time: a large tree's cache names millions.
+    let mut dropped = 0;
+    for keys in cache.batches(CACHE_CHECK_BATCH) {
+        let ids = cache.chunk_ids_of(&keys);
+        let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks).await?;
+        let usable: HashSet<ChunkId> = states
+            .known
+            .difference(&states.condemned)
+            .copied()
+            .collect();
+        dropped += cache.retain_known(&keys, &usable);
     }
-    let dropped = cache.retain_known(&usable);
     tracing::info!(
         dataset = %req.dataset,
         parent = ?cache.backup_id,

@@ -241,7 +241,9 @@ impl Producer<'_> {
             if let Some(next) = &mut self.cache {
                 next.insert(key, stat, refs.clone());
             }
-            return self.reuse(path, meta, stat.size, refs);
+            // The size restore will check is what the references add up to.
+            let size = refs.iter().map(|r| r.len as u64).sum();
+            return self.reuse(path, meta, size, refs);
         }
         let io = |e: std::io::Error| SourceError::Io {
             path: p.display().to_string(),
@@ -252,7 +254,10 @@ impl Producer<'_> {
         let refs = self.file(path, meta, &f, &p.display().to_string())?;
         if let Some(next) = &mut self.cache {
             let after = FileStat::of(&f.metadata().map_err(io)?);
-            if files_cache::trustworthy(&stat, &after, started) {
+            let read: u64 = refs.iter().map(|r| r.len as u64).sum();
+            // A file whose content is not as long as its stat says (sysfs,
+            // procfs, some FUSE) is read every time.
+            if read == stat.size && files_cache::trustworthy(&stat, &after, started) {
                 next.insert(key, stat, refs);
             } else if after != stat {
                 tracing::warn!(path = %p.display(), "file changed while it was read: backed up as read, read again next time");

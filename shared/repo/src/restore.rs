@@ -418,6 +418,8 @@ fn apply_meta(
 fn write_small(chown: bool, target: &Path, meta: &Meta, bytes: &[u8]) -> Result<(), RepoError> {
     use std::io::Write;
     let partial = partial_of(target);
+    // A partial file left by an earlier, failed restore may be read-only.
+    let _ = std::fs::remove_file(&partial);
     let mut f = std::fs::File::create(&partial).map_err(|e| io_err(&partial, e))?;
     f.write_all(bytes).map_err(|e| io_err(&partial, e))?;
     // Times last: chown and chmod of an open file keep its mtime.
@@ -475,6 +477,7 @@ impl Sink for DirSink {
         }
         if f.stream.is_none() {
             let partial = partial_of(&f.target);
+            let _ = tokio::fs::remove_file(&partial).await;
             let mut out = tokio::fs::File::create(&partial)
                 .await
                 .map_err(|e| io_err(&partial, e))?;
