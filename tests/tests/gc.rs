@@ -184,9 +184,21 @@ fn backups_and_collections_at_once_never_lose_a_chunk() {
             let done = rt.block_on(gc.collect(clock)).unwrap();
             collections += 1;
             for n in &done.networks {
-                assert!(n.outcome == "swept" || n.outcome == "deferred", "{done:?}");
+                // A sweep may also stop short, deleting nothing, when it
+                // finds a backup too new for the ledger to show whose
+                // manifest landed before its last chunk-list page: the
+                // safe answer to not knowing what it references.
+                let safe_abort = n.outcome == "aborted"
+                    && n.reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("nothing was deleted"))
+                    && n.deleted == 0;
+                assert!(
+                    n.outcome == "swept" || n.outcome == "deferred" || safe_abort,
+                    "{done:?}"
+                );
                 freed += n.bytes_freed;
-                deferred += (n.outcome == "deferred") as usize;
+                deferred += (n.outcome != "swept") as usize;
             }
             if running.0.as_mut().unwrap().try_wait().unwrap().is_some() {
                 break;
@@ -213,7 +225,7 @@ fn backups_and_collections_at_once_never_lose_a_chunk() {
         freed >= 3 << 20,
         "the collections freed nothing ({collections} runs)"
     );
-    eprintln!("{collections} collections, {deferred} network sweeps deferred, {freed} bytes freed");
+    eprintln!("{collections} collections, {deferred} network sweeps deferred or stopped short, {freed} bytes freed");
     for (id, tree) in &live {
         for name in ["local", "other"] {
             let r = env.restore_from_only(name, id);
