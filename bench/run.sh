@@ -339,15 +339,7 @@ totals() {
 
 # --- report helpers ------------------------------------------------------------------
 # fastest PHASE: the peer with the lowest median wall time of PHASE
-fastest() {
-    local best='' bw='' t w
-    for t in "${PEERS[@]}"; do
-        w=$(get "$t.$1.wall")
-        [ -n "$w" ] || continue
-        if [ -z "$bw" ] || awk -v a="$w" -v b="$bw" 'BEGIN { exit !(a < b) }'; then best=$t bw=$w; fi
-    done
-    echo "$best"
-}
+fastest() { smallest "$1.wall"; }
 # smallest KEY: the peer with the lowest median of KEY (a peer-less key suffix)
 smallest() {
     local best='' bv='' t x

@@ -296,8 +296,7 @@ impl Store {
     }
 
     fn file(&self, dataset: &str, backup_id: &BackupId) -> PathBuf {
-        self.dataset_dir(dataset)
-            .join(format!("{}.cache", backup_id.as_str()))
+        self.dataset_dir(dataset).join(self.file_name(backup_id))
     }
 
     /// The cache of the first of `candidates` (newest completed backups of

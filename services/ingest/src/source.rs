@@ -242,7 +242,7 @@ impl Producer<'_> {
                 next.insert(key, stat, refs.clone());
             }
             // The size restore will check is what the references add up to.
-            let size = refs.iter().map(|r| r.len as u64).sum();
+            let size = bytes_of(&refs);
             return self.reuse(path, meta, size, refs);
         }
         let io = |e: std::io::Error| SourceError::Io {
@@ -254,7 +254,7 @@ impl Producer<'_> {
         let refs = self.file(path, meta, &f, &p.display().to_string())?;
         if let Some(next) = &mut self.cache {
             let after = FileStat::of(&f.metadata().map_err(io)?);
-            let read: u64 = refs.iter().map(|r| r.len as u64).sum();
+            let read = bytes_of(&refs);
             // A file whose content is not as long as its stat says (sysfs,
             // procfs, some FUSE) is read every time.
             if read == stat.size && files_cache::trustworthy(&stat, &after, started) {
@@ -359,6 +359,11 @@ pub fn labels(paths: &[PathBuf]) -> Vec<String> {
             name
         })
         .collect()
+}
+
+/// How many bytes `refs` hold.
+fn bytes_of(refs: &[ChunkRef]) -> u64 {
+    refs.iter().map(|r| r.len as u64).sum()
 }
 
 /// Plaintext bytes per batch sent to the async side (one chunk may take it
