@@ -477,6 +477,21 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
         "{}",
         stderr(&o)
     );
+    // --force-read names files to read: a stream or a database has none.
+    for other in [
+        &["--stdin", "--dataset", "x"][..],
+        &["--postgres", "postgres://h/db"][..],
+    ] {
+        let mut a = vec!["backup", "--force-read"];
+        a.extend_from_slice(other);
+        let o = env.run(&a);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("cannot be used with") && e.contains("--force-read"),
+            "{e}"
+        );
+    }
 
     // Tamper with one byte of one chunk of backup 1.
     let victim = chunks_of_b1
