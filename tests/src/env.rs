@@ -265,9 +265,18 @@ impl Env {
         p
     }
 
-    /// The largest chunk file a network holds (a data chunk, never a tree).
+    /// Every data object a directory network holds: packs, and chunks
+    /// stored alone.
+    pub fn data_objects(&self, network: &str) -> Vec<PathBuf> {
+        let dir = self.network_dir(network);
+        let mut all = Env::files_under(&dir.join("packs"));
+        all.extend(Env::files_under(&dir.join("chunks")));
+        all
+    }
+
+    /// The largest data object a network holds (a pack holding file data).
     pub fn largest_chunk(&self, network: &str) -> PathBuf {
-        Env::files_under(&self.network_dir(network).join("chunks"))
+        self.data_objects(network)
             .into_iter()
             .max_by_key(|f| std::fs::metadata(f).unwrap().len())
             .expect("the network holds chunks")

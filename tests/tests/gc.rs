@@ -29,7 +29,7 @@ fn collector(env: &Env, rt: &tokio::runtime::Runtime, grace: Duration) -> Collec
 }
 
 fn chunk_files(env: &Env, net: &str) -> usize {
-    Env::files_under(&env.network_dir(net).join("chunks")).len()
+    env.data_objects(net).len()
 }
 
 fn net<'a>(c: &'a cairn_events::Collection, name: &str) -> &'a cairn_events::NetworkCollection {

@@ -368,9 +368,7 @@ fn health_names_damage_and_repair_fixes_it() {
     assert_eq!((code, h["status"].as_str().unwrap()), (0, "healthy"), "{h}");
 
     // Delete a chunk on `second`: the listing shows it gone.
-    let gone = Env::files_under(&env.network_dir("second").join("chunks"))
-        .pop()
-        .unwrap();
+    let gone = env.data_objects("second").pop().unwrap();
     std::fs::remove_file(&gone).unwrap();
     let (code, h) = health(&env, id, false);
     assert_eq!(code, 3, "{h}");
@@ -530,7 +528,7 @@ fn one_store_worker_process_per_network() {
     let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 2 << 20);
     let b = env.backup(&[src.to_str().unwrap()]);
-    let held = |net: &str| Env::files_under(&env.network_dir(net).join("chunks")).len();
+    let held = |net: &str| env.data_objects(net).len();
     assert!(held("local") > 0 && held("second") == held("local"), "{b}");
 
     env.worker(second).kill9();
@@ -1155,7 +1153,7 @@ fn gc_deletes_nothing_when_a_network_cannot_list() {
     );
     // The second backup is forgotten: only it used second.bin's chunks.
     env.ok(&["forget", &id2]);
-    let local_chunks = || Env::files_under(&env.network_dir("local").join("chunks")).len();
+    let local_chunks = || env.data_objects("local").len();
     let bucket = server.root.join(&server.bucket);
     let s3_objects = || Env::files_under(&bucket).len();
     let (before_local, before_s3) = (local_chunks(), s3_objects());

@@ -446,7 +446,7 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
     let b1 = env.backup(&[src.to_str().unwrap()]);
     let id1 = b1["backup_id"].as_str().unwrap().to_string();
     // Every chunk on the network now belongs to backup 1.
-    let chunks_of_b1 = Env::files_under(&env.network_dir("local").join("chunks"));
+    let chunks_of_b1 = env.data_objects("local");
     let other = env.source_dir("other");
     random_file(&other.join("c.bin"), 2 << 20);
     let b2 = env.backup(&[other.to_str().unwrap()]);
@@ -707,13 +707,12 @@ fn forget_then_gc_frees_only_unshared_chunks() {
     let b1 = env.backup(&[shared.to_str().unwrap()]);
     random_file(&shared.join("only-in-second.bin"), 4 << 20);
     let b2 = env.backup(&[shared.to_str().unwrap()]);
-    let chunks_dir = env.network_dir("local").join("chunks");
-    let before = Env::files_under(&chunks_dir).len();
+    let before = env.data_objects("local").len();
     let id2 = b2["backup_id"].as_str().unwrap();
     let f = env.json(&["forget", id2, "--json"]);
     assert!(f["objects_deleted"].as_u64().unwrap() >= 2, "{f}");
     assert_eq!(
-        Env::files_under(&chunks_dir).len(),
+        env.data_objects("local").len(),
         before,
         "forget deleted chunks"
     );
@@ -723,10 +722,7 @@ fn forget_then_gc_frees_only_unshared_chunks() {
     let deleted = local["deleted"].as_u64().unwrap();
     assert!(deleted >= 4, "{g}");
     assert!(local["bytes_freed"].as_u64().unwrap() >= 4 << 20, "{g}");
-    assert_eq!(
-        before - Env::files_under(&chunks_dir).len(),
-        deleted as usize
-    );
+    assert_eq!(before - env.data_objects("local").len(), deleted as usize);
     let o = env.run(&["restore", id2, "--to", "gone"]);
     assert!(!o.status.success());
     let out = env.path().join("out");
@@ -845,11 +841,8 @@ fn several_networks_fallback_and_degraded() {
         .collect();
     assert_eq!(nets, vec!["local", "second"]);
     let id = b["backup_id"].as_str().unwrap();
-    let chunks = Env::files_under(&env.network_dir("local").join("chunks"));
-    assert_eq!(
-        chunks.len(),
-        Env::files_under(&env.network_dir("second").join("chunks")).len()
-    );
+    let chunks = env.data_objects("local");
+    assert_eq!(chunks.len(), env.data_objects("second").len());
     let originals: Vec<Vec<u8>> = chunks.iter().map(|c| std::fs::read(c).unwrap()).collect();
     for (c, bytes) in chunks.iter().zip(&originals) {
         let mut bad = bytes.clone();
@@ -1082,7 +1075,8 @@ fn stdin_backups_restore_identical_and_compress() {
     assert!(std::fs::read(dir.join("dump.txt")).unwrap() == input);
     // Compression: the sealed chunks on the network, and what the backup
     // says it stored, are a fraction of the text.
-    let stored: u64 = Env::files_under(&env.network_dir("local").join("chunks"))
+    let stored: u64 = env
+        .data_objects("local")
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
         .sum();
@@ -1132,7 +1126,7 @@ fn gc_waits_while_a_backup_runs() {
         (!out.is_empty()).then_some(out)
     });
     env.ok(&["forget", &id1]);
-    let chunks = || Env::files_under(&env.network_dir("local").join("chunks")).len();
+    let chunks = || env.data_objects("local").len();
     let before = chunks();
     let o = env.run(&["gc", "--grace", "0s"]);
     let text = String::from_utf8_lossy(&o.stdout);
@@ -1358,7 +1352,7 @@ fn can_delete_false_keeps_a_directory_networks_objects() {
     );
     assert!(g["networks"][0]["deleted"].as_u64().unwrap() > 0, "{g}");
     assert_eq!(held("vault"), vault_before, "the vault lost objects");
-    assert!(Env::files_under(&env.network_dir("local").join("chunks")).is_empty());
+    assert!(env.data_objects("local").is_empty());
     let dir = env.restore_from_only("vault", id);
     assert_eq!(snapshot(&dir.join("src")), snapshot(&src));
 }
@@ -1494,4 +1488,138 @@ fn the_files_cache_skips_unchanged_files_and_nothing_else() {
     env.ok(&["restore", id, "--to", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(out.join("version")).unwrap(), want);
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+}
+
+/// Small files travel, are stored and are recorded in packs: hundreds of
+/// small files become a handful of objects on each network; they restore
+/// byte-identical from either network alone; a second backup that reads
+/// every file again deduplicates against the packed chunks; a damaged pack
+/// is found by `health --full`, read around by a restore and put right by
+/// `repair`; and a pack is collected only once no chunk list names it.
+#[test]
+fn small_files_are_stored_in_packs_deduplicated_checked_repaired_and_collected_whole() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        ..Options::default()
+    });
+    env.start_all();
+    let src = env.source_dir("src");
+    for i in 0..300usize {
+        let p = src.join(format!("d{}/f{i:03}", i % 7));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        if i % 2 == 0 {
+            text_file(&p, 1000 + i * 37, i as u64);
+        } else {
+            random_file(&p, 500 + i * 53);
+        }
+    }
+    let s = src.to_str().unwrap();
+    let packs = |net: &str| Env::files_under(&env.network_dir(net).join("packs"));
+    let alone = |net: &str| Env::files_under(&env.network_dir(net).join("chunks"));
+
+    let b1 = env.backup(&[s, "--dataset", "packs"]);
+    let id1 = b1["backup_id"].as_str().unwrap().to_string();
+    assert!(b1["chunks_new"].as_u64().unwrap() >= 300, "{b1}");
+    let p1 = packs("local");
+    assert!(
+        (2..=6).contains(&p1.len()),
+        "{} packs for {} new chunks",
+        p1.len(),
+        b1["chunks_new"]
+    );
+    assert!(alone("local").is_empty(), "no small chunk is stored alone");
+    assert_eq!(packs("second").len(), p1.len());
+    for net in ["local", "second"] {
+        let out = env.restore_from_only(net, &id1);
+        assert_eq!(snapshot(&out.join("src")), snapshot(&src), "{net}");
+    }
+
+    // Every file read again, two changed: only those (and the tree) are new.
+    text_file(&src.join("d0/f000"), 4000, 99);
+    random_file(&src.join("d1/f001"), 3000);
+    let b2 = env.backup(&[s, "--dataset", "packs", "--force-read"]);
+    let id2 = b2["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(b2["files_unchanged"], 0, "{b2}");
+    assert!(b2["chunks_new"].as_u64().unwrap() <= 4, "{b2}");
+    assert_eq!(packs("local").len(), p1.len() + 1, "one new pack");
+    let tree2 = snapshot(&src);
+
+    // One of the first backup's packs damaged on `local`.
+    let victim = &p1[0];
+    let original = std::fs::read(victim).unwrap();
+    let mut bytes = original.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(victim, &bytes).unwrap();
+    let o = env.run(&["health", &id2, "--full", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (o.status.code(), h["status"].as_str()),
+        (Some(3), Some("degraded")),
+        "{h}"
+    );
+    let local = h["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "local")
+        .unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        local["corrupt_objects"][0]
+            .as_str()
+            .unwrap()
+            .contains(&name),
+        "{h}"
+    );
+    let o = env.run_with(
+        env.offline_with_only("local"),
+        &[
+            "restore",
+            &id2,
+            "--to",
+            env.path().join("bad").to_str().unwrap(),
+        ],
+        None,
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("chunk "), "{e}");
+    let out = env.path().join("around");
+    env.ok(&["restore", &id2, "--to", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out.join("src")), tree2);
+    let r = env.json(&["repair", &id2, "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        std::fs::read(victim).unwrap(),
+        original,
+        "repaired from `second`"
+    );
+
+    // The first backup forgotten: its packs still hold chunks the second
+    // uses, so none goes, and the second still restores from each network.
+    env.ok(&["forget", &id1]);
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    for n in g["networks"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "swept", "{g}");
+    }
+    let kept = packs("local");
+    assert!(
+        p1.iter().filter(|p| kept.contains(p)).count() >= p1.len() - 1,
+        "{g}"
+    );
+    for net in ["local", "second"] {
+        let out = env.restore_from_only(net, &id2);
+        assert_eq!(snapshot(&out.join("src")), tree2, "{net}");
+    }
+    // Nothing references any pack any more: every one goes.
+    env.ok(&["forget", &id2]);
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    for n in g["networks"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "swept", "{g}");
+    }
+    for net in ["local", "second"] {
+        assert!(packs(net).is_empty(), "{net} still holds packs: {g}");
+    }
+    settle(&env.db);
+    assert_eq!(psql(&env.db, "select count(*) from chunk_copies"), "0");
 }

@@ -205,6 +205,7 @@ impl Workload {
             object,
             sha256: sha256.clone(),
             len,
+            packed: Vec::new(),
         };
         self.push(
             sealer,

@@ -1,6 +1,6 @@
 //! Projections of the log that the CLI and the stages query: backups and
-//! their status, the digest each object must have, and which network holds
-//! which chunk. Each is a pure function of the log's entries, so `cairn
+//! their status, the digest each object must have, which network holds
+//! which chunk or pack, and which pack holds which chunk. Each is a pure function of the log's entries, so `cairn
 //! audit rebuild` rebuilds them with the log.
 
 use cairn_events::{Envelope, Event, ObjectKey};
@@ -19,6 +19,8 @@ pub struct Projector {
     /// Object path → (SHA-256, length): the last sealing of a path wins.
     digests: HashMap<String, (String, i64)>,
     copies: Vec<(Vec<u8>, String)>,
+    /// (chunk, pack, offset, length) from packs' `object.sealed`.
+    packed: Vec<(Vec<u8>, Vec<u8>, i32, i32)>,
 }
 
 impl Projector {
@@ -29,6 +31,16 @@ impl Projector {
     ) -> Result<(), tokio_postgres::Error> {
         match &env.event {
             Event::ObjectSealed(d) => {
+                if let ObjectKey::Pack { id: pack } = &d.object {
+                    for c in &d.packed {
+                        self.packed.push((
+                            c.id.0.to_vec(),
+                            pack.0.to_vec(),
+                            c.offset as i32,
+                            c.len as i32,
+                        ));
+                    }
+                }
                 self.digests.insert(
                     cairn_repo::layout::object(&d.object),
                     (d.sha256.clone(), d.len as i64),
@@ -36,8 +48,13 @@ impl Projector {
                 Ok(())
             }
             Event::ObjectStored(st) => {
-                if let ObjectKey::Chunk { id } = &st.digest.object {
-                    self.copies.push((id.0.to_vec(), st.network.clone()));
+                // A pack's copies are kept under its id, beside chunks'.
+                match &st.digest.object {
+                    ObjectKey::Chunk { id } => {
+                        self.copies.push((id.0.to_vec(), st.network.clone()))
+                    }
+                    ObjectKey::Pack { id } => self.copies.push((id.0.to_vec(), st.network.clone())),
+                    _ => {}
                 }
                 Ok(())
             }
@@ -62,6 +79,23 @@ impl Projector {
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
                  ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, len = EXCLUDED.len",
                 &[&paths, &sums, &lens],
+            )
+            .await?;
+        }
+        if !self.packed.is_empty() {
+            let (mut chunks, mut packs, mut offs, mut lens) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (c, p, o, l) in self.packed.drain(..) {
+                chunks.push(c);
+                packs.push(p);
+                offs.push(o);
+                lens.push(l);
+            }
+            tx.execute(
+                "INSERT INTO pack_chunks (chunk_id, pack_id, off, len)
+                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int[], $4::int[])
+                 ON CONFLICT DO NOTHING",
+                &[&chunks, &packs, &offs, &lens],
             )
             .await?;
         }
@@ -109,8 +143,14 @@ impl Prepared {
     }
 }
 
-fn raw(ids: &[cairn_events::ChunkId]) -> Vec<&[u8]> {
-    ids.iter().map(|i| i.0.as_slice()).collect()
+/// A batch's chunk and pack ids (kept side by side in `chunk_marks` and
+/// `chunk_copies`).
+fn raw(b: &cairn_events::ChunkBatch) -> Vec<&[u8]> {
+    b.chunks
+        .iter()
+        .map(|i| i.0.as_slice())
+        .chain(b.packs.iter().map(|p| p.0.as_slice()))
+        .collect()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -194,12 +234,17 @@ async fn apply(
         // Gathered and written per batch by `Projector`.
         Event::ObjectSealed(_) | Event::ObjectStored(_) => {}
         Event::ObjectDeleted { network, object } => {
-            if let ObjectKey::Chunk { id: chunk } = object {
+            let id: Option<&[u8]> = match object {
+                ObjectKey::Chunk { id } => Some(&id.0),
+                ObjectKey::Pack { id } => Some(&id.0),
+                _ => None,
+            };
+            if let Some(id) = id {
                 prepared
                     .execute(
                         tx,
                         "DELETE FROM chunk_copies WHERE chunk_id = $1 AND network = $2",
-                        &[&chunk.0.as_slice(), network],
+                        &[&id, network],
                     )
                     .await?;
             }
@@ -212,7 +257,7 @@ async fn apply(
                     "INSERT INTO chunk_marks (chunk_id, network, marked_at)
                      SELECT c, $2, $3::text::timestamptz FROM unnest($1::bytea[]) AS c
                      ON CONFLICT (network, chunk_id) DO NOTHING",
-                    &[&raw(&b.chunks), &b.network, &b.at],
+                    &[&raw(b), &b.network, &b.at],
                 )
                 .await?;
         }
@@ -221,7 +266,7 @@ async fn apply(
                 .execute(
                     tx,
                     "DELETE FROM chunk_marks WHERE network = $2 AND chunk_id = ANY($1)",
-                    &[&raw(&b.chunks), &b.network],
+                    &[&raw(b), &b.network],
                 )
                 .await?;
         }
@@ -231,12 +276,12 @@ async fn apply(
                     tx,
                     "UPDATE chunk_marks SET condemned_at = $3::text::timestamptz
                      WHERE network = $2 AND chunk_id = ANY($1)",
-                    &[&raw(&b.chunks), &b.network, &b.at],
+                    &[&raw(b), &b.network, &b.at],
                 )
                 .await?;
         }
         Event::ChunksDeleted(b) => {
-            let ids = raw(&b.chunks);
+            let ids = raw(b);
             prepared
                 .execute(
                     tx,

@@ -1,13 +1,16 @@
 //! The encrypt stage: seals each plaintext chunk (and each manifest) with
 //! AES-256-GCM under the repository's data key, the object id as associated
-//! data, and hands the sealed bytes to the store workers. It is the only stage
-//! that holds a key able to read backups; it persists nothing.
+//! data, and hands the sealed bytes to the store workers. A pack arrives as
+//! its chunks and leaves as one object: each chunk sealed on its own, one
+//! after the other, with a table of where each is in its `object.sealed`.
+//! It is the only stage that holds a key able to read backups; it persists
+//! nothing.
 
 use bytes::Bytes;
 use cairn_bus::{publish, Bus, BusError, Delivery, Failure, Handler};
 use cairn_crypto::{ObjectKind, Sealer};
 use cairn_events::{
-    decode, encode, DecodeError, Envelope, Event, ObjectDigest, ObjectKey, PlainChunk,
+    decode, encode, DecodeError, Envelope, Event, ObjectDigest, ObjectKey, PackId, PlainChunk,
     SealedObject, Stage, SCHEMA_VERSION,
 };
 use cairn_repo::layout;
@@ -21,6 +24,8 @@ pub enum EncryptError {
     Decode(#[from] DecodeError),
     #[error("chunk lists are public and never sealed")]
     ChunkList,
+    #[error("{0}")]
+    BadPack(String),
     #[error("sealing task: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
@@ -30,7 +35,9 @@ pub enum EncryptError {
 impl From<EncryptError> for Failure {
     fn from(e: EncryptError) -> Self {
         match e {
-            EncryptError::Decode(_) | EncryptError::ChunkList => Failure::permanent(e),
+            EncryptError::Decode(_) | EncryptError::ChunkList | EncryptError::BadPack(_) => {
+                Failure::permanent(e)
+            }
             EncryptError::Task(_) | EncryptError::Bus(_) => Failure::retry(e),
         }
     }
@@ -55,9 +62,21 @@ impl Handler for EncryptWorker {
 impl EncryptWorker {
     async fn seal(&self, d: &Delivery) -> Result<(), EncryptError> {
         let chunk: PlainChunk = decode(&d.payload, "plain chunk")?;
-        let chunk_len = chunk.payload.len();
+        let chunk_len =
+            chunk.payload.len() + chunk.parts.iter().map(|p| p.payload.len()).sum::<usize>();
         let (kind, object_id): (ObjectKind, Vec<u8>) = match &chunk.object {
             ObjectKey::Chunk { id } => (ObjectKind::Chunk, id.0.to_vec()),
+            ObjectKey::Pack { id } => {
+                let formed = PackId::of(chunk.parts.iter().map(|p| &p.id));
+                if chunk.parts.is_empty() || formed != *id {
+                    return Err(EncryptError::BadPack(format!(
+                        "pack {id} of backup {}: its {} chunks make pack {formed}",
+                        chunk.backup_id,
+                        chunk.parts.len()
+                    )));
+                }
+                (ObjectKind::Chunk, Vec::new())
+            }
             ObjectKey::Manifest { backup_id } => {
                 (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec())
             }
@@ -70,12 +89,20 @@ impl EncryptWorker {
             networks,
             compressed,
             payload,
+            parts,
             ..
         } = chunk;
         let work = move || {
-            let sealed = sealer.seal(kind, compressed, &object_id, &payload);
+            let (sealed, packed) = if parts.is_empty() {
+                (
+                    sealer.seal(kind, compressed, &object_id, &payload),
+                    Vec::new(),
+                )
+            } else {
+                cairn_repo::pack::seal_pack(&sealer, &parts)
+            };
             let sha = hex::encode(Sha256::digest(&sealed));
-            (sealed, sha)
+            (sealed, sha, packed)
         };
         // A small file's chunk seals in microseconds: handing it to another
         // thread would cost more than the work.
@@ -84,12 +111,13 @@ impl EncryptWorker {
         } else {
             tokio::task::spawn_blocking(work).await?
         };
-        let (payload, sha256) = sealed;
+        let (payload, sha256, packed) = sealed;
         let path = layout::object(&object);
         let digest = ObjectDigest {
             object: object.clone(),
             sha256: sha256.clone(),
             len: payload.len() as u64,
+            packed,
         };
         let msg = SealedObject {
             schema: SCHEMA_VERSION,

@@ -13,13 +13,14 @@ use cairn_bus::{Bus, BusError, Pipeline};
 use cairn_crypto::IdKey;
 use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey,
-    PlainChunk, Redundancy, SealedObject, Stats, SCHEMA_VERSION,
+    PlainChunk, PlainPart, Redundancy, SealedObject, Stats, SCHEMA_VERSION,
 };
 use cairn_repo::chunklist::ChunkListBuilder;
-use cairn_repo::format::{ChunkListPage, Manifest, RepoConfig, FORMAT};
+use cairn_repo::format::{ChunkListPage, Location, Manifest, RepoConfig, FORMAT};
 use cairn_repo::layout;
+use cairn_repo::pack::{FormedPack, PackBuilder};
 use sha2::{Digest, Sha256};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -69,7 +70,7 @@ async fn dedup_against(
     pg: &tokio_postgres::Client,
     ids: &[ChunkId],
     networks: &[String],
-) -> Result<HashSet<ChunkId>, JobError> {
+) -> Result<HashMap<ChunkId, Location>, JobError> {
     let started = std::time::Instant::now();
     loop {
         let states = cairn_ledger::marks::chunk_states(pg, ids, networks).await?;
@@ -130,11 +131,7 @@ async fn parent_cache(
     for keys in cache.batches(CACHE_CHECK_BATCH) {
         let ids = cache.chunk_ids_of(&keys);
         let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks).await?;
-        let usable: HashSet<ChunkId> = states
-            .known
-            .difference(&states.condemned)
-            .copied()
-            .collect();
+        let usable: HashSet<ChunkId> = states.known.into_keys().collect();
         dropped += cache.retain_known(&keys, &usable);
     }
     tracing::info!(
@@ -217,7 +214,42 @@ impl Publisher<'_> {
             compressed,
             plain_len,
             payload,
+            parts: Vec::new(),
         };
+        self.send_plain(msg_id, msg).await
+    }
+
+    /// A pack of new chunks, to be sealed as one object; its chunks are
+    /// located in the chunk list.
+    async fn pack(
+        &mut self,
+        formed: FormedPack,
+        list: &mut ChunkListBuilder,
+    ) -> Result<(), JobError> {
+        for (id, loc) in formed.located {
+            list.locate(id, loc)
+                .map_err(|e| JobError::Source(e.to_string()))?;
+        }
+        let object = ObjectKey::Pack { id: formed.id };
+        let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
+        let msg = PlainChunk {
+            schema: SCHEMA_VERSION,
+            backup_id: self.backup_id.clone(),
+            object,
+            networks: self.networks.to_vec(),
+            compressed: false,
+            plain_len: 0,
+            payload: Vec::new(),
+            parts: formed.parts,
+        };
+        self.send_plain(msg_id, msg).await?;
+        for page in list.ready() {
+            self.page(page).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_plain(&mut self, msg_id: String, msg: PlainChunk) -> Result<(), BusError> {
         let subject = self.ctx.bus.subjects.plain(self.backup_id);
         self.pipe
             .publish(subject, msg_id, Bytes::from(encode(&msg)))
@@ -237,6 +269,7 @@ impl Publisher<'_> {
             object: object.clone(),
             sha256: sha256.clone(),
             len: payload.len() as u64,
+            packed: Vec::new(),
         };
         let path = layout::object(&object);
         let msg = SealedObject {
@@ -267,6 +300,40 @@ impl Publisher<'_> {
 
 /// A chunk being compressed: id, plaintext length, (compressed?, payload).
 type Compressing = (ChunkId, u32, JoinHandle<(bool, Vec<u8>)>);
+
+/// Sends a compressed chunk on: alone if it is large
+/// ([`PACK_ALONE`](cairn_repo::format::PACK_ALONE)), else into the pack
+/// being formed, sending that pack first if the chunk does not fit.
+async fn packed(
+    publisher: &mut Publisher<'_>,
+    packing: &mut PackBuilder,
+    list: &mut ChunkListBuilder,
+    (id, len, h): Compressing,
+) -> Result<(), JobError> {
+    let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
+    if payload.len() >= cairn_repo::format::PACK_ALONE {
+        list.locate(id, Location::Alone(id))
+            .map_err(|e| JobError::Source(e.to_string()))?;
+        publisher
+            .plain(ObjectKey::Chunk { id }, compressed, len, payload)
+            .await?;
+        for page in list.ready() {
+            publisher.page(page).await?;
+        }
+        return Ok(());
+    }
+    if !packing.fits(payload.len()) {
+        if let Some(formed) = packing.take() {
+            publisher.pack(formed, list).await?;
+        }
+    }
+    packing.push(PlainPart {
+        id,
+        compressed,
+        payload,
+    });
+    Ok(())
+}
 
 /// Runs one backup's ingest; returns what `backup.ingested` reported.
 pub async fn run(
@@ -302,6 +369,7 @@ pub async fn run(
     };
     let mut list = ChunkListBuilder::new(backup_id.clone());
     let mut compressing: VecDeque<Compressing> = VecDeque::new();
+    let mut packing = PackBuilder::default();
     let mut chunks_new = 0u64;
     let level = ctx.repo.compression_level;
 
@@ -312,7 +380,8 @@ pub async fn run(
             };
             // Only the first appearance of a chunk in this backup matters.
             // A reused chunk (files cache) was checked on every target
-            // network before the walk began; the others are looked up now.
+            // network before the walk began, and is looked up again for
+            // its location with the others.
             let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::with_capacity(buf.len());
             let mut batch_ids = HashSet::new();
             for item in buf.drain(..) {
@@ -334,38 +403,26 @@ pub async fn run(
             if fresh.is_empty() {
                 continue;
             }
-            let ids: Vec<ChunkId> = fresh
-                .iter()
-                .filter(|(_, p)| p.is_some())
-                .map(|(id, _)| *id)
-                .collect();
-            let known = if ids.is_empty() {
-                HashSet::new()
-            } else {
-                dedup_against(&ctx.pg, &ids, &networks).await?
-            };
+            let ids: Vec<ChunkId> = fresh.iter().map(|(id, _)| *id).collect();
+            let known = dedup_against(&ctx.pg, &ids, &networks).await?;
             for (id, plain) in fresh {
+                if let Some(loc) = known.get(&id) {
+                    list.add(id, Some(*loc));
+                    continue;
+                }
                 let Some(plain) = plain else {
-                    if let Some(page) = list.add(id, false) {
-                        publisher.page(page).await?;
-                    }
-                    continue;
+                    // Held when the walk began, gone now: a collection
+                    // swept it. The next attempt reads the file again.
+                    return Err(JobError::Collecting(format!(
+                        "chunk {id} of an unchanged file is no longer held on every target network ({}); retrying reads the file again",
+                        networks.join(", ")
+                    )));
                 };
-                let is_new = !known.contains(&id);
-                if let Some(page) = list.add(id, is_new) {
-                    publisher.page(page).await?;
-                }
-                if !is_new {
-                    continue;
-                }
+                list.add(id, None);
                 chunks_new += 1;
                 if compressing.len() >= COMPRESS_WINDOW {
-                    if let Some((cid, len, h)) = compressing.pop_front() {
-                        let (compressed, payload) =
-                            h.await.map_err(|e| JobError::Source(e.to_string()))?;
-                        publisher
-                            .plain(ObjectKey::Chunk { id: cid }, compressed, len, payload)
-                            .await?;
+                    if let Some(done) = compressing.pop_front() {
+                        packed(&mut publisher, &mut packing, &mut list, done).await?;
                     }
                 }
                 let len = plain.len() as u32;
@@ -375,12 +432,15 @@ pub async fn run(
                     tokio::task::spawn_blocking(move || cairn_repo::compress(&plain, level)),
                 ));
             }
+            for page in list.ready() {
+                publisher.page(page).await?;
+            }
         }
-        while let Some((cid, len, h)) = compressing.pop_front() {
-            let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
-            publisher
-                .plain(ObjectKey::Chunk { id: cid }, compressed, len, payload)
-                .await?;
+        while let Some(done) = compressing.pop_front() {
+            packed(&mut publisher, &mut packing, &mut list, done).await?;
+        }
+        if let Some(formed) = packing.take() {
+            publisher.pack(formed, &mut list).await?;
         }
         Ok(())
     }
@@ -396,8 +456,10 @@ pub async fn run(
         Err(e) => return Err(JobError::Source(format!("source reader crashed: {e}"))),
     };
 
-    let (last_page, summary) = list.finish();
-    publisher.page(last_page).await?;
+    let (pages, summary) = list.finish().map_err(|e| JobError::Source(e.to_string()))?;
+    for page in pages {
+        publisher.page(page).await?;
+    }
     let stats = Stats {
         bytes_read: counters.bytes_read.load(Ordering::Relaxed),
         bytes_stored: 0,

@@ -1,5 +1,7 @@
-//! The collector: deletes chunks that no remaining backup references, and
-//! nothing else. [`gc`](crate::gc) decides; this reads, records and deletes.
+//! The collector: deletes data objects (packs, and chunks stored alone)
+//! that no remaining backup references, and nothing else. [`gc`](crate::gc)
+//! decides; this reads, records and deletes. A pack is deleted only when no
+//! chunk list names it: one chunk still referenced keeps the whole pack.
 //!
 //! * References come from the chunk lists on the networks, every network,
 //!   every page ([`Listing`]); a backup the ledger records as forgotten is
@@ -21,11 +23,11 @@
 use crate::gc::{mark_plan, sweep_plan};
 use crate::lease::{Lease, TTL};
 use crate::plan::holding_off;
-use crate::references::{Listing, ReferenceError};
+use crate::references::{object_id, Listing, ReferenceError};
 use cairn_bus::{Bus, BusError};
 use cairn_events::{
     BackupId, ChunkBatch, ChunkId, Collection, Envelope, Event, EventId, NetworkCollection,
-    ObjectKey,
+    ObjectKey, PackId,
 };
 use cairn_ledger::marks;
 use cairn_networks::Network;
@@ -167,7 +169,7 @@ impl Collector {
             if forgotten.contains(backup.as_str()) {
                 continue;
             }
-            live.extend(listing.chunks_of(&self.repo, backup).await?);
+            live.extend(listing.objects_of(&self.repo, backup).await?);
         }
         Ok(live)
     }
@@ -186,18 +188,31 @@ impl Collector {
             )
         };
         let name = net.name();
-        let present: HashSet<ChunkId> = net
-            .list(layout::CHUNKS_DIR)
-            .await
-            .map_err(|e| Stop::Aborted(format!("cannot list its chunks: {e}")))?
-            .iter()
-            .filter_map(|p| layout::chunk_of(p))
-            .collect();
+        let mut kinds = Kinds::default();
+        for dir in [layout::CHUNKS_DIR, layout::PACKS_DIR] {
+            let listed = net
+                .list(dir)
+                .await
+                .map_err(|e| Stop::Aborted(format!("cannot list its {dir}: {e}")))?;
+            for key in listed.iter().filter_map(|p| layout::data_object(p)) {
+                kinds.add(&key);
+            }
+        }
+        let present: HashSet<ChunkId> = kinds.present.clone();
         report.chunks = present.len() as u64;
         report.referenced = present.intersection(references).count() as u64;
 
         // Phase one: mark what nothing references, revive what is again.
         let before = marks::marks(&self.pg, name).await?;
+        // Marked objects no longer listed: the ledger knows which are packs.
+        let unlisted: Vec<ChunkId> = before
+            .keys()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        kinds
+            .packs
+            .extend(marks::packs_among(&self.pg, &unlisted).await?);
         let plan = mark_plan(
             &present,
             references,
@@ -207,16 +222,16 @@ impl Collector {
         );
         let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut ids = self
-            .record(name, &at, &plan.revive, 0, Event::ChunksRevived)
+            .record(&kinds, name, &at, &plan.revive, 0, Event::ChunksRevived)
             .await?;
         ids.extend(
-            self.record(name, &at, &plan.mark, 0, Event::ChunksMarked)
+            self.record(&kinds, name, &at, &plan.mark, 0, Event::ChunksMarked)
                 .await?,
         );
         if !plan.gone.is_empty() {
-            let bytes = self.bytes(&plan.gone).await?;
+            let bytes = self.bytes(&kinds, &plan.gone).await?;
             ids.extend(
-                self.record(name, &at, &plan.gone, bytes, Event::ChunksDeleted)
+                self.record(&kinds, name, &at, &plan.gone, bytes, Event::ChunksDeleted)
                     .await?,
             );
             report.deleted += plan.gone.len() as u64;
@@ -248,7 +263,7 @@ impl Collector {
                 .filter(|(_, m)| m.condemned)
                 .map(|(id, _)| *id)
                 .collect();
-            self.record(name, &at, &stale, 0, Event::ChunksRevived)
+            self.record(&kinds, name, &at, &stale, 0, Event::ChunksRevived)
                 .await?;
             report.revived += stale.len() as u64;
             return Err(stop);
@@ -257,19 +272,19 @@ impl Collector {
             return Err(lost());
         }
         let ids = self
-            .record(name, &at, &plan.due, 0, Event::ChunksCondemned)
+            .record(&kinds, name, &at, &plan.due, 0, Event::ChunksCondemned)
             .await?;
         self.wait_for_ledger(&ids, "the condemnation").await?;
         tokio::time::sleep(self.settle).await;
         if let Err(stop) = self.check_running(name).await {
-            self.record(name, &at, &plan.due, 0, Event::ChunksRevived)
+            self.record(&kinds, name, &at, &plan.due, 0, Event::ChunksRevived)
                 .await?;
             return Err(stop);
         }
         let fresh = match self.references().await {
             Ok(r) => r,
             Err(e) => {
-                self.record(name, &at, &plan.due, 0, Event::ChunksRevived)
+                self.record(&kinds, name, &at, &plan.due, 0, Event::ChunksRevived)
                     .await?;
                 return Err(Stop::Aborted(format!(
                     "cannot establish what is still referenced ({e}); nothing was deleted"
@@ -278,7 +293,7 @@ impl Collector {
         };
         let marks_now = marks::marks(&self.pg, name).await?;
         let (delete, spare) = sweep_plan(&plan.due, &fresh, &marks_now);
-        self.record(name, &at, &spare, 0, Event::ChunksRevived)
+        self.record(&kinds, name, &at, &spare, 0, Event::ChunksRevived)
             .await?;
         report.revived += spare.len() as u64;
 
@@ -286,14 +301,14 @@ impl Collector {
             if !lease.held() {
                 return Err(lost());
             }
-            let results = delete_all(net.clone(), batch.to_vec()).await;
+            let results = delete_all(net.clone(), &kinds, batch.to_vec()).await;
             let done: Vec<ChunkId> = results
                 .iter()
                 .filter(|(_, r)| r.is_ok())
                 .map(|(id, _)| *id)
                 .collect();
-            let bytes = self.bytes(&done).await?;
-            self.record(name, &at, &done, bytes, Event::ChunksDeleted)
+            let bytes = self.bytes(&kinds, &done).await?;
+            self.record(&kinds, name, &at, &done, bytes, Event::ChunksDeleted)
                 .await?;
             report.deleted += done.len() as u64;
             report.bytes_freed += bytes;
@@ -303,10 +318,11 @@ impl Collector {
                     .filter(|c| !done.contains(c))
                     .copied()
                     .collect();
-                self.record(name, &at, &left, 0, Event::ChunksRevived)
+                self.record(&kinds, name, &at, &left, 0, Event::ChunksRevived)
                     .await?;
                 return Err(Stop::Aborted(format!(
-                    "cannot delete chunk {id}: {e}; {} chunks left for a later collection",
+                    "cannot delete {}: {e}; {} left for a later collection",
+                    layout::describe(&kinds.key(id)),
                     left.len()
                 )));
             }
@@ -332,9 +348,11 @@ impl Collector {
         )))
     }
 
-    /// Records one step for `chunks` on `network`, in batches.
+    /// Records one step for `chunks` (chunks stored alone and packs, by
+    /// [`object_id`]) on `network`, in batches.
     async fn record(
         &self,
+        kinds: &Kinds,
         network: &str,
         at: &str,
         chunks: &[ChunkId],
@@ -347,12 +365,15 @@ impl Collector {
             for c in part {
                 h.update(c.0);
             }
+            let (packs, alone): (Vec<ChunkId>, Vec<ChunkId>) =
+                part.iter().partition(|id| kinds.packs.contains(id));
             let batch = ChunkBatch {
                 network: network.to_string(),
-                chunks: part.to_vec(),
+                chunks: alone,
                 at: at.to_string(),
                 // The bytes go with the first batch, so that the events add up.
                 bytes: if i == 0 { bytes } else { 0 },
+                packs: packs.iter().map(|p| PackId(p.0)).collect(),
             };
             let env = Envelope::new(
                 self.source.clone(),
@@ -367,10 +388,10 @@ impl Collector {
     }
 
     /// Sealed bytes of `chunks`, as the ledger recorded them.
-    async fn bytes(&self, chunks: &[ChunkId]) -> Result<u64, tokio_postgres::Error> {
+    async fn bytes(&self, kinds: &Kinds, chunks: &[ChunkId]) -> Result<u64, tokio_postgres::Error> {
         let paths: Vec<String> = chunks
             .iter()
-            .map(|id| layout::object(&ObjectKey::Chunk { id: *id }))
+            .map(|id| layout::object(&kinds.key(id)))
             .collect();
         marks::lengths(&self.pg, &paths).await
     }
@@ -403,17 +424,43 @@ impl Collector {
     }
 }
 
+/// Which of the collector's ids are packs (the rest are chunks stored
+/// alone), and which are on the network.
+#[derive(Default)]
+struct Kinds {
+    present: HashSet<ChunkId>,
+    packs: HashSet<ChunkId>,
+}
+
+impl Kinds {
+    fn add(&mut self, key: &ObjectKey) {
+        if let Some(id) = object_id(key) {
+            self.present.insert(id);
+            if matches!(key, ObjectKey::Pack { .. }) {
+                self.packs.insert(id);
+            }
+        }
+    }
+
+    fn key(&self, id: &ChunkId) -> ObjectKey {
+        if self.packs.contains(id) {
+            ObjectKey::Pack { id: PackId(id.0) }
+        } else {
+            ObjectKey::Chunk { id: *id }
+        }
+    }
+}
+
 /// Deletes `chunks` from `net`, a few at a time; each with its result.
 async fn delete_all(
     net: Arc<dyn Network>,
+    kinds: &Kinds,
     chunks: Vec<ChunkId>,
 ) -> Vec<(ChunkId, Result<(), String>)> {
     futures::stream::iter(chunks.into_iter().map(move |id| {
         let net = net.clone();
-        async move {
-            let path = layout::object(&ObjectKey::Chunk { id });
-            (id, net.delete(&path).await.map_err(|e| e.to_string()))
-        }
+        let path = layout::object(&kinds.key(&id));
+        async move { (id, net.delete(&path).await.map_err(|e| e.to_string())) }
     }))
     .buffer_unordered(DELETES_AT_ONCE)
     .collect()

@@ -1,13 +1,24 @@
 //! What the repository still references, read from the networks: every
 //! backup that has anything under `backups/` on any network (a manifest, or
-//! only a chunk list: a backup being written or cut short), and the chunk
-//! ids its chunk-list pages name. Any listing or page that cannot be read is
+//! only a chunk list: a backup being written or cut short), and the data
+//! objects (packs, and chunks stored alone) its chunk-list pages name. Any listing or page that cannot be read is
 //! an error naming the network and the backup: never an empty answer, since
 //! an empty answer would make live chunks look unused.
 
-use cairn_events::{BackupId, ChunkId};
+use cairn_events::{BackupId, ChunkId, ObjectKey};
 use cairn_repo::{layout, Repository};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// The collector's name for a data object: its 32-byte id, a chunk's or a
+/// pack's (hashes in separate domains, which the ledger keeps side by side
+/// in `chunk_marks` and `chunk_copies`).
+pub fn object_id(key: &ObjectKey) -> Option<ChunkId> {
+    match key {
+        ObjectKey::Chunk { id } => Some(*id),
+        ObjectKey::Pack { id } => Some(ChunkId(id.0)),
+        _ => None,
+    }
+}
 
 /// Why the references could not be established.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +75,9 @@ impl Listing {
         self.pages.contains_key(backup)
     }
 
-    /// The chunk ids backup `backup`'s pages name, each page read from any
-    /// network with an intact copy.
-    pub async fn chunks_of(
+    /// The data objects backup `backup`'s pages name (by [`object_id`]),
+    /// each page read from any network with an intact copy.
+    pub async fn objects_of(
         &self,
         repo: &Repository,
         backup: &BackupId,
@@ -87,7 +98,11 @@ impl Listing {
                     backup: backup.clone(),
                     detail: format!("chunk list page {page}: {e}"),
                 })?;
-            ids.extend(p.ids);
+            let locations = p.locations().map_err(|detail| ReferenceError::Pages {
+                backup: backup.clone(),
+                detail,
+            })?;
+            ids.extend(locations.iter().filter_map(|l| object_id(&l.object())));
         }
         Ok(ids)
     }
@@ -100,7 +115,7 @@ mod tests {
     use bytes::Bytes;
     use cairn_networks::fs::FsNetwork;
     use cairn_networks::{Capabilities, Network, NetworkError, Put, PutMode, Usage};
-    use cairn_repo::format::{ChunkListPage, FORMAT};
+    use cairn_repo::format::ChunkListPage;
     use std::sync::Arc;
 
     /// A real directory network whose listings under one prefix fail, as a
@@ -154,11 +169,15 @@ mod tests {
 
     async fn page(net: &FsNetwork, backup: &BackupId, ids: &[ChunkId]) {
         let p = ChunkListPage {
-            format: FORMAT,
+            format: 1,
             backup_id: backup.clone(),
             page: 0,
             ids: ids.to_vec(),
             new: vec![],
+            packs: vec![],
+            pack_of: vec![],
+            offsets: vec![],
+            lens: vec![],
         };
         let path = layout::object(&cairn_events::ObjectKey::ChunkList {
             backup_id: backup.clone(),
@@ -182,7 +201,7 @@ mod tests {
         let repo = Repository::new(vec![Arc::new(FsNetwork::new("a", dir.path()))]);
         let listing = Listing::read(&repo).await.unwrap();
         assert!(listing
-            .chunks_of(&repo, &kept)
+            .objects_of(&repo, &kept)
             .await
             .unwrap()
             .contains(&shared));
@@ -207,7 +226,7 @@ mod tests {
             .unwrap();
         let listing = Listing::read(&repo).await.unwrap();
         let err = listing
-            .chunks_of(&repo, &BackupId::parse("bare").unwrap())
+            .objects_of(&repo, &BackupId::parse("bare").unwrap())
             .await
             .unwrap_err()
             .to_string();

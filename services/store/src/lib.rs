@@ -134,6 +134,7 @@ impl StoreWorker {
                     object: obj.object,
                     sha256: obj.sha256.clone(),
                     len,
+                    packed: Vec::new(),
                 },
                 existed: put == Put::Existed,
             }),

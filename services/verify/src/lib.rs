@@ -11,38 +11,73 @@ pub mod witness;
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_crypto::merkle::RootBuilder;
 use cairn_events::{
-    decode, BackupId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome, Redundancy,
-    Stage, Stats,
+    decode, BackupId, ChunkId, Envelope, Event, Ingested, NetworkReport, ObjectKey, Outcome,
+    Redundancy, Stage, Stats,
 };
 use cairn_repo::check::{self, Expected};
+use cairn_repo::format::Location;
 use cairn_repo::{chunklist, layout, Repository};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Every object of a backup, in a fixed order: its chunks (chunk-list
-/// order), its chunk-list pages, its manifest. Health and repair use the
-/// same list.
+/// Every object of a backup, in a fixed order: its data objects (packs, or
+/// chunks stored alone, in chunk-list order of first use), its chunk-list
+/// pages, its manifest. Health and repair use the same list.
 pub struct BackupObjects {
     pub keys: Vec<ObjectKey>,
-    /// How many of `keys` are chunks (they come first).
+    /// How many of `keys` are data objects (they come first).
     pub chunk_count: usize,
-    /// Indices of chunks that were new in this backup.
+    /// Indices of data objects this backup wrote (holding its new chunks).
     pub new_chunks: Vec<usize>,
+    /// Chunks that were new in this backup.
+    pub chunks_new: u64,
+    /// Every chunk in chunk-list order.
+    pub chunks: Vec<ChunkPlace>,
+}
+
+/// Where one chunk of a backup is.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkPlace {
+    pub id: ChunkId,
+    /// Index (in [`BackupObjects::keys`]) of the object holding it.
+    pub object: usize,
+    /// Offset and length in that object, if it is a pack.
+    pub range: Option<(u32, u32)>,
 }
 
 impl BackupObjects {
-    pub fn of(backup: &BackupId, pages: &[cairn_repo::format::ChunkListPage]) -> Self {
+    pub fn of(
+        backup: &BackupId,
+        pages: &[cairn_repo::format::ChunkListPage],
+    ) -> Result<Self, String> {
         let mut keys = Vec::new();
-        let mut new_chunks = Vec::new();
+        let mut index: HashMap<ObjectKey, usize> = HashMap::new();
+        let mut new_chunks = std::collections::BTreeSet::new();
+        let mut chunks = Vec::new();
+        let mut chunks_new = 0;
         for p in pages {
             let fresh: std::collections::HashSet<u32> = p.new.iter().copied().collect();
-            for (i, id) in p.ids.iter().enumerate() {
-                keys.push(ObjectKey::Chunk { id: *id });
+            for (i, (id, loc)) in p.ids.iter().zip(p.locations()?).enumerate() {
+                let key = loc.object();
+                let at = *index.entry(key.clone()).or_insert_with(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                });
                 if fresh.contains(&(i as u32)) {
-                    new_chunks.push(keys.len() - 1);
+                    new_chunks.insert(at);
+                    chunks_new += 1;
                 }
+                let range = match loc {
+                    Location::Alone(_) => None,
+                    Location::Packed { offset, len, .. } => Some((offset, len)),
+                };
+                chunks.push(ChunkPlace {
+                    id: *id,
+                    object: at,
+                    range,
+                });
             }
         }
         let chunk_count = keys.len();
@@ -55,30 +90,49 @@ impl BackupObjects {
         keys.push(ObjectKey::Manifest {
             backup_id: backup.clone(),
         });
-        BackupObjects {
+        Ok(BackupObjects {
             keys,
             chunk_count,
-            new_chunks,
-        }
+            new_chunks: new_chunks.into_iter().collect(),
+            chunks_new,
+            chunks,
+        })
     }
 
     pub fn paths(&self) -> Vec<String> {
         self.keys.iter().map(layout::object).collect()
     }
+
+    /// The first chunk (its index in chunk-list order) held by each of
+    /// `objects` (indices of data objects).
+    pub fn first_chunks(&self, objects: &[usize]) -> Vec<usize> {
+        let wanted: std::collections::HashSet<usize> = objects.iter().copied().collect();
+        let mut seen = std::collections::HashSet::new();
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| wanted.contains(&c.object) && seen.insert(c.object))
+            .map(|(i, _)| i)
+            .collect()
+    }
 }
 
-/// The sealed root: RFC 6962 over (chunk id ‖ SHA-256 of its ciphertext), in
-/// chunk-list order. `digest` gives each chunk's hex digest.
+/// The sealed root's leaves, in chunk-list order: a chunk stored alone is
+/// (chunk id ‖ SHA-256 of its ciphertext); a packed one (chunk id ‖ SHA-256
+/// of its pack ‖ offset ‖ length, big-endian u32), so that a key-less
+/// auditor who fetches the pack can check the chunk's place in it.
+/// `digest` gives each data object's hex digest.
 pub fn sealed_leaves(objects: &BackupObjects, digest: impl Fn(usize) -> String) -> Vec<Vec<u8>> {
-    objects.keys[..objects.chunk_count]
+    objects
+        .chunks
         .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let ObjectKey::Chunk { id } = key else {
-                unreachable!("chunks come first")
-            };
-            let mut leaf = id.0.to_vec();
-            leaf.extend(hex::decode(digest(i)).unwrap_or_default());
+        .map(|c| {
+            let mut leaf = c.id.0.to_vec();
+            leaf.extend(hex::decode(digest(c.object)).unwrap_or_default());
+            if let Some((offset, len)) = c.range {
+                leaf.extend(offset.to_be_bytes());
+                leaf.extend(len.to_be_bytes());
+            }
             leaf
         })
         .collect()
@@ -145,7 +199,13 @@ impl VerifyWorker {
         }
 
         // 2. Every object's expected digest, from the ledger.
-        let backup_objects = BackupObjects::of(backup, &pages);
+        let backup_objects = match BackupObjects::of(backup, &pages) {
+            Ok(o) => o,
+            Err(e) => {
+                outcome.reasons.push(e);
+                return outcome;
+            }
+        };
         let paths = backup_objects.paths();
         let chunk_count = backup_objects.chunk_count;
         let mut digests: HashMap<String, (String, u64)> = HashMap::new();
@@ -231,7 +291,7 @@ impl VerifyWorker {
         let chunk_bytes: u64 = new_chunks.iter().map(|&i| digests[&paths[i]].1).sum();
         outcome.stats = Stats {
             bytes_stored: chunk_bytes + meta_bytes,
-            chunks_new: new_chunks.len() as u64,
+            chunks_new: backup_objects.chunks_new,
             ..ing.stats.clone()
         };
         outcome

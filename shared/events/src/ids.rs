@@ -38,6 +38,7 @@ macro_rules! text_form {
 
 text_form!(BackupId, as_str);
 text_form!(ChunkId, to_hex);
+text_form!(PackId, to_hex);
 text_form!(EventId, as_str);
 
 /// A backup id: 1–64 characters from `[A-Za-z0-9_-]`, so it is a valid
@@ -101,6 +102,40 @@ impl fmt::Debug for ChunkId {
     }
 }
 
+/// A pack id: names a pack (many sealed chunks stored as one object). A
+/// hash of the ids of the chunks it holds, in order, so that a pack formed
+/// again from the same chunks has the same name. Serialized as 64
+/// lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct PackId(#[schemars(with = "String")] pub [u8; 32]);
+
+impl PackId {
+    /// The pack holding `ids`, in this order.
+    pub fn of<'a>(ids: impl IntoIterator<Item = &'a ChunkId>) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"cairn pack v1");
+        for id in ids {
+            h.update(id.0);
+        }
+        PackId(h.finalize().into())
+    }
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| IdError::Pack(s.chars().take(80).collect()))?;
+        Ok(PackId(out))
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+impl fmt::Debug for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackId({})", &self.to_hex()[..16])
+    }
+}
+
 /// An event id: 32 hex characters, derived from the event's kind and content,
 /// so the same event emitted twice has the same id (JetStream's duplicate
 /// window and the ledger's unique key both rely on it).
@@ -135,6 +170,8 @@ pub enum IdError {
     Backup(String),
     #[error("invalid chunk id {0:?}: expected 64 hex characters")]
     Chunk(String),
+    #[error("invalid pack id {0:?}: expected 64 hex characters")]
+    Pack(String),
     #[error("invalid event id {0:?}: expected 32 hex characters")]
     Event(String),
 }
@@ -150,6 +187,20 @@ mod tests {
             let err = BackupId::parse(bad).unwrap_err().to_string();
             assert!(err.contains("invalid backup id"), "{err}");
         }
+    }
+
+    #[test]
+    fn pack_ids_depend_on_the_chunks_and_their_order() {
+        let (a, b) = (ChunkId([1; 32]), ChunkId([2; 32]));
+        let p = PackId::of(&[a, b]);
+        assert_eq!(p, PackId::of(&[a, b]));
+        assert_ne!(p, PackId::of(&[b, a]));
+        assert_ne!(p.0, a.0);
+        assert_eq!(PackId::parse(&p.to_hex()).unwrap(), p);
+        assert!(PackId::parse("zz")
+            .unwrap_err()
+            .to_string()
+            .contains("pack id"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{decode, encode, DecodeError};
-pub use ids::{BackupId, ChunkId, EventId};
+pub use ids::{BackupId, ChunkId, EventId, PackId};
 pub use stage::{Stage, UnknownStage};
 
 /// Version of every type in this crate. A reader refuses a higher major
@@ -438,8 +438,12 @@ pub struct Stats {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ObjectKey {
-    /// A sealed chunk (file data or tree), named by its keyed id.
+    /// A sealed chunk stored alone (file data or tree), named by its keyed
+    /// id: how repositories of format 1 hold every chunk.
     Chunk { id: ChunkId },
+    /// Many sealed chunks stored as one object, one after the other (format
+    /// 2); the chunk lists say which chunk is where.
+    Pack { id: PackId },
     /// A backup's sealed manifest.
     Manifest { backup_id: BackupId },
     /// One page of a backup's public chunk list.
@@ -454,6 +458,18 @@ pub struct ObjectDigest {
     pub sha256: String,
     /// Length of the stored bytes.
     pub len: u64,
+    /// For a pack: each chunk it holds, where its sealed bytes are. The
+    /// ledger's chunk index learns from this which pack holds a chunk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packed: Vec<PackedChunk>,
+}
+
+/// One chunk inside a pack: its sealed bytes are `len` bytes at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PackedChunk {
+    pub id: ChunkId,
+    pub offset: u32,
+    pub len: u32,
 }
 
 /// Reported by a store worker after `put` (or on finding it already there).
@@ -555,6 +571,10 @@ pub struct ChunkBatch {
     /// Sealed bytes these chunks held (`chunks.deleted`; 0 otherwise).
     #[serde(default)]
     pub bytes: u64,
+    /// Packs, treated as `chunks` are (a pack is deleted only when no
+    /// backup's chunk list names it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<PackId>,
 }
 
 impl ChunkBatch {
@@ -654,6 +674,29 @@ pub struct PlainChunk {
     #[serde(with = "serde_bytes")]
     #[schemars(with = "Vec<u8>")]
     pub payload: Vec<u8>,
+    /// For a pack (`payload` empty): its chunks, each sealed on its own and
+    /// laid one after the other in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PlainPart>,
+}
+
+/// One chunk of a pack on its way to encrypt.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlainPart {
+    pub id: ChunkId,
+    pub compressed: bool,
+    #[serde(with = "serde_bytes")]
+    #[schemars(with = "Vec<u8>")]
+    pub payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for PlainPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainPart")
+            .field("id", &self.id)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for PlainChunk {
@@ -663,6 +706,7 @@ impl std::fmt::Debug for PlainChunk {
             .field("backup_id", &self.backup_id)
             .field("object", &self.object)
             .field("payload_len", &self.payload.len())
+            .field("parts", &self.parts.len())
             .finish()
     }
 }

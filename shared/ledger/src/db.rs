@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../../../schemas/sql/0008_ledger_schedules.sql"),
     ),
+    (
+        9,
+        include_str!("../../../schemas/sql/0009_ledger_packs.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

@@ -121,7 +121,10 @@ pub fn summarize(entries: &[Envelope]) -> Summary {
             Event::ObjectStored(st) => {
                 let n = s.networks.entry(st.network.clone()).or_default();
                 n.objects_stored += 1;
-                if !matches!(st.digest.object, ObjectKey::Chunk { .. }) {
+                if !matches!(
+                    st.digest.object,
+                    ObjectKey::Chunk { .. } | ObjectKey::Pack { .. }
+                ) {
                     let path = cairn_repo::layout::object(&st.digest.object);
                     if !n.locators.contains(&path) {
                         n.locators.push(path);

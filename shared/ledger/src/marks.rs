@@ -3,7 +3,8 @@
 //! (condemned) is never leaned on, so that no backup comes to need a chunk
 //! in the moment it is deleted.
 
-use cairn_events::ChunkId;
+use cairn_events::{ChunkId, PackId};
+use cairn_repo::format::Location;
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::Client;
 
@@ -66,9 +67,12 @@ pub async fn condemned_count(
 /// What ingest may do with a batch of chunk ids.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChunkStates {
-    /// Held by every target network and being swept on none: deduplicate.
-    pub known: HashSet<ChunkId>,
-    /// Being swept on some target network: wait until the sweep is over.
+    /// Held by every target network (alone, or in one pack that every
+    /// target holds) and being swept on none: deduplicate, pointing at
+    /// this location.
+    pub known: HashMap<ChunkId, Location>,
+    /// Not known, and being swept (alone or in a pack) on some target
+    /// network: wait until the sweep is over.
     pub condemned: HashSet<ChunkId>,
 }
 
@@ -81,31 +85,83 @@ pub async fn chunk_states(
 ) -> Result<ChunkStates, tokio_postgres::Error> {
     let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
     let n = networks.len() as i64;
+    // A pack's copies and marks are kept under its id in `chunk_copies`
+    // and `chunk_marks` (migration 9).
     let rows = c
         .query(
-            "SELECT chunk_id, false FROM chunk_copies cc
-             WHERE chunk_id = ANY($1) AND network = ANY($2)
+            "SELECT cc.chunk_id, NULL::bytea, 0, 0, false FROM chunk_copies cc
+             WHERE cc.chunk_id = ANY($1) AND cc.network = ANY($2)
                AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = cc.chunk_id
                                AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
-             GROUP BY chunk_id HAVING count(*) = $3
+             GROUP BY cc.chunk_id HAVING count(*) = $3
              UNION ALL
-             SELECT DISTINCT chunk_id, true FROM chunk_marks
-             WHERE chunk_id = ANY($1) AND network = ANY($2) AND condemned_at IS NOT NULL",
+             SELECT pc.chunk_id, pc.pack_id, pc.off, pc.len, false
+             FROM pack_chunks pc JOIN chunk_copies cc ON cc.chunk_id = pc.pack_id
+             WHERE pc.chunk_id = ANY($1) AND cc.network = ANY($2)
+               AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
+                               AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
+             GROUP BY pc.chunk_id, pc.pack_id, pc.off, pc.len HAVING count(*) = $3
+             UNION ALL
+             SELECT DISTINCT chunk_id, NULL::bytea, 0, 0, true FROM chunk_marks
+             WHERE chunk_id = ANY($1) AND network = ANY($2) AND condemned_at IS NOT NULL
+             UNION ALL
+             SELECT DISTINCT pc.chunk_id, NULL::bytea, 0, 0, true
+             FROM pack_chunks pc JOIN chunk_marks m ON m.chunk_id = pc.pack_id
+             WHERE pc.chunk_id = ANY($1) AND m.network = ANY($2) AND m.condemned_at IS NOT NULL",
             &[&raw, &networks, &n],
         )
         .await?;
     let mut out = ChunkStates::default();
+    let mut condemned = HashSet::new();
     for r in &rows {
         let Ok(id) = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)) else {
             continue;
         };
-        if r.get::<_, bool>(1) {
-            out.condemned.insert(ChunkId(id));
-        } else {
-            out.known.insert(ChunkId(id));
+        let id = ChunkId(id);
+        if r.get::<_, bool>(4) {
+            condemned.insert(id);
+            continue;
         }
+        let loc = match r.get::<_, Option<&[u8]>>(1) {
+            None => Location::Alone(id),
+            Some(pack) => {
+                let Ok(pack) = <[u8; 32]>::try_from(pack) else {
+                    continue;
+                };
+                Location::Packed {
+                    pack: PackId(pack),
+                    offset: r.get::<_, i32>(2) as u32,
+                    len: r.get::<_, i32>(3) as u32,
+                }
+            }
+        };
+        out.known.entry(id).or_insert(loc);
     }
+    out.condemned = condemned
+        .into_iter()
+        .filter(|id| !out.known.contains_key(id))
+        .collect();
     Ok(out)
+}
+
+/// Which of `ids` are packs (the ledger saw them sealed as packs).
+pub async fn packs_among(
+    c: &Client,
+    ids: &[ChunkId],
+) -> Result<HashSet<ChunkId>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
+    Ok(c.query(
+        "SELECT DISTINCT pack_id FROM pack_chunks WHERE pack_id = ANY($1)",
+        &[&raw],
+    )
+    .await?
+    .iter()
+    .filter_map(|r| <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok())
+    .map(ChunkId)
+    .collect())
 }
 
 /// Backups the ledger records as forgotten: their chunk lists on networks

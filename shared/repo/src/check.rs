@@ -169,7 +169,7 @@ pub async fn check_all(
     futures::future::join_all(checks).await
 }
 
-/// Which of `paths` (objects under `chunks/`) `net` does not list. One
+/// Which of `paths` (objects under `chunks/` or `packs/`) `net` does not list. One
 /// listing instead of one read per object; a network that does not answer by
 /// `deadline` holds none of them.
 pub async fn absent(net: &DynNetwork, paths: &[String], deadline: Instant) -> Vec<String> {
@@ -179,11 +179,15 @@ pub async fn absent(net: &DynNetwork, paths: &[String], deadline: Instant) -> Ve
     let budget = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(2));
-    let listed: std::collections::HashSet<String> =
-        match tokio::time::timeout(budget, net.list(crate::layout::CHUNKS_DIR)).await {
-            Ok(Ok(list)) => list.into_iter().collect(),
-            _ => Default::default(),
-        };
+    let mut listed = std::collections::HashSet::new();
+    for dir in [crate::layout::CHUNKS_DIR, crate::layout::PACKS_DIR] {
+        if !paths.iter().any(|p| p.starts_with(dir)) {
+            continue;
+        }
+        if let Ok(Ok(list)) = tokio::time::timeout(budget, net.list(dir)).await {
+            listed.extend(list);
+        }
+    }
     paths
         .iter()
         .filter(|p| !listed.contains(*p))

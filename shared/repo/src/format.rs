@@ -1,11 +1,37 @@
 //! The repository's own data structures, as stored: repository config,
 //! manifest, chunk-list pages and tree records. All carry a format number;
 //! readers refuse a newer one by name.
+//!
+//! Format 1 stored every chunk as its own object (`chunks/…`). Format 2
+//! stores small chunks in packs (`packs/…`: sealed chunks one after the
+//! other, up to [`PACK_MAX`] bytes; chunks of [`PACK_ALONE`] or more stay
+//! alone), and each chunk-list page says where each of its chunks is
+//! ([`Location`]). A format-2 reader reads both.
 
-use cairn_events::{BackupId, ChunkId, Redundancy, Source, Stats};
+use cairn_events::{BackupId, ChunkId, ObjectKey, PackId, Redundancy, Source, Stats};
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT: u32 = 1;
+/// The format this build writes.
+pub const FORMAT: u32 = 2;
+/// The oldest format this build reads.
+pub const OLDEST_FORMAT: u32 = 1;
+
+/// Whether this build reads objects of format `f`.
+pub fn readable(f: u32) -> bool {
+    (OLDEST_FORMAT..=FORMAT).contains(&f)
+}
+
+/// Largest pack, in sealed bytes: one pack travels as one NATS message
+/// (1 MiB `max_payload` by default), with room for its envelope.
+pub const PACK_MAX: usize = 960 * 1024;
+/// Most chunks in one pack (keeps its `object.sealed` event small).
+pub const PACK_CHUNKS: usize = 256;
+/// A chunk whose payload is at least this long is stored alone, as in
+/// format 1: at most three would share a pack, which would save little,
+/// and a pack stays as long as one of its chunks is referenced. Every chunk
+/// of a file but its last is at least the chunker's minimum (256 KiB), so
+/// what packs gather is small files and files' tails.
+pub const PACK_ALONE: usize = 256 * 1024;
 
 /// Content-defined chunking parameters. Fixed at `init` (changing them would
 /// move every chunk boundary and defeat dedup), and sized so that a chunk in
@@ -76,12 +102,36 @@ fn replicate_all() -> Redundancy {
     Redundancy::Replicate { min_copies: 1 }
 }
 
-/// Chunk ids per chunk-list page: 8192 × 34 bytes ≈ 280 KiB.
+/// Chunk ids per chunk-list page: 8192 × (34 bytes of id + up to 15 of
+/// location) ≈ 400 KiB.
 pub const PAGE_LEN: usize = 8192;
+
+/// Where a chunk's sealed bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// The whole object `chunks/<id>` (format 1).
+    Alone(ChunkId),
+    /// `len` bytes at `offset` of pack `pack`.
+    Packed { pack: PackId, offset: u32, len: u32 },
+}
+
+impl Location {
+    /// The object holding the chunk.
+    pub fn object(&self) -> ObjectKey {
+        match self {
+            Location::Alone(id) => ObjectKey::Chunk { id: *id },
+            Location::Packed { pack, .. } => ObjectKey::Pack { id: *pack },
+        }
+    }
+}
+
+/// `pack_of` entry of a chunk stored alone.
+pub const NOT_PACKED: u32 = u32::MAX;
 
 /// One page of a backup's chunk list (`backups/<id>/chunks.<n>`). Public: a
 /// verifier without the key learns which objects make up the backup and
-/// checks them against the Merkle root recorded in the ledger.
+/// checks them against the Merkle root recorded in the ledger, and the
+/// collector learns which packs are still needed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkListPage {
     pub format: u32,
@@ -91,6 +141,57 @@ pub struct ChunkListPage {
     pub ids: Vec<ChunkId>,
     /// Indices (within this page) of chunks that were new in this backup.
     pub new: Vec<u32>,
+    /// Format 2: the packs this page's chunks are in.
+    #[serde(default, with = "pack_ids_bytes")]
+    pub packs: Vec<PackId>,
+    /// Format 2, one per id: its pack's index in `packs`, or [`NOT_PACKED`].
+    #[serde(default)]
+    pub pack_of: Vec<u32>,
+    /// Format 2, one per id: offset and length of its sealed bytes in its
+    /// pack (0 for a chunk stored alone).
+    #[serde(default)]
+    pub offsets: Vec<u32>,
+    #[serde(default)]
+    pub lens: Vec<u32>,
+}
+
+impl ChunkListPage {
+    /// Each chunk's location, in page order; a page whose locations do not
+    /// add up is an error naming it.
+    pub fn locations(&self) -> Result<Vec<Location>, String> {
+        if self.format == 1 {
+            return Ok(self.ids.iter().map(|id| Location::Alone(*id)).collect());
+        }
+        let n = self.ids.len();
+        if self.pack_of.len() != n || self.offsets.len() != n || self.lens.len() != n {
+            return Err(format!(
+                "chunk list page {} of backup {}: {n} chunks but {} pack indices, {} offsets and {} lengths",
+                self.page,
+                self.backup_id,
+                self.pack_of.len(),
+                self.offsets.len(),
+                self.lens.len()
+            ));
+        }
+        (0..n)
+            .map(|i| match self.pack_of[i] {
+                NOT_PACKED => Ok(Location::Alone(self.ids[i])),
+                p => match self.packs.get(p as usize) {
+                    Some(pack) => Ok(Location::Packed {
+                        pack: *pack,
+                        offset: self.offsets[i],
+                        len: self.lens[i],
+                    }),
+                    None => Err(format!(
+                        "chunk list page {} of backup {}: chunk {i} names pack {p} of {}",
+                        self.page,
+                        self.backup_id,
+                        self.packs.len()
+                    )),
+                },
+            })
+            .collect()
+    }
 }
 
 /// One record of a backup's file tree. A regular file is `File`, then
@@ -155,6 +256,30 @@ mod id_bytes {
             .try_into()
             .map_err(|_| serde::de::Error::custom("chunk id must be 32 bytes"))?;
         Ok(ChunkId(arr))
+    }
+}
+
+mod pack_ids_bytes {
+    use cairn_events::PackId;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[PackId], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(ids.len()))?;
+        for id in ids {
+            seq.serialize_element(serde_bytes::Bytes::new(&id.0))?;
+        }
+        seq.end()
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PackId>, D::Error> {
+        let v: Vec<serde_bytes::ByteBuf> = Deserialize::deserialize(d)?;
+        v.into_iter()
+            .map(|b| {
+                <[u8; 32]>::try_from(b.as_slice())
+                    .map(PackId)
+                    .map_err(|_| serde::de::Error::custom("pack id must be 32 bytes"))
+            })
+            .collect()
     }
 }
 

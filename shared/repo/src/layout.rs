@@ -4,17 +4,19 @@
 //! ```text
 //! config                         repository config (JSON, public)
 //! keys/<key_id>                  key files (JSON; useless without a passphrase)
-//! chunks/<id[0..2]>/<id>         sealed chunks (file data and trees alike)
+//! chunks/<id[0..2]>/<id>         sealed chunks stored alone (format 1)
+//! packs/<id[0..2]>/<id>          packs: sealed chunks one after another (format 2)
 //! backups/<backup_id>/manifest   sealed manifest
 //! backups/<backup_id>/chunks.<n> public chunk-list pages
 //! ```
 
-use cairn_events::{BackupId, ObjectKey};
+use cairn_events::{BackupId, ObjectKey, PackId};
 
 pub const CONFIG: &str = "config";
 pub const KEYS_DIR: &str = "keys/";
 pub const BACKUPS_DIR: &str = "backups/";
 pub const CHUNKS_DIR: &str = "chunks/";
+pub const PACKS_DIR: &str = "packs/";
 /// Signed checkpoints of the audit ledger (public: a size and a root), one
 /// per size, so that a copy outside the database witnesses the log.
 pub const CHECKPOINTS_DIR: &str = "checkpoints/";
@@ -32,6 +34,10 @@ pub fn object(key: &ObjectKey) -> String {
         ObjectKey::Chunk { id } => {
             let hex = id.to_hex();
             format!("chunks/{}/{}", &hex[..2], hex)
+        }
+        ObjectKey::Pack { id } => {
+            let hex = id.to_hex();
+            format!("packs/{}/{}", &hex[..2], hex)
         }
         ObjectKey::Manifest { backup_id } => format!("backups/{backup_id}/manifest"),
         ObjectKey::ChunkList { backup_id, page } => format!("backups/{backup_id}/chunks.{page}"),
@@ -71,11 +77,25 @@ pub fn chunk_of(path: &str) -> Option<cairn_events::ChunkId> {
     cairn_events::ChunkId::parse(id).ok()
 }
 
+/// The pack id of a path under `packs/`.
+pub fn pack_of(path: &str) -> Option<PackId> {
+    let rest = path.strip_prefix(PACKS_DIR)?;
+    let (_, id) = rest.split_once('/')?;
+    PackId::parse(id).ok()
+}
+
+/// The data object (a chunk stored alone or a pack) at `path`, if it is one.
+pub fn data_object(path: &str) -> Option<ObjectKey> {
+    chunk_of(path)
+        .map(|id| ObjectKey::Chunk { id })
+        .or_else(|| pack_of(path).map(|id| ObjectKey::Pack { id }))
+}
+
 /// Whether an object may be rewritten by a retried request (backup metadata)
 /// or is content-addressed and written once (chunks).
 pub fn put_mode(key: &ObjectKey) -> cairn_networks::PutMode {
     match key {
-        ObjectKey::Chunk { .. } => cairn_networks::PutMode::IfAbsent,
+        ObjectKey::Chunk { .. } | ObjectKey::Pack { .. } => cairn_networks::PutMode::IfAbsent,
         _ => cairn_networks::PutMode::Overwrite,
     }
 }
@@ -84,6 +104,7 @@ pub fn put_mode(key: &ObjectKey) -> cairn_networks::PutMode {
 pub fn describe(key: &ObjectKey) -> String {
     match key {
         ObjectKey::Chunk { id } => format!("chunk {}", id.to_hex()),
+        ObjectKey::Pack { id } => format!("pack {}", id.to_hex()),
         ObjectKey::Manifest { backup_id } => format!("manifest of backup {backup_id}"),
         ObjectKey::ChunkList { backup_id, page } => {
             format!("chunk list page {page} of backup {backup_id}")
@@ -102,6 +123,13 @@ mod tests {
         let p = object(&ObjectKey::Chunk { id });
         assert!(p.starts_with("chunks/ab/abab"));
         assert_eq!(chunk_of(&p), Some(id));
+        assert_eq!(data_object(&p), Some(ObjectKey::Chunk { id }));
+        let pack = PackId([0xcd; 32]);
+        let pp = object(&ObjectKey::Pack { id: pack });
+        assert!(pp.starts_with("packs/cd/cdcd"));
+        assert_eq!(pack_of(&pp), Some(pack));
+        assert_eq!(chunk_of(&pp), None);
+        assert_eq!(data_object(&pp), Some(ObjectKey::Pack { id: pack }));
         let b = BackupId::generate();
         let m = object(&ObjectKey::Manifest {
             backup_id: b.clone(),

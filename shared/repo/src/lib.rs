@@ -7,7 +7,7 @@
 //!
 //! * [`layout`]: object names → paths.
 //! * [`format`]: config, manifest, chunk lists and tree records as stored.
-//! * [`tree`], [`chunklist`]: building them during ingest.
+//! * [`tree`], [`chunklist`], [`pack`]: building them during ingest.
 //! * [`restore`]: reading a backup back, verified, into a sink.
 //! * [`target`]: the restore targets (directory, PostgreSQL, stdout).
 //! * [`complete`]: the repository config and key files onto networks added
@@ -21,6 +21,7 @@ pub mod chunklist;
 pub mod complete;
 pub mod format;
 pub mod layout;
+pub mod pack;
 pub mod pgtools;
 pub mod restore;
 pub mod target;
@@ -200,17 +201,52 @@ impl Repository {
         })
     }
 
+    /// As `fetch`, reading only `len` bytes at `offset` of the object (one
+    /// chunk of a pack).
+    pub async fn fetch_range<T>(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        what: &str,
+        mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
+    ) -> Result<(T, String), RepoError> {
+        let mut errors = Vec::new();
+        for n in &self.networks {
+            match tokio::time::timeout(FETCH_TIMEOUT, n.get_range(path, offset, len)).await {
+                Ok(Ok(bytes)) => match check(bytes) {
+                    Ok(v) => return Ok((v, n.name().to_string())),
+                    Err(e) => errors.push(format!("network {}: {path}: {e}", n.name())),
+                },
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push(format!(
+                    "network {}: {path}: no answer within {:.1} s",
+                    n.name(),
+                    FETCH_TIMEOUT.as_secs_f64()
+                )),
+            }
+        }
+        if errors.is_empty() {
+            errors.push("no network configured".into());
+        }
+        Err(RepoError::Unavailable {
+            what: what.to_string(),
+            errors: errors.join("; "),
+        })
+    }
+
     pub async fn config(&self) -> Result<RepoConfig, RepoError> {
         for n in &self.networks {
             match n.get(layout::CONFIG).await {
                 Ok(bytes) => {
                     let c: RepoConfig = serde_json::from_slice(&bytes)
                         .map_err(|e| RepoError::Format(format!("config on {}: {e}", n.name())))?;
-                    if c.format != FORMAT {
+                    if !format::readable(c.format) {
                         return Err(RepoError::Format(format!(
-                            "config on {} has format {}, this build reads {FORMAT}",
+                            "config on {} has format {}, this build reads {} to {FORMAT}",
                             n.name(),
-                            c.format
+                            c.format,
+                            format::OLDEST_FORMAT
                         )));
                     }
                     return Ok(c);
@@ -442,7 +478,7 @@ pub fn open_manifest(
     let plain = decompress(&what, o.compressed, o.payload, MANIFEST_MAX)?;
     let m: Manifest =
         rmp_serde::from_slice(&plain).map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
-    if m.format != FORMAT {
+    if !format::readable(m.format) {
         return Err(RepoError::Format(format!(
             "{what}: format {} unsupported",
             m.format
@@ -469,7 +505,14 @@ pub fn decode_page(
     let p: ChunkListPage = rmp_serde::from_slice(bytes).map_err(|e| {
         RepoError::Format(format!("chunk list page {page} of backup {backup_id}: {e}"))
     })?;
-    if p.format != FORMAT || &p.backup_id != backup_id || p.page != page {
+    if !format::readable(p.format) {
+        return Err(RepoError::Format(format!(
+            "chunk list page {page} of backup {backup_id}: format {} unsupported (this build reads {} to {FORMAT})",
+            p.format,
+            format::OLDEST_FORMAT
+        )));
+    }
+    if &p.backup_id != backup_id || p.page != page {
         return Err(RepoError::Format(format!(
             "chunk list page {page} of backup {backup_id}: header names page {} of backup {}",
             p.page, p.backup_id

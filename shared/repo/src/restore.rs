@@ -9,12 +9,12 @@
 //! missing, unreachable, slow (`FETCH_TIMEOUT`) or corrupted copy falls
 //! through to the next network.
 
-use crate::format::{ChunkRef, Manifest, Meta, TreeRecord};
-use crate::{chunklist, decompress, layout, tree, RepoError, Repository};
+use crate::format::{ChunkRef, Location, Manifest, Meta, TreeRecord};
+use crate::{chunklist, layout, pack, tree, RepoError, Repository};
 use async_trait::async_trait;
-use cairn_crypto::{IdKey, ObjectKind, Sealer};
-use cairn_events::{BackupId, ChunkId, ObjectKey};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use cairn_crypto::{IdKey, Sealer};
+use cairn_events::{BackupId, ChunkId};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -63,8 +63,12 @@ impl Restorer {
         self.repo.manifest(&self.sealer, backup_id).await
     }
 
-    /// Reads the chunk list and checks it against the manifest's root.
-    pub async fn verified_chunk_set(&self, m: &Manifest) -> Result<HashSet<ChunkId>, RepoError> {
+    /// Reads the chunk list, checks it against the manifest's root, and
+    /// returns where each chunk is.
+    pub async fn verified_chunk_set(
+        &self,
+        m: &Manifest,
+    ) -> Result<HashMap<ChunkId, Location>, RepoError> {
         let pages = self.repo.chunk_pages(&m.backup_id, m.chunk_pages).await?;
         let (count, root) = chunklist::root_of_pages(&pages);
         if count != m.chunk_count || root.as_slice() != m.merkle_root.as_slice() {
@@ -78,14 +82,19 @@ impl Restorer {
                 ),
             });
         }
-        Ok(pages.into_iter().flat_map(|p| p.ids).collect())
+        let mut out = HashMap::with_capacity(count as usize);
+        for p in pages {
+            let locs = p.locations().map_err(RepoError::Format)?;
+            out.extend(p.ids.into_iter().zip(locs));
+        }
+        Ok(out)
     }
 
-    fn spawn_fetch(&self, r: ChunkRef) -> Fetch {
+    fn spawn_fetch(&self, r: ChunkRef, at: Location) -> Fetch {
         let repo = self.repo.clone();
         let sealer = self.sealer.clone();
         let id_key = self.id_key.clone();
-        tokio::spawn(async move { fetch_chunk(&repo, &sealer, &id_key, r).await })
+        tokio::spawn(async move { fetch_chunk(&repo, &sealer, &id_key, r, at).await })
     }
 
     /// Restores backup `m` into `sink`; `progress` receives bytes written.
@@ -113,10 +122,11 @@ impl Restorer {
         let mut in_flight = 0usize;
         let mut in_file = false;
         for tref in &m.tree {
-            if !known.contains(&tref.id) {
+            let Some(at) = known.get(&tref.id) else {
                 return Err(not_listed(backup, &tref.id));
-            }
-            let (bytes, from) = fetch_chunk(&self.repo, &self.sealer, &self.id_key, *tref).await?;
+            };
+            let (bytes, from) =
+                fetch_chunk(&self.repo, &self.sealer, &self.id_key, *tref, *at).await?;
             *w.report.chunks_from.entry(from).or_default() += 1;
             for rec in tree::decode_records(&bytes)? {
                 match rec {
@@ -135,13 +145,13 @@ impl Restorer {
                             )));
                         }
                         for r in refs {
-                            if !known.contains(&r.id) {
+                            let Some(at) = known.get(&r.id) else {
                                 return Err(not_listed(backup, &r.id));
-                            }
+                            };
                             while in_flight >= self.window {
                                 in_flight -= w.step(&mut steps, backup).await?;
                             }
-                            steps.push_back(Step::Data(self.spawn_fetch(r), r.len));
+                            steps.push_back(Step::Data(self.spawn_fetch(r, *at), r.len));
                             in_flight += 1;
                         }
                     }
@@ -269,29 +279,26 @@ fn not_listed(backup: &BackupId, id: &ChunkId) -> RepoError {
     }
 }
 
-/// Reads one chunk from the first network holding an intact copy.
+/// Reads one chunk, from where the chunk list says it is, from the first
+/// network holding an intact copy (a pack is read only in the chunk's range).
 pub async fn fetch_chunk(
     repo: &Repository,
     sealer: &Sealer,
     id_key: &IdKey,
     r: ChunkRef,
+    at: Location,
 ) -> Result<(Vec<u8>, String), RepoError> {
-    let key = ObjectKey::Chunk { id: r.id };
-    let what = layout::describe(&key);
-    repo.fetch(&layout::object(&key), &what, |sealed| {
-        let o = sealer.open(&what, &r.id.0, &sealed)?;
-        if o.kind != ObjectKind::Chunk {
-            return Err(RepoError::Format(format!("{what}: sealed as a manifest")));
+    let what = format!("chunk {}", r.id.to_hex());
+    let open =
+        |sealed: bytes::Bytes| pack::open_chunk(sealer, id_key, &r.id, r.len as usize, &sealed);
+    match at {
+        Location::Alone(_) => repo.fetch(&layout::object(&at.object()), &what, open).await,
+        Location::Packed { offset, len, .. } => {
+            let path = layout::object(&at.object());
+            repo.fetch_range(&path, offset as u64, len as u64, &what, open)
+                .await
         }
-        let plain = decompress(&what, o.compressed, o.payload, r.len as usize)?;
-        if id_key.chunk_id(&plain) != r.id.0 {
-            return Err(RepoError::Format(format!(
-                "{what}: content does not match its id"
-            )));
-        }
-        Ok(plain)
-    })
-    .await
+    }
 }
 
 /// Writes a backup's tree under a directory.

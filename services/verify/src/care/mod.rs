@@ -94,7 +94,8 @@ pub async fn load(
         return Err(CareError::NoChunkList(id.clone()));
     }
     let page_data = targets.chunk_pages(id, pages).await?;
-    let objects = BackupObjects::of(id, &page_data);
+    let objects =
+        BackupObjects::of(id, &page_data).map_err(|e| CareError::Repo(RepoError::Format(e)))?;
     let paths = objects.paths();
     let digests = cairn_ledger::query::digests(pg, &paths).await?;
     let missing = paths.iter().filter(|p| !digests.contains_key(*p)).count();
@@ -131,8 +132,10 @@ pub async fn load(
 }
 
 /// Checks the digests against the recorded sealed root; returns whether
-/// they match it and how many of the sampled chunks' inclusion proofs hold.
+/// they match it and how many inclusion proofs hold, of the first chunk of
+/// each sampled data object.
 pub fn merkle_check(b: &Backup, sample: &[usize]) -> (bool, usize) {
+    let sample = b.objects.first_chunks(sample);
     let leaves: Vec<[u8; 32]> = sealed_leaves(&b.objects, |i| b.expected[i].sha256.clone())
         .iter()
         .map(|l| leaf_hash(l))

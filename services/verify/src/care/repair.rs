@@ -63,6 +63,7 @@ async fn copy_missing(
                             object: b.objects.keys[i].clone(),
                             sha256: want.clone(),
                             len,
+                            packed: Vec::new(),
                         },
                         existed: false,
                     }),
