@@ -253,17 +253,21 @@ fn gc_killed_at_any_step_loses_nothing_and_the_next_run_finishes() {
     let mut ledger = env.serve(&["ledger"]);
     let _ = stages;
     let many = env.source_dir("many");
+    // Each file one chunk large enough to be stored alone (small ones
+    // would share a few packs): 300 objects to delete, so that a collector
+    // can be killed halfway.
     for i in 0..300 {
-        random_file(&many.join(format!("f{i:03}.bin")), 8 << 10);
+        random_file(&many.join(format!("f{i:03}.bin")), 260 << 10);
     }
     let doomed = env.backup(&[many.to_str().unwrap()]);
     let (keep_src, keep) = env.back_up_random_file(2 << 20);
     let keep_tree = snapshot(&keep_src);
     env.ok(&["forget", doomed["backup_id"].as_str().unwrap()]);
-    let bucket = server.root.join(&server.bucket).join("repo/chunks");
+    let repo = server.root.join(&server.bucket).join("repo");
     let bucket_chunks = move || {
-        Env::files_under(&bucket)
-            .iter()
+        let mut all = Env::files_under(&repo.join("chunks"));
+        all.extend(Env::files_under(&repo.join("packs")));
+        all.iter()
             .filter(|p| p.file_name().is_some_and(|n| n.len() == 64))
             .count()
     };
@@ -384,7 +388,9 @@ fn gc_killed_at_any_step_loses_nothing_and_the_next_run_finishes() {
         let recorded: usize = events
             .iter()
             .filter_map(|e| match &e.event {
-                cairn_events::Event::ChunksDeleted(b) if b.network == name => Some(b.chunks.len()),
+                cairn_events::Event::ChunksDeleted(b) if b.network == name => {
+                    Some(b.chunks.len() + b.packs.len())
+                }
                 _ => None,
             })
             .sum();

@@ -93,6 +93,10 @@ async fn dedup_against(
 /// Chunk ids per chunk-index query when checking a parent's files cache.
 const CACHE_CHECK_BATCH: usize = 8192;
 
+/// Where the chunks of the parent's cached files are (as the check before
+/// the walk found them), so that a reused file needs no second lookup.
+type ReusedAt = HashMap<ChunkId, Location>;
+
 /// The parent's files cache for a directory backup, with every entry whose
 /// chunks are not all held (and not condemned) on every target network
 /// dropped: such a file is read again. None for streams, `--force-read`, or
@@ -101,7 +105,7 @@ async fn parent_cache(
     ctx: &IngestContext,
     req: &BackupRequest,
     networks: &[String],
-) -> Result<Option<FilesCache>, JobError> {
+) -> Result<Option<(FilesCache, ReusedAt)>, JobError> {
     let Some(store) = &ctx.files_cache else {
         return Ok(None);
     };
@@ -128,11 +132,13 @@ async fn parent_cache(
     };
     // One batch of ids at a time: a large tree's cache names millions.
     let mut dropped = 0;
+    let mut at = ReusedAt::new();
     for keys in cache.batches(CACHE_CHECK_BATCH) {
         let ids = cache.chunk_ids_of(&keys);
         let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks).await?;
-        let usable: HashSet<ChunkId> = states.known.into_keys().collect();
+        let usable: HashSet<ChunkId> = states.known.keys().copied().collect();
         dropped += cache.retain_known(&keys, &usable);
+        at.extend(states.known);
     }
     tracing::info!(
         dataset = %req.dataset,
@@ -141,7 +147,7 @@ async fn parent_cache(
         dropped,
         "files cache: unchanged files will not be read"
     );
-    Ok(Some(cache))
+    Ok(Some((cache, at)))
 }
 
 /// Chunks in flight to compression, per job.
@@ -345,7 +351,10 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Ingested, JobError> {
     let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
-    let parent = parent_cache(ctx, req, &networks).await?;
+    let (parent, reused_at) = match parent_cache(ctx, req, &networks).await? {
+        Some((cache, at)) => (Some(cache), at),
+        None => (None, ReusedAt::new()),
+    };
     let parent_id = parent.as_ref().and_then(|p| p.backup_id.clone());
     let caching = Caching {
         parent,
@@ -380,8 +389,8 @@ pub async fn run(
             };
             // Only the first appearance of a chunk in this backup matters.
             // A reused chunk (files cache) was checked on every target
-            // network before the walk began, and is looked up again for
-            // its location with the others.
+            // network before the walk began, which found where it is; the
+            // others are looked up now.
             let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::with_capacity(buf.len());
             let mut batch_ids = HashSet::new();
             for item in buf.drain(..) {
@@ -403,10 +412,18 @@ pub async fn run(
             if fresh.is_empty() {
                 continue;
             }
-            let ids: Vec<ChunkId> = fresh.iter().map(|(id, _)| *id).collect();
-            let known = dedup_against(&ctx.pg, &ids, &networks).await?;
+            let ids: Vec<ChunkId> = fresh
+                .iter()
+                .filter(|(id, plain)| plain.is_some() || !reused_at.contains_key(id))
+                .map(|(id, _)| *id)
+                .collect();
+            let known = if ids.is_empty() {
+                HashMap::new()
+            } else {
+                dedup_against(&ctx.pg, &ids, &networks).await?
+            };
             for (id, plain) in fresh {
-                if let Some(loc) = known.get(&id) {
+                if let Some(loc) = known.get(&id).or_else(|| reused_at.get(&id)) {
                     list.add(id, Some(*loc));
                     continue;
                 }

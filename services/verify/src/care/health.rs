@@ -174,7 +174,11 @@ pub async fn health(
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         // Presence of every object, from listings (cheap), then the sample read in full.
         let mut present: BTreeSet<String> = BTreeSet::new();
-        for prefix in [layout::CHUNKS_DIR.to_string(), layout::backup_dir(id)] {
+        for prefix in [
+            layout::CHUNKS_DIR.to_string(),
+            layout::PACKS_DIR.to_string(),
+            layout::backup_dir(id),
+        ] {
             if let Ok(list) = net.list(&prefix).await {
                 present.extend(list);
             }
