@@ -488,8 +488,11 @@ pub struct Outcome {
     /// Merkle root over chunk ids (hex), as checked by verify. Empty if none.
     #[serde(default)]
     pub merkle_root: String,
-    /// Merkle root over (chunk id, sealed SHA-256) pairs (hex): lets an
-    /// auditor without the key check sampled ciphertext against the backup.
+    /// Merkle root (hex), in chunk-list order, over (chunk id ‖ SHA-256 of
+    /// its sealed object) for a chunk stored alone and (chunk id ‖ SHA-256
+    /// of its pack ‖ offset ‖ length, big-endian u32) for a packed one: lets
+    /// an auditor without the key check sampled ciphertext against the
+    /// backup.
     #[serde(default)]
     pub sealed_root: String,
     /// Per-network result.

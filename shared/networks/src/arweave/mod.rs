@@ -106,6 +106,48 @@ impl ArweaveNetwork {
         NetworkError::io(&self.name, op, path, detail)
     }
 
+    /// An object's data, or `len` bytes of it from `offset`: asked for
+    /// with a `Range` header, and cut here when a gateway answers with the
+    /// whole object (200) instead of the range (206).
+    async fn fetch(&self, path: &str, range: Option<(u64, u64)>) -> Result<Bytes, NetworkError> {
+        check_path(&self.name, path)?;
+        let id = self
+            .lookup(path)
+            .await?
+            .ok_or_else(|| NetworkError::NotFound {
+                network: self.name.clone(),
+                path: path.to_string(),
+            })?;
+        let mut req = self.http.get(format!("{}/{id}", self.endpoint));
+        if let Some((offset, len)) = range {
+            req = req.header(
+                reqwest::header::RANGE,
+                format!("bytes={offset}-{}", offset.saturating_add(len) - 1),
+            );
+        }
+        let r = req.send().await.map_err(|e| self.err("get", path, e))?;
+        let status = r.status().as_u16();
+        if range.is_some() && status == 416 {
+            return Ok(Bytes::new()); // the range starts past the end
+        }
+        if !r.status().is_success() || status == 204 {
+            return Err(self.err(
+                "get",
+                path,
+                format!("transaction {id}: HTTP {}", r.status()),
+            ));
+        }
+        let body = r.bytes().await.map_err(|e| self.err("get", path, e))?;
+        match range {
+            Some((offset, len)) if status != 206 => {
+                let start = (offset as usize).min(body.len());
+                let end = (offset.saturating_add(len) as usize).min(body.len());
+                Ok(body.slice(start..end))
+            }
+            _ => Ok(body),
+        }
+    }
+
     async fn text(
         &self,
         op: &'static str,
@@ -367,28 +409,7 @@ impl Network for ArweaveNetwork {
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
-        check_path(&self.name, path)?;
-        let id = self
-            .lookup(path)
-            .await?
-            .ok_or_else(|| NetworkError::NotFound {
-                network: self.name.clone(),
-                path: path.to_string(),
-            })?;
-        let r = self
-            .http
-            .get(format!("{}/{id}", self.endpoint))
-            .send()
-            .await
-            .map_err(|e| self.err("get", path, e))?;
-        if !r.status().is_success() || r.status().as_u16() == 204 {
-            return Err(self.err(
-                "get",
-                path,
-                format!("transaction {id}: HTTP {}", r.status()),
-            ));
-        }
-        r.bytes().await.map_err(|e| self.err("get", path, e))
+        self.fetch(path, None).await
     }
 
     async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
@@ -432,10 +453,10 @@ impl Network for ArweaveNetwork {
     }
 
     async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
-        let all = self.get(path).await?;
-        let start = (offset as usize).min(all.len());
-        let end = (offset.saturating_add(len) as usize).min(all.len());
-        Ok(all.slice(start..end))
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        self.fetch(path, Some((offset, len))).await
     }
 
     async fn usage(&self) -> Result<Usage, NetworkError> {

@@ -172,7 +172,8 @@ impl S3Network {
     /// GetObject, whole or a byte range; a missing key is `NotFound`.
     async fn read(&self, path: &str, range: Option<String>) -> Result<Bytes, NetworkError> {
         let key = self.key(path)?;
-        let out = self
+        let ranged = range.is_some();
+        let out = match self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -180,13 +181,19 @@ impl S3Network {
             .set_range(range)
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_no_such_key() => self.not_found(path),
-                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                    self.not_found(path)
-                }
-                _ => self.remote("get", path, e),
-            })?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                return match e.as_service_error() {
+                    Some(se) if se.is_no_such_key() => Err(self.not_found(path)),
+                    _ if status == Some(404) => Err(self.not_found(path)),
+                    // A range that starts past the end: nothing there.
+                    _ if ranged && status == Some(416) => Ok(Bytes::new()),
+                    _ => Err(self.remote("get", path, e)),
+                };
+            }
+        };
         let data = out
             .body
             .collect()
