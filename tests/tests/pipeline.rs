@@ -1624,4 +1624,5 @@ fn small_files_are_stored_in_packs_deduplicated_checked_repaired_and_collected_w
     }
     settle(&env.db);
     assert_eq!(psql(&env.db, "select count(*) from chunk_copies"), "0");
+    assert_eq!(psql(&env.db, "select count(*) from pack_chunks"), "0");
 }

@@ -289,6 +289,18 @@ async fn apply(
                     &[&ids, &b.network],
                 )
                 .await?;
+            // A pack gone from its last network: what it held goes too.
+            if !b.packs.is_empty() {
+                let packs: Vec<&[u8]> = b.packs.iter().map(|p| p.0.as_slice()).collect();
+                prepared
+                    .execute(
+                        tx,
+                        "DELETE FROM pack_chunks pc WHERE pc.pack_id = ANY($1)
+                         AND NOT EXISTS (SELECT 1 FROM chunk_copies cc WHERE cc.chunk_id = pc.pack_id)",
+                        &[&packs],
+                    )
+                    .await?;
+            }
             prepared
                 .execute(
                     tx,

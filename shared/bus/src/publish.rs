@@ -107,12 +107,19 @@ fn retryable(detail: &str) -> bool {
         || d.contains("max ack pending")
 }
 
-/// Many publishes with up to `window` acks outstanding.
+/// Many publishes with up to `window` acks outstanding, holding at most
+/// [`PIPELINE_BYTES`] of payloads (kept until acknowledged, to publish again
+/// if refused): a window of packs near 1 MiB each would otherwise hold
+/// 64 MiB.
 pub struct Pipeline {
     js: Context,
     window: usize,
     inflight: VecDeque<(String, String, Bytes, PublishAckFuture)>,
+    bytes: usize,
 }
+
+/// Payload bytes a [`Pipeline`] keeps waiting for acknowledgement.
+pub const PIPELINE_BYTES: usize = 8 << 20;
 
 impl Pipeline {
     pub fn new(js: Context, window: usize) -> Self {
@@ -120,6 +127,7 @@ impl Pipeline {
             js,
             window: window.max(1),
             inflight: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -129,11 +137,16 @@ impl Pipeline {
         msg_id: String,
         payload: Bytes,
     ) -> Result<(), BusError> {
-        while self.inflight.len() >= self.window {
+        while self.inflight.len() >= self.window
+            || (!self.inflight.is_empty() && self.bytes + payload.len() > PIPELINE_BYTES)
+        {
             self.settle_one().await?;
         }
         match send(&self.js, &subject, &msg_id, payload.clone()).await {
-            Ok(ack) => self.inflight.push_back((subject, msg_id, payload, ack)),
+            Ok(ack) => {
+                self.bytes += payload.len();
+                self.inflight.push_back((subject, msg_id, payload, ack))
+            }
             Err(_) => publish_once(&self.js, &subject, &msg_id, payload).await?,
         }
         Ok(())
@@ -141,6 +154,7 @@ impl Pipeline {
 
     async fn settle_one(&mut self) -> Result<(), BusError> {
         if let Some((subject, msg_id, payload, ack)) = self.inflight.pop_front() {
+            self.bytes -= payload.len();
             if let Err(e) = ack.await {
                 let detail = e.to_string();
                 if !retryable(&detail) {
