@@ -69,8 +69,10 @@ fn gc_marks_then_sweeps_after_the_grace_period_and_revives_what_a_backup_reuses(
     for name in ["local", "other"] {
         let n = net(&first, name);
         assert_eq!(n.outcome, "swept", "{first:?}");
-        // b.bin, d.bin and the first backup's tree: at least three chunks.
-        assert!(n.marked >= 3 && n.deleted == 0, "{first:?}");
+        // b.bin and d.bin: each at least one chunk stored alone (their
+        // tails and the first backup's tree are packed, perhaps with a
+        // chunk the second backup still uses, which keeps that pack).
+        assert!(n.marked >= 2 && n.deleted == 0, "{first:?}");
     }
     assert_eq!(
         (chunk_files(&env, "local"), chunk_files(&env, "other")),
@@ -83,7 +85,7 @@ fn gc_marks_then_sweeps_after_the_grace_period_and_revives_what_a_backup_reuses(
         early
             .networks
             .iter()
-            .all(|n| n.deleted == 0 && n.waiting >= 3),
+            .all(|n| n.deleted == 0 && n.waiting >= 2),
         "{early:?}"
     );
 
@@ -102,11 +104,12 @@ fn gc_marks_then_sweeps_after_the_grace_period_and_revives_what_a_backup_reuses(
         let n = net(&second, name);
         assert_eq!(n.outcome, "swept", "{second:?}");
         assert!(
-            n.revived >= 2,
+            n.revived >= 1,
             "b.bin's chunks were not revived: {second:?}"
         );
-        assert!(n.deleted >= 2, "{second:?}");
-        assert!(n.bytes_freed >= 1 << 20, "{second:?}");
+        // At least d.bin's first chunk (256 KiB or more, stored alone).
+        assert!(n.deleted >= 1, "{second:?}");
+        assert!(n.bytes_freed >= 256 << 10, "{second:?}");
         assert_eq!(n.waiting, 0, "{second:?}");
     }
     assert_eq!(
