@@ -85,22 +85,31 @@ impl fmt::Debug for BackupId {
 #[serde(try_from = "String", into = "String")]
 pub struct ChunkId(#[schemars(with = "String")] pub [u8; 32]);
 
-impl ChunkId {
-    pub fn parse(s: &str) -> Result<Self, IdError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out)
-            .map_err(|_| IdError::Chunk(s.chars().take(80).collect()))?;
-        Ok(ChunkId(out))
-    }
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
+/// A 32-byte hash id's parsing from and printing as hex; `$err` names it
+/// in errors.
+macro_rules! hex_id {
+    ($t:ident, $err:ident) => {
+        impl $t {
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(s, &mut out)
+                    .map_err(|_| IdError::$err(s.chars().take(80).collect()))?;
+                Ok($t(out))
+            }
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($t), &self.to_hex()[..16])
+            }
+        }
+    };
 }
-impl fmt::Debug for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChunkId({})", &self.to_hex()[..16])
-    }
-}
+
+hex_id!(ChunkId, Chunk);
+hex_id!(PackId, Pack);
 
 /// A pack id: names a pack (many sealed chunks stored as one object). A
 /// hash of the ids of the chunks it holds, in order, so that a pack formed
@@ -119,20 +128,6 @@ impl PackId {
             h.update(id.0);
         }
         PackId(h.finalize().into())
-    }
-    pub fn parse(s: &str) -> Result<Self, IdError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out)
-            .map_err(|_| IdError::Pack(s.chars().take(80).collect()))?;
-        Ok(PackId(out))
-    }
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-impl fmt::Debug for PackId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PackId({})", &self.to_hex()[..16])
     }
 }
 

@@ -175,30 +175,9 @@ impl Repository {
         timeout: std::time::Duration,
         path: &str,
         what: &str,
-        mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
+        check: impl FnMut(Bytes) -> Result<T, RepoError>,
     ) -> Result<(T, String), RepoError> {
-        let mut errors = Vec::new();
-        for n in &self.networks {
-            match tokio::time::timeout(timeout, n.get(path)).await {
-                Ok(Ok(bytes)) => match check(bytes) {
-                    Ok(v) => return Ok((v, n.name().to_string())),
-                    Err(e) => errors.push(e.to_string()),
-                },
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!(
-                    "network {}: {path}: no answer within {:.1} s",
-                    n.name(),
-                    timeout.as_secs_f64()
-                )),
-            }
-        }
-        if errors.is_empty() {
-            errors.push("no network configured".into());
-        }
-        Err(RepoError::Unavailable {
-            what: what.to_string(),
-            errors: errors.join("; "),
-        })
+        self.fetch_part(timeout, path, None, what, check).await
     }
 
     /// As `fetch`, reading only `len` bytes at `offset` of the object (one
@@ -209,20 +188,40 @@ impl Repository {
         offset: u64,
         len: u64,
         what: &str,
+        check: impl FnMut(Bytes) -> Result<T, RepoError>,
+    ) -> Result<(T, String), RepoError> {
+        self.fetch_part(FETCH_TIMEOUT, path, Some((offset, len)), what, check)
+            .await
+    }
+
+    /// The whole object, or a range of it, from the first network whose
+    /// bytes pass `check`; every network's failure is named otherwise.
+    async fn fetch_part<T>(
+        &self,
+        timeout: std::time::Duration,
+        path: &str,
+        range: Option<(u64, u64)>,
+        what: &str,
         mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
     ) -> Result<(T, String), RepoError> {
         let mut errors = Vec::new();
         for n in &self.networks {
-            match tokio::time::timeout(FETCH_TIMEOUT, n.get_range(path, offset, len)).await {
+            let read = async {
+                match range {
+                    None => n.get(path).await,
+                    Some((offset, len)) => n.get_range(path, offset, len).await,
+                }
+            };
+            match tokio::time::timeout(timeout, read).await {
                 Ok(Ok(bytes)) => match check(bytes) {
                     Ok(v) => return Ok((v, n.name().to_string())),
-                    Err(e) => errors.push(format!("network {}: {path}: {e}", n.name())),
+                    Err(e) => errors.push(format!("network {}: {e}", n.name())),
                 },
                 Ok(Err(e)) => errors.push(e.to_string()),
                 Err(_) => errors.push(format!(
                     "network {}: {path}: no answer within {:.1} s",
                     n.name(),
-                    FETCH_TIMEOUT.as_secs_f64()
+                    timeout.as_secs_f64()
                 )),
             }
         }
