@@ -265,6 +265,22 @@ impl Env {
         p
     }
 
+    /// `cairn health ID --json [--full]`: its exit code and report.
+    pub fn health(&self, id: &str, full: bool) -> (i32, serde_json::Value) {
+        let mut args = vec!["health", id, "--json"];
+        if full {
+            args.push("--full");
+        }
+        let o = self.run(&args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "health: not JSON ({e}): {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        (o.status.code().unwrap_or(-1), v)
+    }
+
     /// Every data object a directory network holds: packs, and chunks
     /// stored alone.
     pub fn data_objects(&self, network: &str) -> Vec<PathBuf> {
@@ -379,4 +395,14 @@ pub fn degraded_outcome(o: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// One network's part of a `cairn health` report.
+pub fn health_of<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == name)
+        .unwrap_or_else(|| panic!("no network {name} in {report}"))
 }

@@ -297,30 +297,6 @@ fn backup_to_fs_and_s3_restores_from_either() {
     assert!(r["chunks_from"]["objects"].as_u64().unwrap() > 0, "{r}");
 }
 
-fn health(env: &Env, id: &str, full: bool) -> (i32, serde_json::Value) {
-    let mut args = vec!["health", id, "--json"];
-    if full {
-        args.push("--full");
-    }
-    let o = env.run(&args);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "health: not JSON ({e}): {}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code().unwrap_or(-1), v)
-}
-
-fn network<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["networks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["network"] == name)
-        .unwrap()
-}
-
 /// A corrupted chunk on one network: `health --full` names it, restore still
 /// succeeds from the other network, `repair` replaces it, health is back to
 /// healthy. A deleted chunk is found from listings alone.
@@ -333,7 +309,7 @@ fn health_names_damage_and_repair_fixes_it() {
     env.start_all();
     let (src, id) = env.back_up_random_file(4 << 20);
     let id = id.as_str();
-    let (code, h) = health(&env, id, false);
+    let (code, h) = env.health(id, false);
     assert_eq!((code, h["status"].as_str().unwrap()), (0, "healthy"), "{h}");
     assert_eq!(h["integrity"]["sealed_root_matches_digests"], true);
     assert!(
@@ -344,7 +320,9 @@ fn health_names_damage_and_repair_fixes_it() {
         "{h}"
     );
     assert!(
-        network(&h, "local")["est_restore_secs"].as_f64().is_some(),
+        health_of(&h, "local")["est_restore_secs"]
+            .as_f64()
+            .is_some(),
         "{h}"
     );
 
@@ -354,13 +332,13 @@ fn health_names_damage_and_repair_fixes_it() {
     bytes[100] ^= 1;
     std::fs::write(&chunk, &bytes).unwrap();
     let name = chunk.file_name().unwrap().to_string_lossy().into_owned();
-    let (code, h) = health(&env, id, true);
+    let (code, h) = env.health(id, true);
     assert_eq!(
         (code, h["status"].as_str().unwrap()),
         (3, "degraded"),
         "{h}"
     );
-    let local = network(&h, "local");
+    let local = health_of(&h, "local");
     assert!(
         local["corrupt_objects"][0]
             .as_str()
@@ -382,18 +360,18 @@ fn health_names_damage_and_repair_fixes_it() {
     let r = env.json(&["repair", id, "--json"]);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["repaired"][0]["objects_copied"], 1, "{r}");
-    let (code, h) = health(&env, id, true);
+    let (code, h) = env.health(id, true);
     assert_eq!((code, h["status"].as_str().unwrap()), (0, "healthy"), "{h}");
 
     // Delete a chunk on `second`: the listing shows it gone.
     let gone = env.data_objects("second").pop().unwrap();
     std::fs::remove_file(&gone).unwrap();
-    let (code, h) = health(&env, id, false);
+    let (code, h) = env.health(id, false);
     assert_eq!(code, 3, "{h}");
-    assert_eq!(network(&h, "second")["missing"], 1, "{h}");
+    assert_eq!(health_of(&h, "second")["missing"], 1, "{h}");
     env.ok(&["repair", "--all"]);
     assert!(gone.exists());
-    let (code, _) = health(&env, id, false);
+    let (code, _) = env.health(id, false);
     assert_eq!(code, 0);
     env.ok(&["audit", "verify"]);
 }
@@ -470,9 +448,9 @@ fn network_down_mid_backup_then_repair() {
         r["repaired"][0]["objects_copied"].as_u64().unwrap() > 0,
         "{r}"
     );
-    let (code, h) = health(&env, &id, true);
+    let (code, h) = env.health(&id, true);
     assert_eq!(code, 0, "{h}");
-    assert_eq!(network(&h, "ipfs")["missing"], 0, "{h}");
+    assert_eq!(health_of(&h, "ipfs")["missing"], 0, "{h}");
     // Every object on the node has exactly one remote pin request, even
     // those whose first put died with the node; health reports them.
     let remote = pins.pins();
@@ -481,7 +459,7 @@ fn network_down_mid_backup_then_repair() {
         .map(|p| p["pin"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), remote.len(), "duplicate pin requests");
-    let reported: u64 = network(&h, "ipfs")["remote_copies"]
+    let reported: u64 = health_of(&h, "ipfs")["remote_copies"]
         .as_object()
         .unwrap_or_else(|| panic!("no remote_copies: {h}"))
         .values()
@@ -489,7 +467,7 @@ fn network_down_mid_backup_then_repair() {
         .sum();
     assert_eq!(reported, remote.len() as u64, "{h}");
     assert!(
-        reported >= network(&h, "ipfs")["objects"].as_u64().unwrap(),
+        reported >= health_of(&h, "ipfs")["objects"].as_u64().unwrap(),
         "{h}"
     );
     wait_for(
@@ -609,7 +587,7 @@ fn a_frozen_network_does_not_hold_back_the_others() {
     wait_for(120, "the automatic repair to complete the backup", || {
         (env.json(&["show", id, "--json"])["status"] == "completed").then_some(())
     });
-    let (code, h) = health(&env, id, true);
+    let (code, h) = env.health(id, true);
     assert_eq!(code, 0, "{h}");
 }
 
@@ -1279,6 +1257,6 @@ fn a_network_added_after_init_gets_the_repository() {
         let dir = env.restore_from_only(net, id2);
         assert_eq!(snapshot(&dir.join("src")), snapshot(&src), "from {net}");
     }
-    let (_, h) = health(&env, id2, false);
+    let (_, h) = env.health(id2, false);
     assert_eq!(h["status"], "healthy", "{h}");
 }

@@ -1553,19 +1553,9 @@ fn small_files_are_stored_in_packs_deduplicated_checked_repaired_and_collected_w
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(victim, &bytes).unwrap();
-    let o = env.run(&["health", &id1, "--full", "--json"]);
-    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        (o.status.code(), h["status"].as_str()),
-        (Some(3), Some("degraded")),
-        "{h}"
-    );
-    let local = h["networks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["network"] == "local")
-        .unwrap();
+    let (code, h) = env.health(&id1, true);
+    assert_eq!((code, h["status"].as_str()), (3, Some("degraded")), "{h}");
+    let local = health_of(&h, "local");
     let name = victim.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         local["corrupt_objects"][0]

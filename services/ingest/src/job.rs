@@ -211,18 +211,8 @@ impl Publisher<'_> {
         plain_len: u32,
         payload: Vec<u8>,
     ) -> Result<(), BusError> {
-        let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
-        let msg = PlainChunk {
-            schema: SCHEMA_VERSION,
-            backup_id: self.backup_id.clone(),
-            object,
-            networks: self.networks.to_vec(),
-            compressed,
-            plain_len,
-            payload,
-            parts: Vec::new(),
-        };
-        self.send_plain(msg_id, msg).await
+        self.send_plain(object, compressed, plain_len, payload, Vec::new())
+            .await
     }
 
     /// A pack of new chunks, to be sealed as one object; its chunks are
@@ -237,25 +227,34 @@ impl Publisher<'_> {
                 .map_err(|e| JobError::Source(e.to_string()))?;
         }
         let object = ObjectKey::Pack { id: formed.id };
-        let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
-        let msg = PlainChunk {
-            schema: SCHEMA_VERSION,
-            backup_id: self.backup_id.clone(),
-            object,
-            networks: self.networks.to_vec(),
-            compressed: false,
-            plain_len: 0,
-            payload: Vec::new(),
-            parts: formed.parts,
-        };
-        self.send_plain(msg_id, msg).await?;
+        self.send_plain(object, false, 0, Vec::new(), formed.parts)
+            .await?;
         for page in list.ready() {
             self.page(page).await?;
         }
         Ok(())
     }
 
-    async fn send_plain(&mut self, msg_id: String, msg: PlainChunk) -> Result<(), BusError> {
+    /// One PLAIN message: a chunk or manifest (`payload`), or a pack (`parts`).
+    async fn send_plain(
+        &mut self,
+        object: ObjectKey,
+        compressed: bool,
+        plain_len: u32,
+        payload: Vec<u8>,
+        parts: Vec<PlainPart>,
+    ) -> Result<(), BusError> {
+        let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
+        let msg = PlainChunk {
+            schema: SCHEMA_VERSION,
+            backup_id: self.backup_id.clone(),
+            object,
+            networks: self.networks.to_vec(),
+            compressed,
+            plain_len,
+            payload,
+            parts,
+        };
         let subject = self.ctx.bus.subjects.plain(self.backup_id);
         self.pipe
             .publish(subject, msg_id, Bytes::from(encode(&msg)))
