@@ -15,6 +15,7 @@ use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey,
     PlainChunk, PlainPart, Redundancy, SealedObject, Stats, SCHEMA_VERSION,
 };
+use cairn_ledger::marks::ChunkIndex;
 use cairn_repo::chunklist::ChunkListBuilder;
 use cairn_repo::format::{ChunkListPage, Location, Manifest, RepoConfig, FORMAT};
 use cairn_repo::layout;
@@ -68,12 +69,13 @@ const CONDEMNED_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// such a chunk is simply new, and written again.
 async fn dedup_against(
     pg: &tokio_postgres::Client,
+    index: &ChunkIndex,
     ids: &[ChunkId],
     networks: &[String],
 ) -> Result<HashMap<ChunkId, Location>, JobError> {
     let started = std::time::Instant::now();
     loop {
-        let states = cairn_ledger::marks::chunk_states(pg, ids, networks).await?;
+        let states = index.states(pg, ids, networks).await?;
         if states.condemned.is_empty() {
             return Ok(states.known);
         }
@@ -103,6 +105,7 @@ type ReusedAt = HashMap<ChunkId, Location>;
 /// when no completed backup of the dataset left a cache on this host.
 async fn parent_cache(
     ctx: &IngestContext,
+    index: &ChunkIndex,
     req: &BackupRequest,
     networks: &[String],
 ) -> Result<Option<(FilesCache, ReusedAt)>, JobError> {
@@ -135,7 +138,7 @@ async fn parent_cache(
     let mut at = ReusedAt::new();
     for keys in cache.batches(CACHE_CHECK_BATCH) {
         let ids = cache.chunk_ids_of(&keys);
-        let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks).await?;
+        let states = index.states(&ctx.pg, &ids, networks).await?;
         let usable: HashSet<ChunkId> = states.known.keys().copied().collect();
         dropped += cache.retain_known(&keys, &usable);
         at.extend(states.known);
@@ -149,6 +152,16 @@ async fn parent_cache(
     );
     Ok(Some((cache, at)))
 }
+
+/// A chunk-index lookup waits until it has this many ids to ask about (or
+/// the source is done): one query per producer batch asked about ~32 small
+/// files at a time, and its parse, bind and plan cost as much as running it.
+const LOOKUP_IDS: usize = 512;
+/// ... or this much new plaintext is waiting on the answer.
+const LOOKUP_BYTES: usize = 4 << 20;
+/// ... or this many chunks in all (an unchanged tree's reused chunks need no
+/// lookup, but their list entries wait with the rest).
+const LOOKUP_ITEMS: usize = 8192;
 
 /// Chunks in flight to compression, per job.
 const COMPRESS_WINDOW: usize = 4;
@@ -350,7 +363,8 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Ingested, JobError> {
     let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
-    let (parent, reused_at) = match parent_cache(ctx, req, &networks).await? {
+    let index = ChunkIndex::prepare(&ctx.pg).await?;
+    let (parent, reused_at) = match parent_cache(ctx, &index, req, &networks).await? {
         Some((cache, at)) => (Some(cache), at),
         None => (None, ReusedAt::new()),
     };
@@ -382,27 +396,35 @@ pub async fn run(
     let level = ctx.repo.compression_level;
 
     let consumed: Result<(), JobError> = async {
-        loop {
-            let Some(mut buf) = rx.recv().await else {
-                break;
-            };
+        let mut source_done = false;
+        while !source_done {
             // Only the first appearance of a chunk in this backup matters.
             // A reused chunk (files cache) was checked on every target
             // network before the walk began, which found where it is; the
-            // others are looked up now.
-            let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::with_capacity(buf.len());
+            // others are looked up now, gathered over producer batches.
+            let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::new();
             let mut batch_ids = HashSet::new();
-            for item in buf.drain(..) {
-                match item {
-                    Item::Chunk { id, plain, .. } => {
-                        if !list.contains(&id) && batch_ids.insert(id) {
-                            fresh.push((id, Some(plain)));
+            let (mut lookups, mut bytes) = (0usize, 0usize);
+            while lookups < LOOKUP_IDS && bytes < LOOKUP_BYTES && fresh.len() < LOOKUP_ITEMS {
+                let Some(mut buf) = rx.recv().await else {
+                    source_done = true;
+                    break;
+                };
+                for item in buf.drain(..) {
+                    match item {
+                        Item::Chunk { id, plain, .. } => {
+                            if !list.contains(&id) && batch_ids.insert(id) {
+                                lookups += 1;
+                                bytes += plain.len();
+                                fresh.push((id, Some(plain)));
+                            }
                         }
-                    }
-                    Item::Reused { refs } => {
-                        for r in refs {
-                            if !list.contains(&r.id) && batch_ids.insert(r.id) {
-                                fresh.push((r.id, None));
+                        Item::Reused { refs } => {
+                            for r in refs {
+                                if !list.contains(&r.id) && batch_ids.insert(r.id) {
+                                    lookups += usize::from(!reused_at.contains_key(&r.id));
+                                    fresh.push((r.id, None));
+                                }
                             }
                         }
                     }
@@ -419,7 +441,7 @@ pub async fn run(
             let known = if ids.is_empty() {
                 HashMap::new()
             } else {
-                dedup_against(&ctx.pg, &ids, &networks).await?
+                dedup_against(&ctx.pg, &index, &ids, &networks).await?
             };
             for (id, plain) in fresh {
                 if let Some(loc) = known.get(&id).or_else(|| reused_at.get(&id)) {
