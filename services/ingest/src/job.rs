@@ -15,7 +15,6 @@ use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey,
     PlainChunk, PlainPart, Redundancy, SealedObject, Stats, SCHEMA_VERSION,
 };
-use cairn_ledger::marks::ChunkIndex;
 use cairn_repo::chunklist::ChunkListBuilder;
 use cairn_repo::format::{ChunkListPage, Location, Manifest, RepoConfig, FORMAT};
 use cairn_repo::layout;
@@ -69,13 +68,12 @@ const CONDEMNED_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// such a chunk is simply new, and written again.
 async fn dedup_against(
     pg: &tokio_postgres::Client,
-    index: &ChunkIndex,
     ids: &[ChunkId],
     networks: &[String],
 ) -> Result<HashMap<ChunkId, Location>, JobError> {
     let started = std::time::Instant::now();
     loop {
-        let states = index.states(pg, ids, networks).await?;
+        let states = cairn_ledger::marks::chunk_states(pg, ids, networks).await?;
         if states.condemned.is_empty() {
             return Ok(states.known);
         }
@@ -105,7 +103,6 @@ type ReusedAt = HashMap<ChunkId, Location>;
 /// when no completed backup of the dataset left a cache on this host.
 async fn parent_cache(
     ctx: &IngestContext,
-    index: &ChunkIndex,
     req: &BackupRequest,
     networks: &[String],
 ) -> Result<Option<(FilesCache, ReusedAt)>, JobError> {
@@ -138,7 +135,7 @@ async fn parent_cache(
     let mut at = ReusedAt::new();
     for keys in cache.batches(CACHE_CHECK_BATCH) {
         let ids = cache.chunk_ids_of(&keys);
-        let states = index.states(&ctx.pg, &ids, networks).await?;
+        let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks).await?;
         let usable: HashSet<ChunkId> = states.known.keys().copied().collect();
         dropped += cache.retain_known(&keys, &usable);
         at.extend(states.known);
@@ -156,6 +153,10 @@ async fn parent_cache(
 /// A chunk-index lookup waits until it has this many ids to ask about (or
 /// the source is done): one query per producer batch asked about ~32 small
 /// files at a time, and its parse, bind and plan cost as much as running it.
+/// It is deliberately not a prepared statement: PostgreSQL would keep a
+/// generic plan made while the tables were small (a sequential scan of
+/// `pack_chunks`, 30 ms a batch at 17,000 chunks and growing; seen with
+/// autovacuum off), where a plan made per call follows the table's size.
 const LOOKUP_IDS: usize = 512;
 /// ... or this much new plaintext is waiting on the answer.
 const LOOKUP_BYTES: usize = 4 << 20;
@@ -363,8 +364,7 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Ingested, JobError> {
     let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
-    let index = ChunkIndex::prepare(&ctx.pg).await?;
-    let (parent, reused_at) = match parent_cache(ctx, &index, req, &networks).await? {
+    let (parent, reused_at) = match parent_cache(ctx, req, &networks).await? {
         Some((cache, at)) => (Some(cache), at),
         None => (None, ReusedAt::new()),
     };
@@ -441,7 +441,7 @@ pub async fn run(
             let known = if ids.is_empty() {
                 HashMap::new()
             } else {
-                dedup_against(&ctx.pg, &index, &ids, &networks).await?
+                dedup_against(&ctx.pg, &ids, &networks).await?
             };
             for (id, plain) in fresh {
                 if let Some(loc) = known.get(&id).or_else(|| reused_at.get(&id)) {

@@ -6,8 +6,7 @@
 use cairn_events::{ChunkId, PackId};
 use cairn_repo::format::Location;
 use std::collections::{HashMap, HashSet};
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::Client;
 
 /// One chunk's mark on one network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,78 +76,49 @@ pub struct ChunkStates {
     pub condemned: HashSet<ChunkId>,
 }
 
-/// The chunk index query, prepared once for many calls (a backup job) so
-/// that PostgreSQL neither parses nor plans it again for every batch.
-pub struct ChunkIndex {
-    stmt: Statement,
-}
-
-impl ChunkIndex {
-    pub async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
-        let stmt = c
-            .prepare_typed(
-                CHUNK_STATES,
-                &[Type::BYTEA_ARRAY, Type::TEXT_ARRAY, Type::INT8],
-            )
-            .await?;
-        Ok(Self { stmt })
-    }
-
-    /// Classifies `ids` for a backup to `networks`. A chunk neither known
-    /// nor condemned is new and written again.
-    pub async fn states(
-        &self,
-        c: &Client,
-        ids: &[ChunkId],
-        networks: &[String],
-    ) -> Result<ChunkStates, tokio_postgres::Error> {
-        let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
-        let n = networks.len() as i64;
-        let rows = c.query(&self.stmt, &[&raw, &networks, &n]).await?;
-        Ok(classify(&rows))
-    }
-}
-
-// A pack's copies and marks are kept under its id in `chunk_copies` and
-// `chunk_marks` (migration 9). The batch's rows of `pack_chunks` are found
-// first and each is looked up by index: planned as a join, a fresh
-// repository's stale statistics made PostgreSQL probe `pack_chunks` once per
-// pack it holds (40 ms a batch at 118 packs, growing with the repository).
-const CHUNK_STATES: &str = "WITH pc AS MATERIALIZED (
-         SELECT chunk_id, pack_id, off, len FROM pack_chunks WHERE chunk_id = ANY($1))
-     SELECT cc.chunk_id, NULL::bytea, 0, 0, false FROM chunk_copies cc
-     WHERE cc.chunk_id = ANY($1) AND cc.network = ANY($2)
-       AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = cc.chunk_id
-                       AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
-     GROUP BY cc.chunk_id HAVING count(*) = $3
-     UNION ALL
-     SELECT pc.chunk_id, pc.pack_id, pc.off, pc.len, false FROM pc
-     WHERE (SELECT count(*) FROM chunk_copies cc
-            WHERE cc.chunk_id = pc.pack_id AND cc.network = ANY($2)) = $3
-       AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
-                       AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
-     UNION ALL
-     SELECT DISTINCT chunk_id, NULL::bytea, 0, 0, true FROM chunk_marks
-     WHERE chunk_id = ANY($1) AND network = ANY($2) AND condemned_at IS NOT NULL
-     UNION ALL
-     SELECT DISTINCT pc.chunk_id, NULL::bytea, 0, 0, true FROM pc
-     WHERE EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
-                   AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)";
-
-/// Classifies `ids` for a backup to `networks`, preparing the query for
-/// this one call ([`ChunkIndex`] keeps it for many).
+/// Classifies `ids` for a backup to `networks`. A chunk neither known nor
+/// condemned is new and written again.
 pub async fn chunk_states(
     c: &Client,
     ids: &[ChunkId],
     networks: &[String],
 ) -> Result<ChunkStates, tokio_postgres::Error> {
-    ChunkIndex::prepare(c).await?.states(c, ids, networks).await
-}
-
-fn classify(rows: &[tokio_postgres::Row]) -> ChunkStates {
+    let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
+    let n = networks.len() as i64;
+    // A pack's copies and marks are kept under its id in `chunk_copies`
+    // and `chunk_marks` (migration 9). The batch's rows of `pack_chunks` are
+    // found first and each is looked up by index: planned as a join, a
+    // fresh repository's stale statistics made PostgreSQL probe
+    // `pack_chunks` once per pack it holds (40 ms a batch at 118 packs,
+    // growing with the repository).
+    let rows = c
+        .query(
+            "WITH pc AS MATERIALIZED (
+                 SELECT chunk_id, pack_id, off, len FROM pack_chunks WHERE chunk_id = ANY($1))
+             SELECT cc.chunk_id, NULL::bytea, 0, 0, false FROM chunk_copies cc
+             WHERE cc.chunk_id = ANY($1) AND cc.network = ANY($2)
+               AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = cc.chunk_id
+                               AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
+             GROUP BY cc.chunk_id HAVING count(*) = $3
+             UNION ALL
+             SELECT pc.chunk_id, pc.pack_id, pc.off, pc.len, false FROM pc
+             WHERE (SELECT count(*) FROM chunk_copies cc
+                    WHERE cc.chunk_id = pc.pack_id AND cc.network = ANY($2)) = $3
+               AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
+                               AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
+             UNION ALL
+             SELECT DISTINCT chunk_id, NULL::bytea, 0, 0, true FROM chunk_marks
+             WHERE chunk_id = ANY($1) AND network = ANY($2) AND condemned_at IS NOT NULL
+             UNION ALL
+             SELECT DISTINCT pc.chunk_id, NULL::bytea, 0, 0, true FROM pc
+             WHERE EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
+                           AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)",
+            &[&raw, &networks, &n],
+        )
+        .await?;
     let mut out = ChunkStates::default();
     let mut condemned = HashSet::new();
-    for r in rows {
+    for r in &rows {
         let Ok(id) = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)) else {
             continue;
         };
@@ -176,7 +146,7 @@ fn classify(rows: &[tokio_postgres::Row]) -> ChunkStates {
         .into_iter()
         .filter(|id| !out.known.contains_key(id))
         .collect();
-    out
+    Ok(out)
 }
 
 /// Which of `ids` are packs (the ledger saw them sealed as packs).
