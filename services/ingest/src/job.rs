@@ -150,20 +150,6 @@ async fn parent_cache(
     Ok(Some((cache, at)))
 }
 
-/// A chunk-index lookup waits until it has this many ids to ask about (or
-/// the source is done): one query per producer batch asked about ~32 small
-/// files at a time, and its parse, bind and plan cost as much as running it.
-/// It is deliberately not a prepared statement: PostgreSQL would keep a
-/// generic plan made while the tables were small (a sequential scan of
-/// `pack_chunks`, 30 ms a batch at 17,000 chunks and growing; seen with
-/// autovacuum off), where a plan made per call follows the table's size.
-const LOOKUP_IDS: usize = 512;
-/// ... or this much new plaintext is waiting on the answer.
-const LOOKUP_BYTES: usize = 4 << 20;
-/// ... or this many chunks in all (an unchanged tree's reused chunks need no
-/// lookup, but their list entries wait with the rest).
-const LOOKUP_ITEMS: usize = 8192;
-
 /// Chunks in flight to compression, per job.
 const COMPRESS_WINDOW: usize = 4;
 /// Publishes awaiting their JetStream ack, per job.
@@ -396,35 +382,27 @@ pub async fn run(
     let level = ctx.repo.compression_level;
 
     let consumed: Result<(), JobError> = async {
-        let mut source_done = false;
-        while !source_done {
+        loop {
+            let Some(mut buf) = rx.recv().await else {
+                break;
+            };
             // Only the first appearance of a chunk in this backup matters.
             // A reused chunk (files cache) was checked on every target
             // network before the walk began, which found where it is; the
-            // others are looked up now, gathered over producer batches.
-            let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::new();
+            // others are looked up now.
+            let mut fresh: Vec<(ChunkId, Option<Vec<u8>>)> = Vec::with_capacity(buf.len());
             let mut batch_ids = HashSet::new();
-            let (mut lookups, mut bytes) = (0usize, 0usize);
-            while lookups < LOOKUP_IDS && bytes < LOOKUP_BYTES && fresh.len() < LOOKUP_ITEMS {
-                let Some(mut buf) = rx.recv().await else {
-                    source_done = true;
-                    break;
-                };
-                for item in buf.drain(..) {
-                    match item {
-                        Item::Chunk { id, plain, .. } => {
-                            if !list.contains(&id) && batch_ids.insert(id) {
-                                lookups += 1;
-                                bytes += plain.len();
-                                fresh.push((id, Some(plain)));
-                            }
+            for item in buf.drain(..) {
+                match item {
+                    Item::Chunk { id, plain, .. } => {
+                        if !list.contains(&id) && batch_ids.insert(id) {
+                            fresh.push((id, Some(plain)));
                         }
-                        Item::Reused { refs } => {
-                            for r in refs {
-                                if !list.contains(&r.id) && batch_ids.insert(r.id) {
-                                    lookups += usize::from(!reused_at.contains_key(&r.id));
-                                    fresh.push((r.id, None));
-                                }
+                    }
+                    Item::Reused { refs } => {
+                        for r in refs {
+                            if !list.contains(&r.id) && batch_ids.insert(r.id) {
+                                fresh.push((r.id, None));
                             }
                         }
                     }
@@ -438,6 +416,11 @@ pub async fn run(
                 .filter(|(id, plain)| plain.is_some() || !reused_at.contains_key(id))
                 .map(|(id, _)| *id)
                 .collect();
+            // One lookup per producer batch (tens of ids for small files).
+            // Gathering 512 ids per lookup, or preparing the statement once,
+            // was measured slower (BENCHMARKS.md, "the chunk-index lookup"):
+            // without table statistics PostgreSQL plans `= ANY` over that
+            // many ids, or a generic plan, as a scan of all of pack_chunks.
             let known = if ids.is_empty() {
                 HashMap::new()
             } else {
