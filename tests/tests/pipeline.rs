@@ -2,6 +2,7 @@
 //! test) and the local PostgreSQL, through the `cairn` binary.
 
 use cairn_tests::*;
+use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
@@ -817,6 +818,68 @@ fn restore_needs_neither_broker_nor_database() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not recorded in the ledger"));
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+}
+
+/// Verify reads back a backup's data objects only where the network's
+/// `read_back` asks for it, says which way it checked each network, and a
+/// network whose store worker never wrote them is found out either way.
+#[test]
+fn verify_reads_back_where_the_network_asks_and_finds_unstored_objects_either_way() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into()],
+        extra_toml: "\n[[networks]]\nname = \"reread\"\nkind = \"fs\"\nread_back = true\n".into(),
+        verify_timeout_secs: 5,
+        ..Options::default()
+    });
+    env.init();
+    // No store worker for `second`: nothing reaches it.
+    env.serve(&["all", "--network", "local", "--network", "reread"]);
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 3 << 20);
+    text_file(&src.join("b.txt"), 100_000, 1);
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    let v = degraded_outcome(&o);
+    let report = |name: &str| {
+        v["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["network"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+            .clone()
+    };
+    let (local, reread, second) = (report("local"), report("reread"), report("second"));
+    assert_eq!(
+        (&local["ok"], &local["checked"]),
+        (&json!(true), &json!("stored")),
+        "{v}"
+    );
+    assert_eq!(
+        (&reread["ok"], &reread["checked"]),
+        (&json!(true), &json!("read")),
+        "{v}"
+    );
+    // Held on the store worker's word, and that word never came: every
+    // object the backup wrote (data objects included) is missing there.
+    assert_eq!(second["ok"], json!(false), "{v}");
+    assert_eq!(second["checked"], json!("stored"), "{v}");
+    let written = env.data_objects("local").len() as u64;
+    assert!(
+        second["missing"].as_u64().unwrap() > written,
+        "{written} data objects plus the chunk list and manifest: {v}"
+    );
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains("network second"),
+        "{v}"
+    );
+    // The same policy shows in the ledger's record of the outcome.
+    let id = v["backup_id"].as_str().unwrap();
+    let show = env.json(&["show", id, "--json"]);
+    let text = show.to_string();
+    assert!(
+        text.contains("\"checked\":\"stored\"") && text.contains("\"checked\":\"read\""),
+        "{show}"
+    );
 }
 
 /// Two networks: a backup goes to both (one store worker each); a chunk

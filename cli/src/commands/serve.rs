@@ -144,6 +144,11 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             pg: context::ledger_as(cfg, Role::Reader).await?,
             timeout: Duration::from_secs(cfg.verify.timeout_secs),
             source: whoami("verify"),
+            read_back: cfg
+                .networks
+                .iter()
+                .map(|n| (n.name.clone(), n.read_back()))
+                .collect(),
         };
         let run = cairn_verify::run(w, cfg.verify.concurrency);
         spawn(&mut tasks, Stage::Verify, run);

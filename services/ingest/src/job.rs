@@ -450,7 +450,7 @@ pub async fn run(
                 compressing.push_back((
                     id,
                     len,
-                    tokio::task::spawn_blocking(move || cairn_repo::compress(&plain, level)),
+                    tokio::task::spawn_blocking(move || cairn_repo::compress(plain, level)),
                 ));
             }
             for page in list.ready() {

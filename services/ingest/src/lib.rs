@@ -10,6 +10,7 @@
 //! Ingest holds the chunk-id key only: it can name chunks but not read or
 //! seal them.
 
+pub mod chunker;
 pub mod files_cache;
 pub mod job;
 pub mod source;

@@ -6,6 +6,7 @@
 //! A file the parent's files cache vouches for is not read: its chunk
 //! references are reused ([`crate::files_cache`]).
 
+use crate::chunker::Chunker;
 use crate::files_cache::{self, FileStat, FilesCache, NewCache};
 use cairn_crypto::IdKey;
 use cairn_events::ChunkId;
@@ -86,7 +87,8 @@ pub enum SourceError {
 }
 
 struct Producer<'a> {
-    chunking: Chunking,
+    /// Taken while a file is cut (its emit borrows the rest of the producer).
+    chunker: Option<Chunker>,
     id_key: &'a IdKey,
     tx: mpsc::Sender<Vec<Item>>,
     batch: Vec<Item>,
@@ -157,37 +159,40 @@ impl Producer<'_> {
         let mut all = Vec::new();
         let mut refs = Vec::with_capacity(REFS_PER_RECORD);
         let mut size = 0u64;
-        let c = self.chunking;
-        for chunk in fastcdc::v2020::StreamCDC::new(reader, c.min, c.avg, c.max) {
-            let chunk = chunk.map_err(|e| SourceError::Io {
+        let mut chunker = self.chunker.take().expect("one file at a time");
+        let cut = chunker.chunks(
+            reader,
+            |e| SourceError::Io {
                 path: shown.to_string(),
-                source: match e {
-                    fastcdc::v2020::Error::IoError(io) => io,
-                    other => std::io::Error::other(other.to_string()),
-                },
-            })?;
-            let id = ChunkId(self.id_key.chunk_id(&chunk.data));
-            size += chunk.length as u64;
-            self.counters
-                .bytes_read
-                .fetch_add(chunk.length as u64, Ordering::Relaxed);
-            let r = ChunkRef {
-                id,
-                len: chunk.length as u32,
-            };
-            refs.push(r);
-            all.push(r);
-            self.send(Item::Chunk {
-                id,
-                plain: chunk.data,
-                tree: false,
-            })?;
-            if refs.len() == REFS_PER_RECORD {
-                self.record(TreeRecord::Chunks {
-                    refs: std::mem::take(&mut refs),
+                source: e,
+            },
+            |data| {
+                let id = ChunkId(self.id_key.chunk_id(data));
+                size += data.len() as u64;
+                self.counters
+                    .bytes_read
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                let r = ChunkRef {
+                    id,
+                    len: data.len() as u32,
+                };
+                refs.push(r);
+                all.push(r);
+                self.send(Item::Chunk {
+                    id,
+                    plain: data.to_vec(),
+                    tree: false,
                 })?;
-            }
-        }
+                if refs.len() == REFS_PER_RECORD {
+                    self.record(TreeRecord::Chunks {
+                        refs: std::mem::take(&mut refs),
+                    })?;
+                }
+                Ok(())
+            },
+        );
+        self.chunker = Some(chunker);
+        cut?;
         if !refs.is_empty() {
             self.record(TreeRecord::Chunks { refs })?;
         }
@@ -382,7 +387,7 @@ pub fn produce(
     caching: Caching,
 ) -> Result<Produced, SourceError> {
     let mut p = Producer {
-        chunking,
+        chunker: Some(Chunker::new(chunking)),
         id_key,
         tx,
         batch: Vec::new(),

@@ -515,6 +515,23 @@ pub struct NetworkReport {
     /// First problem, in words.
     #[serde(default)]
     pub detail: String,
+    /// How the data objects the backup wrote were checked on this network.
+    #[serde(default)]
+    pub checked: Checked,
+}
+
+/// How verify checked a network's copies of a backup's new data objects
+/// (its chunk list and manifest are always read back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Checked {
+    /// Read back and hashed against the digests recorded at sealing.
+    #[default]
+    Read,
+    /// Recorded as stored by the network's store worker, which checked each
+    /// object's SHA-256 before a write the network acknowledged (the
+    /// network's `read_back = false`); not read back.
+    Stored,
 }
 
 /// How far a backup's ingest has got, published every 250 ms on core NATS

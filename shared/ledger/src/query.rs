@@ -95,6 +95,22 @@ pub async fn digests(
         .collect())
 }
 
+/// Which of `ids` (chunk or pack ids) the ledger records as stored on
+/// `network` (from `object.stored`, less what was deleted since).
+pub async fn stored_on(
+    c: &Client,
+    network: &str,
+    ids: &[Vec<u8>],
+) -> Result<std::collections::HashSet<Vec<u8>>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT chunk_id FROM chunk_copies WHERE network = $1 AND chunk_id = ANY($2)",
+            &[&network, &ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+}
+
 /// One ledger entry as `cairn audit log` prints it (the entry's bytes stay
 /// in the database; `cairn audit prove` hands them out with a proof).
 #[derive(Debug, Clone, Serialize)]

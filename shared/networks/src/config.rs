@@ -40,6 +40,20 @@ impl Kind {
     /// Every kind's name, as written in `kind = "…"`.
     pub const NAMES: &'static [&'static str] = &["fs", "s3", "ipfs", "arweave"];
 
+    /// Whether reading an object back right after storing it proves
+    /// anything the write did not already:
+    /// - fs: no. The store worker checked the SHA-256 and fsynced; a read a
+    ///   moment later comes from the page cache, not the disk.
+    /// - s3: no. Every upload carries its SHA-256 and the server refuses
+    ///   bytes that do not match it.
+    /// - ipfs: no. The adapter computes each object's CID from its bytes
+    ///   and compares the node's answer on every write.
+    /// - arweave: yes. A gateway accepts a transaction before its data can
+    ///   be read, and a read is what shows it arrived.
+    pub fn read_back_by_default(&self) -> bool {
+        matches!(self, Kind::Arweave(_))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Kind::Fs(_) => "fs",
@@ -65,6 +79,14 @@ pub struct Common {
     /// Whether Cairn may delete there (false: retention never tries, and
     /// the network refuses deletes). Permanent networks never delete.
     pub can_delete: Option<bool>,
+    /// Whether verify reads back, after each backup, every data object the
+    /// backup wrote here. Unset: the kind's default
+    /// ([`Kind::read_back_by_default`]). Off, verify holds those objects on
+    /// the store worker's word (it checked each one's SHA-256 before a
+    /// write the network acknowledged), still reads back the chunk list
+    /// and manifest, and says so in its report; `cairn health --full`
+    /// reads everything whenever asked.
+    pub read_back: Option<bool>,
 }
 
 impl NetworkConfig {
@@ -74,6 +96,14 @@ impl NetworkConfig {
             common: Common::default(),
             kind,
         }
+    }
+
+    /// Whether verify reads back what a backup stored here (`read_back`,
+    /// else the kind's default).
+    pub fn read_back(&self) -> bool {
+        self.common
+            .read_back
+            .unwrap_or_else(|| self.kind.read_back_by_default())
     }
 
     /// The environment variable that holds one of this network's secrets.
@@ -161,6 +191,30 @@ mod tests {
         assert_eq!(parse(serde_json::to_value(&n).unwrap()).unwrap(), n);
         let fs = parse(json!({"name": "local", "kind": "fs"})).unwrap();
         assert_eq!(fs.kind, Kind::Fs(FsConfig { path: None }));
+    }
+
+    #[test]
+    fn read_back_follows_the_kind_unless_set() {
+        let fs = parse(json!({"name": "local", "kind": "fs"})).unwrap();
+        assert!(!fs.read_back());
+        let fs = parse(json!({"name": "local", "kind": "fs", "read_back": true})).unwrap();
+        assert!(fs.read_back());
+        let s3 = parse(json!({"name": "s", "kind": "s3", "bucket": "b"})).unwrap();
+        assert!(!s3.read_back());
+        let ar = parse(
+            json!({"name": "a", "kind": "arweave", "endpoint": "http://x", "wallet_file": "/w"}),
+        )
+        .unwrap();
+        assert!(ar.read_back());
+        let ar = parse(json!({"name": "a", "kind": "arweave", "endpoint": "http://x", "wallet_file": "/w", "read_back": false}))
+            .unwrap();
+        assert!(!ar.read_back());
+        let err = parse(json!({"name": "s", "kind": "s3", "bucket": "b", "read_back": "yes"}))
+            .unwrap_err();
+        assert!(
+            err.contains("network \"s\"") && err.contains("yes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -405,19 +405,21 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// zstd-compresses `plain` unless that does not make it smaller.
-pub fn compress(plain: &[u8], level: i32) -> (bool, Vec<u8>) {
+/// zstd-compresses `plain` unless that does not make it smaller, in which
+/// case `plain` itself comes back (random data is 40% of a typical tree:
+/// copying it again cost more than zstd's quick look at it).
+pub fn compress(plain: Vec<u8>, level: i32) -> (bool, Vec<u8>) {
     let out = COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.as_ref().map(|(l, _)| *l) != Some(level) {
             *cell = Some((level, zstd::bulk::Compressor::new(level)?));
         }
         let (_, c) = cell.as_mut().expect("just made");
-        c.compress(plain)
+        c.compress(&plain)
     });
     match out {
         Ok(c) if c.len() < plain.len() => (true, c),
-        _ => (false, plain.to_vec()),
+        _ => (false, plain),
     }
 }
 
@@ -446,8 +448,9 @@ pub fn decompress(
 /// The manifest as encrypt receives it: (compressed?, payload, plaintext length).
 pub fn encode_manifest(m: &Manifest) -> (bool, Vec<u8>, u32) {
     let plain = rmp_serde::to_vec_named(m).expect("manifest serializes");
-    let (compressed, payload) = compress(&plain, 3);
-    (compressed, payload, plain.len() as u32)
+    let plain_len = plain.len() as u32;
+    let (compressed, payload) = compress(plain, 3);
+    (compressed, payload, plain_len)
 }
 
 pub fn seal_manifest(sealer: &Sealer, m: &Manifest) -> Vec<u8> {
@@ -528,20 +531,20 @@ mod tests {
     fn compression_round_trips_with_a_kept_context_and_leaves_noise_raw() {
         let text = b"the same words again and again, ".repeat(2000);
         for level in [3, 1, 3] {
-            let (z, c) = compress(&text, level);
+            let (z, c) = compress(text.clone(), level);
             assert!(z && c.len() < text.len() / 10, "level {level}");
             assert_eq!(decompress("t", z, c, text.len()).unwrap(), text);
         }
         let noise: Vec<u8> = (0..65536u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
-        let (z, c) = compress(&noise, 3);
+        let (z, c) = compress(noise.clone(), 3);
         if !z {
             assert_eq!(c, noise);
         }
         assert_eq!(decompress("n", z, c, noise.len()).unwrap(), noise);
         // a length smaller than the content is refused, not overrun
-        let (z, c) = compress(&text, 3);
+        let (z, c) = compress(text.clone(), 3);
         assert!(decompress("short", z, c, 10).is_err());
     }
 }

@@ -127,7 +127,7 @@ mod tests {
         let plains: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 + i as usize]).collect();
         for p in &plains {
             assert!(b.fits(p.len()));
-            let (compressed, payload) = crate::compress(p, 3);
+            let (compressed, payload) = crate::compress(p.clone(), 3);
             b.push(PlainPart {
                 id: ChunkId(id_key.chunk_id(p)),
                 compressed,
