@@ -155,7 +155,7 @@ fn kill_9_of_stage_workers_mid_backup() {
     });
     env.init();
     env.serve(&["ledger"]);
-    env.serve(&["encrypt"]);
+    let encrypt = env.serve(&["encrypt"]);
     env.serve(&["verify"]);
     let ingest = env.serve(&["ingest"]);
     let store = env.serve(&["store"]);
@@ -168,8 +168,9 @@ fn kill_9_of_stage_workers_mid_backup() {
     backup.args(["backup", "--json", src.to_str().unwrap()]);
     let child = Guarded::spawn(backup);
 
-    // Kill ingest once it is reading, and restart it; then kill the store
-    // worker once chunks flow, and restart it.
+    // Kill ingest once it is reading, and restart it; then kill encrypt
+    // and the store worker once chunks flow, and restart them (ingest asks
+    // encrypt again for what was never answered).
     let db = env.db.clone();
     wait_for(60, "ingest to start", || {
         (psql(&db, "select count(*) from backups where status = 'running'") == "1").then_some(())
@@ -185,8 +186,10 @@ fn kill_9_of_stage_workers_mid_backup() {
             > 5)
         .then_some(())
     });
+    env.worker(encrypt).kill9();
     env.worker(store).kill9();
     std::thread::sleep(Duration::from_secs(1));
+    env.serve(&["encrypt"]);
     env.serve(&["store"]);
 
     let out = child.wait_output();
@@ -256,6 +259,60 @@ fn publish_raw(env: &Env, subject: &str, payload: &[u8]) {
     });
 }
 
+/// An older release kept plaintext waiting for encrypt in a memory stream;
+/// the first Cairn process to start deletes it, chunks and all.
+#[test]
+fn an_older_plaintext_stream_is_deleted_at_start() {
+    let env = Env::new();
+    let stream = format!("{}_PLAIN", env.prefix.to_uppercase());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let exists = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let client = async_nats::connect(env.nats.url()).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            js.get_stream(&stream).await.is_ok()
+        })
+    };
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{}.plain.>", env.prefix)],
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish(
+            format!("{}.plain.x", env.prefix),
+            "a plaintext chunk".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    });
+    assert!(exists(&rt));
+    env.init();
+    assert!(!exists(&rt), "{stream} is still there");
+}
+
+/// Sends a core-NATS request and decodes the (MessagePack) answer.
+fn request_raw(env: &Env, subject: &str, payload: &[u8]) -> serde_json::Value {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let reply = client
+            .request(subject.to_string(), payload.to_vec().into())
+            .await
+            .unwrap();
+        let answer: cairn_events::Answer =
+            cairn_events::decode_reply(&reply.payload, "answer").unwrap();
+        serde_json::to_value(answer).unwrap()
+    })
+}
+
 /// A malformed message on every consumed subject ends in the dead-letter
 /// stream with its reason (and an `event.deadlettered` ledger entry), and the
 /// pipeline keeps working.
@@ -274,11 +331,21 @@ fn malformed_messages_are_dead_lettered_and_pipeline_keeps_working() {
         format!("{p}.evt.backup.requested.bad1"),
         format!("{p}.evt.backup.ingested.bad2"),
         format!("{p}.evt.forget.requested.bad3"),
-        format!("{p}.plain.bad4"),
         format!("{p}.sealed.bad5"),
     ] {
         publish_raw(&env, &subject, garbage);
     }
+    // Plaintext goes to encrypt as a core-NATS request: a malformed one is
+    // refused in the answer, naming why, and dead-lettered too.
+    let answer = request_raw(&env, &format!("{p}.seal.bad4"), garbage);
+    assert_eq!(answer["answer"], "refused", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("malformed message"),
+        "{answer}"
+    );
     let expected = [
         "ingest",
         "verify",
@@ -298,7 +365,7 @@ fn malformed_messages_are_dead_lettered_and_pipeline_keeps_working() {
         if stage == "encrypt" {
             assert_eq!(
                 *len, 0,
-                "a dead letter from the plaintext stream must not keep its payload"
+                "a dead letter of a plaintext request must not keep its payload"
             );
         }
     }

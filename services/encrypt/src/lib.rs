@@ -3,8 +3,13 @@
 //! data, and hands the sealed bytes to the store workers. A pack arrives as
 //! its chunks and leaves as one object: each chunk sealed on its own, one
 //! after the other, with a table of where each is in its `object.sealed`.
-//! It is the only stage that holds a key able to read backups; it persists
-//! nothing.
+//!
+//! Plaintext arrives as core-NATS requests (`<prefix>.seal.<backup>`, one
+//! queue group for every replica), which the server never stores; the
+//! answer says the object is on SEALED and recorded, or that ingest should
+//! ask again later (SEALED full), or never (malformed: dead-lettered
+//! without its payload). It is the only stage that holds a key able to
+//! read backups; it persists nothing.
 
 use bytes::Bytes;
 use cairn_bus::{publish, Bus, BusError, Delivery, Failure, Handler};
@@ -16,6 +21,7 @@ use cairn_events::{
 use cairn_repo::layout;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a chunk was not sealed.
 #[derive(Debug, thiserror::Error)]
@@ -127,11 +133,14 @@ impl EncryptWorker {
             sha256: sha256.clone(),
             payload,
         };
-        publish::publish_once(
+        // A full SEALED stream (a slow network) is ingest's to wait out:
+        // answer busy before it stops waiting, rather than hold the request.
+        publish::publish_within(
             &self.bus.js,
             &self.bus.subjects.sealed(&backup_id),
             &format!("sealed-{backup_id}-{path}"),
             Bytes::from(encode(&msg)),
+            Duration::from_secs(self.bus.cfg.ack_wait_secs.max(1)) / 3,
         )
         .await?;
         let env = Envelope::new(
@@ -144,8 +153,10 @@ impl EncryptWorker {
     }
 }
 
-/// Runs the encrypt worker until the process stops.
+/// Answers seal requests until the process stops.
 pub async fn run(worker: EncryptWorker, concurrency: usize) -> Result<(), BusError> {
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, Stage::Encrypt, None, concurrency, Arc::new(worker)).await
+    let (subject, group) = (bus.subjects.all_seal(), bus.subjects.encrypt_group());
+    let label = Stage::Encrypt.label(None);
+    cairn_bus::request::serve(bus, label, subject, group, concurrency, Arc::new(worker)).await
 }

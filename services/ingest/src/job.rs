@@ -9,6 +9,7 @@
 use crate::files_cache::{self, FilesCache};
 use crate::source::{self, Caching, Counters, Input, Item, SourceError};
 use bytes::Bytes;
+use cairn_bus::request::Requests;
 use cairn_bus::{Bus, BusError, Pipeline};
 use cairn_crypto::IdKey;
 use cairn_events::{
@@ -49,13 +50,24 @@ pub enum JobError {
     Source(String),
     /// Infrastructure trouble: retry later.
     #[error(transparent)]
-    Bus(#[from] BusError),
+    Bus(BusError),
     #[error("chunk index (PostgreSQL): {0}")]
     Index(#[from] tokio_postgres::Error),
     /// Chunks this backup needs stayed condemned by a collection for too
     /// long (a collector that died mid-sweep): retry later.
     #[error("{0}")]
     Collecting(String),
+}
+
+/// A stage that refused part of the backup will refuse it again: the backup
+/// fails, naming why. Anything else the bus says is worth a retry.
+impl From<BusError> for JobError {
+    fn from(e: BusError) -> Self {
+        match e {
+            BusError::Refused { .. } => JobError::Source(e.to_string()),
+            e => JobError::Bus(e),
+        }
+    }
 }
 
 /// How long a job waits for a sweep to finish with chunks it needs, before
@@ -152,7 +164,8 @@ async fn parent_cache(
 
 /// Chunks in flight to compression, per job.
 const COMPRESS_WINDOW: usize = 4;
-/// Publishes awaiting their JetStream ack, per job.
+/// Seal requests awaiting encrypt's answer, and chunk-list pages awaiting
+/// their JetStream ack, per job (each also bounded at 8 MiB of payloads).
 const PUBLISH_WINDOW: usize = 64;
 
 /// The networks a request targets, checked against the configuration.
@@ -200,6 +213,9 @@ struct Publisher<'a> {
     ctx: &'a IngestContext,
     backup_id: &'a BackupId,
     networks: &'a [String],
+    /// Plaintext to encrypt: core-NATS requests, never stored.
+    seal: Requests,
+    /// Public chunk-list pages, straight to SEALED.
     pipe: Pipeline,
 }
 
@@ -235,7 +251,7 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    /// One PLAIN message: a chunk or manifest (`payload`), or a pack (`parts`).
+    /// One seal request: a chunk or manifest (`payload`), or a pack (`parts`).
     async fn send_plain(
         &mut self,
         object: ObjectKey,
@@ -244,7 +260,6 @@ impl Publisher<'_> {
         payload: Vec<u8>,
         parts: Vec<PlainPart>,
     ) -> Result<(), BusError> {
-        let msg_id = format!("plain-{}-{}", self.backup_id, layout::object(&object));
         let msg = PlainChunk {
             schema: SCHEMA_VERSION,
             backup_id: self.backup_id.clone(),
@@ -255,10 +270,8 @@ impl Publisher<'_> {
             payload,
             parts,
         };
-        let subject = self.ctx.bus.subjects.plain(self.backup_id);
-        self.pipe
-            .publish(subject, msg_id, Bytes::from(encode(&msg)))
-            .await
+        let subject = self.ctx.bus.subjects.seal(self.backup_id);
+        self.seal.send(subject, Bytes::from(encode(&msg))).await
     }
 
     /// A public chunk-list page goes straight to the networks, with its digest
@@ -373,6 +386,11 @@ pub async fn run(
         ctx,
         backup_id,
         networks: &networks,
+        seal: Requests::new(
+            ctx.bus.client.clone(),
+            PUBLISH_WINDOW,
+            std::time::Duration::from_secs(ctx.bus.cfg.ack_wait_secs.max(1)),
+        ),
         pipe: Pipeline::new(ctx.bus.js.clone(), PUBLISH_WINDOW),
     };
     let mut list = ChunkListBuilder::new(backup_id.clone());
@@ -517,6 +535,9 @@ pub async fn run(
             payload,
         )
         .await?;
+    // Everything sealed and recorded, every page on SEALED: only now may
+    // verify look.
+    publisher.seal.flush().await?;
     publisher.pipe.flush().await?;
     let ingested = Ingested {
         stats,

@@ -16,8 +16,6 @@ pub struct NatsConfig {
     /// Seconds a worker has to ack before redelivery (workers send progress
     /// while busy, so this bounds recovery after a crash, not work length).
     pub ack_wait_secs: u64,
-    /// Bound on plaintext chunks waiting for encrypt (memory stream).
-    pub plain_max_bytes: i64,
     /// Bound on sealed objects waiting for the slowest network.
     pub sealed_max_bytes: i64,
     /// Replicas of each stream (3 in a 3-node cluster).
@@ -31,7 +29,6 @@ impl Default for NatsConfig {
             prefix: "cairn".into(),
             max_deliver: 5,
             ack_wait_secs: 30,
-            plain_max_bytes: 64 << 20,
             sealed_max_bytes: 1 << 30,
             replicas: 1,
         }

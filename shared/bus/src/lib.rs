@@ -1,13 +1,16 @@
 //! Cairn on NATS JetStream: connecting, the topology, publishing with
 //! back-pressure, and the worker loop every stage runs (durable pull consumer,
-//! explicit acks, progress while busy, retry with backoff, dead letters),
-//! and what a client does ([`client`]: ask for a backup and follow it).
+//! explicit acks, progress while busy, retry with backoff, dead letters);
+//! core-NATS requests with a window of answers, for the plaintext hop that
+//! must never be stored ([`request`]); and what a client does ([`client`]:
+//! ask for a backup and follow it).
 
 pub mod claims;
 pub mod client;
 pub mod config;
 pub mod publish;
 pub mod replay;
+pub mod request;
 pub mod topology;
 pub mod worker;
 
@@ -39,7 +42,10 @@ pub enum BusError {
     JetStream(String),
     #[error("publish to {subject}: {detail}")]
     Publish { subject: String, detail: String },
-    #[error("stage {0} has no consumer: it runs on a timer, not off a stream")]
+    /// A stage answered a request with a refusal: asking again will not help.
+    #[error("{subject}: refused: {reason}")]
+    Refused { subject: String, reason: String },
+    #[error("stage {0} has no consumer: it runs on a timer or answers requests, not off a stream")]
     NoConsumer(cairn_events::Stage),
 }
 
@@ -128,6 +134,17 @@ impl Bus {
         }
         for spec in topology::all_consumers(&self.subjects, &self.cfg, networks) {
             self.ensure_consumer(&spec).await?;
+        }
+        // Plaintext used to wait for encrypt in a memory stream; it now goes
+        // as requests the server never keeps. An older release's stream may
+        // still hold chunks of backups that will be read again: drop it.
+        let old = self.subjects.obsolete_plain_stream();
+        if self.js.get_stream(&old).await.is_ok() {
+            self.js
+                .delete_stream(&old)
+                .await
+                .map_err(|e| BusError::JetStream(format!("deleting obsolete stream {old}: {e}")))?;
+            tracing::info!(stream = old, "deleted the obsolete plaintext stream");
         }
         Ok(())
     }

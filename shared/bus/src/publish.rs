@@ -38,6 +38,19 @@ pub async fn publish_once(
     msg_id: &str,
     payload: Bytes,
 ) -> Result<(), BusError> {
+    publish_within(js, subject, msg_id, payload, GIVE_UP_AFTER).await
+}
+
+/// As [`publish_once`], giving up after `within`: for a stage answering a
+/// request, which must answer before its requester stops waiting (the
+/// requester asks again).
+pub async fn publish_within(
+    js: &Context,
+    subject: &str,
+    msg_id: &str,
+    payload: Bytes,
+    within: Duration,
+) -> Result<(), BusError> {
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
@@ -48,7 +61,7 @@ pub async fn publish_once(
         match res {
             Ok(()) => return Ok(()),
             Err(detail) => {
-                if start.elapsed() > GIVE_UP_AFTER || !retryable(&detail) {
+                if start.elapsed() > within || !retryable(&detail) {
                     return Err(BusError::Publish {
                         subject: subject.to_string(),
                         detail,

@@ -5,7 +5,6 @@
 //! | stream | subjects | storage | retention | why |
 //! |---|---|---|---|---|
 //! | EVENTS | `<p>.evt.>` | file | limits, no delete/purge | history: the ledger can be rebuilt from it |
-//! | PLAIN | `<p>.plain.>` | memory | work queue, bounded | plaintext chunks never touch disk |
 //! | SEALED | `<p>.sealed.>` | file | interest (one consumer per network), bounded | a slow network holds only its own backlog |
 //! | DLQ | `<p>.dlq.>` | file | limits, 1 GiB, oldest dropped | dead letters with their reason |
 //! | AUDIT | `<p>.audit.>` | file | limits, no delete/purge | the ledger's copy outside PostgreSQL: entries, checkpoints, cosignatures |
@@ -54,17 +53,6 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
     vec![
         of_record(stream(s.events_stream(), events, s.all_events(), kept, cfg)),
         stream::Config {
-            max_bytes: cfg.plain_max_bytes,
-            discard: DiscardPolicy::New,
-            ..stream(
-                s.plain_stream(),
-                "plaintext chunks for encrypt (memory only)",
-                s.all_plain(),
-                (StorageType::Memory, RetentionPolicy::WorkQueue),
-                cfg,
-            )
-        },
-        stream::Config {
             max_bytes: cfg.sealed_max_bytes,
             discard: DiscardPolicy::New,
             ..stream(
@@ -107,7 +95,7 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
 pub struct ConsumerSpec {
     pub stream: String,
     pub config: pull::Config,
-    /// Whether dead letters from it may keep the payload (never for PLAIN).
+    /// Whether dead letters from it may keep the payload.
     pub keep_payload: bool,
 }
 
@@ -126,7 +114,7 @@ fn consumer(name: String, filter: String, cfg: &NatsConfig, max_ack_pending: i64
 }
 
 /// The consumer of `stage` (`network` for store workers); none for the
-/// stages that run on a timer.
+/// stages that run on a timer, nor for encrypt.
 pub fn consumer_spec(
     s: &Subjects,
     cfg: &NatsConfig,
@@ -137,12 +125,13 @@ pub fn consumer_spec(
     // (stream, filter, max ack pending, whether dead letters keep the payload)
     let (stream, filter, pending, keep_payload) = match stage {
         Stage::Ingest => (events, s.events_of_kind("backup.requested"), 64, true),
-        Stage::Encrypt => (s.plain_stream(), s.all_plain(), 512, false),
         Stage::Store => (s.sealed_stream(), s.all_sealed(), 512, true),
         Stage::Verify => (events, s.events_of_kind("backup.ingested"), 64, true),
         Stage::Ledger => (events, s.all_events(), 4096, true),
         Stage::Retention => (events, s.events_of_kind("forget.requested"), 16, true),
-        Stage::Repair | Stage::Checkpoint => return None,
+        // Encrypt answers core-NATS requests (`crate::request`): plaintext
+        // is never stored, not even in a memory stream.
+        Stage::Encrypt | Stage::Repair | Stage::Checkpoint => return None,
     };
     Some(ConsumerSpec {
         stream,

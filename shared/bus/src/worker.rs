@@ -64,10 +64,14 @@ impl Failure {
     }
 }
 
-/// The broker refused or did not answer: try again later.
+/// The broker refused or did not answer: try again later. A stage that
+/// refused a request will refuse it again.
 impl From<BusError> for Failure {
     fn from(e: BusError) -> Self {
-        Failure::retry(e)
+        match e {
+            BusError::Refused { .. } => Failure::permanent(e),
+            e => Failure::retry(e),
+        }
     }
 }
 
@@ -312,7 +316,7 @@ pub async fn run_batched(
 
 /// Quoted text in an error could be message content; from streams that carry
 /// plaintext, keep only the shape of the error.
-fn redact(reason: &str) -> String {
+pub(crate) fn redact(reason: &str) -> String {
     let mut out = String::new();
     let mut quoted = false;
     for c in reason.chars() {
@@ -331,7 +335,7 @@ fn redact(reason: &str) -> String {
     out
 }
 
-async fn dead_letter(
+pub(crate) async fn dead_letter(
     bus: &Bus,
     stage: &str,
     keep_payload: bool,

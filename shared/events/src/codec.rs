@@ -43,6 +43,15 @@ pub fn decode<T: DeserializeOwned + Versioned>(
     Ok(value)
 }
 
+/// Decodes a reply that carries no schema version of its own (an
+/// [`crate::Answer`]: its request carried one), naming `what` in the error.
+pub fn decode_reply<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, DecodeError> {
+    rmp_serde::from_slice(bytes).map_err(|source| DecodeError::Malformed { what, source })
+}
+
 /// Types that carry a schema version.
 pub trait Versioned {
     fn schema(&self) -> u16;

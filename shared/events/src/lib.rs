@@ -3,9 +3,10 @@
 //! * [`Envelope`] wraps every state-change event (stream `EVENTS`): schema
 //!   version, a deterministic event id, the stage that emitted it, the backup it
 //!   belongs to and the typed [`Event`] itself.
-//! * [`PlainChunk`] and [`SealedObject`] carry data between stages (streams
-//!   `PLAIN` and `SEALED`); they are transport, not history, and never reach
-//!   the ledger themselves (the `object.sealed` / `object.stored` events do).
+//! * [`PlainChunk`] and [`SealedObject`] carry data between stages (a
+//!   core-NATS request to encrypt, answered by an [`Answer`], and the
+//!   stream `SEALED`); they are transport, not history, and never reach the
+//!   ledger themselves (the `object.sealed` / `object.stored` events do).
 //! * [`subjects`] names every subject, stream and consumer.
 //!
 //! Everything is MessagePack with named fields (`rmp_serde::to_vec_named`), so
@@ -20,7 +21,7 @@ pub mod subjects;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use codec::{decode, encode, DecodeError};
+pub use codec::{decode, decode_reply, encode, DecodeError};
 pub use ids::{BackupId, ChunkId, EventId, PackId};
 pub use stage::{Stage, UnknownStage};
 
@@ -679,7 +680,8 @@ pub struct DeadLetter {
 }
 
 /// A chunk of plaintext (zstd-compressed or raw) on its way to encrypt.
-/// Travels only on the memory-backed `PLAIN` stream, which never touches disk.
+/// Travels only as a core-NATS request (`<prefix>.seal.<backup_id>`), which
+/// the server passes on and never stores.
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlainChunk {
     pub schema: u16,
@@ -729,6 +731,21 @@ impl std::fmt::Debug for PlainChunk {
             .field("parts", &self.parts.len())
             .finish()
     }
+}
+
+/// A stage's answer to a core-NATS request: encrypt's to a seal request
+/// ([`PlainChunk`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "answer", rename_all = "lowercase")]
+pub enum Answer {
+    /// Done (sealed, on the SEALED stream, its `object.sealed` published).
+    Done,
+    /// Not now (the SEALED stream full, the broker briefly away): ask again
+    /// after a while.
+    Busy { reason: String },
+    /// Never: the request is malformed (it was dead-lettered, without its
+    /// payload).
+    Refused { reason: String },
 }
 
 /// An object ready for the networks: sealed ciphertext, or a public

@@ -39,8 +39,10 @@ impl Subjects {
     pub fn events_stream(&self) -> String {
         self.stream("EVENTS")
     }
-    /// Stream of plaintext chunks on their way to encrypt (memory only).
-    pub fn plain_stream(&self) -> String {
+    /// The stream that carried plaintext chunks to encrypt before they
+    /// went as core-NATS requests ([`Subjects::seal`]); a process that finds
+    /// it deletes it.
+    pub fn obsolete_plain_stream(&self) -> String {
         self.stream("PLAIN")
     }
     /// Stream of sealed objects on their way to the networks.
@@ -115,11 +117,19 @@ impl Subjects {
         format!("{}.evt.*.*.{}", self.prefix, backup)
     }
 
-    pub fn plain(&self, backup: &BackupId) -> String {
-        format!("{}.plain.{}", self.prefix, backup)
+    /// `<prefix>.seal.<backup>`: a core-NATS request to encrypt carrying
+    /// one chunk, pack or manifest in plaintext; never stored by the
+    /// server. The answer is a [`crate::Answer`].
+    pub fn seal(&self, backup: &BackupId) -> String {
+        format!("{}.seal.{}", self.prefix, backup)
     }
-    pub fn all_plain(&self) -> String {
-        format!("{}.plain.>", self.prefix)
+    pub fn all_seal(&self) -> String {
+        format!("{}.seal.>", self.prefix)
+    }
+    /// The queue group the encrypt replicas answer seal requests in (one
+    /// of them gets each request).
+    pub fn encrypt_group(&self) -> String {
+        format!("{}-encrypt", self.prefix)
     }
     pub fn sealed(&self, backup: &BackupId) -> String {
         format!("{}.sealed.{}", self.prefix, backup)

@@ -6,7 +6,7 @@
 // A failed unwrap in a test is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use cairn_events::{Envelope, Event, PlainChunk, Progress, SealedObject, SCHEMA_VERSION};
+use cairn_events::{Answer, Envelope, Event, PlainChunk, Progress, SealedObject, SCHEMA_VERSION};
 use serde_json::{json, Value};
 
 fn generate() -> Value {
@@ -33,7 +33,8 @@ fn generate() -> Value {
         "x-cairn-subject-prefix": "cairn (configurable: nats.prefix)",
         "x-cairn-events": kinds,
         "x-cairn-transport": [
-            {"type": "PlainChunk", "subject": "cairn.plain.<backup_id>", "stream": subjects.plain_stream(), "emitted_by": "ingest", "consumed_by": "encrypt", "note": "memory storage only: carries plaintext"},
+            {"type": "PlainChunk", "subject": "cairn.seal.<backup_id>", "stream": null, "emitted_by": "ingest", "consumed_by": "encrypt (queue group cairn-encrypt)", "note": "core-NATS request, never stored: carries plaintext; answered with an Answer"},
+            {"type": "Answer", "subject": "the request's reply inbox", "stream": null, "emitted_by": "encrypt", "consumed_by": "ingest"},
             {"type": "SealedObject", "subject": "cairn.sealed.<backup_id>", "stream": subjects.sealed_stream(), "emitted_by": "encrypt, ingest (public chunk lists)", "consumed_by": "store (one durable consumer per network)"},
             {"type": "Progress", "subject": "cairn.progress.<backup_id>", "stream": null, "emitted_by": "ingest (every 250 ms while it reads)", "consumed_by": "cli (progress bars)", "note": "core NATS, never stored; JSON, not MessagePack"},
         ],
@@ -41,11 +42,13 @@ fn generate() -> Value {
         "oneOf": [
             {"$ref": "#/$defs/Envelope"},
             {"$ref": "#/$defs/PlainChunk"},
+            {"$ref": "#/$defs/Answer"},
             {"$ref": "#/$defs/SealedObject"}
         ],
         "$defs": {
             "Envelope": schema_of(settings.clone().into_generator().into_root_schema_for::<Envelope>()),
             "PlainChunk": schema_of(settings.clone().into_generator().into_root_schema_for::<PlainChunk>()),
+            "Answer": schema_of(settings.clone().into_generator().into_root_schema_for::<Answer>()),
             "SealedObject": schema_of(settings.clone().into_generator().into_root_schema_for::<SealedObject>()),
             "Progress": schema_of(settings.into_generator().into_root_schema_for::<Progress>()),
         }
