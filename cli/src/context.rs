@@ -52,6 +52,14 @@ pub async fn ledger_as(
     cairn_ledger::db::open_as(&cfg.postgres, role).await
 }
 
+/// The ledger as ingest reads it: the reader role, with chunk-index
+/// lookups planned by index (`cairn_ledger::marks::plan_lookups_by_index`).
+pub async fn ingest_ledger(cfg: &Config) -> Result<tokio_postgres::Client, cairn_ledger::DbError> {
+    let pg = ledger_as(cfg, Role::Reader).await?;
+    cairn_ledger::marks::plan_lookups_by_index(&pg).await?;
+    Ok(pg)
+}
+
 /// Every configured network.
 pub fn repo(cfg: &Config) -> Result<Repository, cairn_repo::RepoError> {
     Repository::open(&cfg.networks)

@@ -147,7 +147,7 @@ async fn ingest_stdin(
         bus: bus.clone(),
         repo: repo.config().await?,
         id_key: keyring.id_key(),
-        pg: context::ledger(cfg).await?,
+        pg: context::ingest_ledger(cfg).await?,
         networks: cfg.network_names(),
         policies: cfg.datasets.clone(),
         source: whoami("cli"),

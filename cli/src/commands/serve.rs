@@ -102,7 +102,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 bus: bus.clone(),
                 repo: repo_config,
                 id_key: keyring.id_key(),
-                pg: context::ledger_as(cfg, Role::Reader).await?,
+                pg: context::ingest_ledger(cfg).await?,
                 networks: cfg.network_names(),
                 policies: cfg.datasets.clone(),
                 source: whoami("ingest"),

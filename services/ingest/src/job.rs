@@ -164,6 +164,19 @@ async fn parent_cache(
 
 /// Chunks in flight to compression, per job.
 const COMPRESS_WINDOW: usize = 4;
+/// Producer batches (each ~1 MiB or 256 items) waiting for the async side.
+const PRODUCED_AHEAD: usize = 8;
+/// Chunk ids and plaintext bytes gathered for one chunk-index lookup.
+const LOOKUP_IDS: usize = 512;
+const LOOKUP_BYTES: usize = 8 << 20;
+
+/// Chunk ids (new or reused) and plaintext bytes in a producer batch.
+fn weigh(batch: &[Item]) -> (usize, usize) {
+    batch.iter().fold((0, 0), |(ids, bytes), item| match item {
+        Item::Chunk { plain, .. } => (ids + 1, bytes + plain.len()),
+        Item::Reused { refs } => (ids + refs.len(), bytes),
+    })
+}
 /// Seal requests awaiting encrypt's answer, and chunk-list pages awaiting
 /// their JetStream ack, per job (each also bounded at 8 MiB of payloads).
 const PUBLISH_WINDOW: usize = 64;
@@ -373,7 +386,7 @@ pub async fn run(
         record: ctx.files_cache.is_some() && matches!(input, Input::Paths(_)),
     };
     // Batches of up to ~1 MiB of plaintext each (`source::BATCH_BYTES`).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(PRODUCED_AHEAD);
     let chunking = ctx.repo.chunking;
     let id_key = ctx.id_key.clone();
     let prod_counters = counters.clone();
@@ -404,6 +417,17 @@ pub async fn run(
             let Some(mut buf) = rx.recv().await else {
                 break;
             };
+            // Ask the chunk index about what the producer has ready besides,
+            // up to a bound: one lookup per ~30 small files cost PostgreSQL
+            // more to parse and plan than to run.
+            let (mut ids_in, mut bytes_in) = weigh(&buf);
+            while ids_in < LOOKUP_IDS && bytes_in < LOOKUP_BYTES {
+                let Ok(more) = rx.try_recv() else { break };
+                let (i, b) = weigh(&more);
+                ids_in += i;
+                bytes_in += b;
+                buf.extend(more);
+            }
             // Only the first appearance of a chunk in this backup matters.
             // A reused chunk (files cache) was checked on every target
             // network before the walk began, which found where it is; the
@@ -434,11 +458,8 @@ pub async fn run(
                 .filter(|(id, plain)| plain.is_some() || !reused_at.contains_key(id))
                 .map(|(id, _)| *id)
                 .collect();
-            // One lookup per producer batch (tens of ids for small files).
-            // Gathering 512 ids per lookup, or preparing the statement once,
-            // was measured slower (BENCHMARKS.md, "the chunk-index lookup"):
-            // without table statistics PostgreSQL plans `= ANY` over that
-            // many ids, or a generic plan, as a scan of all of pack_chunks.
+            // Up to LOOKUP_IDS ids at once: planned by index whatever the
+            // tables' statistics (`cairn_ledger::marks::plan_lookups_by_index`).
             let known = if ids.is_empty() {
                 HashMap::new()
             } else {

@@ -267,6 +267,42 @@ fn delivery_of(msg: &async_nats::jetstream::Message) -> Delivery {
     }
 }
 
+/// How long a batch worker waits after the first messages of a batch for
+/// more to arrive.
+const LINGER: Duration = Duration::from_millis(25);
+
+/// Up to `max` messages available now (waiting up to `expires` for the
+/// first); none on a fetch error, after a pause.
+async fn fetch_ready(
+    consumer: &PullConsumer,
+    stage: &str,
+    max: usize,
+    expires: Duration,
+) -> Vec<async_nats::jetstream::Message> {
+    let fetched = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(expires)
+        .messages()
+        .await;
+    let mut batch = match fetched {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(stage, error = %e, "fetch failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Vec::new();
+        }
+    };
+    let mut msgs = Vec::new();
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => msgs.push(m),
+            Err(e) => tracing::debug!(stage, error = %e, "fetch ended early"),
+        }
+    }
+    msgs
+}
+
 /// Like [`run`], fetching up to `max_batch` messages at a time.
 pub async fn run_batched(
     bus: Bus,
@@ -281,29 +317,17 @@ pub async fn run_batched(
         ..
     } = attach(&bus, stage, None, "batch worker").await?;
     loop {
-        let fetched = consumer
-            .fetch()
-            .max_messages(max_batch)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut batch = match fetched {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(stage, error = %e, "fetch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let mut msgs = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => msgs.push(m),
-                Err(e) => tracing::debug!(stage, error = %e, "fetch ended early"),
-            }
-        }
+        let mut msgs = fetch_ready(&consumer, &stage, max_batch, Duration::from_millis(500)).await;
         if msgs.is_empty() {
             continue;
+        }
+        if msgs.len() < max_batch {
+            // During a backup events trickle in a few at a time: a moment's
+            // wait gathers several into one batch (one transaction for the
+            // ledger instead of one per two events).
+            tokio::time::sleep(LINGER).await;
+            let more = max_batch - msgs.len();
+            msgs.extend(fetch_ready(&consumer, &stage, more, Duration::from_millis(10)).await);
         }
         let deliveries: Vec<Delivery> = msgs.iter().map(delivery_of).collect();
         let span = tracing::info_span!("handle_batch", stage = %stage, messages = deliveries.len());
