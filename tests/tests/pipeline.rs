@@ -854,6 +854,75 @@ fn deploy_streams_json_matches_the_code() {
     );
 }
 
+/// A dump compresses about 90×, so its chunks are stored in packs, many to a
+/// pack: restore reads them a run at a time, and a run is bounded by the
+/// plaintext it opens to, not only by its bytes in the pack. Peak memory of
+/// the restore stays far below the file's size.
+#[test]
+fn restoring_well_compressed_data_stays_in_bounded_memory() {
+    use std::io::Write;
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(src.join("dump.sql")).unwrap());
+    let mut n = 0usize;
+    let mut i = 0u64;
+    while n < 300 << 20 {
+        // pgbench_accounts as pg_dump writes it: ids, zeros, 84 blanks.
+        let line = format!("{i}\t{}\t0\t{:84}\n", i / 100_000 + 1, "");
+        f.write_all(line.as_bytes()).unwrap();
+        n += line.len();
+        i += 1;
+    }
+    drop(f);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap();
+    assert!(
+        !env.data_objects("local")
+            .iter()
+            .any(|p| p.starts_with(env.network_dir("local").join("chunks"))),
+        "every chunk of so compressible a file is packed"
+    );
+    let out = env.path().join("out");
+    let mut c = env.cmd();
+    c.args(["restore", id, "--to", out.to_str().unwrap()]);
+    let (status, peak_kib) = run_watching_peak_rss(c);
+    assert!(status.success());
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    assert!(
+        peak_kib < 128 << 10,
+        "restoring 300 MiB took {} MiB at its peak",
+        peak_kib >> 10
+    );
+}
+
+/// Runs `c` to its end, reading its peak resident memory (VmHWM, KiB) as it
+/// goes; the last reading is taken just before it exits.
+fn run_watching_peak_rss(mut c: std::process::Command) -> (std::process::ExitStatus, u64) {
+    let mut child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Disaster recovery: with the broker and the database gone, one network and
 /// the passphrase still restore every backup.
 #[test]

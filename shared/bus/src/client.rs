@@ -43,7 +43,15 @@ pub struct Requested {
     pub envelope: Envelope,
     events: async_nats::Subscriber,
     progress: async_nats::Subscriber,
+    /// The ledger's copies of `backup.*` entries (AUDIT), to see it record
+    /// the outcome.
+    recorded: async_nats::Subscriber,
 }
+
+/// How long a client waits, once it saw the outcome, for the ledger to
+/// record it (so that `cairn show` right after agrees); it returns anyway
+/// after that.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
 
 /// Publishes `backup.requested` for a fresh backup id, having subscribed to
 /// what will follow.
@@ -61,6 +69,7 @@ pub async fn request_backup(
     };
     let events = sub(bus.subjects.lifecycle(&backup_id)).await?;
     let progress = sub(bus.subjects.progress(&backup_id)).await?;
+    let recorded = sub(bus.subjects.audit_entry("backup.*")).await?;
     let envelope = Envelope::new(source, backup_id.clone(), Event::BackupRequested(req), &[]);
     bus.publish_event(&envelope).await?;
     Ok(Requested {
@@ -68,6 +77,7 @@ pub async fn request_backup(
         envelope,
         events,
         progress,
+        recorded,
     })
 }
 
@@ -92,25 +102,40 @@ impl Requested {
         let mut started = local.is_some();
         let mut local = local.map(Box::pin);
         let mut local_done = local.is_none();
+        // The outcome as the events carried it, and whether the ledger has
+        // recorded it yet (its entry can come first: two subjects).
+        let mut ending: Option<Ending> = None;
+        let mut in_ledger = false;
+        let mut record_deadline = deadline;
         loop {
-            let wait_until = if started {
-                deadline
-            } else {
-                start_deadline.min(deadline)
+            if let (Some(_), true) = (&ending, in_ledger) {
+                return Ok(ending.take().expect("just matched"));
+            }
+            let wait_until = match (&ending, started) {
+                (Some(_), _) => record_deadline,
+                (None, true) => deadline,
+                (None, false) => start_deadline.min(deadline),
             };
             tokio::select! {
-                msg = self.events.next() => {
+                msg = self.events.next(), if ending.is_none() => {
                     let msg = msg.ok_or(FollowError::Lost)?;
                     let Ok(env) = decode::<Envelope>(&msg.payload, "event") else { continue };
                     if matches!(env.event, Event::BackupStarted { .. }) {
                         started = true;
                     }
                     if let Some((status, o)) = env.event.outcome() {
-                        let ending = Ending::Finished { status, outcome: o.clone() };
                         if let (Some(work), false) = (local.as_mut(), local_done) {
                             work.await.map_err(FollowError::Local)?;
+                            local_done = true;
                         }
-                        return Ok(ending);
+                        ending = Some(Ending::Finished { status, outcome: o.clone() });
+                        record_deadline = tokio::time::Instant::now() + RECORD_WAIT;
+                    }
+                }
+                msg = self.recorded.next(), if !in_ledger => {
+                    let msg = msg.ok_or(FollowError::Lost)?;
+                    if let Ok(env) = decode::<Envelope>(&msg.payload, "ledger entry") {
+                        in_ledger = env.backup_id == self.backup_id && env.event.outcome().is_some();
                     }
                 }
                 done = async { if let Some(w) = local.as_mut() { w.await } else { Ok(()) } }, if !local_done => {
@@ -123,6 +148,10 @@ impl Requested {
                     }
                 }
                 _ = tokio::time::sleep_until(wait_until) => {
+                    if let Some(e) = ending.take() {
+                        tracing::warn!(backup = %self.backup_id, "the ledger has not recorded the outcome yet (is `cairn serve ledger` running?)");
+                        return Ok(e);
+                    }
                     return Ok(if started { Ending::TimedOut } else { Ending::NotTaken });
                 }
             }

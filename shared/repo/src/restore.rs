@@ -7,7 +7,9 @@
 //! from the first network that returns it intact, in the repository's order
 //! (the CLI orders networks fastest first, `Repository::fastest_first`); a
 //! missing, unreachable, slow (`FETCH_TIMEOUT`) or corrupted copy falls
-//! through to the next network.
+//! through to the next network. Chunks that follow one another in a pack
+//! (small files backed up together, restored together) are fetched with one
+//! ranged read: a tree of small files costs a read per pack, not per file.
 
 use crate::format::{ChunkRef, Location, Manifest, Meta, TreeRecord};
 use crate::{chunklist, layout, pack, tree, RepoError, Repository};
@@ -47,7 +49,45 @@ pub struct Restorer {
     window: usize,
 }
 
-type Fetch = JoinHandle<Result<(Vec<u8>, String), RepoError>>;
+/// One chunk's plaintext and the network it came from, once fetched.
+type Fetched = Result<(Vec<u8>, String), RepoError>;
+type Fetch = tokio::sync::oneshot::Receiver<Fetched>;
+
+/// Chunks next to each other in one pack, to be fetched with one read.
+struct Run {
+    pack: Location,
+    /// The range of the pack they cover.
+    start: u32,
+    end: u32,
+    /// Their plaintext, in bytes (a pack of well-compressed chunks holds
+    /// far more than its size).
+    plain: u32,
+    /// Each chunk, where it is in the pack, and who waits for it.
+    parts: Vec<(ChunkRef, u32, u32, tokio::sync::oneshot::Sender<Fetched>)>,
+}
+
+/// Bytes of other chunks a run may read over to reach its next chunk.
+const RUN_GAP: u32 = 64 << 10;
+/// The longest run read at once, and the most plaintext it may open to:
+/// with at most the restore window of runs in flight, memory stays bounded
+/// as it is with single chunks.
+const RUN_BYTES: u32 = 1 << 20;
+const RUN_PLAIN: u32 = 2 << 20;
+
+impl Run {
+    /// Whether chunk `offset..offset + len` of `pack` continues this run.
+    fn extends(&self, pack: &Location, offset: u32, len: u32, plain: u32) -> bool {
+        same_object(&self.pack, pack)
+            && offset >= self.end
+            && offset - self.end <= RUN_GAP
+            && offset + len - self.start <= RUN_BYTES
+            && self.plain + plain <= RUN_PLAIN
+    }
+}
+
+fn same_object(a: &Location, b: &Location) -> bool {
+    a.object() == b.object()
+}
 
 impl Restorer {
     pub fn new(repo: Repository, sealer: Sealer, id_key: IdKey) -> Self {
@@ -91,10 +131,72 @@ impl Restorer {
     }
 
     fn spawn_fetch(&self, r: ChunkRef, at: Location) -> Fetch {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let repo = self.repo.clone();
         let sealer = self.sealer.clone();
         let id_key = self.id_key.clone();
-        tokio::spawn(async move { fetch_chunk(&repo, &sealer, &id_key, r, at).await })
+        tokio::spawn(async move {
+            let _ = tx.send(fetch_chunk(&repo, &sealer, &id_key, r, at).await);
+        });
+        rx
+    }
+
+    /// Fetches a run's range once and hands each chunk to its waiter. A
+    /// network whose copy fails any chunk's check is passed over for the
+    /// next, as for a single chunk.
+    fn spawn_run(&self, run: Run) {
+        let (repo, sealer, id_key) = (self.repo.clone(), self.sealer.clone(), self.id_key.clone());
+        tokio::spawn(async move {
+            let path = layout::object(&run.pack.object());
+            let what = format!(
+                "{} chunks at {}..{} of {path}",
+                run.parts.len(),
+                run.start,
+                run.end
+            );
+            let start = run.start;
+            let open = |range: bytes::Bytes| {
+                run.parts
+                    .iter()
+                    .map(|(r, offset, len, _)| {
+                        let at = (offset - start) as usize;
+                        let sealed = range.get(at..at + *len as usize).ok_or_else(|| {
+                            RepoError::Format(format!(
+                                "chunk {}: {path} ends before {}",
+                                r.id.to_hex(),
+                                offset + len
+                            ))
+                        })?;
+                        pack::open_chunk(&sealer, &id_key, &r.id, r.len as usize, sealed)
+                    })
+                    .collect::<Result<Vec<_>, RepoError>>()
+            };
+            let fetched = repo
+                .fetch_range(&path, start as u64, (run.end - start) as u64, &what, open)
+                .await;
+            match fetched {
+                Ok((plains, from)) => {
+                    for ((_, _, _, tx), plain) in run.parts.into_iter().zip(plains) {
+                        let _ = tx.send(Ok((plain, from.clone())));
+                    }
+                }
+                Err(e) => {
+                    let errors = match e {
+                        RepoError::Unavailable { errors, .. } => errors,
+                        e => e.to_string(),
+                    };
+                    for (r, _, _, tx) in run.parts {
+                        let _ = tx.send(Err(RepoError::Unavailable {
+                            what: format!(
+                                "chunk {} (read with its neighbours in {path})",
+                                r.id.to_hex()
+                            ),
+                            errors: errors.clone(),
+                        }));
+                    }
+                }
+            }
+        });
     }
 
     /// Restores backup `m` into `sink`; `progress` receives bytes written.
@@ -121,6 +223,9 @@ impl Restorer {
         let mut steps: VecDeque<Step> = VecDeque::new();
         let mut in_flight = 0usize;
         let mut in_file = false;
+        // Chunks gathered for one read; spawned before the writer may wait
+        // for any of them.
+        let mut run: Option<Run> = None;
         for tref in &m.tree {
             let Some(at) = known.get(&tref.id) else {
                 return Err(not_listed(backup, &tref.id));
@@ -148,11 +253,45 @@ impl Restorer {
                             let Some(at) = known.get(&r.id) else {
                                 return Err(not_listed(backup, &r.id));
                             };
+                            let packed = match *at {
+                                Location::Packed { offset, len, .. } => Some((offset, len)),
+                                Location::Alone(_) => None,
+                            };
+                            if let (Some(open), Some((offset, len))) = (&mut run, packed) {
+                                if open.extends(at, offset, len, r.len) {
+                                    let (tx, rx) = tokio::sync::oneshot::channel();
+                                    open.end = offset + len;
+                                    open.plain += r.len;
+                                    open.parts.push((r, offset, len, tx));
+                                    steps.push_back(Step::Data(rx, r.len, false));
+                                    continue;
+                                }
+                            }
+                            if let Some(done) = run.take() {
+                                self.spawn_run(done);
+                            }
                             while in_flight >= self.window {
                                 in_flight -= w.step(&mut steps, backup).await?;
                             }
-                            steps.push_back(Step::Data(self.spawn_fetch(r, *at), r.len));
                             in_flight += 1;
+                            let rx = match packed {
+                                Some((offset, len)) => {
+                                    let (tx, rx) = tokio::sync::oneshot::channel();
+                                    run = Some(Run {
+                                        pack: *at,
+                                        start: offset,
+                                        end: offset + len,
+                                        plain: r.len,
+                                        parts: vec![(r, offset, len, tx)],
+                                    });
+                                    rx
+                                }
+                                None => self.spawn_fetch(r, *at),
+                            };
+                            // The first chunk of each read stands for it in
+                            // the window: once the writer has it, the read
+                            // is over.
+                            steps.push_back(Step::Data(rx, r.len, true));
                         }
                     }
                     TreeRecord::End { size } => {
@@ -167,6 +306,11 @@ impl Restorer {
                 }
                 // A tree of empty files or directories queues no fetch:
                 // bound the queue by its length too.
+                if steps.len() > MAX_QUEUED_STEPS {
+                    if let Some(done) = run.take() {
+                        self.spawn_run(done);
+                    }
+                }
                 while steps.len() > MAX_QUEUED_STEPS {
                     in_flight -= w.step(&mut steps, backup).await?;
                 }
@@ -176,6 +320,9 @@ impl Restorer {
             return Err(RepoError::Format(format!(
                 "backup {backup}: tree ends inside a file"
             )));
+        }
+        if let Some(done) = run.take() {
+            self.spawn_run(done);
         }
         while !steps.is_empty() {
             w.step(&mut steps, backup).await?;
@@ -193,8 +340,9 @@ enum Step {
     Dir(Vec<u8>, Meta),
     Symlink(Vec<u8>, Vec<u8>, Meta),
     FileStart(Vec<u8>, Meta),
-    /// A chunk being fetched, and the length the tree records for it.
-    Data(Fetch, u32),
+    /// A chunk being fetched, the length the tree records for it, and
+    /// whether it is the first of its read (which counts in the window).
+    Data(Fetch, u32, bool),
     FileEnd(u64),
 }
 
@@ -230,9 +378,9 @@ impl Writer<'_> {
                 self.written_in_file = Some(0);
                 self.report.files += 1;
             }
-            Step::Data(h, expected_len) => {
+            Step::Data(h, expected_len, first) => {
                 self.data(h, expected_len).await?;
-                return Ok(1);
+                return Ok(usize::from(first));
             }
             Step::FileEnd(size) => {
                 let written = self.written_in_file.take().ok_or_else(|| {
@@ -252,7 +400,7 @@ impl Writer<'_> {
     async fn data(&mut self, h: Fetch, expected_len: u32) -> Result<(), RepoError> {
         let (bytes, from) = h
             .await
-            .map_err(|e| RepoError::Format(format!("fetch task: {e}")))??;
+            .map_err(|_| RepoError::Format("a fetch task ended without an answer".into()))??;
         if bytes.len() != expected_len as usize {
             return Err(RepoError::Format(format!(
                 "a chunk decrypted to {} bytes where the tree records {expected_len}",
