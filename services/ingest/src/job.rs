@@ -162,7 +162,7 @@ async fn parent_cache(
     Ok(Some((cache, at)))
 }
 
-/// Chunks in flight to compression, per job.
+/// Batches in flight to compression, per job.
 const COMPRESS_WINDOW: usize = 4;
 /// Producer batches (each ~1 MiB or 256 items) waiting for the async side.
 const PRODUCED_AHEAD: usize = 8;
@@ -329,8 +329,70 @@ impl Publisher<'_> {
     }
 }
 
-/// A chunk being compressed: id, plaintext length, (compressed?, payload).
-type Compressing = (ChunkId, u32, JoinHandle<(bool, Vec<u8>)>);
+/// New chunks compressed together on one blocking thread: a small file's
+/// chunk compresses in microseconds, less than handing it to a thread costs.
+#[derive(Default)]
+struct ToCompress {
+    /// Each chunk's id and plaintext length.
+    chunks: Vec<(ChunkId, u32)>,
+    plains: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// A batch closes at this much plaintext or this many chunks.
+const COMPRESS_BATCH_BYTES: usize = 1 << 20;
+const COMPRESS_BATCH_CHUNKS: usize = 64;
+
+impl ToCompress {
+    fn push(&mut self, id: ChunkId, plain: Vec<u8>) {
+        self.chunks.push((id, plain.len() as u32));
+        self.bytes += plain.len();
+        self.plains.push(plain);
+    }
+
+    fn full(&self) -> bool {
+        self.bytes >= COMPRESS_BATCH_BYTES || self.chunks.len() >= COMPRESS_BATCH_CHUNKS
+    }
+
+    /// Starts compressing what was gathered; none if nothing was.
+    fn start(&mut self, level: i32) -> Option<Compressing> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        let ToCompress { chunks, plains, .. } = std::mem::take(self);
+        let done = tokio::task::spawn_blocking(move || {
+            plains
+                .into_iter()
+                .map(|p| cairn_repo::compress(p, level))
+                .collect()
+        });
+        Some(Compressing { chunks, done })
+    }
+}
+
+/// A batch being compressed: each chunk's id and plaintext length, and
+/// (compressed?, payload) for each, in order.
+struct Compressing {
+    chunks: Vec<(ChunkId, u32)>,
+    done: JoinHandle<Vec<(bool, Vec<u8>)>>,
+}
+
+/// Sends a compressed batch on, chunk by chunk ([`packed`]).
+async fn send_compressed(
+    publisher: &mut Publisher<'_>,
+    packing: &mut PackBuilder,
+    list: &mut ChunkListBuilder,
+    batch: Compressing,
+) -> Result<(), JobError> {
+    let done = batch
+        .done
+        .await
+        .map_err(|e| JobError::Source(e.to_string()))?;
+    for ((id, len), (compressed, payload)) in batch.chunks.into_iter().zip(done) {
+        packed(publisher, packing, list, id, len, compressed, payload).await?;
+    }
+    Ok(())
+}
 
 /// Sends a compressed chunk on: alone if it is large
 /// ([`PACK_ALONE`](cairn_repo::format::PACK_ALONE)), else into the pack
@@ -339,9 +401,11 @@ async fn packed(
     publisher: &mut Publisher<'_>,
     packing: &mut PackBuilder,
     list: &mut ChunkListBuilder,
-    (id, len, h): Compressing,
+    id: ChunkId,
+    len: u32,
+    compressed: bool,
+    payload: Vec<u8>,
 ) -> Result<(), JobError> {
-    let (compressed, payload) = h.await.map_err(|e| JobError::Source(e.to_string()))?;
     if payload.len() >= cairn_repo::format::PACK_ALONE {
         list.locate(id, Location::Alone(id))
             .map_err(|e| JobError::Source(e.to_string()))?;
@@ -408,6 +472,7 @@ pub async fn run(
     };
     let mut list = ChunkListBuilder::new(backup_id.clone());
     let mut compressing: VecDeque<Compressing> = VecDeque::new();
+    let mut to_compress = ToCompress::default();
     let mut packing = PackBuilder::default();
     let mut chunks_new = 0u64;
     let level = ctx.repo.compression_level;
@@ -480,24 +545,30 @@ pub async fn run(
                 };
                 list.add(id, None);
                 chunks_new += 1;
-                if compressing.len() >= COMPRESS_WINDOW {
-                    if let Some(done) = compressing.pop_front() {
-                        packed(&mut publisher, &mut packing, &mut list, done).await?;
+                to_compress.push(id, plain);
+                if to_compress.full() {
+                    if compressing.len() >= COMPRESS_WINDOW {
+                        if let Some(done) = compressing.pop_front() {
+                            send_compressed(&mut publisher, &mut packing, &mut list, done)
+                                .await?;
+                        }
                     }
+                    compressing.extend(to_compress.start(level));
                 }
-                let len = plain.len() as u32;
-                compressing.push_back((
-                    id,
-                    len,
-                    tokio::task::spawn_blocking(move || cairn_repo::compress(plain, level)),
-                ));
             }
+            // What this lookup left gathered starts now, not with the next.
+            if compressing.len() >= COMPRESS_WINDOW && !to_compress.chunks.is_empty() {
+                if let Some(done) = compressing.pop_front() {
+                    send_compressed(&mut publisher, &mut packing, &mut list, done).await?;
+                }
+            }
+            compressing.extend(to_compress.start(level));
             for page in list.ready() {
                 publisher.page(page).await?;
             }
         }
         while let Some(done) = compressing.pop_front() {
-            packed(&mut publisher, &mut packing, &mut list, done).await?;
+            send_compressed(&mut publisher, &mut packing, &mut list, done).await?;
         }
         if let Some(formed) = packing.take() {
             publisher.pack(formed, &mut list).await?;

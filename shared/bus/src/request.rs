@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How long a requester keeps asking before it gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
@@ -186,10 +187,14 @@ pub async fn serve(
             .await
             .expect("semaphore never closes");
         let (bus, handler, label) = (bus.clone(), handler.clone(), label.clone());
-        tokio::spawn(async move {
-            answer(&bus, &label, handler.as_ref(), msg).await;
-            drop(permit);
-        });
+        let span = tracing::info_span!("handle", stage = %label, subject = %msg.subject);
+        tokio::spawn(
+            async move {
+                answer(&bus, &label, handler.as_ref(), msg).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
     Err(BusError::JetStream(format!(
         "subscription to {subject} ended"
