@@ -41,6 +41,8 @@
 #   CAIRN_BIN=PATH    measure this cairn binary instead (no build; the report
 #                     then says "binary PATH" instead of a commit)
 #   BENCH_OUT=FILE    where to write the results (default: BENCHMARKS.md)
+#   BENCH_LABEL=TEXT  appended to the results files' names (bench/targets.sh
+#                     runs the same shapes several ways on one day)
 #
 # Everything listens on 127.0.0.1 only. Cairn gets a private nats-server
 # (JetStream in the scratch directory, killed at the end) and a private
@@ -517,7 +519,7 @@ run_shape() {
     # the commit measured names the files too: two runs of a day do not collide
     local rev
     rev=$(sed -n 's/^commit \([0-9a-f]\{7\}\).*/-\1/p' <<<"${CAIRN_LABEL:-}")
-    tag=$tag$rev
+    tag=$tag$rev${BENCH_LABEL:+-$BENCH_LABEL}
     mkdir -p "$HERE/results"
     cp "$RAW" "$HERE/results/$DATE-$tag.tsv"
     cp "$REPORT" "$HERE/results/$DATE-$tag.md"
