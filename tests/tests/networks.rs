@@ -407,7 +407,7 @@ fn network_down_mid_backup_then_repair() {
     });
     env.start_all();
     let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 24 << 20);
+    random_file(&src.join("a.bin"), 48 << 20);
     let mut cmd = env.cmd();
     cmd.args(["backup", "--json", src.to_str().unwrap()]);
     let child = Guarded::spawn(cmd);
