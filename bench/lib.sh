@@ -112,12 +112,19 @@ data_line() {
 # changes what v2 changes in place (dump.sql overwritten; for the small
 # files, the changed ones overwritten); the rest is left as it is, as it
 # would be on a real machine between two backups.
-prep_v1() { rm -rf "$SRC" && mkdir -p "$SRC" && cp -a "$DATA/v1/." "$SRC/"; sync; }
+# The large shape's source is hard links to v1 (another 10 GiB copy would not
+# fit beside repository and restore on these machines); its incremental
+# replaces big-1.bin with a new file rather than writing through the link.
+prep_v1() {
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    if [ "$SHAPE" = big ]; then cp -al "$DATA/v1/." "$SRC/"; else cp -a "$DATA/v1/." "$SRC/"; fi
+    sync
+}
 prep_v2() {
     case $SHAPE in
     dump) cp "$DATA/v2/dump.sql" "$SRC/dump.sql" ;;
     small) while IFS= read -r f; do cp "$DATA/v2/$f" "$SRC/$f"; done <"$DATA/changed.txt" ;;
-    big) cp "$DATA/v2/big-1.bin" "$SRC/big-1.bin" ;;
+    big) rm "$SRC/big-1.bin" && cp "$DATA/v2/big-1.bin" "$SRC/big-1.bin" ;;
     esac
     sync
 }
