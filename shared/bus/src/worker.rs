@@ -267,8 +267,8 @@ fn delivery_of(msg: &async_nats::jetstream::Message) -> Delivery {
     }
 }
 
-/// How long a batch worker waits after the first messages of a batch for
-/// more to arrive.
+/// How long a batch worker waits, after a batch that was not full, for
+/// more messages to gather before it fetches again.
 const LINGER: Duration = Duration::from_millis(25);
 
 /// Up to `max` messages available now (waiting up to `expires` for the
@@ -317,23 +317,23 @@ pub async fn run_batched(
         ..
     } = attach(&bus, stage, None, "batch worker").await?;
     loop {
-        let mut msgs = fetch_ready(&consumer, &stage, max_batch, Duration::from_millis(500)).await;
+        let msgs = fetch_ready(&consumer, &stage, max_batch, Duration::from_millis(500)).await;
         if msgs.is_empty() {
             continue;
-        }
-        if msgs.len() < max_batch {
-            // During a backup events trickle in a few at a time: a moment's
-            // wait gathers several into one batch (one transaction for the
-            // ledger instead of one per two events).
-            tokio::time::sleep(LINGER).await;
-            let more = max_batch - msgs.len();
-            msgs.extend(fetch_ready(&consumer, &stage, more, Duration::from_millis(10)).await);
         }
         let deliveries: Vec<Delivery> = msgs.iter().map(delivery_of).collect();
         let span = tracing::info_span!("handle_batch", stage = %stage, messages = deliveries.len());
         let results = handler.handle_batch(&deliveries).instrument(span).await;
         for ((msg, d), r) in msgs.iter().zip(&deliveries).zip(results) {
             finish(&bus, &stage, keep_payload, msg, d, r).await;
+        }
+        if msgs.len() < max_batch {
+            // During a backup events trickle in a few at a time: a moment's
+            // wait lets several gather for the next batch (one transaction
+            // for the ledger instead of one per two events). Not a second,
+            // short fetch: a pull that expires within milliseconds was seen
+            // to hang for five seconds on nats-server 2.9.
+            tokio::time::sleep(LINGER).await;
         }
     }
 }
