@@ -149,7 +149,10 @@ pub struct VerifyWorker {
     pub read_back: HashMap<String, bool>,
 }
 
-const POLL: Duration = Duration::from_millis(200);
+/// How often verify looks again for what the ledger has not recorded yet:
+/// the ledger commits a backup's last events some tens of milliseconds
+/// after ingest ends, and every pause here is added to the backup's time.
+const POLL: Duration = Duration::from_millis(50);
 
 /// The id a data object is recorded under in the ledger's chunk copies.
 fn object_id(key: &ObjectKey) -> Option<Vec<u8>> {
@@ -213,7 +216,7 @@ impl VerifyWorker {
             // Short reads while polling: a network that does not answer must
             // not keep verify from finding the pages on one that does.
             match targets
-                .chunk_pages_within(POLL * 10, backup, ing.chunk_pages)
+                .chunk_pages_within(POLL * 40, backup, ing.chunk_pages)
                 .await
             {
                 Ok(p) => break p,
