@@ -6,12 +6,44 @@ use anyhow::Context;
 use cairn_bus::Bus;
 use cairn_config::Config;
 use cairn_ledger::Role;
-use cairn_repo::Repository;
+use cairn_repo::{Credentials, Repository};
 use std::time::Duration;
 
 pub fn passphrase(cfg: &Config) -> anyhow::Result<cairn_crypto::Secret> {
     cfg.passphrase()?
         .context("no passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")
+}
+
+/// What opens the repository: the share files given (`--share`, or
+/// `keys.share_files`) or else the passphrase. `why` says what needs it.
+pub fn credentials(cfg: &Config, why: &str) -> anyhow::Result<Credentials> {
+    if !cfg.keys.share_files.is_empty() {
+        let mut shares = Vec::new();
+        for path in &cfg.keys.share_files {
+            let name = path.display().to_string();
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read key share {name}"))?;
+            shares.push((name.clone(), cairn_crypto::Share::from_json(&name, &bytes)?));
+        }
+        return Ok(Credentials::Shares(shares));
+    }
+    Ok(Credentials::Passphrase(cfg.passphrase()?.with_context(|| {
+        format!("{why}: set CAIRN_PASSPHRASE or keys.passphrase_file, or give key shares with --share FILE")
+    })?))
+}
+
+/// Whether this process was given a passphrase or key shares.
+pub fn has_credentials(cfg: &Config) -> anyhow::Result<bool> {
+    Ok(!cfg.keys.share_files.is_empty() || cfg.passphrase()?.is_some())
+}
+
+/// The repository's keyring, opened with [`credentials`].
+pub async fn unlock(
+    cfg: &Config,
+    repo: &Repository,
+    why: &str,
+) -> anyhow::Result<cairn_crypto::Keyring> {
+    Ok(repo.unlock_with(&credentials(cfg, why)?).await?)
 }
 
 /// Connects to NATS as `name`, with the streams and consumers in place.

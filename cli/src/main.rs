@@ -22,6 +22,10 @@ pub struct Cli {
     /// Configuration file (default: ./cairn.toml if present).
     #[arg(long, global = true, env = "CAIRN_CONFIG")]
     config: Option<PathBuf>,
+    /// A key share file (`cairn key split`); repeat it: enough shares open
+    /// the repository instead of the passphrase.
+    #[arg(long = "share", id = "share_files", value_name = "FILE", global = true)]
+    shares: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +80,11 @@ pub enum Command {
     Drills(drill::DrillsArgs),
     /// Copy missing or corrupt objects back onto networks from intact copies.
     Repair(repair::RepairArgs),
+    /// Keys: passphrases (add, list, remove) and threshold shares (split).
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
     /// The audit ledger.
     Audit {
         #[command(subcommand)]
@@ -106,7 +115,8 @@ fn main() -> ExitCode {
 /// Configuration and telemetry first (outside the runtime: the OTLP exporter
 /// has its own thread), then the command; spans are flushed after it ends.
 fn start(cli: Cli) -> anyhow::Result<u8> {
-    let cfg = cairn_config::Config::load(cli.config.as_deref())?;
+    let mut cfg = cairn_config::Config::load(cli.config.as_deref())?;
+    cfg.keys.share_files.extend(cli.shares.iter().cloned());
     let serving = matches!(cli.command, Command::Serve(_));
     let _telemetry = cairn_telemetry::init(
         &cfg.telemetry,
@@ -142,6 +152,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Drill(a) => drill::drill(&cfg, a).await,
         Command::Drills(a) => drill::drills(&cfg, a).await,
         Command::Repair(a) => repair::repair(&cfg, a).await,
+        Command::Key { command } => key::run(&cfg, command).await,
         Command::Audit { command } => audit::run(&cfg, command).await,
     }
 }

@@ -138,11 +138,13 @@ async fn ingest_stdin(
     bus: &cairn_bus::Bus,
     request: &Envelope,
 ) -> anyhow::Result<()> {
-    let pass = cfg.passphrase()?.context(
-        "--stdin reads and chunks the data here and needs the passphrase: set CAIRN_PASSPHRASE",
-    )?;
     let repo = context::repo(cfg)?;
-    let keyring = repo.unlock(&pass).await?;
+    let keyring = context::unlock(
+        cfg,
+        &repo,
+        "--stdin reads and chunks the data here and needs the repository key",
+    )
+    .await?;
     let ctx = IngestContext {
         bus: bus.clone(),
         repo: repo.config().await?,

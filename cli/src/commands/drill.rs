@@ -3,7 +3,6 @@
 //! `cairn drills`: the latest drill of each dataset and its last success.
 
 use crate::{context, out, output};
-use anyhow::Context;
 use cairn_bus::Bus;
 use cairn_config::Config;
 use cairn_events::BackupId;
@@ -38,11 +37,13 @@ pub async fn driller(
     by: String,
     source: String,
 ) -> anyhow::Result<Driller> {
-    let pass = cfg.passphrase()?.context(
-        "a restore drill decrypts backups and needs the repository passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file",
-    )?;
     let repo = context::repo(cfg)?;
-    let keyring = repo.unlock(&pass).await?;
+    let keyring = context::unlock(
+        cfg,
+        &repo,
+        "a restore drill decrypts backups and needs the repository key",
+    )
+    .await?;
     let d = &cfg.retention.drills;
     if let Some(url) = &d.postgres_url {
         cairn_repo::pgtools::check_url(url)

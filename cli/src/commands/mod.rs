@@ -9,6 +9,7 @@ pub mod gc;
 pub mod health;
 pub mod hold;
 pub mod init;
+pub mod key;
 pub mod list;
 pub mod repair;
 pub mod restore;

@@ -55,7 +55,7 @@ pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
         }
     };
     let repo = context::repo(cfg)?;
-    let keyring = repo.unlock(&context::passphrase(cfg)?).await?;
+    let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
     let restorer = Restorer::new(
         repo.fastest_first().await,
         keyring.sealer(),

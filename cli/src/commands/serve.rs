@@ -4,7 +4,7 @@
 //! configuration.
 
 use crate::context::{self, whoami};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use cairn_config::Config;
 use cairn_events::Stage;
 use cairn_ledger::Role;
@@ -79,10 +79,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
         context::ledger(cfg).await?;
     }
     let keyring = if has(Stage::Ingest) || has(Stage::Encrypt) {
-        let pass = cfg
-            .passphrase()?
-            .context("ingest and encrypt need the repository passphrase: set CAIRN_PASSPHRASE or keys.passphrase_file")?;
-        Some(repo.unlock(&pass).await?)
+        Some(context::unlock(cfg, &repo, "ingest and encrypt need the repository key").await?)
     } else {
         None
     };
@@ -186,7 +183,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
         }
         if let Some(cadence) = cfg.retention.drills.cadence()? {
             // Drills decrypt: only where the operator gave this process the key.
-            if cfg.passphrase()?.is_some() {
+            if context::has_credentials(cfg)? {
                 let d =
                     super::drill::driller(cfg, &bus, "retention".into(), whoami("drills")).await?;
                 let run = cairn_retention::drill::run(d, cadence, cfg.retention.drills.sample);

@@ -365,6 +365,9 @@ async fn apply(
         | Event::ForgetRefused { .. }
         | Event::ScheduleSkipped { .. }
         | Event::RepoInitialised { .. }
+        | Event::KeyAdded(_)
+        | Event::KeyRemoved(_)
+        | Event::KeySplit(_)
         | Event::DeadLettered(_) => {}
     }
     Ok(())

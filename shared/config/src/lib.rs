@@ -66,6 +66,10 @@ pub struct KeysConfig {
     pub passphrase: Option<Secret>,
     /// A file holding the passphrase (first line).
     pub passphrase_file: Option<PathBuf>,
+    /// Threshold share files (`cairn key split`) that open the repository
+    /// together instead of a passphrase (`--share FILE`, repeated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub share_files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for KeysConfig {
@@ -76,6 +80,7 @@ impl std::fmt::Debug for KeysConfig {
                 &self.passphrase.as_ref().map(|_| "<redacted>"),
             )
             .field("passphrase_file", &self.passphrase_file)
+            .field("share_files", &self.share_files)
             .finish()
     }
 }

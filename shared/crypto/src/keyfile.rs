@@ -6,7 +6,7 @@
 //! without the passphrase. Adding a passphrase is another key file wrapping
 //! the same master key; rotating re-wraps the keyring, never the chunks.
 
-use crate::{CryptoError, DataKeyId, Key32, Keyring, Secret};
+use crate::{CryptoError, DataKeyId, Key32, Keyring, MasterKey, Secret};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
@@ -61,6 +61,9 @@ pub struct KeyFile {
     pub format: u32,
     pub key_id: String,
     pub created: String,
+    /// Who or what this passphrase is for (`cairn key add --label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     kdf: Kdf,
     /// The master key, wrapped by the passphrase key.
     master: Wrapped,
@@ -135,6 +138,26 @@ impl KeyFile {
         keyring: &Keyring,
         created: &str,
     ) -> Result<Self, CryptoError> {
+        Self::create_for(
+            &MasterKey::random(),
+            passphrase,
+            params,
+            keyring,
+            created,
+            None,
+        )
+    }
+
+    /// Creates a key file for `passphrase` that wraps `master` (the
+    /// repository's own, for another passphrase) and `keyring` under it.
+    pub fn create_for(
+        master: &MasterKey,
+        passphrase: &Secret,
+        params: KdfParams,
+        keyring: &Keyring,
+        created: &str,
+        label: Option<String>,
+    ) -> Result<Self, CryptoError> {
         if passphrase.is_empty() {
             return Err(CryptoError::NoPassphrase);
         }
@@ -143,60 +166,88 @@ impl KeyFile {
         let mut kid = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut kid);
         let kek = derive_kek(passphrase, params, &salt)?;
-        let master = Key32::random();
+        let master = &master.0;
         Ok(KeyFile {
             format: 1,
             key_id: hex::encode(kid),
             created: created.to_string(),
+            label,
             kdf: Kdf {
                 algorithm: "argon2id".into(),
                 params,
                 salt: hex::encode(salt),
             },
             master: wrap(&kek, "master", master.as_bytes()),
-            id_key: wrap(&master, "id", keyring.id_key.as_bytes()),
+            id_key: wrap(master, "id", keyring.id_key.as_bytes()),
             data_keys: keyring
                 .data_keys
                 .iter()
                 .map(|(id, k)| WrappedDataKey {
                     id: id.to_hex(),
-                    key: wrap(&master, &format!("data:{}", id.to_hex()), k.as_bytes()),
+                    key: wrap(master, &format!("data:{}", id.to_hex()), k.as_bytes()),
                 })
                 .collect(),
         })
     }
 
-    /// Opens the keyring with `passphrase`.
-    pub fn open(&self, passphrase: &Secret) -> Result<Keyring, CryptoError> {
-        let bad = |problem: &str| CryptoError::KeyFile {
+    /// The KDF's cost parameters, for `cairn key list`.
+    pub fn kdf_params(&self) -> KdfParams {
+        self.kdf.params
+    }
+
+    fn bad(&self, problem: &str) -> CryptoError {
+        CryptoError::KeyFile {
             name: self.key_id.clone(),
             problem: problem.to_string(),
-        };
+        }
+    }
+
+    /// Opens the master key with `passphrase`.
+    pub fn open_master(&self, passphrase: &Secret) -> Result<MasterKey, CryptoError> {
         if self.format != 1 {
-            return Err(bad(&format!("unsupported format {}", self.format)));
+            return Err(self.bad(&format!(
+                "format {}, this build reads format 1 (a newer Cairn wrote it?)",
+                self.format
+            )));
         }
         if self.kdf.algorithm != "argon2id" {
-            return Err(bad(&format!("unsupported KDF {:?}", self.kdf.algorithm)));
+            return Err(self.bad(&format!("unsupported KDF {:?}", self.kdf.algorithm)));
         }
-        let salt = hex::decode(&self.kdf.salt).map_err(|_| bad("salt is not hex"))?;
+        let salt = hex::decode(&self.kdf.salt).map_err(|_| self.bad("salt is not hex"))?;
         let kek = derive_kek(passphrase, self.kdf.params, &salt)?;
-        let master = unwrap(&kek, "master", &self.master).ok_or(CryptoError::WrongPassphrase)?;
-        let id_key =
-            unwrap(&master, "id", &self.id_key).ok_or_else(|| bad("id key does not unwrap"))?;
+        unwrap(&kek, "master", &self.master)
+            .map(MasterKey)
+            .ok_or(CryptoError::WrongPassphrase)
+    }
+
+    /// Opens the keyring this file wraps under `master`; `None` when this
+    /// file wraps another master key.
+    pub fn open_with(&self, master: &MasterKey) -> Result<Option<Keyring>, CryptoError> {
+        let master = &master.0;
+        let Some(id_key) = unwrap(master, "id", &self.id_key) else {
+            return Ok(None);
+        };
         let mut data_keys = Vec::new();
         for dk in &self.data_keys {
             let id: [u8; 16] = hex::decode(&dk.id)
                 .ok()
                 .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| bad("data key id is not 16 hex bytes"))?;
-            let key = unwrap(&master, &format!("data:{}", dk.id), &dk.key)
-                .ok_or_else(|| bad(&format!("data key {} does not unwrap", dk.id)))?;
+                .ok_or_else(|| self.bad("data key id is not 16 hex bytes"))?;
+            let key = unwrap(master, &format!("data:{}", dk.id), &dk.key)
+                .ok_or_else(|| self.bad(&format!("data key {} does not unwrap", dk.id)))?;
             data_keys.push((DataKeyId(id), key));
         }
         if data_keys.is_empty() {
-            return Err(bad("holds no data key"));
+            return Err(self.bad("holds no data key"));
         }
-        Ok(Keyring { id_key, data_keys })
+        Ok(Some(Keyring { id_key, data_keys }))
+    }
+
+    /// Opens the keyring with `passphrase`.
+    pub fn open(&self, passphrase: &Secret) -> Result<Keyring, CryptoError> {
+        let master = self.open_master(passphrase)?;
+        self.open_with(&master)?
+            .ok_or_else(|| self.bad("id key does not unwrap"))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -213,18 +264,44 @@ impl KeyFile {
 
 /// Opens the first of `files` that `passphrase` unlocks.
 pub fn open_any(files: &[KeyFile], passphrase: &Secret) -> Result<Keyring, CryptoError> {
+    open_any_master(files, passphrase).map(|(_, keyring, _)| keyring)
+}
+
+/// [`open_any`], also giving the master key and the id of the key file
+/// that opened, for the commands that manage keys.
+pub fn open_any_master(
+    files: &[KeyFile],
+    passphrase: &Secret,
+) -> Result<(MasterKey, Keyring, String), CryptoError> {
     if passphrase.is_empty() {
         return Err(CryptoError::NoPassphrase);
     }
     let mut last = CryptoError::WrongPassphrase;
     for f in files {
-        match f.open(passphrase) {
-            Ok(k) => return Ok(k),
+        let opened = f.open_master(passphrase).and_then(|m| {
+            let k = f
+                .open_with(&m)?
+                .ok_or_else(|| f.bad("id key does not unwrap"))?;
+            Ok((m, k))
+        });
+        match opened {
+            Ok((m, k)) => return Ok((m, k, f.key_id.clone())),
             Err(CryptoError::WrongPassphrase) => {}
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// Opens the keyring with a master key (from shares): from the first of
+/// `files` that wraps it.
+pub fn open_any_with(files: &[KeyFile], master: &MasterKey) -> Result<Keyring, CryptoError> {
+    for f in files {
+        if let Some(k) = f.open_with(master)? {
+            return Ok(k);
+        }
+    }
+    Err(CryptoError::MasterNotUsed)
 }
 
 #[cfg(test)]
@@ -274,5 +351,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("id key does not unwrap"), "{err}");
+    }
+
+    #[test]
+    fn a_second_passphrase_opens_the_same_master_and_keyring() {
+        let ring = Keyring::generate();
+        let first = KeyFile::create(&Secret::new("first"), FAST, &ring, "now").unwrap();
+        let (master, _, id) =
+            open_any_master(std::slice::from_ref(&first), &Secret::new("first")).unwrap();
+        assert_eq!(id, first.key_id);
+        let second = KeyFile::create_for(
+            &master,
+            &Secret::new("second"),
+            FAST,
+            &ring,
+            "later",
+            Some("bob".into()),
+        )
+        .unwrap();
+        assert_ne!(second.key_id, first.key_id);
+        let files = [first.clone(), second.clone()];
+        let (m2, k2, id2) = open_any_master(&files, &Secret::new("second")).unwrap();
+        assert!(m2 == master);
+        assert_eq!(id2, second.key_id);
+        assert_eq!(k2.data_keys[0].1.as_bytes(), ring.data_keys[0].1.as_bytes());
+        let back = KeyFile::from_json("k", &second.to_json()).unwrap();
+        assert_eq!(back.label.as_deref(), Some("bob"));
+        assert!(open_any_with(&files, &master).is_ok());
+        assert!(matches!(
+            open_any_with(&files, &MasterKey::random()),
+            Err(CryptoError::MasterNotUsed)
+        ));
+    }
+
+    #[test]
+    fn a_key_file_of_a_newer_format_is_named() {
+        let ring = Keyring::generate();
+        let mut kf = KeyFile::create(&Secret::new("pw"), FAST, &ring, "now").unwrap();
+        kf.format = 9;
+        let err = kf
+            .open(&Secret::new("pw"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("format 9") && err.contains(&kf.key_id),
+            "{err}"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! * [`keyfile`]: the repository key. A random master key, stored only wrapped
 //!   by a passphrase-derived key (Argon2id) in `keys/<key_id>` on the networks,
-//!   together with the keyring it protects.
+//!   together with the keyring it protects. Several key files (passphrases)
+//!   wrap the same master key.
+//! * [`shares`]: the master key split into threshold shares (Shamir, vsss-rs).
 //! * [`Keyring`]: what the master key unwraps: the chunk-id key (keyed BLAKE3,
 //!   held by ingest) and the data keys (AES-256-GCM, held by encrypt and by
 //!   restore). Services ask for the narrowest view they need
@@ -18,11 +20,13 @@
 pub mod keyfile;
 pub mod merkle;
 pub mod seal;
+pub mod shares;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub use keyfile::{KdfParams, KeyFile};
 pub use seal::{ObjectKind, OpenedObject, Sealer, SEAL_OVERHEAD};
+pub use shares::Share;
 
 /// 32 bytes of key material, zeroed on drop, never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
@@ -43,6 +47,18 @@ impl Key32 {
 impl std::fmt::Debug for Key32 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Key32(<redacted>)")
+    }
+}
+
+/// The repository's master key: what a key file's passphrase or a quorum of
+/// shares opens, and what wraps the keyring. Held only by commands that
+/// manage keys; never printed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MasterKey(pub(crate) Key32);
+
+impl MasterKey {
+    pub fn random() -> Self {
+        MasterKey(Key32::random())
     }
 }
 
@@ -151,4 +167,16 @@ pub enum CryptoError {
     Format { object: String, problem: String },
     #[error("invalid key-derivation parameters: {0}")]
     Kdf(String),
+    #[error("key shares: {0}")]
+    Shares(String),
+    #[error("key share {name}: {problem}")]
+    Share { name: String, problem: String },
+    #[error("{have} key share(s) given, the key was split so that {need} of {count} are needed")]
+    TooFewShares {
+        have: usize,
+        need: usize,
+        count: usize,
+    },
+    #[error("the shares open a master key that none of the repository's key files uses (a split of another key of this repository?)")]
+    MasterNotUsed,
 }

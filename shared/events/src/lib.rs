@@ -157,6 +157,17 @@ pub enum Event {
         key_id: String,
         networks: Vec<String>,
     },
+    /// A passphrase was added: its key file written to the networks named.
+    #[serde(rename = "key.added")]
+    KeyAdded(KeyChange),
+    /// A passphrase was removed: its key file deleted from the networks
+    /// named; `pending` says where it still is and why.
+    #[serde(rename = "key.removed")]
+    KeyRemoved(KeyChange),
+    /// The master key was split into threshold shares (the shares
+    /// themselves are never recorded).
+    #[serde(rename = "key.split")]
+    KeySplit(KeySplit),
     /// A stage gave up on a message and moved it to the dead-letter subject.
     #[serde(rename = "event.deadlettered")]
     DeadLettered(DeadLetter),
@@ -192,6 +203,9 @@ impl Event {
             Event::DrillCompleted(_) => "drill.completed",
             Event::DrillFailed(_) => "drill.failed",
             Event::RepoInitialised { .. } => "repo.initialised",
+            Event::KeyAdded(_) => "key.added",
+            Event::KeyRemoved(_) => "key.removed",
+            Event::KeySplit(_) => "key.split",
             Event::DeadLettered(_) => "event.deadlettered",
         }
     }
@@ -230,6 +244,9 @@ impl Event {
         "drill.completed",
         "drill.failed",
         "repo.initialised",
+        "key.added",
+        "key.removed",
+        "key.split",
         "event.deadlettered",
     ];
 
@@ -298,6 +315,9 @@ impl Event {
             "ledger, cli",
         ),
         ("repo.initialised", "cli (init)", "ledger"),
+        ("key.added", "cli (key add)", "ledger"),
+        ("key.removed", "cli (key remove)", "ledger"),
+        ("key.split", "cli (key split)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
     ];
 
@@ -634,6 +654,37 @@ pub struct NetworkCollection {
     pub waiting: u64,
     pub deleted: u64,
     pub bytes_freed: u64,
+}
+
+/// A passphrase's key file added to or removed from the repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyChange {
+    pub repo_id: String,
+    pub key_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Networks where the change is done.
+    pub networks: Vec<String>,
+    /// Networks where it is not (yet), each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
+}
+
+/// A network a key change has not reached, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Pending {
+    pub network: String,
+    pub reason: String,
+}
+
+/// The master key split into threshold shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeySplit {
+    pub repo_id: String,
+    /// The split's id, written in each of its shares.
+    pub set: String,
+    pub threshold: u8,
+    pub count: u8,
 }
 
 /// One restore drill: which backup was restored where, what came back and

@@ -31,8 +31,11 @@ impl Presence {
 struct Origin {
     repo_id: String,
     config: Bytes,
-    /// Key file path → bytes, gathered from every network holding the config.
+    /// Key file path → bytes, gathered from every network holding the config
+    /// (less those removed).
     keys: BTreeMap<String, Bytes>,
+    /// Tombstones of removed key files (`keys-removed/<id>`) → bytes.
+    removed: BTreeMap<String, Bytes>,
 }
 
 /// What a network holds of the repository.
@@ -86,6 +89,7 @@ impl Repository {
                                 repo_id: parsed.repo_id,
                                 config,
                                 keys: BTreeMap::new(),
+                                removed: BTreeMap::new(),
                             },
                         ))
                         .1
@@ -97,6 +101,21 @@ impl Repository {
                     slot.insert(bytes);
                 }
             }
+            for t in n.list(layout::KEYS_REMOVED_DIR).await? {
+                if let std::collections::btree_map::Entry::Vacant(slot) = o.removed.entry(t) {
+                    let bytes = n.get(slot.key()).await?;
+                    slot.insert(bytes);
+                }
+            }
+        }
+        if let Some((_, o)) = &mut origin {
+            let gone: Vec<String> = o
+                .removed
+                .keys()
+                .filter_map(|t| t.strip_prefix(layout::KEYS_REMOVED_DIR))
+                .map(layout::key_file)
+                .collect();
+            o.keys.retain(|k, _| !gone.contains(k));
         }
         match origin {
             Some((_, o)) if !o.keys.is_empty() => Ok(o),
@@ -116,11 +135,26 @@ impl Repository {
 
     /// Copies the repository config and key files to `target` where it
     /// lacks them (key files first: the config's presence means "a
-    /// repository"). Returns the paths written.
+    /// repository"), and finishes removals that did not reach it (the
+    /// tombstone, then the key file deleted where the network can).
+    /// Returns the paths written or deleted.
     pub async fn complete_on(&self, target: &DynNetwork) -> Result<Vec<String>, RepoError> {
         let origin = self.origin().await?;
         let listed = target.list(layout::KEYS_DIR).await?;
         let mut written = Vec::new();
+        let tombstones = target.list(layout::KEYS_REMOVED_DIR).await?;
+        for (path, bytes) in &origin.removed {
+            if !tombstones.contains(path) {
+                target.put(path, bytes.clone(), PutMode::IfAbsent).await?;
+                written.push(path.clone());
+            }
+            let id = path.strip_prefix(layout::KEYS_REMOVED_DIR).unwrap_or(path);
+            let key = layout::key_file(id);
+            if listed.contains(&key) && target.capabilities().can_delete {
+                target.delete(&key).await?;
+                written.push(format!("{key} (deleted)"));
+            }
+        }
         for (path, bytes) in &origin.keys {
             if !listed.contains(path) {
                 target.put(path, bytes.clone(), PutMode::IfAbsent).await?;

@@ -4,6 +4,7 @@
 //! ```text
 //! config                         repository config (JSON, public)
 //! keys/<key_id>                  key files (JSON; useless without a passphrase)
+//! keys-removed/<key_id>          tombstones of removed key files
 //! chunks/<id[0..2]>/<id>         sealed chunks stored alone (format 1)
 //! packs/<id[0..2]>/<id>          packs: sealed chunks one after another (format 2)
 //! backups/<backup_id>/manifest   sealed manifest
@@ -14,6 +15,8 @@ use cairn_events::{BackupId, ObjectKey, PackId};
 
 pub const CONFIG: &str = "config";
 pub const KEYS_DIR: &str = "keys/";
+/// A removed key's tombstone: no network may hold or spread it again.
+pub const KEYS_REMOVED_DIR: &str = "keys-removed/";
 pub const BACKUPS_DIR: &str = "backups/";
 pub const CHUNKS_DIR: &str = "chunks/";
 pub const PACKS_DIR: &str = "packs/";
@@ -26,7 +29,11 @@ pub fn checkpoint(size: u64) -> String {
 }
 
 pub fn key_file(key_id: &str) -> String {
-    format!("keys/{key_id}")
+    format!("{KEYS_DIR}{key_id}")
+}
+
+pub fn key_removed(key_id: &str) -> String {
+    format!("{KEYS_REMOVED_DIR}{key_id}")
 }
 
 pub fn object(key: &ObjectKey) -> String {

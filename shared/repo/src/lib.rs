@@ -20,12 +20,15 @@ pub mod check;
 pub mod chunklist;
 pub mod complete;
 pub mod format;
+pub mod keys;
 pub mod layout;
 pub mod pack;
 pub mod pgtools;
 pub mod restore;
 pub mod target;
 pub mod tree;
+
+pub use keys::{Credentials, KeyInfo, Opened};
 
 use bytes::Bytes;
 use cairn_crypto::{CryptoError, KdfParams, KeyFile, Keyring, ObjectKind, Sealer, Secret};
@@ -53,6 +56,8 @@ pub enum RepoError {
     MerkleMismatch { backup: BackupId, detail: String },
     #[error("restore target: {0}")]
     Target(String),
+    #[error("keys: {0}")]
+    Key(String),
     #[error("restore: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -257,41 +262,10 @@ impl Repository {
         Err(RepoError::NotInitialised(names(&self.networks)))
     }
 
-    /// All key files, from the first network that holds any.
-    pub async fn key_files(&self) -> Result<Vec<KeyFile>, RepoError> {
-        let mut last_err = None;
-        for n in &self.networks {
-            let paths = match n.list(layout::KEYS_DIR).await {
-                Ok(p) => p,
-                Err(e) => {
-                    last_err = Some(e);
-                    continue;
-                }
-            };
-            let mut files = Vec::new();
-            for p in paths {
-                let bytes = n.get(&p).await?;
-                files.push(KeyFile::from_json(&p, &bytes)?);
-            }
-            if !files.is_empty() {
-                return Ok(files);
-            }
-        }
-        match last_err {
-            Some(e) => Err(e.into()),
-            None => Err(RepoError::NotInitialised(names(&self.networks))),
-        }
-    }
-
     /// Opens the keyring with the passphrase.
     pub async fn unlock(&self, passphrase: &Secret) -> Result<Keyring, RepoError> {
-        let files = self.key_files().await?;
-        let pass = passphrase.clone();
-        // Argon2id is deliberately slow: keep it off the async threads.
-        tokio::task::spawn_blocking(move || cairn_crypto::keyfile::open_any(&files, &pass))
+        self.unlock_with(&keys::Credentials::Passphrase(passphrase.clone()))
             .await
-            .map_err(|e| RepoError::Format(e.to_string()))?
-            .map_err(Into::into)
     }
 
     /// Backups whose manifest any network holds, oldest first (ids are UUIDv7).

@@ -1,0 +1,287 @@
+//! `cairn key add | list | remove | split`: the passphrases that open the
+//! repository on every network, and threshold shares of its master key.
+//! Every change is recorded in the ledger (when the broker is up; a warning
+//! says so when it is not), never the secrets themselves.
+
+use crate::{context, err, out, output};
+use anyhow::{bail, Context};
+use cairn_config::Config;
+use cairn_crypto::{shares, KdfParams, Secret};
+use cairn_events::{BackupId, Envelope, Event, KeyChange, KeySplit};
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum KeyCommand {
+    /// Add a passphrase: another key file wrapping the same master key, on
+    /// every network. Opens with the current passphrase (or shares).
+    Add(AddArgs),
+    /// The key files, which networks hold each, and which one opened.
+    List(ListArgs),
+    /// Remove a passphrase's key file from every network (never the last).
+    Remove(RemoveArgs),
+    /// Split the master key into threshold shares: any THRESHOLD of the
+    /// SHARES files open the repository (`--share FILE`, repeated).
+    Split(SplitArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AddArgs {
+    /// File whose first line is the new passphrase (or CAIRN_NEW_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    new_passphrase_file: Option<PathBuf>,
+    /// Who or what this passphrase is for, shown by `cairn key list`.
+    #[arg(long)]
+    label: Option<String>,
+    /// Argon2id memory for the new key file, KiB (default 65536).
+    #[arg(long)]
+    kdf_memory_kib: Option<u32>,
+    /// Argon2id passes for the new key file (default 3).
+    #[arg(long)]
+    kdf_iterations: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RemoveArgs {
+    /// The key's id (`cairn key list`).
+    key_id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SplitArgs {
+    /// How many shares open the repository together (at least 2).
+    #[arg(long)]
+    threshold: u8,
+    /// How many shares to write.
+    #[arg(long)]
+    shares: u8,
+    /// Directory for the share files (created; must not hold share files).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cfg: &Config, c: KeyCommand) -> anyhow::Result<u8> {
+    match c {
+        KeyCommand::Add(a) => add(cfg, a).await,
+        KeyCommand::List(a) => list(cfg, a).await,
+        KeyCommand::Remove(a) => remove(cfg, a).await,
+        KeyCommand::Split(a) => split(cfg, a).await,
+    }
+}
+
+fn new_passphrase(a: &AddArgs) -> anyhow::Result<Secret> {
+    let pass = match &a.new_passphrase_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        None => std::env::var("CAIRN_NEW_PASSPHRASE").unwrap_or_default(),
+    };
+    if pass.is_empty() {
+        bail!("no new passphrase: give --new-passphrase-file FILE or set CAIRN_NEW_PASSPHRASE");
+    }
+    Ok(Secret::new(pass))
+}
+
+async fn add(cfg: &Config, a: AddArgs) -> anyhow::Result<u8> {
+    let new = new_passphrase(&a)?;
+    let repo = context::repo(cfg)?;
+    let opened = repo
+        .open_keys(&context::credentials(
+            cfg,
+            "adding a key needs a key that opens the repository",
+        )?)
+        .await?;
+    let mut kdf = KdfParams::default();
+    if let Some(m) = a.kdf_memory_kib {
+        kdf.memory_kib = m;
+    }
+    if let Some(t) = a.kdf_iterations {
+        kdf.iterations = t;
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let change = repo
+        .add_key(&opened, &new, kdf, a.label.clone(), &now)
+        .await?;
+    record(
+        cfg,
+        &change.repo_id,
+        &change.key_id,
+        Event::KeyAdded(change.clone()),
+    )
+    .await?;
+    report(&change, "added to", a.json)
+}
+
+async fn remove(cfg: &Config, a: RemoveArgs) -> anyhow::Result<u8> {
+    let repo = context::repo(cfg)?;
+    // Only someone who can open the repository removes its keys.
+    repo.open_keys(&context::credentials(
+        cfg,
+        "removing a key needs a key that opens the repository",
+    )?)
+    .await?;
+    let change = repo.remove_key(&a.key_id).await?;
+    record(
+        cfg,
+        &change.repo_id,
+        &change.key_id,
+        Event::KeyRemoved(change.clone()),
+    )
+    .await?;
+    report(&change, "removed from", a.json)
+}
+
+fn report(change: &KeyChange, done: &str, json: bool) -> anyhow::Result<u8> {
+    if json {
+        output::json(change)?;
+    } else {
+        out!(
+            "key {}{} {done} {}",
+            change.key_id,
+            change
+                .label
+                .as_ref()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default(),
+            change.networks.join(", ")
+        );
+        for p in &change.pending {
+            err!("cairn: not on {} yet: {}", p.network, p.reason);
+        }
+    }
+    Ok(if change.pending.is_empty() {
+        0
+    } else {
+        crate::exit::DEGRADED
+    })
+}
+
+async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
+    let repo = context::repo(cfg)?;
+    let opened = repo
+        .open_keys(&context::credentials(
+            cfg,
+            "listing keys needs a key that opens the repository",
+        )?)
+        .await?;
+    let (keys, unreachable) = repo.list_keys(Some(&opened)).await?;
+    if a.json {
+        output::json(&serde_json::json!({ "keys": keys, "unreachable": unreachable }))?;
+    } else {
+        out!(
+            "{:<2}{:<18}{:<22}{:<16}{:<12}NETWORKS",
+            "",
+            "ID",
+            "CREATED",
+            "LABEL",
+            "KDF"
+        );
+        for k in &keys {
+            out!(
+                "{:<2}{:<18}{:<22}{:<16}{:<12}{}",
+                if k.current { "*" } else { "" },
+                k.key_id,
+                k.created,
+                k.label.as_deref().unwrap_or("-"),
+                format!("{}M/{}", k.kdf.memory_kib / 1024, k.kdf.iterations),
+                k.networks.join(",")
+            );
+        }
+        for p in &unreachable {
+            err!("cairn: network {} not read: {}", p.network, p.reason);
+        }
+    }
+    Ok(0)
+}
+
+async fn split(cfg: &Config, a: SplitArgs) -> anyhow::Result<u8> {
+    shares::check_split(a.threshold, a.shares)?;
+    let repo = context::repo(cfg)?;
+    let opened = repo
+        .open_keys(&context::credentials(
+            cfg,
+            "splitting the key needs a key that opens the repository",
+        )?)
+        .await?;
+    let made = shares::split(&opened.master, &opened.repo_id, a.threshold, a.shares)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut files = Vec::new();
+    for s in &made {
+        let path = a.out.join(format!(
+            "cairn-share-{}-{}-of-{}.json",
+            s.set, s.index, s.count
+        ));
+        // create_new: a share file is never overwritten, and is the
+        // holder's alone (0600).
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&path)
+            .with_context(|| format!("cannot create share file {}", path.display()))?;
+        std::io::Write::write_all(&mut f, &s.to_json())
+            .with_context(|| format!("cannot write share file {}", path.display()))?;
+        files.push(path.display().to_string());
+    }
+    let set = made[0].set.clone();
+    record(
+        cfg,
+        &opened.repo_id,
+        &set,
+        Event::KeySplit(KeySplit {
+            repo_id: opened.repo_id.clone(),
+            set: set.clone(),
+            threshold: a.threshold,
+            count: a.shares,
+        }),
+    )
+    .await?;
+    if a.json {
+        output::json(&serde_json::json!({
+            "set": set, "threshold": a.threshold, "shares": a.shares, "files": files
+        }))?;
+    } else {
+        out!(
+            "split {set}: {} shares, any {} open the repository:",
+            a.shares,
+            a.threshold
+        );
+        for f in &files {
+            out!("  {f}");
+        }
+        out!("Give each share to a different holder and delete it here.");
+    }
+    Ok(0)
+}
+
+/// Records a key change in the ledger if the broker is up.
+/// `what` (a key id, a split id) makes the event's id, so a retried
+/// command records the same change once.
+async fn record(cfg: &Config, repo_id: &str, what: &str, event: Event) -> anyhow::Result<()> {
+    if let Some(bus) = context::try_bus(cfg).await {
+        let env = Envelope::new(
+            "cli",
+            BackupId::repo(),
+            event,
+            &[repo_id.as_bytes(), what.as_bytes()],
+        );
+        bus.publish_event(&env).await?;
+    }
+    Ok(())
+}

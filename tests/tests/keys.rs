@@ -1,0 +1,377 @@
+//! Key custody end to end, through the `cairn` binary against a real
+//! nats-server, PostgreSQL and directory networks (one that cannot delete):
+//! several passphrases, removing one, threshold shares, and bad keys of
+//! every kind refused by name without changing any network.
+
+use cairn_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const FAST_KDF: [&str; 4] = ["--kdf-memory-kib", "8192", "--kdf-iterations", "1"];
+
+fn env_with_vault() -> Env {
+    Env::with(Options {
+        extra_networks: vec!["second".into()],
+        // A network that cannot delete (as Arweave): a removed key stays.
+        extra_toml: "\n[[networks]]\nname = \"vault\"\nkind = \"fs\"\ncan_delete = false\n".into(),
+        ..Options::default()
+    })
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `cairn ARGS` with only network `net`, no broker or database, and
+/// `pass` as the passphrase (none when `None`).
+fn offline(env: &Env, net: &str, pass: Option<&str>, args: &[&str]) -> Output {
+    let mut c = env.offline_with_only(net);
+    match pass {
+        Some(p) => c.env("CAIRN_PASSPHRASE", p),
+        None => c.env_remove("CAIRN_PASSPHRASE"),
+    };
+    env.run_with(c, args, None)
+}
+
+fn restore_to(
+    env: &Env,
+    net: &str,
+    pass: Option<&str>,
+    id: &str,
+    extra: &[&str],
+) -> (Output, PathBuf) {
+    let n = std::fs::read_dir(env.path()).unwrap().count();
+    let out = env.path().join(format!("restored-{n}"));
+    let mut args = extra.to_vec();
+    args.extend(["restore", id, "--to", out.to_str().unwrap()]);
+    (offline(env, net, pass, &args), out)
+}
+
+fn networks_of(env: &Env) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    ["local", "second", "vault"]
+        .iter()
+        .map(|n| (n.to_string(), snapshot(&env.network_dir(n))))
+        .collect()
+}
+
+fn key_events(env: &Env, kind: &str) -> Vec<serde_json::Value> {
+    settle(&env.db);
+    logged_events(&env.db)
+        .into_iter()
+        .filter(|e| e.event.kind() == kind)
+        .map(|e| serde_json::to_value(&e.event).unwrap())
+        .collect()
+}
+
+#[test]
+fn several_passphrases_open_the_repository_and_a_removed_one_stays_removed() {
+    let mut env = env_with_vault();
+    env.start_all();
+    let (src, id) = env.back_up_random_file(3 << 20);
+    let first_id = env.json(&["key", "list", "--json"])["keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let bob_file = env.path().join("bob-pass");
+    std::fs::write(&bob_file, "bob's own passphrase\n").unwrap();
+    let mut args = vec![
+        "key",
+        "add",
+        "--new-passphrase-file",
+        bob_file.to_str().unwrap(),
+        "--label",
+        "bob",
+        "--json",
+    ];
+    args.extend(FAST_KDF);
+    let added = env.json(&args);
+    let bob_id = added["key_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        added["networks"],
+        serde_json::json!(["local", "second", "vault"]),
+        "{added}"
+    );
+
+    let listed = env.json(&["key", "list", "--json"]);
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    let first = keys
+        .iter()
+        .find(|k| k["key_id"] == first_id.as_str())
+        .unwrap();
+    let bob = keys
+        .iter()
+        .find(|k| k["key_id"] == bob_id.as_str())
+        .unwrap();
+    assert_eq!(
+        first["current"], true,
+        "the passphrase used opened the first key"
+    );
+    assert_eq!(bob["label"], "bob");
+    assert_eq!(bob["networks"].as_array().unwrap().len(), 3);
+
+    // Bob's passphrase opens the repository from any one network alone.
+    for net in ["second", "vault"] {
+        let (o, out) = restore_to(&env, net, Some("bob's own passphrase"), &id, &[]);
+        assert!(
+            o.status.success(),
+            "restore with bob's key from {net}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    }
+
+    // Bob removes the first passphrase while network `second` is away (its
+    // directory replaced by a file): deleted from `local`, kept by the
+    // vault, which cannot delete, pending on `second`; exit 3 says so.
+    let second = env.network_dir("second");
+    let away = env.path().join("second-away");
+    std::fs::rename(&second, &away).unwrap();
+    std::fs::write(&second, "not a directory").unwrap();
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSPHRASE", "bob's own passphrase");
+    let o = env.run_with(c, &["key", "remove", &first_id, "--json"], None);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let removed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        removed["networks"],
+        serde_json::json!(["local"]),
+        "{removed}"
+    );
+    let pending: Vec<&str> = removed["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["second", "vault"], "{removed}");
+    assert!(removed["pending"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cannot delete"));
+    std::fs::remove_file(&second).unwrap();
+    std::fs::rename(&away, &second).unwrap();
+    assert!(!env
+        .network_dir("local")
+        .join("keys")
+        .join(&first_id)
+        .exists());
+    assert!(env
+        .network_dir("vault")
+        .join("keys")
+        .join(&first_id)
+        .exists());
+    assert!(second.join("keys").join(&first_id).exists());
+
+    // A store worker's start finishes the removal on `second` and spreads
+    // the key file nowhere again.
+    env.set_env("CAIRN_PASSPHRASE", "bob's own passphrase");
+    env.serve(&["store"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while second.join("keys").join(&first_id).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removal never reached `second`: {}",
+            env.serve_logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(second.join("keys-removed").join(&first_id).exists());
+    assert!(!env
+        .network_dir("local")
+        .join("keys")
+        .join(&first_id)
+        .exists());
+    for net in ["local", "second", "vault"] {
+        let (o, _) = restore_to(&env, net, Some(PASSPHRASE), &id, &[]);
+        assert!(
+            !o.status.success(),
+            "the removed passphrase still opens {net}"
+        );
+        assert!(
+            stderr(&o).contains("wrong passphrase"),
+            "{net}: {}",
+            stderr(&o)
+        );
+    }
+
+    // The last key cannot be removed, and the refusal changes nothing.
+    let before = networks_of(&env);
+    let o = env.run(&["key", "remove", &bob_id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("last key"), "{}", stderr(&o));
+    assert_eq!(networks_of(&env), before);
+
+    let added = key_events(&env, "key.added");
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0]["key_id"], bob_id.as_str());
+    let removed = key_events(&env, "key.removed");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0]["key_id"], first_id.as_str());
+    assert_eq!(removed[0]["networks"], serde_json::json!(["local"]));
+}
+
+fn shares_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn share_args(files: &[&PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|f| ["--share".to_string(), f.display().to_string()])
+        .collect()
+}
+
+#[test]
+fn threshold_shares_open_the_repository_and_bad_keys_are_named() {
+    let mut env = env_with_vault();
+    env.start_all();
+    let (src, id) = env.back_up_random_file(2 << 20);
+    let dir = env.path().join("shares");
+    let split = env.json(&[
+        "key",
+        "split",
+        "--threshold",
+        "3",
+        "--shares",
+        "5",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let files = shares_in(&dir);
+    assert_eq!(files.len(), 5, "{split}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Any three, with no passphrase at all, restore from one network alone.
+    for pick in [[0, 1, 2], [4, 2, 0]] {
+        let chosen: Vec<&PathBuf> = pick.iter().map(|&i| &files[i]).collect();
+        let a = share_args(&chosen);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (o, out) = restore_to(&env, "second", None, &id, &a);
+        assert!(o.status.success(), "three shares {pick:?}: {}", stderr(&o));
+        assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    }
+
+    let before = networks_of(&env);
+    let refused = |what: &str, pass: Option<&str>, files: &[&PathBuf], needle: &[&str]| {
+        let a = share_args(files);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (o, out) = restore_to(&env, "local", pass, &id, &a);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what} was not refused: {}",
+            stderr(&o)
+        );
+        for n in needle {
+            assert!(
+                stderr(&o).contains(n),
+                "{what}: {n:?} not in {}",
+                stderr(&o)
+            );
+        }
+        assert!(!out.exists(), "{what}: restored something");
+    };
+
+    refused(
+        "two shares",
+        None,
+        &[&files[0], &files[3]],
+        &["2 key share(s) given", "3 of 5"],
+    );
+
+    let damaged = env.path().join("damaged.json");
+    let mut text: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[1]).unwrap()).unwrap();
+    let v = text["value"].as_str().unwrap().to_string();
+    let flipped = format!("{}{}", if v.starts_with('0') { "1" } else { "0" }, &v[1..]);
+    text["value"] = flipped.into();
+    std::fs::write(&damaged, serde_json::to_vec(&text).unwrap()).unwrap();
+    refused(
+        "a damaged share",
+        None,
+        &[&files[0], &damaged, &files[2]],
+        &["damaged.json", "checksum"],
+    );
+
+    let cut = env.path().join("cut.json");
+    std::fs::write(&cut, &std::fs::read(&files[1]).unwrap()[..50]).unwrap();
+    refused(
+        "a truncated share",
+        None,
+        &[&files[0], &cut, &files[2]],
+        &["cut.json", "not a Cairn key share"],
+    );
+
+    let other = Env::new();
+    other.init();
+    let other_dir = other.path().join("shares");
+    other.ok(&[
+        "key",
+        "split",
+        "--threshold",
+        "2",
+        "--shares",
+        "2",
+        "--out",
+        other_dir.to_str().unwrap(),
+    ]);
+    let foreign = shares_in(&other_dir).remove(0);
+    refused(
+        "a foreign share",
+        None,
+        &[&files[0], &foreign, &files[2]],
+        &[&foreign.display().to_string(), "belongs to repository"],
+    );
+
+    refused(
+        "a wrong passphrase",
+        Some("not the passphrase"),
+        &[],
+        &["wrong passphrase"],
+    );
+
+    assert_eq!(
+        networks_of(&env),
+        before,
+        "a refused attempt changed a network"
+    );
+
+    // A truncated key file is named (put back whole afterwards).
+    let key = shares_in(&env.network_dir("local").join("keys")).remove(0);
+    let whole = std::fs::read(&key).unwrap();
+    std::fs::write(&key, &whole[..whole.len() / 2]).unwrap();
+    let (o, _) = restore_to(&env, "local", Some(PASSPHRASE), &id, &[]);
+    std::fs::write(&key, &whole).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let name = key.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr(&o).contains(&name) && stderr(&o).contains("not a Cairn key file"),
+        "{}",
+        stderr(&o)
+    );
+
+    let splits = key_events(&env, "key.split");
+    assert_eq!(splits.len(), 1, "{splits:?}");
+    assert_eq!(splits[0]["threshold"], 3);
+    assert_eq!(splits[0]["count"], 5);
+    assert_eq!(splits[0]["set"], split["set"]);
+    // The ledger records the split, never a share.
+    let share_value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let needle = share_value["value"].as_str().unwrap().as_bytes().to_vec();
+    for entry in logged_entries(&env.db) {
+        assert!(!entry.windows(needle.len()).any(|w| w == needle.as_slice()));
+    }
+}
