@@ -164,37 +164,66 @@ fn several_passphrases_open_the_repository_and_a_removed_one_stays_removed() {
         .exists());
     assert!(second.join("keys").join(&first_id).exists());
 
-    // A store worker's start finishes the removal on `second` and spreads
-    // the key file nowhere again.
+    // A store worker's start brings the tombstone to `second` (it deletes
+    // nothing: without a key it cannot tell a real tombstone from a
+    // planted one) and spreads the key file nowhere again.
     env.set_env("CAIRN_PASSPHRASE", "bob's own passphrase");
     env.serve(&["store"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while second.join("keys").join(&first_id).exists() {
+    while !second.join("keys-removed").join(&first_id).exists() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the removal never reached `second`: {}",
+            "the tombstone never reached `second`: {}",
             env.serve_logs()
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(second.join("keys-removed").join(&first_id).exists());
     assert!(!env
         .network_dir("local")
         .join("keys")
         .join(&first_id)
         .exists());
-    for net in ["local", "second", "vault"] {
+    // The old passphrase opens nothing, wherever its key file lingers.
+    for (net, why) in [
+        ("local", "wrong passphrase"),
+        ("second", "was removed"),
+        ("vault", "was removed"),
+    ] {
         let (o, _) = restore_to(&env, net, Some(PASSPHRASE), &id, &[]);
         assert!(
             !o.status.success(),
             "the removed passphrase still opens {net}"
         );
-        assert!(
-            stderr(&o).contains("wrong passphrase"),
-            "{net}: {}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains(why), "{net}: {}", stderr(&o));
     }
+    // Asked again, `key remove` finishes on `second`.
+    let o = env.run(&["key", "remove", &first_id, "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let finished: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        finished["networks"],
+        serde_json::json!(["local", "second"]),
+        "{finished}"
+    );
+    assert!(!second.join("keys").join(&first_id).exists());
+
+    // A tombstone planted by whoever can write to one network (no valid
+    // tag) removes nothing: bob's key still opens, and is still listed.
+    std::fs::write(
+        env.network_dir("local").join("keys-removed").join(&bob_id),
+        format!("{{\"key_id\":\"{bob_id}\",\"removed_at\":\"0\",\"tag\":\"00\"}}"),
+    )
+    .unwrap();
+    let listed = env.json(&["key", "list", "--json"]);
+    let live: Vec<&serde_json::Value> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["removed"] == false)
+        .collect();
+    assert_eq!(live.len(), 1, "{listed}");
+    assert_eq!(live[0]["key_id"], bob_id.as_str());
+    assert_eq!(live[0]["current"], true);
 
     // The last key cannot be removed, and the refusal changes nothing.
     let before = networks_of(&env);
@@ -207,9 +236,13 @@ fn several_passphrases_open_the_repository_and_a_removed_one_stays_removed() {
     assert_eq!(added.len(), 1, "{added:?}");
     assert_eq!(added[0]["key_id"], bob_id.as_str());
     let removed = key_events(&env, "key.removed");
-    assert_eq!(removed.len(), 1, "{removed:?}");
-    assert_eq!(removed[0]["key_id"], first_id.as_str());
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(removed.iter().all(|r| r["key_id"] == first_id.as_str()));
     assert_eq!(removed[0]["networks"], serde_json::json!(["local"]));
+    assert_eq!(
+        removed[1]["networks"],
+        serde_json::json!(["local", "second"])
+    );
 }
 
 fn shares_in(dir: &Path) -> Vec<PathBuf> {
@@ -341,6 +374,81 @@ fn threshold_shares_open_the_repository_and_bad_keys_are_named() {
         &[],
         &["wrong passphrase"],
     );
+
+    // Key commands refused for want of the key change nothing either.
+    let new_pass = env.path().join("new-pass");
+    std::fs::write(&new_pass, "another passphrase\n").unwrap();
+    let key_id = shares_in(&env.network_dir("local").join("keys"))[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let two = share_args(&[&files[0], &files[1]]);
+    let two: Vec<&str> = two.iter().map(String::as_str).collect();
+    let more_dir = env.path().join("more-shares");
+    for (what, pass, args) in [
+        (
+            "key add with a wrong passphrase",
+            Some("not the passphrase"),
+            vec![
+                "key",
+                "add",
+                "--new-passphrase-file",
+                new_pass.to_str().unwrap(),
+            ],
+        ),
+        (
+            "key remove with a wrong passphrase",
+            Some("not the passphrase"),
+            vec!["key", "remove", key_id.as_str()],
+        ),
+        (
+            "key split with two shares",
+            None,
+            [
+                two.clone(),
+                vec![
+                    "key",
+                    "split",
+                    "--threshold",
+                    "2",
+                    "--shares",
+                    "3",
+                    "--out",
+                    more_dir.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "key add with two shares",
+            None,
+            [
+                two.clone(),
+                vec![
+                    "key",
+                    "add",
+                    "--new-passphrase-file",
+                    new_pass.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        ),
+    ] {
+        let mut c = env.cmd();
+        match pass {
+            Some(p) => c.env("CAIRN_PASSPHRASE", p),
+            None => c.env_remove("CAIRN_PASSPHRASE"),
+        };
+        let o = env.run_with(c, &args, None);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("wrong passphrase") || stderr(&o).contains("3 of 5"),
+            "{what}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!more_dir.exists() || shares_in(&more_dir).is_empty());
 
     assert_eq!(
         networks_of(&env),

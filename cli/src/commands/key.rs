@@ -128,17 +128,20 @@ async fn add(cfg: &Config, a: AddArgs) -> anyhow::Result<u8> {
 
 async fn remove(cfg: &Config, a: RemoveArgs) -> anyhow::Result<u8> {
     let repo = context::repo(cfg)?;
-    // Only someone who can open the repository removes its keys.
-    repo.open_keys(&context::credentials(
-        cfg,
-        "removing a key needs a key that opens the repository",
-    )?)
-    .await?;
-    let change = repo.remove_key(&a.key_id).await?;
+    // Only someone who can open the repository removes its keys: the
+    // removal is tagged with the master key.
+    let opened = repo
+        .open_keys(&context::credentials(
+            cfg,
+            "removing a key needs a key that opens the repository",
+        )?)
+        .await?;
+    let change = repo.remove_key(&opened, &a.key_id).await?;
     record(
         cfg,
         &change.repo_id,
-        &change.key_id,
+        // A later run finishing the removal elsewhere is another record.
+        &format!("{} {}", change.key_id, change.networks.join(",")),
         Event::KeyRemoved(change.clone()),
     )
     .await?;
@@ -178,7 +181,7 @@ async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
             "listing keys needs a key that opens the repository",
         )?)
         .await?;
-    let (keys, unreachable) = repo.list_keys(Some(&opened)).await?;
+    let (keys, unreachable) = repo.list_keys(&opened).await?;
     if a.json {
         output::json(&serde_json::json!({ "keys": keys, "unreachable": unreachable }))?;
     } else {
@@ -193,7 +196,13 @@ async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
         for k in &keys {
             out!(
                 "{:<2}{:<18}{:<22}{:<16}{:<12}{}",
-                if k.current { "*" } else { "" },
+                if k.current {
+                    "*"
+                } else if k.removed {
+                    "x"
+                } else {
+                    ""
+                },
                 k.key_id,
                 k.created,
                 k.label.as_deref().unwrap_or("-"),
@@ -218,8 +227,24 @@ async fn split(cfg: &Config, a: SplitArgs) -> anyhow::Result<u8> {
         )?)
         .await?;
     let made = shares::split(&opened.master, &opened.repo_id, a.threshold, a.shares)?;
-    std::fs::create_dir_all(&a.out)
+    // The directory is the holder's alone (0700); shares already in it
+    // (of an earlier split) are never mixed with new ones.
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let earlier = std::fs::read_dir(&a.out)
+        .with_context(|| format!("cannot read {}", a.out.display()))?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("cairn-share-"));
+    if earlier {
+        bail!(
+            "{} already holds share files: give an empty directory",
+            a.out.display()
+        );
+    }
     let mut files = Vec::new();
     for s in &made {
         let path = a.out.join(format!(
@@ -281,7 +306,11 @@ async fn record(cfg: &Config, repo_id: &str, what: &str, event: Event) -> anyhow
             event,
             &[repo_id.as_bytes(), what.as_bytes()],
         );
-        bus.publish_event(&env).await?;
+        // The change is made on the networks already: a failed record is
+        // said, not an error (a retry would make a second key or split).
+        if let Err(e) = bus.publish_event(&env).await {
+            err!("cairn: warning: not recorded in the ledger: {e}");
+        }
     }
     Ok(())
 }

@@ -74,6 +74,9 @@ pub struct KeyFile {
 }
 
 const WRAP_AAD: &[u8] = b"cairn key wrap v1";
+/// Upper bounds on a key file's Argon2id cost (4 GiB, 64 passes).
+const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_ITERATIONS: u32 = 64;
 
 fn wrap(kek: &Key32, purpose: &str, secret: &[u8]) -> Wrapped {
     let mut nonce = [0u8; 12];
@@ -212,6 +215,15 @@ impl KeyFile {
         }
         if self.kdf.algorithm != "argon2id" {
             return Err(self.bad(&format!("unsupported KDF {:?}", self.kdf.algorithm)));
+        }
+        // A key file comes from a network: a planted one must not make the
+        // opener spend unbounded memory or time.
+        let p = self.kdf.params;
+        if p.memory_kib > MAX_MEMORY_KIB || p.iterations > MAX_ITERATIONS || p.parallelism > 64 {
+            return Err(self.bad(&format!(
+                "unreasonable Argon2id parameters ({} KiB, {} passes, {} lanes): not tried",
+                p.memory_kib, p.iterations, p.parallelism
+            )));
         }
         let salt = hex::decode(&self.kdf.salt).map_err(|_| self.bad("salt is not hex"))?;
         let kek = derive_kek(passphrase, self.kdf.params, &salt)?;

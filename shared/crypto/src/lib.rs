@@ -60,6 +60,14 @@ impl MasterKey {
     pub fn random() -> Self {
         MasterKey(Key32::random())
     }
+
+    /// Authenticates the removal of key file `key_id` (its tombstone), so
+    /// that only someone holding the master key can remove a key: a
+    /// tombstone planted by whoever can write to one network is ignored.
+    pub fn removal_tag(&self, key_id: &str) -> String {
+        let k = blake3::derive_key("cairn key removal v1", self.0.as_bytes());
+        hex::encode(blake3::keyed_hash(&k, key_id.as_bytes()).as_bytes())
+    }
 }
 
 /// A secret string (passphrase) whose `Debug`/`Display` are redacted.

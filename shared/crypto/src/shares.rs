@@ -15,8 +15,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use vsss_rs::Gf256;
 
-/// One holder's share, as written to its file (JSON).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// One holder's share, as written to its file (JSON). Its `Debug` leaves
+/// the share value out.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Share {
     pub format: u32,
     pub repo_id: String,
@@ -35,6 +36,25 @@ pub struct Share {
 }
 
 const SHARE_FORMAT: u32 = 1;
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Share")
+            .field("repo_id", &self.repo_id)
+            .field("set", &self.set)
+            .field("index", &self.index)
+            .field("threshold", &self.threshold)
+            .field("count", &self.count)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
+    }
+}
 
 /// What [`split`] is asked for, checked before anything is made.
 pub fn check_split(threshold: u8, count: u8) -> Result<(), CryptoError> {
@@ -306,10 +326,15 @@ mod tests {
     }
 
     #[test]
-    fn a_share_holds_no_key_in_clear() {
+    fn a_share_holds_no_key_in_clear_and_debug_prints_no_share() {
         let master = MasterKey::random();
         let shares = split(&master, "repo1", 2, 3).unwrap();
         let text = String::from_utf8(shares[0].to_json()).unwrap();
         assert!(!text.contains(&hex::encode(master.0.as_bytes())));
+        // Shares differ from one another and from the key byte for byte.
+        assert_ne!(shares[0].value, shares[1].value);
+        assert_ne!(&shares[0].value[2..], hex::encode(master.0.as_bytes()));
+        let debug = format!("{:?}", shares[0]);
+        assert!(!debug.contains(&shares[0].value), "{debug}");
     }
 }

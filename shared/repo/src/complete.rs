@@ -101,10 +101,17 @@ impl Repository {
                     slot.insert(bytes);
                 }
             }
-            for t in n.list(layout::KEYS_REMOVED_DIR).await? {
-                if let std::collections::btree_map::Entry::Vacant(slot) = o.removed.entry(t) {
-                    let bytes = n.get(slot.key()).await?;
-                    slot.insert(bytes);
+            // Tombstones are copied as they are and stop a key file from
+            // spreading; without a key they cannot be told from planted
+            // ones, so nothing here deletes a key file on their word (only
+            // `cairn key remove`, holding the master key, does).
+            if let Ok(tombstones) = n.list(layout::KEYS_REMOVED_DIR).await {
+                for t in tombstones {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = o.removed.entry(t) {
+                        if let Ok(bytes) = n.get(slot.key()).await {
+                            slot.insert(bytes);
+                        }
+                    }
                 }
             }
         }
@@ -135,9 +142,8 @@ impl Repository {
 
     /// Copies the repository config and key files to `target` where it
     /// lacks them (key files first: the config's presence means "a
-    /// repository"), and finishes removals that did not reach it (the
-    /// tombstone, then the key file deleted where the network can).
-    /// Returns the paths written or deleted.
+    /// repository"), and the tombstones of removed keys (whose key files it
+    /// never copies). Returns the paths written.
     pub async fn complete_on(&self, target: &DynNetwork) -> Result<Vec<String>, RepoError> {
         let origin = self.origin().await?;
         let listed = target.list(layout::KEYS_DIR).await?;
@@ -147,12 +153,6 @@ impl Repository {
             if !tombstones.contains(path) {
                 target.put(path, bytes.clone(), PutMode::IfAbsent).await?;
                 written.push(path.clone());
-            }
-            let id = path.strip_prefix(layout::KEYS_REMOVED_DIR).unwrap_or(path);
-            let key = layout::key_file(id);
-            if listed.contains(&key) && target.capabilities().can_delete {
-                target.delete(&key).await?;
-                written.push(format!("{key} (deleted)"));
             }
         }
         for (path, bytes) in &origin.keys {

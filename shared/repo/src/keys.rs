@@ -2,19 +2,24 @@
 //! wrapping one master key), adding and removing them, and opening the
 //! repository with a passphrase or with threshold shares of the master key.
 //!
-//! A removed key file leaves a tombstone (`keys-removed/<key_id>`) on every
-//! network it reached, so that a network that was away during the removal
-//! neither spreads the key file again (`complete_on` would copy it back) nor
-//! opens with it: a key with a tombstone on any reachable network is gone.
-//! A network that cannot delete (Arweave) keeps the key file; the removal
-//! says so, and only a new master key makes that passphrase useless there.
+//! Removing a key writes a tombstone (`keys-removed/<key_id>`) carrying a
+//! tag only the master key can make, then deletes the key file where the
+//! network can. Opening refuses a key whose tombstone verifies, wherever the
+//! key file lingers; a tombstone that does not verify (planted by whoever
+//! can write to one network) is ignored. `complete_on`, which runs without a
+//! key, never deletes a key file and never copies one that has a tombstone.
+//!
+//! Removal is not revocation: the master key stays the same, so whoever kept
+//! a copy of the key file (a network that cannot delete, object versioning,
+//! a snapshot) and knows the old passphrase still opens the repository
+//! outside Cairn. Only a new master key (rotation) revokes.
 
 use crate::{layout, RepoError, Repository};
 use bytes::Bytes;
 use cairn_crypto::{shares, KdfParams, KeyFile, Keyring, MasterKey, Secret, Share};
 use cairn_events::{KeyChange, Pending};
 use cairn_networks::PutMode;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What opens the repository.
 #[derive(Clone)]
@@ -45,109 +50,175 @@ pub struct KeyInfo {
     pub networks: Vec<String>,
     /// Whether the credentials given opened this one.
     pub current: bool,
+    /// Removed, but still held by the networks named (they cannot delete,
+    /// or were away).
+    pub removed: bool,
+}
+
+/// The tombstone of a removed key, as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Tombstone {
+    key_id: String,
+    removed_at: String,
+    /// [`MasterKey::removal_tag`] of `key_id`.
+    tag: String,
+}
+
+/// Every key file and tombstone the networks of this repository hold.
+struct Listing {
+    files: BTreeMap<String, (KeyFile, Vec<String>)>,
+    /// Key id → the tombstones' contents found (one per network holding one).
+    tombstones: BTreeMap<String, Vec<Bytes>>,
+    /// Networks that could not be read, hold another repository, or hold a
+    /// key file that does not parse.
+    problems: Vec<Pending>,
+    /// Networks whose key files were listed.
+    read: Vec<String>,
+}
+
+impl Listing {
+    /// Whether `key_id` was removed by someone holding `master`.
+    fn removed(&self, master: &MasterKey, key_id: &str) -> bool {
+        let tag = master.removal_tag(key_id);
+        self.tombstones.get(key_id).is_some_and(|all| {
+            all.iter().any(|b| {
+                serde_json::from_slice::<Tombstone>(b)
+                    .is_ok_and(|t| t.key_id == key_id && t.tag == tag)
+            })
+        })
+    }
+
+    /// Key files that wrap `master` and were not removed.
+    fn live(&self, master: &MasterKey) -> Vec<&str> {
+        self.files
+            .iter()
+            .filter(|(id, (kf, _))| {
+                matches!(kf.open_with(master), Ok(Some(_))) && !self.removed(master, id)
+            })
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+}
+
+fn pending(network: &str, reason: impl Into<String>) -> Pending {
+    Pending {
+        network: network.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> RepoError {
+    RepoError::Format(format!("key task failed: {e}"))
 }
 
 impl Repository {
-    /// Every live key file (no tombstone on any reachable network) with the
-    /// networks holding it, and the networks that could not be read.
-    pub async fn key_files_everywhere(
-        &self,
-    ) -> Result<(BTreeMap<String, (KeyFile, Vec<String>)>, Vec<Pending>), RepoError> {
-        let mut files: BTreeMap<String, (KeyFile, Vec<String>)> = BTreeMap::new();
-        let mut removed = BTreeSet::new();
-        let mut unreachable = Vec::new();
+    /// Reads every network's key files and tombstones, from the networks
+    /// that hold repository `repo_id` (others are named in `problems`).
+    async fn key_listing(&self, repo_id: &str) -> Listing {
+        let mut l = Listing {
+            files: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            problems: Vec::new(),
+            read: Vec::new(),
+        };
         for n in self.networks() {
-            let listed = match n.list(layout::KEYS_DIR).await {
-                Ok(l) => l,
+            let name = n.name();
+            match n.get(layout::CONFIG).await {
+                Ok(b) => match serde_json::from_slice::<crate::format::RepoConfig>(&b) {
+                    Ok(c) if c.repo_id == repo_id => {}
+                    Ok(c) => {
+                        l.problems.push(pending(
+                            name,
+                            format!(
+                                "holds another repository ({}): its keys are not used",
+                                c.repo_id
+                            ),
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        l.problems
+                            .push(pending(name, format!("its config does not parse: {e}")));
+                        continue;
+                    }
+                },
+                Err(e) if e.is_not_found() => {
+                    l.problems.push(pending(name, "holds no repository yet"));
+                    continue;
+                }
                 Err(e) => {
-                    unreachable.push(Pending {
-                        network: n.name().to_string(),
-                        reason: e.to_string(),
-                    });
+                    l.problems.push(pending(name, e.to_string()));
+                    continue;
+                }
+            }
+            let (keys, removed) = match (
+                n.list(layout::KEYS_DIR).await,
+                n.list(layout::KEYS_REMOVED_DIR).await,
+            ) {
+                (Ok(k), Ok(r)) => (k, r),
+                (Err(e), _) | (_, Err(e)) => {
+                    l.problems.push(pending(name, e.to_string()));
                     continue;
                 }
             };
-            for path in n.list(layout::KEYS_REMOVED_DIR).await? {
-                if let Some(id) = path.strip_prefix(layout::KEYS_REMOVED_DIR) {
-                    removed.insert(id.to_string());
+            l.read.push(name.to_string());
+            for path in removed {
+                let Some(id) = path.strip_prefix(layout::KEYS_REMOVED_DIR) else {
+                    continue;
+                };
+                if let Ok(b) = n.get(&path).await {
+                    l.tombstones.entry(id.to_string()).or_default().push(b);
                 }
             }
-            for path in listed {
+            for path in keys {
                 let Some(id) = path.strip_prefix(layout::KEYS_DIR) else {
                     continue;
                 };
-                match files.get_mut(id) {
-                    Some((_, holders)) => holders.push(n.name().to_string()),
-                    None => {
-                        let bytes = n.get(&path).await?;
-                        let kf = KeyFile::from_json(&path, &bytes)?;
-                        files.insert(id.to_string(), (kf, vec![n.name().to_string()]));
+                if let Some((_, holders)) = l.files.get_mut(id) {
+                    holders.push(name.to_string());
+                    continue;
+                }
+                match n
+                    .get(&path)
+                    .await
+                    .map_err(RepoError::from)
+                    .and_then(|b| KeyFile::from_json(&path, &b).map_err(RepoError::from))
+                {
+                    Ok(kf) => {
+                        l.files.insert(id.to_string(), (kf, vec![name.to_string()]));
                     }
+                    Err(e) => l.problems.push(pending(name, e.to_string())),
                 }
             }
         }
-        files.retain(|id, _| !removed.contains(id));
-        if files.is_empty() && unreachable.len() == self.networks().len() {
-            return Err(RepoError::Unavailable {
-                what: "the key files".into(),
-                errors: unreachable
-                    .iter()
-                    .map(|p| format!("{}: {}", p.network, p.reason))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
-        }
-        Ok((files, unreachable))
+        l
     }
 
-    /// Opens the repository with `creds`: the master key and keyring.
+    /// Opens the repository with `creds`: the master key and keyring. When
+    /// nothing opens and some key file could not be read, the error names it.
     pub async fn open_keys(&self, creds: &Credentials) -> Result<Opened, RepoError> {
         let repo_id = self.config().await?.repo_id;
-        let files: Vec<KeyFile> = self
-            .key_files_everywhere()
-            .await?
-            .0
-            .into_values()
-            .map(|(f, _)| f)
-            .collect();
-        if files.is_empty() {
-            return Err(RepoError::NotInitialised(
-                self.networks()
-                    .iter()
-                    .map(|n| n.name().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ));
+        let listing = self.key_listing(&repo_id).await;
+        if listing.files.is_empty() {
+            return Err(if listing.problems.is_empty() {
+                RepoError::NotInitialised(
+                    self.networks()
+                        .iter()
+                        .map(|n| n.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            } else {
+                RepoError::Unavailable {
+                    what: "a key file".into(),
+                    errors: pending_text(&listing.problems),
+                }
+            });
         }
         let creds = creds.clone();
-        let rid = repo_id.clone();
-        // Argon2id is deliberately slow: keep it off the async threads.
-        tokio::task::spawn_blocking(move || -> Result<Opened, RepoError> {
-            Ok(match creds {
-                Credentials::Passphrase(p) => {
-                    let (master, keyring, key_id) =
-                        cairn_crypto::keyfile::open_any_master(&files, &p)?;
-                    Opened {
-                        master,
-                        keyring,
-                        key_id: Some(key_id),
-                        repo_id: rid,
-                    }
-                }
-                Credentials::Shares(s) => {
-                    let master = shares::combine(&s, &rid)?;
-                    let keyring = cairn_crypto::keyfile::open_any_with(&files, &master)?;
-                    Opened {
-                        master,
-                        keyring,
-                        key_id: None,
-                        repo_id: rid,
-                    }
-                }
-            })
-        })
-        .await
-        .map_err(|e| RepoError::Format(e.to_string()))?
+        tokio::task::spawn_blocking(move || open_from(&listing, &creds, repo_id))
+            .await
+            .map_err(join_err)?
     }
 
     /// The keyring, opened with `creds`.
@@ -155,33 +226,41 @@ impl Repository {
         Ok(self.open_keys(creds).await?.keyring)
     }
 
-    /// The live key files, for `cairn key list`; `current` marks the one
-    /// `opened` came from.
+    /// The key files of the opened repository, for `cairn key list`, and
+    /// the networks (or files) that could not be read.
     pub async fn list_keys(
         &self,
-        opened: Option<&Opened>,
+        opened: &Opened,
     ) -> Result<(Vec<KeyInfo>, Vec<Pending>), RepoError> {
-        let (files, unreachable) = self.key_files_everywhere().await?;
-        let current = opened.and_then(|o| o.key_id.clone());
-        let mut keys: Vec<KeyInfo> = files
-            .into_iter()
-            .map(|(id, (kf, networks))| KeyInfo {
-                current: current.as_deref() == Some(id.as_str()),
-                key_id: id,
+        let listing = self.key_listing(&opened.repo_id).await;
+        let mut problems = listing.problems.clone();
+        let mut keys = Vec::new();
+        for (id, (kf, networks)) in &listing.files {
+            if !matches!(kf.open_with(&opened.master), Ok(Some(_))) {
+                problems.push(pending(
+                    &networks.join(","),
+                    format!("key file {id} does not wrap this repository's master key"),
+                ));
+                continue;
+            }
+            keys.push(KeyInfo {
+                current: opened.key_id.as_deref() == Some(id.as_str()),
+                removed: listing.removed(&opened.master, id),
+                key_id: id.clone(),
                 created: kf.created.clone(),
                 label: kf.label.clone(),
                 kdf: kf.kdf_params(),
-                networks,
-            })
-            .collect();
+                networks: networks.clone(),
+            });
+        }
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.key_id.cmp(&b.key_id)));
-        Ok((keys, unreachable))
+        Ok((keys, problems))
     }
 
     /// Adds `passphrase` as another key of the opened repository: a key file
     /// wrapping the same master key, written to every network it can reach.
-    /// The networks it could not reach get it from `cairn init` or a store
-    /// worker's start later (`complete_on`), and are named in `pending`.
+    /// A network it could not reach gets it from `cairn init` or a store
+    /// worker's start later (`complete_on`), and is named in `pending`.
     pub async fn add_key(
         &self,
         opened: &Opened,
@@ -201,7 +280,7 @@ impl Repository {
             KeyFile::create_for(&master, &pass, kdf, &keyring, &created, lbl)
         })
         .await
-        .map_err(|e| RepoError::Format(e.to_string()))??;
+        .map_err(join_err)??;
         let path = layout::key_file(&kf.key_id);
         let bytes = Bytes::from(kf.to_json());
         let mut change = KeyChange {
@@ -214,10 +293,7 @@ impl Repository {
         for n in self.networks() {
             match n.put(&path, bytes.clone(), PutMode::IfAbsent).await {
                 Ok(_) => change.networks.push(n.name().to_string()),
-                Err(e) => change.pending.push(Pending {
-                    network: n.name().to_string(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => change.pending.push(pending(n.name(), e.to_string())),
             }
         }
         if change.networks.is_empty() {
@@ -229,66 +305,186 @@ impl Repository {
         Ok(change)
     }
 
-    /// Removes the key file `key_id`. Refuses to remove the last key (then
-    /// nothing could open the repository) and a key no network holds. Writes
-    /// the tombstone first, then deletes the key file where the network can.
-    pub async fn remove_key(&self, key_id: &str) -> Result<KeyChange, RepoError> {
-        let (files, _) = self.key_files_everywhere().await?;
-        let Some((kf, holders)) = files.get(key_id) else {
-            return Err(RepoError::Key(format!(
-                "no key {key_id} in this repository (`cairn key list` shows them)"
-            )));
-        };
-        if files.len() == 1 {
-            return Err(RepoError::Key(format!(
-                "key {key_id} is the repository's last key: add another (`cairn key add`) before removing it"
-            )));
+    /// Removes key `key_id` from the opened repository, or finishes its
+    /// removal where an earlier one did not reach. Never removes the last
+    /// key that opens the repository, and never leaves a network without
+    /// one: the remaining keys are copied to every network first, and a
+    /// network that could not take them keeps `key_id` (pending).
+    pub async fn remove_key(&self, opened: &Opened, key_id: &str) -> Result<KeyChange, RepoError> {
+        let listing = self.key_listing(&opened.repo_id).await;
+        let master = &opened.master;
+        let known = listing
+            .files
+            .get(key_id)
+            .is_some_and(|(kf, _)| matches!(kf.open_with(master), Ok(Some(_))))
+            || listing.removed(master, key_id);
+        if !known {
+            return Err(RepoError::NoSuchKey(key_id.to_string()));
         }
-        let repo_id = self.config().await?.repo_id;
+        let others: Vec<&str> = listing
+            .live(master)
+            .into_iter()
+            .filter(|id| *id != key_id)
+            .collect();
+        if others.is_empty() {
+            return Err(RepoError::LastKey(key_id.to_string()));
+        }
+        let label = listing
+            .files
+            .get(key_id)
+            .and_then(|(kf, _)| kf.label.clone());
         let tombstone = Bytes::from(
-            serde_json::to_vec(&serde_json::json!({ "key_id": key_id, "removed": true }))
-                .expect("json"),
+            serde_json::to_vec(&Tombstone {
+                key_id: key_id.to_string(),
+                removed_at: unix_now(),
+                tag: master.removal_tag(key_id),
+            })
+            .map_err(|e| RepoError::Format(e.to_string()))?,
         );
         let mut change = KeyChange {
-            repo_id,
+            repo_id: opened.repo_id.clone(),
             key_id: key_id.to_string(),
-            label: kf.label.clone(),
+            label,
             networks: Vec::new(),
-            pending: Vec::new(),
+            pending: listing
+                .problems
+                .iter()
+                .filter(|p| !listing.read.contains(&p.network))
+                .cloned()
+                .collect(),
         };
         for n in self.networks() {
+            if !listing.read.iter().any(|r| r == n.name()) {
+                continue;
+            }
             let step = async {
+                // Every other live key on this network first, so that it
+                // keeps one that opens.
+                for id in &others {
+                    let (kf, _) = &listing.files[*id];
+                    n.put(
+                        &layout::key_file(id),
+                        Bytes::from(kf.to_json()),
+                        PutMode::IfAbsent,
+                    )
+                    .await?;
+                }
                 n.put(
                     &layout::key_removed(key_id),
                     tombstone.clone(),
                     PutMode::IfAbsent,
                 )
                 .await?;
-                if holders.iter().any(|h| h == n.name()) {
-                    if !n.capabilities().can_delete {
+                if !n.capabilities().can_delete {
+                    if n.exists(&layout::key_file(key_id)).await? {
                         return Ok(Some(
-                            "this network cannot delete: the key file stays there, marked removed (only a new master key makes its passphrase useless there)"
-                                .to_string(),
+                            "this network cannot delete: the key file stays there, marked removed; removal is not revocation there (only a new master key is)",
                         ));
                     }
-                    n.delete(&layout::key_file(key_id)).await?;
+                    return Ok(None);
                 }
-                Ok::<_, cairn_networks::NetworkError>(None)
+                match n.delete(&layout::key_file(key_id)).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(None),
+                }
             };
             match step.await {
                 Ok(None) => change.networks.push(n.name().to_string()),
-                Ok(Some(reason)) => change.pending.push(Pending {
-                    network: n.name().to_string(),
-                    reason,
-                }),
-                Err(e) => change.pending.push(Pending {
-                    network: n.name().to_string(),
-                    reason: format!("{e} (the removal finishes when `cairn init` or a store worker next completes the repository there)"),
-                }),
+                Ok(Some(reason)) => change.pending.push(pending(n.name(), reason)),
+                Err(e) => change.pending.push(pending(
+                    n.name(),
+                    format!("{e} (run `cairn key remove {key_id}` again to finish)"),
+                )),
             }
+        }
+        if change.networks.is_empty()
+            && change
+                .pending
+                .iter()
+                .all(|p| !p.reason.contains("cannot delete"))
+        {
+            return Err(RepoError::Unavailable {
+                what: format!("a network to remove key {key_id} from"),
+                errors: pending_text(&change.pending),
+            });
         }
         Ok(change)
     }
+}
+
+/// Opens with `creds` from the key files listed (blocking: Argon2id).
+fn open_from(listing: &Listing, creds: &Credentials, repo_id: String) -> Result<Opened, RepoError> {
+    match creds {
+        Credentials::Shares(s) => {
+            let master = shares::combine(s, &repo_id)?;
+            let files: Vec<KeyFile> = listing.files.values().map(|(f, _)| f.clone()).collect();
+            let keyring = cairn_crypto::keyfile::open_any_with(&files, &master)?;
+            Ok(Opened {
+                master,
+                keyring,
+                key_id: None,
+                repo_id,
+            })
+        }
+        Credentials::Passphrase(p) => {
+            if p.is_empty() {
+                return Err(cairn_crypto::CryptoError::NoPassphrase.into());
+            }
+            let mut removed = None;
+            let mut last: Option<RepoError> = None;
+            for (id, (kf, _)) in &listing.files {
+                let opened = kf.open_master(p).and_then(|m| {
+                    let k = kf
+                        .open_with(&m)?
+                        .ok_or(cairn_crypto::CryptoError::KeyFile {
+                            name: id.clone(),
+                            problem: "id key does not unwrap".into(),
+                        })?;
+                    Ok((m, k))
+                });
+                match opened {
+                    Ok((m, _)) if listing.removed(&m, id) => removed = Some(id.clone()),
+                    Ok((master, keyring)) => {
+                        return Ok(Opened {
+                            master,
+                            keyring,
+                            key_id: Some(id.clone()),
+                            repo_id,
+                        })
+                    }
+                    Err(cairn_crypto::CryptoError::WrongPassphrase) => {}
+                    Err(e) => last = Some(e.into()),
+                }
+            }
+            if let Some(id) = removed {
+                return Err(RepoError::KeyRemoved(id));
+            }
+            if let Some(e) = last {
+                return Err(e);
+            }
+            // A key file that could not be read may be the one this
+            // passphrase opens: name it rather than only "wrong passphrase".
+            if let Some(p) = listing
+                .problems
+                .iter()
+                .find(|p| p.reason.contains("key file"))
+            {
+                return Err(RepoError::Unavailable {
+                    what: "the repository with this passphrase (wrong passphrase, or its key file is damaged)".into(),
+                    errors: format!("{}: {}", p.network, p.reason),
+                });
+            }
+            Err(cairn_crypto::CryptoError::WrongPassphrase.into())
+        }
+    }
+}
+
+fn unix_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{now}")
 }
 
 fn pending_text(p: &[Pending]) -> String {

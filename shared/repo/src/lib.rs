@@ -56,8 +56,12 @@ pub enum RepoError {
     MerkleMismatch { backup: BackupId, detail: String },
     #[error("restore target: {0}")]
     Target(String),
-    #[error("keys: {0}")]
-    Key(String),
+    #[error("no key {0} in this repository")]
+    NoSuchKey(String),
+    #[error("key {0} is the repository's last key that opens it: add another before removing it")]
+    LastKey(String),
+    #[error("key {0} was removed from this repository: its passphrase no longer opens it here")]
+    KeyRemoved(String),
     #[error("restore: {0}")]
     Io(#[from] std::io::Error),
 }
