@@ -64,6 +64,78 @@ struct Tombstone {
     tag: String,
 }
 
+/// What one network holds of the repository's keys.
+struct NetworkKeys {
+    network: String,
+    files: Vec<(String, KeyFile)>,
+    tombstones: Vec<(String, Bytes)>,
+    /// Key files there that could not be read or parsed.
+    bad: Vec<Pending>,
+}
+
+/// Reads one network's key files and tombstones, if it holds repository
+/// `repo_id`.
+async fn list_one(n: &cairn_networks::DynNetwork, repo_id: &str) -> Result<NetworkKeys, Pending> {
+    let name = n.name();
+    match n.get(layout::CONFIG).await {
+        Ok(b) => match serde_json::from_slice::<crate::format::RepoConfig>(&b) {
+            Ok(c) if c.repo_id == repo_id => {}
+            Ok(c) => {
+                return Err(pending(
+                    name,
+                    format!(
+                        "holds another repository ({}): its keys are not used",
+                        c.repo_id
+                    ),
+                ))
+            }
+            Err(e) => return Err(pending(name, format!("its config does not parse: {e}"))),
+        },
+        Err(e) if e.is_not_found() => return Err(pending(name, "holds no repository yet")),
+        Err(e) => return Err(pending(name, e.to_string())),
+    }
+    let keys = n
+        .list(layout::KEYS_DIR)
+        .await
+        .map_err(|e| pending(name, e.to_string()))?;
+    let removed = n
+        .list(layout::KEYS_REMOVED_DIR)
+        .await
+        .map_err(|e| pending(name, e.to_string()))?;
+    let mut out = NetworkKeys {
+        network: name.to_string(),
+        files: Vec::new(),
+        tombstones: Vec::new(),
+        bad: Vec::new(),
+    };
+    for path in removed {
+        if let (Some(id), Ok(b)) = (
+            path.strip_prefix(layout::KEYS_REMOVED_DIR),
+            n.get(&path).await,
+        ) {
+            out.tombstones.push((id.to_string(), b));
+        }
+    }
+    for path in keys {
+        let Some(id) = path.strip_prefix(layout::KEYS_DIR) else {
+            continue;
+        };
+        match n
+            .get(&path)
+            .await
+            .map_err(RepoError::from)
+            .and_then(|b| KeyFile::from_json(&path, &b).map_err(RepoError::from))
+        {
+            Ok(kf) => out.files.push((id.to_string(), kf)),
+            Err(e) => out.bad.push(pending(name, e.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+/// How long opening waits for the other networks once one has answered.
+const OPEN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Every key file and tombstone the networks of this repository hold.
 struct Listing {
     files: BTreeMap<String, (KeyFile, Vec<String>)>,
@@ -113,82 +185,71 @@ fn join_err(e: tokio::task::JoinError) -> RepoError {
 
 impl Repository {
     /// Reads every network's key files and tombstones, from the networks
-    /// that hold repository `repo_id` (others are named in `problems`).
-    async fn key_listing(&self, repo_id: &str) -> Listing {
+    /// that hold repository `repo_id` (others are named in `problems`), all
+    /// at once. With `grace`, stops waiting that long after the first
+    /// network answered (opening must not wait on a frozen network; the
+    /// networks not waited for are named); without, waits for each up to
+    /// [`crate::FETCH_TIMEOUT`].
+    async fn key_listing(&self, repo_id: &str, grace: Option<std::time::Duration>) -> Listing {
+        use futures::StreamExt;
         let mut l = Listing {
             files: BTreeMap::new(),
             tombstones: BTreeMap::new(),
             problems: Vec::new(),
             read: Vec::new(),
         };
-        for n in self.networks() {
-            let name = n.name();
-            match n.get(layout::CONFIG).await {
-                Ok(b) => match serde_json::from_slice::<crate::format::RepoConfig>(&b) {
-                    Ok(c) if c.repo_id == repo_id => {}
-                    Ok(c) => {
-                        l.problems.push(pending(
-                            name,
-                            format!(
-                                "holds another repository ({}): its keys are not used",
-                                c.repo_id
-                            ),
-                        ));
-                        continue;
-                    }
-                    Err(e) => {
-                        l.problems
-                            .push(pending(name, format!("its config does not parse: {e}")));
-                        continue;
-                    }
+        let mut asked: futures::stream::FuturesUnordered<_> = self
+            .networks()
+            .iter()
+            .map(|n| async move {
+                match tokio::time::timeout(crate::FETCH_TIMEOUT, list_one(n, repo_id)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(pending(
+                        n.name(),
+                        format!("did not answer within {} s", crate::FETCH_TIMEOUT.as_secs()),
+                    )),
+                }
+            })
+            .collect();
+        let mut answered = Vec::new();
+        let mut deadline = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, asked.next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
                 },
-                Err(e) if e.is_not_found() => {
-                    l.problems.push(pending(name, "holds no repository yet"));
-                    continue;
-                }
-                Err(e) => {
-                    l.problems.push(pending(name, e.to_string()));
-                    continue;
-                }
-            }
-            let (keys, removed) = match (
-                n.list(layout::KEYS_DIR).await,
-                n.list(layout::KEYS_REMOVED_DIR).await,
-            ) {
-                (Ok(k), Ok(r)) => (k, r),
-                (Err(e), _) | (_, Err(e)) => {
-                    l.problems.push(pending(name, e.to_string()));
-                    continue;
-                }
+                None => asked.next().await,
             };
-            l.read.push(name.to_string());
-            for path in removed {
-                let Some(id) = path.strip_prefix(layout::KEYS_REMOVED_DIR) else {
-                    continue;
-                };
-                if let Ok(b) = n.get(&path).await {
-                    l.tombstones.entry(id.to_string()).or_default().push(b);
-                }
-            }
-            for path in keys {
-                let Some(id) = path.strip_prefix(layout::KEYS_DIR) else {
-                    continue;
-                };
-                if let Some((_, holders)) = l.files.get_mut(id) {
-                    holders.push(name.to_string());
-                    continue;
-                }
-                match n
-                    .get(&path)
-                    .await
-                    .map_err(RepoError::from)
-                    .and_then(|b| KeyFile::from_json(&path, &b).map_err(RepoError::from))
-                {
-                    Ok(kf) => {
-                        l.files.insert(id.to_string(), (kf, vec![name.to_string()]));
+            let Some(result) = next else { break };
+            match result {
+                Ok(keys) => {
+                    if let (Some(g), None) = (grace, deadline) {
+                        deadline = Some(tokio::time::Instant::now() + g);
                     }
-                    Err(e) => l.problems.push(pending(name, e.to_string())),
+                    answered.push(keys);
                 }
+                Err(p) => l.problems.push(p),
+            }
+        }
+        // Merge in the configured order, so holders are listed that way.
+        for n in self.networks() {
+            if let Some(keys) = answered.iter().find(|k| k.network == n.name()) {
+                l.read.push(keys.network.clone());
+                l.problems.extend(keys.bad.iter().cloned());
+                for (id, b) in &keys.tombstones {
+                    l.tombstones.entry(id.clone()).or_default().push(b.clone());
+                }
+                for (id, kf) in &keys.files {
+                    l.files
+                        .entry(id.clone())
+                        .or_insert_with(|| (kf.clone(), Vec::new()))
+                        .1
+                        .push(keys.network.clone());
+                }
+            } else if !l.problems.iter().any(|p| p.network == n.name()) {
+                l.problems
+                    .push(pending(n.name(), "not waited for (slower than the others)"));
             }
         }
         l
@@ -198,7 +259,7 @@ impl Repository {
     /// nothing opens and some key file could not be read, the error names it.
     pub async fn open_keys(&self, creds: &Credentials) -> Result<Opened, RepoError> {
         let repo_id = self.config().await?.repo_id;
-        let listing = self.key_listing(&repo_id).await;
+        let listing = self.key_listing(&repo_id, Some(OPEN_GRACE)).await;
         if listing.files.is_empty() {
             return Err(if listing.problems.is_empty() {
                 RepoError::NotInitialised(
@@ -232,7 +293,7 @@ impl Repository {
         &self,
         opened: &Opened,
     ) -> Result<(Vec<KeyInfo>, Vec<Pending>), RepoError> {
-        let listing = self.key_listing(&opened.repo_id).await;
+        let listing = self.key_listing(&opened.repo_id, None).await;
         let mut problems = listing.problems.clone();
         let mut keys = Vec::new();
         for (id, (kf, networks)) in &listing.files {
@@ -311,7 +372,7 @@ impl Repository {
     /// one: the remaining keys are copied to every network first, and a
     /// network that could not take them keeps `key_id` (pending).
     pub async fn remove_key(&self, opened: &Opened, key_id: &str) -> Result<KeyChange, RepoError> {
-        let listing = self.key_listing(&opened.repo_id).await;
+        let listing = self.key_listing(&opened.repo_id, None).await;
         let master = &opened.master;
         let known = listing
             .files

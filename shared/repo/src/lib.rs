@@ -243,7 +243,10 @@ impl Repository {
         })
     }
 
+    /// The repository config from the first network that answers with it
+    /// (one surviving network is enough; the others may be down).
     pub async fn config(&self) -> Result<RepoConfig, RepoError> {
+        let mut errors = Vec::new();
         for n in &self.networks {
             match n.get(layout::CONFIG).await {
                 Ok(bytes) => {
@@ -260,8 +263,14 @@ impl Repository {
                     return Ok(c);
                 }
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => errors.push(format!("{}: {e}", n.name())),
             }
+        }
+        if !errors.is_empty() {
+            return Err(RepoError::Unavailable {
+                what: "the repository config".into(),
+                errors: errors.join("; "),
+            });
         }
         Err(RepoError::NotInitialised(names(&self.networks)))
     }
