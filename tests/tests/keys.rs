@@ -150,6 +150,13 @@ fn several_passphrases_open_the_repository_and_a_removed_one_stays_removed() {
         .as_str()
         .unwrap()
         .contains("cannot delete"));
+    // `key list` names the network it could not read, and exits 3.
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSPHRASE", "bob's own passphrase");
+    let o = env.run_with(c, &["key", "list", "--json"], None);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed["unreachable"][0]["network"], "second", "{listed}");
     std::fs::remove_file(&second).unwrap();
     std::fs::rename(&away, &second).unwrap();
     assert!(!env

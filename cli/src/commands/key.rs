@@ -214,7 +214,12 @@ async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
             err!("cairn: network {} not read: {}", p.network, p.reason);
         }
     }
-    Ok(0)
+    // As `key add` and `key remove`: a network not read is a degraded view.
+    Ok(if unreachable.is_empty() {
+        0
+    } else {
+        crate::exit::DEGRADED
+    })
 }
 
 async fn split(cfg: &Config, a: SplitArgs) -> anyhow::Result<u8> {
