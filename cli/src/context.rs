@@ -6,7 +6,7 @@ use anyhow::Context;
 use cairn_bus::Bus;
 use cairn_config::Config;
 use cairn_ledger::Role;
-use cairn_repo::{Credentials, Repository};
+use cairn_repo::{Credentials, Opened, Repository};
 use std::time::Duration;
 
 pub fn passphrase(cfg: &Config) -> anyhow::Result<cairn_crypto::Secret> {
@@ -37,13 +37,19 @@ pub fn has_credentials(cfg: &Config) -> anyhow::Result<bool> {
     Ok(!cfg.keys.share_files.is_empty() || cfg.passphrase()?.is_some())
 }
 
+/// The repository opened with [`credentials`]: master key and keyring,
+/// for the key commands.
+pub async fn open(cfg: &Config, repo: &Repository, why: &str) -> anyhow::Result<Opened> {
+    Ok(repo.open_keys(&credentials(cfg, why)?).await?)
+}
+
 /// The repository's keyring, opened with [`credentials`].
 pub async fn unlock(
     cfg: &Config,
     repo: &Repository,
     why: &str,
 ) -> anyhow::Result<cairn_crypto::Keyring> {
-    Ok(repo.unlock_with(&credentials(cfg, why)?).await?)
+    Ok(open(cfg, repo, why).await?.keyring)
 }
 
 /// Connects to NATS as `name`, with the streams and consumers in place.

@@ -8,27 +8,41 @@ use cairn_crypto::KdfParams;
 use cairn_events::{BackupId, Envelope, Event};
 use cairn_repo::complete::Initialised;
 
+/// The Argon2id cost of a new key file (`init`, `key add`).
 #[derive(clap::Args)]
-pub struct InitArgs {
+pub struct KdfArgs {
     /// Argon2id memory in KiB (default 65536).
     #[arg(long)]
     kdf_memory_kib: Option<u32>,
     /// Argon2id passes (default 3).
     #[arg(long)]
     kdf_iterations: Option<u32>,
+}
+
+impl KdfArgs {
+    pub fn params(&self) -> KdfParams {
+        let mut kdf = KdfParams::default();
+        if let Some(m) = self.kdf_memory_kib {
+            kdf.memory_kib = m;
+        }
+        if let Some(t) = self.kdf_iterations {
+            kdf.iterations = t;
+        }
+        kdf
+    }
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    kdf: KdfArgs,
     #[arg(long)]
     json: bool,
 }
 
 pub async fn init(cfg: &Config, a: InitArgs) -> anyhow::Result<u8> {
     let pass = context::passphrase(cfg)?;
-    let mut kdf = KdfParams::default();
-    if let Some(m) = a.kdf_memory_kib {
-        kdf.memory_kib = m;
-    }
-    if let Some(t) = a.kdf_iterations {
-        kdf.iterations = t;
-    }
+    let kdf = a.kdf.params();
     let done = context::repo(cfg)?.init_or_complete(&pass, kdf).await?;
     if let (
         Initialised::Created {

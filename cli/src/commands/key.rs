@@ -6,7 +6,7 @@
 use crate::{context, err, out, output};
 use anyhow::{bail, Context};
 use cairn_config::Config;
-use cairn_crypto::{shares, KdfParams, Secret};
+use cairn_crypto::{shares, Secret};
 use cairn_events::{BackupId, Envelope, Event, KeyChange, KeySplit};
 use std::path::PathBuf;
 
@@ -32,12 +32,8 @@ pub struct AddArgs {
     /// Who or what this passphrase is for, shown by `cairn key list`.
     #[arg(long)]
     label: Option<String>,
-    /// Argon2id memory for the new key file, KiB (default 65536).
-    #[arg(long)]
-    kdf_memory_kib: Option<u32>,
-    /// Argon2id passes for the new key file (default 3).
-    #[arg(long)]
-    kdf_iterations: Option<u32>,
+    #[command(flatten)]
+    kdf: super::init::KdfArgs,
     #[arg(long)]
     json: bool,
 }
@@ -99,22 +95,15 @@ fn new_passphrase(a: &AddArgs) -> anyhow::Result<Secret> {
 async fn add(cfg: &Config, a: AddArgs) -> anyhow::Result<u8> {
     let new = new_passphrase(&a)?;
     let repo = context::repo(cfg)?;
-    let opened = repo
-        .open_keys(&context::credentials(
-            cfg,
-            "adding a key needs a key that opens the repository",
-        )?)
-        .await?;
-    let mut kdf = KdfParams::default();
-    if let Some(m) = a.kdf_memory_kib {
-        kdf.memory_kib = m;
-    }
-    if let Some(t) = a.kdf_iterations {
-        kdf.iterations = t;
-    }
+    let opened = context::open(
+        cfg,
+        &repo,
+        "adding a key needs a key that opens the repository",
+    )
+    .await?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let change = repo
-        .add_key(&opened, &new, kdf, a.label.clone(), &now)
+        .add_key(&opened, &new, a.kdf.params(), a.label.clone(), &now)
         .await?;
     record(
         cfg,
@@ -130,12 +119,12 @@ async fn remove(cfg: &Config, a: RemoveArgs) -> anyhow::Result<u8> {
     let repo = context::repo(cfg)?;
     // Only someone who can open the repository removes its keys: the
     // removal is tagged with the master key.
-    let opened = repo
-        .open_keys(&context::credentials(
-            cfg,
-            "removing a key needs a key that opens the repository",
-        )?)
-        .await?;
+    let opened = context::open(
+        cfg,
+        &repo,
+        "removing a key needs a key that opens the repository",
+    )
+    .await?;
     let change = repo.remove_key(&opened, &a.key_id).await?;
     record(
         cfg,
@@ -175,12 +164,12 @@ fn report(change: &KeyChange, done: &str, json: bool) -> anyhow::Result<u8> {
 
 async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
     let repo = context::repo(cfg)?;
-    let opened = repo
-        .open_keys(&context::credentials(
-            cfg,
-            "listing keys needs a key that opens the repository",
-        )?)
-        .await?;
+    let opened = context::open(
+        cfg,
+        &repo,
+        "listing keys needs a key that opens the repository",
+    )
+    .await?;
     let (keys, unreachable) = repo.list_keys(&opened).await?;
     if a.json {
         output::json(&serde_json::json!({ "keys": keys, "unreachable": unreachable }))?;
@@ -225,12 +214,12 @@ async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
 async fn split(cfg: &Config, a: SplitArgs) -> anyhow::Result<u8> {
     shares::check_split(a.threshold, a.shares)?;
     let repo = context::repo(cfg)?;
-    let opened = repo
-        .open_keys(&context::credentials(
-            cfg,
-            "splitting the key needs a key that opens the repository",
-        )?)
-        .await?;
+    let opened = context::open(
+        cfg,
+        &repo,
+        "splitting the key needs a key that opens the repository",
+    )
+    .await?;
     let made = shares::split(&opened.master, &opened.repo_id, a.threshold, a.shares)?;
     // The directory is the holder's alone (0700); shares already in it
     // (of an earlier split) are never mixed with new ones.

@@ -255,11 +255,18 @@ impl KeyFile {
         Ok(Some(Keyring { id_key, data_keys }))
     }
 
+    /// Opens the master key and the keyring with `passphrase`.
+    pub fn open_all(&self, passphrase: &Secret) -> Result<(MasterKey, Keyring), CryptoError> {
+        let master = self.open_master(passphrase)?;
+        let keyring = self
+            .open_with(&master)?
+            .ok_or_else(|| self.bad("id key does not unwrap"))?;
+        Ok((master, keyring))
+    }
+
     /// Opens the keyring with `passphrase`.
     pub fn open(&self, passphrase: &Secret) -> Result<Keyring, CryptoError> {
-        let master = self.open_master(passphrase)?;
-        self.open_with(&master)?
-            .ok_or_else(|| self.bad("id key does not unwrap"))
+        self.open_all(passphrase).map(|(_, keyring)| keyring)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -276,28 +283,13 @@ impl KeyFile {
 
 /// Opens the first of `files` that `passphrase` unlocks.
 pub fn open_any(files: &[KeyFile], passphrase: &Secret) -> Result<Keyring, CryptoError> {
-    open_any_master(files, passphrase).map(|(_, keyring, _)| keyring)
-}
-
-/// [`open_any`], also giving the master key and the id of the key file
-/// that opened, for the commands that manage keys.
-pub fn open_any_master(
-    files: &[KeyFile],
-    passphrase: &Secret,
-) -> Result<(MasterKey, Keyring, String), CryptoError> {
     if passphrase.is_empty() {
         return Err(CryptoError::NoPassphrase);
     }
     let mut last = CryptoError::WrongPassphrase;
     for f in files {
-        let opened = f.open_master(passphrase).and_then(|m| {
-            let k = f
-                .open_with(&m)?
-                .ok_or_else(|| f.bad("id key does not unwrap"))?;
-            Ok((m, k))
-        });
-        match opened {
-            Ok((m, k)) => return Ok((m, k, f.key_id.clone())),
+        match f.open(passphrase) {
+            Ok(k) => return Ok(k),
             Err(CryptoError::WrongPassphrase) => {}
             Err(e) => last = e,
         }
@@ -369,9 +361,7 @@ mod tests {
     fn a_second_passphrase_opens_the_same_master_and_keyring() {
         let ring = Keyring::generate();
         let first = KeyFile::create(&Secret::new("first"), FAST, &ring, "now").unwrap();
-        let (master, _, id) =
-            open_any_master(std::slice::from_ref(&first), &Secret::new("first")).unwrap();
-        assert_eq!(id, first.key_id);
+        let (master, _) = first.open_all(&Secret::new("first")).unwrap();
         let second = KeyFile::create_for(
             &master,
             &Secret::new("second"),
@@ -383,9 +373,12 @@ mod tests {
         .unwrap();
         assert_ne!(second.key_id, first.key_id);
         let files = [first.clone(), second.clone()];
-        let (m2, k2, id2) = open_any_master(&files, &Secret::new("second")).unwrap();
+        let (m2, k2) = second.open_all(&Secret::new("second")).unwrap();
         assert!(m2 == master);
-        assert_eq!(id2, second.key_id);
+        assert!(matches!(
+            first.open_all(&Secret::new("second")),
+            Err(CryptoError::WrongPassphrase)
+        ));
         assert_eq!(k2.data_keys[0].1.as_bytes(), ring.data_keys[0].1.as_bytes());
         let back = KeyFile::from_json("k", &second.to_json()).unwrap();
         assert_eq!(back.label.as_deref(), Some("bob"));

@@ -262,13 +262,7 @@ impl Repository {
         let listing = self.key_listing(&repo_id, Some(OPEN_GRACE)).await;
         if listing.files.is_empty() {
             return Err(if listing.problems.is_empty() {
-                RepoError::NotInitialised(
-                    self.networks()
-                        .iter()
-                        .map(|n| n.name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                )
+                RepoError::NotInitialised(crate::names(self.networks()))
             } else {
                 RepoError::Unavailable {
                     what: "a key file".into(),
@@ -397,7 +391,7 @@ impl Repository {
         let tombstone = Bytes::from(
             serde_json::to_vec(&Tombstone {
                 key_id: key_id.to_string(),
-                removed_at: unix_now(),
+                removed_at: cairn_events::now_rfc3339(),
                 tag: master.removal_tag(key_id),
             })
             .map_err(|e| RepoError::Format(e.to_string()))?,
@@ -494,16 +488,7 @@ fn open_from(listing: &Listing, creds: &Credentials, repo_id: String) -> Result<
             let mut removed = None;
             let mut last: Option<RepoError> = None;
             for (id, (kf, _)) in &listing.files {
-                let opened = kf.open_master(p).and_then(|m| {
-                    let k = kf
-                        .open_with(&m)?
-                        .ok_or(cairn_crypto::CryptoError::KeyFile {
-                            name: id.clone(),
-                            problem: "id key does not unwrap".into(),
-                        })?;
-                    Ok((m, k))
-                });
-                match opened {
+                match kf.open_all(p) {
                     Ok((m, _)) if listing.removed(&m, id) => removed = Some(id.clone()),
                     Ok((master, keyring)) => {
                         return Ok(Opened {
@@ -538,14 +523,6 @@ fn open_from(listing: &Listing, creds: &Credentials, repo_id: String) -> Result<
             Err(cairn_crypto::CryptoError::WrongPassphrase.into())
         }
     }
-}
-
-fn unix_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{now}")
 }
 
 fn pending_text(p: &[Pending]) -> String {

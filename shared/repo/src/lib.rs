@@ -75,7 +75,7 @@ pub struct Repository {
     networks: Vec<DynNetwork>,
 }
 
-fn names(nets: &[DynNetwork]) -> String {
+pub(crate) fn names(nets: &[DynNetwork]) -> String {
     nets.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
 }
 
