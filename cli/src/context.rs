@@ -52,6 +52,48 @@ pub async fn unlock(
     Ok(open(cfg, repo, why).await?.keyring)
 }
 
+/// What a writer (ingest) holds: from `keys.writer_file` when set (a
+/// write-only worker: no passphrase, nothing that opens a backup), else from
+/// the keyring the credentials open, keeping only the writer's part. Either
+/// way the writer must belong to the repository the networks hold.
+pub async fn writer(
+    cfg: &Config,
+    repo: &Repository,
+    why: &str,
+) -> anyhow::Result<cairn_crypto::Writer> {
+    let config = repo.config().await?;
+    let (writer, from) = match &cfg.keys.writer_file {
+        Some(path) => {
+            let name = path.display().to_string();
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read writer file {name}"))?;
+            let file = cairn_crypto::WriterFile::from_json(&name, &bytes)?;
+            if file.repo_id != config.repo_id {
+                anyhow::bail!(
+                    "writer file {name} is for repository {}, the networks hold repository {}",
+                    file.repo_id,
+                    config.repo_id
+                );
+            }
+            (file.writer()?, format!("writer file {name}"))
+        }
+        None => {
+            let keyring = unlock(cfg, repo, why).await?;
+            let w = keyring.writer().with_context(|| {
+                format!(
+                    "repository {} is of format {}, which predates write-only backups: run `cairn key upgrade` once (this build restores from it but writes only format {})",
+                    config.repo_id,
+                    config.format,
+                    cairn_repo::format::FORMAT
+                )
+            })?;
+            (w, "the repository key".to_string())
+        }
+    };
+    cairn_ingest::job::writes_to(&config, &writer).with_context(|| format!("with {from}"))?;
+    Ok(writer)
+}
+
 /// Connects to NATS as `name`, with the streams and consumers in place.
 pub async fn bus(cfg: &Config, name: &str) -> Result<Bus, cairn_bus::BusError> {
     let b = Bus::connect(&cfg.nats, name).await?;

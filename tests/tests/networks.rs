@@ -289,7 +289,7 @@ fn backup_to_fs_and_s3_restores_from_either() {
     let s3_files = Env::files_under(&server.root.join(&server.bucket).join("repo"));
     assert!(s3_files
         .iter()
-        .any(|f| f.to_string_lossy().contains("/chunks/")));
+        .any(|f| f.to_string_lossy().contains("/packs/")));
     std::fs::remove_dir_all(env.network_dir("local")).unwrap();
     let out = env.path().join("out");
     let r = env.json(&["restore", id, "--to", out.to_str().unwrap(), "--json"]);

@@ -139,16 +139,16 @@ async fn ingest_stdin(
     request: &Envelope,
 ) -> anyhow::Result<()> {
     let repo = context::repo(cfg)?;
-    let keyring = context::unlock(
+    let writer = context::writer(
         cfg,
         &repo,
-        "--stdin reads and chunks the data here and needs the repository key",
+        "--stdin reads and chunks the data here and needs the repository key (or keys.writer_file)",
     )
     .await?;
     let ctx = IngestContext {
         bus: bus.clone(),
         repo: repo.config().await?,
-        id_key: keyring.id_key(),
+        writer,
         pg: context::ingest_ledger(cfg).await?,
         networks: cfg.network_names(),
         policies: cfg.datasets.clone(),

@@ -1,5 +1,7 @@
-//! `cairn key add | list | remove | split`: the passphrases that open the
-//! repository on every network, and threshold shares of its master key.
+//! `cairn key add | list | remove | split | writer | upgrade`: the
+//! passphrases that open the repository on every network, threshold shares
+//! of its master key, the write-only key that ingest runs with, and the
+//! upgrade that gives an older repository its key pair.
 //! Every change is recorded in the ledger (when the broker is up; a warning
 //! says so when it is not), never the secrets themselves.
 
@@ -7,7 +9,7 @@ use crate::{context, err, out, output};
 use anyhow::{bail, Context};
 use cairn_config::Config;
 use cairn_crypto::{shares, Secret};
-use cairn_events::{BackupId, Envelope, Event, KeyChange, KeySplit};
+use cairn_events::{BackupId, Envelope, Event, KeyChange, KeySplit, KeyUpgraded, WriterIssued};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
@@ -22,6 +24,27 @@ pub enum KeyCommand {
     /// Split the master key into threshold shares: any THRESHOLD of the
     /// SHARES files open the repository (`--share FILE`, repeated).
     Split(SplitArgs),
+    /// Write the writer file that ingest runs with instead of the
+    /// passphrase (`keys.writer_file`): it makes backups and opens none.
+    Writer(WriterArgs),
+    /// Give a repository of format 2 the key pair of write-only backups
+    /// (format 3); nothing stored is rewritten but key files and config.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WriterArgs {
+    /// Where to write it (created, mode 0600; never overwritten).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct UpgradeArgs {
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -73,7 +96,116 @@ pub async fn run(cfg: &Config, c: KeyCommand) -> anyhow::Result<u8> {
         KeyCommand::List(a) => list(cfg, a).await,
         KeyCommand::Remove(a) => remove(cfg, a).await,
         KeyCommand::Split(a) => split(cfg, a).await,
+        KeyCommand::Writer(a) => writer(cfg, a).await,
+        KeyCommand::Upgrade(a) => upgrade(cfg, a).await,
     }
+}
+
+async fn writer(cfg: &Config, a: WriterArgs) -> anyhow::Result<u8> {
+    let repo = context::repo(cfg)?;
+    let opened = context::open(
+        cfg,
+        &repo,
+        "writing a writer file needs a key that opens the repository",
+    )
+    .await?;
+    let writer = opened.keyring.writer().with_context(|| {
+        format!(
+            "repository {} has no key pair yet (format 2): run `cairn key upgrade` first",
+            opened.repo_id
+        )
+    })?;
+    let file = cairn_crypto::WriterFile::new(&opened.repo_id, &writer);
+    write_private(&a.out, &file.to_json(), "writer file")?;
+    let path = std::fs::canonicalize(&a.out).unwrap_or_else(|_| a.out.clone());
+    record(
+        cfg,
+        &opened.repo_id,
+        &format!("writer {} {}", file.public_key, path.display()),
+        Event::WriterIssued(WriterIssued {
+            repo_id: opened.repo_id.clone(),
+            public_key: file.public_key.clone(),
+            file: path.display().to_string(),
+        }),
+    )
+    .await?;
+    if a.json {
+        output::json(&serde_json::json!({
+            "repo_id": opened.repo_id, "public_key": file.public_key, "file": a.out
+        }))?;
+    } else {
+        out!(
+            "writer file {} for repository {} (public key {})",
+            a.out.display(),
+            opened.repo_id,
+            file.public_key
+        );
+        out!("Give it to the ingest workers as keys.writer_file; it opens no backup, but lets its holder write to the repository and test which content it holds: keep it as private as an S3 secret.");
+    }
+    Ok(0)
+}
+
+async fn upgrade(cfg: &Config, a: UpgradeArgs) -> anyhow::Result<u8> {
+    let repo = context::repo(cfg)?;
+    let opened = context::open(
+        cfg,
+        &repo,
+        "upgrading needs a key that opens the repository",
+    )
+    .await?;
+    let done = repo.upgrade(&opened).await?;
+    if !done.already {
+        record(
+            cfg,
+            &done.repo_id,
+            &format!("upgrade {} {}", done.public_key, done.networks.join(",")),
+            Event::KeyUpgraded(KeyUpgraded {
+                repo_id: done.repo_id.clone(),
+                public_key: done.public_key.clone(),
+                networks: done.networks.clone(),
+                pending: done.pending.clone(),
+            }),
+        )
+        .await?;
+    }
+    if a.json {
+        output::json(&done)?;
+    } else if done.already {
+        out!(
+            "repository {} already has its key pair (public key {})",
+            done.repo_id,
+            done.public_key
+        );
+    } else {
+        out!(
+            "repository {} upgraded on {}: public key {}",
+            done.repo_id,
+            done.networks.join(", "),
+            done.public_key
+        );
+    }
+    for p in &done.pending {
+        err!("cairn: not upgraded on {} yet: {}", p.network, p.reason);
+    }
+    Ok(if done.pending.is_empty() {
+        0
+    } else {
+        crate::exit::DEGRADED
+    })
+}
+
+/// Writes a secret file for one holder: created new (never overwriting
+/// one), mode 0600.
+fn write_private(path: &std::path::Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {what} {}", path.display()))?;
+    std::io::Write::write_all(&mut f, bytes)
+        .with_context(|| format!("cannot write {what} {}", path.display()))
 }
 
 fn new_passphrase(a: &AddArgs) -> anyhow::Result<Secret> {
@@ -245,17 +377,7 @@ async fn split(cfg: &Config, a: SplitArgs) -> anyhow::Result<u8> {
             "cairn-share-{}-{}-of-{}.json",
             s.set, s.index, s.count
         ));
-        // create_new: a share file is never overwritten, and is the
-        // holder's alone (0600).
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts
-            .open(&path)
-            .with_context(|| format!("cannot create share file {}", path.display()))?;
-        std::io::Write::write_all(&mut f, &s.to_json())
-            .with_context(|| format!("cannot write share file {}", path.display()))?;
+        write_private(&path, &s.to_json(), "share file")?;
         files.push(path.display().to_string());
     }
     let set = made[0].set.clone();

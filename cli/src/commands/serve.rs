@@ -78,8 +78,17 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
     {
         context::ledger(cfg).await?;
     }
-    let keyring = if has(Stage::Ingest) || has(Stage::Encrypt) {
-        Some(context::unlock(cfg, &repo, "ingest and encrypt need the repository key").await?)
+    // Ingest holds a writer's key only (the chunk-id key and the public
+    // key); encrypt holds none of its own.
+    let writer = if has(Stage::Ingest) {
+        Some(
+            context::writer(
+                cfg,
+                &repo,
+                "ingest needs the repository key (or keys.writer_file)",
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -89,8 +98,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
         let run = cairn_audit_ledger::run(bus.clone(), pg, cfg.ledger.batch);
         spawn(&mut tasks, Stage::Ledger, run);
     }
-    if let Some(keyring) = &keyring {
-        if has(Stage::Ingest) {
+    if let Some(writer) = writer {
+        {
             let repo_config = repo.config().await?;
             let files_cache = cfg
                 .files_cache_dir()
@@ -98,7 +107,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             let ctx = Arc::new(cairn_ingest::job::IngestContext {
                 bus: bus.clone(),
                 repo: repo_config,
-                id_key: keyring.id_key(),
+                writer,
                 pg: context::ingest_ledger(cfg).await?,
                 networks: cfg.network_names(),
                 policies: cfg.datasets.clone(),
@@ -108,15 +117,14 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             let run = cairn_ingest::run(ctx, cfg.ingest.concurrency);
             spawn(&mut tasks, Stage::Ingest, run);
         }
-        if has(Stage::Encrypt) {
-            let w = cairn_encrypt::EncryptWorker {
-                bus: bus.clone(),
-                sealer: Arc::new(keyring.sealer()),
-                source: whoami("encrypt"),
-            };
-            let run = cairn_encrypt::run(w, cfg.encrypt.concurrency);
-            spawn(&mut tasks, Stage::Encrypt, run);
-        }
+    }
+    if has(Stage::Encrypt) {
+        let w = cairn_encrypt::EncryptWorker {
+            bus: bus.clone(),
+            source: whoami("encrypt"),
+        };
+        let run = cairn_encrypt::run(w, cfg.encrypt.concurrency);
+        spawn(&mut tasks, Stage::Encrypt, run);
     }
     if has(Stage::Store) {
         for net in repo.networks() {

@@ -299,6 +299,7 @@ impl Workload {
                 merkle_root: merkle_root.clone(),
                 networks: networks.clone(),
                 redundancy: Redundancy::Replicate { min_copies: 2 },
+                data_key: None,
             }),
             &[],
         );

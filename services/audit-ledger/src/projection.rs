@@ -368,6 +368,8 @@ async fn apply(
         | Event::KeyAdded(_)
         | Event::KeyRemoved(_)
         | Event::KeySplit(_)
+        | Event::WriterIssued(_)
+        | Event::KeyUpgraded(_)
         | Event::DeadLettered(_) => {}
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! The encrypt stage: seals each plaintext chunk (and each manifest) with
-//! AES-256-GCM under the repository's data key, the object id as associated
+//! AES-256-GCM under its backup's data key, the object id as associated
 //! data, and hands the sealed bytes to the store workers. A pack arrives as
 //! its chunks and leaves as one object: each chunk sealed on its own, one
 //! after the other, with a table of where each is in its `object.sealed`.
@@ -8,12 +8,14 @@
 //! queue group for every replica), which the server never stores; the
 //! answer says the object is on SEALED and recorded, or that ingest should
 //! ask again later (SEALED full), or never (malformed: dead-lettered
-//! without its payload). It is the only stage that holds a key able to
-//! read backups; it persists nothing.
+//! without its payload). It holds no key of its own: each request carries
+//! its backup's data key, used for that request and dropped, so an encrypt
+//! worker never holds a key to a backup it is not sealing right now. It
+//! persists nothing.
 
 use bytes::Bytes;
 use cairn_bus::{publish, Bus, BusError, Delivery, Failure, Handler};
-use cairn_crypto::{ObjectKind, Sealer};
+use cairn_crypto::{DataKeyId, Key32, ObjectKind, Sealer};
 use cairn_events::{
     decode, encode, DecodeError, Envelope, Event, ObjectDigest, ObjectKey, PackId, PlainChunk,
     SealedObject, Stage, SCHEMA_VERSION,
@@ -28,8 +30,10 @@ use std::time::Duration;
 pub enum EncryptError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("chunk lists are public and never sealed")]
+    #[error("chunk lists and data keys are never sealed by encrypt")]
     ChunkList,
+    #[error("seal request without a usable data key ({0}): from a Cairn older than repository format 3?")]
+    NoDataKey(&'static str),
     #[error("{0}")]
     BadPack(String),
     #[error("sealing task: {0}")]
@@ -41,9 +45,10 @@ pub enum EncryptError {
 impl From<EncryptError> for Failure {
     fn from(e: EncryptError) -> Self {
         match e {
-            EncryptError::Decode(_) | EncryptError::ChunkList | EncryptError::BadPack(_) => {
-                Failure::permanent(e)
-            }
+            EncryptError::Decode(_)
+            | EncryptError::ChunkList
+            | EncryptError::NoDataKey(_)
+            | EncryptError::BadPack(_) => Failure::permanent(e),
             EncryptError::Task(_) | EncryptError::Bus(_) => Failure::retry(e),
         }
     }
@@ -54,7 +59,6 @@ const INLINE_SEAL_MAX: usize = 64 * 1024;
 
 pub struct EncryptWorker {
     pub bus: Bus,
-    pub sealer: Arc<Sealer>,
     pub source: String,
 }
 
@@ -68,12 +72,25 @@ impl Handler for EncryptWorker {
 impl EncryptWorker {
     async fn seal(&self, d: &Delivery) -> Result<(), EncryptError> {
         let chunk: PlainChunk = decode(&d.payload, "plain chunk")?;
+        let sealer = {
+            let k = chunk
+                .data_key
+                .as_ref()
+                .ok_or(EncryptError::NoDataKey("none given"))?;
+            let key = Key32::from_slice(&k.key).ok_or(EncryptError::NoDataKey("not 32 bytes"))?;
+            Sealer::for_data_key(DataKeyId(k.id.0), &key)
+        };
+        let key_id = chunk
+            .data_key
+            .as_ref()
+            .map(|k| k.id)
+            .expect("checked above");
         let chunk_len =
             chunk.payload.len() + chunk.parts.iter().map(|p| p.payload.len()).sum::<usize>();
         let (kind, object_id): (ObjectKind, Vec<u8>) = match &chunk.object {
             ObjectKey::Chunk { id } => (ObjectKind::Chunk, id.0.to_vec()),
             ObjectKey::Pack { id } => {
-                let formed = PackId::of(chunk.parts.iter().map(|p| &p.id));
+                let formed = PackId::keyed(&key_id, chunk.parts.iter().map(|p| &p.id));
                 if chunk.parts.is_empty() || formed != *id {
                     return Err(EncryptError::BadPack(format!(
                         "pack {id} of backup {}: its {} chunks make pack {formed}",
@@ -86,9 +103,10 @@ impl EncryptWorker {
             ObjectKey::Manifest { backup_id } => {
                 (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec())
             }
-            ObjectKey::ChunkList { .. } => return Err(EncryptError::ChunkList),
+            ObjectKey::ChunkList { .. } | ObjectKey::DataKey { .. } => {
+                return Err(EncryptError::ChunkList)
+            }
         };
-        let sealer = self.sealer.clone();
         let PlainChunk {
             backup_id,
             object,

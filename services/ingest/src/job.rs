@@ -11,10 +11,10 @@ use crate::source::{self, Caching, Counters, Input, Item, SourceError};
 use bytes::Bytes;
 use cairn_bus::request::Requests;
 use cairn_bus::{Bus, BusError, Pipeline};
-use cairn_crypto::IdKey;
+use cairn_crypto::{NewDataKey, Writer};
 use cairn_events::{
-    encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, ObjectDigest, ObjectKey,
-    PlainChunk, PlainPart, Redundancy, SealedObject, Stats, SCHEMA_VERSION,
+    encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, KeyId, ObjectDigest,
+    ObjectKey, PlainChunk, PlainPart, Redundancy, SealKey, SealedObject, Stats, SCHEMA_VERSION,
 };
 use cairn_repo::chunklist::ChunkListBuilder;
 use cairn_repo::format::{ChunkListPage, Location, Manifest, RepoConfig, FORMAT};
@@ -30,7 +30,9 @@ use tokio::task::JoinHandle;
 pub struct IngestContext {
     pub bus: Bus,
     pub repo: RepoConfig,
-    pub id_key: IdKey,
+    /// The chunk-id key and the repository's public key: nothing that opens
+    /// a stored object.
+    pub writer: Writer,
     pub pg: tokio_postgres::Client,
     /// Every configured network (the default targets).
     pub networks: Vec<String>,
@@ -226,6 +228,8 @@ struct Publisher<'a> {
     ctx: &'a IngestContext,
     backup_id: &'a BackupId,
     networks: &'a [String],
+    /// This backup's data key, handed to encrypt with every seal request.
+    key: SealKey,
     /// Plaintext to encrypt: core-NATS requests, never stored.
     seal: Requests,
     /// Public chunk-list pages, straight to SEALED.
@@ -282,6 +286,7 @@ impl Publisher<'_> {
             plain_len,
             payload,
             parts,
+            data_key: Some(self.key.clone()),
         };
         let subject = self.ctx.bus.subjects.seal(self.backup_id);
         self.seal.send(subject, Bytes::from(encode(&msg))).await
@@ -295,6 +300,21 @@ impl Publisher<'_> {
             page: page.page,
         };
         let payload = cairn_repo::encode_page(&page);
+        self.direct(object, payload).await
+    }
+
+    /// The backup's wrapped data key goes straight to the networks (it is
+    /// already sealed, to the repository's public key), ahead of everything
+    /// sealed under it: store writes nothing sealed under a data key to a
+    /// network before that key is there.
+    async fn data_key(&mut self, dk: &NewDataKey) -> Result<(), BusError> {
+        let object = ObjectKey::DataKey { id: KeyId(dk.id.0) };
+        self.direct(object, dk.wrapped.clone()).await?;
+        self.pipe.flush().await
+    }
+
+    /// An object that needs no sealing, onto SEALED with its digest recorded.
+    async fn direct(&mut self, object: ObjectKey, payload: Vec<u8>) -> Result<(), BusError> {
         let sha256 = hex::encode(Sha256::digest(&payload));
         let digest = ObjectDigest {
             object: object.clone(),
@@ -388,8 +408,8 @@ async fn send_compressed(
         .done
         .await
         .map_err(|e| JobError::Source(e.to_string()))?;
-    for ((id, len), (compressed, payload)) in batch.chunks.into_iter().zip(done) {
-        packed(publisher, packing, list, id, len, compressed, payload).await?;
+    for ((id, _), (compressed, payload)) in batch.chunks.into_iter().zip(done) {
+        packed(publisher, packing, list, id, compressed, payload).await?;
     }
     Ok(())
 }
@@ -402,32 +422,48 @@ async fn packed(
     packing: &mut PackBuilder,
     list: &mut ChunkListBuilder,
     id: ChunkId,
-    len: u32,
     compressed: bool,
     payload: Vec<u8>,
 ) -> Result<(), JobError> {
-    if payload.len() >= cairn_repo::format::PACK_ALONE {
-        list.locate(id, Location::Alone(id))
-            .map_err(|e| JobError::Source(e.to_string()))?;
-        publisher
-            .plain(ObjectKey::Chunk { id }, compressed, len, payload)
-            .await?;
-        for page in list.ready() {
-            publisher.page(page).await?;
-        }
-        return Ok(());
+    let part = PlainPart {
+        id,
+        compressed,
+        payload,
+    };
+    if part.payload.len() >= cairn_repo::format::PACK_ALONE {
+        // In a pack of its own: a pack's name carries its data key, so
+        // two backups sealing the same new chunk at once never write
+        // different bytes under one name.
+        let single = PackBuilder::single(publisher.key.id, part);
+        return publisher.pack(single, list).await;
     }
-    if !packing.fits(payload.len()) {
+    if !packing.fits(part.payload.len()) {
         if let Some(formed) = packing.take() {
             publisher.pack(formed, list).await?;
         }
     }
-    packing.push(PlainPart {
-        id,
-        compressed,
-        payload,
-    });
+    packing.push(part);
     Ok(())
+}
+
+/// Whether this writer may write to the repository `repo` describes: it
+/// must have a key pair (format 3), and the public key pinned in the
+/// writer's own configuration must be the repository's. A config that names
+/// another key (a network substituting its own, or a rotation the writer
+/// has not been given) stops the backup before a byte moves.
+pub fn writes_to(repo: &RepoConfig, writer: &Writer) -> Result<(), JobError> {
+    match &repo.public_key {
+        None => Err(JobError::Source(format!(
+            "repository {} is of format {}, which predates write-only backups: this build restores from it but writes only format {FORMAT} (run `cairn key upgrade` once, with the passphrase)",
+            repo.repo_id, repo.format
+        ))),
+        Some(k) if *k != writer.public().to_hex() => Err(JobError::Source(format!(
+            "repository {}'s config names public key {k}, but this worker's writer file pins {}: refusing to write (was the key rotated? give this worker a new writer file)",
+            repo.repo_id,
+            writer.public().to_hex()
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Runs one backup's ingest; returns what `backup.ingested` reported.
@@ -440,6 +476,7 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Ingested, JobError> {
     let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
+    writes_to(&ctx.repo, &ctx.writer)?;
     let (parent, reused_at) = match parent_cache(ctx, req, &networks).await? {
         Some((cache, at)) => (Some(cache), at),
         None => (None, ReusedAt::new()),
@@ -452,17 +489,25 @@ pub async fn run(
     // Batches of up to ~1 MiB of plaintext each (`source::BATCH_BYTES`).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(PRODUCED_AHEAD);
     let chunking = ctx.repo.chunking;
-    let id_key = ctx.id_key.clone();
+    let id_key = ctx.writer.id_key().clone();
     let prod_counters = counters.clone();
     let producer: JoinHandle<Result<source::Produced, SourceError>> =
         tokio::task::spawn_blocking(move || {
             source::produce(input, chunking, &id_key, tx, prod_counters, caching)
         });
 
+    // This backup's own data key: no worker keeps it past the backup, so no
+    // worker holds a key to a backup already written.
+    let dk = ctx.writer.data_key();
+    let key_id = KeyId(dk.id.0);
     let mut publisher = Publisher {
         ctx,
         backup_id,
         networks: &networks,
+        key: SealKey {
+            id: key_id,
+            key: dk.key.as_bytes().to_vec(),
+        },
         seal: Requests::new(
             ctx.bus.client.clone(),
             PUBLISH_WINDOW,
@@ -473,11 +518,13 @@ pub async fn run(
     let mut list = ChunkListBuilder::new(backup_id.clone());
     let mut compressing: VecDeque<Compressing> = VecDeque::new();
     let mut to_compress = ToCompress::default();
-    let mut packing = PackBuilder::default();
+    let mut packing = PackBuilder::new(key_id);
     let mut chunks_new = 0u64;
     let level = ctx.repo.compression_level;
 
     let consumed: Result<(), JobError> = async {
+        publisher.data_key(&dk).await?;
+        drop(dk);
         loop {
             let Some(mut buf) = rx.recv().await else {
                 break;
@@ -637,6 +684,7 @@ pub async fn run(
         merkle_root: hex::encode(summary.root),
         networks,
         redundancy,
+        data_key: Some(key_id),
     };
     let env = Envelope::new(
         ctx.source.clone(),

@@ -3,17 +3,25 @@
 //! Writes are idempotent: a chunk already on the network is not written again
 //! (content-addressed), backup metadata is atomically replaced.
 //!
+//! Nothing sealed under a data key is written to a network before that data
+//! key's wrapped copy is there (it travels ahead on SEALED; a pack that
+//! overtakes it waits). A chunk on a network is then always readable with
+//! the repository's key, so a later backup that deduplicates against it
+//! never leans on a chunk whose key was lost with a failed backup.
+//!
 //! A worker also makes its network a whole repository: a network added to
 //! the configuration after `cairn init` gets the repository config and key
 //! files copied from another network when its worker starts.
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{
-    decode, DecodeError, Envelope, Event, ObjectDigest, SealedObject, Stage, Stored,
+    decode, DecodeError, Envelope, Event, KeyId, ObjectDigest, ObjectKey, SealedObject, Stage,
+    Stored,
 };
 use cairn_networks::{DynNetwork, NetworkError, Put};
 use cairn_repo::{layout, Repository};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +46,12 @@ pub enum StoreError {
         path: String,
         len: u64,
     },
+    #[error("{object}: its data key {key} is not on network {network} yet; waiting for it")]
+    KeyNotYet {
+        object: String,
+        key: String,
+        network: String,
+    },
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]
@@ -49,9 +63,10 @@ impl From<StoreError> for Failure {
         match e {
             StoreError::Decode(_) | StoreError::Digest { .. } => Failure::permanent(e),
             // Space may be freed, the network may come back.
-            StoreError::Quota { .. } | StoreError::Network(_) | StoreError::Bus(_) => {
-                Failure::retry(e)
-            }
+            StoreError::Quota { .. }
+            | StoreError::KeyNotYet { .. }
+            | StoreError::Network(_)
+            | StoreError::Bus(_) => Failure::retry(e),
         }
     }
 }
@@ -64,6 +79,8 @@ pub struct StoreWorker {
     /// Bytes the network holds, as last counted plus what this worker wrote
     /// since (counted once, at the first write that needs it).
     used: tokio::sync::Mutex<Option<u64>>,
+    /// Data keys known to be on the network.
+    keys_here: std::sync::Mutex<HashSet<[u8; 16]>>,
 }
 
 impl StoreWorker {
@@ -73,7 +90,34 @@ impl StoreWorker {
             network,
             quota,
             used: tokio::sync::Mutex::new(None),
+            keys_here: Default::default(),
         }
+    }
+
+    /// Holds back an object sealed under a data key the network does not
+    /// hold yet.
+    async fn key_is_here(&self, obj: &SealedObject) -> Result<(), StoreError> {
+        let key = match &obj.object {
+            ObjectKey::DataKey { .. } | ObjectKey::ChunkList { .. } => return Ok(()),
+            _ => match cairn_crypto::seal::key_id_of(&obj.payload) {
+                Some(k) => k,
+                // Not a sealed object: its reader will say so.
+                None => return Ok(()),
+            },
+        };
+        if self.keys_here.lock().expect("lock").contains(&key.0) {
+            return Ok(());
+        }
+        let path = layout::object(&ObjectKey::DataKey { id: KeyId(key.0) });
+        if self.network.exists(&path).await? {
+            self.keys_here.lock().expect("lock").insert(key.0);
+            return Ok(());
+        }
+        Err(StoreError::KeyNotYet {
+            object: layout::describe(&obj.object),
+            key: key.to_hex(),
+            network: self.network.name().to_string(),
+        })
     }
 
     /// Refuses a write that would take the network past its quota. An object
@@ -120,11 +164,15 @@ impl StoreWorker {
             });
         }
         let len = obj.payload.len() as u64;
+        self.key_is_here(&obj).await?;
         self.within_quota(&path, len).await?;
         let put = self
             .network
             .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
             .await?;
+        if let ObjectKey::DataKey { id } = &obj.object {
+            self.keys_here.lock().expect("lock").insert(id.0);
+        }
         let env = Envelope::new(
             Stage::Store.label(Some(&name)),
             obj.backup_id,

@@ -48,9 +48,12 @@ pub struct ChunkPlace {
 }
 
 impl BackupObjects {
+    /// The objects of `backup`: its data objects, chunk-list `pages`,
+    /// manifest and (format 3) the wrapped `data_key` it was sealed under.
     pub fn of(
         backup: &BackupId,
         pages: &[cairn_repo::format::ChunkListPage],
+        data_key: Option<cairn_events::KeyId>,
     ) -> Result<Self, String> {
         let mut keys = Vec::new();
         let mut index: HashMap<ObjectKey, usize> = HashMap::new();
@@ -90,6 +93,9 @@ impl BackupObjects {
         keys.push(ObjectKey::Manifest {
             backup_id: backup.clone(),
         });
+        if let Some(id) = data_key {
+            keys.push(ObjectKey::DataKey { id });
+        }
         Ok(BackupObjects {
             keys,
             chunk_count,
@@ -239,7 +245,7 @@ impl VerifyWorker {
         }
 
         // 2. Every object's expected digest, from the ledger.
-        let backup_objects = match BackupObjects::of(backup, &pages) {
+        let backup_objects = match BackupObjects::of(backup, &pages, ing.data_key) {
             Ok(o) => o,
             Err(e) => {
                 outcome.reasons.push(e);

@@ -70,6 +70,9 @@ pub struct KeysConfig {
     /// together instead of a passphrase (`--share FILE`, repeated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub share_files: Vec<PathBuf>,
+    /// The writer file (`cairn key writer --out FILE`) that ingest runs
+    /// with instead of the passphrase: write-only, it opens no backup.
+    pub writer_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for KeysConfig {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for KeysConfig {
             )
             .field("passphrase_file", &self.passphrase_file)
             .field("share_files", &self.share_files)
+            .field("writer_file", &self.writer_file)
             .finish()
     }
 }

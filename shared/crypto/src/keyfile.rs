@@ -6,7 +6,7 @@
 //! without the passphrase. Adding a passphrase is another key file wrapping
 //! the same master key; rotating re-wraps the keyring, never the chunks.
 
-use crate::{CryptoError, DataKeyId, Key32, Keyring, MasterKey, Secret};
+use crate::{CryptoError, DataKeyId, Key32, Keyring, MasterKey, ReadKey, Secret};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
@@ -69,8 +69,13 @@ pub struct KeyFile {
     master: Wrapped,
     /// The chunk-id key, wrapped by the master key.
     id_key: Wrapped,
-    /// Data keys, wrapped by the master key; the last one seals new objects.
+    /// Format-2 data keys, wrapped by the master key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     data_keys: Vec<WrappedDataKey>,
+    /// The read key (private half of the repository's key pair), wrapped by
+    /// the master key; from format 3 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_key: Option<Wrapped>,
 }
 
 const WRAP_AAD: &[u8] = b"cairn key wrap v1";
@@ -190,7 +195,36 @@ impl KeyFile {
                     key: wrap(master, &format!("data:{}", id.to_hex()), k.as_bytes()),
                 })
                 .collect(),
+            read_key: keyring
+                .read_key
+                .as_ref()
+                .map(|r| wrap(master, "read", r.0.as_bytes())),
         })
+    }
+
+    /// The same key file (passphrase, id, label) wrapping `keyring` under
+    /// `master` instead: how a repository gains a key pair without asking
+    /// for every passphrase again. `master` must be the one this file wraps.
+    pub fn rewrapped(&self, master: &MasterKey, keyring: &Keyring) -> Result<Self, CryptoError> {
+        if self.open_with(master)?.is_none() {
+            return Err(self.bad("wraps another master key"));
+        }
+        let m = &master.0;
+        let mut out = self.clone();
+        out.id_key = wrap(m, "id", keyring.id_key.as_bytes());
+        out.data_keys = keyring
+            .data_keys
+            .iter()
+            .map(|(id, k)| WrappedDataKey {
+                id: id.to_hex(),
+                key: wrap(m, &format!("data:{}", id.to_hex()), k.as_bytes()),
+            })
+            .collect();
+        out.read_key = keyring
+            .read_key
+            .as_ref()
+            .map(|r| wrap(m, "read", r.0.as_bytes()));
+        Ok(out)
     }
 
     /// The KDF's cost parameters, for `cairn key list`.
@@ -249,10 +283,20 @@ impl KeyFile {
                 .ok_or_else(|| self.bad(&format!("data key {} does not unwrap", dk.id)))?;
             data_keys.push((DataKeyId(id), key));
         }
-        if data_keys.is_empty() {
-            return Err(self.bad("holds no data key"));
+        let read_key = match &self.read_key {
+            None => None,
+            Some(w) => Some(ReadKey(
+                unwrap(master, "read", w).ok_or_else(|| self.bad("read key does not unwrap"))?,
+            )),
+        };
+        if data_keys.is_empty() && read_key.is_none() {
+            return Err(self.bad("holds neither a data key nor a read key"));
         }
-        Ok(Some(Keyring { id_key, data_keys }))
+        Ok(Some(Keyring {
+            id_key,
+            data_keys,
+            read_key,
+        }))
     }
 
     /// Opens the master key and the keyring with `passphrase`.
@@ -336,7 +380,12 @@ mod tests {
         let kf = KeyFile::create(&Secret::new("pw"), FAST, &ring, "now").unwrap();
         let json = String::from_utf8(kf.to_json()).unwrap();
         assert!(!json.contains(&hex::encode(ring.id_key.as_bytes())));
-        assert!(!json.contains(&hex::encode(ring.data_keys[0].1.as_bytes())));
+        let read = ring.read_key.as_ref().unwrap();
+        assert!(!json.contains(&hex::encode(read.0.as_bytes())));
+        let old = Keyring::generate_format2();
+        let kf = KeyFile::create(&Secret::new("pw"), FAST, &old, "now").unwrap();
+        let json = String::from_utf8(kf.to_json()).unwrap();
+        assert!(!json.contains(&hex::encode(old.data_keys[0].1.as_bytes())));
     }
 
     #[test]
@@ -379,7 +428,7 @@ mod tests {
             first.open_all(&Secret::new("second")),
             Err(CryptoError::WrongPassphrase)
         ));
-        assert_eq!(k2.data_keys[0].1.as_bytes(), ring.data_keys[0].1.as_bytes());
+        assert_eq!(k2.public_key(), ring.public_key());
         let back = KeyFile::from_json("k", &second.to_json()).unwrap();
         assert_eq!(back.label.as_deref(), Some("bob"));
         assert!(open_any_with(&files, &master).is_ok());
@@ -387,6 +436,27 @@ mod tests {
             open_any_with(&files, &MasterKey::random()),
             Err(CryptoError::MasterNotUsed)
         ));
+    }
+
+    #[test]
+    fn a_format2_key_file_gains_a_read_key_and_keeps_its_data_key() {
+        let old = Keyring::generate_format2();
+        let kf = KeyFile::create(&Secret::new("pw"), FAST, &old, "now").unwrap();
+        let (master, opened) = kf.open_all(&Secret::new("pw")).unwrap();
+        assert!(opened.public_key().is_none());
+        let upgraded = opened.with_read_key();
+        let kf2 = kf.rewrapped(&master, &upgraded).unwrap();
+        assert_eq!(kf2.key_id, kf.key_id);
+        let back = KeyFile::from_json("k", &kf2.to_json())
+            .unwrap()
+            .open(&Secret::new("pw"))
+            .unwrap();
+        assert_eq!(back.public_key(), upgraded.public_key());
+        assert_eq!(
+            back.data_keys[0].1.as_bytes(),
+            old.data_keys[0].1.as_bytes()
+        );
+        assert!(kf.rewrapped(&MasterKey::random(), &upgraded).is_err());
     }
 
     #[test]

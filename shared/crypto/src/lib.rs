@@ -11,22 +11,27 @@
 //!   ([`Keyring::id_key`], [`Keyring::sealer`]).
 //! * [`seal`]: the sealed-object format (header, synthetic nonce, AES-256-GCM
 //!   with the object id as associated data) and its opening.
+//! * [`datakey`]: write-only backups. A fresh data key per backup, wrapped
+//!   to the repository's X25519 public key; the private half (the read key)
+//!   is in the keyring. Writers hold a [`Writer`] ([`writerfile`]), which
+//!   opens nothing already stored.
 //! * [`merkle`]: RFC 6962 Merkle roots (streaming, and for `rs_merkle`).
 //! * [`Secret`]: a wrapper whose `Debug` never prints the value.
 //!
-//! Later work (several passphrases, Shamir shares, rotation, write-only
-//! pipelines) changes this crate and nothing else.
-
+pub mod datakey;
 pub mod keyfile;
 pub mod merkle;
 pub mod seal;
 pub mod shares;
+pub mod writerfile;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+pub use datakey::{NewDataKey, PublicKey, ReadKey, Writer};
 pub use keyfile::{KdfParams, KeyFile};
 pub use seal::{ObjectKind, OpenedObject, Sealer, SEAL_OVERHEAD};
 pub use shares::Share;
+pub use writerfile::WriterFile;
 
 /// 32 bytes of key material, zeroed on drop, never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
@@ -41,6 +46,11 @@ impl Key32 {
     }
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// 32 bytes of key material given whole (a data key in a seal request).
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Key32)
     }
 }
 
@@ -101,7 +111,12 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 pub struct Keyring {
     pub(crate) id_key: Key32,
+    /// Symmetric data keys of repositories of format 2 and older, which
+    /// sealed every object with one repository-wide key.
     pub(crate) data_keys: Vec<(DataKeyId, Key32)>,
+    /// The private half of the repository's key pair (format 3 on): opens
+    /// each backup's wrapped data key.
+    pub(crate) read_key: Option<ReadKey>,
 }
 
 /// Identifies one data key (16 bytes, written in every sealed header).
@@ -109,14 +124,26 @@ pub struct Keyring {
 pub struct DataKeyId(pub [u8; 16]);
 
 impl DataKeyId {
+    pub fn random() -> Self {
+        use rand::RngCore;
+        let mut id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        DataKeyId(id)
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        hex::decode(s).ok()?.try_into().ok().map(DataKeyId)
+    }
 }
 
-/// Computes chunk ids; all that ingest holds.
+/// Computes chunk ids; with the repository's public key, all that a
+/// writer holds.
 #[derive(Clone)]
-pub struct IdKey(Key32);
+pub struct IdKey(pub(crate) Key32);
 
 impl IdKey {
     /// The chunk id of `plaintext`: keyed BLAKE3, so a network that sees ids
@@ -137,24 +164,54 @@ impl IdKey {
 }
 
 impl Keyring {
-    /// A fresh keyring: random id key and one random data key.
+    /// A fresh keyring: a random id key and a random key pair.
     pub fn generate() -> Self {
-        use rand::RngCore;
-        let mut id = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut id);
         Keyring {
             id_key: Key32::random(),
-            data_keys: vec![(DataKeyId(id), Key32::random())],
+            data_keys: Vec::new(),
+            read_key: Some(ReadKey::generate()),
         }
+    }
+
+    /// A keyring as format 2 made them (one symmetric data key, no key
+    /// pair), for tests of reading old repositories and of upgrading them.
+    pub fn generate_format2() -> Self {
+        Keyring {
+            id_key: Key32::random(),
+            data_keys: vec![(DataKeyId::random(), Key32::random())],
+            read_key: None,
+        }
+    }
+
+    /// Gives a keyring of format 2 a key pair; nothing else changes, so
+    /// everything it opened it still opens.
+    pub fn with_read_key(mut self) -> Self {
+        self.read_key.get_or_insert_with(ReadKey::generate);
+        self
     }
 
     pub fn id_key(&self) -> IdKey {
         IdKey(self.id_key.clone())
     }
 
-    /// Seals with the current data key and opens with any known one.
+    /// The repository's public key, when it has a key pair (format 3 on).
+    pub fn public_key(&self) -> Option<PublicKey> {
+        self.read_key.as_ref().map(ReadKey::public)
+    }
+
+    /// What a write-only worker needs, when the repository has a key pair.
+    pub fn writer(&self) -> Option<Writer> {
+        Some(Writer::new(self.public_key()?, self.id_key()))
+    }
+
+    /// Opens objects sealed under the format-2 data keys and, learning
+    /// each backup's data key from its wrapped copy, under any other.
     pub fn sealer(&self) -> Sealer {
-        Sealer::new(self.data_keys.clone())
+        let reader = self
+            .read_key
+            .clone()
+            .map(|r| (r, datakey::auth_key(&self.id_key())));
+        Sealer::new(self.data_keys.clone(), reader)
     }
 }
 
@@ -187,4 +244,10 @@ pub enum CryptoError {
     },
     #[error("the shares open a master key that none of the repository's key files uses (a split of another key of this repository?)")]
     MasterNotUsed,
+    #[error("public key: {0}")]
+    PublicKey(String),
+    #[error("data key {id}: {problem}")]
+    DataKey { id: String, problem: String },
+    #[error("writer file {name}: {problem}")]
+    WriterFile { name: String, problem: String },
 }

@@ -21,9 +21,11 @@
 //! plaintext twice gives the same bytes, so a redelivered chunk is sealed
 //! identically and every network holds identical ciphertext.
 
+use crate::datakey::{self, ReadKey};
 use crate::{CryptoError, DataKeyId, Key32};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use std::sync::{Arc, RwLock};
 
 const MAGIC: &[u8; 4] = b"CRNS";
 const VERSION: u8 = 1;
@@ -46,30 +48,97 @@ pub struct OpenedObject {
     pub payload: Vec<u8>,
 }
 
-/// Seals with the newest data key and opens with any of them.
+/// The data key a sealed object (or a pack, by its first chunk) names in
+/// its header; `None` when the bytes are no sealed object.
+pub fn key_id_of(sealed: &[u8]) -> Option<DataKeyId> {
+    (sealed.len() >= HEADER_LEN && &sealed[..4] == MAGIC)
+        .then(|| DataKeyId(sealed[8..24].try_into().expect("16 bytes")))
+}
+
+/// As [`key_id_of`], from the first 24 bytes alone (a ranged read).
+pub fn key_id_of_header(head: &[u8]) -> Option<DataKeyId> {
+    (head.len() >= 24 && &head[..4] == MAGIC)
+        .then(|| DataKeyId(head[8..24].try_into().expect("16 bytes")))
+}
+
+/// One data key, ready to seal and open.
+struct SealKey {
+    id: DataKeyId,
+    cipher: Aes256Gcm,
+    nonce_key: Key32,
+}
+
+impl SealKey {
+    fn new(id: DataKeyId, k: &Key32) -> Arc<Self> {
+        Arc::new(SealKey {
+            id,
+            cipher: Aes256Gcm::new_from_slice(k.as_bytes()).expect("32-byte key"),
+            nonce_key: Key32(blake3::derive_key(
+                "cairn sealed-object nonce v1",
+                k.as_bytes(),
+            )),
+        })
+    }
+}
+
+/// Seals with one data key and opens with any it knows. A reader's sealer
+/// (from the keyring) also learns data keys from their wrapped copies
+/// ([`learn`](Self::learn)); clones share what was learnt.
 #[derive(Clone)]
 pub struct Sealer {
-    keys: Vec<(DataKeyId, Aes256Gcm, Key32)>,
+    /// The key new objects are sealed with.
+    current: Option<Arc<SealKey>>,
+    known: Arc<RwLock<Vec<Arc<SealKey>>>>,
+    /// The read key and the writers' tag key, to open wrapped data keys.
+    reader: Option<Arc<(ReadKey, Key32)>>,
 }
 
 impl Sealer {
-    pub(crate) fn new(keys: Vec<(DataKeyId, Key32)>) -> Self {
+    pub(crate) fn new(keys: Vec<(DataKeyId, Key32)>, reader: Option<(ReadKey, Key32)>) -> Self {
+        let known: Vec<_> = keys.iter().map(|(id, k)| SealKey::new(*id, k)).collect();
         Sealer {
-            keys: keys
-                .into_iter()
-                .map(|(id, k)| {
-                    let nonce_key = Key32(blake3::derive_key(
-                        "cairn sealed-object nonce v1",
-                        k.as_bytes(),
-                    ));
-                    (
-                        id,
-                        Aes256Gcm::new_from_slice(k.as_bytes()).expect("32-byte key"),
-                        nonce_key,
-                    )
-                })
-                .collect(),
+            current: known.last().cloned(),
+            known: Arc::new(RwLock::new(known)),
+            reader: reader.map(Arc::new),
         }
+    }
+
+    /// A sealer for one backup's data key, as encrypt gets it with each seal
+    /// request: it opens nothing sealed under any other key.
+    pub fn for_data_key(id: DataKeyId, key: &Key32) -> Self {
+        Sealer::new(vec![(id, key.clone())], None)
+    }
+
+    /// The data key `sealed` names, when this sealer does not know it yet
+    /// (`None` also when the bytes are no sealed object: opening says why).
+    pub fn missing_key(&self, sealed: &[u8]) -> Option<DataKeyId> {
+        let id = key_id_of(sealed)?;
+        let known = self.known.read().expect("key list lock");
+        (!known.iter().any(|k| k.id == id)).then_some(id)
+    }
+
+    /// Whether this sealer can learn data keys (it holds the read key).
+    pub fn can_learn(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// Opens wrapped data key `id` (the bytes of `datakeys/<id>`) and knows
+    /// it from now on.
+    pub fn learn(&self, id: DataKeyId, wrapped: &[u8]) -> Result<(), CryptoError> {
+        let Some(reader) = &self.reader else {
+            return Err(CryptoError::DataKey {
+                id: id.to_hex(),
+                problem: "this key holds no read key (a writer's key, or a repository of format 2)"
+                    .into(),
+            });
+        };
+        let (read, auth) = reader.as_ref();
+        let key = datakey::unwrap(read, auth, id, wrapped)?;
+        let mut known = self.known.write().expect("key list lock");
+        if !known.iter().any(|k| k.id == id) {
+            known.push(SealKey::new(id, &key));
+        }
+        Ok(())
     }
 
     /// Seals `payload` as object `object_id`.
@@ -80,10 +149,14 @@ impl Sealer {
         object_id: &[u8],
         payload: &[u8],
     ) -> Vec<u8> {
-        let (key_id, cipher, nonce_key) = self
-            .keys
-            .last()
-            .expect("a keyring holds at least one data key");
+        let SealKey {
+            id: key_id,
+            cipher,
+            nonce_key,
+        } = self
+            .current
+            .as_deref()
+            .expect("sealing needs a data key: Sealer::for_data_key");
         let mut out = Vec::with_capacity(payload.len() + SEAL_OVERHEAD);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&[VERSION, kind as u8, compressed as u8, 0]);
@@ -135,14 +208,18 @@ impl Sealer {
         };
         let compressed = sealed[6] & 1 == 1;
         let key_id: [u8; 16] = sealed[8..24].try_into().expect("16 bytes");
-        let (_, cipher, _) = self
-            .keys
+        let key = self
+            .known
+            .read()
+            .expect("key list lock")
             .iter()
-            .find(|(id, _, _)| id.0 == key_id)
+            .find(|k| k.id.0 == key_id)
+            .cloned()
             .ok_or_else(|| CryptoError::UnknownDataKey {
                 object: what.to_string(),
                 key_id: hex::encode(key_id),
             })?;
+        let cipher = &key.cipher;
         let nonce = Nonce::from_slice(&sealed[24..HEADER_LEN]);
         let aad = [&sealed[..HEADER_LEN], object_id].concat();
         let body_end = sealed.len() - TAG_LEN;
@@ -168,11 +245,14 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Keyring;
+
+    fn sealer() -> Sealer {
+        Sealer::for_data_key(DataKeyId::random(), &Key32::random())
+    }
 
     #[test]
     fn seal_is_deterministic_and_opens() {
-        let s = Keyring::generate().sealer();
+        let s = sealer();
         let a = s.seal(ObjectKind::Chunk, true, b"id-1", b"hello world");
         assert_eq!(a, s.seal(ObjectKind::Chunk, true, b"id-1", b"hello world"));
         assert!(!a.windows(11).any(|w| w == b"hello world"));
@@ -187,7 +267,7 @@ mod tests {
 
     #[test]
     fn every_tampering_is_detected_and_named() {
-        let s = Keyring::generate().sealer();
+        let s = sealer();
         let sealed = s.seal(ObjectKind::Chunk, false, b"id-1", &[7u8; 1000]);
         let refused = |by: &Sealer, name: &str, id: &[u8], bytes: &[u8]| {
             by.open(name, id, bytes)
@@ -205,8 +285,39 @@ mod tests {
         assert!(err.contains("authentication failed"), "{err}");
         let err = refused(&s, "chunk id-1", b"id-1", &sealed[..20]);
         assert!(err.contains("shorter than any sealed object"), "{err}");
-        let other = Keyring::generate().sealer();
+        let other = sealer();
         let err = refused(&other, "chunk id-1", b"id-1", &sealed);
         assert!(err.contains("does not hold"), "{err}");
+    }
+
+    #[test]
+    fn a_reader_learns_a_backups_data_key_from_its_wrapped_copy() {
+        let ring = crate::Keyring::generate();
+        let dk = ring.writer().unwrap().data_key();
+        let sealed = Sealer::for_data_key(dk.id, &dk.key).seal(
+            ObjectKind::Manifest,
+            false,
+            b"b1",
+            b"manifest",
+        );
+        let reader = ring.sealer();
+        assert_eq!(reader.missing_key(&sealed), Some(dk.id));
+        let err = reader
+            .open("manifest", b"b1", &sealed)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("does not hold"), "{err}");
+        reader.learn(dk.id, &dk.wrapped).unwrap();
+        assert_eq!(reader.missing_key(&sealed), None);
+        let clone = reader.clone();
+        assert_eq!(
+            clone.open("m", b"b1", &sealed).unwrap().payload,
+            b"manifest"
+        );
+        // A sealer without the read key learns nothing.
+        let err = Sealer::for_data_key(DataKeyId::random(), &Key32::random())
+            .learn(dk.id, &dk.wrapped)
+            .unwrap_err();
+        assert!(err.to_string().contains("holds no read key"), "{err}");
     }
 }

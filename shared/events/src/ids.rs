@@ -40,6 +40,7 @@ text_form!(BackupId, as_str);
 text_form!(ChunkId, to_hex);
 text_form!(PackId, to_hex);
 text_form!(EventId, as_str);
+text_form!(KeyId, to_hex);
 
 /// A backup id: 1–64 characters from `[A-Za-z0-9_-]`, so it is a valid
 /// NATS subject token and file name. New ids are UUIDv7 (time-ordered).
@@ -119,8 +120,47 @@ hex_id!(PackId, Pack);
 #[serde(try_from = "String", into = "String")]
 pub struct PackId(#[schemars(with = "String")] pub [u8; 32]);
 
+/// A data key id: names one backup's data key (format 3), whose wrapped
+/// copy is `datakeys/<id>`; every object sealed under it carries it in its
+/// header. Serialized as 32 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyId(#[schemars(with = "String")] pub [u8; 16]);
+
+impl KeyId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| IdError::Key(s.chars().take(80).collect()))?;
+        Ok(KeyId(out))
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.to_hex())
+    }
+}
+
 impl PackId {
-    /// The pack holding `ids`, in this order.
+    /// The pack sealed under data key `key` holding `ids`, in this order
+    /// (format 3). The key is part of the name: two backups that pack the
+    /// same new chunks at once seal them under different keys, and must not
+    /// write different bytes under one name.
+    pub fn keyed<'a>(key: &KeyId, ids: impl IntoIterator<Item = &'a ChunkId>) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"cairn pack v3");
+        h.update(key.0);
+        for id in ids {
+            h.update(id.0);
+        }
+        PackId(h.finalize().into())
+    }
+
+    /// The pack holding `ids`, in this order (format 2).
     pub fn of<'a>(ids: impl IntoIterator<Item = &'a ChunkId>) -> Self {
         let mut h = Sha256::new();
         h.update(b"cairn pack v1");
@@ -169,6 +209,8 @@ pub enum IdError {
     Pack(String),
     #[error("invalid event id {0:?}: expected 32 hex characters")]
     Event(String),
+    #[error("invalid data key id {0:?}: expected 32 hex characters")]
+    Key(String),
 }
 
 #[cfg(test)]
@@ -188,6 +230,15 @@ mod tests {
     fn pack_ids_depend_on_the_chunks_and_their_order() {
         let (a, b) = (ChunkId([1; 32]), ChunkId([2; 32]));
         let p = PackId::of(&[a, b]);
+        let k = KeyId([3; 16]);
+        assert_eq!(PackId::keyed(&k, &[a, b]), PackId::keyed(&k, &[a, b]));
+        assert_ne!(
+            PackId::keyed(&k, &[a, b]),
+            PackId::keyed(&KeyId([4; 16]), &[a, b])
+        );
+        assert_ne!(PackId::keyed(&k, &[a, b]), p);
+        assert!(KeyId::parse("../x").is_err());
+        assert_eq!(KeyId::parse(&k.to_hex()).unwrap(), k);
         assert_eq!(p, PackId::of(&[a, b]));
         assert_ne!(p, PackId::of(&[b, a]));
         assert_ne!(p.0, a.0);

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{decode, decode_reply, encode, DecodeError};
-pub use ids::{BackupId, ChunkId, EventId, PackId};
+pub use ids::{BackupId, ChunkId, EventId, KeyId, PackId};
 pub use stage::{Stage, UnknownStage};
 
 /// Version of every type in this crate. A reader refuses a higher major
@@ -168,6 +168,13 @@ pub enum Event {
     /// themselves are never recorded).
     #[serde(rename = "key.split")]
     KeySplit(KeySplit),
+    /// A writer file was issued (the write-only key ingest runs with); the
+    /// file itself is never recorded.
+    #[serde(rename = "key.writer_issued")]
+    WriterIssued(WriterIssued),
+    /// A repository of format 2 was given its key pair (format 3).
+    #[serde(rename = "key.upgraded")]
+    KeyUpgraded(KeyUpgraded),
     /// A stage gave up on a message and moved it to the dead-letter subject.
     #[serde(rename = "event.deadlettered")]
     DeadLettered(DeadLetter),
@@ -206,6 +213,8 @@ impl Event {
             Event::KeyAdded(_) => "key.added",
             Event::KeyRemoved(_) => "key.removed",
             Event::KeySplit(_) => "key.split",
+            Event::WriterIssued(_) => "key.writer_issued",
+            Event::KeyUpgraded(_) => "key.upgraded",
             Event::DeadLettered(_) => "event.deadlettered",
         }
     }
@@ -247,6 +256,8 @@ impl Event {
         "key.added",
         "key.removed",
         "key.split",
+        "key.writer_issued",
+        "key.upgraded",
         "event.deadlettered",
     ];
 
@@ -318,6 +329,8 @@ impl Event {
         ("key.added", "cli (key add)", "ledger"),
         ("key.removed", "cli (key remove)", "ledger"),
         ("key.split", "cli (key split)", "ledger"),
+        ("key.writer_issued", "cli (key writer)", "ledger"),
+        ("key.upgraded", "cli (key upgrade)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
     ];
 
@@ -430,6 +443,10 @@ pub struct Ingested {
     pub networks: Vec<String>,
     /// The redundancy policy verify holds the backup to.
     pub redundancy: Redundancy,
+    /// The backup's data key (format 3): verify checks that its wrapped
+    /// copy is on every target network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<KeyId>,
 }
 
 /// Figures every outcome reports.
@@ -469,6 +486,9 @@ pub enum ObjectKey {
     Manifest { backup_id: BackupId },
     /// One page of a backup's public chunk list.
     ChunkList { backup_id: BackupId, page: u32 },
+    /// A backup's data key, wrapped to the repository's public key
+    /// (format 3).
+    DataKey { id: KeyId },
 }
 
 /// The digest of a sealed (or public) object, as it must be on every network.
@@ -687,6 +707,25 @@ pub struct KeySplit {
     pub count: u8,
 }
 
+/// A writer file issued: for which repository and public key, and where it
+/// was written (on the issuing host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WriterIssued {
+    pub repo_id: String,
+    pub public_key: String,
+    pub file: String,
+}
+
+/// A repository given its key pair: the public key writers pin from now on,
+/// and where the upgrade is still pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyUpgraded {
+    pub repo_id: String,
+    pub public_key: String,
+    pub networks: Vec<String>,
+    pub pending: Vec<Pending>,
+}
+
 /// One restore drill: which backup was restored where, what came back and
 /// how long it took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -751,6 +790,31 @@ pub struct PlainChunk {
     /// laid one after the other in this order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PlainPart>,
+    /// The backup's data key (format 3): encrypt seals with it and keeps
+    /// nothing, so no encrypt worker holds a key to an earlier backup.
+    pub data_key: Option<SealKey>,
+}
+
+/// A backup's data key, as the job hands it to encrypt with each seal
+/// request (never stored; its only stored form is wrapped, `datakeys/<id>`).
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SealKey {
+    pub id: KeyId,
+    #[serde(with = "serde_bytes")]
+    #[schemars(with = "Vec<u8>")]
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealKey({}, <redacted>)", self.id.to_hex())
+    }
+}
+
+impl Drop for SealKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
 }
 
 /// One chunk of a pack on its way to encrypt.

@@ -7,12 +7,19 @@
 //! other, up to [`PACK_MAX`] bytes; chunks of [`PACK_ALONE`] or more stay
 //! alone), and each chunk-list page says where each of its chunks is
 //! ([`Location`]). A format-2 reader reads both.
+//!
+//! Format 3 makes backups write-only: the repository has an X25519 key
+//! pair (its public key in the config, pinned by writers), each backup is
+//! sealed under its own data key, stored only wrapped to the public key
+//! (`datakeys/<id>`), and every chunk is in a pack whose id names that key
+//! ([`PackId::keyed`](cairn_events::PackId::keyed)). Objects of formats 1
+//! and 2 stay readable with the data key of their keyring.
 
 use cairn_events::{BackupId, ChunkId, ObjectKey, PackId, Redundancy, Source, Stats};
 use serde::{Deserialize, Serialize};
 
 /// The format this build writes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// The oldest format this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 
@@ -62,6 +69,10 @@ pub struct RepoConfig {
     pub chunking: Chunking,
     /// zstd level for chunks.
     pub compression_level: i32,
+    /// The repository's public key (hex, X25519), from format 3 on. Shown
+    /// for checking: writers use the copy pinned in their own writer file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// A reference to a chunk: its id and plaintext length.

@@ -467,6 +467,115 @@ impl Repository {
     }
 }
 
+/// What `cairn key upgrade` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Upgraded {
+    pub repo_id: String,
+    /// The repository's public key (hex), for writers to pin.
+    pub public_key: String,
+    /// Whether the repository already had a key pair everywhere.
+    pub already: bool,
+    /// Networks now holding the upgraded key files and config.
+    pub networks: Vec<String>,
+    pub pending: Vec<Pending>,
+}
+
+impl Repository {
+    /// Gives a repository of format 2 a key pair (format 3), so that it
+    /// takes write-only backups: every live key file is rewritten in place
+    /// with the same passphrase wrapping the same master key, its keyring
+    /// now holding a read key, then the config names the public key.
+    /// Nothing sealed is touched: every format-2 object stays readable with
+    /// the data key the keyring keeps. Run again to finish on networks that
+    /// were away; a key pair written by an earlier run is kept.
+    pub async fn upgrade(&self, opened: &Opened) -> Result<Upgraded, RepoError> {
+        let mut config = self.config().await?;
+        let listing = self.key_listing(&opened.repo_id, None).await;
+        let master = &opened.master;
+        // A key pair an earlier, unfinished run wrote is the one to keep.
+        let keyring = listing
+            .files
+            .values()
+            .filter_map(|(kf, _)| kf.open_with(master).ok().flatten())
+            .find(|k| k.public_key().is_some())
+            .unwrap_or_else(|| opened.keyring.clone().with_read_key());
+        let public = keyring.public_key().expect("a key pair").to_hex();
+        let already = config.public_key.as_deref() == Some(public.as_str())
+            && listing.files.values().all(
+                |(kf, _)| !matches!(kf.open_with(master), Ok(Some(k)) if k.public_key().is_none()),
+            );
+        if let Some(other) = config.public_key.as_deref().filter(|k| **k != public) {
+            return Err(RepoError::Format(format!(
+                "the config names public key {other}, but no key file holds its read key: not upgrading over it"
+            )));
+        }
+        if already && listing.problems.is_empty() {
+            return Ok(Upgraded {
+                repo_id: opened.repo_id.clone(),
+                public_key: public,
+                already,
+                networks: listing.read.clone(),
+                pending: Vec::new(),
+            });
+        }
+        config.format = crate::format::FORMAT;
+        config.public_key = Some(public.clone());
+        let config_bytes = Bytes::from(
+            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Format(e.to_string()))?,
+        );
+        let mut rewritten = Vec::new();
+        for id in listing.live(master) {
+            let (kf, _) = &listing.files[id];
+            rewritten.push((
+                id.to_string(),
+                Bytes::from(kf.rewrapped(master, &keyring)?.to_json()),
+            ));
+        }
+        let mut done = Upgraded {
+            repo_id: opened.repo_id.clone(),
+            public_key: public,
+            already,
+            networks: Vec::new(),
+            pending: listing
+                .problems
+                .iter()
+                .filter(|p| !listing.read.contains(&p.network))
+                .cloned()
+                .collect(),
+        };
+        for n in self.networks() {
+            if !listing.read.iter().any(|r| r == n.name()) {
+                continue;
+            }
+            let step = async {
+                // Key files first: a config naming the public key on a
+                // network whose key files hold no read key would promise
+                // what that network cannot open.
+                for (id, bytes) in &rewritten {
+                    n.put(&layout::key_file(id), bytes.clone(), PutMode::Overwrite)
+                        .await?;
+                }
+                n.put(layout::CONFIG, config_bytes.clone(), PutMode::Overwrite)
+                    .await
+            };
+            match step.await {
+                Ok(_) => done.networks.push(n.name().to_string()),
+                Err(e) => done.pending.push(pending(
+                    n.name(),
+                    format!("{e} (run `cairn key upgrade` again to finish)"),
+                )),
+            }
+        }
+        if done.networks.is_empty() {
+            return Err(RepoError::Unavailable {
+                what: "a network to upgrade".into(),
+                errors: pending_text(&done.pending),
+            });
+        }
+        Ok(done)
+    }
+}
+
 /// Opens with `creds` from the key files listed (blocking: Argon2id).
 fn open_from(listing: &Listing, creds: &Credentials, repo_id: String) -> Result<Opened, RepoError> {
     match creds {

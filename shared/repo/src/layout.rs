@@ -6,7 +6,10 @@
 //! keys/<key_id>                  key files (JSON; useless without a passphrase)
 //! keys-removed/<key_id>          tombstones of removed key files
 //! chunks/<id[0..2]>/<id>         sealed chunks stored alone (format 1)
-//! packs/<id[0..2]>/<id>          packs: sealed chunks one after another (format 2)
+//! packs/<id[0..2]>/<id>          packs: sealed chunks one after another (format 2;
+//!                                from format 3 every chunk is in a pack)
+//! datakeys/<key_id>              a backup's data key, wrapped to the repository's
+//!                                public key (format 3)
 //! backups/<backup_id>/manifest   sealed manifest
 //! backups/<backup_id>/chunks.<n> public chunk-list pages
 //! ```
@@ -20,6 +23,7 @@ pub const KEYS_REMOVED_DIR: &str = "keys-removed/";
 pub const BACKUPS_DIR: &str = "backups/";
 pub const CHUNKS_DIR: &str = "chunks/";
 pub const PACKS_DIR: &str = "packs/";
+pub const DATA_KEYS_DIR: &str = "datakeys/";
 /// Signed checkpoints of the audit ledger (public: a size and a root), one
 /// per size, so that a copy outside the database witnesses the log.
 pub const CHECKPOINTS_DIR: &str = "checkpoints/";
@@ -48,6 +52,7 @@ pub fn object(key: &ObjectKey) -> String {
         }
         ObjectKey::Manifest { backup_id } => format!("backups/{backup_id}/manifest"),
         ObjectKey::ChunkList { backup_id, page } => format!("backups/{backup_id}/chunks.{page}"),
+        ObjectKey::DataKey { id } => format!("{DATA_KEYS_DIR}{id}"),
     }
 }
 
@@ -102,7 +107,9 @@ pub fn data_object(path: &str) -> Option<ObjectKey> {
 /// or is content-addressed and written once (chunks).
 pub fn put_mode(key: &ObjectKey) -> cairn_networks::PutMode {
     match key {
-        ObjectKey::Chunk { .. } | ObjectKey::Pack { .. } => cairn_networks::PutMode::IfAbsent,
+        ObjectKey::Chunk { .. } | ObjectKey::Pack { .. } | ObjectKey::DataKey { .. } => {
+            cairn_networks::PutMode::IfAbsent
+        }
         _ => cairn_networks::PutMode::Overwrite,
     }
 }
@@ -113,6 +120,7 @@ pub fn describe(key: &ObjectKey) -> String {
         ObjectKey::Chunk { id } => format!("chunk {}", id.to_hex()),
         ObjectKey::Pack { id } => format!("pack {}", id.to_hex()),
         ObjectKey::Manifest { backup_id } => format!("manifest of backup {backup_id}"),
+        ObjectKey::DataKey { id } => format!("data key {id}"),
         ObjectKey::ChunkList { backup_id, page } => {
             format!("chunk list page {page} of backup {backup_id}")
         }

@@ -28,7 +28,7 @@ pub mod restore;
 pub mod target;
 pub mod tree;
 
-pub use keys::{Credentials, KeyInfo, Opened};
+pub use keys::{Credentials, KeyInfo, Opened, Upgraded};
 
 use bytes::Bytes;
 use cairn_crypto::{CryptoError, KdfParams, KeyFile, Keyring, ObjectKind, Sealer, Secret};
@@ -151,6 +151,7 @@ impl Repository {
             created: now,
             chunking: Default::default(),
             compression_level: 3,
+            public_key: keyring.public_key().map(|k| k.to_hex()),
         };
         let cfg_bytes = Bytes::from(serde_json::to_vec_pretty(&config).expect("config serializes"));
         for n in &self.networks {
@@ -328,7 +329,7 @@ impl Repository {
         };
         let what = layout::describe(&key);
         let result = self
-            .fetch(&layout::object(&key), &what, |bytes| {
+            .fetch_learning(sealer, &layout::object(&key), None, &what, |bytes| {
                 open_manifest(sealer, backup_id, &bytes)
             })
             .await;
@@ -344,6 +345,55 @@ impl Repository {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Reads a sealed object (or `range` of it) and opens it with `open`;
+    /// when it was sealed under a data key `sealer` does not know yet, learns
+    /// that key from its wrapped copy first (format 3: each backup has its
+    /// own) and reads again.
+    pub async fn fetch_learning<T>(
+        &self,
+        sealer: &Sealer,
+        path: &str,
+        range: Option<(u64, u64)>,
+        what: &str,
+        mut open: impl FnMut(Bytes) -> Result<T, RepoError>,
+    ) -> Result<(T, String), RepoError> {
+        let mut learnt = false;
+        loop {
+            let read = self
+                .fetch_part(FETCH_TIMEOUT, path, range, what, |bytes| {
+                    match sealer.missing_key(&bytes) {
+                        Some(id) if !learnt && sealer.can_learn() => Ok(Err(id)),
+                        _ => open(bytes).map(Ok),
+                    }
+                })
+                .await?;
+            match read {
+                (Ok(v), network) => return Ok((v, network)),
+                (Err(id), _) => {
+                    self.learn_data_key(sealer, id).await?;
+                    learnt = true;
+                }
+            }
+        }
+    }
+
+    /// Teaches `sealer` data key `id`, from the first network whose wrapped
+    /// copy opens.
+    pub async fn learn_data_key(
+        &self,
+        sealer: &Sealer,
+        id: cairn_crypto::DataKeyId,
+    ) -> Result<(), RepoError> {
+        let key = ObjectKey::DataKey {
+            id: cairn_events::KeyId(id.0),
+        };
+        self.fetch(&layout::object(&key), &layout::describe(&key), |wrapped| {
+            sealer.learn(id, &wrapped).map_err(RepoError::from)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Reads every chunk-list page of `backup_id` (`pages` of them).

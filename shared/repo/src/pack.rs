@@ -12,11 +12,11 @@
 use crate::format::{Location, PACK_CHUNKS, PACK_MAX};
 use crate::{decompress, RepoError};
 use cairn_crypto::{IdKey, ObjectKind, Sealer, SEAL_OVERHEAD};
-use cairn_events::{ChunkId, PackId, PackedChunk, PlainPart};
+use cairn_events::{ChunkId, KeyId, PackId, PackedChunk, PlainPart};
 
-/// A pack being filled.
-#[derive(Default)]
+/// A pack being filled, for a backup sealed under data key `key`.
 pub struct PackBuilder {
+    key: KeyId,
     parts: Vec<PlainPart>,
     sealed_len: usize,
 }
@@ -29,6 +29,22 @@ pub struct FormedPack {
 }
 
 impl PackBuilder {
+    pub fn new(key: KeyId) -> Self {
+        PackBuilder {
+            key,
+            parts: Vec::new(),
+            sealed_len: 0,
+        }
+    }
+
+    /// A pack of one large chunk (format 3 stores every chunk in a pack, so
+    /// that its name carries its data key).
+    pub fn single(key: KeyId, part: PlainPart) -> FormedPack {
+        let mut b = PackBuilder::new(key);
+        b.push(part);
+        b.take().expect("holds one chunk")
+    }
+
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }
@@ -53,7 +69,7 @@ impl PackBuilder {
         }
         self.sealed_len = 0;
         let parts = std::mem::take(&mut self.parts);
-        let id = PackId::of(parts.iter().map(|p| &p.id));
+        let id = PackId::keyed(&self.key, parts.iter().map(|p| &p.id));
         let mut offset = 0u32;
         let located = parts
             .iter()
@@ -122,8 +138,12 @@ mod tests {
     #[test]
     fn a_pack_holds_each_chunk_where_its_location_says_and_stays_within_bounds() {
         let keys = Keyring::generate();
-        let (sealer, id_key) = (keys.sealer(), keys.id_key());
-        let mut b = PackBuilder::default();
+        let id_key = keys.id_key();
+        let sealer = cairn_crypto::Sealer::for_data_key(
+            cairn_crypto::DataKeyId([9; 16]),
+            &cairn_crypto::Key32::random(),
+        );
+        let mut b = PackBuilder::new(KeyId([9; 16]));
         let plains: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 + i as usize]).collect();
         for p in &plains {
             assert!(b.fits(p.len()));
@@ -162,14 +182,14 @@ mod tests {
         assert!(open_chunk(&sealer, &id_key, &table[2].id, 1001, right).is_err());
 
         // full by bytes, and by count
-        let mut b = PackBuilder::default();
+        let mut b = PackBuilder::new(KeyId([9; 16]));
         b.push(PlainPart {
             id: ChunkId([1; 32]),
             compressed: false,
             payload: vec![0; PACK_MAX - 2 * SEAL_OVERHEAD - 10],
         });
         assert!(b.fits(10) && !b.fits(11));
-        let mut b = PackBuilder::default();
+        let mut b = PackBuilder::new(KeyId([9; 16]));
         for i in 0..PACK_CHUNKS {
             assert!(b.fits(1));
             b.push(PlainPart {
@@ -180,6 +200,19 @@ mod tests {
         }
         assert!(!b.fits(1));
         // a chunk bigger than a pack still goes, alone
-        assert!(PackBuilder::default().fits(PACK_MAX * 2));
+        assert!(PackBuilder::new(KeyId([9; 16])).fits(PACK_MAX * 2));
+        // the same chunks under another data key make another pack
+        let part = |k| {
+            PackBuilder::single(
+                KeyId([k; 16]),
+                PlainPart {
+                    id: ChunkId([1; 32]),
+                    compressed: false,
+                    payload: vec![1],
+                },
+            )
+            .id
+        };
+        assert_ne!(part(1), part(2));
     }
 }

@@ -171,8 +171,11 @@ impl Restorer {
                     })
                     .collect::<Result<Vec<_>, RepoError>>()
             };
+            // A pack is sealed under one data key: the first chunk's header
+            // names it for all.
+            let range = Some((start as u64, (run.end - start) as u64));
             let fetched = repo
-                .fetch_range(&path, start as u64, (run.end - start) as u64, &what, open)
+                .fetch_learning(&sealer, &path, range, &what, open)
                 .await;
             match fetched {
                 Ok((plains, from)) => {
@@ -439,14 +442,12 @@ pub async fn fetch_chunk(
     let what = format!("chunk {}", r.id.to_hex());
     let open =
         |sealed: bytes::Bytes| pack::open_chunk(sealer, id_key, &r.id, r.len as usize, &sealed);
-    match at {
-        Location::Alone(_) => repo.fetch(&layout::object(&at.object()), &what, open).await,
-        Location::Packed { offset, len, .. } => {
-            let path = layout::object(&at.object());
-            repo.fetch_range(&path, offset as u64, len as u64, &what, open)
-                .await
-        }
-    }
+    let range = match at {
+        Location::Alone(_) => None,
+        Location::Packed { offset, len, .. } => Some((offset as u64, len as u64)),
+    };
+    repo.fetch_learning(sealer, &layout::object(&at.object()), range, &what, open)
+        .await
 }
 
 /// Writes a backup's tree under a directory.

@@ -94,8 +94,32 @@ pub async fn load(
         return Err(CareError::NoChunkList(id.clone()));
     }
     let page_data = targets.chunk_pages(id, pages).await?;
-    let objects =
-        BackupObjects::of(id, &page_data).map_err(|e| CareError::Repo(RepoError::Format(e)))?;
+    // The backup's data key (format 3), named in its sealed manifest's
+    // header: its wrapped copy is one of the backup's objects. A manifest
+    // that cannot be read is reported as such below.
+    let manifest = layout::object(&cairn_events::ObjectKey::Manifest {
+        backup_id: id.clone(),
+    });
+    let data_key = targets
+        .fetch_range(&manifest, 0, 24, "the manifest's header", |b| {
+            Ok(cairn_crypto::seal::key_id_of_header(&b))
+        })
+        .await
+        .ok()
+        .and_then(|(k, _)| k)
+        .map(|k| cairn_events::KeyId(k.0));
+    // Format 2 sealed with the keyring's own data key, which has no wrapped
+    // copy: only a key whose copy the ledger recorded is one of the objects.
+    let data_key = match data_key {
+        Some(id) => {
+            let path = layout::object(&cairn_events::ObjectKey::DataKey { id });
+            let known = cairn_ledger::query::digests(pg, std::slice::from_ref(&path)).await?;
+            known.contains_key(&path).then_some(id)
+        }
+        None => None,
+    };
+    let objects = BackupObjects::of(id, &page_data, data_key)
+        .map_err(|e| CareError::Repo(RepoError::Format(e)))?;
     let paths = objects.paths();
     let digests = cairn_ledger::query::digests(pg, &paths).await?;
     let missing = paths.iter().filter(|p| !digests.contains_key(*p)).count();
