@@ -25,22 +25,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A directory's files and their contents (the snapshot without times).
-fn contents(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    snapshot(dir)
-        .into_iter()
-        .map(|(p, v)| {
-            let f: Vec<&str> = v.split(' ').collect();
-            let kept = if f[0] == "file" {
-                format!("{} {}", f[2], f[f.len() - 1])
-            } else {
-                f[0].to_string()
-            };
-            (p, kept)
-        })
-        .collect()
-}
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -425,9 +425,11 @@ fn schedules_fire_once_per_slot_never_overlap_and_catch_up_once() {
 }
 
 /// Chunk files a network directory holds, by file name (the chunk's id).
+/// The data objects (packs, and chunks stored alone) a directory network holds.
 fn chunk_names(root: &std::path::Path) -> std::collections::BTreeSet<String> {
-    Env::files_under(&root.join("chunks"))
-        .into_iter()
+    let mut all = Env::files_under(&root.join("chunks"));
+    all.extend(Env::files_under(&root.join("packs")));
+    all.into_iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect()
 }
@@ -578,7 +580,9 @@ fn restore_drills_prove_backups_come_back_and_find_what_does_not() {
         env.network_dir("local"),
         server.root.join(&server.bucket).join("repo"),
     ] {
-        for f in Env::files_under(&root.join("chunks")) {
+        let mut objects = Env::files_under(&root.join("chunks"));
+        objects.extend(Env::files_under(&root.join("packs")));
+        for f in objects {
             if f.file_name().unwrap().to_string_lossy() == *victim {
                 let mut bytes = std::fs::read(&f).unwrap();
                 let mid = bytes.len() / 2;

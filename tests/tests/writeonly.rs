@@ -251,7 +251,7 @@ fn a_writer_of_another_repository_or_key_is_refused_before_anything_moves() {
     std::fs::create_dir_all(&dir).unwrap();
     let mine = dir.join("mine.json");
     env.ok(&["key", "writer", "--out", mine.to_str().unwrap()]);
-    let networks_before = snapshot(&env.network_dir("local"));
+    let networks_before = contents(&env.network_dir("local"));
 
     // Another repository's writer file.
     let other = Env::with(Options::default());
@@ -310,5 +310,5 @@ fn a_writer_of_another_repository_or_key_is_refused_before_anything_moves() {
         stderr(&o)
     );
     // Nothing any refusal did reached the network.
-    assert_eq!(snapshot(&env.network_dir("local")), networks_before);
+    assert_eq!(contents(&env.network_dir("local")), networks_before);
 }

@@ -177,6 +177,7 @@ pub async fn health(
         for prefix in [
             layout::CHUNKS_DIR.to_string(),
             layout::PACKS_DIR.to_string(),
+            layout::DATA_KEYS_DIR.to_string(),
             layout::backup_dir(id),
         ] {
             if let Ok(list) = net.list(&prefix).await {
