@@ -1,5 +1,5 @@
 //! Write-only backups end to end, through the `cairn` binary against a real
-//! nats-server, PostgreSQL and two directory networks: the pipeline runs
+//! nats-server, PostgreSQL, a directory network and an S3 server (s3s-fs): the pipeline runs
 //! with a writer file and no passphrase, backs up, and nothing the workers
 //! hold (configuration, environment, key material on disk) opens a chunk,
 //! a manifest or a data key of what they wrote; the passphrase still
@@ -38,10 +38,9 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
-    let mut env = Env::with(Options {
-        extra_networks: vec!["second".into()],
-        ..Options::default()
-    });
+    let s3_dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(s3_dir.path());
+    let mut env = Env::with(server.options("objects"));
     env.init();
     let writer_path = env.path().join("worker/writer.json");
     std::fs::create_dir_all(writer_path.parent().unwrap()).unwrap();
@@ -218,16 +217,17 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
     let key2 = cairn_crypto::seal::key_id_of(&m2).unwrap();
     assert_ne!(key2, key_id);
     assert!(net.join(format!("datakeys/{}", key2.to_hex())).exists());
-    assert!(env
-        .network_dir("second")
-        .join(format!("datakeys/{}", key2.to_hex()))
+    assert!(server
+        .root
+        .join(&server.bucket)
+        .join(format!("repo/datakeys/{}", key2.to_hex()))
         .exists());
 
     // The passphrase opens both, from either network alone, byte for byte
     // (the second backup reuses the first's chunks, sealed under the first
     // backup's key).
     env.set_env("CAIRN_PASSPHRASE", PASSPHRASE);
-    for (id, net) in [(&id1, "second"), (&id2, "local"), (&id2, "second")] {
+    for (id, net) in [(&id1, "objects"), (&id2, "local"), (&id2, "objects")] {
         let out = env.restore_from_only(net, id);
         let want = snapshot(&src);
         let got = snapshot(&out.join("src"));
