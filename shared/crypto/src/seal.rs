@@ -149,6 +149,21 @@ impl Sealer {
         object_id: &[u8],
         payload: &[u8],
     ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(payload.len() + SEAL_OVERHEAD);
+        self.seal_into(&mut out, kind, compressed, object_id, payload);
+        out
+    }
+
+    /// As [`seal`](Self::seal), appending the sealed object to `out` (a
+    /// pack's chunks are sealed one after the other in place, never copied).
+    pub fn seal_into(
+        &self,
+        out: &mut Vec<u8>,
+        kind: ObjectKind,
+        compressed: bool,
+        object_id: &[u8],
+        payload: &[u8],
+    ) {
         let SealKey {
             id: key_id,
             cipher,
@@ -157,24 +172,28 @@ impl Sealer {
             .current
             .as_deref()
             .expect("sealing needs a data key: Sealer::for_data_key");
-        let mut out = Vec::with_capacity(payload.len() + SEAL_OVERHEAD);
+        let start = out.len();
+        out.reserve(payload.len() + SEAL_OVERHEAD);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&[VERSION, kind as u8, compressed as u8, 0]);
         out.extend_from_slice(&key_id.0);
         let mut h = blake3::Hasher::new_keyed(nonce_key.as_bytes());
-        h.update(&out);
+        h.update(&out[start..]);
         h.update(&(object_id.len() as u64).to_le_bytes());
         h.update(object_id);
         h.update(payload);
         let nonce: [u8; 12] = h.finalize().as_bytes()[..12].try_into().expect("12 bytes");
         out.extend_from_slice(&nonce);
-        let aad = [&out[..HEADER_LEN], object_id].concat();
+        let aad = [&out[start..start + HEADER_LEN], object_id].concat();
         out.extend_from_slice(payload);
         let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut out[HEADER_LEN..])
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                &aad,
+                &mut out[start + HEADER_LEN..],
+            )
             .expect("payload within AES-GCM limits");
         out.extend_from_slice(&tag);
-        out
     }
 
     /// Opens a sealed object, checking that it is `object_id` (named `what`
@@ -260,6 +279,16 @@ mod tests {
         assert_eq!(o.payload, b"hello world");
         assert!(o.compressed);
         assert_eq!(o.kind, ObjectKind::Chunk);
+        // Appended after other bytes, the same object.
+        let mut packed = b"earlier".to_vec();
+        s.seal_into(
+            &mut packed,
+            ObjectKind::Chunk,
+            true,
+            b"id-1",
+            b"hello world",
+        );
+        assert_eq!(&packed[7..], a.as_slice());
         // Different plaintext under the same id: a different nonce.
         let b = s.seal(ObjectKind::Chunk, true, b"id-1", b"hello worle");
         assert_ne!(a[24..36], b[24..36]);

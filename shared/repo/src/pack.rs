@@ -95,13 +95,19 @@ pub fn seal_pack(sealer: &Sealer, parts: &[PlainPart]) -> (Vec<u8>, Vec<PackedCh
     let mut out = Vec::with_capacity(total);
     let mut table = Vec::with_capacity(parts.len());
     for p in parts {
-        let sealed = sealer.seal(ObjectKind::Chunk, p.compressed, &p.id.0, &p.payload);
+        let offset = out.len();
+        sealer.seal_into(
+            &mut out,
+            ObjectKind::Chunk,
+            p.compressed,
+            &p.id.0,
+            &p.payload,
+        );
         table.push(PackedChunk {
             id: p.id,
-            offset: out.len() as u32,
-            len: sealed.len() as u32,
+            offset: offset as u32,
+            len: (out.len() - offset) as u32,
         });
-        out.extend_from_slice(&sealed);
     }
     (out, table)
 }
