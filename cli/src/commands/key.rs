@@ -9,7 +9,9 @@ use crate::{context, err, out, output};
 use anyhow::{bail, Context};
 use cairn_config::Config;
 use cairn_crypto::{shares, Secret};
-use cairn_events::{BackupId, Envelope, Event, KeyChange, KeySplit, KeyUpgraded, WriterIssued};
+use cairn_events::{
+    BackupId, Envelope, Event, KeyChange, KeyRotated, KeySplit, KeyUpgraded, WriterIssued,
+};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
@@ -30,6 +32,23 @@ pub enum KeyCommand {
     /// Give a repository of format 2 the key pair of write-only backups
     /// (format 3); nothing stored is rewritten but key files and config.
     Upgrade(UpgradeArgs),
+    /// A new master key and key pair: one new key file (for the new
+    /// passphrase, else the current one), every wrapped data key re-wrapped,
+    /// the old key files removed once every network has the new state. Run
+    /// again with the new passphrase to finish where a network was away.
+    Rotate(RotateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RotateArgs {
+    /// File whose first line is the passphrase of the new key (or
+    /// CAIRN_NEW_PASSPHRASE; default: the passphrase given).
+    #[arg(long, value_name = "FILE")]
+    new_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    kdf: super::init::KdfArgs,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +117,7 @@ pub async fn run(cfg: &Config, c: KeyCommand) -> anyhow::Result<u8> {
         KeyCommand::Split(a) => split(cfg, a).await,
         KeyCommand::Writer(a) => writer(cfg, a).await,
         KeyCommand::Upgrade(a) => upgrade(cfg, a).await,
+        KeyCommand::Rotate(a) => rotate(cfg, a).await,
     }
 }
 
@@ -194,6 +214,75 @@ async fn upgrade(cfg: &Config, a: UpgradeArgs) -> anyhow::Result<u8> {
     })
 }
 
+async fn rotate(cfg: &Config, a: RotateArgs) -> anyhow::Result<u8> {
+    let repo = context::repo(cfg)?;
+    let creds = context::credentials(cfg, "rotating needs a key that opens the repository")?;
+    let new = match given_new_passphrase(a.new_passphrase_file.as_deref())? {
+        Some(p) => p,
+        None => match &creds {
+            cairn_repo::Credentials::Passphrase(p) => p.clone(),
+            cairn_repo::Credentials::Shares(_) => bail!(
+                "rotating with key shares needs the new key's passphrase: give --new-passphrase-file FILE or set CAIRN_NEW_PASSPHRASE (split the new key again after)"
+            ),
+        },
+    };
+    let opened = repo.open_keys(&creds).await?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let done = repo.rotate(&opened, &new, a.kdf.params(), &now).await?;
+    record(
+        cfg,
+        &done.repo_id,
+        &format!(
+            "rotate {} {} {}",
+            done.public_key,
+            done.finished,
+            done.networks.join(",")
+        ),
+        Event::KeyRotated(KeyRotated {
+            repo_id: done.repo_id.clone(),
+            public_key: done.public_key.clone(),
+            key_id: done.key_id.clone(),
+            dropped: done.dropped.clone(),
+            rewrapped: done.rewrapped,
+            finished: done.finished,
+            pending: done.pending.clone(),
+        }),
+    )
+    .await?;
+    if a.json {
+        output::json(&done)?;
+    } else {
+        out!(
+            "rotated repository {} to public key {} (new key {}); {} wrapped data keys re-wrapped on {}",
+            done.repo_id,
+            done.public_key,
+            done.key_id,
+            done.rewrapped,
+            done.networks.join(", ")
+        );
+        if done.finished {
+            out!(
+                "old keys removed: {}. Add other passphrases again (cairn key add), split the new key again if shares are used, and give writers a new writer file (cairn key writer).",
+                done.dropped.join(", ")
+            );
+        }
+        for p in &done.pending {
+            err!("cairn: not rotated on {} yet: {}", p.network, p.reason);
+        }
+        for k in &done.not_rewrapped {
+            err!("cairn: not re-wrapped: {k}");
+        }
+        if !done.finished {
+            err!("cairn: the old keys still open the repository until the rotation is finished");
+        }
+    }
+    Ok(if done.finished {
+        0
+    } else {
+        crate::exit::DEGRADED
+    })
+}
+
 /// Writes a secret file for one holder: created new (never overwriting
 /// one), mode 0600.
 fn write_private(path: &std::path::Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
@@ -209,7 +298,14 @@ fn write_private(path: &std::path::Path, bytes: &[u8], what: &str) -> anyhow::Re
 }
 
 fn new_passphrase(a: &AddArgs) -> anyhow::Result<Secret> {
-    let pass = match &a.new_passphrase_file {
+    given_new_passphrase(a.new_passphrase_file.as_deref())?.with_context(|| {
+        "no new passphrase: give --new-passphrase-file FILE or set CAIRN_NEW_PASSPHRASE"
+    })
+}
+
+/// The new passphrase from `file` (first line) or CAIRN_NEW_PASSPHRASE.
+fn given_new_passphrase(file: Option<&std::path::Path>) -> anyhow::Result<Option<Secret>> {
+    let pass = match file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?
             .lines()
@@ -218,10 +314,7 @@ fn new_passphrase(a: &AddArgs) -> anyhow::Result<Secret> {
             .to_string(),
         None => std::env::var("CAIRN_NEW_PASSPHRASE").unwrap_or_default(),
     };
-    if pass.is_empty() {
-        bail!("no new passphrase: give --new-passphrase-file FILE or set CAIRN_NEW_PASSPHRASE");
-    }
-    Ok(Secret::new(pass))
+    Ok((!pass.is_empty()).then(|| Secret::new(pass)))
 }
 
 async fn add(cfg: &Config, a: AddArgs) -> anyhow::Result<u8> {

@@ -61,6 +61,10 @@ fn spawn<E: std::fmt::Display>(
 }
 
 pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
+    // Caught from the start: a stop that comes while the stages are still
+    // being set up (a service manager, a test that finished its backup
+    // before the last stage started) is a clean stop, not a kill.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let has = |s: Stage| a.stages.iter().any(|w| w.0.is_none() || w.0 == Some(s));
     cfg.check_networks(&a.networks)?;
     let bus = context::bus(cfg, "cairn-serve").await?;
@@ -245,7 +249,6 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
         prefix = bus.subjects.prefix(),
         "serving"
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(0),
         _ = term.recv() => Ok(0),

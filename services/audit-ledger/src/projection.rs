@@ -370,6 +370,7 @@ async fn apply(
         | Event::KeySplit(_)
         | Event::WriterIssued(_)
         | Event::KeyUpgraded(_)
+        | Event::KeyRotated(_)
         | Event::DeadLettered(_) => {}
     }
     Ok(())

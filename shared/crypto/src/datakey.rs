@@ -161,7 +161,7 @@ impl Writer {
     }
 }
 
-fn wrap(public: &PublicKey, auth: &Key32, id: DataKeyId, key: &Key32) -> Vec<u8> {
+pub(crate) fn wrap(public: &PublicKey, auth: &Key32, id: DataKeyId, key: &Key32) -> Vec<u8> {
     let pk = <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(&public.0)
         .expect("checked when the public key was read");
     let mut out = Vec::with_capacity(WRAPPED_LEN);
@@ -260,6 +260,31 @@ pub fn open_wrapped(
     wrapped: &[u8],
 ) -> Result<Key32, CryptoError> {
     unwrap(read, &auth_key(id_key), id, wrapped)
+}
+
+/// The fingerprint of the public key `wrapped` is wrapped to.
+pub fn recipient(wrapped: &[u8]) -> Option<[u8; 16]> {
+    (wrapped.len() == WRAPPED_LEN && &wrapped[..4] == MAGIC)
+        .then(|| wrapped[24..40].try_into().expect("16 bytes"))
+}
+
+/// Opens wrapped data key `id` with whichever of `reads` it was wrapped to.
+pub(crate) fn unwrap_any(
+    reads: &[ReadKey],
+    auth: &Key32,
+    id: DataKeyId,
+    wrapped: &[u8],
+) -> Result<Key32, CryptoError> {
+    let to = recipient(wrapped);
+    let read = reads
+        .iter()
+        .find(|r| Some(r.public().fingerprint()) == to)
+        .or(reads.first())
+        .ok_or_else(|| CryptoError::DataKey {
+            id: id.to_hex(),
+            problem: "no read key to open it with".into(),
+        })?;
+    unwrap(read, auth, id, wrapped)
 }
 
 /// The data key id a wrapped data key names (for checks by callers that

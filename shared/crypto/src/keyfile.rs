@@ -76,6 +76,9 @@ pub struct KeyFile {
     /// the master key; from format 3 on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     read_key: Option<Wrapped>,
+    /// Read keys of earlier key pairs (rotation), wrapped by the master key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired_read_keys: Vec<Wrapped>,
 }
 
 const WRAP_AAD: &[u8] = b"cairn key wrap v1";
@@ -120,6 +123,15 @@ fn unwrap(kek: &Key32, purpose: &str, w: &Wrapped) -> Option<Key32> {
     let key = <[u8; 32]>::try_from(pt.as_slice()).ok().map(Key32);
     zeroize::Zeroize::zeroize(&mut pt);
     key
+}
+
+fn wrap_retired(master: &Key32, keyring: &Keyring) -> Vec<Wrapped> {
+    keyring
+        .retired
+        .iter()
+        .enumerate()
+        .map(|(i, r)| wrap(master, &format!("retired:{i}"), r.0.as_bytes()))
+        .collect()
 }
 
 fn derive_kek(passphrase: &Secret, params: KdfParams, salt: &[u8]) -> Result<Key32, CryptoError> {
@@ -199,6 +211,7 @@ impl KeyFile {
                 .read_key
                 .as_ref()
                 .map(|r| wrap(master, "read", r.0.as_bytes())),
+            retired_read_keys: wrap_retired(master, keyring),
         })
     }
 
@@ -224,6 +237,7 @@ impl KeyFile {
             .read_key
             .as_ref()
             .map(|r| wrap(m, "read", r.0.as_bytes()));
+        out.retired_read_keys = wrap_retired(m, keyring);
         Ok(out)
     }
 
@@ -289,6 +303,13 @@ impl KeyFile {
                 unwrap(master, "read", w).ok_or_else(|| self.bad("read key does not unwrap"))?,
             )),
         };
+        let mut retired = Vec::new();
+        for (i, w) in self.retired_read_keys.iter().enumerate() {
+            retired.push(ReadKey(
+                unwrap(master, &format!("retired:{i}"), w)
+                    .ok_or_else(|| self.bad(&format!("retired read key {i} does not unwrap")))?,
+            ));
+        }
         if data_keys.is_empty() && read_key.is_none() {
             return Err(self.bad("holds neither a data key nor a read key"));
         }
@@ -296,6 +317,7 @@ impl KeyFile {
             id_key,
             data_keys,
             read_key,
+            retired,
         }))
     }
 

@@ -74,6 +74,13 @@ impl MasterKey {
     /// Authenticates the removal of key file `key_id` (its tombstone), so
     /// that only someone holding the master key can remove a key: a
     /// tombstone planted by whoever can write to one network is ignored.
+    /// Authenticates a rotation's record (what it rotates to), so that a
+    /// run finishing it never acts on a record planted on a network.
+    pub fn rotation_tag(&self, record: &str) -> String {
+        let k = blake3::derive_key("cairn key rotation v1", self.0.as_bytes());
+        hex::encode(blake3::keyed_hash(&k, record.as_bytes()).as_bytes())
+    }
+
     pub fn removal_tag(&self, key_id: &str) -> String {
         let k = blake3::derive_key("cairn key removal v1", self.0.as_bytes());
         hex::encode(blake3::keyed_hash(&k, key_id.as_bytes()).as_bytes())
@@ -117,6 +124,9 @@ pub struct Keyring {
     /// The private half of the repository's key pair (format 3 on): opens
     /// each backup's wrapped data key.
     pub(crate) read_key: Option<ReadKey>,
+    /// Read keys of earlier key pairs (rotation): a backup that was running
+    /// while the key was rotated wrapped its data key to the old public key.
+    pub(crate) retired: Vec<ReadKey>,
 }
 
 /// Identifies one data key (16 bytes, written in every sealed header).
@@ -170,6 +180,7 @@ impl Keyring {
             id_key: Key32::random(),
             data_keys: Vec::new(),
             read_key: Some(ReadKey::generate()),
+            retired: Vec::new(),
         }
     }
 
@@ -180,6 +191,7 @@ impl Keyring {
             id_key: Key32::random(),
             data_keys: vec![(DataKeyId::random(), Key32::random())],
             read_key: None,
+            retired: Vec::new(),
         }
     }
 
@@ -192,6 +204,45 @@ impl Keyring {
 
     pub fn id_key(&self) -> IdKey {
         IdKey(self.id_key.clone())
+    }
+
+    /// The same keyring with a new key pair, the current read key retired
+    /// (kept to open what was wrapped to it): what a rotation makes.
+    pub fn rotated(&self) -> Self {
+        let mut k = self.clone();
+        if let Some(old) = k.read_key.replace(ReadKey::generate()) {
+            k.retired.insert(0, old);
+        }
+        k
+    }
+
+    /// `wrapped` (data key `id`, as stored) wrapped to this keyring's
+    /// public key instead, or `None` when it already is.
+    pub fn rewrap(&self, id: DataKeyId, wrapped: &[u8]) -> Result<Option<Vec<u8>>, CryptoError> {
+        let public = self.public_key().ok_or_else(|| CryptoError::DataKey {
+            id: id.to_hex(),
+            problem: "this keyring has no key pair".into(),
+        })?;
+        if datakey::recipient(wrapped) == Some(public.fingerprint()) {
+            return Ok(None);
+        }
+        let key = datakey::unwrap_any(
+            &self.read_keys(),
+            &datakey::auth_key(&self.id_key()),
+            id,
+            wrapped,
+        )?;
+        Ok(Some(datakey::wrap(
+            &public,
+            &datakey::auth_key(&self.id_key()),
+            id,
+            &key,
+        )))
+    }
+
+    /// The current read key first, then the retired ones.
+    fn read_keys(&self) -> Vec<ReadKey> {
+        self.read_key.iter().chain(&self.retired).cloned().collect()
     }
 
     /// The repository's public key, when it has a key pair (format 3 on).
@@ -207,10 +258,8 @@ impl Keyring {
     /// Opens objects sealed under the format-2 data keys and, learning
     /// each backup's data key from its wrapped copy, under any other.
     pub fn sealer(&self) -> Sealer {
-        let reader = self
-            .read_key
-            .clone()
-            .map(|r| (r, datakey::auth_key(&self.id_key())));
+        let keys = self.read_keys();
+        let reader = (!keys.is_empty()).then(|| (keys, datakey::auth_key(&self.id_key())));
         Sealer::new(self.data_keys.clone(), reader)
     }
 }

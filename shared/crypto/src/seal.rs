@@ -89,12 +89,16 @@ pub struct Sealer {
     /// The key new objects are sealed with.
     current: Option<Arc<SealKey>>,
     known: Arc<RwLock<Vec<Arc<SealKey>>>>,
-    /// The read key and the writers' tag key, to open wrapped data keys.
-    reader: Option<Arc<(ReadKey, Key32)>>,
+    /// The read keys (current first, then retired ones) and the writers'
+    /// tag key, to open wrapped data keys.
+    reader: Option<Arc<(Vec<ReadKey>, Key32)>>,
 }
 
 impl Sealer {
-    pub(crate) fn new(keys: Vec<(DataKeyId, Key32)>, reader: Option<(ReadKey, Key32)>) -> Self {
+    pub(crate) fn new(
+        keys: Vec<(DataKeyId, Key32)>,
+        reader: Option<(Vec<ReadKey>, Key32)>,
+    ) -> Self {
         let known: Vec<_> = keys.iter().map(|(id, k)| SealKey::new(*id, k)).collect();
         Sealer {
             current: known.last().cloned(),
@@ -132,8 +136,8 @@ impl Sealer {
                     .into(),
             });
         };
-        let (read, auth) = reader.as_ref();
-        let key = datakey::unwrap(read, auth, id, wrapped)?;
+        let (reads, auth) = reader.as_ref();
+        let key = datakey::unwrap_any(reads, auth, id, wrapped)?;
         let mut known = self.known.write().expect("key list lock");
         if !known.iter().any(|k| k.id == id) {
             known.push(SealKey::new(id, &key));
@@ -348,5 +352,53 @@ mod tests {
             .learn(dk.id, &dk.wrapped)
             .unwrap_err();
         assert!(err.to_string().contains("holds no read key"), "{err}");
+    }
+
+    #[test]
+    fn a_rotated_keyring_rewraps_and_still_opens_what_the_old_key_wrapped() {
+        let old = crate::Keyring::generate();
+        let dk = old.writer().unwrap().data_key();
+        let sealed =
+            Sealer::for_data_key(dk.id, &dk.key).seal(ObjectKind::Chunk, false, b"c", b"x");
+        let new = old.rotated();
+        assert_ne!(new.public_key(), old.public_key());
+        // A straggler wrapped to the old key opens through the retired key.
+        let reader = new.sealer();
+        reader.learn(dk.id, &dk.wrapped).unwrap();
+        assert_eq!(reader.open("c", b"c", &sealed).unwrap().payload, b"x");
+        // Re-wrapped to the new key: the old keyring opens it no more.
+        let rewrapped = new.rewrap(dk.id, &dk.wrapped).unwrap().unwrap();
+        assert!(new.rewrap(dk.id, &rewrapped).unwrap().is_none(), "already");
+        assert_eq!(
+            crate::datakey::recipient(&rewrapped),
+            Some(new.public_key().unwrap().fingerprint())
+        );
+        let err = old
+            .sealer()
+            .learn(dk.id, &rewrapped)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wrapped to public key"), "{err}");
+        let fresh = new.sealer();
+        fresh.learn(dk.id, &rewrapped).unwrap();
+        assert_eq!(fresh.open("c", b"c", &sealed).unwrap().payload, b"x");
+        // The retired key survives a key file.
+        let kf = crate::KeyFile::create(
+            &crate::Secret::new("pw"),
+            crate::KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            &new,
+            "now",
+        )
+        .unwrap();
+        let back = crate::KeyFile::from_json("k", &kf.to_json())
+            .unwrap()
+            .open(&crate::Secret::new("pw"))
+            .unwrap();
+        let again = back.sealer();
+        again.learn(dk.id, &dk.wrapped).unwrap();
     }
 }

@@ -175,6 +175,9 @@ pub enum Event {
     /// A repository of format 2 was given its key pair (format 3).
     #[serde(rename = "key.upgraded")]
     KeyUpgraded(KeyUpgraded),
+    /// The master key and key pair were rotated (or a rotation finished).
+    #[serde(rename = "key.rotated")]
+    KeyRotated(KeyRotated),
     /// A stage gave up on a message and moved it to the dead-letter subject.
     #[serde(rename = "event.deadlettered")]
     DeadLettered(DeadLetter),
@@ -215,6 +218,7 @@ impl Event {
             Event::KeySplit(_) => "key.split",
             Event::WriterIssued(_) => "key.writer_issued",
             Event::KeyUpgraded(_) => "key.upgraded",
+            Event::KeyRotated(_) => "key.rotated",
             Event::DeadLettered(_) => "event.deadlettered",
         }
     }
@@ -258,6 +262,7 @@ impl Event {
         "key.split",
         "key.writer_issued",
         "key.upgraded",
+        "key.rotated",
         "event.deadlettered",
     ];
 
@@ -331,6 +336,7 @@ impl Event {
         ("key.split", "cli (key split)", "ledger"),
         ("key.writer_issued", "cli (key writer)", "ledger"),
         ("key.upgraded", "cli (key upgrade)", "ledger"),
+        ("key.rotated", "cli (key rotate)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
     ];
 
@@ -723,6 +729,20 @@ pub struct KeyUpgraded {
     pub repo_id: String,
     pub public_key: String,
     pub networks: Vec<String>,
+    pub pending: Vec<Pending>,
+}
+
+/// A rotation (or a run finishing one): the new public key and key file,
+/// the old key files dropped, how many wrapped data keys were re-wrapped,
+/// and where it is still pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyRotated {
+    pub repo_id: String,
+    pub public_key: String,
+    pub key_id: String,
+    pub dropped: Vec<String>,
+    pub rewrapped: u64,
+    pub finished: bool,
     pub pending: Vec<Pending>,
 }
 

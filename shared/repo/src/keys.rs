@@ -56,7 +56,7 @@ pub struct KeyInfo {
 }
 
 /// The tombstone of a removed key, as stored.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Tombstone {
     key_id: String,
     removed_at: String,
@@ -572,6 +572,315 @@ impl Repository {
                 errors: pending_text(&done.pending),
             });
         }
+        Ok(done)
+    }
+}
+
+/// A rotation in progress, as stored at `rotation` on every network until it
+/// is finished. Tagged with the new master key: a run finishing it acts only
+/// on a record whose tag verifies, never on one a network planted.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct RotationRecord {
+    /// The key pair rotated to.
+    public_key: String,
+    /// The key file wrapping the new master key.
+    key_id: String,
+    started: String,
+    /// The old key files' tombstones, tagged with the old master key when
+    /// the rotation began (so that a run with the new key can write them).
+    tombstones: Vec<Tombstone>,
+    /// Set once every network holds the rotated state; the record is then
+    /// overwritten (a network that cannot delete keeps it, finished).
+    #[serde(default)]
+    finished: bool,
+    tag: String,
+}
+
+impl RotationRecord {
+    fn text(&self) -> String {
+        let ids: Vec<String> = self
+            .tombstones
+            .iter()
+            .map(|t| format!("{}:{}", t.key_id, t.tag))
+            .collect();
+        format!(
+            "{} {} {} {} {}",
+            self.public_key,
+            self.key_id,
+            self.started,
+            self.finished,
+            ids.join(",")
+        )
+    }
+}
+
+/// What `cairn key rotate` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rotated {
+    pub repo_id: String,
+    /// The new public key (writers need a new writer file).
+    pub public_key: String,
+    /// The key file wrapping the new master key.
+    pub key_id: String,
+    /// Key files of the old master key, removed once every network holds
+    /// the new one (other passphrases must be added again).
+    pub dropped: Vec<String>,
+    /// Wrapped data keys re-wrapped to the new public key, on all networks.
+    pub rewrapped: u64,
+    /// Wrapped data keys no key of this repository opens (damaged, or
+    /// written by someone else), left as they were, with why.
+    pub not_rewrapped: Vec<String>,
+    /// Whether every network holds the new state and the old keys are gone.
+    pub finished: bool,
+    pub networks: Vec<String>,
+    pub pending: Vec<Pending>,
+}
+
+impl Repository {
+    /// Rotates the repository's keys: a new master key (in a new key file
+    /// for `passphrase`) and a new key pair; every wrapped data key on every
+    /// network re-wrapped to the new public key (no chunk, pack or manifest
+    /// is written again); the config names the new public key. Only once
+    /// every network holds all of that are the old key files tombstoned and
+    /// deleted: until then the old passphrases still open the repository,
+    /// and the rotation is finished by running this again with the new
+    /// passphrase, from the record it leaves at `rotation`.
+    pub async fn rotate(
+        &self,
+        opened: &Opened,
+        passphrase: &Secret,
+        kdf: KdfParams,
+        created: &str,
+    ) -> Result<Rotated, RepoError> {
+        if opened.keyring.public_key().is_none() {
+            return Err(RepoError::Format(format!(
+                "repository {} has no key pair yet (format 2): run `cairn key upgrade` first",
+                opened.repo_id
+            )));
+        }
+        if let Some(record) = self.rotation_record(&opened.master).await? {
+            return self.finish_rotation(opened, record).await;
+        }
+        if let Some(public) = self.foreign_rotation().await? {
+            return Err(RepoError::Format(format!(
+                "a rotation to public key {public} is unfinished and these credentials do not hold its new key: run `cairn key rotate` with the new passphrase to finish it"
+            )));
+        }
+        let listing = self.key_listing(&opened.repo_id, None).await;
+        let old_master = opened.master.clone();
+        let old: Vec<String> = listing
+            .live(&old_master)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let master = MasterKey::random();
+        let keyring = opened.keyring.rotated();
+        let (m, k, p, c) = (
+            master.clone(),
+            keyring.clone(),
+            passphrase.clone(),
+            created.to_string(),
+        );
+        let kf = tokio::task::spawn_blocking(move || {
+            KeyFile::create_for(&m, &p, kdf, &k, &c, Some("rotated".into()))
+        })
+        .await
+        .map_err(join_err)??;
+        let mut record = RotationRecord {
+            public_key: keyring.public_key().expect("a key pair").to_hex(),
+            key_id: kf.key_id.clone(),
+            started: created.to_string(),
+            tombstones: old
+                .iter()
+                .map(|id| Tombstone {
+                    key_id: id.clone(),
+                    removed_at: created.to_string(),
+                    tag: old_master.removal_tag(id),
+                })
+                .collect(),
+            finished: false,
+            tag: String::new(),
+        };
+        record.tag = master.rotation_tag(&record.text());
+        let record_bytes = Bytes::from(
+            serde_json::to_vec_pretty(&record).map_err(|e| RepoError::Format(e.to_string()))?,
+        );
+        // The new key file and the record everywhere first: from here on a
+        // run with the new passphrase can finish what this one leaves.
+        let key_bytes = Bytes::from(kf.to_json());
+        for n in self.networks() {
+            let _ = n
+                .put(
+                    &layout::key_file(&kf.key_id),
+                    key_bytes.clone(),
+                    PutMode::IfAbsent,
+                )
+                .await;
+            let _ = n
+                .put(layout::ROTATION, record_bytes.clone(), PutMode::Overwrite)
+                .await;
+        }
+        let opened_new = Opened {
+            master,
+            keyring,
+            key_id: Some(kf.key_id.clone()),
+            repo_id: opened.repo_id.clone(),
+        };
+        self.finish_rotation(&opened_new, record).await
+    }
+
+    /// An unfinished rotation record on any network that `master` tagged.
+    async fn rotation_record(
+        &self,
+        master: &MasterKey,
+    ) -> Result<Option<RotationRecord>, RepoError> {
+        for n in self.networks() {
+            if let Ok(b) = n.get(layout::ROTATION).await {
+                if let Ok(r) = serde_json::from_slice::<RotationRecord>(&b) {
+                    if !r.finished && r.tag == master.rotation_tag(&r.text()) {
+                        return Ok(Some(r));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The public key an unfinished rotation record names, whoever made it.
+    async fn foreign_rotation(&self) -> Result<Option<String>, RepoError> {
+        for n in self.networks() {
+            if let Ok(b) = n.get(layout::ROTATION).await {
+                if let Ok(r) = serde_json::from_slice::<RotationRecord>(&b) {
+                    if !r.finished {
+                        return Ok(Some(r.public_key));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Brings every network to the rotated state `record` names, with the
+    /// new keys `opened`; drops the old key files once all are there.
+    async fn finish_rotation(
+        &self,
+        opened: &Opened,
+        record: RotationRecord,
+    ) -> Result<Rotated, RepoError> {
+        let keyring = &opened.keyring;
+        let public = keyring.public_key().expect("a key pair").to_hex();
+        let mut config = self.config().await?;
+        config.format = crate::format::FORMAT;
+        config.public_key = Some(public.clone());
+        let config_bytes = Bytes::from(
+            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Format(e.to_string()))?,
+        );
+        let key_path = layout::key_file(&record.key_id);
+        let mut key_bytes = None;
+        for n in self.networks() {
+            if let Ok(b) = n.get(&key_path).await {
+                key_bytes = Some(b);
+                break;
+            }
+        }
+        let key_bytes = key_bytes.ok_or_else(|| RepoError::Unavailable {
+            what: format!("the rotated key file {}", record.key_id),
+            errors: "no network holds it".into(),
+        })?;
+        let mut done = Rotated {
+            repo_id: opened.repo_id.clone(),
+            public_key: public.clone(),
+            key_id: record.key_id.clone(),
+            dropped: record.tombstones.iter().map(|t| t.key_id.clone()).collect(),
+            rewrapped: 0,
+            not_rewrapped: Vec::new(),
+            finished: false,
+            networks: Vec::new(),
+            pending: Vec::new(),
+        };
+        for n in self.networks() {
+            let step = async {
+                n.put(&key_path, key_bytes.clone(), PutMode::IfAbsent)
+                    .await?;
+                let mut rewrapped = 0u64;
+                let mut skipped = Vec::new();
+                for path in n.list(layout::DATA_KEYS_DIR).await? {
+                    let Some(id) = path
+                        .strip_prefix(layout::DATA_KEYS_DIR)
+                        .and_then(cairn_crypto::DataKeyId::from_hex)
+                    else {
+                        continue;
+                    };
+                    let wrapped = n.get(&path).await?;
+                    match keyring.rewrap(id, &wrapped) {
+                        Ok(Some(new)) => {
+                            n.put(&path, Bytes::from(new), PutMode::Overwrite).await?;
+                            rewrapped += 1;
+                        }
+                        Ok(None) => {}
+                        // Not ours to open (damaged, or planted): left as
+                        // it is and named; restore names it too.
+                        Err(e) => skipped.push(format!("{} on {}: {e}", path, n.name())),
+                    }
+                }
+                n.put(layout::CONFIG, config_bytes.clone(), PutMode::Overwrite)
+                    .await?;
+                Ok::<_, cairn_networks::NetworkError>((rewrapped, skipped))
+            };
+            match step.await {
+                Ok((r, skipped)) => {
+                    done.rewrapped += r;
+                    done.not_rewrapped.extend(skipped);
+                    done.networks.push(n.name().to_string());
+                }
+                Err(e) => done.pending.push(pending(
+                    n.name(),
+                    format!(
+                        "{e} (run `cairn key rotate` again, with the new passphrase, to finish)"
+                    ),
+                )),
+            }
+        }
+        if !done.pending.is_empty() {
+            return Ok(done);
+        }
+        // Every network holds the new key file, the re-wrapped keys and the
+        // config: only now do the old key files go.
+        let mut closed = record.clone();
+        closed.finished = true;
+        closed.tag = opened.master.rotation_tag(&closed.text());
+        let closed = Bytes::from(serde_json::to_vec_pretty(&closed).expect("record serializes"));
+        for n in self.networks() {
+            let step = async {
+                for t in &record.tombstones {
+                    let b = serde_json::to_vec(t).expect("tombstone serializes");
+                    n.put(
+                        &layout::key_removed(&t.key_id),
+                        Bytes::from(b),
+                        PutMode::IfAbsent,
+                    )
+                    .await?;
+                    if n.capabilities().can_delete {
+                        match n.delete(&layout::key_file(&t.key_id)).await {
+                            Err(e) if !e.is_not_found() => return Err(e),
+                            _ => {}
+                        }
+                    }
+                }
+                n.put(layout::ROTATION, closed.clone(), PutMode::Overwrite)
+                    .await?;
+                Ok(())
+            };
+            if let Err(e) = step.await {
+                done.pending.push(pending(
+                    n.name(),
+                    format!(
+                        "{e} (run `cairn key rotate` again, with the new passphrase, to finish)"
+                    ),
+                ));
+            }
+        }
+        done.finished = done.pending.is_empty();
         Ok(done)
     }
 }

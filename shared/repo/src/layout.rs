@@ -5,6 +5,7 @@
 //! config                         repository config (JSON, public)
 //! keys/<key_id>                  key files (JSON; useless without a passphrase)
 //! keys-removed/<key_id>          tombstones of removed key files
+//! rotation                       an unfinished key rotation (tagged by the new master key)
 //! chunks/<id[0..2]>/<id>         sealed chunks stored alone (format 1)
 //! packs/<id[0..2]>/<id>          packs: sealed chunks one after another (format 2;
 //!                                from format 3 every chunk is in a pack)
@@ -17,6 +18,8 @@
 use cairn_events::{BackupId, ObjectKey, PackId};
 
 pub const CONFIG: &str = "config";
+/// An unfinished key rotation's record (see `keys::Repository::rotate`).
+pub const ROTATION: &str = "rotation";
 pub const KEYS_DIR: &str = "keys/";
 /// A removed key's tombstone: no network may hold or spread it again.
 pub const KEYS_REMOVED_DIR: &str = "keys-removed/";

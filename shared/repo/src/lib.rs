@@ -28,7 +28,7 @@ pub mod restore;
 pub mod target;
 pub mod tree;
 
-pub use keys::{Credentials, KeyInfo, Opened, Upgraded};
+pub use keys::{Credentials, KeyInfo, Opened, Rotated, Upgraded};
 
 use bytes::Bytes;
 use cairn_crypto::{CryptoError, KdfParams, KeyFile, Keyring, ObjectKind, Sealer, Secret};
