@@ -490,3 +490,162 @@ fn threshold_shares_open_the_repository_and_bad_keys_are_named() {
         assert!(!entry.windows(needle.len()).any(|w| w == needle.as_slice()));
     }
 }
+
+/// The fingerprint (hex) of the public key a wrapped data key is wrapped to.
+fn wrapped_to(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    hex::encode(cairn_crypto::datakey::recipient(&bytes).expect("a wrapped data key"))
+}
+
+fn public_of(net: &Path) -> cairn_crypto::PublicKey {
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(net.join("config")).unwrap()).unwrap();
+    cairn_crypto::PublicKey::from_hex(c["public_key"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn rotation_rewraps_every_data_key_finishes_later_and_retires_the_old_keys() {
+    let mut env = Env::with(Options {
+        extra_networks: vec!["second".into(), "third".into()],
+        ..Options::default()
+    });
+    env.start_all();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 700 << 10);
+    text_file(&src.join("b.txt"), 64 << 10, 1);
+    let b1 = env.backup(&[src.to_str().unwrap()]);
+    let b1 = b1["backup_id"].as_str().unwrap().to_string();
+    env.set_env("CAIRN_NEW_PASSPHRASE", "a second passphrase");
+    let added = env.json(&["key", "add", "--label", "bob", "--json"]);
+    let (old_key, bob) = (
+        env.json(&["key", "list", "--json"])["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["current"] == true)
+            .unwrap()["key_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        added["key_id"].as_str().unwrap().to_string(),
+    );
+    let local = env.network_dir("local");
+    let old_public = public_of(&local);
+    let data_before = (
+        contents(&local.join("packs")),
+        contents(&local.join("backups")),
+    );
+
+    // Rotate while network "third" is away: done where it can be, the old
+    // keys kept everywhere until the last network has the new state.
+    let third = env.network_dir("third");
+    let parked = env.path().join("third-away");
+    std::fs::rename(&third, &parked).unwrap();
+    std::fs::write(&third, b"not a directory").unwrap();
+    env.set_env("CAIRN_NEW_PASSPHRASE", "the rotated passphrase");
+    env.ok(&["setup"]);
+    let o = env.run(&[
+        "key",
+        "rotate",
+        "--kdf-memory-kib",
+        "8192",
+        "--kdf-iterations",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["finished"], false, "{r}");
+    assert_eq!(r["networks"], serde_json::json!(["local", "second"]), "{r}");
+    assert!(r["pending"].to_string().contains("third"), "{r}");
+    assert_eq!(
+        r["rewrapped"], 2,
+        "one data key on each of two networks: {r}"
+    );
+    let new_public = public_of(&local);
+    assert_ne!(new_public, old_public);
+    assert_eq!(r["public_key"].as_str(), Some(new_public.to_hex().as_str()));
+    for net in ["local", "second"] {
+        for f in Env::files_under(&env.network_dir(net).join("datakeys")) {
+            assert_eq!(
+                wrapped_to(&f),
+                hex::encode(new_public.fingerprint()),
+                "{net}"
+            );
+        }
+    }
+    // The new passphrase restores from a rotated network alone.
+    let out = {
+        let mut c = env.offline_with_only("second");
+        c.env("CAIRN_PASSPHRASE", "the rotated passphrase");
+        let out = env.path().join("restored-rotated-second");
+        let o = env.run_with(c, &["restore", &b1, "--to", out.to_str().unwrap()], None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    // The old passphrase cannot take over the unfinished rotation.
+    env.set_env("CAIRN_NEW_PASSPHRASE", "");
+    let o = env.run(&["key", "rotate"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is unfinished") && stderr(&o).contains("new passphrase"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The network is back: the new passphrase finishes the rotation.
+    std::fs::remove_file(&third).unwrap();
+    std::fs::rename(&parked, &third).unwrap();
+    env.set_env("CAIRN_PASSPHRASE", "the rotated passphrase");
+    let r = env.json(&["key", "rotate", "--json"]);
+    assert_eq!(r["finished"], true, "{r}");
+    assert_eq!(r["rewrapped"], 1, "third's data key: {r}");
+    let mut dropped: Vec<String> = serde_json::from_value(r["dropped"].clone()).unwrap();
+    dropped.sort();
+    let mut want = vec![old_key.clone(), bob.clone()];
+    want.sort();
+    assert_eq!(dropped, want, "{r}");
+    for f in Env::files_under(&third.join("datakeys")) {
+        assert_eq!(wrapped_to(&f), hex::encode(new_public.fingerprint()));
+    }
+    // No chunk, pack or manifest was written again.
+    assert_eq!(
+        (
+            contents(&local.join("packs")),
+            contents(&local.join("backups"))
+        ),
+        data_before
+    );
+    // The old passphrases open nothing, on any network; the new one
+    // restores from the network that was away, alone.
+    for (net, pass) in [
+        ("local", PASSPHRASE),
+        ("third", PASSPHRASE),
+        ("second", "a second passphrase"),
+    ] {
+        let (o, _) = restore_to(&env, net, Some(pass), &b1, &[]);
+        assert!(!o.status.success());
+        // Deleted where the network deletes, tombstoned everywhere.
+        assert!(
+            stderr(&o).contains("was removed") || stderr(&o).contains("wrong passphrase"),
+            "{net}: {}",
+            stderr(&o)
+        );
+    }
+    let (o, out) = restore_to(&env, "third", Some("the rotated passphrase"), &b1, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    // A backup by a writer still pinning the old key (serve started before
+    // the rotation) restores through the retired read key.
+    std::fs::write(src.join("c.txt"), b"written after the rotation\n").unwrap();
+    let b2 = env.backup(&[src.to_str().unwrap()]);
+    let b2 = b2["backup_id"].as_str().unwrap().to_string();
+    let (o, out) = restore_to(&env, "local", Some("the rotated passphrase"), &b2, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+    // Both runs are in the ledger, the second finished.
+    let rotated = key_events(&env, "key.rotated");
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    assert!(rotated.iter().any(|e| e["finished"] == true));
+}
