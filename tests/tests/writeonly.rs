@@ -10,7 +10,6 @@ use cairn_crypto::datakey::{open_wrapped, ReadKey};
 use cairn_crypto::{Key32, Sealer, WriterFile};
 use cairn_tests::*;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -24,16 +23,6 @@ fn hex32_tokens(text: &str, into: &mut BTreeSet<[u8; 32]>) {
             into.insert(hex::decode(w).unwrap().try_into().unwrap());
         }
     }
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .collect()
 }
 
 #[test]
@@ -123,7 +112,7 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
     for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("CAIRN")) {
         text.push_str(&format!("\n{k}={v}\n"));
     }
-    for f in files(env.path()) {
+    for f in Env::files_under(env.path()) {
         let s = f.to_string_lossy();
         if s.contains("/data/networks/") || s.contains("/src/") {
             continue;
@@ -188,7 +177,7 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
 
     // Control: the passphrase's keyring opens all three (so a failure
     // below is the key's, not the test's).
-    let key_file = files(&net.join("keys")).pop().unwrap();
+    let key_file = Env::files_under(&net.join("keys")).pop().unwrap();
     let keyring = cairn_crypto::KeyFile::from_json("k", &std::fs::read(key_file).unwrap())
         .unwrap()
         .open(&cairn_crypto::Secret::new(PASSPHRASE))

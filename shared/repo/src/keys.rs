@@ -160,6 +160,15 @@ impl Listing {
         })
     }
 
+    /// The networks that could not be read at all, and why.
+    fn unread(&self) -> Vec<Pending> {
+        self.problems
+            .iter()
+            .filter(|p| !self.read.contains(&p.network))
+            .cloned()
+            .collect()
+    }
+
     /// Key files that wrap `master` and were not removed.
     fn live(&self, master: &MasterKey) -> Vec<&str> {
         self.files
@@ -401,12 +410,7 @@ impl Repository {
             key_id: key_id.to_string(),
             label,
             networks: Vec::new(),
-            pending: listing
-                .problems
-                .iter()
-                .filter(|p| !listing.read.contains(&p.network))
-                .cloned()
-                .collect(),
+            pending: listing.unread(),
         };
         for n in self.networks() {
             if !listing.read.iter().any(|r| r == n.name()) {
@@ -536,12 +540,7 @@ impl Repository {
             public_key: public,
             already,
             networks: Vec::new(),
-            pending: listing
-                .problems
-                .iter()
-                .filter(|p| !listing.read.contains(&p.network))
-                .cloned()
-                .collect(),
+            pending: listing.unread(),
         };
         for n in self.networks() {
             if !listing.read.iter().any(|r| r == n.name()) {
