@@ -89,6 +89,16 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
     std::fs::write(src.join("second.txt"), b"added before the second backup\n").unwrap();
     let b2 = env.json(&["backup", src.to_str().unwrap(), "--json"]);
     assert_eq!(b2["status"], "completed", "{b2}");
+    // Deduplication across backups sealed under different data keys: the
+    // second stores only what changed.
+    let (total, new) = (
+        b2["chunks_total"].as_u64().unwrap(),
+        b2["chunks_new"].as_u64().unwrap(),
+    );
+    assert!(
+        new < total && new < b1["chunks_new"].as_u64().unwrap(),
+        "{b2}"
+    );
     let (id1, id2) = (
         b1["backup_id"].as_str().unwrap().to_string(),
         b2["backup_id"].as_str().unwrap().to_string(),
