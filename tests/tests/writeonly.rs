@@ -242,6 +242,18 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
     }
 }
 
+/// `cairn backup --stdin` (ingest in this process, with the configured
+/// writer), which must fail.
+fn refused_stdin_backup(env: &Env) -> std::process::Output {
+    let o = env.run_with(
+        env.cmd(),
+        &["backup", "--stdin", "--dataset", "d"],
+        Some(b"data"),
+    );
+    assert!(!o.status.success(), "{}", stderr(&o));
+    o
+}
+
 #[test]
 fn a_writer_of_another_repository_or_key_is_refused_before_anything_moves() {
     let mut env = Env::with(Options::default());
@@ -259,12 +271,7 @@ fn a_writer_of_another_repository_or_key_is_refused_before_anything_moves() {
     other.ok(&["key", "writer", "--out", theirs.to_str().unwrap()]);
     env.set_env("CAIRN_PASSPHRASE", "");
     env.set_env("CAIRN_KEYS__WRITER_FILE", theirs.to_str().unwrap());
-    let o = env.run_with(
-        env.cmd(),
-        &["backup", "--stdin", "--dataset", "d"],
-        Some(b"data"),
-    );
-    assert!(!o.status.success());
+    let o = refused_stdin_backup(&env);
     assert!(
         stderr(&o).contains("is for repository") && stderr(&o).contains("the networks hold"),
         "{}",
@@ -280,12 +287,7 @@ fn a_writer_of_another_repository_or_key_is_refused_before_anything_moves() {
     let planted = ReadKey::generate().public().to_hex();
     config["public_key"] = serde_json::Value::String(planted.clone());
     std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
-    let o = env.run_with(
-        env.cmd(),
-        &["backup", "--stdin", "--dataset", "d"],
-        Some(b"data"),
-    );
-    assert!(!o.status.success());
+    let o = refused_stdin_backup(&env);
     assert!(
         stderr(&o).contains(&planted) && stderr(&o).contains("pins"),
         "{}",
@@ -297,12 +299,7 @@ fn a_writer_of_another_repository_or_key_is_refused_before_anything_moves() {
     let bad = dir.join("bad.json");
     std::fs::write(&bad, b"{\"format\": 1}").unwrap();
     env.set_env("CAIRN_KEYS__WRITER_FILE", bad.to_str().unwrap());
-    let o = env.run_with(
-        env.cmd(),
-        &["backup", "--stdin", "--dataset", "d"],
-        Some(b"data"),
-    );
-    assert!(!o.status.success());
+    let o = refused_stdin_backup(&env);
     assert!(
         stderr(&o).contains("writer file") && stderr(&o).contains("not a Cairn writer file"),
         "{}",

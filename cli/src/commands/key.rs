@@ -207,11 +207,7 @@ async fn upgrade(cfg: &Config, a: UpgradeArgs) -> anyhow::Result<u8> {
     for p in &done.pending {
         err!("cairn: not upgraded on {} yet: {}", p.network, p.reason);
     }
-    Ok(if done.pending.is_empty() {
-        0
-    } else {
-        crate::exit::DEGRADED
-    })
+    Ok(degraded_if(&done.pending))
 }
 
 async fn rotate(cfg: &Config, a: RotateArgs) -> anyhow::Result<u8> {
@@ -281,6 +277,15 @@ async fn rotate(cfg: &Config, a: RotateArgs) -> anyhow::Result<u8> {
     } else {
         crate::exit::DEGRADED
     })
+}
+
+/// Exit 3 when a key change left networks it could not reach (or read).
+fn degraded_if(pending: &[cairn_events::Pending]) -> u8 {
+    if pending.is_empty() {
+        0
+    } else {
+        crate::exit::DEGRADED
+    }
 }
 
 /// Writes a secret file for one holder: created new (never overwriting
@@ -380,11 +385,7 @@ fn report(change: &KeyChange, done: &str, json: bool) -> anyhow::Result<u8> {
             err!("cairn: not on {} yet: {}", p.network, p.reason);
         }
     }
-    Ok(if change.pending.is_empty() {
-        0
-    } else {
-        crate::exit::DEGRADED
-    })
+    Ok(degraded_if(&change.pending))
 }
 
 async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
@@ -429,11 +430,7 @@ async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
         }
     }
     // As `key add` and `key remove`: a network not read is a degraded view.
-    Ok(if unreachable.is_empty() {
-        0
-    } else {
-        crate::exit::DEGRADED
-    })
+    Ok(degraded_if(&unreachable))
 }
 
 async fn split(cfg: &Config, a: SplitArgs) -> anyhow::Result<u8> {

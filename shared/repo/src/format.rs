@@ -75,6 +75,13 @@ pub struct RepoConfig {
     pub public_key: Option<String>,
 }
 
+impl RepoConfig {
+    /// The config as stored (pretty JSON: a reader of the network sees it).
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec_pretty(self).expect("config serializes"))
+    }
+}
+
 /// A reference to a chunk: its id and plaintext length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {

@@ -160,11 +160,16 @@ impl Listing {
         })
     }
 
+    /// Whether network `name` answered the listing.
+    fn was_read(&self, name: &str) -> bool {
+        self.read.iter().any(|r| r == name)
+    }
+
     /// The networks that could not be read at all, and why.
     fn unread(&self) -> Vec<Pending> {
         self.problems
             .iter()
-            .filter(|p| !self.read.contains(&p.network))
+            .filter(|p| !self.was_read(&p.network))
             .cloned()
             .collect()
     }
@@ -413,7 +418,7 @@ impl Repository {
             pending: listing.unread(),
         };
         for n in self.networks() {
-            if !listing.read.iter().any(|r| r == n.name()) {
+            if !listing.was_read(n.name()) {
                 continue;
             }
             let step = async {
@@ -524,9 +529,7 @@ impl Repository {
         }
         config.format = crate::format::FORMAT;
         config.public_key = Some(public.clone());
-        let config_bytes = Bytes::from(
-            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Format(e.to_string()))?,
-        );
+        let config_bytes = config.to_bytes();
         let mut rewritten = Vec::new();
         for id in listing.live(master) {
             let (kf, _) = &listing.files[id];
@@ -543,7 +546,7 @@ impl Repository {
             pending: listing.unread(),
         };
         for n in self.networks() {
-            if !listing.read.iter().any(|r| r == n.name()) {
+            if !listing.was_read(n.name()) {
                 continue;
             }
             let step = async {
@@ -771,9 +774,7 @@ impl Repository {
         let mut config = self.config().await?;
         config.format = crate::format::FORMAT;
         config.public_key = Some(public.clone());
-        let config_bytes = Bytes::from(
-            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Format(e.to_string()))?,
-        );
+        let config_bytes = config.to_bytes();
         let key_path = layout::key_file(&record.key_id);
         let mut key_bytes = None;
         for n in self.networks() {

@@ -153,7 +153,7 @@ impl Repository {
             compression_level: 3,
             public_key: keyring.public_key().map(|k| k.to_hex()),
         };
-        let cfg_bytes = Bytes::from(serde_json::to_vec_pretty(&config).expect("config serializes"));
+        let cfg_bytes = config.to_bytes();
         for n in &self.networks {
             n.put(
                 &layout::key_file(&key_file.key_id),
