@@ -47,6 +47,12 @@ pub enum Command {
     Show(list::ShowArgs),
     /// Restore a backup to a directory, a database or stdout.
     Restore(restore::RestoreArgs),
+    /// Recovery from one network alone: list and restore backups with no
+    /// broker and no ledger database.
+    Recover {
+        #[command(subcommand)]
+        command: recover::RecoverCommand,
+    },
     /// Take a backup out of the catalogue (its manifest and chunk list);
     /// `cairn gc` later frees the chunks nothing else uses.
     Forget(forget::ForgetArgs),
@@ -141,6 +147,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::List(a) => list::list(&cfg, a).await,
         Command::Show(a) => list::show(&cfg, a).await,
         Command::Restore(a) => restore::restore(&cfg, a).await,
+        Command::Recover { command } => recover::run(&cfg, command).await,
         Command::Forget(a) => forget::forget(&cfg, a).await,
         Command::Gc(a) => gc::gc(&cfg, a).await,
         Command::Hold(a) => hold::hold(&cfg, a).await,

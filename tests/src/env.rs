@@ -333,6 +333,11 @@ impl Env {
             .collect()
     }
 
+    /// Stops every `cairn serve` of this test (`kill -9`).
+    pub fn stop_workers(&mut self) {
+        self.workers.clear();
+    }
+
     pub fn worker(&mut self, i: usize) -> &mut Worker {
         &mut self.workers[i]
     }

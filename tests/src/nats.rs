@@ -14,7 +14,25 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start(dir: &Path) -> NatsServer {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    /// Stops the broker (as a machine that is gone would).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the broker, deletes its JetStream store (every stream and
+    /// consumer), and starts an empty one on the same port: a new machine.
+    pub fn replace_with_empty(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+        let dir = self.store_dir.parent().unwrap().to_path_buf();
+        *self = Self::start_on(&dir, self.port);
+    }
+
+    fn start_on(dir: &Path, port: u16) -> NatsServer {
         let store_dir = dir.join("jetstream");
         std::fs::create_dir_all(&store_dir).unwrap();
         let conf = dir.join("nats.conf");
@@ -60,7 +78,6 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -11,6 +11,7 @@ pub mod hold;
 pub mod init;
 pub mod key;
 pub mod list;
+pub mod recover;
 pub mod repair;
 pub mod restore;
 pub mod retention;

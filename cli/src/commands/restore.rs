@@ -13,6 +13,15 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     backup_id: BackupId,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where a restore goes (shared with `cairn recover restore`).
+#[derive(clap::Args)]
+pub struct TargetArgs {
     /// Restore files under this directory.
     #[arg(long, conflicts_with_all = ["to_postgres", "stdout"])]
     to: Option<PathBuf>,
@@ -26,8 +35,22 @@ pub struct RestoreArgs {
     /// Write the backup's single file to standard output.
     #[arg(long)]
     stdout: bool,
-    #[arg(long)]
-    json: bool,
+}
+
+impl TargetArgs {
+    pub fn target(self) -> anyhow::Result<Target> {
+        Ok(match (self.to, self.to_postgres, self.stdout) {
+            (Some(dir), _, _) => Target::Dir(dir),
+            (None, Some(url), _) => Target::Postgres {
+                url,
+                password_file: self.postgres_password_file,
+            },
+            (None, None, true) => Target::Stdout,
+            (None, None, false) => {
+                bail!("say where to restore: --to DIR, --to-postgres URL or --stdout")
+            }
+        })
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -43,47 +66,12 @@ struct Report<'a> {
 
 pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     let id = a.backup_id;
-    let target = match (a.to, a.to_postgres, a.stdout) {
-        (Some(dir), _, _) => Target::Dir(dir),
-        (None, Some(url), _) => Target::Postgres {
-            url,
-            password_file: a.postgres_password_file,
-        },
-        (None, None, true) => Target::Stdout,
-        (None, None, false) => {
-            bail!("say where to restore: --to DIR, --to-postgres URL or --stdout")
-        }
-    };
+    let target = a.target.target()?;
     let repo = context::repo(cfg)?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
-    let restorer = Restorer::new(
-        repo.fastest_first().await,
-        keyring.sealer(),
-        keyring.id_key(),
-    );
-    let manifest = restorer.manifest(&id).await?;
-    let bar = output::progress_bar(
-        !a.json,
-        "{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
-        format!("restore {id}"),
-    );
-    if let Some(b) = &bar {
-        b.set_length(manifest.stats.bytes_read);
-    }
-    let progress = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
+    let Some(report) = restore_from(repo, &keyring, &id, &target, a.json).await? else {
+        return Ok(0);
     };
-    let report = match restore_to(&restorer, &manifest, &target, &progress).await {
-        Ok(r) => r,
-        // `cairn restore --stdout | head`: the reader has what it wanted.
-        Err(e) if matches!(target, Target::Stdout) && output::is_broken_pipe(&e) => return Ok(0),
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
     let label = target.label();
     if let Some(bus) = context::try_bus(cfg).await {
         let env = Envelope::new(
@@ -106,9 +94,62 @@ pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
             err!("cairn: warning: restore not recorded in the ledger: {e}");
         }
     }
-    if a.json {
+    print_report(&id, &target, &report, a.json)?;
+    Ok(0)
+}
+
+/// Restores backup `id` from `repo`'s networks (fastest first) into
+/// `target`, with a progress bar unless `json`; `None` when standard output
+/// was closed by its reader (`cairn restore --stdout | head`).
+pub async fn restore_from(
+    repo: cairn_repo::Repository,
+    keyring: &cairn_crypto::Keyring,
+    id: &BackupId,
+    target: &Target,
+    json: bool,
+) -> anyhow::Result<Option<cairn_repo::restore::RestoreReport>> {
+    let restorer = Restorer::new(
+        repo.fastest_first().await,
+        keyring.sealer(),
+        keyring.id_key(),
+    );
+    let manifest = restorer.manifest(id).await?;
+    let bar = output::progress_bar(
+        !json,
+        "{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
+        format!("restore {id}"),
+    );
+    if let Some(b) = &bar {
+        b.set_length(manifest.stats.bytes_read);
+    }
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let report = match restore_to(&restorer, &manifest, target, &progress).await {
+        Ok(r) => r,
+        Err(e) if matches!(target, Target::Stdout) && output::is_broken_pipe(&e) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    Ok(Some(report))
+}
+
+pub fn print_report(
+    id: &BackupId,
+    target: &Target,
+    report: &cairn_repo::restore::RestoreReport,
+    json: bool,
+) -> anyhow::Result<()> {
+    let label = target.label();
+    if json {
         output::json(&Report {
-            backup_id: &id,
+            backup_id: id,
             target: &label,
             bytes_written: report.bytes_written,
             files: report.files,
@@ -123,5 +164,5 @@ pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
             report.files
         );
     }
-    Ok(0)
+    Ok(())
 }

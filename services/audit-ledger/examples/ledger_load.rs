@@ -300,6 +300,7 @@ impl Workload {
                 networks: networks.clone(),
                 redundancy: Redundancy::Replicate { min_copies: 2 },
                 data_key: None,
+                catalogue: false,
             }),
             &[],
         );

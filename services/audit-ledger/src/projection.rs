@@ -58,6 +58,35 @@ impl Projector {
                 }
                 Ok(())
             }
+            Event::ObjectsRecovered(r) => {
+                for d in &r.objects {
+                    let id: Option<&[u8]> = match &d.object {
+                        ObjectKey::Chunk { id } => Some(&id.0),
+                        ObjectKey::Pack { id } => Some(&id.0),
+                        _ => None,
+                    };
+                    if let ObjectKey::Pack { id: pack } = &d.object {
+                        for c in &d.packed {
+                            self.packed.push((
+                                c.id.0.to_vec(),
+                                pack.0.to_vec(),
+                                c.offset as i32,
+                                c.len as i32,
+                            ));
+                        }
+                    }
+                    if let Some(id) = id {
+                        for n in &r.networks {
+                            self.copies.push((id.to_vec(), n.clone()));
+                        }
+                    }
+                    self.digests.insert(
+                        cairn_repo::layout::object(&d.object),
+                        (d.sha256.clone(), d.len as i64),
+                    );
+                }
+                Ok(())
+            }
             _ => {
                 self.flush(tx).await?;
                 apply(tx, &mut self.prepared, env).await
@@ -203,6 +232,30 @@ async fn apply(
                  ON CONFLICT (backup_id) DO UPDATE SET status = $2, finished_at = $3::text::timestamptz,
                      stats = $4::text::jsonb, outcome = $5::text::jsonb",
                 &[&id, &status, &env.at, &json(&o.stats), &json(o)],
+            )
+            .await?;
+        }
+        Event::BackupRecovered(r) => {
+            let finished = (!r.ingested_at.is_empty()).then_some(r.ingested_at.as_str());
+            // What health holds the digests to, as verify would have recorded.
+            let outcome = cairn_events::Outcome {
+                stats: r.stats.clone(),
+                merkle_root: r.merkle_root.clone(),
+                sealed_root: r.sealed_root.clone(),
+                networks: Vec::new(),
+                reasons: Vec::new(),
+            };
+            prepared.execute(
+                tx,
+                "INSERT INTO backups (backup_id, dataset, tags, source, networks, status, requested_at, requested_by,
+                                      finished_at, stats, outcome)
+                 VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7::text::timestamptz, $8,
+                         $9::text::timestamptz, $10::text::jsonb, $11::text::jsonb)
+                 ON CONFLICT (backup_id) DO UPDATE SET dataset = $2, tags = $3, source = $4::text::jsonb,
+                     networks = $5, status = $6, requested_at = $7::text::timestamptz, requested_by = $8,
+                     finished_at = $9::text::timestamptz, stats = $10::text::jsonb, outcome = $11::text::jsonb",
+                &[&id, &r.dataset, &r.tags, &json(&r.source), &r.networks, &r.status,
+                  &r.requested_at, &r.requested_by, &finished, &json(&r.stats), &json(&outcome)],
             )
             .await?;
         }
@@ -371,7 +424,10 @@ async fn apply(
         | Event::WriterIssued(_)
         | Event::KeyUpgraded(_)
         | Event::KeyRotated(_)
-        | Event::DeadLettered(_) => {}
+        | Event::DeadLettered(_)
+        | Event::LedgerRecovered(_) => {}
+        // Gathered by `Projector`.
+        Event::ObjectsRecovered(_) => {}
     }
     Ok(())
 }

@@ -103,6 +103,10 @@ impl EncryptWorker {
             ObjectKey::Manifest { backup_id } => {
                 (ObjectKind::Manifest, backup_id.as_str().as_bytes().to_vec())
             }
+            ObjectKey::Catalogue { backup_id } => (
+                ObjectKind::Catalogue,
+                backup_id.as_str().as_bytes().to_vec(),
+            ),
             ObjectKey::ChunkList { .. } | ObjectKey::DataKey { .. } => {
                 return Err(EncryptError::ChunkList)
             }

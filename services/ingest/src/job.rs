@@ -674,6 +674,24 @@ pub async fn run(
             payload,
         )
         .await?;
+    // The catalogue entry last: on a network it says "this backup was
+    // written whole", so it follows everything else on SEALED.
+    let entry = cairn_repo::catalogue::Entry::of(
+        &manifest,
+        &cairn_events::now_rfc3339(),
+        Some(key_id.to_string()),
+    );
+    let (compressed, payload, plain_len) = entry.encode();
+    publisher
+        .plain(
+            ObjectKey::Catalogue {
+                backup_id: backup_id.clone(),
+            },
+            compressed,
+            plain_len,
+            payload,
+        )
+        .await?;
     // Everything sealed and recorded, every page on SEALED: only now may
     // verify look.
     publisher.seal.flush().await?;
@@ -685,6 +703,7 @@ pub async fn run(
         networks,
         redundancy,
         data_key: Some(key_id),
+        catalogue: true,
     };
     let env = Envelope::new(
         ctx.source.clone(),

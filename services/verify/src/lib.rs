@@ -49,11 +49,13 @@ pub struct ChunkPlace {
 
 impl BackupObjects {
     /// The objects of `backup`: its data objects, chunk-list `pages`,
-    /// manifest and (format 3) the wrapped `data_key` it was sealed under.
+    /// manifest, (format 3) the wrapped `data_key` it was sealed under and,
+    /// if ingest wrote one, its `catalogue` entry.
     pub fn of(
         backup: &BackupId,
         pages: &[cairn_repo::format::ChunkListPage],
         data_key: Option<cairn_events::KeyId>,
+        catalogue: bool,
     ) -> Result<Self, String> {
         let mut keys = Vec::new();
         let mut index: HashMap<ObjectKey, usize> = HashMap::new();
@@ -96,6 +98,11 @@ impl BackupObjects {
         if let Some(id) = data_key {
             keys.push(ObjectKey::DataKey { id });
         }
+        if catalogue {
+            keys.push(ObjectKey::Catalogue {
+                backup_id: backup.clone(),
+            });
+        }
         Ok(BackupObjects {
             keys,
             chunk_count,
@@ -123,24 +130,14 @@ impl BackupObjects {
     }
 }
 
-/// The sealed root's leaves, in chunk-list order: a chunk stored alone is
-/// (chunk id ‖ SHA-256 of its ciphertext); a packed one (chunk id ‖ SHA-256
-/// of its pack ‖ offset ‖ length, big-endian u32), so that a key-less
-/// auditor who fetches the pack can check the chunk's place in it.
-/// `digest` gives each data object's hex digest.
+/// The sealed root's leaves, in chunk-list order
+/// ([`cairn_repo::format::sealed_leaf`]); `digest` gives each data object's
+/// hex digest.
 pub fn sealed_leaves(objects: &BackupObjects, digest: impl Fn(usize) -> String) -> Vec<Vec<u8>> {
     objects
         .chunks
         .iter()
-        .map(|c| {
-            let mut leaf = c.id.0.to_vec();
-            leaf.extend(hex::decode(digest(c.object)).unwrap_or_default());
-            if let Some((offset, len)) = c.range {
-                leaf.extend(offset.to_be_bytes());
-                leaf.extend(len.to_be_bytes());
-            }
-            leaf
-        })
+        .map(|c| cairn_repo::format::sealed_leaf(&c.id, &digest(c.object), c.range))
         .collect()
 }
 
@@ -245,7 +242,7 @@ impl VerifyWorker {
         }
 
         // 2. Every object's expected digest, from the ledger.
-        let backup_objects = match BackupObjects::of(backup, &pages, ing.data_key) {
+        let backup_objects = match BackupObjects::of(backup, &pages, ing.data_key, ing.catalogue) {
             Ok(o) => o,
             Err(e) => {
                 outcome.reasons.push(e);

@@ -39,6 +39,9 @@ pub const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 pub enum ObjectKind {
     Chunk = 1,
     Manifest = 2,
+    /// A backup's catalogue entry: kept apart from its manifest, which is
+    /// sealed under the same object id.
+    Catalogue = 3,
 }
 
 /// A decrypted object.
@@ -227,6 +230,7 @@ impl Sealer {
         let kind = match sealed[5] {
             1 => ObjectKind::Chunk,
             2 => ObjectKind::Manifest,
+            3 => ObjectKind::Catalogue,
             k => return Err(fmt(&format!("unknown object kind {k}"))),
         };
         let compressed = sealed[6] & 1 == 1;

@@ -181,6 +181,19 @@ pub enum Event {
     /// A stage gave up on a message and moved it to the dead-letter subject.
     #[serde(rename = "event.deadlettered")]
     DeadLettered(DeadLetter),
+    /// The ledger was seeded again from a repository (`cairn recover
+    /// rebuild`) after the broker and the database were lost: the first
+    /// entry of a new log (envelope backup id `repo`).
+    #[serde(rename = "ledger.recovered")]
+    LedgerRecovered(Recovery),
+    /// A backup found on a network by `cairn recover rebuild`, recorded
+    /// again from its catalogue entry.
+    #[serde(rename = "backup.recovered")]
+    BackupRecovered(RecoveredBackup),
+    /// Objects found on networks by `cairn recover rebuild`, with the
+    /// digests they have there now (envelope: the backup they belong to).
+    #[serde(rename = "objects.recovered")]
+    ObjectsRecovered(RecoveredObjects),
 }
 
 impl Event {
@@ -220,6 +233,9 @@ impl Event {
             Event::KeyUpgraded(_) => "key.upgraded",
             Event::KeyRotated(_) => "key.rotated",
             Event::DeadLettered(_) => "event.deadlettered",
+            Event::LedgerRecovered(_) => "ledger.recovered",
+            Event::BackupRecovered(_) => "backup.recovered",
+            Event::ObjectsRecovered(_) => "objects.recovered",
         }
     }
 
@@ -264,6 +280,9 @@ impl Event {
         "key.upgraded",
         "key.rotated",
         "event.deadlettered",
+        "ledger.recovered",
+        "backup.recovered",
+        "objects.recovered",
     ];
 
     /// Who emits each kind and who consumes it (the catalogue in
@@ -338,6 +357,9 @@ impl Event {
         ("key.upgraded", "cli (key upgrade)", "ledger"),
         ("key.rotated", "cli (key rotate)", "ledger"),
         ("event.deadlettered", "every stage", "ledger"),
+        ("ledger.recovered", "cli (recover rebuild)", "ledger"),
+        ("backup.recovered", "cli (recover rebuild)", "ledger"),
+        ("objects.recovered", "cli (recover rebuild)", "ledger"),
     ];
 
     /// The terminal outcome of a backup, if this event is one.
@@ -436,6 +458,53 @@ pub enum Source {
     },
 }
 
+/// What `cairn recover rebuild` found on a repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Recovery {
+    pub repo_id: String,
+    /// The networks read.
+    pub networks: Vec<String>,
+    /// Backups recorded again (`backup.recovered` follows for each).
+    pub backups: u64,
+    /// Backups found but not recorded, each with why (an entry no key
+    /// opens, a backup that never finished).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    pub by: String,
+}
+
+/// One backup as `cairn recover rebuild` found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveredBackup {
+    pub dataset: String,
+    pub tags: Vec<String>,
+    pub source: Source,
+    pub requested_at: String,
+    pub requested_by: String,
+    /// When ingest finished (from the catalogue; empty for a backup listed
+    /// from its manifest).
+    pub ingested_at: String,
+    pub stats: Stats,
+    /// The networks that hold it whole, of those the rebuild read.
+    pub networks: Vec<String>,
+    /// `completed`: whole on every network read; `degraded`: on some only.
+    pub status: String,
+    pub chunk_pages: u32,
+    pub merkle_root: String,
+    /// As in [`Outcome::sealed_root`], over the digests the rebuild found.
+    pub sealed_root: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<KeyId>,
+}
+
+/// A batch of objects `cairn recover rebuild` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveredObjects {
+    /// The networks holding every object of the batch.
+    pub networks: Vec<String>,
+    pub objects: Vec<ObjectDigest>,
+}
+
 /// Reported by ingest once the source is fully read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Ingested {
@@ -453,6 +522,10 @@ pub struct Ingested {
     /// copy is on every target network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<KeyId>,
+    /// Whether ingest wrote a catalogue entry (`backups/<id>/catalogue`):
+    /// verify then checks it is on every target network too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catalogue: bool,
 }
 
 /// Figures every outcome reports.
@@ -495,6 +568,9 @@ pub enum ObjectKey {
     /// A backup's data key, wrapped to the repository's public key
     /// (format 3).
     DataKey { id: KeyId },
+    /// A backup's sealed catalogue entry: what `cairn recover list` shows
+    /// of it (dataset, tags, time, sizes) with no ledger at hand.
+    Catalogue { backup_id: BackupId },
 }
 
 /// The digest of a sealed (or public) object, as it must be on every network.

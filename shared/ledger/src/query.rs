@@ -188,6 +188,18 @@ pub struct Unfinished {
     pub idle_secs: u64,
 }
 
+/// How much the ledger holds: (log entries, backups). `cairn recover
+/// rebuild` fills only a ledger that holds neither.
+pub async fn recorded(c: &Client) -> Result<(i64, i64), tokio_postgres::Error> {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM backups)",
+            &[],
+        )
+        .await?;
+    Ok((r.get(0), r.get(1)))
+}
+
 /// Every unfinished backup, oldest request first.
 pub async fn unfinished_backups(c: &Client) -> Result<Vec<Unfinished>, tokio_postgres::Error> {
     let rows = c

@@ -133,6 +133,21 @@ pub enum Location {
     Packed { pack: PackId, offset: u32, len: u32 },
 }
 
+/// One leaf of a backup's sealed root, in chunk-list order: a chunk stored
+/// alone is (chunk id ‖ SHA-256 of its ciphertext); a packed one (chunk id ‖
+/// SHA-256 of its pack ‖ offset ‖ length, big-endian u32), so that a
+/// key-less auditor who fetches the pack can check the chunk's place in it.
+/// `object_sha256` is the hex digest of the object holding it.
+pub fn sealed_leaf(id: &ChunkId, object_sha256: &str, range: Option<(u32, u32)>) -> Vec<u8> {
+    let mut leaf = id.0.to_vec();
+    leaf.extend(hex::decode(object_sha256).unwrap_or_default());
+    if let Some((offset, len)) = range {
+        leaf.extend(offset.to_be_bytes());
+        leaf.extend(len.to_be_bytes());
+    }
+    leaf
+}
+
 impl Location {
     /// The object holding the chunk.
     pub fn object(&self) -> ObjectKey {

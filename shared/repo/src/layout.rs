@@ -13,6 +13,7 @@
 //!                                public key (format 3)
 //! backups/<backup_id>/manifest   sealed manifest
 //! backups/<backup_id>/chunks.<n> public chunk-list pages
+//! backups/<backup_id>/catalogue  sealed catalogue entry (what `cairn recover list` shows)
 //! ```
 
 use cairn_events::{BackupId, ObjectKey, PackId};
@@ -56,6 +57,7 @@ pub fn object(key: &ObjectKey) -> String {
         ObjectKey::Manifest { backup_id } => format!("backups/{backup_id}/manifest"),
         ObjectKey::ChunkList { backup_id, page } => format!("backups/{backup_id}/chunks.{page}"),
         ObjectKey::DataKey { id } => format!("{DATA_KEYS_DIR}{id}"),
+        ObjectKey::Catalogue { backup_id } => format!("backups/{backup_id}/catalogue"),
     }
 }
 
@@ -68,6 +70,15 @@ pub fn manifest_backup(path: &str) -> Option<BackupId> {
     let rest = path.strip_prefix(BACKUPS_DIR)?;
     let (id, file) = rest.split_once('/')?;
     (file == "manifest")
+        .then(|| BackupId::parse(id).ok())
+        .flatten()
+}
+
+/// The backup id of a path under `backups/`, if it is a catalogue entry.
+pub fn catalogue_backup(path: &str) -> Option<BackupId> {
+    let rest = path.strip_prefix(BACKUPS_DIR)?;
+    let (id, file) = rest.split_once('/')?;
+    (file == "catalogue")
         .then(|| BackupId::parse(id).ok())
         .flatten()
 }
@@ -124,6 +135,7 @@ pub fn describe(key: &ObjectKey) -> String {
         ObjectKey::Pack { id } => format!("pack {}", id.to_hex()),
         ObjectKey::Manifest { backup_id } => format!("manifest of backup {backup_id}"),
         ObjectKey::DataKey { id } => format!("data key {id}"),
+        ObjectKey::Catalogue { backup_id } => format!("catalogue entry of backup {backup_id}"),
         ObjectKey::ChunkList { backup_id, page } => {
             format!("chunk list page {page} of backup {backup_id}")
         }
@@ -161,7 +173,15 @@ mod tests {
         assert_eq!(chunk_list_page(&page), Some(7));
         assert_eq!(chunk_list_page(&m), None);
         assert_eq!(backup_of(&page), Some(b.clone()));
-        assert_eq!(backup_of(&m), Some(b));
+        assert_eq!(backup_of(&m), Some(b.clone()));
         assert_eq!(backup_of("backups/x"), None);
+        let c = object(&ObjectKey::Catalogue {
+            backup_id: b.clone(),
+        });
+        assert_eq!(catalogue_backup(&c), Some(b.clone()));
+        assert_eq!(catalogue_backup(&m), None);
+        assert_eq!(manifest_backup(&c), None);
+        assert_eq!(chunk_list_page(&c), None);
+        assert_eq!(backup_of(&c), Some(b));
     }
 }

@@ -12,10 +12,14 @@
 //! * [`target`]: the restore targets (directory, PostgreSQL, stdout).
 //! * [`complete`]: the repository config and key files onto networks added
 //!   later.
+//! * [`catalogue`]: each backup's sealed catalogue entry, and listing
+//!   backups from one network with the key alone.
 //! * [`check`]: comparing stored objects with their digests (no key).
+//! * [`recovery`]: surveying a repository to record it in a new ledger.
 //! * [`pgtools`]: running `pg_dump` / `pg_restore` with a database's own
 //!   credentials.
 
+pub mod catalogue;
 pub mod check;
 pub mod chunklist;
 pub mod complete;
@@ -24,6 +28,7 @@ pub mod keys;
 pub mod layout;
 pub mod pack;
 pub mod pgtools;
+pub mod recovery;
 pub mod restore;
 pub mod target;
 pub mod tree;

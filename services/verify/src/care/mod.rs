@@ -118,7 +118,14 @@ pub async fn load(
         }
         None => None,
     };
-    let objects = BackupObjects::of(id, &page_data, data_key)
+    // Likewise a catalogue entry (backups written before it had none).
+    let catalogue = layout::object(&cairn_events::ObjectKey::Catalogue {
+        backup_id: id.clone(),
+    });
+    let has_catalogue = cairn_ledger::query::digests(pg, std::slice::from_ref(&catalogue))
+        .await?
+        .contains_key(&catalogue);
+    let objects = BackupObjects::of(id, &page_data, data_key, has_catalogue)
         .map_err(|e| CareError::Repo(RepoError::Format(e)))?;
     let paths = objects.paths();
     let digests = cairn_ledger::query::digests(pg, &paths).await?;
