@@ -15,6 +15,10 @@ use cairn_events::{ObjectDigest, ObjectKey, PackedChunk};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+/// A chunk of a backup's sealed root: its id, the object holding it and
+/// where in that object (a pack) it is.
+type Leaf = (cairn_events::ChunkId, ObjectKey, Option<(u32, u32)>);
+
 /// One backup to record again.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -149,7 +153,7 @@ impl Repository {
             }) {
                 keys.push(catalogue);
             }
-            let leaves: Vec<(cairn_events::ChunkId, ObjectKey, Option<(u32, u32)>)> = pages
+            let leaves: Vec<Leaf> = pages
                 .iter()
                 .flat_map(|p| {
                     let locations = p.locations().unwrap_or_default();
