@@ -15,6 +15,23 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `cairn audit keygen` of a key for log `origin` into `key`, then `cairn
+/// audit checkpoint` with it: a signed checkpoint on every network.
+fn sign(env: &Env, key: &std::path::Path, origin: &str) {
+    env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        origin,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let mut c = env.cmd();
+    c.env("CAIRN_AUDIT__SIGNING_KEY_FILE", key);
+    let o = env.run_with(c, &["audit", "checkpoint"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `cairn recover list --network NET --json` with nothing but that network.
 fn recover_list(env: &Env, net: &str) -> serde_json::Value {
     let o = env.run_with(
@@ -76,6 +93,14 @@ fn the_day_everything_is_gone_each_network_alone_lists_and_restores_and_a_new_le
         let text = String::from_utf8_lossy(&entry);
         assert!(!text.contains("docs") && !text.contains("daily") && !text.contains("src"));
     }
+
+    // The old log, signed: its checkpoint is on every network.
+    let keys = env.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let old_key = keys.join("old.key");
+    sign(&env, &old_key, "cairn.test/old");
+    let old_checkpoints = Env::files_under(&env.network_dir("local").join("checkpoints"));
+    assert_eq!(old_checkpoints.len(), 1, "{old_checkpoints:?}");
 
     // Everything but the networks goes: workers, broker and its JetStream
     // store, the ledger database.
@@ -235,7 +260,29 @@ fn the_day_everything_is_gone_each_network_alone_lists_and_restores_and_a_new_le
     assert!(new <= 3, "the big file's chunks were stored again: {b4}");
     let r = env.restore_from_only("objects", b4["backup_id"].as_str().unwrap());
     assert_eq!(contents(&r.join("src")), contents(&src));
-    env.ok(&["audit", "verify"]);
+    // The new log, signed with a new key: its checkpoints go beside the
+    // lost log's, which stay as they were, and it verifies on its own.
+    let new_key = keys.join("new.key");
+    sign(&env, &new_key, "cairn.test/recovered");
+    let all = Env::files_under(&env.network_dir("local").join("checkpoints"));
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.contains(&old_checkpoints[0]), "{all:?}");
+    let log_dir = psql(
+        &env.db,
+        "select encode(substring(leaf_hash from 1 for 8), 'hex') from ledger_entries where seq = 1",
+    );
+    assert!(
+        all.iter().any(|p| p.parent().unwrap().ends_with(&log_dir)),
+        "{all:?} {log_dir}"
+    );
+    let pubkey = format!("{}.pub", new_key.display());
+    let verified = env.run(&["audit", "verify", "--key", &pubkey]);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        stdout(&verified),
+        stderr(&verified)
+    );
 
     // Rebuilding into a ledger that holds anything is refused, and records
     // nothing.

@@ -685,7 +685,7 @@ async fn end_to_end(args: &Args, url: &str) -> Result<()> {
         // `audit verify` as an auditor runs it: the whole copy on audit.entry
         // read back and compared, besides recomputing the log.
         let t = Instant::now();
-        let witnesses = check::gather(None, Ok(&bus), None, None).await;
+        let witnesses = check::gather(None, None, Ok(&bus), None, None).await;
         let gathered = t.elapsed();
         let report = check::verify(&watch, witnesses).await?;
         let verified = t.elapsed();

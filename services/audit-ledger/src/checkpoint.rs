@@ -40,6 +40,9 @@ pub struct Issued {
     pub note: Vec<u8>,
     /// The size of the previous checkpoint this one was proven to extend.
     pub extends: Option<u64>,
+    /// The log's id when it was begun by `cairn recover rebuild`
+    /// ([`cairn_ledger::query::log_id`]): its checkpoints go apart.
+    pub log: Option<String>,
 }
 
 /// Signs a checkpoint of the ledger as it is now with the key in `key_file`.
@@ -67,6 +70,7 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
     if size == 0 {
         return Err(IssueError::Empty);
     }
+    let log = cairn_ledger::query::log_id(&tx).await?;
     let mut known = Known::new();
     let root = tree::root(&tx, &mut known, size).await?;
     let extends = match relate(&tx, &mut known, previous, size, root).await {
@@ -108,6 +112,7 @@ pub async fn issue(pg: &mut Client, key_file: &Path) -> Result<Issued, IssueErro
         root,
         note,
         extends,
+        log,
     })
 }
 
@@ -171,7 +176,7 @@ pub async fn send_out(
             .map_err(|e| e.to_string()),
         None => Err("no broker".into()),
     };
-    let path = cairn_repo::layout::checkpoint(issued.size);
+    let path = cairn_repo::layout::checkpoint(issued.log.as_deref(), issued.size);
     let mut networks = Vec::new();
     for n in repo.networks() {
         let r = n

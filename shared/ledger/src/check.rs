@@ -434,10 +434,12 @@ async fn check_tree(
 
 /// Gathers the copies of the log that live outside PostgreSQL: the signed
 /// checkpoints and entries on the AUDIT stream, the newest checkpoint on
-/// each network, and the signer's last checkpoint (`state_file`). A source
+/// each network (of log `log`: [`crate::query::log_id`]), and the signer's
+/// last checkpoint (`state_file`). A source
 /// that cannot be read becomes a note, never a silent pass.
 pub async fn gather(
     key: Option<String>,
+    log: Option<&str>,
     bus: Result<&cairn_bus::Bus, String>,
     repo: Option<&cairn_repo::Repository>,
     state_file: Option<&std::path::Path>,
@@ -459,8 +461,9 @@ pub async fn gather(
     }
     if let Some(repo) = repo {
         for net in repo.networks() {
-            let newest = match net.list(cairn_repo::layout::CHECKPOINTS_DIR).await {
+            let newest = match net.list(&cairn_repo::layout::checkpoints_dir(log)).await {
                 Ok(mut names) => {
+                    names.retain(|p| cairn_repo::layout::is_checkpoint_of(log, p));
                     names.sort();
                     names.pop()
                 }

@@ -200,6 +200,25 @@ pub async fn recorded(c: &Client) -> Result<(i64, i64), tokio_postgres::Error> {
     Ok((r.get(0), r.get(1)))
 }
 
+/// The log's id if it was begun by `cairn recover rebuild` (its first entry
+/// is `ledger.recovered`): the first 16 hex digits of that entry's leaf
+/// hash. `None` for a repository's first log.
+pub async fn log_id(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT kind, leaf_hash FROM ledger_entries WHERE seq = 1",
+            &[],
+        )
+        .await?;
+    Ok(row.and_then(|r| {
+        let kind: String = r.get(0);
+        let leaf: Vec<u8> = r.get(1);
+        (kind == "ledger.recovered").then(|| hex::encode(&leaf[..8]))
+    }))
+}
+
 /// Every unfinished backup, oldest request first.
 pub async fn unfinished_backups(c: &Client) -> Result<Vec<Unfinished>, tokio_postgres::Error> {
     let rows = c

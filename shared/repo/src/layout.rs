@@ -32,8 +32,25 @@ pub const DATA_KEYS_DIR: &str = "datakeys/";
 /// per size, so that a copy outside the database witnesses the log.
 pub const CHECKPOINTS_DIR: &str = "checkpoints/";
 
-pub fn checkpoint(size: u64) -> String {
-    format!("{CHECKPOINTS_DIR}{size:020}")
+/// Where a log's signed checkpoints go: the repository's first log's under
+/// `checkpoints/`; a log begun by `cairn recover rebuild` (`log`: its id,
+/// from its first entry) under `checkpoints/<log>/`, so that the lost log's
+/// checkpoints stay as they were and are not taken for the new log's.
+pub fn checkpoints_dir(log: Option<&str>) -> String {
+    match log {
+        None => CHECKPOINTS_DIR.to_string(),
+        Some(l) => format!("{CHECKPOINTS_DIR}{l}/"),
+    }
+}
+
+pub fn checkpoint(log: Option<&str>, size: u64) -> String {
+    format!("{}{size:020}", checkpoints_dir(log))
+}
+
+/// Whether `path` is a checkpoint of log `log` (not of another log).
+pub fn is_checkpoint_of(log: Option<&str>, path: &str) -> bool {
+    path.strip_prefix(&checkpoints_dir(log))
+        .is_some_and(|rest| rest.len() == 20 && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub fn key_file(key_id: &str) -> String {
@@ -183,5 +200,11 @@ mod tests {
         assert_eq!(manifest_backup(&c), None);
         assert_eq!(chunk_list_page(&c), None);
         assert_eq!(backup_of(&c), Some(b));
+        let first = checkpoint(None, 42);
+        let second = checkpoint(Some("ab12"), 42);
+        assert_eq!(first, "checkpoints/00000000000000000042");
+        assert!(is_checkpoint_of(None, &first) && !is_checkpoint_of(None, &second));
+        assert!(is_checkpoint_of(Some("ab12"), &second) && !is_checkpoint_of(Some("ab12"), &first));
+        assert!(!is_checkpoint_of(Some("ab"), &second));
     }
 }

@@ -32,8 +32,10 @@ pub async fn run(cfg: &Config, a: Args) -> anyhow::Result<u8> {
         .signing_key_file
         .as_deref()
         .map(cairn_ledger::checkpoint::state_file);
+    let log = cairn_ledger::query::log_id(&pg).await?;
     let witnesses = cairn_ledger::check::gather(
         key,
+        log.as_deref(),
         bus.as_ref().map_err(Clone::clone),
         Some(&repo),
         state.as_deref(),
