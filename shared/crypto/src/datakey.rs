@@ -152,11 +152,17 @@ impl Writer {
 
     /// A fresh random data key, wrapped to the repository's public key.
     pub fn data_key(&self) -> NewDataKey {
+        self.data_key_to(&self.public)
+    }
+
+    /// A fresh random data key, wrapped to `to` (a dataset's public key,
+    /// format 4).
+    pub fn data_key_to(&self, to: &PublicKey) -> NewDataKey {
         let mut id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let id = DataKeyId(id);
         let key = Key32::random();
-        let wrapped = wrap(&self.public, &auth_key(&self.id_key), id, &key);
+        let wrapped = wrap(to, &auth_key(&self.id_key), id, &key);
         NewDataKey { id, key, wrapped }
     }
 }

@@ -19,6 +19,7 @@
 //! * [`Secret`]: a wrapper whose `Debug` never prints the value.
 //!
 pub mod datakey;
+pub mod datasetkey;
 pub mod keyfile;
 pub mod merkle;
 pub mod seal;
@@ -238,6 +239,26 @@ impl Keyring {
             id,
             &key,
         )))
+    }
+
+    /// A stored dataset key (`datasets/<tag>`) wrapped to this keyring's
+    /// public key instead, or `None` when it already is.
+    pub fn rewrap_dataset_key(
+        &self,
+        tag: DataKeyId,
+        stored: &[u8],
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        let public = self.public_key().ok_or_else(|| CryptoError::DataKey {
+            id: format!("of dataset {}", tag.to_hex()),
+            problem: "this keyring has no key pair".into(),
+        })?;
+        datasetkey::rewrap(
+            &self.read_keys(),
+            &datakey::auth_key(&self.id_key()),
+            &public,
+            tag,
+            stored,
+        )
     }
 
     /// The current read key first, then the retired ones.

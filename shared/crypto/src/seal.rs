@@ -95,6 +95,8 @@ pub struct Sealer {
     /// The read keys (current first, then retired ones) and the writers'
     /// tag key, to open wrapped data keys.
     reader: Option<Arc<(Vec<ReadKey>, Key32)>>,
+    /// Dataset keys learnt (format 4): data keys are wrapped to them.
+    datasets: Arc<RwLock<Vec<ReadKey>>>,
 }
 
 impl Sealer {
@@ -107,6 +109,7 @@ impl Sealer {
             current: known.last().cloned(),
             known: Arc::new(RwLock::new(known)),
             reader: reader.map(Arc::new),
+            datasets: Arc::default(),
         }
     }
 
@@ -122,6 +125,47 @@ impl Sealer {
         let id = key_id_of(sealed)?;
         let known = self.known.read().expect("key list lock");
         (!known.iter().any(|k| k.id == id)).then_some(id)
+    }
+
+    /// Opens stored dataset key `tag` (the bytes of `datasets/<tag>`) and
+    /// opens data keys wrapped to it from now on; returns its public key.
+    pub fn learn_dataset_key(
+        &self,
+        tag: DataKeyId,
+        stored: &[u8],
+    ) -> Result<crate::PublicKey, CryptoError> {
+        let Some(reader) = &self.reader else {
+            return Err(CryptoError::DataKey {
+                id: format!("of dataset {}", tag.to_hex()),
+                problem: "this key holds no read key".into(),
+            });
+        };
+        let (reads, auth) = reader.as_ref();
+        let key = crate::datasetkey::open(reads, auth, tag, stored)?;
+        let public = key.public();
+        let mut known = self.datasets.write().expect("dataset key lock");
+        if !known.iter().any(|k| k.public() == public) {
+            known.push(key);
+        }
+        Ok(public)
+    }
+
+    /// Whether this sealer holds the private key `wrapped` (a wrapped data
+    /// key) is wrapped to: a read key, or a dataset key learnt.
+    pub fn opens_recipient(&self, wrapped: &[u8]) -> bool {
+        let Some(to) = datakey::recipient(wrapped) else {
+            return false;
+        };
+        let reads = self
+            .reader
+            .as_ref()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let datasets = self.datasets.read().expect("dataset key lock");
+        reads
+            .iter()
+            .chain(datasets.iter())
+            .any(|k| k.public().fingerprint() == to)
     }
 
     /// Whether this sealer can learn data keys (it holds the read key).
@@ -140,7 +184,15 @@ impl Sealer {
             });
         };
         let (reads, auth) = reader.as_ref();
-        let key = datakey::unwrap_any(reads, auth, id, wrapped)?;
+        let mut all = reads.clone();
+        all.extend(
+            self.datasets
+                .read()
+                .expect("dataset key lock")
+                .iter()
+                .cloned(),
+        );
+        let key = datakey::unwrap_any(&all, auth, id, wrapped)?;
         let mut known = self.known.write().expect("key list lock");
         if !known.iter().any(|k| k.id == id) {
             known.push(SealKey::new(id, &key));
