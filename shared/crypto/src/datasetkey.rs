@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(w.dataset_public("payroll", &bytes).unwrap(), public);
         let auth = auth_key(&id_key);
         let tag = w.dataset_tag("payroll");
-        let private = open(&[read.clone()], &auth, tag, &bytes).unwrap();
+        let private = open(std::slice::from_ref(&read), &auth, tag, &bytes).unwrap();
         assert_eq!(private.public(), public);
         // Filed under another dataset: refused.
         let err = w.dataset_public("crm", &bytes).unwrap_err().to_string();
@@ -175,7 +175,10 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 1;
             assert!(w.dataset_public("payroll", &bad).is_err(), "byte {i}");
-            assert!(open(&[read.clone()], &auth, tag, &bad).is_err(), "byte {i}");
+            assert!(
+                open(std::slice::from_ref(&read), &auth, tag, &bad).is_err(),
+                "byte {i}"
+            );
         }
         // Planted by someone who knows the public key but not the tag key.
         let forger = Writer::new(read.public(), IdKey(Key32([4; 32])));
@@ -205,17 +208,31 @@ mod tests {
         let w = Writer::new(old.public(), id_key);
         let (public, bytes) = w.new_dataset_key("d");
         let tag = w.dataset_tag("d");
-        let moved = rewrap(&[old.clone()], &auth, &new.public(), tag, &bytes)
-            .unwrap()
-            .unwrap();
+        let moved = rewrap(
+            std::slice::from_ref(&old),
+            &auth,
+            &new.public(),
+            tag,
+            &bytes,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(&moved[..32], &bytes[..32], "the dataset's public key stays");
         assert_eq!(
-            open(&[new.clone()], &auth, tag, &moved).unwrap().public(),
+            open(std::slice::from_ref(&new), &auth, tag, &moved)
+                .unwrap()
+                .public(),
             public
         );
         assert!(open(&[old], &auth, tag, &moved).is_err());
-        assert!(rewrap(&[new.clone()], &auth, &new.public(), tag, &moved)
-            .unwrap()
-            .is_none());
+        assert!(rewrap(
+            std::slice::from_ref(&new),
+            &auth,
+            &new.public(),
+            tag,
+            &moved
+        )
+        .unwrap()
+        .is_none());
     }
 }
