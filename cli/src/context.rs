@@ -145,6 +145,16 @@ pub fn repo(cfg: &Config) -> Result<Repository, cairn_repo::RepoError> {
     Repository::open(&cfg.networks)
 }
 
+/// The networks of `repo` that cannot delete (where a dataset's key never
+/// goes while another target can delete).
+pub fn cannot_delete(repo: &Repository) -> Vec<String> {
+    repo.networks()
+        .iter()
+        .filter(|n| !n.capabilities().can_delete)
+        .map(|n| n.name().to_string())
+        .collect()
+}
+
 fn host() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()

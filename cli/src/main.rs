@@ -56,6 +56,10 @@ pub enum Command {
     /// Take a backup out of the catalogue (its manifest and chunk list);
     /// `cairn gc` later frees the chunks nothing else uses.
     Forget(forget::ForgetArgs),
+    /// Crypto-shred a dataset: destroy its keys on every network, so that
+    /// none of its backups can ever be read again (GDPR erasure). Refused
+    /// while any of its backups is under legal hold.
+    Shred(shred::ShredArgs),
     /// Collect garbage: delete chunks no remaining backup references, once
     /// they have stayed unreferenced for the grace period.
     Gc(gc::GcArgs),
@@ -149,6 +153,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Restore(a) => restore::restore(&cfg, a).await,
         Command::Recover { command } => recover::run(&cfg, command).await,
         Command::Forget(a) => forget::forget(&cfg, a).await,
+        Command::Shred(a) => shred::shred(&cfg, a).await,
         Command::Gc(a) => gc::gc(&cfg, a).await,
         Command::Hold(a) => hold::hold(&cfg, a).await,
         Command::Release(a) => hold::release(&cfg, a).await,

@@ -1,16 +1,17 @@
-//! Repository formats: a repository made by an earlier build (kept in
-//! `tests/fixtures/format2/`, made once by `tests/fixtures/make-repository.sh`
-//! with the build that wrote format 2) still restores byte for byte; it
-//! takes no new backup until `cairn key upgrade` gives it a key pair, after
-//! which old and new backups restore side by side; and a repository of a
-//! format newer than this build is refused by name, changing nothing.
+//! Repository formats: repositories made by earlier builds (kept in
+//! `tests/fixtures/format2/` and `format3/`, each made once by
+//! `tests/fixtures/make-repository.sh` with the build that wrote that
+//! format) still restore byte for byte; they take no new backup until
+//! `cairn key upgrade` (format 2: a key pair; format 3: per-dataset keys),
+//! after which old and new backups restore side by side; and a repository
+//! of a format newer than this build is refused by name, changing nothing.
 
 use cairn_tests::*;
 use sha2::Digest;
 use std::path::Path;
 
-fn fixture() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/format2")
+fn fixture(format: u32) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/format{format}"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -58,6 +59,16 @@ fn sums_of(dir: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
+    an_older_repository_restores_and_upgrades(2);
+}
+
+#[test]
+fn a_format3_repository_restores_upgrades_and_a_newer_format_is_refused() {
+    an_older_repository_restores_and_upgrades(3);
+}
+
+fn an_older_repository_restores_and_upgrades(format: u32) {
+    let fixture = || fixture(format);
     let mut env = Env::with(Options::default());
     let net = env.network_dir("local");
     copy_dir(&fixture().join("network"), &net);
@@ -71,7 +82,11 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
     assert!(want.len() >= 5, "the fixture lists its files");
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(net.join("config")).unwrap()).unwrap();
-    assert_eq!(config["format"], 2, "the fixture is what format 2 wrote");
+    assert_eq!(
+        config["format"], format,
+        "the fixture is what format {format} wrote"
+    );
+    let original_public = config["public_key"].clone();
 
     // 1. Restores as it is, from the network alone.
     let out = env.restore_from_only("local", &old_id);
@@ -82,7 +97,7 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
     // 2. A newer format than this build: refused by name, nothing changed.
     let before = contents(&net);
     let mut newer = config.clone();
-    newer["format"] = 4.into();
+    newer["format"] = 5.into();
     let original = std::fs::read(net.join("config")).unwrap();
     std::fs::write(net.join("config"), serde_json::to_vec(&newer).unwrap()).unwrap();
     for args in [
@@ -92,7 +107,7 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
         let o = env.run_with(env.offline_with_only("local"), &args, None);
         assert!(!o.status.success(), "{args:?}");
         assert!(
-            stderr(&o).contains("has format 4, this build reads 1 to 3"),
+            stderr(&o).contains("has format 5, this build reads 1 to 4"),
             "{args:?}: {}",
             stderr(&o)
         );
@@ -109,9 +124,13 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
         Some(b"new data"),
     );
     assert!(!o.status.success());
+    let why = if format == 2 {
+        "predates write-only backups"
+    } else {
+        "this build writes format 4 (a key pair per dataset"
+    };
     assert!(
-        stderr(&o).contains("predates write-only backups")
-            && stderr(&o).contains("cairn key upgrade"),
+        stderr(&o).contains(why) && stderr(&o).contains("cairn key upgrade"),
         "{}",
         stderr(&o)
     );
@@ -120,6 +139,12 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
     // 4. The upgrade: key files and config rewritten, nothing sealed.
     let up = env.json(&["key", "upgrade", "--json"]);
     assert_eq!(up["already"], false, "{up}");
+    if format == 3 {
+        assert_eq!(
+            up["public_key"], original_public,
+            "format 3's key pair is kept"
+        );
+    }
     assert_eq!(up["networks"], serde_json::json!(["local"]));
     let after = contents(&net);
     let changed: Vec<&String> = after
@@ -134,7 +159,7 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(net.join("config")).unwrap()).unwrap();
-    assert_eq!(config["format"], 3);
+    assert_eq!(config["format"], 4);
     assert_eq!(config["public_key"], up["public_key"]);
     let again = env.json(&["key", "upgrade", "--json"]);
     assert_eq!(again["already"], true, "{again}");
@@ -143,11 +168,12 @@ fn a_format2_repository_restores_upgrades_and_a_newer_format_is_refused() {
     // 5. New backups go in beside the old one; both restore.
     env.serve(&["all"]);
     let src = env.source_dir("src");
-    std::fs::write(src.join("after-upgrade.txt"), b"written as format 3\n").unwrap();
+    std::fs::write(src.join("after-upgrade.txt"), b"written as format 4\n").unwrap();
     let b = env.json(&["backup", src.to_str().unwrap(), "--json"]);
     assert_eq!(b["status"], "completed", "{b}");
     let new_id = b["backup_id"].as_str().unwrap();
     assert!(net.join("datakeys").exists());
+    assert!(net.join("datasets").exists(), "the dataset got its key");
     let out = env.restore_from_only("local", new_id);
     assert_eq!(snapshot(&out.join("src")), snapshot(&src));
     let listed = env.json(&["list", "--json"]);

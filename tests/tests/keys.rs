@@ -111,8 +111,18 @@ fn several_passphrases_open_the_repository_and_a_removed_one_stays_removed() {
     assert_eq!(bob["label"], "bob");
     assert_eq!(bob["networks"].as_array().unwrap().len(), 3);
 
-    // Bob's passphrase opens the repository from any one network alone.
-    for net in ["second", "vault"] {
+    // Bob's passphrase opens the repository from one network alone; the
+    // vault (it cannot delete) holds no dataset key, so alone it restores
+    // nothing, and says why.
+    let (o, _) = restore_to(&env, "vault", Some("bob's own passphrase"), &id, &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("dataset keys live only on networks that can delete"),
+        "{}",
+        stderr(&o)
+    );
+    {
+        let net = "second";
         let (o, out) = restore_to(&env, net, Some("bob's own passphrase"), &id, &[]);
         assert!(
             o.status.success(),
@@ -492,9 +502,11 @@ fn threshold_shares_open_the_repository_and_bad_keys_are_named() {
 }
 
 /// The fingerprint (hex) of the public key a wrapped data key is wrapped to.
+/// The key a dataset's key (`datasets/<fingerprint>`: its public key,
+/// then its private key wrapped) is wrapped to.
 fn wrapped_to(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
-    hex::encode(cairn_crypto::datakey::recipient(&bytes).expect("a wrapped data key"))
+    hex::encode(cairn_crypto::datakey::recipient(&bytes[32..184]).expect("a dataset key"))
 }
 
 fn public_of(net: &Path) -> cairn_crypto::PublicKey {
@@ -535,6 +547,9 @@ fn rotation_rewraps_every_data_key_finishes_later_and_retires_the_old_keys() {
         contents(&local.join("packs")),
         contents(&local.join("backups")),
     );
+    // Data keys are wrapped to the dataset's key, which is what a rotation
+    // re-wraps: they stay as they are.
+    let data_keys_before = contents(&local.join("datakeys"));
 
     // Rotate while network "third" is away: done where it can be, the old
     // keys kept everywhere until the last network has the new state.
@@ -560,13 +575,13 @@ fn rotation_rewraps_every_data_key_finishes_later_and_retires_the_old_keys() {
     assert!(r["pending"].to_string().contains("third"), "{r}");
     assert_eq!(
         r["rewrapped"], 2,
-        "one data key on each of two networks: {r}"
+        "one dataset key on each of two networks: {r}"
     );
     let new_public = public_of(&local);
     assert_ne!(new_public, old_public);
     assert_eq!(r["public_key"].as_str(), Some(new_public.to_hex().as_str()));
     for net in ["local", "second"] {
-        for f in Env::files_under(&env.network_dir(net).join("datakeys")) {
+        for f in Env::files_under(&env.network_dir(net).join("datasets")) {
             assert_eq!(
                 wrapped_to(&f),
                 hex::encode(new_public.fingerprint()),
@@ -600,15 +615,16 @@ fn rotation_rewraps_every_data_key_finishes_later_and_retires_the_old_keys() {
     env.set_env("CAIRN_PASSPHRASE", "the rotated passphrase");
     let r = env.json(&["key", "rotate", "--json"]);
     assert_eq!(r["finished"], true, "{r}");
-    assert_eq!(r["rewrapped"], 1, "third's data key: {r}");
+    assert_eq!(r["rewrapped"], 1, "third's dataset key: {r}");
     let mut dropped: Vec<String> = serde_json::from_value(r["dropped"].clone()).unwrap();
     dropped.sort();
     let mut want = vec![old_key.clone(), bob.clone()];
     want.sort();
     assert_eq!(dropped, want, "{r}");
-    for f in Env::files_under(&third.join("datakeys")) {
+    for f in Env::files_under(&third.join("datasets")) {
         assert_eq!(wrapped_to(&f), hex::encode(new_public.fingerprint()));
     }
+    assert_eq!(contents(&local.join("datakeys")), data_keys_before);
     // No chunk, pack or manifest was written again.
     assert_eq!(
         (

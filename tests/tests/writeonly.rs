@@ -62,7 +62,7 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.network_dir("local").join("config")).unwrap())
             .unwrap();
-    assert_eq!(config["format"], 3);
+    assert_eq!(config["format"], 4);
     assert_eq!(config["public_key"].as_str(), Some(public.as_str()));
 
     // The whole pipeline with the writer file and no passphrase: what a
@@ -178,7 +178,7 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
             }
             _ => None,
         })
-        .expect("format 3 keeps every chunk in a pack");
+        .expect("from format 3 every chunk is in a pack");
     let pack_bytes =
         std::fs::read(net.join(format!("packs/{}/{}", &pack.to_hex()[..2], pack.to_hex())))
             .unwrap();
@@ -193,6 +193,11 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
         .open(&cairn_crypto::Secret::new(PASSPHRASE))
         .unwrap();
     let reader = keyring.sealer();
+    // Format 4: the data key is wrapped to the dataset's key, itself
+    // wrapped to the repository's.
+    let dataset_key =
+        std::fs::read(Env::files_under(&net.join("datasets")).pop().unwrap()).unwrap();
+    reader.learn_dataset_key(&dataset_key).unwrap();
     reader.learn(key_id, &wrapped).unwrap();
     reader.open("manifest", id1.as_bytes(), &manifest).unwrap();
     reader.open("chunk", &chunk_id.0, sealed_chunk).unwrap();
@@ -210,6 +215,16 @@ fn a_write_only_pipeline_backs_up_and_cannot_read_what_it_wrote() {
             "{err}"
         );
         assert!(!wrapped.windows(32).any(|w| w == k));
+        // Nor as the dataset key's seed, nor does it open the dataset key.
+        let tag = cairn_crypto::datasetkey::tag_of(&dataset_key).unwrap();
+        assert!(open_wrapped(
+            &ReadKey::from_seed(*k),
+            writer.id_key(),
+            tag,
+            &dataset_key[32..184]
+        )
+        .is_err());
+        assert!(!dataset_key.windows(32).skip(1).any(|w| w == k));
     }
     // Each backup had its own data key; the second's pack names its own.
     let m2 = std::fs::read(net.join(format!("backups/{id2}/manifest"))).unwrap();

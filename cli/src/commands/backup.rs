@@ -155,6 +155,7 @@ async fn ingest_stdin(
         source: whoami("cli"),
         // A stream has no files to cache.
         files_cache: None,
+        cannot_delete: context::cannot_delete(&repo),
     };
     Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), 1).await?)
 }

@@ -18,3 +18,4 @@ pub mod retention;
 pub mod schedule;
 pub mod serve;
 pub mod setup;
+pub mod shred;

@@ -69,8 +69,10 @@ pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     let target = a.target.target()?;
     let repo = context::repo(cfg)?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
-    let Some(report) = restore_from(repo, &keyring, &id, &target, a.json).await? else {
-        return Ok(0);
+    let report = match restore_from(repo, &keyring, &id, &target, a.json).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(0),
+        Err(e) => return Err(shredded_or(cfg, &id, e).await),
     };
     let label = target.label();
     if let Some(bus) = context::try_bus(cfg).await {
@@ -96,6 +98,28 @@ pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     }
     print_report(&id, &target, &report, a.json)?;
     Ok(0)
+}
+
+/// A backup the networks no longer hold may have been shredded: the
+/// ledger, when it answers within a few seconds, says so by name.
+async fn shredded_or(cfg: &Config, id: &BackupId, e: anyhow::Error) -> anyhow::Error {
+    if !matches!(
+        e.downcast_ref::<cairn_repo::RepoError>(),
+        Some(cairn_repo::RepoError::BackupNotFound(..))
+    ) {
+        return e;
+    }
+    let asked = async {
+        let pg = context::ledger(cfg).await.ok()?;
+        cairn_ledger::query::backup(&pg, id.as_str()).await.ok()?
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), asked).await {
+        Ok(Some(row)) if row.status == "shredded" => anyhow::anyhow!(
+            "backup {id} of dataset {:?} was crypto-shredded (`cairn shred`): its keys are destroyed and it can never be restored",
+            row.dataset
+        ),
+        _ => e,
+    }
 }
 
 /// Restores backup `id` from `repo`'s networks (fastest first) into

@@ -117,6 +117,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 policies: cfg.datasets.clone(),
                 source: whoami("ingest"),
                 files_cache,
+                cannot_delete: context::cannot_delete(&repo),
             });
             let run = cairn_ingest::run(ctx, cfg.ingest.concurrency);
             spawn(&mut tasks, Stage::Ingest, run);

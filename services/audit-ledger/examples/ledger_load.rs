@@ -301,6 +301,7 @@ impl Workload {
                 redundancy: Redundancy::Replicate { min_copies: 2 },
                 data_key: None,
                 catalogue: false,
+                dataset_key: None,
             }),
             &[],
         );

@@ -259,6 +259,35 @@ async fn apply(
             )
             .await?;
         }
+        Event::DatasetKeyed(k) => {
+            prepared
+                .execute(
+                    tx,
+                    "INSERT INTO dataset_keys (fingerprint, tag, public_key, mac, created_at)
+                     VALUES ($1, $2, $3, $4, $5::text::timestamptz) ON CONFLICT (fingerprint) DO NOTHING",
+                    &[&k.fingerprint.to_hex(), &k.tag.to_hex(), &k.public_key, &k.mac, &env.at],
+                )
+                .await?;
+        }
+        Event::DatasetShredded(s) => {
+            let keys: Vec<String> = s.keys.iter().map(|k| k.to_hex()).collect();
+            let backups: Vec<&str> = s.backups.iter().map(|b| b.as_str()).collect();
+            prepared
+                .execute(
+                    tx,
+                    "UPDATE dataset_keys SET shredded_at = $3::text::timestamptz
+                     WHERE (tag = $1 OR fingerprint = ANY($2)) AND shredded_at IS NULL",
+                    &[&s.tag.to_hex(), &keys, &env.at],
+                )
+                .await?;
+            prepared
+                .execute(
+                    tx,
+                    "UPDATE backups SET status = 'shredded' WHERE backup_id = ANY($1)",
+                    &[&backups],
+                )
+                .await?;
+        }
         Event::BackupForgotten(_) => {
             prepared
                 .execute(

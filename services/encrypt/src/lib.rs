@@ -107,9 +107,9 @@ impl EncryptWorker {
                 ObjectKind::Catalogue,
                 backup_id.as_str().as_bytes().to_vec(),
             ),
-            ObjectKey::ChunkList { .. } | ObjectKey::DataKey { .. } => {
-                return Err(EncryptError::ChunkList)
-            }
+            ObjectKey::ChunkList { .. }
+            | ObjectKey::DataKey { .. }
+            | ObjectKey::DatasetKey { .. } => return Err(EncryptError::ChunkList),
         };
         let PlainChunk {
             backup_id,

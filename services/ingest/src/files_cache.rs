@@ -290,6 +290,19 @@ impl Store {
         }
     }
 
+    /// Removes every cache file of `dataset` on this host (`cairn shred`):
+    /// they hold keyed hashes of its paths and chunk ids. Returns how many.
+    pub fn forget_dataset(&self, dataset: &str) -> std::io::Result<u64> {
+        let dir = self.dataset_dir(dataset);
+        let n = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.count() as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        std::fs::remove_dir_all(&dir)?;
+        Ok(n)
+    }
+
     fn dataset_dir(&self, dataset: &str) -> PathBuf {
         // Hex: a dataset name may hold any character, '/' included.
         self.root.join(hex::encode(dataset.as_bytes()))

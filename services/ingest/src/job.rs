@@ -43,6 +43,10 @@ pub struct IngestContext {
     /// Where this host keeps its files caches (`[ingest] files_cache`);
     /// none reads every file every time.
     pub files_cache: Option<files_cache::Store>,
+    /// Networks that cannot delete (`can_delete = false`, Arweave): a
+    /// dataset's key goes there only when no target network can delete,
+    /// since a key kept there could never be shredded.
+    pub cannot_delete: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,8 +317,48 @@ impl Publisher<'_> {
         self.pipe.flush().await
     }
 
+    /// A dataset's new key, to `to` (the target networks that can delete),
+    /// then its public half recorded for the dataset's next backups; all
+    /// before this backup's data key, which is wrapped to it.
+    async fn dataset_key(
+        &mut self,
+        dataset: &str,
+        public: &cairn_crypto::PublicKey,
+        stored: Vec<u8>,
+        to: Vec<String>,
+    ) -> Result<(), BusError> {
+        let fingerprint = KeyId(public.fingerprint());
+        self.direct_to(ObjectKey::DatasetKey { id: fingerprint }, stored, &to)
+            .await?;
+        self.pipe.flush().await?;
+        let keyed = cairn_events::DatasetKeyed {
+            tag: KeyId(self.ctx.writer.dataset_tag(dataset).0),
+            fingerprint,
+            public_key: public.to_hex(),
+            mac: hex::encode(self.ctx.writer.public_mac(dataset, public)),
+        };
+        let env = Envelope::new(
+            self.ctx.source.clone(),
+            self.backup_id.clone(),
+            Event::DatasetKeyed(keyed),
+            &[public.to_hex().as_bytes()],
+        );
+        self.ctx.bus.publish_event(&env).await
+    }
+
     /// An object that needs no sealing, onto SEALED with its digest recorded.
     async fn direct(&mut self, object: ObjectKey, payload: Vec<u8>) -> Result<(), BusError> {
+        let to = self.networks;
+        self.direct_to(object, payload, to).await
+    }
+
+    /// As [`direct`](Self::direct), to networks `to` only.
+    async fn direct_to(
+        &mut self,
+        object: ObjectKey,
+        payload: Vec<u8>,
+        to: &[String],
+    ) -> Result<(), BusError> {
         let sha256 = hex::encode(Sha256::digest(&payload));
         let digest = ObjectDigest {
             object: object.clone(),
@@ -327,7 +371,7 @@ impl Publisher<'_> {
             schema: SCHEMA_VERSION,
             backup_id: self.backup_id.clone(),
             object,
-            networks: self.networks.to_vec(),
+            networks: to.to_vec(),
             sha256: sha256.clone(),
             payload,
         };
@@ -446,6 +490,28 @@ async fn packed(
     Ok(())
 }
 
+/// The key backups of `dataset` wrap their data keys to: the oldest live
+/// one the ledger records whose writers' tag holds; `None` when it has
+/// none (a new dataset, or one shredded), and the job makes one.
+async fn dataset_key(
+    ctx: &IngestContext,
+    dataset: &str,
+) -> Result<Option<cairn_crypto::PublicKey>, JobError> {
+    let tag = ctx.writer.dataset_tag(dataset).to_hex();
+    for row in cairn_ledger::query::dataset_keys(&ctx.pg, &tag).await? {
+        let Ok(public) = cairn_crypto::PublicKey::from_hex(&row.public_key) else {
+            tracing::warn!(fingerprint = %row.fingerprint, "dataset key in the ledger is not a public key; passed over");
+            continue;
+        };
+        if hex::encode(ctx.writer.public_mac(dataset, &public)) != row.mac {
+            tracing::warn!(fingerprint = %row.fingerprint, "dataset key in the ledger fails the writers' tag; passed over");
+            continue;
+        }
+        return Ok(Some(public));
+    }
+    Ok(None)
+}
+
 /// Whether this writer may write to the repository `repo` describes: it
 /// must have a key pair (format 3), and the public key pinned in the
 /// writer's own configuration must be the repository's. A config that names
@@ -455,6 +521,10 @@ pub fn writes_to(repo: &RepoConfig, writer: &Writer) -> Result<(), JobError> {
     match &repo.public_key {
         None => Err(JobError::Source(format!(
             "repository {} is of format {}, which predates write-only backups: this build restores from it but writes only format {FORMAT} (run `cairn key upgrade` once, with the passphrase)",
+            repo.repo_id, repo.format
+        ))),
+        Some(_) if repo.format < FORMAT => Err(JobError::Source(format!(
+            "repository {} is of format {}: this build writes format {FORMAT} (a key pair per dataset, for `cairn shred`) and restores the older backups as they are (run `cairn key upgrade` once, with the passphrase)",
             repo.repo_id, repo.format
         ))),
         Some(k) if *k != writer.public().to_hex() => Err(JobError::Source(format!(
@@ -489,7 +559,9 @@ pub async fn run(
     // Batches of up to ~1 MiB of plaintext each (`source::BATCH_BYTES`).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(PRODUCED_AHEAD);
     let chunking = ctx.repo.chunking;
-    let id_key = ctx.writer.id_key().clone();
+    // Chunk ids keyed per dataset (format 4): no backup deduplicates
+    // against another dataset's chunks, so shredding one breaks no other.
+    let id_key = ctx.writer.id_key().for_dataset(&req.dataset);
     let prod_counters = counters.clone();
     let producer: JoinHandle<Result<source::Produced, SourceError>> =
         tokio::task::spawn_blocking(move || {
@@ -498,7 +570,14 @@ pub async fn run(
 
     // This backup's own data key: no worker keeps it past the backup, so no
     // worker holds a key to a backup already written.
-    let dk = ctx.writer.data_key();
+    let (dataset_public, new_dataset_key) = match dataset_key(ctx, &req.dataset).await? {
+        Some(public) => (public, None),
+        None => {
+            let (public, stored) = ctx.writer.new_dataset_key(&req.dataset);
+            (public, Some(stored))
+        }
+    };
+    let dk = ctx.writer.data_key_to(&dataset_public);
     let key_id = KeyId(dk.id.0);
     let mut publisher = Publisher {
         ctx,
@@ -523,6 +602,21 @@ pub async fn run(
     let level = ctx.repo.compression_level;
 
     let consumed: Result<(), JobError> = async {
+        if let Some(stored) = new_dataset_key {
+            let deleting: Vec<String> = networks
+                .iter()
+                .filter(|n| !ctx.cannot_delete.contains(n))
+                .cloned()
+                .collect();
+            let to = if deleting.is_empty() {
+                networks.clone()
+            } else {
+                deleting
+            };
+            publisher
+                .dataset_key(&req.dataset, &dataset_public, stored, to)
+                .await?;
+        }
         publisher.data_key(&dk).await?;
         drop(dk);
         loop {
@@ -704,6 +798,7 @@ pub async fn run(
         redundancy,
         data_key: Some(key_id),
         catalogue: true,
+        dataset_key: Some(KeyId(dataset_public.fingerprint())),
     };
     let env = Envelope::new(
         ctx.source.clone(),

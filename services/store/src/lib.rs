@@ -98,7 +98,9 @@ impl StoreWorker {
     /// hold yet.
     async fn key_is_here(&self, obj: &SealedObject) -> Result<(), StoreError> {
         let key = match &obj.object {
-            ObjectKey::DataKey { .. } | ObjectKey::ChunkList { .. } => return Ok(()),
+            ObjectKey::DataKey { .. }
+            | ObjectKey::DatasetKey { .. }
+            | ObjectKey::ChunkList { .. } => return Ok(()),
             _ => match cairn_crypto::seal::key_id_of(&obj.payload) {
                 Some(k) => k,
                 // Not a sealed object: its reader will say so.

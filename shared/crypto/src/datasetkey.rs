@@ -105,11 +105,32 @@ impl Writer {
         (public, stored(&public, &wrapped, &auth))
     }
 
+    /// The writers' tag over (`dataset`'s tag, `public`): recorded with the
+    /// public key in the ledger, so that a database owner cannot slip in a
+    /// key of their own for writers to wrap to.
+    pub fn public_mac(&self, dataset: &str, public: &PublicKey) -> [u8; 32] {
+        let k = blake3::derive_key(
+            "cairn dataset public key v1",
+            auth_key(self.id_key()).as_bytes(),
+        );
+        let mut h = blake3::Hasher::new_keyed(&k);
+        h.update(&self.dataset_tag(dataset).0);
+        h.update(&public.0);
+        *h.finalize().as_bytes()
+    }
+
     /// The public key in a stored dataset key of `dataset`, once its tag
     /// shows a writer of this repository wrote it for that dataset.
     pub fn dataset_public(&self, dataset: &str, bytes: &[u8]) -> Result<PublicKey, CryptoError> {
         check(&auth_key(self.id_key()), self.dataset_tag(dataset), bytes)
     }
+}
+
+/// The dataset tag a stored dataset key names (checked when it is opened).
+pub fn tag_of(stored: &[u8]) -> Option<DataKeyId> {
+    (stored.len() == STORED_LEN)
+        .then(|| datakey::wrapped_id(&stored[32..32 + WRAPPED_LEN]))
+        .flatten()
 }
 
 /// Opens a stored dataset key (named by `tag`) with whichever of `reads`
@@ -190,6 +211,10 @@ mod tests {
         assert!(err.contains("tag does not verify"), "{err}");
         // Another repository's read key opens nothing.
         assert!(open(&[ReadKey::generate()], &auth, tag, &bytes).is_err());
+        // The ledger's copy of the public key is tagged for its dataset.
+        let mac = w.public_mac("payroll", &public);
+        assert_ne!(mac, w.public_mac("crm", &public));
+        assert_ne!(mac, forger.public_mac("payroll", &public));
         // Tags differ per dataset and per repository; chunk ids per dataset.
         assert_ne!(w.dataset_tag("payroll"), w.dataset_tag("crm"));
         assert_ne!(tag, forger.dataset_tag("payroll"));

@@ -127,13 +127,17 @@ impl Sealer {
         (!known.iter().any(|k| k.id == id)).then_some(id)
     }
 
-    /// Opens stored dataset key `tag` (the bytes of `datasets/<tag>`) and
-    /// opens data keys wrapped to it from now on; returns its public key.
+    /// Opens a stored dataset key (the bytes of `datasets/<fingerprint>`)
+    /// and opens data keys wrapped to it from now on; returns the dataset's
+    /// tag and public key.
     pub fn learn_dataset_key(
         &self,
-        tag: DataKeyId,
         stored: &[u8],
-    ) -> Result<crate::PublicKey, CryptoError> {
+    ) -> Result<(DataKeyId, crate::PublicKey), CryptoError> {
+        let tag = crate::datasetkey::tag_of(stored).ok_or_else(|| CryptoError::DataKey {
+            id: "of a dataset".into(),
+            problem: format!("{} bytes, not a dataset key", stored.len()),
+        })?;
         let Some(reader) = &self.reader else {
             return Err(CryptoError::DataKey {
                 id: format!("of dataset {}", tag.to_hex()),
@@ -147,7 +151,7 @@ impl Sealer {
         if !known.iter().any(|k| k.public() == public) {
             known.push(key);
         }
-        Ok(public)
+        Ok((tag, public))
     }
 
     /// Whether this sealer holds the private key `wrapped` (a wrapped data

@@ -194,6 +194,15 @@ pub enum Event {
     /// digests they have there now (envelope: the backup they belong to).
     #[serde(rename = "objects.recovered")]
     ObjectsRecovered(RecoveredObjects),
+    /// Ingest made a dataset's key pair (format 4): its public key, for the
+    /// next backups of the dataset to wrap their data keys to.
+    #[serde(rename = "dataset.keyed")]
+    DatasetKeyed(DatasetKeyed),
+    /// A dataset was crypto-shredded (`cairn shred`): its keys destroyed on
+    /// every network that can delete, its backups gone from the catalogue
+    /// (envelope backup id `repo`).
+    #[serde(rename = "dataset.shredded")]
+    DatasetShredded(Shredded),
 }
 
 impl Event {
@@ -236,6 +245,8 @@ impl Event {
             Event::LedgerRecovered(_) => "ledger.recovered",
             Event::BackupRecovered(_) => "backup.recovered",
             Event::ObjectsRecovered(_) => "objects.recovered",
+            Event::DatasetKeyed(_) => "dataset.keyed",
+            Event::DatasetShredded(_) => "dataset.shredded",
         }
     }
 
@@ -283,6 +294,8 @@ impl Event {
         "ledger.recovered",
         "backup.recovered",
         "objects.recovered",
+        "dataset.keyed",
+        "dataset.shredded",
     ];
 
     /// Who emits each kind and who consumes it (the catalogue in
@@ -360,6 +373,8 @@ impl Event {
         ("ledger.recovered", "cli (recover rebuild)", "ledger"),
         ("backup.recovered", "cli (recover rebuild)", "ledger"),
         ("objects.recovered", "cli (recover rebuild)", "ledger"),
+        ("dataset.keyed", "ingest", "ledger, ingest"),
+        ("dataset.shredded", "cli (shred)", "ledger"),
     ];
 
     /// The terminal outcome of a backup, if this event is one.
@@ -458,6 +473,44 @@ pub enum Source {
     },
 }
 
+/// A dataset's new key pair, as ingest records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetKeyed {
+    /// The dataset's tag (a keyed hash of its name: networks and the
+    /// ledger's readers without the key do not learn names).
+    pub tag: KeyId,
+    /// Its public key's fingerprint (`datasets/<fingerprint>`).
+    pub fingerprint: KeyId,
+    /// X25519, hex.
+    pub public_key: String,
+    /// The writers' tag over (dataset tag, public key), hex: checked by
+    /// every ingest that uses the key.
+    pub mac: String,
+}
+
+/// What `cairn shred` destroyed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Shredded {
+    pub dataset: String,
+    pub tag: KeyId,
+    /// The dataset keys destroyed (fingerprints).
+    pub keys: Vec<KeyId>,
+    /// Its backups, now unreadable everywhere.
+    pub backups: Vec<BackupId>,
+    /// Networks its keys and backup metadata were deleted from.
+    pub deleted_from: Vec<String>,
+    /// Networks that keep its ciphertext, unreadable (they cannot delete,
+    /// or the collector frees the chunks later).
+    pub ciphertext_kept_on: Vec<String>,
+    /// Networks that may still hold one of its keys (away, or unable to
+    /// delete): named so that someone finishes the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_kept_on: Vec<String>,
+    /// Files caches of the dataset removed on this host.
+    pub caches_removed: u64,
+    pub by: String,
+}
+
 /// What `cairn recover rebuild` found on a repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Recovery {
@@ -526,6 +579,10 @@ pub struct Ingested {
     /// verify then checks it is on every target network too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub catalogue: bool,
+    /// The dataset key the data key is wrapped to (format 4), by
+    /// fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_key: Option<KeyId>,
 }
 
 /// Figures every outcome reports.
@@ -571,6 +628,9 @@ pub enum ObjectKey {
     /// A backup's sealed catalogue entry: what `cairn recover list` shows
     /// of it (dataset, tags, time, sizes) with no ledger at hand.
     Catalogue { backup_id: BackupId },
+    /// A dataset's key pair, its private key wrapped to the repository's
+    /// public key (format 4), named by its public key's fingerprint.
+    DatasetKey { id: KeyId },
 }
 
 /// The digest of a sealed (or public) object, as it must be on every network.

@@ -51,6 +51,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         9,
         include_str!("../../../schemas/sql/0009_ledger_packs.sql"),
     ),
+    (
+        10,
+        include_str!("../../../schemas/sql/0010_ledger_dataset_keys.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

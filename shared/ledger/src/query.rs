@@ -421,3 +421,48 @@ pub async fn added_schedules(c: &Client) -> Result<Vec<AddedSchedule>, tokio_pos
         })
         .collect())
 }
+
+/// A dataset key as the ledger records it (its public half only).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatasetKeyRow {
+    pub fingerprint: String,
+    pub public_key: String,
+    pub mac: String,
+}
+
+/// The live (not shredded) keys of dataset `tag`, oldest first.
+pub async fn dataset_keys(
+    c: &Client,
+    tag: &str,
+) -> Result<Vec<DatasetKeyRow>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT fingerprint, public_key, mac FROM dataset_keys
+             WHERE tag = $1 AND shredded_at IS NULL ORDER BY created_at, fingerprint",
+        &[&tag],
+    )
+    .await?
+    .iter()
+    .map(|r| DatasetKeyRow {
+        fingerprint: r.get(0),
+        public_key: r.get(1),
+        mac: r.get(2),
+    })
+    .collect())
+}
+
+/// The backups of `dataset` the catalogue still shows (neither forgotten
+/// nor shredded), with their status.
+pub async fn dataset_backups(
+    c: &Client,
+    dataset: &str,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT backup_id, status FROM backups
+             WHERE dataset = $1 AND status NOT IN ('forgotten', 'shredded') ORDER BY backup_id",
+        &[&dataset],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}

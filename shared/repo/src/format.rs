@@ -14,12 +14,18 @@
 //! (`datakeys/<id>`), and every chunk is in a pack whose id names that key
 //! ([`PackId::keyed`](cairn_events::PackId::keyed)). Objects of formats 1
 //! and 2 stay readable with the data key of their keyring.
+//!
+//! Format 4 gives each dataset its own key pair (`datasets/<fingerprint>`,
+//! the private key wrapped to the repository's public key): a backup's data
+//! key is wrapped to its dataset's key, and chunk ids are keyed per dataset
+//! ([`IdKey::for_dataset`](cairn_crypto::IdKey::for_dataset)), so that
+//! destroying one dataset's key (`cairn shred`) leaves every other whole.
 
 use cairn_events::{BackupId, ChunkId, ObjectKey, PackId, Redundancy, Source, Stats};
 use serde::{Deserialize, Serialize};
 
 /// The format this build writes.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// The oldest format this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 

@@ -509,7 +509,8 @@ impl Repository {
             .find(|k| k.public_key().is_some())
             .unwrap_or_else(|| opened.keyring.clone().with_read_key());
         let public = keyring.public_key().expect("a key pair").to_hex();
-        let already = config.public_key.as_deref() == Some(public.as_str())
+        let already = config.format == crate::format::FORMAT
+            && config.public_key.as_deref() == Some(public.as_str())
             && listing.files.values().all(
                 |(kf, _)| !matches!(kf.open_with(master), Ok(Some(k)) if k.public_key().is_none()),
             );
@@ -804,6 +805,27 @@ impl Repository {
                     .await?;
                 let mut rewrapped = 0u64;
                 let mut skipped = Vec::new();
+                // Format 4: each dataset's key is wrapped to the repository's
+                // key, and data keys to the datasets' (left as they are).
+                let mut datasets = std::collections::BTreeSet::new();
+                for path in n.list(layout::DATASETS_DIR).await? {
+                    let stored = n.get(&path).await?;
+                    let Some(tag) = cairn_crypto::datasetkey::tag_of(&stored) else {
+                        skipped.push(format!("{} on {}: not a dataset key", path, n.name()));
+                        continue;
+                    };
+                    match keyring.rewrap_dataset_key(tag, &stored) {
+                        Ok(Some(new)) => {
+                            n.put(&path, Bytes::from(new), PutMode::Overwrite).await?;
+                            rewrapped += 1;
+                        }
+                        Ok(None) => {}
+                        Err(e) => skipped.push(format!("{} on {}: {e}", path, n.name())),
+                    }
+                    if let Some(fp) = path.strip_prefix(layout::DATASETS_DIR) {
+                        datasets.insert(fp.to_string());
+                    }
+                }
                 for path in n.list(layout::DATA_KEYS_DIR).await? {
                     let Some(id) = path
                         .strip_prefix(layout::DATA_KEYS_DIR)
@@ -812,6 +834,11 @@ impl Repository {
                         continue;
                     };
                     let wrapped = n.get(&path).await?;
+                    if cairn_crypto::datakey::recipient(&wrapped)
+                        .is_some_and(|to| datasets.contains(&hex::encode(to)))
+                    {
+                        continue;
+                    }
                     match keyring.rewrap(id, &wrapped) {
                         Ok(Some(new)) => {
                             n.put(&path, Bytes::from(new), PutMode::Overwrite).await?;

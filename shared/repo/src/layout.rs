@@ -10,7 +10,9 @@
 //! packs/<id[0..2]>/<id>          packs: sealed chunks one after another (format 2;
 //!                                from format 3 every chunk is in a pack)
 //! datakeys/<key_id>              a backup's data key, wrapped to the repository's
-//!                                public key (format 3)
+//!                                public key (format 3) or its dataset's (format 4)
+//! datasets/<fingerprint>         a dataset's key pair, the private key wrapped to
+//!                                the repository's public key (format 4)
 //! backups/<backup_id>/manifest   sealed manifest
 //! backups/<backup_id>/chunks.<n> public chunk-list pages
 //! backups/<backup_id>/catalogue  sealed catalogue entry (what `cairn recover list` shows)
@@ -28,6 +30,7 @@ pub const BACKUPS_DIR: &str = "backups/";
 pub const CHUNKS_DIR: &str = "chunks/";
 pub const PACKS_DIR: &str = "packs/";
 pub const DATA_KEYS_DIR: &str = "datakeys/";
+pub const DATASETS_DIR: &str = "datasets/";
 /// Signed checkpoints of the audit ledger (public: a size and a root), one
 /// per size, so that a copy outside the database witnesses the log.
 pub const CHECKPOINTS_DIR: &str = "checkpoints/";
@@ -75,6 +78,7 @@ pub fn object(key: &ObjectKey) -> String {
         ObjectKey::ChunkList { backup_id, page } => format!("backups/{backup_id}/chunks.{page}"),
         ObjectKey::DataKey { id } => format!("{DATA_KEYS_DIR}{id}"),
         ObjectKey::Catalogue { backup_id } => format!("backups/{backup_id}/catalogue"),
+        ObjectKey::DatasetKey { id } => format!("{DATASETS_DIR}{id}"),
     }
 }
 
@@ -138,9 +142,10 @@ pub fn data_object(path: &str) -> Option<ObjectKey> {
 /// or is content-addressed and written once (chunks).
 pub fn put_mode(key: &ObjectKey) -> cairn_networks::PutMode {
     match key {
-        ObjectKey::Chunk { .. } | ObjectKey::Pack { .. } | ObjectKey::DataKey { .. } => {
-            cairn_networks::PutMode::IfAbsent
-        }
+        ObjectKey::Chunk { .. }
+        | ObjectKey::Pack { .. }
+        | ObjectKey::DataKey { .. }
+        | ObjectKey::DatasetKey { .. } => cairn_networks::PutMode::IfAbsent,
         _ => cairn_networks::PutMode::Overwrite,
     }
 }
@@ -153,6 +158,7 @@ pub fn describe(key: &ObjectKey) -> String {
         ObjectKey::Manifest { backup_id } => format!("manifest of backup {backup_id}"),
         ObjectKey::DataKey { id } => format!("data key {id}"),
         ObjectKey::Catalogue { backup_id } => format!("catalogue entry of backup {backup_id}"),
+        ObjectKey::DatasetKey { id } => format!("dataset key {id}"),
         ObjectKey::ChunkList { backup_id, page } => {
             format!("chunk list page {page} of backup {backup_id}")
         }

@@ -9,6 +9,7 @@
 //! * [`format`]: config, manifest, chunk lists and tree records as stored.
 //! * [`tree`], [`chunklist`], [`pack`]: building them during ingest.
 //! * [`restore`]: reading a backup back, verified, into a sink.
+//! * [`shred`]: destroying one dataset's keys (crypto-shredding).
 //! * [`target`]: the restore targets (directory, PostgreSQL, stdout).
 //! * [`complete`]: the repository config and key files onto networks added
 //!   later.
@@ -30,6 +31,7 @@ pub mod pack;
 pub mod pgtools;
 pub mod recovery;
 pub mod restore;
+pub mod shred;
 pub mod target;
 pub mod tree;
 
@@ -67,6 +69,12 @@ pub enum RepoError {
     LastKey(String),
     #[error("key {0} was removed from this repository: its passphrase no longer opens it here")]
     KeyRemoved(String),
+    #[error("data key {data_key} is wrapped to dataset key {dataset_key}, which no network read holds ({networks}): dataset keys live only on networks that can delete, so name one in the configuration; if none holds it, the dataset was crypto-shredded (`cairn shred`) and what was sealed under it can never be read")]
+    Shredded {
+        data_key: String,
+        dataset_key: String,
+        networks: String,
+    },
     #[error("restore: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -385,7 +393,8 @@ impl Repository {
     }
 
     /// Teaches `sealer` data key `id`, from the first network whose wrapped
-    /// copy opens.
+    /// copy opens. A data key wrapped to a dataset's key (format 4) needs
+    /// that key first: the datasets' keys are learnt from the networks.
     pub async fn learn_data_key(
         &self,
         sealer: &Sealer,
@@ -394,11 +403,48 @@ impl Repository {
         let key = ObjectKey::DataKey {
             id: cairn_events::KeyId(id.0),
         };
+        let (wrapped, _) = self
+            .fetch(&layout::object(&key), &layout::describe(&key), Ok)
+            .await?;
+        if sealer.can_learn() && !sealer.opens_recipient(&wrapped) {
+            self.learn_dataset_keys(sealer).await?;
+            if !sealer.opens_recipient(&wrapped) {
+                if let Some(to) = cairn_crypto::datakey::recipient(&wrapped) {
+                    return Err(RepoError::Shredded {
+                        data_key: id.to_hex(),
+                        dataset_key: hex::encode(to),
+                        networks: names(&self.networks),
+                    });
+                }
+            }
+        }
         self.fetch(&layout::object(&key), &layout::describe(&key), |wrapped| {
             sealer.learn(id, &wrapped).map_err(RepoError::from)
         })
         .await
         .map(|_| ())
+    }
+
+    /// Teaches `sealer` every dataset key the networks hold (format 4);
+    /// one that does not open is passed over (another network's copy may).
+    pub async fn learn_dataset_keys(&self, sealer: &Sealer) -> Result<(), RepoError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &self.networks {
+            let Ok(paths) = n.list(layout::DATASETS_DIR).await else {
+                continue;
+            };
+            for p in paths {
+                if seen.contains(&p) {
+                    continue;
+                }
+                if let Ok(bytes) = n.get(&p).await {
+                    if sealer.learn_dataset_key(&bytes).is_ok() {
+                        seen.insert(p);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads every chunk-list page of `backup_id` (`pages` of them).

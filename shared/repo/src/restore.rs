@@ -130,11 +130,21 @@ impl Restorer {
         Ok(out)
     }
 
-    fn spawn_fetch(&self, r: ChunkRef, at: Location) -> Fetch {
+    /// The key chunk ids of backup `m` are keyed with: its dataset's from
+    /// format 4 on, the repository's before.
+    fn chunk_key(&self, m: &Manifest) -> Arc<IdKey> {
+        if m.format >= 4 {
+            Arc::new(self.id_key.for_dataset(&m.dataset))
+        } else {
+            self.id_key.clone()
+        }
+    }
+
+    fn spawn_fetch(&self, id_key: &Arc<IdKey>, r: ChunkRef, at: Location) -> Fetch {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let repo = self.repo.clone();
         let sealer = self.sealer.clone();
-        let id_key = self.id_key.clone();
+        let id_key = id_key.clone();
         tokio::spawn(async move {
             let _ = tx.send(fetch_chunk(&repo, &sealer, &id_key, r, at).await);
         });
@@ -144,8 +154,8 @@ impl Restorer {
     /// Fetches a run's range once and hands each chunk to its waiter. A
     /// network whose copy fails any chunk's check is passed over for the
     /// next, as for a single chunk.
-    fn spawn_run(&self, run: Run) {
-        let (repo, sealer, id_key) = (self.repo.clone(), self.sealer.clone(), self.id_key.clone());
+    fn spawn_run(&self, id_key: &Arc<IdKey>, run: Run) {
+        let (repo, sealer, id_key) = (self.repo.clone(), self.sealer.clone(), id_key.clone());
         tokio::spawn(async move {
             let path = layout::object(&run.pack.object());
             let what = format!(
@@ -216,6 +226,7 @@ impl Restorer {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<RestoreReport, RepoError> {
         let known = self.verified_chunk_set(m).await?;
+        let id_key = self.chunk_key(m);
         let backup = &m.backup_id;
         let mut w = Writer {
             sink,
@@ -233,8 +244,7 @@ impl Restorer {
             let Some(at) = known.get(&tref.id) else {
                 return Err(not_listed(backup, &tref.id));
             };
-            let (bytes, from) =
-                fetch_chunk(&self.repo, &self.sealer, &self.id_key, *tref, *at).await?;
+            let (bytes, from) = fetch_chunk(&self.repo, &self.sealer, &id_key, *tref, *at).await?;
             *w.report.chunks_from.entry(from).or_default() += 1;
             for rec in tree::decode_records(&bytes)? {
                 match rec {
@@ -271,7 +281,7 @@ impl Restorer {
                                 }
                             }
                             if let Some(done) = run.take() {
-                                self.spawn_run(done);
+                                self.spawn_run(&id_key, done);
                             }
                             while in_flight >= self.window {
                                 in_flight -= w.step(&mut steps, backup).await?;
@@ -289,7 +299,7 @@ impl Restorer {
                                     });
                                     rx
                                 }
-                                None => self.spawn_fetch(r, *at),
+                                None => self.spawn_fetch(&id_key, r, *at),
                             };
                             // The first chunk of each read stands for it in
                             // the window: once the writer has it, the read
@@ -311,7 +321,7 @@ impl Restorer {
                 // bound the queue by its length too.
                 if steps.len() > MAX_QUEUED_STEPS {
                     if let Some(done) = run.take() {
-                        self.spawn_run(done);
+                        self.spawn_run(&id_key, done);
                     }
                 }
                 while steps.len() > MAX_QUEUED_STEPS {
@@ -325,7 +335,7 @@ impl Restorer {
             )));
         }
         if let Some(done) = run.take() {
-            self.spawn_run(done);
+            self.spawn_run(&id_key, done);
         }
         while !steps.is_empty() {
             w.step(&mut steps, backup).await?;
