@@ -558,10 +558,22 @@ pub async fn run(
     };
     // Batches of up to ~1 MiB of plaintext each (`source::BATCH_BYTES`).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(PRODUCED_AHEAD);
+    // The dataset's key (a new one if it has none): the data key is
+    // wrapped to it, and chunk ids are keyed with it (format 4), so no
+    // backup deduplicates against another dataset's chunks, or against a
+    // shredded key's.
+    let (dataset_public, new_dataset_key) = match dataset_key(ctx, &req.dataset).await? {
+        Some(public) => (public, None),
+        None => {
+            let (public, stored) = ctx.writer.new_dataset_key(&req.dataset);
+            (public, Some(stored))
+        }
+    };
     let chunking = ctx.repo.chunking;
-    // Chunk ids keyed per dataset (format 4): no backup deduplicates
-    // against another dataset's chunks, so shredding one breaks no other.
-    let id_key = ctx.writer.id_key().for_dataset(&req.dataset);
+    let id_key = ctx
+        .writer
+        .id_key()
+        .for_dataset(&req.dataset, &dataset_public.fingerprint());
     let prod_counters = counters.clone();
     let producer: JoinHandle<Result<source::Produced, SourceError>> =
         tokio::task::spawn_blocking(move || {
@@ -570,13 +582,6 @@ pub async fn run(
 
     // This backup's own data key: no worker keeps it past the backup, so no
     // worker holds a key to a backup already written.
-    let (dataset_public, new_dataset_key) = match dataset_key(ctx, &req.dataset).await? {
-        Some(public) => (public, None),
-        None => {
-            let (public, stored) = ctx.writer.new_dataset_key(&req.dataset);
-            (public, Some(stored))
-        }
-    };
     let dk = ctx.writer.data_key_to(&dataset_public);
     let key_id = KeyId(dk.id.0);
     let mut publisher = Publisher {
@@ -756,6 +761,7 @@ pub async fn run(
         stats: stats.clone(),
         networks: networks.clone(),
         redundancy: redundancy.clone(),
+        dataset_key: Some(hex::encode(dataset_public.fingerprint())),
     };
     let (compressed, payload, plain_len) = cairn_repo::encode_manifest(&manifest);
     publisher

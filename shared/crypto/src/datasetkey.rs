@@ -40,11 +40,15 @@ pub fn dataset_tag(id_key: &IdKey, dataset: &str) -> DataKeyId {
 }
 
 impl IdKey {
-    /// The chunk-id key of one dataset (format 4): the same content gets
-    /// another id in another dataset, so datasets share no chunk.
-    pub fn for_dataset(&self, dataset: &str) -> IdKey {
+    /// The chunk-id key of one dataset under one of its keys (`key`: its
+    /// fingerprint; format 4): the same content gets another id in another
+    /// dataset, so datasets share no chunk, and another id again once the
+    /// dataset was shredded and got a new key, so no backup ever
+    /// deduplicates against chunks no key opens any more.
+    pub fn for_dataset(&self, dataset: &str, key: &[u8; 16]) -> IdKey {
         let mut h = blake3::Hasher::new_keyed(self.0.as_bytes());
         h.update(b"cairn dataset chunk ids\0");
+        h.update(key);
         h.update(dataset.as_bytes());
         IdKey(Key32(*h.finalize().as_bytes()))
     }
@@ -218,9 +222,14 @@ mod tests {
         // Tags differ per dataset and per repository; chunk ids per dataset.
         assert_ne!(w.dataset_tag("payroll"), w.dataset_tag("crm"));
         assert_ne!(tag, forger.dataset_tag("payroll"));
+        let fp = public.fingerprint();
         assert_ne!(
-            id_key.for_dataset("payroll").chunk_id(b"same"),
-            id_key.for_dataset("crm").chunk_id(b"same")
+            id_key.for_dataset("payroll", &fp).chunk_id(b"same"),
+            id_key.for_dataset("crm", &fp).chunk_id(b"same")
+        );
+        assert_ne!(
+            id_key.for_dataset("payroll", &fp).chunk_id(b"same"),
+            id_key.for_dataset("payroll", &[0; 16]).chunk_id(b"same")
         );
     }
 

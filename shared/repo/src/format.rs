@@ -120,6 +120,10 @@ pub struct Manifest {
     /// shards later, as another variant).
     #[serde(default = "replicate_all")]
     pub redundancy: Redundancy,
+    /// The fingerprint (hex) of the dataset key this backup's data key is
+    /// wrapped to (format 4): its chunk ids are keyed with it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_key: Option<String>,
 }
 
 fn replicate_all() -> Redundancy {

@@ -132,12 +132,22 @@ impl Restorer {
 
     /// The key chunk ids of backup `m` are keyed with: its dataset's from
     /// format 4 on, the repository's before.
-    fn chunk_key(&self, m: &Manifest) -> Arc<IdKey> {
-        if m.format >= 4 {
-            Arc::new(self.id_key.for_dataset(&m.dataset))
-        } else {
-            self.id_key.clone()
+    fn chunk_key(&self, m: &Manifest) -> Result<Arc<IdKey>, RepoError> {
+        if m.format < 4 {
+            return Ok(self.id_key.clone());
         }
+        let fp: [u8; 16] = m
+            .dataset_key
+            .as_deref()
+            .and_then(|k| hex::decode(k).ok())
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| {
+                RepoError::Format(format!(
+                    "manifest of backup {} (format {}) names no dataset key",
+                    m.backup_id, m.format
+                ))
+            })?;
+        Ok(Arc::new(self.id_key.for_dataset(&m.dataset, &fp)))
     }
 
     fn spawn_fetch(&self, id_key: &Arc<IdKey>, r: ChunkRef, at: Location) -> Fetch {
@@ -226,7 +236,7 @@ impl Restorer {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<RestoreReport, RepoError> {
         let known = self.verified_chunk_set(m).await?;
-        let id_key = self.chunk_key(m);
+        let id_key = self.chunk_key(m)?;
         let backup = &m.backup_id;
         let mut w = Writer {
             sink,
