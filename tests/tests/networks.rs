@@ -739,7 +739,7 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
     let repo_tag = format!("repo-{}", hex::encode(rand::random::<[u8; 4]>()));
     let mut env = Env::with(Options {
         extra_toml: format!(
-            "\n[[networks]]\nname = \"permaweb\"\nkind = \"arweave\"\nendpoint = \"{}\"\nwallet_file = \"{}\"\nkey_prefix = \"{repo_tag}\"\nmine = true\n",
+            "\n[[networks]]\nname = \"permaweb\"\nkind = \"arweave\"\nendpoint = \"{}\"\nwallet_file = \"{}\"\nkey_prefix = \"{repo_tag}\"\nmine = true\n\n[datasets.perm]\nshreddable = false\n",
             server.endpoint,
             server.wallet.display()
         ),
@@ -752,7 +752,9 @@ fn backup_to_arweave_restores_and_forget_keeps_it() {
     let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 2 << 20);
     text_file(&src.join("b.txt"), 500_000, 3);
-    let b = env.backup(&[src.to_str().unwrap()]);
+    // Not shreddable: its key goes to the permaweb too, so that the
+    // permaweb alone restores it (a shreddable dataset's key never does).
+    let b = env.backup(&["--dataset", "perm", src.to_str().unwrap()]);
     let id = b["backup_id"].as_str().unwrap();
     std::fs::remove_dir_all(env.network_dir("local")).unwrap();
     let out = env.path().join("out");

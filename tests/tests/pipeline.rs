@@ -1526,12 +1526,16 @@ fn pg_tools_never_see_the_ledgers_password() {
 #[test]
 fn can_delete_false_keeps_a_directory_networks_objects() {
     let mut env = Env::with(Options {
-        extra_toml: "\n[[networks]]\nname = \"vault\"\nkind = \"fs\"\ncan_delete = false\n".into(),
+        // Not shreddable: the dataset's key goes to the vault too, so that
+        // the vault alone restores it.
+        extra_toml: "\n[[networks]]\nname = \"vault\"\nkind = \"fs\"\ncan_delete = false\n\n[datasets.kept]\nshreddable = false\n".into(),
         ..Options::default()
     });
     env.start_all();
-    let (src, id) = env.back_up_random_file(3 << 20);
-    let id = id.as_str();
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 3 << 20);
+    let b = env.backup(&["--dataset", "kept", src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap();
     let held = |net: &str| Env::files_under(&env.network_dir(net)).len();
     let vault_before = held("vault");
     let f = env.json(&["forget", id, "--json"]);

@@ -236,6 +236,51 @@ async fn rebuild(cfg: &Config, a: RebuildArgs) -> anyhow::Result<u8> {
         &[survey.repo_id.as_bytes()],
     );
     bus.publish_event(&first).await?;
+    // The datasets' keys (format 4), so that the next backup of a dataset
+    // wraps to the key its earlier backups used and deduplicates against
+    // them, instead of starting a new key.
+    if let Some(writer) = keyring.writer() {
+        let sealer = keyring.sealer();
+        let mut found = std::collections::BTreeMap::new();
+        for n in repo.networks() {
+            for p in n
+                .list(cairn_repo::layout::DATASETS_DIR)
+                .await
+                .unwrap_or_default()
+            {
+                if let Ok(bytes) = n.get(&p).await {
+                    if let Ok((tag, public)) = sealer.learn_dataset_key(&bytes) {
+                        found.insert(public.fingerprint(), (tag, public));
+                    }
+                }
+            }
+        }
+        let names: std::collections::BTreeSet<&str> = survey
+            .backups
+            .iter()
+            .map(|f| f.entry.dataset.as_str())
+            .collect();
+        for name in names {
+            let tag = writer.dataset_tag(name);
+            for (fingerprint, (t, public)) in &found {
+                if *t != tag {
+                    continue;
+                }
+                let env = Envelope::new(
+                    "cli",
+                    BackupId::repo(),
+                    Event::DatasetKeyed(cairn_events::DatasetKeyed {
+                        tag: cairn_events::KeyId(tag.0),
+                        fingerprint: cairn_events::KeyId(*fingerprint),
+                        public_key: public.to_hex(),
+                        mac: hex::encode(writer.public_mac(name, public)),
+                    }),
+                    &[public.to_hex().as_bytes()],
+                );
+                bus.publish_event(&env).await?;
+            }
+        }
+    }
     let mut objects = 0u64;
     let mut listed = Vec::new();
     for f in &survey.backups {

@@ -608,12 +608,17 @@ pub async fn run(
 
     let consumed: Result<(), JobError> = async {
         if let Some(stored) = new_dataset_key {
+            let shreddable = ctx
+                .policies
+                .get(&req.dataset)
+                .and_then(|p| p.shreddable)
+                .unwrap_or(true);
             let deleting: Vec<String> = networks
                 .iter()
                 .filter(|n| !ctx.cannot_delete.contains(n))
                 .cloned()
                 .collect();
-            let to = if deleting.is_empty() {
+            let to = if deleting.is_empty() || !shreddable {
                 networks.clone()
             } else {
                 deleting
@@ -879,6 +884,7 @@ mod tests {
             DatasetPolicy {
                 networks: names(&["b", "c"]),
                 min_copies: Some(1),
+                ..DatasetPolicy::default()
             },
         );
         let t = |r: &BackupRequest| resolve_targets(r, &configured, &policies).unwrap();

@@ -18,7 +18,7 @@ use cairn_events::{
     decode, DecodeError, Envelope, Event, KeyId, ObjectDigest, ObjectKey, SealedObject, Stage,
     Stored,
 };
-use cairn_networks::{DynNetwork, NetworkError, Put};
+use cairn_networks::{DynNetwork, NetworkError, Put, PutMode};
 use cairn_repo::{layout, Repository};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -81,6 +81,10 @@ pub struct StoreWorker {
     used: tokio::sync::Mutex<Option<u64>>,
     /// Data keys known to be on the network.
     keys_here: std::sync::Mutex<HashSet<[u8; 16]>>,
+    /// Every configured network: where a dataset's key is copied from.
+    repo: Option<Repository>,
+    /// Dataset keys (fingerprints) known to be on the network.
+    datasets_here: std::sync::Mutex<HashSet<[u8; 16]>>,
 }
 
 impl StoreWorker {
@@ -91,7 +95,65 @@ impl StoreWorker {
             quota,
             used: tokio::sync::Mutex::new(None),
             keys_here: Default::default(),
+            repo: None,
+            datasets_here: Default::default(),
         }
+    }
+
+    /// Copies dataset keys onto this network from `repo`'s other networks
+    /// when a data key wrapped to one arrives before it (a network added
+    /// to the dataset's targets after its key was made).
+    pub fn with_repo(mut self, repo: Repository) -> Self {
+        self.repo = Some(repo);
+        self
+    }
+
+    /// A data key wrapped to a dataset's key (format 4) is written to a
+    /// network that can delete only once that dataset key is there: copied
+    /// from another network if need be, waited for if none has it yet. A
+    /// network that cannot delete gets dataset keys only from ingest (for a
+    /// dataset that is not shreddable), never by copy.
+    async fn dataset_key_is_here(&self, obj: &SealedObject) -> Result<(), StoreError> {
+        if !matches!(obj.object, ObjectKey::DataKey { .. })
+            || !self.network.capabilities().can_delete
+        {
+            return Ok(());
+        }
+        let Some(to) = cairn_crypto::datakey::recipient(&obj.payload) else {
+            return Ok(());
+        };
+        if self.datasets_here.lock().expect("lock").contains(&to) {
+            return Ok(());
+        }
+        // Wrapped to the repository's own key (format 3): no dataset key.
+        let own = Repository::new(vec![self.network.clone()])
+            .config()
+            .await
+            .ok()
+            .and_then(|c| c.public_key)
+            .and_then(|k| cairn_crypto::PublicKey::from_hex(&k).ok());
+        if own.is_some_and(|k| k.fingerprint() == to) {
+            self.datasets_here.lock().expect("lock").insert(to);
+            return Ok(());
+        }
+        let path = layout::object(&ObjectKey::DatasetKey { id: KeyId(to) });
+        if !self.network.exists(&path).await? {
+            let copy = match &self.repo {
+                Some(repo) => repo.fetch(&path, "dataset key", Ok).await.ok(),
+                None => None,
+            };
+            let Some((bytes, from)) = copy else {
+                return Err(StoreError::KeyNotYet {
+                    object: layout::describe(&obj.object),
+                    key: format!("dataset key {}", hex::encode(to)),
+                    network: self.network.name().to_string(),
+                });
+            };
+            self.network.put(&path, bytes, PutMode::IfAbsent).await?;
+            tracing::info!(network = %self.network.name(), %from, %path, "dataset key copied");
+        }
+        self.datasets_here.lock().expect("lock").insert(to);
+        Ok(())
     }
 
     /// Holds back an object sealed under a data key the network does not
@@ -167,6 +229,7 @@ impl StoreWorker {
         }
         let len = obj.payload.len() as u64;
         self.key_is_here(&obj).await?;
+        self.dataset_key_is_here(&obj).await?;
         self.within_quota(&path, len).await?;
         let put = self
             .network
@@ -231,10 +294,10 @@ pub async fn run(
 ) -> Result<(), BusError> {
     let name = network.name().to_string();
     tokio::spawn(complete_repository(
-        repo,
+        repo.clone(),
         network.clone(),
         Duration::from_secs(30),
     ));
-    let worker = Arc::new(StoreWorker::new(bus.clone(), network, quota));
+    let worker = Arc::new(StoreWorker::new(bus.clone(), network, quota).with_repo(repo));
     cairn_bus::worker::run(bus, Stage::Store, Some(&name), concurrency, worker).await
 }

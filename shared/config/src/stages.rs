@@ -18,6 +18,12 @@ pub struct DatasetPolicy {
     /// Verified copies for `completed` (unset: every target network).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_copies: Option<u32>,
+    /// Whether `cairn shred` can destroy this dataset (default true): its
+    /// key is kept only on networks that can delete. `false` puts its key
+    /// on every target network, so that one that cannot delete (Arweave)
+    /// restores it alone, and no shred can ever destroy it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shreddable: Option<bool>,
 }
 
 /// `[ingest]`.
