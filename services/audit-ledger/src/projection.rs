@@ -31,20 +31,7 @@ impl Projector {
     ) -> Result<(), tokio_postgres::Error> {
         match &env.event {
             Event::ObjectSealed(d) => {
-                if let ObjectKey::Pack { id: pack } = &d.object {
-                    for c in &d.packed {
-                        self.packed.push((
-                            c.id.0.to_vec(),
-                            pack.0.to_vec(),
-                            c.offset as i32,
-                            c.len as i32,
-                        ));
-                    }
-                }
-                self.digests.insert(
-                    cairn_repo::layout::object(&d.object),
-                    (d.sha256.clone(), d.len as i64),
-                );
+                self.digest(d);
                 Ok(())
             }
             Event::ObjectStored(st) => {
@@ -58,32 +45,21 @@ impl Projector {
                 }
                 Ok(())
             }
+            // As `object.sealed` and, on each network named, `object.stored`.
             Event::ObjectsRecovered(r) => {
                 for d in &r.objects {
-                    let id: Option<&[u8]> = match &d.object {
-                        ObjectKey::Chunk { id } => Some(&id.0),
-                        ObjectKey::Pack { id } => Some(&id.0),
-                        _ => None,
-                    };
-                    if let ObjectKey::Pack { id: pack } = &d.object {
-                        for c in &d.packed {
-                            self.packed.push((
-                                c.id.0.to_vec(),
-                                pack.0.to_vec(),
-                                c.offset as i32,
-                                c.len as i32,
-                            ));
-                        }
+                    self.digest(d);
+                    if let ObjectKey::Chunk {
+                        id: cairn_events::ChunkId(id),
                     }
-                    if let Some(id) = id {
+                    | ObjectKey::Pack {
+                        id: cairn_events::PackId(id),
+                    } = &d.object
+                    {
                         for n in &r.networks {
                             self.copies.push((id.to_vec(), n.clone()));
                         }
                     }
-                    self.digests.insert(
-                        cairn_repo::layout::object(&d.object),
-                        (d.sha256.clone(), d.len as i64),
-                    );
                 }
                 Ok(())
             }
@@ -92,6 +68,25 @@ impl Projector {
                 apply(tx, &mut self.prepared, env).await
             }
         }
+    }
+
+    /// Gathers an object's digest and, for a pack, where each of its chunks
+    /// is: the last sealing of a path wins.
+    fn digest(&mut self, d: &cairn_events::ObjectDigest) {
+        if let ObjectKey::Pack { id: pack } = &d.object {
+            for c in &d.packed {
+                self.packed.push((
+                    c.id.0.to_vec(),
+                    pack.0.to_vec(),
+                    c.offset as i32,
+                    c.len as i32,
+                ));
+            }
+        }
+        self.digests.insert(
+            cairn_repo::layout::object(&d.object),
+            (d.sha256.clone(), d.len as i64),
+        );
     }
 
     /// Writes what was gathered; call before the transaction commits.
