@@ -122,24 +122,43 @@ impl StoreWorker {
         let Some(to) = cairn_crypto::datakey::recipient(&obj.payload) else {
             return Ok(());
         };
-        if self.datasets_here.lock().expect("lock").contains(&to) {
-            return Ok(());
-        }
-        // Wrapped to the repository's own key (format 3): no dataset key.
-        let own = Repository::new(vec![self.network.clone()])
-            .config()
-            .await
-            .ok()
-            .and_then(|c| c.public_key)
-            .and_then(|k| cairn_crypto::PublicKey::from_hex(&k).ok());
-        if own.is_some_and(|k| k.fingerprint() == to) {
-            self.datasets_here.lock().expect("lock").insert(to);
-            return Ok(());
+        // Usually this worker is storing that dataset key this very moment
+        // (ingest sends it just before): wait for it here, without asking
+        // the network.
+        for _ in 0..8 {
+            if self.datasets_here.lock().expect("lock").contains(&to) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(125)).await;
         }
         let path = layout::object(&ObjectKey::DatasetKey { id: KeyId(to) });
         if !self.network.exists(&path).await? {
+            // Wrapped to the repository's own key (format 3): no dataset key.
+            let own = Repository::new(vec![self.network.clone()])
+                .config()
+                .await
+                .ok()
+                .and_then(|c| c.public_key)
+                .and_then(|k| cairn_crypto::PublicKey::from_hex(&k).ok());
+            if own.is_some_and(|k| k.fingerprint() == to) {
+                self.datasets_here.lock().expect("lock").insert(to);
+                return Ok(());
+            }
+            // Ask the other networks briefly, so that one that is away
+            // holds nothing up.
             let copy = match &self.repo {
-                Some(repo) => repo.fetch(&path, "dataset key", Ok).await.ok(),
+                Some(repo) => {
+                    let others: Vec<String> = repo
+                        .networks()
+                        .iter()
+                        .map(|n| n.name().to_string())
+                        .filter(|n| n != self.network.name())
+                        .collect();
+                    repo.subset(&others)
+                        .fetch_within(Duration::from_secs(2), &path, "dataset key", Ok)
+                        .await
+                        .ok()
+                }
                 None => None,
             };
             let Some((bytes, from)) = copy else {
@@ -235,8 +254,14 @@ impl StoreWorker {
             .network
             .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
             .await?;
-        if let ObjectKey::DataKey { id } = &obj.object {
-            self.keys_here.lock().expect("lock").insert(id.0);
+        match &obj.object {
+            ObjectKey::DataKey { id } => {
+                self.keys_here.lock().expect("lock").insert(id.0);
+            }
+            ObjectKey::DatasetKey { id } => {
+                self.datasets_here.lock().expect("lock").insert(id.0);
+            }
+            _ => {}
         }
         let env = Envelope::new(
             Stage::Store.label(Some(&name)),

@@ -407,14 +407,32 @@ impl Repository {
             .fetch(&layout::object(&key), &layout::describe(&key), Ok)
             .await?;
         if sealer.can_learn() && !sealer.opens_recipient(&wrapped) {
-            self.learn_dataset_keys(sealer).await?;
-            if !sealer.opens_recipient(&wrapped) {
-                if let Some(to) = cairn_crypto::datakey::recipient(&wrapped) {
-                    return Err(RepoError::Shredded {
-                        data_key: id.to_hex(),
-                        dataset_key: hex::encode(to),
-                        networks: names(&self.networks),
-                    });
+            if let Some(to) = cairn_crypto::datakey::recipient(&wrapped) {
+                // Its dataset's key, by name, from the first network that
+                // has one that opens (no listing: a network that hangs is
+                // passed over as for any read).
+                let key = ObjectKey::DatasetKey {
+                    id: cairn_events::KeyId(to),
+                };
+                let learnt = self
+                    .fetch(&layout::object(&key), &layout::describe(&key), |stored| {
+                        sealer.learn_dataset_key(&stored).map_err(RepoError::from)
+                    })
+                    .await;
+                match learnt {
+                    Ok(_) => {}
+                    // Nowhere: kept off these networks, or shredded.
+                    Err(RepoError::Unavailable { errors, .. })
+                        if errors.split("; ").all(|e| e.contains("not found")) =>
+                    {
+                        return Err(RepoError::Shredded {
+                            data_key: id.to_hex(),
+                            dataset_key: hex::encode(to),
+                            networks: names(&self.networks),
+                        });
+                    }
+                    // Damaged, or not this repository's: named as it is.
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -423,28 +441,6 @@ impl Repository {
         })
         .await
         .map(|_| ())
-    }
-
-    /// Teaches `sealer` every dataset key the networks hold (format 4);
-    /// one that does not open is passed over (another network's copy may).
-    pub async fn learn_dataset_keys(&self, sealer: &Sealer) -> Result<(), RepoError> {
-        let mut seen = std::collections::BTreeSet::new();
-        for n in &self.networks {
-            let Ok(paths) = n.list(layout::DATASETS_DIR).await else {
-                continue;
-            };
-            for p in paths {
-                if seen.contains(&p) {
-                    continue;
-                }
-                if let Ok(bytes) = n.get(&p).await {
-                    if sealer.learn_dataset_key(&bytes).is_ok() {
-                        seen.insert(p);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Reads every chunk-list page of `backup_id` (`pages` of them).
