@@ -655,7 +655,8 @@ fn rotation_rewraps_every_data_key_finishes_later_and_retires_the_old_keys() {
     // A backup by a writer still pinning the old key (serve started before
     // the rotation) restores through the retired read key.
     std::fs::write(src.join("c.txt"), b"written after the rotation\n").unwrap();
-    let b2 = env.backup(&[src.to_str().unwrap()]);
+    // A loaded CI machine has taken more than the default 5 s to start it.
+    let b2 = env.backup(&["--start-timeout", "60", src.to_str().unwrap()]);
     let b2 = b2["backup_id"].as_str().unwrap().to_string();
     let (o, out) = restore_to(&env, "local", Some("the rotated passphrase"), &b2, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
