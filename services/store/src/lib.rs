@@ -81,6 +81,8 @@ pub struct StoreWorker {
     used: tokio::sync::Mutex<Option<u64>>,
     /// Data keys known to be on the network.
     keys_here: std::sync::Mutex<HashSet<[u8; 16]>>,
+    /// Data keys this worker is storing right now.
+    keys_storing: std::sync::Mutex<HashSet<[u8; 16]>>,
     /// Every configured network: where a dataset's key is copied from.
     repo: Option<Repository>,
     /// Dataset keys (fingerprints) known to be on the network.
@@ -95,6 +97,7 @@ impl StoreWorker {
             quota,
             used: tokio::sync::Mutex::new(None),
             keys_here: Default::default(),
+            keys_storing: Default::default(),
             repo: None,
             datasets_here: Default::default(),
         }
@@ -188,6 +191,18 @@ impl StoreWorker {
                 None => return Ok(()),
             },
         };
+        // Its data key is often being stored by this worker this very
+        // moment (ingest sends it first): wait for that rather than be sent
+        // back to the queue for a redelivery.
+        for _ in 0..80 {
+            if self.keys_here.lock().expect("lock").contains(&key.0) {
+                return Ok(());
+            }
+            if !self.keys_storing.lock().expect("lock").contains(&key.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         if self.keys_here.lock().expect("lock").contains(&key.0) {
             return Ok(());
         }
@@ -247,8 +262,24 @@ impl StoreWorker {
             });
         }
         let len = obj.payload.len() as u64;
-        self.key_is_here(&obj).await?;
-        self.dataset_key_is_here(&obj).await?;
+        let storing = match &obj.object {
+            ObjectKey::DataKey { id } => {
+                self.keys_storing.lock().expect("lock").insert(id.0);
+                Some(id.0)
+            }
+            _ => None,
+        };
+        let ready = async {
+            self.key_is_here(&obj).await?;
+            self.dataset_key_is_here(&obj).await
+        }
+        .await;
+        if let Some(id) = storing {
+            if ready.is_err() {
+                self.keys_storing.lock().expect("lock").remove(&id);
+            }
+        }
+        ready?;
         self.within_quota(&path, len).await?;
         let put = self
             .network
@@ -257,6 +288,7 @@ impl StoreWorker {
         match &obj.object {
             ObjectKey::DataKey { id } => {
                 self.keys_here.lock().expect("lock").insert(id.0);
+                self.keys_storing.lock().expect("lock").remove(&id.0);
             }
             ObjectKey::DatasetKey { id } => {
                 self.datasets_here.lock().expect("lock").insert(id.0);
