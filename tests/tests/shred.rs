@@ -203,3 +203,128 @@ fn shredding_a_dataset_destroys_its_keys_everywhere_and_leaves_the_others_whole(
     let r = env.restore_from_only("objects", p3["backup_id"].as_str().unwrap());
     assert_eq!(contents(&r.join("payroll")), contents(&payroll));
 }
+
+/// In doubt, `cairn shred` deletes nothing and says why: while a backup of
+/// the dataset is still to be written, and while one of its backups' data
+/// keys cannot be read (it could not be shown to be the dataset's alone).
+/// A network that is down keeps what it holds, is named (exit 3), and a
+/// second run once it is back finishes the job there.
+#[test]
+fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() {
+    let s3_dir = tempfile::tempdir().unwrap();
+    let mut server = S3Server::start(s3_dir.path());
+    let mut env = Env::with(server.options("objects"));
+    env.start_all();
+    let src = env.source_dir("payroll");
+    std::fs::write(
+        src.join("salaries.csv"),
+        b"name,salary\nalice,100\n".repeat(2000),
+    )
+    .unwrap();
+    let b1 = env.backup(&["--dataset", "payroll", src.to_str().unwrap()]);
+    let b1 = b1["backup_id"].as_str().unwrap().to_string();
+    let local = env.network_dir("local");
+    let s3_repo = server.root.join(&server.bucket).join("repo");
+    let shred = |env: &Env| {
+        env.run(&[
+            "shred",
+            "--dataset",
+            "payroll",
+            "--confirm",
+            "payroll",
+            "--json",
+        ])
+    };
+
+    // A backup of the dataset asked for and not yet written (no ingest
+    // worker; the ledger stage records the request).
+    env.stop_workers();
+    env.serve(&["ledger"]);
+    let o = env.run(&[
+        "backup",
+        "--dataset",
+        "payroll",
+        "--start-timeout",
+        "1",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let before = (snapshot(&local), snapshot(&s3_repo));
+    let o = shred(&env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("still being written"), "{}", stderr(&o));
+    assert_eq!(
+        (snapshot(&local), snapshot(&s3_repo)),
+        before,
+        "nothing deleted"
+    );
+    env.stop_workers();
+    env.serve(&["all"]);
+    wait_for(60, "the queued backup to finish", || {
+        let l = env.json(&["list", "--json"]);
+        let done = l["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "completed");
+        (l["backups"].as_array().unwrap().len() == 2 && done).then_some(())
+    });
+
+    // A data key no network can read: nothing deleted, the backup named.
+    let data_key = names_under(&local.join("datakeys"))[0].clone();
+    let parked = env.path().join("parked");
+    std::fs::create_dir_all(&parked).unwrap();
+    for (i, dir) in [local.join("datakeys"), s3_repo.join("datakeys")]
+        .iter()
+        .enumerate()
+    {
+        std::fs::rename(dir, parked.join(i.to_string())).unwrap();
+    }
+    let before = (snapshot(&local), snapshot(&s3_repo));
+    let o = shred(&env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("its data key cannot be read")
+            && stderr(&o).contains("Nothing was shredded"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        (snapshot(&local), snapshot(&s3_repo)),
+        before,
+        "nothing deleted"
+    );
+    for (i, dir) in [local.join("datakeys"), s3_repo.join("datakeys")]
+        .iter()
+        .enumerate()
+    {
+        std::fs::rename(parked.join(i.to_string()), dir).unwrap();
+    }
+    assert!(names_under(&local.join("datakeys")).contains(&data_key));
+
+    // The S3 server down: the directory network is shredded, the S3 one
+    // named as still holding the key (exit 3), and nothing there touched.
+    server.stop();
+    let s3_before = snapshot(&s3_repo);
+    let o = shred(&env);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["deleted_from"], serde_json::json!(["local"]), "{r}");
+    assert!(r["keys_kept_on"].to_string().contains("objects"), "{r}");
+    assert!(names_under(&local.join("datasets")).is_empty());
+    assert_eq!(snapshot(&s3_repo), s3_before, "the network that was down");
+    assert_eq!(names_under(&s3_repo.join("datasets")).len(), 1);
+
+    // Back: a second run finishes there.
+    server.restart();
+    let o = shred(&env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        r["deleted_from"],
+        serde_json::json!(["local", "objects"]),
+        "{r}"
+    );
+    assert!(names_under(&s3_repo.join("datasets")).is_empty());
+    assert!(Env::files_under(&s3_repo.join(format!("backups/{b1}"))).is_empty());
+}

@@ -240,21 +240,7 @@ async fn rebuild(cfg: &Config, a: RebuildArgs) -> anyhow::Result<u8> {
     // wraps to the key its earlier backups used and deduplicates against
     // them, instead of starting a new key.
     if let Some(writer) = keyring.writer() {
-        let sealer = keyring.sealer();
-        let mut found = std::collections::BTreeMap::new();
-        for n in repo.networks() {
-            for p in n
-                .list(cairn_repo::layout::DATASETS_DIR)
-                .await
-                .unwrap_or_default()
-            {
-                if let Ok(bytes) = n.get(&p).await {
-                    if let Ok((tag, public)) = sealer.learn_dataset_key(&bytes) {
-                        found.insert(public.fingerprint(), (tag, public));
-                    }
-                }
-            }
-        }
+        let found = repo.dataset_keys(&keyring.sealer()).await;
         let names: std::collections::BTreeSet<&str> = survey
             .backups
             .iter()

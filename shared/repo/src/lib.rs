@@ -443,6 +443,30 @@ impl Repository {
         .map(|_| ())
     }
 
+    /// Every dataset key the networks hold that `sealer` opens (format 4),
+    /// by fingerprint: its dataset's tag and its public key. A network that
+    /// cannot be listed, or a copy that does not open, is passed over.
+    pub async fn dataset_keys(
+        &self,
+        sealer: &Sealer,
+    ) -> std::collections::BTreeMap<[u8; 16], (cairn_crypto::DataKeyId, cairn_crypto::PublicKey)>
+    {
+        let mut found = std::collections::BTreeMap::new();
+        for n in &self.networks {
+            let Ok(paths) = n.list(layout::DATASETS_DIR).await else {
+                continue;
+            };
+            for p in paths {
+                if let Ok(bytes) = n.get(&p).await {
+                    if let Ok((tag, public)) = sealer.learn_dataset_key(&bytes) {
+                        found.insert(public.fingerprint(), (tag, public));
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// Reads every chunk-list page of `backup_id` (`pages` of them).
     pub async fn chunk_pages(
         &self,

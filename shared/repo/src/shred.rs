@@ -46,17 +46,9 @@ impl Repository {
     ) -> Result<ShredReport, RepoError> {
         let mut report = ShredReport::default();
         let mut keys: BTreeSet<KeyId> = known.iter().copied().collect();
-        for n in &self.networks {
-            let Ok(paths) = n.list(layout::DATASETS_DIR).await else {
-                continue;
-            };
-            for p in paths {
-                let Ok(bytes) = n.get(&p).await else { continue };
-                if let Ok((t, public)) = sealer.learn_dataset_key(&bytes) {
-                    if t == tag {
-                        keys.insert(KeyId(public.fingerprint()));
-                    }
-                }
+        for (fingerprint, (t, _)) in self.dataset_keys(sealer).await {
+            if t == tag {
+                keys.insert(KeyId(fingerprint));
             }
         }
         report.keys = keys.iter().copied().collect();
@@ -116,20 +108,25 @@ impl Repository {
                 // left to read.
                 continue;
             };
+            // A data key that cannot be read cannot be shown to be the
+            // dataset's own: in doubt, nothing is deleted.
             let path = layout::object(&ObjectKey::DataKey { id: key });
-            let wrapped_to = self
-                .fetch(&path, "the data key", |b| {
-                    Ok(cairn_crypto::datakey::recipient(&b))
+            let (wrapped_to, _) = self
+                .fetch(&path, &layout::describe(&ObjectKey::DataKey { id: key }), |b| {
+                    cairn_crypto::datakey::recipient(&b).ok_or_else(|| {
+                        RepoError::Format(format!("{path} is not a wrapped data key"))
+                    })
                 })
                 .await
-                .ok()
-                .and_then(|(r, _)| r);
-            if let Some(to) = wrapped_to {
-                if !keys.contains(&KeyId(to)) {
-                    return Err(RepoError::Format(format!(
-                        "backup {id} of dataset {dataset} was written before per-dataset keys (repository format 3 or older): other datasets may share its chunks, so shredding it could break them. Nothing was shredded; `cairn forget` it first"
-                    )));
-                }
+                .map_err(|e| {
+                    RepoError::Format(format!(
+                        "backup {id} of dataset {dataset}: its data key cannot be read ({e}), so it cannot be shown to be this dataset's alone. Nothing was shredded"
+                    ))
+                })?;
+            if !keys.contains(&KeyId(wrapped_to)) {
+                return Err(RepoError::Format(format!(
+                    "backup {id} of dataset {dataset} was written before per-dataset keys (repository format 3 or older): other datasets may share its chunks, so shredding it could break them. Nothing was shredded; `cairn forget` it first"
+                )));
             }
             data_keys.insert(key);
         }
