@@ -177,3 +177,34 @@ pub fn user() -> String {
         host()
     )
 }
+
+/// The configuration file this process was given (`--config`), for
+/// commands that write a command line calling cairn again.
+static CONFIG_PATH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+pub fn set_config_path(p: Option<&std::path::Path>) {
+    let _ = CONFIG_PATH.set(p.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())));
+}
+
+/// The `restore_command` a restored data directory runs: this cairn, with
+/// this configuration file, fetching WAL of `dataset`.
+pub fn wal_fetch_command(dataset: &str) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("cannot tell where this cairn is")?;
+    let config = CONFIG_PATH.get().cloned().flatten().or_else(|| {
+        std::path::absolute("cairn.toml")
+            .ok()
+            .filter(|p| p.exists())
+    });
+    let quote = |s: &str| -> anyhow::Result<String> {
+        if s.contains(['"', '\\', '$', '`', '%']) {
+            anyhow::bail!("{s:?} cannot be quoted for a restore_command: give --restore-command");
+        }
+        Ok(format!("\"{s}\""))
+    };
+    let mut cmd = quote(&exe.to_string_lossy())?;
+    if let Some(c) = config {
+        cmd += &format!(" --config {}", quote(&c.to_string_lossy())?);
+    }
+    cmd += &format!(" wal-fetch --dataset {} %f \"%p\"", quote(dataset)?);
+    Ok(cmd)
+}

@@ -39,14 +39,23 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// Run stage workers (`all` = every stage in one process).
     Serve(serve::ServeArgs),
-    /// Back up paths, stdin or a PostgreSQL database; waits for the outcome.
+    /// Back up paths, stdin, or a database (PostgreSQL dump or base backup,
+    /// MariaDB, Redis); waits for the outcome.
     Backup(backup::BackupArgs),
     /// List backups, newest first.
     List(list::ListArgs),
     /// Show one backup.
     Show(list::ShowArgs),
-    /// Restore a backup to a directory, a database or stdout.
+    /// Restore a backup (or a part of it) to a directory, a database, a
+    /// PostgreSQL data directory recovering to a point in time, or stdout.
     Restore(restore::RestoreArgs),
+    /// List a backup's files (or those under PATH) without restoring it.
+    Ls(ls::LsArgs),
+    /// PostgreSQL's archive_command: archive one WAL file through the
+    /// pipeline; exits 0 only once it is verified where the policy says.
+    WalPush(wal::PushArgs),
+    /// PostgreSQL's restore_command: fetch one archived WAL file.
+    WalFetch(wal::FetchArgs),
     /// Recovery from one network alone: list and restore backups with no
     /// broker and no ledger database.
     Recover {
@@ -126,6 +135,7 @@ fn main() -> ExitCode {
 /// has its own thread), then the command; spans are flushed after it ends.
 fn start(cli: Cli) -> anyhow::Result<u8> {
     let mut cfg = cairn_config::Config::load(cli.config.as_deref())?;
+    context::set_config_path(cli.config.as_deref());
     cfg.keys.share_files.extend(cli.shares.iter().cloned());
     let serving = matches!(cli.command, Command::Serve(_));
     let _telemetry = cairn_telemetry::init(
@@ -151,6 +161,9 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::List(a) => list::list(&cfg, a).await,
         Command::Show(a) => list::show(&cfg, a).await,
         Command::Restore(a) => restore::restore(&cfg, a).await,
+        Command::Ls(a) => ls::ls(&cfg, a).await,
+        Command::WalPush(a) => wal::push(&cfg, a).await,
+        Command::WalFetch(a) => wal::fetch(&cfg, a).await,
         Command::Recover { command } => recover::run(&cfg, command).await,
         Command::Forget(a) => forget::forget(&cfg, a).await,
         Command::Shred(a) => shred::shred(&cfg, a).await,

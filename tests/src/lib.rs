@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod nats;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod servers;
 
 pub use env::*;
@@ -21,6 +22,7 @@ pub use ledger::*;
 pub use nats::*;
 pub use postgres::*;
 pub use process::*;
+pub use proxy::*;
 pub use servers::arweave::*;
 pub use servers::garage::*;
 pub use servers::ipfs::*;

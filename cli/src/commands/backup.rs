@@ -18,18 +18,13 @@ pub struct BackupArgs {
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
     /// Back up standard input (needs --dataset).
-    #[arg(long, conflicts_with_all = ["paths", "postgres"])]
+    #[arg(long, conflicts_with_all = ["paths", "postgres", "postgres_base", "mariadb", "redis"])]
     stdin: bool,
     /// File name given to the stdin stream in the backup.
     #[arg(long, default_value = "stdin", requires = "stdin")]
     stdin_name: String,
-    /// Back up a PostgreSQL database (pg_dump, custom format).
-    #[arg(long, value_name = "URL", conflicts_with = "paths")]
-    postgres: Option<String>,
-    /// A file holding the database's password (first line), read by the
-    /// ingest worker on its host; never the ledger's password.
-    #[arg(long, value_name = "FILE", requires = "postgres")]
-    postgres_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// Dataset name (default: the first path's name, or the database name).
     #[arg(long)]
     dataset: Option<String>,
@@ -44,7 +39,7 @@ pub struct BackupArgs {
     min_copies: Option<u32>,
     /// Read every file, even those the files cache says are unchanged
     /// since the dataset's last completed backup.
-    #[arg(long, conflicts_with_all = ["stdin", "postgres"])]
+    #[arg(long, conflicts_with_all = ["stdin", "postgres", "postgres_base", "mariadb", "redis"])]
     force_read: bool,
     /// Print one JSON object.
     #[arg(long)]
@@ -62,26 +57,89 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<String> {
     Ok(a.to_string_lossy().into_owned())
 }
 
-/// A database (`--postgres URL`, its password file made absolute) or
-/// files (`PATHS`, each readable here, made absolute), with the dataset
-/// name it suggests; none if neither was given.
+/// A database to back up (shared with `cairn schedule add`). A URL never
+/// carries a password: the ingest worker reads the password file on its
+/// host (or the tool's own configuration: `~/.pgpass`, `~/.my.cnf`).
+#[derive(clap::Args)]
+pub struct DatabaseArgs {
+    /// Back up a PostgreSQL database (pg_dump, custom format).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "postgres_base", "mariadb", "redis"])]
+    postgres: Option<String>,
+    /// Take a physical base backup of a PostgreSQL cluster (pg_basebackup;
+    /// its WAL comes from `cairn wal-push`): restore it to a point in time
+    /// with `cairn restore ID --to-pgdata DIR --to-time T`.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "mariadb", "redis"])]
+    postgres_base: Option<String>,
+    /// A file holding the PostgreSQL password (first line), read by the
+    /// ingest worker on its host; never the ledger's password.
+    #[arg(long, value_name = "FILE")]
+    postgres_password_file: Option<PathBuf>,
+    /// Back up a MariaDB or MySQL database (mariadb-dump
+    /// --single-transaction): `mysql://user@host:port/db`.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "redis"])]
+    mariadb: Option<String>,
+    /// A file holding the MariaDB password (first line).
+    #[arg(long, value_name = "FILE", requires = "mariadb")]
+    mariadb_password_file: Option<PathBuf>,
+    /// Back up a Redis server's dataset (an RDB snapshot): `redis://host:port`.
+    #[arg(long, value_name = "URL", conflicts_with = "paths")]
+    redis: Option<String>,
+    /// A file holding the Redis password (first line).
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    redis_password_file: Option<PathBuf>,
+}
+
+/// A database (its password file made absolute) or files (`PATHS`, each
+/// readable here, made absolute), with the dataset name it suggests; none
+/// if neither was given.
 pub fn source(
     paths: &[PathBuf],
-    postgres: Option<&str>,
-    password_file: Option<&std::path::Path>,
+    db: &DatabaseArgs,
 ) -> anyhow::Result<Option<(Source, Option<String>)>> {
-    if let Some(url) = postgres {
+    let file = |f: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        f.as_deref().map(absolute).transpose()
+    };
+    if db.postgres_password_file.is_some() && db.postgres.is_none() && db.postgres_base.is_none() {
+        bail!("--postgres-password-file goes with --postgres or --postgres-base");
+    }
+    if let Some(url) = &db.postgres {
         cairn_repo::pgtools::check_url(url).map_err(anyhow::Error::msg)?;
-        let password_file = match password_file {
-            Some(f) => Some(absolute(f)?),
-            None => None,
-        };
         return Ok(Some((
             Source::Postgres {
-                url: url.to_string(),
-                password_file,
+                url: url.clone(),
+                password_file: file(&db.postgres_password_file)?,
             },
             Some(cairn_repo::pgtools::database_name(url)),
+        )));
+    }
+    if let Some(url) = &db.postgres_base {
+        cairn_repo::pgtools::check_url(url).map_err(anyhow::Error::msg)?;
+        return Ok(Some((
+            Source::PostgresBase {
+                url: url.clone(),
+                password_file: file(&db.postgres_password_file)?,
+            },
+            None,
+        )));
+    }
+    if let Some(url) = &db.mariadb {
+        let u = cairn_repo::mariadbtools::parse(url).map_err(anyhow::Error::msg)?;
+        return Ok(Some((
+            Source::Mariadb {
+                url: url.clone(),
+                password_file: file(&db.mariadb_password_file)?,
+            },
+            Some(u.database),
+        )));
+    }
+    if let Some(url) = &db.redis {
+        cairn_ingest::sources::redis::parse(url).map_err(anyhow::Error::msg)?;
+        return Ok(Some((
+            Source::Redis {
+                url: url.clone(),
+                password_file: file(&db.redis_password_file)?,
+            },
+            None,
         )));
     }
     if paths.is_empty() {
@@ -104,19 +162,15 @@ fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
             },
             None,
         )
-    } else if let Some(found) = source(
-        &args.paths,
-        args.postgres.as_deref(),
-        args.postgres_password_file.as_deref(),
-    )? {
+    } else if let Some(found) = source(&args.paths, &args.database)? {
         found
     } else {
-        bail!("nothing to back up: give PATHs, --stdin or --postgres URL");
+        bail!("nothing to back up: give PATHs, --stdin, or a database (--postgres, --postgres-base, --mariadb or --redis URL)");
     };
     let dataset = match (&args.dataset, default_dataset) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => d,
-        (None, None) => bail!("--stdin needs --dataset NAME"),
+        (None, None) => bail!("this backup needs --dataset NAME (for a base backup, the dataset its WAL is pushed to)"),
     };
     if dataset.is_empty() {
         bail!("--dataset must not be empty");
@@ -138,14 +192,25 @@ async fn ingest_stdin(
     bus: &cairn_bus::Bus,
     request: &Envelope,
 ) -> anyhow::Result<()> {
-    let repo = context::repo(cfg)?;
-    let writer = context::writer(
+    let ctx = ingest_context(
         cfg,
-        &repo,
+        bus,
         "--stdin reads and chunks the data here and needs the repository key (or keys.writer_file)",
     )
     .await?;
-    let ctx = IngestContext {
+    Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), 1).await?)
+}
+
+/// What this process needs to be the ingest stage of a stream only it can
+/// read (`--stdin`, `wal-push`); `why` says why it needs the writer's key.
+pub async fn ingest_context(
+    cfg: &Config,
+    bus: &cairn_bus::Bus,
+    why: &str,
+) -> anyhow::Result<IngestContext> {
+    let repo = context::repo(cfg)?;
+    let writer = context::writer(cfg, &repo, why).await?;
+    Ok(IngestContext {
         bus: bus.clone(),
         repo: repo.config().await?,
         writer,
@@ -156,8 +221,7 @@ async fn ingest_stdin(
         // A stream has no files to cache.
         files_cache: None,
         cannot_delete: context::cannot_delete(&repo),
-    };
-    Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), 1).await?)
+    })
 }
 
 #[derive(serde::Serialize)]

@@ -11,6 +11,9 @@ pub struct ListArgs {
     dataset: Option<String>,
     #[arg(long)]
     tag: Option<String>,
+    /// Also list the archived WAL files (`cairn wal-push`), one backup each.
+    #[arg(long)]
+    wal: bool,
     #[arg(long)]
     json: bool,
 }
@@ -22,8 +25,13 @@ struct Listed {
 
 pub async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
     let pg = context::ledger(cfg).await?;
-    let backups =
+    let mut backups =
         cairn_ledger::query::list_backups(&pg, a.dataset.as_deref(), a.tag.as_deref()).await?;
+    let all = backups.len();
+    if !a.wal {
+        backups.retain(|r| !matches!(r.source, Some(cairn_events::Source::Wal { .. })));
+    }
+    let wal_hidden = all - backups.len();
     if a.json {
         output::json(&Listed { backups })?;
         return Ok(0);
@@ -54,6 +62,9 @@ pub async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
             stat(|s| s.bytes_stored),
             r.tags.join(",")
         );
+    }
+    if wal_hidden > 0 {
+        out!("(and {wal_hidden} archived WAL files: --wal lists them)");
     }
     Ok(0)
 }

@@ -17,7 +17,7 @@ pub enum RecoverCommand {
     /// List the backups one network holds, from its encrypted catalogue.
     List(ListArgs),
     /// Restore a backup from one network alone.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Record a repository's backups in a new, empty ledger (after the
     /// database and the broker were lost), so that the services go on.
     Rebuild(RebuildArgs),
@@ -51,7 +51,7 @@ pub struct RestoreArgs {
 pub async fn run(cfg: &Config, c: RecoverCommand) -> anyhow::Result<u8> {
     match c {
         RecoverCommand::List(a) => list(cfg, a).await,
-        RecoverCommand::Restore(a) => restore(cfg, a).await,
+        RecoverCommand::Restore(a) => restore(cfg, *a).await,
         RecoverCommand::Rebuild(a) => rebuild(cfg, a).await,
     }
 }
@@ -150,11 +150,12 @@ fn to_the_second(t: &str) -> String {
 
 async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     let repo = one_network(cfg, &a.network)?;
-    let target = a.target.target()?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
     // Nothing is recorded: on the day this runs there may be no broker, and
     // waiting for one would only delay the restore.
-    if let Some(report) = restore_from(repo, &keyring, &a.backup_id, &target, a.json).await? {
+    if let Some((target, report)) =
+        restore_from(repo, &keyring, &a.backup_id, a.target, a.json).await?
+    {
         print_report(&a.backup_id, &target, &report, a.json)?;
     }
     Ok(0)

@@ -1,12 +1,16 @@
-//! `cairn restore`: a backup back into a directory, a PostgreSQL database
-//! or standard output, from the networks alone (no broker, no database
-//! needed); recorded as `backup.restored` when the broker answers.
+//! `cairn restore`: a backup (or the part of it under `--path`) back into a
+//! directory, a PostgreSQL database, a PostgreSQL data directory recovering
+//! to a point in time, a MariaDB database or standard output, from the
+//! networks alone (no broker, no database needed); recorded as
+//! `backup.restored` when the broker answers.
 
 use crate::{context, err, out, output};
 use anyhow::bail;
 use cairn_config::Config;
 use cairn_events::{BackupId, Envelope, Event, Restored};
-use cairn_repo::restore::Restorer;
+use cairn_repo::format::Manifest;
+use cairn_repo::pgdata::{Recovery, RecoveryTarget};
+use cairn_repo::restore::{Restorer, Selection};
 use cairn_repo::target::{restore_to, Target};
 use std::path::PathBuf;
 
@@ -23,33 +27,100 @@ pub struct RestoreArgs {
 #[derive(clap::Args)]
 pub struct TargetArgs {
     /// Restore files under this directory.
-    #[arg(long, conflicts_with_all = ["to_postgres", "stdout"])]
+    #[arg(long, conflicts_with_all = ["to_postgres", "stdout", "to_pgdata", "to_mariadb"])]
     to: Option<PathBuf>,
+    /// Restore only this file or subtree (a path as `cairn ls` shows it);
+    /// only its chunks are fetched.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["to_postgres", "to_pgdata", "to_mariadb"])]
+    path: Option<String>,
     /// pg_restore a database backup into this database.
-    #[arg(long, value_name = "URL", conflicts_with = "stdout")]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["stdout", "to_pgdata", "to_mariadb"])]
     to_postgres: Option<String>,
     /// A file holding that database's password (first line); never the
     /// ledger's password.
     #[arg(long, value_name = "FILE", requires = "to_postgres")]
     postgres_password_file: Option<PathBuf>,
+    /// Restore a PostgreSQL base backup as a data directory (empty or new)
+    /// that recovers from the WAL archive to --to-time, --to-lsn or
+    /// --to-latest when the server starts.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stdout", "to_mariadb"])]
+    to_pgdata: Option<PathBuf>,
+    /// Recover to this moment (with its time zone: `2026-12-06 15:42:53+00`).
+    #[arg(long, value_name = "TIMESTAMP", requires = "to_pgdata", conflicts_with_all = ["to_lsn", "to_latest"])]
+    to_time: Option<String>,
+    /// Recover to this WAL location (`0/3000100`).
+    #[arg(
+        long,
+        value_name = "LSN",
+        requires = "to_pgdata",
+        conflicts_with = "to_latest"
+    )]
+    to_lsn: Option<String>,
+    /// Recover to the end of the archived WAL.
+    #[arg(long, requires = "to_pgdata")]
+    to_latest: bool,
+    /// The restore_command written into the data directory (default: this
+    /// cairn with this configuration: `cairn wal-fetch --dataset D %f "%p"`).
+    #[arg(long, value_name = "COMMAND", requires = "to_pgdata")]
+    restore_command: Option<String>,
+    /// Restore a MariaDB dump into this database (`mysql://user@host/db`;
+    /// made if it does not exist).
+    #[arg(long, value_name = "URL", conflicts_with = "stdout")]
+    to_mariadb: Option<String>,
+    /// A file holding that database's password (first line).
+    #[arg(long, value_name = "FILE", requires = "to_mariadb")]
+    mariadb_password_file: Option<PathBuf>,
     /// Write the backup's single file to standard output.
     #[arg(long)]
     stdout: bool,
 }
 
 impl TargetArgs {
-    pub fn target(self) -> anyhow::Result<Target> {
-        Ok(match (self.to, self.to_postgres, self.stdout) {
-            (Some(dir), _, _) => Target::Dir(dir),
-            (None, Some(url), _) => Target::Postgres {
+    /// The target and the part of the backup it takes, for backup `m`.
+    pub fn target(self, m: &Manifest) -> anyhow::Result<(Target, Selection)> {
+        let select = Selection::under(self.path.as_deref().unwrap_or(""))?;
+        if let Some(dir) = self.to_pgdata {
+            let target = match (self.to_time, self.to_lsn, self.to_latest) {
+                (Some(t), _, _) => RecoveryTarget::time(&t).map_err(anyhow::Error::msg)?,
+                (None, Some(l), _) => RecoveryTarget::lsn(&l).map_err(anyhow::Error::msg)?,
+                (None, None, true) => RecoveryTarget::Latest,
+                (None, None, false) => {
+                    bail!(
+                        "say how far to recover: --to-time TIMESTAMP, --to-lsn LSN or --to-latest"
+                    )
+                }
+            };
+            let restore_command = match self.restore_command {
+                Some(c) => c,
+                None => context::wal_fetch_command(&m.dataset)?,
+            };
+            return Ok((
+                Target::PgData {
+                    dir,
+                    recovery: Recovery {
+                        target,
+                        restore_command,
+                    },
+                },
+                select,
+            ));
+        }
+        let target = match (self.to, self.to_postgres, self.to_mariadb, self.stdout) {
+            (Some(dir), _, _, _) => Target::Dir(dir),
+            (None, Some(url), _, _) => Target::Postgres {
                 url,
                 password_file: self.postgres_password_file,
             },
-            (None, None, true) => Target::Stdout,
-            (None, None, false) => {
-                bail!("say where to restore: --to DIR, --to-postgres URL or --stdout")
+            (None, None, Some(url), _) => Target::Mariadb {
+                url,
+                password_file: self.mariadb_password_file,
+            },
+            (None, None, None, true) => Target::Stdout,
+            (None, None, None, false) => {
+                bail!("say where to restore: --to DIR, --to-pgdata DIR, --to-postgres URL, --to-mariadb URL or --stdout")
             }
-        })
+        };
+        Ok((target, select))
     }
 }
 
@@ -66,10 +137,9 @@ struct Report<'a> {
 
 pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     let id = a.backup_id;
-    let target = a.target.target()?;
     let repo = context::repo(cfg)?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
-    let report = match restore_from(repo, &keyring, &id, &target, a.json).await {
+    let (target, report) = match restore_from(repo, &keyring, &id, a.target, a.json).await {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(0),
         Err(e) => return Err(shredded_or(cfg, &id, e).await),
@@ -122,22 +192,24 @@ async fn shredded_or(cfg: &Config, id: &BackupId, e: anyhow::Error) -> anyhow::E
     }
 }
 
-/// Restores backup `id` from `repo`'s networks (fastest first) into
-/// `target`, with a progress bar unless `json`; `None` when standard output
-/// was closed by its reader (`cairn restore --stdout | head`).
+/// Restores backup `id` from `repo`'s networks (fastest first) into the
+/// target `args` name, with a progress bar unless `json`; `None` when
+/// standard output was closed by its reader (`cairn restore --stdout | head`).
 pub async fn restore_from(
     repo: cairn_repo::Repository,
     keyring: &cairn_crypto::Keyring,
     id: &BackupId,
-    target: &Target,
+    args: TargetArgs,
     json: bool,
-) -> anyhow::Result<Option<cairn_repo::restore::RestoreReport>> {
+) -> anyhow::Result<Option<(Target, cairn_repo::restore::RestoreReport)>> {
     let restorer = Restorer::new(
         repo.fastest_first().await,
         keyring.sealer(),
         keyring.id_key(),
     );
     let manifest = restorer.manifest(id).await?;
+    let (target, select) = args.target(&manifest)?;
+    let restorer = restorer.select(select);
     let bar = output::progress_bar(
         !json,
         "{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
@@ -151,7 +223,7 @@ pub async fn restore_from(
             b.set_position(n);
         }
     };
-    let report = match restore_to(&restorer, &manifest, target, &progress).await {
+    let report = match restore_to(&restorer, &manifest, &target, &progress).await {
         Ok(r) => r,
         Err(e) if matches!(target, Target::Stdout) && output::is_broken_pipe(&e) => {
             return Ok(None)
@@ -161,7 +233,7 @@ pub async fn restore_from(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    Ok(Some(report))
+    Ok(Some((target, report)))
 }
 
 pub fn print_report(
@@ -187,6 +259,17 @@ pub fn print_report(
             output::bytes(report.bytes_written),
             report.files
         );
+        if let Target::PgData { dir, recovery } = target {
+            out!(
+                "{} recovers {} when PostgreSQL starts on it (recovery.signal; restore_command and the target are in postgresql.auto.conf)",
+                dir.display(),
+                match &recovery.target {
+                    RecoveryTarget::Latest => "to the end of the archived WAL".to_string(),
+                    RecoveryTarget::Time(t) => format!("to {t}"),
+                    RecoveryTarget::Lsn(l) => format!("to WAL location {l}"),
+                }
+            );
+        }
     }
     Ok(())
 }

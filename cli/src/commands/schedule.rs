@@ -16,7 +16,7 @@ pub enum ScheduleCommand {
     List(ListArgs),
     /// Add a schedule at run time (kept in the ledger, with who and when);
     /// one with the same dataset and cron is replaced.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Remove schedules added at run time.
     Remove(RemoveArgs),
 }
@@ -25,12 +25,8 @@ pub enum ScheduleCommand {
 pub struct AddArgs {
     /// Files and directories to back up (paths on the ingest worker's host).
     paths: Vec<PathBuf>,
-    /// Back up a PostgreSQL database instead.
-    #[arg(long, value_name = "URL", conflicts_with = "paths")]
-    postgres: Option<String>,
-    /// A file holding the database's password, on the ingest worker's host.
-    #[arg(long, value_name = "FILE", requires = "postgres")]
-    postgres_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    database: super::backup::DatabaseArgs,
     /// Dataset name (default: the first path's name, or the database name).
     #[arg(long)]
     dataset: Option<String>,
@@ -80,7 +76,7 @@ pub struct ListArgs {
 pub async fn run(cfg: &Config, c: ScheduleCommand) -> anyhow::Result<u8> {
     match c {
         ScheduleCommand::List(a) => list(cfg, a).await,
-        ScheduleCommand::Add(a) => add(cfg, a).await,
+        ScheduleCommand::Add(a) => add(cfg, *a).await,
         ScheduleCommand::Remove(a) => remove(cfg, a).await,
     }
 }
@@ -91,13 +87,8 @@ fn not_recorded(timeout: u64) -> anyhow::Result<u8> {
 }
 
 async fn add(cfg: &Config, a: AddArgs) -> anyhow::Result<u8> {
-    let Some((source, suggested)) = super::backup::source(
-        &a.paths,
-        a.postgres.as_deref(),
-        a.postgres_password_file.as_deref(),
-    )?
-    else {
-        bail!("nothing to back up: give PATHs or --postgres URL");
+    let Some((source, suggested)) = super::backup::source(&a.paths, &a.database)? else {
+        bail!("nothing to back up: give PATHs or a database (--postgres, --postgres-base, --mariadb or --redis URL)");
     };
     let Some(dataset) = a.dataset.or(suggested) else {
         bail!("give the dataset a name with --dataset");

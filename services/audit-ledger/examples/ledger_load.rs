@@ -302,6 +302,7 @@ impl Workload {
                 data_key: None,
                 catalogue: false,
                 dataset_key: None,
+                wal: None,
             }),
             &[],
         );

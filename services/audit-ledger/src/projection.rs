@@ -213,8 +213,8 @@ async fn apply(
             prepared.execute(
                 tx,
                 "UPDATE backups SET status = CASE WHEN status IN ('requested', 'running') THEN 'verifying' ELSE status END,
-                     stats = $2::text::jsonb, networks = $3 WHERE backup_id = $1",
-                &[&id, &json(&i.stats), &i.networks],
+                     stats = $2::text::jsonb, networks = $3, wal = $4::text::jsonb WHERE backup_id = $1",
+                &[&id, &json(&i.stats), &i.networks, &i.wal.as_ref().map(json)],
             )
             .await?;
         }

@@ -738,6 +738,9 @@ pub async fn run(
         Err(e) => return Err(JobError::Source(format!("source reader crashed: {e}"))),
     };
 
+    let wal = crate::sources::kind_of(&req.source)
+        .finish(&produced)
+        .map_err(JobError::Source)?;
     let (pages, summary) = list.finish().map_err(|e| JobError::Source(e.to_string()))?;
     for page in pages {
         publisher.page(page).await?;
@@ -767,6 +770,7 @@ pub async fn run(
         networks: networks.clone(),
         redundancy: redundancy.clone(),
         dataset_key: Some(hex::encode(dataset_public.fingerprint())),
+        wal: wal.clone(),
     };
     let (compressed, payload, plain_len) = cairn_repo::encode_manifest(&manifest);
     publisher
@@ -810,6 +814,7 @@ pub async fn run(
         data_key: Some(key_id),
         catalogue: true,
         dataset_key: Some(KeyId(dataset_public.fingerprint())),
+        wal,
     };
     let env = Envelope::new(
         ctx.source.clone(),

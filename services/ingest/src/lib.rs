@@ -1,8 +1,10 @@
 //! The ingest stage: takes `backup.requested`, reads the source, and hands
 //! new chunks to encrypt.
 //!
-//! * [`source`]: reading files, streams and `pg_dump` into chunks and tree
-//!   records (blocking thread, bounded channel).
+//! * [`sources`]: the kinds of source (files, streams, PostgreSQL dumps and
+//!   base backups, WAL files, MariaDB, Redis), one module each.
+//! * [`source`]: reading a source's input (files, a stream, a tar stream)
+//!   into chunks and tree records (blocking thread, bounded channel).
 //! * [`job`]: one backup's ingest (dedup, compression, chunk list, manifest).
 //! * [`ingest`]: one request, start to end; the worker and `cairn backup
 //!   --stdin` (which alone can read its standard input) both run it.
@@ -14,15 +16,14 @@ pub mod chunker;
 pub mod files_cache;
 pub mod job;
 pub mod source;
+pub mod sources;
+pub mod wal;
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
-use cairn_events::{
-    decode, BackupId, BackupRequest, Envelope, Event, Outcome, Progress, Source, Stage,
-};
+use cairn_events::{decode, BackupId, BackupRequest, Envelope, Event, Outcome, Progress, Stage};
 use job::{IngestContext, JobError};
 use source::{Counters, Input};
 use std::io::Read;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,30 +92,10 @@ pub fn report_progress(
     })
 }
 
-/// What a request reads: its source, or for `stdin` the stream the caller
-/// hands over. `Err` is the reason the backup fails.
-fn open_input(req: &BackupRequest, stdin: Option<Box<dyn Read + Send>>) -> Result<Input, String> {
-    match (&req.source, stdin) {
-        (Source::Stdin { name }, Some(reader)) => Ok(Input::Stream {
-            name: name.clone(),
-            reader,
-        }),
-        (Source::Stdin { .. }, None) => {
-            Err("a stdin backup is read by the client that asked for it".into())
-        }
-        (_, Some(_)) => Err("only a stdin backup reads the client's stream".into()),
-        (Source::Paths { paths }, None) if paths.is_empty() => Err("no paths to back up".into()),
-        (Source::Paths { paths }, None) => Ok(Input::Paths(paths.iter().map(Into::into).collect())),
-        (Source::Postgres { url, password_file }, None) => {
-            cairn_repo::pgtools::check_url(url)?;
-            let dump = source::PgDump::start(url, password_file.as_deref().map(Path::new))
-                .map_err(|e| e.to_string())?;
-            Ok(Input::Stream {
-                name: format!("{}.pgdump", cairn_repo::pgtools::database_name(url)),
-                reader: Box::new(dump),
-            })
-        }
-    }
+/// What a request reads: its source, or the stream the client hands
+/// over. `Err` is the reason the backup fails.
+fn open_input(req: &BackupRequest, client: Option<Box<dyn Read + Send>>) -> Result<Input, String> {
+    sources::kind_of(&req.source).open(client)
 }
 
 /// Ingests the backup `request` asks for: records `backup.started`, reads
@@ -168,13 +149,11 @@ struct IngestWorker {
 impl Handler for IngestWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
         let env: Envelope = decode(&d.payload, "event")?;
-        if let Event::BackupRequested(BackupRequest {
-            source: Source::Stdin { .. },
-            ..
-        }) = &env.event
-        {
-            // Only the requesting client can read its stdin; it ingests itself.
-            return Ok(());
+        if let Event::BackupRequested(BackupRequest { source, .. }) = &env.event {
+            if source.read_by_client() {
+                // Only the requesting client can read it; it ingests itself.
+                return Ok(());
+            }
         }
         Ok(ingest(&self.ctx, &env, None, d.deliveries).await?)
     }

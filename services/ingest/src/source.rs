@@ -41,7 +41,20 @@ pub enum Input {
         name: String,
         reader: Box<dyn Read + Send>,
     },
+    /// A tar stream (`pg_basebackup -Ft -D -`), stored as the tree it holds
+    /// under the directory `label`; the members named in `keep` are also
+    /// handed back whole in [`Produced::kept`] (small files the source kind
+    /// reads, such as `backup_label`).
+    Tar {
+        label: String,
+        reader: Box<dyn Read + Send>,
+        keep: &'static [&'static str],
+    },
 }
+
+/// The most of one kept tar member handed back (a `backup_manifest` lists
+/// every file of the cluster: about 150 bytes each).
+pub const KEPT_MAX: u64 = 64 << 20;
 
 /// Shared counters, read by the progress reporter.
 #[derive(Default)]
@@ -61,6 +74,8 @@ pub struct Produced {
     pub tree: Vec<ChunkRef>,
     /// The files cache this backup leaves for the next one.
     pub cache: NewCache,
+    /// The content of the tar members an [`Input::Tar`] asked to keep.
+    pub kept: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// The files cache as the producer uses it: the parent's entries (none
@@ -271,6 +286,93 @@ impl Producer<'_> {
         Ok(())
     }
 
+    /// Every member of a tar stream, as tree records under `label`.
+    fn tar(
+        &mut self,
+        label: &str,
+        reader: Box<dyn Read + Send>,
+        keep: &[&str],
+        kept: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), SourceError> {
+        let io = |what: &str, e: std::io::Error| SourceError::Io {
+            path: format!("{label} (tar stream): {what}"),
+            source: e,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.record(TreeRecord::Dir {
+            path: label.as_bytes().to_vec(),
+            meta: Meta {
+                mode: 0o40700,
+                uid: 0,
+                gid: 0,
+                mtime: now.as_secs() as i64,
+                mtime_nsec: 0,
+            },
+        })?;
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(|e| io("header", e))? {
+            let mut entry = entry.map_err(|e| io("header", e))?;
+            let raw = entry.path_bytes().into_owned();
+            let name = tar_name(&raw).ok_or_else(|| {
+                SourceError::Other(format!(
+                    "{label}: unsafe path {:?} in the tar stream",
+                    String::from_utf8_lossy(&raw)
+                ))
+            })?;
+            let h = entry.header();
+            let kind = h.entry_type();
+            let mode = h.mode().map_err(|e| io(&name, e))? & 0o7777;
+            let meta = |type_bits: u32| -> Result<Meta, SourceError> {
+                Ok(Meta {
+                    mode: type_bits | mode,
+                    uid: h.uid().map_err(|e| io(&name, e))? as u32,
+                    gid: h.gid().map_err(|e| io(&name, e))? as u32,
+                    mtime: h.mtime().map_err(|e| io(&name, e))? as i64,
+                    mtime_nsec: 0,
+                })
+            };
+            let mut path = label.as_bytes().to_vec();
+            if !name.is_empty() {
+                path.push(b'/');
+                path.extend_from_slice(name.as_bytes());
+            }
+            if kind.is_dir() {
+                if name.is_empty() {
+                    continue;
+                }
+                let meta = meta(0o40000)?;
+                self.record(TreeRecord::Dir { path, meta })?;
+            } else if kind.is_symlink() {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let meta = meta(0o120000)?;
+                self.record(TreeRecord::Symlink { path, target, meta })?;
+            } else if kind.is_file() {
+                let meta = meta(0o100000)?;
+                let size = entry.size();
+                if keep.contains(&name.as_str()) && size <= KEPT_MAX {
+                    let mut whole = Vec::with_capacity(size as usize);
+                    entry.read_to_end(&mut whole).map_err(|e| io(&name, e))?;
+                    let shown = format!("{label}/{name}");
+                    self.file(path, meta, &whole[..], &shown)?;
+                    kept.insert(name, whole);
+                } else {
+                    let shown = format!("{label}/{name}");
+                    self.file(path, meta, &mut entry, &shown)?;
+                }
+            } else {
+                return Err(SourceError::Other(format!(
+                    "{label}: {name} is a {kind:?} in the tar stream, which Cairn does not store"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn walk(&mut self, root: &Path, label: &str) -> Result<(), SourceError> {
         let io = |p: &Path, e: std::io::Error| SourceError::Io {
             path: p.display().to_string(),
@@ -366,6 +468,24 @@ pub fn labels(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// A tar member's name as stored: without `./` and trailing `/`; `None`
+/// for one that would leave the tree (absolute, or with `..`).
+fn tar_name(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut parts = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    if text.starts_with('/') {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
 /// How many bytes `refs` hold.
 fn bytes_of(refs: &[ChunkRef]) -> u64 {
     refs.iter().map(|r| r.len as u64).sum()
@@ -398,6 +518,7 @@ pub fn produce(
         parent: caching.parent,
         cache: caching.record.then(NewCache::default),
     };
+    let mut kept = std::collections::BTreeMap::new();
     match input {
         Input::Paths(paths) => {
             for root in &paths {
@@ -426,6 +547,11 @@ pub fn produce(
             };
             p.file(name.clone().into_bytes(), meta, reader, &name)?;
         }
+        Input::Tar {
+            label,
+            reader,
+            keep,
+        } => p.tar(&label, reader, keep, &mut kept)?,
     }
     let tree = std::mem::take(&mut p.tree);
     if let Some(last) = tree.finish() {
@@ -435,52 +561,24 @@ pub fn produce(
     Ok(Produced {
         tree: p.tree_refs,
         cache: p.cache.unwrap_or_default(),
+        kept,
     })
 }
 
-/// `pg_dump` of `url` as a stream, uncompressed (`-Z0`) so that unchanged
-/// table data gives unchanged chunks and dedups; Cairn compresses itself.
-/// It authenticates with the database's own credentials only
-/// (`cairn_repo::pgtools`).
-pub struct PgDump {
-    child: std::process::Child,
-    stdout: std::process::ChildStdout,
-}
+#[cfg(test)]
+mod tests {
+    use super::tar_name;
 
-impl PgDump {
-    pub fn start(url: &str, password_file: Option<&Path>) -> Result<Self, SourceError> {
-        let mut child = cairn_repo::pgtools::command("pg_dump", url, password_file)
-            .map_err(SourceError::Other)?
-            .args(["--format=custom", "--compress=0"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| SourceError::Other(cairn_repo::pgtools::spawn_error("pg_dump", &e)))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| SourceError::Other("pg_dump: no standard output".into()))?;
-        Ok(PgDump { child, stdout })
-    }
-}
-
-impl Read for PgDump {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stdout.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            // End of output: the dump is only good if pg_dump says so.
-            let status = self.child.wait()?;
-            if !status.success() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let err = err.trim().lines().last().unwrap_or("").to_string();
-                return Err(std::io::Error::other(format!(
-                    "pg_dump failed ({status}): {err}"
-                )));
-            }
-        }
-        Ok(n)
+    #[test]
+    fn tar_names_stay_inside_the_tree() {
+        assert_eq!(
+            tar_name(b"./pg_wal/archive_status/").as_deref(),
+            Some("pg_wal/archive_status")
+        );
+        assert_eq!(tar_name(b"base/1/112").as_deref(), Some("base/1/112"));
+        assert_eq!(tar_name(b"./").as_deref(), Some(""));
+        assert_eq!(tar_name(b"../etc/passwd"), None);
+        assert_eq!(tar_name(b"a/../../b"), None);
+        assert_eq!(tar_name(b"/etc/passwd"), None);
     }
 }

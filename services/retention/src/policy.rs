@@ -4,7 +4,7 @@
 //! (backups and legal holds) and groups by dataset.
 
 use cairn_ledger::query;
-use cairn_lifecycle::{decide, Candidate, Decision, Policy, PolicyError, Status};
+use cairn_lifecycle::{decide, decide_wal, Base, Candidate, Decision, Policy, PolicyError, Status};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +49,9 @@ pub async fn plan(
         .map(|h| (h.backup_id, h.reason))
         .collect();
     let mut by_dataset: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    // Archived WAL files, decided by what the kept base backups need.
+    let mut wal_of: BTreeMap<String, Vec<(Candidate, String)>> = BTreeMap::new();
+    let mut bases: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for b in query::list_backups(pg, dataset, None).await? {
         let time = b
             .requested_at
@@ -62,23 +65,66 @@ pub async fn plan(
             Some(_) => Status::from_ledger(&b.status),
             None => Status::Unfinished,
         };
+        let candidate = Candidate {
+            hold: holds.get(&b.backup_id).cloned(),
+            backup_id: b.backup_id.clone(),
+            tags: b.tags,
+            status,
+            time: time.unwrap_or(DateTime::UNIX_EPOCH),
+        };
+        match &b.source {
+            Some(cairn_events::Source::Wal { name, .. }) => {
+                wal_of
+                    .entry(b.dataset.clone())
+                    .or_default()
+                    .push((candidate, name.clone()));
+                continue;
+            }
+            Some(cairn_events::Source::PostgresBase { .. }) => {
+                bases
+                    .entry(b.dataset.clone())
+                    .or_default()
+                    .push(b.backup_id);
+            }
+            _ => {}
+        }
         by_dataset
             .entry(b.dataset.clone())
             .or_default()
-            .push(Candidate {
-                hold: holds.get(&b.backup_id).cloned(),
-                backup_id: b.backup_id,
-                tags: b.tags,
-                status,
-                time: time.unwrap_or(DateTime::UNIX_EPOCH),
-            });
+            .push(candidate);
+    }
+    for d in wal_of.keys() {
+        by_dataset.entry(d.clone()).or_default();
     }
     let mut out = Vec::new();
     for (dataset, candidates) in by_dataset {
         let (policy, policy_name) = policy_for(&dataset);
         let tz = policy.check(&policy_name)?;
+        let mut decisions = decide(&policy, tz, &candidates);
+        if let Some(wal) = wal_of.get(&dataset) {
+            let kept: HashMap<&str, bool> = decisions
+                .iter()
+                .map(|d| (d.backup_id.as_str(), d.keep))
+                .collect();
+            let ranges: HashMap<String, Option<String>> = query::base_backups(pg, &dataset)
+                .await?
+                .into_iter()
+                .map(|(row, wal)| (row.backup_id, wal.map(|w| w.start_segment)))
+                .collect();
+            let dataset_bases: Vec<Base> = bases
+                .get(&dataset)
+                .into_iter()
+                .flatten()
+                .map(|id| Base {
+                    kept: kept.get(id.as_str()).copied().unwrap_or(true),
+                    start_segment: ranges.get(id).cloned().flatten(),
+                    backup_id: id.clone(),
+                })
+                .collect();
+            decisions.extend(decide_wal(&dataset_bases, wal));
+        }
         out.push(DatasetPlan {
-            decisions: decide(&policy, tz, &candidates),
+            decisions,
             dataset,
             policy_name,
             policy,

@@ -471,6 +471,83 @@ pub enum Source {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         password_file: Option<String>,
     },
+    /// A physical base backup of a PostgreSQL cluster (`pg_basebackup`,
+    /// streamed as tar, WAL left to the archive), stored as the tree of its
+    /// data directory under `pgdata/`. Credentials as for `postgres`.
+    PostgresBase {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<String>,
+    },
+    /// One file of a PostgreSQL cluster's WAL archive (a segment, a
+    /// timeline history or a backup history file), pushed by
+    /// `cairn wal-push` from the server's `archive_command`, which alone
+    /// can read it: like `stdin`, the client ingests it itself.
+    Wal {
+        /// The file's name (`000000010000000000000003`, `00000002.history`).
+        name: String,
+        /// SHA-256 (hex) of its content: a retry of the same file is
+        /// recognised, a different file under the same name refused.
+        sha256: String,
+        size: u64,
+    },
+    /// A MariaDB or MySQL database, dumped with `mariadb-dump
+    /// --single-transaction`. The URL (`mysql://user@host:port/db`) never
+    /// carries a password: the worker reads `password_file` on its host.
+    Mariadb {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<String>,
+    },
+    /// A Redis server's RDB snapshot (`redis-cli --rdb`). The URL
+    /// (`redis://[user@]host:port`) never carries a password: the worker
+    /// reads `password_file` on its host.
+    Redis {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<String>,
+    },
+}
+
+impl Source {
+    /// The kind, as the ledger's JSON names it (`paths`, `postgres_base`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Paths { .. } => "paths",
+            Source::Stdin { .. } => "stdin",
+            Source::Postgres { .. } => "postgres",
+            Source::PostgresBase { .. } => "postgres_base",
+            Source::Wal { .. } => "wal",
+            Source::Mariadb { .. } => "mariadb",
+            Source::Redis { .. } => "redis",
+        }
+    }
+
+    /// Whether only the requesting client can read it (it ingests the
+    /// backup itself; workers leave the request alone).
+    pub fn read_by_client(&self) -> bool {
+        matches!(self, Source::Stdin { .. } | Source::Wal { .. })
+    }
+}
+
+/// The stretch of WAL a PostgreSQL base backup needs to be consistent, read
+/// from its `backup_label` and `backup_manifest`: recovery must replay from
+/// `start_lsn` to at least `end_lsn`, and point-in-time recovery can reach
+/// any moment after `ended_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WalRange {
+    pub timeline: u32,
+    /// LSNs as PostgreSQL prints them (`0/3000028`).
+    pub start_lsn: String,
+    pub end_lsn: String,
+    /// The first WAL segment replay reads (`000000010000000000000003`):
+    /// retention keeps the WAL from here on while the backup is kept.
+    pub start_segment: String,
+    /// When the server started the backup (RFC 3339, UTC).
+    pub started_at: String,
+    /// When ingest had read it all (RFC 3339, UTC): no earlier moment can
+    /// be recovered to from this base backup.
+    pub ended_at: String,
 }
 
 /// A dataset's new key pair, as ingest records it.
@@ -583,6 +660,9 @@ pub struct Ingested {
     /// fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_key: Option<KeyId>,
+    /// For a PostgreSQL base backup: the WAL it needs (retention keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalRange>,
 }
 
 /// Figures every outcome reports.

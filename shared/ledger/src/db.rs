@@ -55,6 +55,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../../../schemas/sql/0010_ledger_dataset_keys.sql"),
     ),
+    (11, include_str!("../../../schemas/sql/0011_ledger_wal.sql")),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

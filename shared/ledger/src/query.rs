@@ -466,3 +466,83 @@ pub async fn dataset_backups(
     .map(|r| (r.get(0), r.get(1)))
     .collect())
 }
+
+/// One archived WAL file (a backup whose source is `wal`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WalFileRow {
+    pub backup_id: String,
+    pub name: String,
+    pub sha256: String,
+    pub status: String,
+}
+
+fn wal_row(r: &Row) -> WalFileRow {
+    WalFileRow {
+        backup_id: r.get(0),
+        name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+        sha256: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        status: r.get(3),
+    }
+}
+
+/// The backups of WAL file `name` of `dataset` that may hold it (neither
+/// failed, forgotten nor shredded), completed ones first, newest first.
+pub async fn wal_file(
+    c: &Client,
+    dataset: &str,
+    name: &str,
+) -> Result<Vec<WalFileRow>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT backup_id, source->>'name', source->>'sha256', status FROM backups
+             WHERE dataset = $1 AND source->>'type' = 'wal' AND source->>'name' = $2
+               AND status NOT IN ('failed', 'forgotten', 'shredded')
+             ORDER BY (status = 'completed') DESC, (status = 'degraded') DESC, requested_at DESC",
+        &[&dataset, &name],
+    )
+    .await?
+    .iter()
+    .map(wal_row)
+    .collect())
+}
+
+/// Every archived WAL file of `dataset` the catalogue still shows.
+pub async fn wal_files(
+    c: &Client,
+    dataset: &str,
+) -> Result<Vec<WalFileRow>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT backup_id, source->>'name', source->>'sha256', status FROM backups
+             WHERE dataset = $1 AND source->>'type' = 'wal'
+               AND status NOT IN ('forgotten', 'shredded')
+             ORDER BY source->>'name', backup_id",
+        &[&dataset],
+    )
+    .await?
+    .iter()
+    .map(wal_row)
+    .collect())
+}
+
+/// The PostgreSQL base backups of `dataset` the catalogue still shows,
+/// newest first, with the WAL each needs (none for one still running).
+pub async fn base_backups(
+    c: &Client,
+    dataset: &str,
+) -> Result<Vec<(BackupRow, Option<cairn_events::WalRange>)>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, wal::text FROM backups
+         WHERE dataset = $1 AND source->>'type' = 'postgres_base'
+           AND status NOT IN ('forgotten', 'shredded')
+         ORDER BY requested_at DESC NULLS LAST, backup_id DESC"
+    );
+    Ok(c.query(&sql, &[&dataset])
+        .await?
+        .iter()
+        .map(|r| {
+            let wal = r
+                .get::<_, Option<String>>(11)
+                .and_then(|s| serde_json::from_str(&s).ok());
+            (row(r), wal)
+        })
+        .collect())
+}

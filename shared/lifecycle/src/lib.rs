@@ -1,5 +1,6 @@
 //! A dataset's lifecycle, decided without a broker or a network: which
-//! backups a retention policy keeps and why ([`policy`]), and when a
+//! backups a retention policy keeps and why ([`policy`]), which archived
+//! PostgreSQL WAL the kept base backups need ([`wal`]), and when a
 //! schedule fires ([`schedule`]). The retention service carries these
 //! decisions out; the CLI prints them.
 //!
@@ -9,7 +10,9 @@
 pub mod policy;
 pub mod schedule;
 pub mod span;
+pub mod wal;
 
 pub use policy::{decide, Candidate, Decision, Policy, PolicyError, Status};
 pub use schedule::{cadence, due, Checked, Schedule, ScheduleError, ScheduleExt};
 pub use span::Span;
+pub use wal::{decide_wal, Base};

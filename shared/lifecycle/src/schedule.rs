@@ -61,11 +61,9 @@ impl ScheduleExt for Schedule {
             return Err(invalid("the dataset name is empty"));
         }
         match &self.source {
-            Source::Stdin { .. } => {
-                return Err(invalid(
-                    "a schedule cannot read standard input; give paths or a PostgreSQL URL",
-                ))
-            }
+            Source::Stdin { .. } | Source::Wal { .. } => return Err(invalid(
+                "a schedule cannot read standard input or a WAL file; give paths or a database URL",
+            )),
             Source::Paths { paths } if paths.is_empty() => {
                 return Err(invalid("source.paths is empty"))
             }

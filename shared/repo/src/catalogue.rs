@@ -102,11 +102,7 @@ impl Entry {
 const ENTRY_MAX: usize = 1 << 20;
 
 pub fn source_kind(s: &Source) -> &'static str {
-    match s {
-        Source::Paths { .. } => "paths",
-        Source::Stdin { .. } => "stdin",
-        Source::Postgres { .. } => "postgres",
-    }
+    s.kind()
 }
 
 /// How much of a backup one network holds, from its listing.

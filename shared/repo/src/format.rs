@@ -124,6 +124,9 @@ pub struct Manifest {
     /// wrapped to (format 4): its chunk ids are keyed with it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_key: Option<String>,
+    /// For a PostgreSQL base backup: the WAL it needs to be consistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<cairn_events::WalRange>,
 }
 
 fn replicate_all() -> Redundancy {

@@ -21,6 +21,8 @@
 use cairn_events::{BackupId, ObjectKey, PackId};
 
 pub const CONFIG: &str = "config";
+/// Where a PostgreSQL base backup's data directory sits in its tree.
+pub const PGDATA: &str = "pgdata";
 /// An unfinished key rotation's record (see `keys::Repository::rotate`).
 pub const ROTATION: &str = "rotation";
 pub const KEYS_DIR: &str = "keys/";

@@ -47,6 +47,111 @@ pub struct Restorer {
     sealer: Arc<Sealer>,
     id_key: Arc<IdKey>,
     window: usize,
+    select: Selection,
+}
+
+/// The part of a backup's tree a restore writes (or `cairn ls` lists): all
+/// of it, or one file or subtree, with or without the path leading to it.
+/// Only the chunks of selected files are fetched.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    prefix: Option<Vec<u8>>,
+    strip: bool,
+}
+
+/// What a selection makes of a path in the tree.
+#[derive(Debug, PartialEq)]
+enum Wanted {
+    /// Selected, written under this path.
+    Yes(Vec<u8>),
+    /// A directory on the way to the selection.
+    Ancestor,
+    No,
+}
+
+impl Selection {
+    /// Everything.
+    pub fn all() -> Self {
+        Selection::default()
+    }
+
+    /// The file or subtree at `path` (as `cairn ls` shows it, e.g.
+    /// `data/sub/dir`; leading and trailing slashes ignored), restored
+    /// under its full path.
+    pub fn under(path: &str) -> Result<Self, RepoError> {
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if parts.is_empty() {
+            return Ok(Selection::all());
+        }
+        if parts.contains(&"..") {
+            return Err(RepoError::Target(format!(
+                "the path {path:?} may not contain `..`"
+            )));
+        }
+        Ok(Selection {
+            prefix: Some(parts.join("/").into_bytes()),
+            strip: false,
+        })
+    }
+
+    /// The selected subtree's content becomes the target's own (`--to-pgdata`
+    /// puts `pgdata/*` in the data directory); a selected file keeps its name.
+    pub fn stripped(mut self) -> Self {
+        self.strip = true;
+        self
+    }
+
+    pub fn prefix(&self) -> Option<String> {
+        self.prefix
+            .as_deref()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    }
+
+    fn wanted(&self, path: &[u8]) -> Wanted {
+        let Some(prefix) = &self.prefix else {
+            return Wanted::Yes(path.to_vec());
+        };
+        if path == prefix.as_slice() {
+            if !self.strip {
+                return Wanted::Yes(path.to_vec());
+            }
+            // The selected directory itself is the target; a selected
+            // file is written under its own name.
+            return match path.iter().rposition(|b| *b == b'/') {
+                Some(i) => Wanted::Yes(path[i + 1..].to_vec()),
+                None => Wanted::Yes(path.to_vec()),
+            };
+        }
+        if path.len() > prefix.len() && path.starts_with(prefix) && path[prefix.len()] == b'/' {
+            return Wanted::Yes(if self.strip {
+                path[prefix.len() + 1..].to_vec()
+            } else {
+                path.to_vec()
+            });
+        }
+        if prefix.len() > path.len() && prefix.starts_with(path) && prefix[path.len()] == b'/' {
+            return Wanted::Ancestor;
+        }
+        Wanted::No
+    }
+}
+
+/// One entry of a backup's tree, as `cairn ls` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListEntry {
+    pub path: String,
+    /// `dir`, `file` or `symlink`.
+    pub kind: &'static str,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// One chunk's plaintext and the network it came from, once fetched.
@@ -96,7 +201,80 @@ impl Restorer {
             sealer: Arc::new(sealer),
             id_key: Arc::new(id_key),
             window: 16,
+            select: Selection::all(),
         }
+    }
+
+    /// Restores only `select` from now on.
+    pub fn select(mut self, select: Selection) -> Self {
+        self.select = select;
+        self
+    }
+
+    /// The entries of backup `m`'s tree that `select` picks, in tree order,
+    /// read from the tree chunks alone (no file data is fetched).
+    pub async fn list(
+        &self,
+        m: &Manifest,
+        select: &Selection,
+    ) -> Result<Vec<ListEntry>, RepoError> {
+        let known = self.verified_chunk_set(m).await?;
+        let id_key = self.chunk_key(m)?;
+        let backup = &m.backup_id;
+        let mut out = Vec::new();
+        let mut open: Option<ListEntry> = None;
+        let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        let entry = |path: &[u8], kind, meta: &Meta| ListEntry {
+            path: text(path),
+            kind,
+            size: 0,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime,
+            target: None,
+        };
+        for tref in &m.tree {
+            let Some(at) = known.get(&tref.id) else {
+                return Err(not_listed(backup, &tref.id));
+            };
+            let (bytes, _) = fetch_chunk(&self.repo, &self.sealer, &id_key, *tref, *at).await?;
+            for rec in tree::decode_records(&bytes)? {
+                match rec {
+                    TreeRecord::Dir { path, meta } => {
+                        if matches!(select.wanted(&path), Wanted::Yes(_)) {
+                            out.push(entry(&path, "dir", &meta));
+                        }
+                    }
+                    TreeRecord::Symlink { path, target, meta } => {
+                        if matches!(select.wanted(&path), Wanted::Yes(_)) {
+                            let mut e = entry(&path, "symlink", &meta);
+                            e.target = Some(text(&target));
+                            out.push(e);
+                        }
+                    }
+                    TreeRecord::File { path, meta } => {
+                        open = matches!(select.wanted(&path), Wanted::Yes(_))
+                            .then(|| entry(&path, "file", &meta));
+                    }
+                    TreeRecord::Chunks { .. } => {}
+                    TreeRecord::End { size } => {
+                        if let Some(mut e) = open.take() {
+                            e.size = size;
+                            out.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            if let Some(p) = select.prefix() {
+                return Err(RepoError::Target(format!(
+                    "backup {backup} holds no path {p:?}"
+                )));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn manifest(&self, backup_id: &BackupId) -> Result<Manifest, RepoError> {
@@ -235,6 +413,17 @@ impl Restorer {
         sink: &mut dyn Sink,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<RestoreReport, RepoError> {
+        self.restore_selected(m, sink, progress, &self.select).await
+    }
+
+    /// [`Restorer::restore`] of `select` only.
+    pub async fn restore_selected(
+        &self,
+        m: &Manifest,
+        sink: &mut dyn Sink,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        select: &Selection,
+    ) -> Result<RestoreReport, RepoError> {
         let known = self.verified_chunk_set(m).await?;
         let id_key = self.chunk_key(m)?;
         let backup = &m.backup_id;
@@ -247,6 +436,10 @@ impl Restorer {
         let mut steps: VecDeque<Step> = VecDeque::new();
         let mut in_flight = 0usize;
         let mut in_file = false;
+        // Whether the file being walked is selected (its chunks fetched),
+        // and whether anything was.
+        let mut file_wanted = false;
+        let mut matched = false;
         // Chunks gathered for one read; spawned before the writer may wait
         // for any of them.
         let mut run: Option<Run> = None;
@@ -258,19 +451,41 @@ impl Restorer {
             *w.report.chunks_from.entry(from).or_default() += 1;
             for rec in tree::decode_records(&bytes)? {
                 match rec {
-                    TreeRecord::Dir { path, meta } => steps.push_back(Step::Dir(path, meta)),
+                    TreeRecord::Dir { path, meta } => match select.wanted(&path) {
+                        Wanted::Yes(p) => {
+                            matched = true;
+                            // The selected directory itself, when it
+                            // becomes the target, is not written again.
+                            if !(select.strip && select.prefix.as_deref() == Some(&path[..])) {
+                                steps.push_back(Step::Dir(p, meta));
+                            }
+                        }
+                        Wanted::Ancestor if !select.strip => steps.push_back(Step::Dir(path, meta)),
+                        Wanted::Ancestor | Wanted::No => {}
+                    },
                     TreeRecord::Symlink { path, target, meta } => {
-                        steps.push_back(Step::Symlink(path, target, meta))
+                        if let Wanted::Yes(p) = select.wanted(&path) {
+                            matched = true;
+                            steps.push_back(Step::Symlink(p, target, meta))
+                        }
                     }
                     TreeRecord::File { path, meta } => {
                         in_file = true;
-                        steps.push_back(Step::FileStart(path, meta));
+                        file_wanted = false;
+                        if let Wanted::Yes(p) = select.wanted(&path) {
+                            matched = true;
+                            file_wanted = true;
+                            steps.push_back(Step::FileStart(p, meta));
+                        }
                     }
                     TreeRecord::Chunks { refs } => {
                         if !in_file {
                             return Err(RepoError::Format(format!(
                                 "backup {backup}: chunk refs outside a file"
                             )));
+                        }
+                        if !file_wanted {
+                            continue;
                         }
                         for r in refs {
                             let Some(at) = known.get(&r.id) else {
@@ -324,7 +539,9 @@ impl Restorer {
                             )));
                         }
                         in_file = false;
-                        steps.push_back(Step::FileEnd(size));
+                        if file_wanted {
+                            steps.push_back(Step::FileEnd(size));
+                        }
                     }
                 }
                 // A tree of empty files or directories queues no fetch:
@@ -346,6 +563,13 @@ impl Restorer {
         }
         if let Some(done) = run.take() {
             self.spawn_run(&id_key, done);
+        }
+        if !matched {
+            if let Some(p) = select.prefix() {
+                return Err(RepoError::Target(format!(
+                    "backup {backup} holds no path {p:?}"
+                )));
+            }
         }
         while !steps.is_empty() {
             w.step(&mut steps, backup).await?;
@@ -765,5 +989,50 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for WriterSink<W> {
     async fn finish(&mut self) -> Result<(), RepoError> {
         use tokio::io::AsyncWriteExt;
         Ok(self.out.flush().await?)
+    }
+}
+
+#[cfg(test)]
+mod selection_tests {
+    use super::{Selection, Wanted};
+
+    #[test]
+    fn a_subtree_is_selected_with_the_directories_leading_to_it() {
+        let s = Selection::under("/data/sub/").unwrap();
+        assert_eq!(s.wanted(b"data"), Wanted::Ancestor);
+        assert_eq!(s.wanted(b"data/sub"), Wanted::Yes(b"data/sub".to_vec()));
+        assert_eq!(
+            s.wanted(b"data/sub/a/b"),
+            Wanted::Yes(b"data/sub/a/b".to_vec())
+        );
+        assert_eq!(s.wanted(b"data/subway"), Wanted::No);
+        assert_eq!(s.wanted(b"data/other"), Wanted::No);
+        assert_eq!(s.wanted(b"dat"), Wanted::No);
+    }
+
+    #[test]
+    fn a_stripped_selection_makes_the_subtree_the_target() {
+        let s = Selection::under("pgdata").unwrap().stripped();
+        assert_eq!(
+            s.wanted(b"pgdata/base/1/112"),
+            Wanted::Yes(b"base/1/112".to_vec())
+        );
+        assert_eq!(
+            s.wanted(b"pgdata/PG_VERSION"),
+            Wanted::Yes(b"PG_VERSION".to_vec())
+        );
+        let f = Selection::under("data/sub/f.txt").unwrap().stripped();
+        assert_eq!(f.wanted(b"data/sub/f.txt"), Wanted::Yes(b"f.txt".to_vec()));
+        assert_eq!(f.wanted(b"data"), Wanted::Ancestor);
+    }
+
+    #[test]
+    fn everything_is_selected_by_default_and_dotdot_is_refused() {
+        assert_eq!(
+            Selection::all().wanted(b"x/y"),
+            Wanted::Yes(b"x/y".to_vec())
+        );
+        assert!(Selection::under("/").unwrap().prefix().is_none());
+        assert!(Selection::under("a/../b").is_err());
     }
 }

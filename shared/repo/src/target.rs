@@ -1,11 +1,13 @@
-//! Where a restore goes: a directory, a PostgreSQL database (`pg_restore`
-//! fed from the stream, with the database's own credentials), or standard
-//! output. [`restore_to`] runs the whole restore of one backup into one of
-//! them and says what was written.
+//! Where a restore goes: a directory (all of a backup or a selected part), a
+//! PostgreSQL database (`pg_restore` fed from the stream, with the
+//! database's own credentials), a PostgreSQL data directory recovering to a
+//! point in time, a MariaDB database, one file, or standard output.
+//! [`restore_to`] runs the whole restore of one backup into one of them and
+//! says what was written.
 
 use crate::format::Manifest;
-use crate::restore::{DirSink, RestoreReport, Restorer, WriterSink};
-use crate::{pgtools, RepoError};
+use crate::restore::{DirSink, RestoreReport, Restorer, Selection, WriterSink};
+use crate::{mariadbtools, pgdata, pgtools, RepoError};
 use cairn_events::Source;
 use std::path::PathBuf;
 
@@ -21,6 +23,18 @@ pub enum Target {
     },
     /// The backup's single file, to standard output.
     Stdout,
+    /// A base backup as a data directory recovering as `recovery` says.
+    PgData {
+        dir: PathBuf,
+        recovery: pgdata::Recovery,
+    },
+    /// A MariaDB dump into the database `url` names (made if missing).
+    Mariadb {
+        url: String,
+        password_file: Option<PathBuf>,
+    },
+    /// The backup's single file, written to this path (whole or not at all).
+    File(PathBuf),
 }
 
 impl Target {
@@ -33,6 +47,11 @@ impl Target {
                 format!("postgres:{}", url.split('@').next_back().unwrap_or(url))
             }
             Target::Stdout => "stdout".into(),
+            Target::PgData { dir, .. } => format!("pgdata:{}", dir.display()),
+            Target::Mariadb { url, .. } => {
+                format!("mariadb:{}", url.split('@').next_back().unwrap_or(url))
+            }
+            Target::File(p) => format!("file:{}", p.display()),
         }
     }
 }
@@ -52,6 +71,70 @@ pub async fn restore_to(
         Target::Stdout => {
             let mut sink = WriterSink::new(tokio::io::stdout());
             restorer.restore(m, &mut sink, progress).await
+        }
+        Target::PgData { dir, recovery } => {
+            if !matches!(m.source, Source::PostgresBase { .. }) {
+                return Err(RepoError::Target(format!(
+                    "backup {} is not a PostgreSQL base backup (its source is {}); --to-pgdata needs one taken with --postgres-base",
+                    m.backup_id,
+                    m.source.kind()
+                )));
+            }
+            if let Some(wal) = &m.wal {
+                pgdata::reaches(wal, &recovery.target).map_err(RepoError::Target)?;
+            }
+            pgdata::check_empty(dir)?;
+            let mut sink = DirSink::new(dir)?;
+            let select = Selection::under(crate::layout::PGDATA)?.stripped();
+            let report = restorer
+                .restore_selected(m, &mut sink, progress, &select)
+                .await?;
+            pgdata::prepare(dir, m.backup_id.as_str(), recovery)?;
+            Ok(report)
+        }
+        Target::Mariadb { url, password_file } => {
+            if !matches!(m.source, Source::Mariadb { .. }) {
+                return Err(RepoError::Target(format!(
+                    "backup {} is not a MariaDB dump (its source is {})",
+                    m.backup_id,
+                    m.source.kind()
+                )));
+            }
+            mariadb_restore(restorer, m, url, password_file.as_deref(), progress).await
+        }
+        Target::File(path) => {
+            let partial = path.with_extension("cairn-partial");
+            let file = tokio::fs::File::create(&partial)
+                .await
+                .map_err(|e| RepoError::Target(format!("{}: {e}", partial.display())))?;
+            let mut sink = WriterSink::new(file);
+            let restored = restorer.restore(m, &mut sink, progress).await;
+            let written = match restored {
+                Ok(r) if r.files == 1 => {
+                    let mut file = sink.into_inner();
+                    use tokio::io::AsyncWriteExt;
+                    file.flush().await?;
+                    file.sync_all().await?;
+                    Ok(r)
+                }
+                Ok(r) => Err(RepoError::Target(format!(
+                    "backup {} holds {} files, not one",
+                    m.backup_id, r.files
+                ))),
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(r) => {
+                    tokio::fs::rename(&partial, path)
+                        .await
+                        .map_err(|e| RepoError::Target(format!("{}: {e}", path.display())))?;
+                    Ok(r)
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    Err(e)
+                }
+            }
         }
         Target::Postgres { url, password_file } => {
             if !matches!(m.source, Source::Postgres { .. }) {
@@ -95,6 +178,65 @@ async fn pg_restore(
             out.status,
             err.trim().lines().last().unwrap_or("")
         )));
+    }
+    restored
+}
+
+/// Feeds a MariaDB dump to the `mariadb` client, into the database the URL
+/// names, made first if it does not exist.
+async fn mariadb_restore(
+    restorer: &Restorer,
+    m: &Manifest,
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<RestoreReport, RepoError> {
+    let u = mariadbtools::parse(url).map_err(RepoError::Target)?;
+    let failed = |what: &str, out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        RepoError::Target(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            err.trim().lines().last().unwrap_or("")
+        ))
+    };
+    let mut create =
+        mariadbtools::command("mariadb", &u, password_file).map_err(RepoError::Target)?;
+    create
+        .arg("--execute")
+        .arg(format!(
+            "CREATE DATABASE IF NOT EXISTS `{}`",
+            u.database.replace('`', "``")
+        ))
+        .stdin(std::process::Stdio::null());
+    let out = tokio::process::Command::from(create)
+        .output()
+        .await
+        .map_err(|e| {
+            RepoError::Target(format!(
+                "cannot run mariadb (is mariadb-client installed?): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(failed("creating the database", &out));
+    }
+    let mut cmd = mariadbtools::command("mariadb", &u, password_file).map_err(RepoError::Target)?;
+    cmd.arg(format!("--database={}", u.database))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| RepoError::Target(format!("cannot run mariadb: {e}")))?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| RepoError::Target("mariadb: no standard input".into()))?;
+    let mut sink = WriterSink::new(stdin);
+    let restored = restorer.restore(m, &mut sink, progress).await;
+    drop(sink);
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        return Err(failed("mariadb", &out));
     }
     restored
 }
