@@ -81,7 +81,10 @@ fn recovered(dir: &Path, env_vars: &[(&str, &str)]) -> Cluster {
 /// of the archive. The server's side runs with a writer file only.
 #[test]
 fn postgres_point_in_time_recovery() {
-    let mut env = Env::new();
+    let mut env = Env::with(Options {
+        extra_toml: "\n[retention.policies.orders]\nkeep_last = 1\n".into(),
+        ..Options::default()
+    });
     env.init();
     // Every stage but verify: the first push waits for a verification that
     // does not come, and is killed there.
@@ -340,6 +343,59 @@ fn postgres_point_in_time_recovery() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not in the archive"), "{}", stderr(&o));
+
+    // 7. Retention keeps one base backup and the WAL it needs: the older
+    // base backup and the WAL before the newer one's start go, the rest
+    // stays, and the newer one still recovers every row.
+    let base2 = env.backup(&["--postgres-base", &primary.url(), "--dataset", dataset]);
+    let base2_id = base2["backup_id"].as_str().unwrap().to_string();
+    primary.sql("INSERT INTO ledger (id) VALUES (7)");
+    archive_current_segment(&primary);
+    let start2 = psql(&env.db, &format!("SELECT wal->>'start_segment' FROM backups WHERE backup_id = '{base2_id}'"));
+    let before = wal_backups(&env, dataset);
+    let plan = env.json(&["retention", "plan", "--dataset", dataset, "--json"]);
+    let decisions = plan["datasets"][0]["decisions"].as_array().unwrap().clone();
+    let reason_of = |id: &str| {
+        decisions
+            .iter()
+            .find(|d| d["backup_id"] == id)
+            .map(|d| (d["keep"].as_bool().unwrap(), d["reasons"][0].as_str().unwrap().to_string()))
+            .unwrap()
+    };
+    assert!(!reason_of(&base_id).0, "the older base backup goes");
+    assert!(reason_of(&base2_id).0);
+    let applied = env.json(&["retention", "apply", "--dataset", dataset, "--json"]);
+    let forgotten: Vec<String> = applied["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "forgotten")
+        .map(|a| a["backup_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(forgotten.contains(&base_id), "{applied}");
+    let after = wal_backups(&env, dataset);
+    let live = |rows: &[(String, String)], name: &str| {
+        rows.iter().any(|(n, s)| n == name && s == "completed")
+    };
+    let mut dropped = 0;
+    for (name, status) in &before {
+        if status != "completed" {
+            continue;
+        }
+        let needed = name.get(8..24).unwrap() >= start2.get(8..24).unwrap();
+        assert_eq!(live(&after, name), needed, "{name} (base 2 starts at {start2}): {after:?}");
+        dropped += usize::from(!needed);
+    }
+    assert!(dropped >= 2, "WAL before {start2} was forgotten: {before:?} -> {after:?}");
+    let again = env.path().join("pg/after-retention");
+    let mut c = std::process::Command::new(&bin);
+    c.env("CAIRN_CONFIG", &env.config).env("CAIRN_PASSPHRASE", PASSPHRASE);
+    let o = env.run_with(c, &["restore", &base2_id, "--to-pgdata", again.to_str().unwrap(), "--to-latest"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = recovered(&again, &pass);
+    let expect: u64 = total.parse::<u64>().unwrap() + 1;
+    assert_eq!(c.sql("SELECT count(*) FROM ledger"), expect.to_string(), "{}", c.log_text());
+    drop(c);
     drop(primary);
 }
 
