@@ -40,6 +40,13 @@ pub struct TargetArgs {
     /// ledger's password.
     #[arg(long, value_name = "FILE", requires = "to_postgres")]
     postgres_password_file: Option<PathBuf>,
+    /// Restore only this table (repeat it) from a PostgreSQL dump; only its
+    /// part of the dump is fetched.
+    #[arg(long = "table", value_name = "TABLE", requires = "to_postgres")]
+    tables: Vec<String>,
+    /// Restore only this schema (repeat it) from a PostgreSQL dump.
+    #[arg(long = "schema", value_name = "SCHEMA", requires = "to_postgres")]
+    schemas: Vec<String>,
     /// Restore a PostgreSQL base backup as a data directory (empty or new)
     /// that recovers from the WAL archive to --to-time, --to-lsn or
     /// --to-latest when the server starts.
@@ -78,6 +85,22 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The target and the part of the backup it takes, for backup `m`.
     pub fn target(self, m: &Manifest) -> anyhow::Result<(Target, Selection)> {
+        // What each option goes with, said by name (clap's `requires` does
+        // not hold across this flattened group).
+        if (!self.tables.is_empty() || !self.schemas.is_empty()) && self.to_postgres.is_none() {
+            bail!("--table and --schema pick part of a PostgreSQL dump: they go with --to-postgres URL");
+        }
+        if (self.to_time.is_some()
+            || self.to_lsn.is_some()
+            || self.to_latest
+            || self.restore_command.is_some())
+            && self.to_pgdata.is_none()
+        {
+            bail!("--to-time, --to-lsn, --to-latest and --restore-command go with --to-pgdata DIR");
+        }
+        if self.path.is_some() && self.to.is_none() && !self.stdout {
+            bail!("--path goes with --to DIR or --stdout");
+        }
         let select = Selection::under(self.path.as_deref().unwrap_or(""))?;
         if let Some(dir) = self.to_pgdata {
             let target = match (self.to_time, self.to_lsn, self.to_latest) {
@@ -110,6 +133,8 @@ impl TargetArgs {
             (None, Some(url), _, _) => Target::Postgres {
                 url,
                 password_file: self.postgres_password_file,
+                tables: self.tables,
+                schemas: self.schemas,
             },
             (None, None, Some(url), _) => Target::Mariadb {
                 url,

@@ -771,6 +771,7 @@ pub async fn run(
         redundancy: redundancy.clone(),
         dataset_key: Some(hex::encode(dataset_public.fingerprint())),
         wal: wal.clone(),
+        dump_index: produced.dump_index.clone(),
     };
     let (compressed, payload, plain_len) = cairn_repo::encode_manifest(&manifest);
     publisher

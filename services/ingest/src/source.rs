@@ -40,6 +40,9 @@ pub enum Input {
     Stream {
         name: String,
         reader: Box<dyn Read + Send>,
+        /// Whether the stream is a `pg_dump` custom-format archive to
+        /// index as it passes ([`cairn_repo::pgdump`]).
+        dump: bool,
     },
     /// A tar stream (`pg_basebackup -Ft -D -`), stored as the tree it holds
     /// under the directory `label`; the members named in `keep` are also
@@ -76,6 +79,24 @@ pub struct Produced {
     pub cache: NewCache,
     /// The content of the tar members an [`Input::Tar`] asked to keep.
     pub kept: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Where each table's data is, for a `pg_dump` stream that could be read.
+    pub dump_index: Option<cairn_repo::pgdump::DumpIndex>,
+}
+
+/// A stream that shows every byte it gives to a [`Scanner`] on the way.
+///
+/// [`Scanner`]: cairn_repo::pgdump::Scanner
+struct Scanned<'a, R> {
+    inner: R,
+    scanner: &'a mut cairn_repo::pgdump::Scanner,
+}
+
+impl<R: Read> Read for Scanned<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scanner.feed(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// The files cache as the producer uses it: the parent's entries (none
@@ -519,6 +540,7 @@ pub fn produce(
         cache: caching.record.then(NewCache::default),
     };
     let mut kept = std::collections::BTreeMap::new();
+    let mut dump_index = None;
     match input {
         Input::Paths(paths) => {
             for root in &paths {
@@ -534,7 +556,7 @@ pub fn produce(
                 p.walk(root, &label)?;
             }
         }
-        Input::Stream { name, reader } => {
+        Input::Stream { name, reader, dump } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
@@ -545,7 +567,20 @@ pub fn produce(
                 mtime: now.as_secs() as i64,
                 mtime_nsec: now.subsec_nanos(),
             };
-            p.file(name.clone().into_bytes(), meta, reader, &name)?;
+            if dump {
+                let mut scanner = cairn_repo::pgdump::Scanner::new();
+                let scanned = Scanned {
+                    inner: reader,
+                    scanner: &mut scanner,
+                };
+                p.file(name.clone().into_bytes(), meta, scanned, &name)?;
+                dump_index = scanner.finish();
+                if dump_index.is_none() {
+                    tracing::warn!("{name}: not a pg_dump archive Cairn can index; a restore of one table will read the whole dump");
+                }
+            } else {
+                p.file(name.clone().into_bytes(), meta, reader, &name)?;
+            }
         }
         Input::Tar {
             label,
@@ -562,6 +597,7 @@ pub fn produce(
         tree: p.tree_refs,
         cache: p.cache.unwrap_or_default(),
         kept,
+        dump_index,
     })
 }
 

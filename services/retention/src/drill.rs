@@ -356,6 +356,8 @@ impl Driller {
             &Target::Postgres {
                 url,
                 password_file: server.password_file.clone(),
+                tables: Vec::new(),
+                schemas: Vec::new(),
             },
             &|_| {},
         )

@@ -127,6 +127,10 @@ pub struct Manifest {
     /// For a PostgreSQL base backup: the WAL it needs to be consistent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<cairn_events::WalRange>,
+    /// For a `pg_dump` backup: where each table's data is in the dump, so
+    /// that a restore of one table reads only that part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_index: Option<crate::pgdump::DumpIndex>,
 }
 
 fn replicate_all() -> Redundancy {

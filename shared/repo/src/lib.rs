@@ -30,6 +30,7 @@ pub mod layout;
 pub mod mariadbtools;
 pub mod pack;
 pub mod pgdata;
+pub mod pgdump;
 pub mod pgtools;
 pub mod recovery;
 pub mod restore;

@@ -211,6 +211,73 @@ impl Restorer {
         self
     }
 
+    /// Byte ranges (offset, length) of backup `m`'s single file, in the
+    /// order given, into `sink` as one stream: only the chunks the ranges
+    /// touch are fetched. Returns the bytes written.
+    pub async fn read_ranges(
+        &self,
+        m: &Manifest,
+        ranges: &[(u64, u64)],
+        sink: &mut dyn Sink,
+    ) -> Result<RestoreReport, RepoError> {
+        let known = self.verified_chunk_set(m).await?;
+        let id_key = self.chunk_key(m)?;
+        let backup = &m.backup_id;
+        // The file's chunks, each with its offset.
+        let mut refs: Vec<(u64, ChunkRef)> = Vec::new();
+        let mut files = 0;
+        let mut at = 0u64;
+        for tref in &m.tree {
+            let Some(loc) = known.get(&tref.id) else {
+                return Err(not_listed(backup, &tref.id));
+            };
+            let (bytes, _) = fetch_chunk(&self.repo, &self.sealer, &id_key, *tref, *loc).await?;
+            for rec in tree::decode_records(&bytes)? {
+                match rec {
+                    TreeRecord::File { .. } => files += 1,
+                    TreeRecord::Chunks { refs: more } if files == 1 => {
+                        for r in more {
+                            refs.push((at, r));
+                            at += r.len as u64;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if files != 1 {
+            return Err(RepoError::Target(format!(
+                "backup {backup} holds {files} files; a part can be read only of a single-file backup"
+            )));
+        }
+        let mut report = RestoreReport {
+            files: 1,
+            ..RestoreReport::default()
+        };
+        for &(start, len) in ranges {
+            let end = start + len;
+            if end > at {
+                return Err(RepoError::Format(format!(
+                    "backup {backup}: bytes {start}..{end} lie past the end of its {at}-byte file"
+                )));
+            }
+            let first = refs.partition_point(|(off, r)| off + r.len as u64 <= start);
+            for &(off, r) in refs[first..].iter().take_while(|(off, _)| *off < end) {
+                let Some(loc) = known.get(&r.id) else {
+                    return Err(not_listed(backup, &r.id));
+                };
+                let (plain, from) = fetch_chunk(&self.repo, &self.sealer, &id_key, r, *loc).await?;
+                *report.chunks_from.entry(from).or_default() += 1;
+                let lo = start.saturating_sub(off) as usize;
+                let hi = ((end - off) as usize).min(plain.len());
+                sink.data(&plain[lo..hi]).await?;
+                report.bytes_written += (hi - lo) as u64;
+            }
+        }
+        sink.finish().await?;
+        Ok(report)
+    }
+
     /// The entries of backup `m`'s tree that `select` picks, in tree order,
     /// read from the tree chunks alone (no file data is fetched).
     pub async fn list(

@@ -16,10 +16,13 @@ use std::path::PathBuf;
 pub enum Target {
     /// Files under this directory.
     Dir(PathBuf),
-    /// `pg_restore` a database backup into the database at `url`.
+    /// `pg_restore` a database backup into the database at `url`: all of
+    /// it, or only the named tables and schemas (`--table`, `--schema`).
     Postgres {
         url: String,
         password_file: Option<PathBuf>,
+        tables: Vec<String>,
+        schemas: Vec<String>,
     },
     /// The backup's single file, to standard output.
     Stdout,
@@ -136,16 +139,70 @@ pub async fn restore_to(
                 }
             }
         }
-        Target::Postgres { url, password_file } => {
+        Target::Postgres {
+            url,
+            password_file,
+            tables,
+            schemas,
+        } => {
             if !matches!(m.source, Source::Postgres { .. }) {
                 return Err(RepoError::Target(format!(
-                    "backup {} is not a PostgreSQL dump (its source is {:?})",
-                    m.backup_id, m.source
+                    "backup {} is not a PostgreSQL dump (its source is {})",
+                    m.backup_id,
+                    m.source.kind()
                 )));
             }
-            pg_restore(restorer, m, url, password_file.as_deref(), progress).await
+            let select = PgSelect { tables, schemas };
+            pg_restore(
+                restorer,
+                m,
+                url,
+                password_file.as_deref(),
+                &select,
+                progress,
+            )
+            .await
         }
     }
+}
+
+/// The part of a dump `pg_restore` is asked for (none: all of it).
+struct PgSelect<'a> {
+    tables: &'a [String],
+    schemas: &'a [String],
+}
+
+/// The byte ranges of a dump that a selection needs: its header and table
+/// of contents, then the data blocks of the selected tables, in dump order.
+/// `None` when the whole dump must be read (no selection, or no index).
+fn dump_ranges(m: &Manifest, select: &PgSelect) -> Result<Option<Vec<(u64, u64)>>, RepoError> {
+    if select.tables.is_empty() && select.schemas.is_empty() {
+        return Ok(None);
+    }
+    let Some(index) = &m.dump_index else {
+        tracing::warn!(backup = %m.backup_id, "this dump has no index (taken before Cairn indexed dumps, or unreadable): the whole dump is read");
+        return Ok(None);
+    };
+    let chosen = index.selected(select.tables, select.schemas);
+    if chosen.is_empty() {
+        return Err(RepoError::Target(format!(
+            "backup {} holds no table data for {}{}",
+            m.backup_id,
+            if select.tables.is_empty() {
+                String::new()
+            } else {
+                format!("table {}", select.tables.join(", "))
+            },
+            if select.schemas.is_empty() {
+                String::new()
+            } else {
+                format!(" in schema {}", select.schemas.join(", "))
+            },
+        )));
+    }
+    let mut ranges = vec![(0, index.header_len)];
+    ranges.extend(chosen.iter().map(|e| e.block));
+    Ok(Some(ranges))
 }
 
 async fn pg_restore(
@@ -153,12 +210,47 @@ async fn pg_restore(
     m: &Manifest,
     url: &str,
     password_file: Option<&std::path::Path>,
+    select: &PgSelect<'_>,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<RestoreReport, RepoError> {
+    let ranges = dump_ranges(m, select)?;
+    // `pg_restore --schema` restores what is in a schema but not the schema.
+    for schema in select.schemas {
+        let mut create = pgtools::command("psql", url, password_file).map_err(RepoError::Target)?;
+        create
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--set=ON_ERROR_STOP=1",
+                "--command",
+            ])
+            .arg(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                schema.replace('"', "\"\"")
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        let out = tokio::process::Command::from(create)
+            .output()
+            .await
+            .map_err(|e| RepoError::Target(pgtools::spawn_error("psql", &e)))?;
+        if !out.status.success() {
+            return Err(RepoError::Target(format!(
+                "creating schema {schema}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
     let mut cmd = pgtools::command("pg_restore", url, password_file).map_err(RepoError::Target)?;
     cmd.args(["--no-owner", "--exit-on-error"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
+    for t in select.tables {
+        cmd.arg(format!("--table={t}"));
+    }
+    for s in select.schemas {
+        cmd.arg(format!("--schema={s}"));
+    }
     let mut child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(|e| RepoError::Target(pgtools::spawn_error("pg_restore", &e)))?;
@@ -167,7 +259,10 @@ async fn pg_restore(
         .take()
         .ok_or_else(|| RepoError::Target("pg_restore: no standard input".into()))?;
     let mut sink = WriterSink::new(stdin);
-    let restored = restorer.restore(m, &mut sink, progress).await;
+    let restored = match &ranges {
+        Some(r) => restorer.read_ranges(m, r, &mut sink).await,
+        None => restorer.restore(m, &mut sink, progress).await,
+    };
     drop(sink);
     let out = child.wait_with_output().await?;
     // pg_restore's own complaint says more than the broken pipe it caused.

@@ -37,6 +37,7 @@ impl SourceKind for Dump<'_> {
         Ok(Input::Stream {
             name: format!("{}.sql", url.database),
             reader: Box::new(dump),
+            dump: false,
         })
     }
 }

@@ -33,6 +33,7 @@ impl SourceKind for Dump<'_> {
         Ok(Input::Stream {
             name: format!("{}.pgdump", cairn_repo::pgtools::database_name(self.url)),
             reader: Box::new(dump),
+            dump: true,
         })
     }
 }

@@ -57,6 +57,7 @@ impl SourceKind for Rdb<'_> {
         Ok(Input::Stream {
             name: "dump.rdb".into(),
             reader: Box::new(rdb),
+            dump: false,
         })
     }
 }

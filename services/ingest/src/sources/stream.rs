@@ -17,6 +17,7 @@ impl SourceKind for ClientStream {
             Some(reader) => Ok(Input::Stream {
                 name: self.name.clone(),
                 reader,
+                dump: false,
             }),
             None => Err(format!(
                 "{} is read by the client that asked for it",
