@@ -9,11 +9,13 @@
 # For each tool, a fresh cluster (initdb, run as `postgres`) archiving with
 # it: pgbench -i -s SCALE, a full base backup, then SECONDS of pgbench
 # (4 clients) with the archiver running, then the wait until every segment
-# is archived. Figures: WAL segments written and archived during the run,
-# the backlog when pgbench stopped, the archiving rate (segments archived per
-# second, from the start of pgbench until the backlog is empty), pgbench's
-# TPS; then a recovery to the middle of the run: the restore's wall time and
-# PostgreSQL's replay until it promotes (rows checked against the source).
+# is archived: WAL segments written (and per second), the backlog when
+# pgbench stopped (0: the archive kept up) and the time to drain it, TPS.
+# Then the archive's capacity: SECONDS/2 of pgbench with archiving paused
+# (the archive_command fails while a pause file exists), and the backlog
+# archived as fast as the tool can (segments per second). Then a recovery
+# to the middle of the live run: the restore's wall time and PostgreSQL's
+# replay until it promotes (rows checked against the source).
 #
 # Both tools encrypt (pgBackRest: aes-256-cbc; Cairn always) and write to a
 # local directory. Results: bench/results/<date>-wal.txt.
@@ -79,8 +81,9 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$WORK/$1'
 wal_level = replica
 archive_mode = on
-archive_command = '$2'
+archive_command = 'test ! -e $WORK/pause && $2'
 max_wal_size = 1GB
+synchronous_commit = off
 EOF
     CLUSTERS+=("$DATA")
 }
@@ -126,16 +129,33 @@ workload() {
     sql "$PORT" "SELECT pg_switch_wal()" >/dev/null
     local seg
     seg=$(sql "$PORT" "SELECT pg_walfile_name(pg_current_wal_lsn() - 1)")
-    while [ "$(sql "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg'")" != t ]; do sleep 0.2; done
+    while [ "$(sql "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver")" != t ]; do sleep 0.2; done
     t2=$(now)
     put "$t.segments_written" "$(sql "$PORT" "SELECT round(pg_wal_lsn_diff('$w1', '$w0') / 16777216.0, 1)")"
+    put "$t.written_rate" "$(awk -v n="$(last "$t.segments_written")" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", n / s }')"
     put "$t.archived_total" "$(($(archived "$PORT") - a0))"
     put "$t.run_s" "$(secs "$t0" "$t1")"
     put "$t.drain_s" "$(secs "$t1" "$t2")"
-    put "$t.rate" "$(awk -v n="$(last "$t.archived_total")" -v s="$(secs "$t0" "$t2")" 'BEGIN { printf "%.2f", n / s }')"
     put "$t.tps" "$(awk '/^tps/ { printf "%.0f", $3 }' "$LOG/$t-pgbench.log")"
     TARGET=$mid_at
-    say "$t: $(last "$t.archived_total") segments archived, rate $(last "$t.rate")/s, backlog at end $(last "$t.backlog_at_end"), drained in $(last "$t.drain_s") s"
+    say "$t: $(last "$t.segments_written") segments written ($(last "$t.written_rate")/s), backlog at end $(last "$t.backlog_at_end"), drained in $(last "$t.drain_s") s"
+    # Capacity: with archiving paused, pgbench leaves a backlog; then the
+    # time to archive all of it.
+    touch "$WORK/pause"
+    pgbench -h 127.0.0.1 -p "$PORT" -U postgres -T $((SECS / 2)) -c 4 -j 2 -n postgres >"$LOG/$t-pgbench-backlog.log" 2>&1 || die "pgbench"
+    sql "$PORT" "SELECT pg_switch_wal()" >/dev/null
+    sleep 1
+    local n a1
+    n=$(backlog "$PORT" "$DATA")
+    a1=$(archived "$PORT")
+    rm -f "$WORK/pause"
+    t0=$(now)
+    sql "$PORT" "SELECT pg_switch_wal()" >/dev/null
+    while [ "$(backlog "$PORT" "$DATA")" -gt 0 ]; do sleep 0.2; done
+    t1=$(now)
+    put "$t.backlog" "$(($(archived "$PORT") - a1))"
+    put "$t.rate" "$(awk -v n="$(last "$t.backlog")" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", n / s }')"
+    say "$t: a backlog of $n segments archived in $(secs "$t0" "$t1") s: $(last "$t.rate") segments/s"
 }
 
 # recover TOOL DIR: start the restored DIR, time replay until promoted, check rows.
@@ -256,12 +276,16 @@ OUT=$ROOT/bench/results/$(date +%F)-wal.txt
     echo "bench/run-wal.sh $SECS $SCALE on $(date -u +%FT%TZ); Cairn: ${CAIRN_LABEL:-not run}; $(ver pgbackrest version); PostgreSQL $(pg_config --version | cut -d' ' -f2)"
     echo "machine: $(machine)"
     echo
-    printf '%-18s %8s %9s %9s %8s %8s %9s %6s %8s %9s %9s %10s\n' tool base_s wal_segs archived backlog drain_s segs/s tps restore replay_s rows repo_MB
+    echo "live: pgbench -T $SECS -c 4 with archiving on (segments written, per second, backlog when it stopped, seconds to drain it);"
+    echo "backlog: pgbench -T $((SECS / 2)) with archiving paused, then the backlog archived (segments, per second);"
+    echo "PITR: restore of the base backup to the middle of the live run, then PostgreSQL's replay until it promotes."
+    echo
+    printf '%-18s %7s | %8s %8s %8s %8s %6s | %8s %8s | %8s %9s %6s | %8s\n' tool base_s written segs/s backlog drain_s tps backlog segs/s restore replay_s rows repo_MB
     for t in $TOOLS; do
-        printf '%-18s %8s %9s %9s %8s %8s %9s %6s %8s %9s %9s %10s\n' "$t" "$(last "$t.base_backup.wall")" \
-            "$(last "$t.segments_written")" "$(last "$t.archived_total")" "$(last "$t.backlog_at_end")" \
-            "$(last "$t.drain_s")" "$(last "$t.rate")" "$(last "$t.tps")" "$(last "$t.restore.wall")" \
-            "$(last "$t.replay_s")" "$(last "$t.rows")" "$(mb "$(last "$t.repo_bytes")")"
+        printf '%-18s %7s | %8s %8s %8s %8s %6s | %8s %8s | %8s %9s %6s | %8s\n' "$t" "$(last "$t.base_backup.wall")" \
+            "$(last "$t.segments_written")" "$(last "$t.written_rate")" "$(last "$t.backlog_at_end")" \
+            "$(last "$t.drain_s")" "$(last "$t.tps")" "$(last "$t.backlog")" "$(last "$t.rate")" \
+            "$(last "$t.restore.wall")" "$(last "$t.replay_s")" "$(last "$t.rows")" "$(mb "$(last "$t.repo_bytes")")"
     done
     echo
     echo "raw:"
