@@ -11,9 +11,9 @@
 # (4 clients) with the archiver running, then the wait until every segment
 # is archived: WAL segments written (and per second), the backlog when
 # pgbench stopped (0: the archive kept up) and the time to drain it, TPS.
-# Then the archive's capacity: SECONDS/2 of pgbench with archiving paused
-# (the archive_command fails while a pause file exists), and the backlog
-# archived as fast as the tool can (segments per second). Then a recovery
+# Then the archive's capacity: with archiving paused (the archive_command
+# fails while a pause file exists), BENCH_BACKLOG (default 64) segments of
+# WAL written, then archived as fast as the tool can (segments per second). Then a recovery
 # to the middle of the live run: the restore's wall time and PostgreSQL's
 # replay until it promotes (rows checked against the source).
 #
@@ -26,6 +26,7 @@ set -euo pipefail
 
 SECS=${1:-60}
 SCALE=${2:-20}
+BACKLOG=${BENCH_BACKLOG:-64}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=${BENCH_BUILD:-$HOME/.cache/cairn-bench-build}
@@ -139,10 +140,15 @@ workload() {
     put "$t.tps" "$(awk '/^tps/ { printf "%.0f", $3 }' "$LOG/$t-pgbench.log")"
     TARGET=$mid_at
     say "$t: $(last "$t.segments_written") segments written ($(last "$t.written_rate")/s), backlog at end $(last "$t.backlog_at_end"), drained in $(last "$t.drain_s") s"
-    # Capacity: with archiving paused, pgbench leaves a backlog; then the
-    # time to archive all of it.
+    # Capacity: with archiving paused, BACKLOG segments of WAL (rows of
+    # hashes: a mix of compressible and not); then the time to archive all.
     touch "$WORK/pause"
-    pgbench -h 127.0.0.1 -p "$PORT" -U postgres -T $((SECS / 2)) -c 4 -j 2 -n postgres >"$LOG/$t-pgbench-backlog.log" 2>&1 || die "pgbench"
+    sql "$PORT" "CREATE TABLE filler (id bigint, v text)" >/dev/null
+    local l0
+    l0=$(sql "$PORT" "SELECT pg_current_wal_lsn()")
+    while [ "$(sql "$PORT" "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$l0') < $BACKLOG * 16777216.0")" = t ]; do
+        sql "$PORT" "INSERT INTO filler SELECT g, md5(g::text) || md5(random()::text) || repeat('x', 64) FROM generate_series(1, 100000) g" >/dev/null
+    done
     sql "$PORT" "SELECT pg_switch_wal()" >/dev/null
     sleep 1
     local n a1
@@ -277,7 +283,7 @@ OUT=$ROOT/bench/results/$(date +%F)-wal.txt
     echo "machine: $(machine)"
     echo
     echo "live: pgbench -T $SECS -c 4 with archiving on (segments written, per second, backlog when it stopped, seconds to drain it);"
-    echo "backlog: pgbench -T $((SECS / 2)) with archiving paused, then the backlog archived (segments, per second);"
+    echo "backlog: $BACKLOG segments written with archiving paused, then archived (segments, per second);"
     echo "PITR: restore of the base backup to the middle of the live run, then PostgreSQL's replay until it promotes."
     echo
     printf '%-18s %7s | %8s %8s %8s %8s %6s | %8s %8s | %8s %9s %6s | %8s\n' tool base_s written segs/s backlog drain_s tps backlog segs/s restore replay_s rows repo_MB

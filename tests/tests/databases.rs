@@ -82,6 +82,7 @@ fn recovered(dir: &Path, env_vars: &[(&str, &str)]) -> Cluster {
 #[test]
 fn postgres_point_in_time_recovery() {
     let mut env = Env::with(Options {
+        extra_networks: vec!["offsite".into()],
         extra_toml: "\n[retention.policies.orders]\nkeep_last = 1\n".into(),
         ..Options::default()
     });
@@ -237,9 +238,20 @@ fn postgres_point_in_time_recovery() {
     );
     drop(c);
 
-    // 6. To the end of the archive: every row.
+    // 6. To the end of the archive: every row, the WAL fetched from the
+    // second network alone (a configuration naming only it).
+    env.offline_with_only("offsite");
+    let only_offsite = env.path().join("cairn-only-offsite.toml");
+    let fetch_offsite = format!(
+        "CAIRN_CONFIG={} {} wal-fetch --dataset orders %f \"%p\"",
+        only_offsite.display(),
+        bin.display()
+    );
     let latest = env.path().join("pg/latest");
-    restore_as_copy(&latest, &["--to-latest"]);
+    restore_as_copy(
+        &latest,
+        &["--to-latest", "--restore-command", &fetch_offsite],
+    );
     let c = recovered(&latest, &pass);
     assert_eq!(
         c.sql("SELECT count(*) FROM ledger"),
@@ -343,6 +355,26 @@ fn postgres_point_in_time_recovery() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not in the archive"), "{}", stderr(&o));
+    // An archive that cannot be asked is not "not there": the exit code
+    // makes PostgreSQL stop recovery instead of ending it early.
+    let mut c = env.cmd();
+    c.env(
+        "CAIRN_POSTGRES__URL",
+        "host=127.0.0.1 port=1 user=nobody dbname=gone",
+    );
+    let o = env.run_with(
+        c,
+        &[
+            "wal-fetch",
+            "--dataset",
+            dataset,
+            &seg_name,
+            fetched.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(stderr(&o).contains("recovery stops here"), "{}", stderr(&o));
 
     // 7. Retention keeps one base backup and the WAL it needs: the older
     // base backup and the WAL before the newer one's start go, the rest

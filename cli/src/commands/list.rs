@@ -60,7 +60,12 @@ pub async fn list(cfg: &Config, a: ListArgs) -> anyhow::Result<u8> {
             r.requested_at.clone().unwrap_or_default(),
             stat(|s| s.bytes_read),
             stat(|s| s.bytes_stored),
-            r.tags.join(",")
+            match &r.source {
+                // Which WAL file, beside its tags.
+                Some(cairn_events::Source::Wal { name, .. }) =>
+                    format!("{} {name}", r.tags.join(",")),
+                _ => r.tags.join(","),
+            }
         );
     }
     if wal_hidden > 0 {

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct PushArgs {
-    /// The dataset the cluster's base backups and WAL belong to.
-    #[arg(long)]
+    /// The dataset the cluster's base backups and WAL belong to (or the
+    /// server's CAIRN_WAL_DATASET, so that `cairn wal-push %p` is enough).
+    #[arg(long, env = "CAIRN_WAL_DATASET")]
     dataset: String,
     /// The WAL file (`%p`: relative to the data directory, where
     /// PostgreSQL runs the command).
@@ -34,8 +35,8 @@ pub struct PushArgs {
 
 #[derive(clap::Args)]
 pub struct FetchArgs {
-    /// The dataset the WAL was archived into.
-    #[arg(long)]
+    /// The dataset the WAL was archived into (or CAIRN_WAL_DATASET).
+    #[arg(long, env = "CAIRN_WAL_DATASET")]
     dataset: String,
     /// The WAL file's name (`%f`).
     name: String,
@@ -78,11 +79,26 @@ pub async fn push(cfg: &Config, a: PushArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// Exit code for a WAL file the archive does not hold: PostgreSQL takes any
-/// failure as "not there", which is how recovery finds the end of the WAL.
+/// Exit code for a WAL file the archive does not hold: PostgreSQL takes it
+/// as "not there", which is how recovery finds the end of the WAL.
 const NOT_ARCHIVED: u8 = 1;
+/// Exit code when the archive could not be asked or read (ledger or network
+/// down, a damaged copy): PostgreSQL takes a code above 125 as fatal and
+/// stops, where 1 would end recovery early, short of its target, silently.
+const CANNOT_TELL: u8 = 126;
 
 pub async fn fetch(cfg: &Config, a: FetchArgs) -> anyhow::Result<u8> {
+    match fetch_file(cfg, &a).await {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            err!("cairn: error: {msg} (recovery stops here rather than take it for the end of the WAL; run it again once the archive answers)");
+            Ok(CANNOT_TELL)
+        }
+    }
+}
+
+async fn fetch_file(cfg: &Config, a: &FetchArgs) -> anyhow::Result<u8> {
     if !wal::is_wal_name(&a.name) {
         anyhow::bail!("{:?} is not a WAL file name", a.name);
     }
