@@ -62,14 +62,29 @@ pub fn chown_postgres(path: &std::path::Path) {
     assert!(ok, "chown {}", path.display());
 }
 
-/// The directory of the server programs (`initdb`, `pg_ctl`, `postgres`).
+/// A server program (`initdb`, `pg_ctl`): from `pg_config --bindir`, else
+/// the newest `/usr/lib/postgresql/*/bin` (Debian's layout), else `PATH`.
 fn server_bin(program: &str) -> String {
-    let out = Command::new("pg_config").arg("--bindir").output();
-    match out {
-        Ok(o) if o.status.success() => {
-            format!("{}/{program}", String::from_utf8_lossy(&o.stdout).trim())
+    if let Ok(o) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if o.status.success() && std::path::Path::new(&dir).join(program).exists() {
+            return format!("{dir}/{program}");
         }
-        _ => program.to_string(),
+    }
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin").join(program)))
+        })
+        .filter(|(_, p)| p.exists())
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, p)) => p.display().to_string(),
+        None => program.to_string(),
     }
 }
 
