@@ -212,6 +212,37 @@ wait_port() {
 }
 sum() { awk 'BEGIN { t = 0; n = 0 } { for (i = 1; i <= NF; i++) if ($i != "") { t += $i; n++ } } END { if (n) printf "%.2f", t; else print "" }' <<<"$*"; }
 
+# --- a private Cairn ------------------------------------------------------------
+# start_cairn CFG [EXTRA_TOML]: writes CFG (data under $WORK/cairn-data, a
+# private nats-server with JetStream under $WORK/jetstream, ledger database
+# $PGDB), runs `cairn init` and `cairn serve all`; sets NATS_PID and
+# SERVE_PID for the caller's cleanup. Every other CAIRN_* variable is unset.
+start_cairn() {
+    local cfg=$1 extra=${2:-} port
+    port=$(free_port)
+    cat >"$cfg" <<EOF
+data_dir = "$WORK/cairn-data"
+
+[nats]
+url = "nats://127.0.0.1:$port"
+prefix = "$RUN_ID"
+
+[postgres]
+url = "host=127.0.0.1 port=5432 user=postgres dbname=$PGDB"
+$extra
+EOF
+    while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
+    export CAIRN_PASSPHRASE=bench-passphrase
+    GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$LOG/nats-server.log" 2>&1 &
+    NATS_PID=$!
+    wait_port "$port" "$NATS_PID" nats-server "$LOG/nats-server.log"
+    "$CAIRN" --config "$cfg" init --json >"$LOG/cairn-init.log" 2>&1 || die "cairn init: $(cat "$LOG/cairn-init.log")"
+    "$CAIRN" --config "$cfg" serve all >"$LOG/cairn-serve.log" 2>&1 &
+    SERVE_PID=$!
+    for _ in $(seq 300); do grep -q serving "$LOG/cairn-serve.log" && break; sleep 0.1; done
+    grep -q serving "$LOG/cairn-serve.log" || die "cairn serve is not serving"
+}
+
 # --- report -------------------------------------------------------------------------
 mb() { awk -v b="$1" 'BEGIN { if (b == "") print "–"; else printf "%.1f", b / 1e6 }'; }
 mib() { awk -v k="$1" 'BEGIN { if (k == "") print "–"; else printf "%.0f", k / 1024 }'; }

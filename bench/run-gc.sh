@@ -108,32 +108,8 @@ run_borg() {
 gc_field() { jq -r "[.networks[] | .$2] | add" "$LOG/$1.out"; }
 
 run_cairn() {
-    local port cfg id_a
-    port=$(free_port)
-    cfg=$WORK/cairn.toml
-    cat >"$cfg" <<EOF
-data_dir = "$WORK/cairn-data"
-
-[nats]
-url = "nats://127.0.0.1:$port"
-prefix = "$RUN_ID"
-
-[postgres]
-url = "host=127.0.0.1 port=5432 user=postgres dbname=$PGDB"
-
-[retention]
-gc_settle_secs = 1
-EOF
-    while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
-    export CAIRN_PASSPHRASE=bench-passphrase
-    GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$LOG/nats-server.log" 2>&1 &
-    NATS_PID=$!
-    wait_port "$port" "$NATS_PID" nats-server "$LOG/nats-server.log"
-    "$CAIRN" --config "$cfg" init --json >"$LOG/cairn-init.log" 2>&1 || die "cairn init: $(cat "$LOG/cairn-init.log")"
-    "$CAIRN" --config "$cfg" serve all >"$LOG/cairn-serve.log" 2>&1 &
-    SERVE_PID=$!
-    for _ in $(seq 300); do grep -q serving "$LOG/cairn-serve.log" && break; sleep 0.1; done
-    grep -q serving "$LOG/cairn-serve.log" || die "cairn serve is not serving"
+    local cfg=$WORK/cairn.toml id_a
+    start_cairn "$cfg" "$(printf '\n[retention]\ngc_settle_secs = 1')"
     timed cairn.backup_a "$CAIRN" --config "$cfg" backup "$SRC/a" --dataset a --json --timeout 7200
     timed cairn.backup_b "$CAIRN" --config "$cfg" backup "$SRC/b" --dataset b --json --timeout 7200
     id_a=$(jq -r .backup_id "$LOG/cairn.backup_a.out")

@@ -190,31 +190,10 @@ EOF
 }
 
 run_cairn() {
-    local port cfg writer id
-    port=$(free_port)
-    cfg=$WORK/cairn.toml writer=$WORK/cairn-writer.json
-    cat >"$cfg" <<EOF
-data_dir = "$WORK/cairn-data"
-
-[nats]
-url = "nats://127.0.0.1:$port"
-prefix = "$RUN_ID"
-
-[postgres]
-url = "host=127.0.0.1 port=5432 user=postgres dbname=$PGDB"
-EOF
-    while read -r v; do unset "$v"; done < <(compgen -e | grep '^CAIRN_' || true)
-    export CAIRN_PASSPHRASE=bench-passphrase
-    GOMEMLIMIT=$NATS_GOMEMLIMIT nats-server -a 127.0.0.1 -p "$port" -js -sd "$WORK/jetstream" >"$LOG/nats-server.log" 2>&1 &
-    NATS_PID=$!
-    wait_port "$port" "$NATS_PID" nats-server "$LOG/nats-server.log"
-    "$CAIRN" --config "$cfg" init --json >"$LOG/cairn-init.log" 2>&1 || die "cairn init: $(cat "$LOG/cairn-init.log")"
+    local cfg=$WORK/cairn.toml writer=$WORK/cairn-writer.json id
+    start_cairn "$cfg"
     "$CAIRN" --config "$cfg" key writer --out "$writer" >"$LOG/cairn-writer.log" 2>&1 || die "cairn key writer"
     chown postgres "$writer"
-    "$CAIRN" --config "$cfg" serve all >"$LOG/cairn-serve.log" 2>&1 &
-    SERVE_PID=$!
-    for _ in $(seq 300); do grep -q serving "$LOG/cairn-serve.log" && break; sleep 0.1; done
-    grep -q serving "$LOG/cairn-serve.log" || die "cairn serve is not serving"
     # The server side holds a writer file only: it can archive, not read.
     local exe=$WORK/cairn-bin
     cp "$CAIRN" "$exe" && chmod 755 "$exe"

@@ -263,30 +263,28 @@ fn postgres_point_in_time_recovery() {
 
     // A data directory is restored only into an empty one, and a time
     // without its zone is refused before anything is written.
-    let o = env.run(&[
-        "restore",
-        &base_id,
-        "--to-pgdata",
-        latest.to_str().unwrap(),
-        "--to-latest",
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("not empty"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "restore",
+            &base_id,
+            "--to-pgdata",
+            latest.to_str().unwrap(),
+            "--to-latest",
+        ],
+        "not empty",
     );
-    let o = env.run(&[
-        "restore",
-        &base_id,
-        "--to-pgdata",
-        env.path().join("pg/x").to_str().unwrap(),
-        "--to-time",
-        "2026-12-06 10:00:00",
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("time zone"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "restore",
+            &base_id,
+            "--to-pgdata",
+            env.path().join("pg/x").to_str().unwrap(),
+            "--to-time",
+            "2026-12-06 10:00:00",
+        ],
+        "time zone",
     );
     assert!(!env.path().join("pg/x").exists());
     // `cairn list` keeps the WAL out of the way unless asked.
@@ -308,11 +306,10 @@ fn postgres_point_in_time_recovery() {
         &seg_name,
         fetched.to_str().unwrap(),
     ]);
-    let o = env.run(&["wal-push", "--dataset", dataset, fetched.to_str().unwrap()]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("not a WAL file name"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &["wal-push", "--dataset", dataset, fetched.to_str().unwrap()],
+        "not a WAL file name",
     );
     let copy = env.path().join(format!("pg/{seg_name}"));
     std::fs::copy(&fetched, &copy).unwrap();
@@ -332,18 +329,17 @@ fn postgres_point_in_time_recovery() {
     let mut bytes = std::fs::read(&copy).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&copy, &bytes).unwrap();
-    let o = env.run(&[
-        "wal-push",
-        "--dataset",
-        dataset,
-        "--ahead",
-        "0",
-        copy.to_str().unwrap(),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("different file under the same name"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "wal-push",
+            "--dataset",
+            dataset,
+            "--ahead",
+            "0",
+            copy.to_str().unwrap(),
+        ],
+        "different file under the same name",
     );
     // A file never archived is "not there" for the server (exit 1, no panic).
     let o = env.run(&[
@@ -526,28 +522,26 @@ fn mariadb_dump_restores_into_a_new_database() {
     );
     // A restore of another kind of backup into MariaDB is refused by name.
     let (_, files) = env.back_up_random_file(1000);
-    let o = env.run(&[
-        "restore",
-        &files,
-        "--to-mariadb",
-        &format!("mysql://root@localhost/{dst}"),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("not a MariaDB dump"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "restore",
+            &files,
+            "--to-mariadb",
+            &format!("mysql://root@localhost/{dst}"),
+        ],
+        "not a MariaDB dump",
     );
     // Passwords never travel in a URL; a database that does not exist
     // fails the backup, naming the server's complaint.
-    let o = env.run(&[
-        "backup",
-        "--mariadb",
-        &format!("mysql://root:pw@localhost/{src}"),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("password"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "backup",
+            "--mariadb",
+            &format!("mysql://root:pw@localhost/{src}"),
+        ],
+        "password",
     );
     let o = env.run(&[
         "backup",
@@ -662,12 +656,7 @@ fn redis(port: u16, args: &[&str]) -> String {
 #[test]
 fn selective_restore_reads_only_what_it_selects() {
     let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start(dir.path());
-    let proxy = CountingProxy::start(&format!("127.0.0.1:{}", server.port));
-    let mut o = server.options("objects");
-    o.extra_toml = o.extra_toml.replace(&server.endpoint(), &proxy.endpoint());
-    let mut env = Env::with(o);
-    env.start_all();
+    let (_server, proxy, env) = behind_a_counting_proxy(dir.path());
     let src = env.source_dir("src");
     std::fs::create_dir_all(src.join("big")).unwrap();
     std::fs::create_dir_all(src.join("small/sub")).unwrap();
@@ -703,15 +692,7 @@ fn selective_restore_reads_only_what_it_selects() {
         "{text}"
     );
 
-    // Restores from the S3 network alone, through the proxy.
-    let restore = |args: &[&str]| {
-        let before = proxy.bytes_down();
-        let mut all = vec!["restore", id.as_str()];
-        all.extend_from_slice(args);
-        let o = env.run_with(env.offline_with_only("objects"), &all, None);
-        assert!(o.status.success(), "restore {args:?}: {}", stderr(&o));
-        proxy.bytes_down() - before
-    };
+    let restore = |args: &[&str]| restore_counted(&env, &proxy, &id, args);
     let out = env.path().join("sub");
     let read_sub = restore(&["--path", "src/small/sub", "--to", out.to_str().unwrap()]);
     let got = contents(&out.join("src/small/sub"));
@@ -745,25 +726,19 @@ fn selective_restore_reads_only_what_it_selects() {
         "a 2 MiB file read {read_one} bytes"
     );
     // A path the backup does not hold is named.
-    let o = env.run(&[
-        "restore",
-        &id,
-        "--path",
-        "src/nope",
-        "--to",
-        env.path().join("nope").to_str().unwrap(),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("holds no path \"src/nope\""),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "restore",
+            &id,
+            "--path",
+            "src/nope",
+            "--to",
+            env.path().join("nope").to_str().unwrap(),
+        ],
+        "holds no path \"src/nope\"",
     );
-    let o = env.run(&["ls", &id, "src/../etc"]);
-    assert!(
-        !o.status.success() && stderr(&o).contains(".."),
-        "{}",
-        stderr(&o)
-    );
+    refused(&env, &["ls", &id, "src/../etc"], "..");
 }
 
 /// One table, or one schema, of a PostgreSQL dump comes back into another
@@ -773,12 +748,7 @@ fn selective_restore_reads_only_what_it_selects() {
 #[test]
 fn a_table_restores_from_its_part_of_the_dump() {
     let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start(dir.path());
-    let proxy = CountingProxy::start(&format!("127.0.0.1:{}", server.port));
-    let mut o = server.options("objects");
-    o.extra_toml = o.extra_toml.replace(&server.endpoint(), &proxy.endpoint());
-    let mut env = Env::with(o);
-    env.start_all();
+    let (_server, proxy, env) = behind_a_counting_proxy(dir.path());
     let src = format!("{}_src", env.db);
     let dst = [1, 2, 3].map(|i| format!("{}_dst{i}", env.db));
     psql("postgres", &format!("CREATE DATABASE {src}"));
@@ -803,14 +773,7 @@ fn a_table_restores_from_its_part_of_the_dump() {
         &format!("postgres://postgres@127.0.0.1:5432/{src}"),
     ]);
     let id = b["backup_id"].as_str().unwrap().to_string();
-    let restore = |args: &[&str]| {
-        let before = proxy.bytes_down();
-        let mut all = vec!["restore", id.as_str()];
-        all.extend_from_slice(args);
-        let o = env.run_with(env.offline_with_only("objects"), &all, None);
-        assert!(o.status.success(), "restore {args:?}: {}", stderr(&o));
-        proxy.bytes_down() - before
-    };
+    let restore = |args: &[&str]| restore_counted(&env, &proxy, &id, args);
     let url = |d: &str| format!("postgres://postgres@127.0.0.1:5432/{d}");
     let read_table = restore(&["--to-postgres", &url(&dst[0]), "--table", "members"]);
     assert_eq!(digest(&dst[0], "members"), digest(&src, "members"));
@@ -837,34 +800,65 @@ fn a_table_restores_from_its_part_of_the_dump() {
         "one small schema read {read_schema} bytes of {read_all}"
     );
     // A table the dump does not hold is named; a selection needs a database.
-    let o = env.run(&[
-        "restore",
-        &id,
-        "--to-postgres",
-        &url(&dst[0]),
-        "--table",
-        "nope",
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("no table data for table nope"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "restore",
+            &id,
+            "--to-postgres",
+            &url(&dst[0]),
+            "--table",
+            "nope",
+        ],
+        "no table data for table nope",
     );
-    let o = env.run(&[
-        "restore",
-        &id,
-        "--to",
-        env.path().join("x").to_str().unwrap(),
-        "--table",
-        "members",
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("--to-postgres"),
-        "{}",
-        stderr(&o)
+    refused(
+        &env,
+        &[
+            "restore",
+            &id,
+            "--to",
+            env.path().join("x").to_str().unwrap(),
+            "--table",
+            "members",
+        ],
+        "--to-postgres",
     );
     psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
     for d in &dst {
         psql("postgres", &format!("DROP DATABASE {d} WITH (FORCE)"));
     }
+}
+
+/// A deployment whose only network besides `local` is an S3 server behind a
+/// proxy that counts what the server sends; every stage running.
+fn behind_a_counting_proxy(dir: &Path) -> (S3Server, CountingProxy, Env) {
+    let server = S3Server::start(dir);
+    let proxy = CountingProxy::start(&format!("127.0.0.1:{}", server.port));
+    let mut o = server.options("objects");
+    o.extra_toml = o.extra_toml.replace(&server.endpoint(), &proxy.endpoint());
+    let mut env = Env::with(o);
+    env.start_all();
+    (server, proxy, env)
+}
+
+/// `cairn restore ID ARGS` from the S3 network alone (no broker, no
+/// ledger), through the proxy: the bytes the server sent for it.
+fn restore_counted(env: &Env, proxy: &CountingProxy, id: &str, args: &[&str]) -> u64 {
+    let before = proxy.bytes_down();
+    let mut all = vec!["restore", id];
+    all.extend_from_slice(args);
+    let o = env.run_with(env.offline_with_only("objects"), &all, None);
+    assert!(o.status.success(), "restore {args:?}: {}", stderr(&o));
+    proxy.bytes_down() - before
+}
+
+/// `cairn ARGS` fails, saying `says` on standard error.
+fn refused(env: &Env, args: &[&str], says: &str) {
+    let o = env.run(args);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains(says),
+        "cairn {args:?}: {e}"
+    );
 }

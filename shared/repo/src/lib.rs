@@ -29,6 +29,7 @@ pub mod keys;
 pub mod layout;
 pub mod mariadbtools;
 pub mod pack;
+pub mod password_file;
 pub mod pgdata;
 pub mod pgdump;
 pub mod pgtools;

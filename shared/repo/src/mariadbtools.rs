@@ -63,13 +63,7 @@ pub fn command(program: &str, url: &Url, password_file: Option<&Path>) -> Result
         c.arg(format!("--user={u}"));
     }
     if let Some(path) = password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("password file {}: {e}", path.display()))?;
-        let password = text.lines().next().unwrap_or("");
-        if password.is_empty() {
-            return Err(format!("password file {} is empty", path.display()));
-        }
-        c.env("MYSQL_PWD", password);
+        c.env("MYSQL_PWD", crate::password_file::read(path)?);
     }
     Ok(c)
 }

@@ -19,13 +19,7 @@ pub fn command(program: &str, url: &str, password_file: Option<&Path>) -> Result
         .env_remove("PGPASSWORD")
         .env("PGCONNECT_TIMEOUT", "10");
     if let Some(path) = password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("password file {}: {e}", path.display()))?;
-        let password = text.lines().next().unwrap_or("");
-        if password.is_empty() {
-            return Err(format!("password file {} is empty", path.display()));
-        }
-        c.env("PGPASSWORD", password);
+        c.env("PGPASSWORD", crate::password_file::read(path)?);
     }
     Ok(c)
 }

@@ -63,14 +63,3 @@ pub fn kind_of(source: &Source) -> Box<dyn SourceKind + '_> {
         }),
     }
 }
-
-/// The first line of a password file, which must not be empty.
-pub fn read_password(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("password file {}: {e}", path.display()))?;
-    let password = text.lines().next().unwrap_or("").to_string();
-    if password.is_empty() {
-        return Err(format!("password file {} is empty", path.display()));
-    }
-    Ok(password)
-}

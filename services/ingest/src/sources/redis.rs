@@ -50,7 +50,10 @@ impl SourceKind for Rdb<'_> {
         }
         if let Some(f) = self.password_file {
             // redis-cli reads it from its environment, never its arguments.
-            cmd.env("REDISCLI_AUTH", super::read_password(Path::new(f))?);
+            cmd.env(
+                "REDISCLI_AUTH",
+                cairn_repo::password_file::read(Path::new(f))?,
+            );
         }
         cmd.args(["--rdb", "-"]);
         let rdb = ChildOutput::start("redis-cli", "redis-tools", cmd).map_err(|e| e.to_string())?;
