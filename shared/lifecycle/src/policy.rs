@@ -210,6 +210,21 @@ impl Calendar {
     }
 }
 
+/// What keeps a backup whatever the rules: a legal hold, and a state a
+/// later step may still change (unfinished, or degraded until repaired).
+pub(crate) fn standing(c: &Candidate) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(reason) = &c.hold {
+        reasons.push(format!("legal hold: {reason}"));
+    }
+    match c.status {
+        Status::Unfinished => reasons.push("unfinished".into()),
+        Status::Degraded => reasons.push("degraded: repair may complete it".into()),
+        Status::Completed | Status::Failed => {}
+    }
+    reasons
+}
+
 /// Decides every backup of one dataset under `policy` (already checked:
 /// `tz` is what [`Policy::check`] returned). Decisions come newest first.
 pub fn decide(policy: &Policy, tz: Tz, backups: &[Candidate]) -> Vec<Decision> {
@@ -233,14 +248,9 @@ pub fn decide(policy: &Policy, tz: Tz, backups: &[Candidate]) -> Vec<Decision> {
 
     let mut out = Vec::with_capacity(order.len());
     for (i, c) in order.iter().enumerate() {
-        let mut reasons = Vec::new();
-        if let Some(reason) = &c.hold {
-            reasons.push(format!("legal hold: {reason}"));
-        }
+        let mut reasons = standing(c);
         match c.status {
-            Status::Unfinished => reasons.push("unfinished".into()),
-            Status::Degraded => reasons.push("degraded: repair may complete it".into()),
-            Status::Failed => {}
+            Status::Unfinished | Status::Degraded | Status::Failed => {}
             Status::Completed => {
                 if newest_completed.as_ref().map(|(id, _)| id) == Some(&c.backup_id) {
                     reasons.push("newest completed backup of the dataset".into());

@@ -45,15 +45,7 @@ pub fn decide_wal(bases: &[Base], wal: &[(Candidate, String)]) -> Vec<Decision> 
         .min();
     wal.iter()
         .map(|(c, name)| {
-            let mut reasons = Vec::new();
-            if let Some(reason) = &c.hold {
-                reasons.push(format!("legal hold: {reason}"));
-            }
-            match c.status {
-                Status::Unfinished => reasons.push("unfinished".into()),
-                Status::Degraded => reasons.push("degraded: repair may complete it".into()),
-                _ => {}
-            }
+            let mut reasons = crate::policy::standing(c);
             if c.status != Status::Failed {
                 match (position(name), unknown, oldest) {
                     (None, _, _) => reasons.push("timeline history".into()),
