@@ -218,6 +218,9 @@ fn postgres_point_in_time_recovery() {
     assert!(auto.contains("wal-fetch --dataset \"orders\""), "{auto}");
     assert!(at_time.join("recovery.signal").exists());
     let c = recovered(&at_time, &pass);
+    // wal-fetch fetched ahead of the server, and what recovery did not use
+    // went when it ended.
+    assert!(!at_time.join("pg_wal/cairn-prefetch").exists());
     assert_eq!(
         c.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM ledger"),
         "1,2,3",

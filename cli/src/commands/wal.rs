@@ -12,7 +12,7 @@ use cairn_events::BackupId;
 use cairn_ingest::wal::{self, Pushed};
 use cairn_repo::restore::Restorer;
 use cairn_repo::target::{restore_to, Target};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -42,7 +42,16 @@ pub struct FetchArgs {
     name: String,
     /// Where to write it (`%p`).
     path: PathBuf,
+    /// When PostgreSQL asks for a segment (`%p` is `pg_wal/RECOVERYXLOG`),
+    /// also fetch up to this many of the segments archived after it into
+    /// `pg_wal/cairn-prefetch/`, inside the data directory being
+    /// recovered; the next calls take them from there (0: never).
+    #[arg(long, default_value_t = 8)]
+    ahead: i64,
 }
+
+/// Where prefetched segments wait, beside `%p`.
+const PREFETCH_DIR: &str = "cairn-prefetch";
 
 pub async fn push(cfg: &Config, a: PushArgs) -> anyhow::Result<u8> {
     let bus = context::bus(cfg, "cairn-wal-push").await?;
@@ -102,6 +111,12 @@ async fn fetch_file(cfg: &Config, a: &FetchArgs) -> anyhow::Result<u8> {
     if !wal::is_wal_name(&a.name) {
         anyhow::bail!("{:?} is not a WAL file name", a.name);
     }
+    let prefetch = prefetch_dir(a);
+    if let Some(dir) = &prefetch {
+        if take_prefetched(dir, &a.name, &a.path)? {
+            return Ok(0);
+        }
+    }
     let pg = context::ledger(cfg)
         .await
         .context("wal-fetch finds WAL files through the ledger")?;
@@ -126,17 +141,16 @@ async fn fetch_file(cfg: &Config, a: &FetchArgs) -> anyhow::Result<u8> {
         keyring.sealer(),
         keyring.id_key(),
     );
-    let target = Target::File(a.path.clone());
     let mut errors = Vec::new();
     for row in candidates {
-        let id = BackupId::parse(&row.backup_id)?;
-        let got = async {
-            let m = restorer.manifest(&id).await?;
-            restore_to(&restorer, &m, &target, &|_| {}).await
-        };
-        match got.await {
-            Ok(_) => return Ok(0),
-            Err(e) => errors.push(format!("backup {id}: {e}")),
+        match fetch_one(&restorer, &row.backup_id, &a.path).await {
+            Ok(()) => {
+                if let Some(dir) = &prefetch {
+                    fetch_ahead(&pg, &restorer, a, dir).await;
+                }
+                return Ok(0);
+            }
+            Err(e) => errors.push(format!("backup {}: {e:#}", row.backup_id)),
         }
     }
     anyhow::bail!(
@@ -144,4 +158,63 @@ async fn fetch_file(cfg: &Config, a: &FetchArgs) -> anyhow::Result<u8> {
         a.name,
         errors.join("; ")
     )
+}
+
+/// Backup `id`'s single file, written whole to `path` (or not at all).
+async fn fetch_one(restorer: &Restorer, id: &str, path: &Path) -> anyhow::Result<()> {
+    let id = BackupId::parse(id)?;
+    let m = restorer.manifest(&id).await?;
+    restore_to(restorer, &m, &Target::File(path.to_path_buf()), &|_| {}).await?;
+    Ok(())
+}
+
+/// The prefetch directory, when PostgreSQL asks for a segment during
+/// recovery (it names the file `RECOVERYXLOG`) and prefetching is on.
+fn prefetch_dir(a: &FetchArgs) -> Option<PathBuf> {
+    let for_recovery = a.path.file_name().is_some_and(|n| n == "RECOVERYXLOG");
+    (for_recovery && a.ahead > 0 && wal::is_segment(&a.name))
+        .then(|| a.path.parent().unwrap_or(Path::new(".")).join(PREFETCH_DIR))
+}
+
+/// Moves `name` into place from `dir` if an earlier call fetched it, and
+/// drops what recovery has passed (segments before `name`).
+fn take_prefetched(dir: &Path, name: &str, path: &Path) -> anyhow::Result<bool> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(false);
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        if n.to_str().is_some_and(|n| n < name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let ready = dir.join(name);
+    if !ready.is_file() {
+        return Ok(false);
+    }
+    std::fs::rename(&ready, path)
+        .with_context(|| format!("moving the prefetched {} into place", ready.display()))?;
+    Ok(true)
+}
+
+/// Fetches the segments archived after this one into `dir`; a failure only
+/// costs the next call its own fetch.
+async fn fetch_ahead(pg: &tokio_postgres::Client, restorer: &Restorer, a: &FetchArgs, dir: &Path) {
+    let next = match cairn_ledger::query::wal_after(pg, &a.dataset, &a.name, a.ahead).await {
+        Ok(n) => n,
+        Err(e) => return tracing::warn!("prefetch: {e}"),
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return tracing::warn!("prefetch into {}: {e}", dir.display());
+    }
+    for row in next {
+        let to = dir.join(&row.name);
+        if to.exists() {
+            continue;
+        }
+        if let Err(e) = fetch_one(restorer, &row.backup_id, &to).await {
+            tracing::warn!("prefetch of {}: {e:#}", row.name);
+            return;
+        }
+    }
 }

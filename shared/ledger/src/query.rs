@@ -546,3 +546,29 @@ pub async fn base_backups(
         })
         .collect())
 }
+
+/// The next `limit` WAL segments of `dataset` archived after segment `name`
+/// on its timeline (names sort in WAL order), each with the newest backup
+/// holding it: what a recovery asks for next.
+pub async fn wal_after(
+    c: &Client,
+    dataset: &str,
+    name: &str,
+    limit: i64,
+) -> Result<Vec<WalFileRow>, tokio_postgres::Error> {
+    let timeline = name.get(..8).unwrap_or("");
+    Ok(c.query(
+        "SELECT DISTINCT ON (source->>'name') backup_id, source->>'name', source->>'sha256', status
+             FROM backups
+             WHERE dataset = $1 AND source->>'type' = 'wal' AND status IN ('completed', 'degraded')
+               AND source->>'name' > $2 AND length(source->>'name') = 24
+               AND left(source->>'name', 8) = $3
+             ORDER BY source->>'name', (status = 'completed') DESC, requested_at DESC
+             LIMIT $4",
+        &[&dataset, &name, &timeline, &limit],
+    )
+    .await?
+    .iter()
+    .map(wal_row)
+    .collect())
+}

@@ -115,8 +115,10 @@ fn quoted(v: &str) -> String {
 
 /// The settings recovery adds to `postgresql.auto.conf`.
 pub fn settings(backup: &str, r: &Recovery) -> String {
+    // wal-fetch prefetches segments into pg_wal/cairn-prefetch/; what
+    // recovery did not use goes when it ends.
     let mut s = format!(
-        "\n# Added by `cairn restore {backup} --to-pgdata`: recover from Cairn's WAL archive.\nrestore_command = {}\nrecovery_target_timeline = 'latest'\n",
+        "\n# Added by `cairn restore {backup} --to-pgdata`: recover from Cairn's WAL archive.\nrestore_command = {}\nrecovery_end_command = 'rm -rf pg_wal/cairn-prefetch'\nrecovery_target_timeline = 'latest'\n",
         quoted(&r.restore_command)
     );
     match &r.target {
