@@ -60,6 +60,21 @@ ensure_postgres() {
   : "$fresh"
 }
 
+# MariaDB and Redis for the database-source tests (tests/tests/databases.rs):
+# the MariaDB server on its socket (root by unix_socket), and redis-server and
+# redis-cli (those tests start Redis servers of their own). The PostgreSQL
+# cluster those tests recover is their own too (initdb, run as `postgres`).
+ensure_test_databases() {
+  apt_install mariadb-server mariadb-client redis-server redis-tools
+  if ! mariadb -uroot -e 'select 1' >/dev/null 2>&1; then
+    say "starting MariaDB"
+    as_root service mariadb start >/dev/null 2>&1 ||
+      as_root start-stop-daemon --start --oknodo --background --exec /usr/bin/mysqld_safe
+    for _ in $(seq 150); do mariadb -uroot -e 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
+    mariadb -uroot -e 'select 1' >/dev/null 2>&1 || die "MariaDB did not start (mariadb -uroot cannot connect)"
+  fi
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || die "no Rust toolchain: install Rust 1.95 or newer (rustup) and re-run"
   apt_install gcc pkg-config

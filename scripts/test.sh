@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's: installs
-# and starts what the tests talk to (nats-server, PostgreSQL, an S3 server),
+# and starts what the tests talk to (nats-server, PostgreSQL, MariaDB, Redis,
+# the storage servers),
 # then checks formatting and lints, builds the workspace once and runs every
 # test.
 # Reuses $CARGO_TARGET_DIR (default ~/.cache/cairn-target) between runs.
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_nats
 ensure_postgres
+ensure_test_databases
 ensure_rust
 ensure_test_servers
 say "cargo fmt --check"
