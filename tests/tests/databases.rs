@@ -168,6 +168,23 @@ fn postgres_point_in_time_recovery() {
     let wal: serde_json::Value = serde_json::from_str(&wal).unwrap();
     assert_eq!(wal["timeline"], 1, "{wal}");
     assert_eq!(wal["start_segment"].as_str().unwrap().len(), 24, "{wal}");
+    // The network's catalogue entry carries it too: a ledger rebuilt from
+    // the networks still knows which WAL the base backup needs.
+    let o = env.run_with(
+        env.offline_with_only("offsite"),
+        &["recover", "list", "--network", "offsite", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = listed["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backup_id"] == base_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["wal"], wal, "{entry}");
     // `cairn ls` shows the data directory without restoring it.
     let ls = env.json(&["ls", &base_id, "pgdata/global", "--json"]);
     let names: Vec<&str> = ls["entries"]

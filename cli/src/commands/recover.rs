@@ -324,6 +324,7 @@ async fn rebuild(cfg: &Config, a: RebuildArgs) -> anyhow::Result<u8> {
                     .data_key
                     .as_deref()
                     .and_then(|k| cairn_events::KeyId::parse(k).ok()),
+                wal: e.wal.clone(),
             }),
             &[e.merkle_root.as_bytes()],
         );

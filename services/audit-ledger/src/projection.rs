@@ -243,14 +243,16 @@ async fn apply(
             prepared.execute(
                 tx,
                 "INSERT INTO backups (backup_id, dataset, tags, source, networks, status, requested_at, requested_by,
-                                      finished_at, stats, outcome)
+                                      finished_at, stats, outcome, wal)
                  VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7::text::timestamptz, $8,
-                         $9::text::timestamptz, $10::text::jsonb, $11::text::jsonb)
+                         $9::text::timestamptz, $10::text::jsonb, $11::text::jsonb, $12::text::jsonb)
                  ON CONFLICT (backup_id) DO UPDATE SET dataset = $2, tags = $3, source = $4::text::jsonb,
                      networks = $5, status = $6, requested_at = $7::text::timestamptz, requested_by = $8,
-                     finished_at = $9::text::timestamptz, stats = $10::text::jsonb, outcome = $11::text::jsonb",
+                     finished_at = $9::text::timestamptz, stats = $10::text::jsonb, outcome = $11::text::jsonb,
+                     wal = $12::text::jsonb",
                 &[&id, &r.dataset, &r.tags, &json(&r.source), &r.networks, &r.status,
-                  &r.requested_at, &r.requested_by, &finished, &json(&r.stats), &json(&outcome)],
+                  &r.requested_at, &r.requested_by, &finished, &json(&r.stats), &json(&outcome),
+                  &r.wal.as_ref().map(json)],
             )
             .await?;
         }

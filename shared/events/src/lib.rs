@@ -625,6 +625,9 @@ pub struct RecoveredBackup {
     pub sealed_root: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<KeyId>,
+    /// For a PostgreSQL base backup: the WAL it needs, from its entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalRange>,
 }
 
 /// A batch of objects `cairn recover rebuild` found.

@@ -41,6 +41,10 @@ pub struct Entry {
     /// The backup's data key (format 3), hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<String>,
+    /// For a PostgreSQL base backup: the WAL it needs (so that retention
+    /// after a rebuild still knows which WAL to keep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<cairn_events::WalRange>,
 }
 
 impl Entry {
@@ -60,6 +64,7 @@ impl Entry {
             chunk_pages: m.chunk_pages,
             merkle_root: hex::encode(&m.merkle_root),
             data_key,
+            wal: m.wal.clone(),
         }
     }
 
@@ -258,6 +263,7 @@ mod tests {
             chunk_pages: 1,
             merkle_root: "00".repeat(32),
             data_key: None,
+            wal: None,
         }
     }
 
