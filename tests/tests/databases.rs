@@ -392,6 +392,14 @@ fn postgres_point_in_time_recovery() {
     assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
     assert!(stderr(&o).contains("recovery stops here"), "{}", stderr(&o));
 
+    // A drill of the dataset restores its newest base backup, not the
+    // newest WAL file (there are many more of those).
+    let drilled = env.json(&["drill", "--dataset", dataset, "--sample", "0", "--json"]);
+    let drilled = drilled.as_array().unwrap();
+    assert_eq!(drilled.len(), 1, "{drilled:?}");
+    assert_eq!(drilled[0]["backup_id"], base_id.as_str(), "{drilled:?}");
+    assert_eq!(drilled[0]["ok"], true, "{drilled:?}");
+
     // 7. Retention keeps one base backup and the WAL it needs: the older
     // base backup and the WAL before the newer one's start go, the rest
     // stays, and the newer one still recovers every row.

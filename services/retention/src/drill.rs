@@ -151,12 +151,15 @@ struct Restored {
 }
 
 impl Driller {
-    /// Restorable backups (completed or degraded), newest first.
+    /// Restorable backups (completed or degraded), newest first. Archived
+    /// WAL files are not drilled on their own (a busy cluster's newest
+    /// backup is nearly always one): its base backups are.
     pub async fn candidates(&self, dataset: Option<&str>) -> Result<Vec<Candidate>, DrillError> {
         Ok(cairn_ledger::query::list_backups(&self.pg, dataset, None)
             .await?
             .into_iter()
             .filter(|r| restorable(&r.status))
+            .filter(|r| !matches!(r.source, Some(Source::Wal { .. })))
             .map(|r| (r.dataset, r.backup_id))
             .collect())
     }
