@@ -533,8 +533,35 @@ fn mariadb_dump_restores_into_a_new_database() {
         ))
     };
     let before = digest(&src);
-    let url = format!("mysql://root@localhost/{src}");
-    let b = env.backup(&["--mariadb", &url]);
+    // A backup user with a password, over TCP: the password comes from a
+    // file on the worker's host and goes to mariadb-dump alone.
+    let user = format!("bk_{}", &env.db[11..]);
+    let secret = "mariadb-s3cret";
+    mariadb(&format!(
+        "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{secret}';
+         GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON {src}.* TO '{user}'@'127.0.0.1'"
+    ));
+    let url = format!("mysql://{user}@127.0.0.1:3306/{src}");
+    let o = env.run(&["backup", "--json", "--mariadb", &url]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Access denied"), "{out}");
+    let pw = env.path().join("mariadb-password");
+    std::fs::write(&pw, format!("{secret}\n")).unwrap();
+    let b = env.backup(&[
+        "--mariadb",
+        &url,
+        "--mariadb-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    let recorded = psql(
+        &env.db,
+        "SELECT string_agg(entry::text, '') FROM ledger_entries",
+    );
+    assert!(
+        !recorded.contains(&hex::encode(secret)),
+        "the password is in the ledger"
+    );
     let id = b["backup_id"].as_str().unwrap();
     assert_eq!(env.json(&["show", id, "--json"])["dataset"], src.as_str());
     env.ok(&[
@@ -584,7 +611,9 @@ fn mariadb_dump_restores_into_a_new_database() {
         String::from_utf8_lossy(&o.stdout),
         stderr(&o)
     );
-    mariadb(&format!("DROP DATABASE {src}; DROP DATABASE {dst}"));
+    mariadb(&format!(
+        "DROP DATABASE {src}; DROP DATABASE {dst}; DROP USER '{user}'@'127.0.0.1'"
+    ));
 }
 
 /// A Redis server's dataset (a server the test starts beside the machine's
@@ -593,55 +622,82 @@ fn mariadb_dump_restores_into_a_new_database() {
 fn redis_snapshot_loads_into_a_fresh_server() {
     let mut env = Env::new();
     env.start_all();
-    let start = |dir: &Path| {
+    // The source asks for a password; the fresh server does not.
+    let start = |dir: &Path, password: Option<&str>| {
         let port = free_port();
         std::fs::create_dir_all(dir).unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .args(["--dbfilename", "dump.rdb"])
+        let mut c = std::process::Command::new("redis-server");
+        c.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--dbfilename", "dump.rdb"]);
+        if let Some(p) = password {
+            c.args(["--requirepass", p]);
+        }
+        let child = c
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server");
         wait_for(30, "redis to answer", || {
-            redis(port, &["PING"]).contains("PONG").then_some(())
+            redis(port, password, "PING\n")
+                .contains("PONG")
+                .then_some(())
         });
         (port, ChildGuard(child))
     };
-    let (port, _source) = start(&env.path().join("redis-src"));
-    for i in 0..2000 {
-        redis(port, &["SET", &format!("member:{i}"), &format!("name {i}")]);
-    }
-    redis(port, &["HSET", "config", "quorum", "7", "term", "2026"]);
-    redis(port, &["RPUSH", "queue", "a", "b", "c"]);
+    let secret = "s3cret-redis";
+    let (port, _source) = start(&env.path().join("redis-src"), Some(secret));
+    let mut load: String = (0..2000)
+        .map(|i| format!("SET member:{i} \"name {i}\"\n"))
+        .collect();
+    load.push_str("HSET config quorum 7 term 2026\nRPUSH queue a b c\n");
+    redis(port, Some(secret), &load);
+    let url = format!("redis://127.0.0.1:{port}");
+    // Without its password the server refuses, and the backup fails naming it.
+    let o = env.run(&["backup", "--json", "--redis", &url, "--dataset", "cache"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("redis-cli failed") && out.contains("NOAUTH"),
+        "{out}"
+    );
+    let pw = env.path().join("redis-password");
+    std::fs::write(&pw, format!("{secret}\n")).unwrap();
     let b = env.backup(&[
         "--redis",
-        &format!("redis://127.0.0.1:{port}"),
+        &url,
+        "--redis-password-file",
+        pw.to_str().unwrap(),
         "--dataset",
         "cache",
     ]);
     let id = b["backup_id"].as_str().unwrap();
+    // The password went nowhere but to redis-cli: not into the ledger.
+    let recorded = psql(
+        &env.db,
+        "SELECT string_agg(entry::text, '') FROM ledger_entries",
+    );
+    assert!(
+        !recorded.contains(&hex::encode(secret)),
+        "the password is in the ledger"
+    );
     let restored = env.path().join("redis-dst");
     env.ok(&["restore", id, "--to", restored.to_str().unwrap()]);
     assert!(std::fs::read(restored.join("dump.rdb"))
         .unwrap()
         .starts_with(b"REDIS"));
-    let (fresh, _server) = start(&restored);
-    assert_eq!(redis(fresh, &["DBSIZE"]).trim(), "2002");
-    assert_eq!(redis(fresh, &["GET", "member:1999"]).trim(), "name 1999");
-    assert_eq!(redis(fresh, &["HGET", "config", "quorum"]).trim(), "7");
-    assert_eq!(
-        redis(fresh, &["LRANGE", "queue", "0", "-1"]).trim(),
-        "a\nb\nc"
-    );
+    let (fresh, _server) = start(&restored, None);
+    assert_eq!(redis(fresh, None, "DBSIZE\n").trim(), "2002");
+    assert_eq!(redis(fresh, None, "GET member:1999\n").trim(), "name 1999");
+    assert_eq!(redis(fresh, None, "HGET config quorum\n").trim(), "7");
+    assert_eq!(redis(fresh, None, "LRANGE queue 0 -1\n").trim(), "a\nb\nc");
     // A server that does not answer fails the backup, naming redis-cli.
     let o = env.run(&[
         "backup",
@@ -668,12 +724,26 @@ impl Drop for ChildGuard {
     }
 }
 
-fn redis(port: u16, args: &[&str]) -> String {
-    let o = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
+/// Runs the commands in `script` (one per line) with redis-cli.
+fn redis(port: u16, password: Option<&str>, script: &str) -> String {
+    use std::io::Write;
+    let mut c = std::process::Command::new("redis-cli");
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .env_remove("REDISCLI_AUTH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(p) = password {
+        c.env("REDISCLI_AUTH", p);
+    }
+    let mut child = c.spawn().expect("redis-cli");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
