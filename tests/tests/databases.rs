@@ -536,12 +536,25 @@ fn mariadb_dump_restores_into_a_new_database() {
     // A backup user with a password, over TCP: the password comes from a
     // file on the worker's host and goes to mariadb-dump alone.
     let user = format!("bk_{}", &env.db[11..]);
+    let _cleanup = Cleanup(format!(
+        "DROP DATABASE IF EXISTS {src}; DROP DATABASE IF EXISTS {dst}; DROP USER IF EXISTS '{user}'@'127.0.0.1'"
+    ));
     let secret = "mariadb-s3cret";
     mariadb(&format!(
         "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{secret}';
          GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON {src}.* TO '{user}'@'127.0.0.1'"
     ));
     let url = format!("mysql://{user}@127.0.0.1:3306/{src}");
+    refused(
+        &env,
+        &[
+            "backup",
+            "--mariadb-password-file",
+            "/nonexistent",
+            env.path().to_str().unwrap(),
+        ],
+        "--mariadb-password-file goes with --mariadb",
+    );
     let o = env.run(&["backup", "--json", "--mariadb", &url]);
     assert!(!o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
@@ -611,9 +624,6 @@ fn mariadb_dump_restores_into_a_new_database() {
         String::from_utf8_lossy(&o.stdout),
         stderr(&o)
     );
-    mariadb(&format!(
-        "DROP DATABASE {src}; DROP DATABASE {dst}; DROP USER '{user}'@'127.0.0.1'"
-    ));
 }
 
 /// A Redis server's dataset (a server the test starts beside the machine's
@@ -849,10 +859,7 @@ fn a_table_restores_from_its_part_of_the_dump() {
     let (_server, proxy, env) = behind_a_counting_proxy(dir.path());
     let src = format!("{}_src", env.db);
     let dst = [1, 2, 3].map(|i| format!("{}_dst{i}", env.db));
-    psql("postgres", &format!("CREATE DATABASE {src}"));
-    for d in &dst {
-        psql("postgres", &format!("CREATE DATABASE {d}"));
-    }
+    let _dbs = PgDatabases::create(std::iter::once(&src).chain(&dst));
     psql(
         &src,
         "CREATE TABLE events (id int PRIMARY KEY, payload text);
@@ -922,10 +929,6 @@ fn a_table_restores_from_its_part_of_the_dump() {
         ],
         "--to-postgres",
     );
-    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
-    for d in &dst {
-        psql("postgres", &format!("DROP DATABASE {d} WITH (FORCE)"));
-    }
 }
 
 /// A deployment whose only network besides `local` is an S3 server behind a
@@ -959,4 +962,40 @@ fn refused(env: &Env, args: &[&str], says: &str) {
         !o.status.success() && e.contains(says),
         "cairn {args:?}: {e}"
     );
+}
+
+/// MariaDB statements run when the test ends, passed or failed.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("mariadb")
+            .args(["-uroot", "-e", &self.0])
+            .output();
+    }
+}
+
+/// Databases on the machine's PostgreSQL, made now and dropped when the
+/// test ends, passed or failed.
+struct PgDatabases(Vec<String>);
+
+impl PgDatabases {
+    fn create<'a>(names: impl IntoIterator<Item = &'a String>) -> Self {
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        for n in &names {
+            psql("postgres", &format!("CREATE DATABASE {n}"));
+        }
+        PgDatabases(names)
+    }
+}
+
+impl Drop for PgDatabases {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = try_psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"),
+            );
+        }
+    }
 }

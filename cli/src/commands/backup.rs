@@ -99,8 +99,16 @@ pub fn source(
     let file = |f: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
         f.as_deref().map(absolute).transpose()
     };
+    // clap drops a `requires` when the other option would conflict with
+    // what was given (`--redis-password-file F PATH`): said here by name.
     if db.postgres_password_file.is_some() && db.postgres.is_none() && db.postgres_base.is_none() {
         bail!("--postgres-password-file goes with --postgres or --postgres-base");
+    }
+    if db.mariadb_password_file.is_some() && db.mariadb.is_none() {
+        bail!("--mariadb-password-file goes with --mariadb");
+    }
+    if db.redis_password_file.is_some() && db.redis.is_none() {
+        bail!("--redis-password-file goes with --redis");
     }
     if let Some(url) = &db.postgres {
         cairn_repo::pgtools::check_url(url).map_err(anyhow::Error::msg)?;

@@ -85,8 +85,15 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The target and the part of the backup it takes, for backup `m`.
     pub fn target(self, m: &Manifest) -> anyhow::Result<(Target, Selection)> {
-        // What each option goes with, said by name (clap's `requires` does
-        // not hold across this flattened group).
+        // What each option goes with, said by name: clap drops a `requires`
+        // when the required option would conflict with one given
+        // (`--to DIR --table T`).
+        if self.postgres_password_file.is_some() && self.to_postgres.is_none() {
+            bail!("--postgres-password-file goes with --to-postgres URL");
+        }
+        if self.mariadb_password_file.is_some() && self.to_mariadb.is_none() {
+            bail!("--mariadb-password-file goes with --to-mariadb URL");
+        }
         if (!self.tables.is_empty() || !self.schemas.is_empty()) && self.to_postgres.is_none() {
             bail!("--table and --schema pick part of a PostgreSQL dump: they go with --to-postgres URL");
         }
