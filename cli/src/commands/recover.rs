@@ -150,6 +150,7 @@ fn to_the_second(t: &str) -> String {
 
 async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     let repo = one_network(cfg, &a.network)?;
+    a.target.check()?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
     // Nothing is recorded: on the day this runs there may be no broker, and
     // waiting for one would only delay the restore.

@@ -83,8 +83,9 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    /// The target and the part of the backup it takes, for backup `m`.
-    pub fn target(self, m: &Manifest) -> anyhow::Result<(Target, Selection)> {
+    /// Refuses options given without the one they go with, before any key
+    /// is opened or network read.
+    pub fn check(&self) -> anyhow::Result<()> {
         // What each option goes with, said by name: clap drops a `requires`
         // when the required option would conflict with one given
         // (`--to DIR --table T`).
@@ -108,6 +109,19 @@ impl TargetArgs {
         if self.path.is_some() && self.to.is_none() && !self.stdout {
             bail!("--path goes with --to DIR or --stdout");
         }
+        if let Some(t) = &self.to_time {
+            RecoveryTarget::time(t).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(l) = &self.to_lsn {
+            RecoveryTarget::lsn(l).map_err(anyhow::Error::msg)?;
+        }
+        Selection::under(self.path.as_deref().unwrap_or(""))?;
+        Ok(())
+    }
+
+    /// The target and the part of the backup it takes, for backup `m`.
+    pub fn target(self, m: &Manifest) -> anyhow::Result<(Target, Selection)> {
+        self.check()?;
         let select = Selection::under(self.path.as_deref().unwrap_or(""))?;
         if let Some(dir) = self.to_pgdata {
             let target = match (self.to_time, self.to_lsn, self.to_latest) {
@@ -169,6 +183,7 @@ struct Report<'a> {
 
 pub async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
     let id = a.backup_id;
+    a.target.check()?;
     let repo = context::repo(cfg)?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
     let (target, report) = match restore_from(repo, &keyring, &id, a.target, a.json).await {
