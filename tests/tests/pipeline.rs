@@ -560,6 +560,33 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
             "{e}"
         );
     }
+    // An option without the one it goes with is refused by name, not
+    // ignored (clap lets these through when the other would conflict with
+    // the paths given).
+    let src_arg = src.to_str().unwrap();
+    for (args, says) in [
+        (
+            &["--stdin-name", "x", src_arg][..],
+            "--stdin-name goes with --stdin",
+        ),
+        (
+            &["--redis-password-file", "/f", src_arg][..],
+            "--redis-password-file goes with --redis",
+        ),
+        (
+            &["--postgres-password-file", "/f", src_arg][..],
+            "--postgres-password-file goes with",
+        ),
+    ] {
+        let mut a = vec!["backup"];
+        a.extend_from_slice(args);
+        let o = env.run(&a);
+        assert!(
+            !o.status.success() && stderr(&o).contains(says),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
 
     // Tamper with one byte of one chunk of backup 1.
     let victim = chunks_of_b1

@@ -163,6 +163,9 @@ pub fn source(
 }
 
 fn request(args: &BackupArgs) -> anyhow::Result<BackupRequest> {
+    if !args.stdin && args.stdin_name != "stdin" {
+        bail!("--stdin-name goes with --stdin");
+    }
     let (source, default_dataset) = if args.stdin {
         (
             Source::Stdin {
