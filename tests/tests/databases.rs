@@ -555,25 +555,12 @@ fn mariadb_dump_restores_into_a_new_database() {
         ],
         "--mariadb-password-file goes with --mariadb",
     );
-    let o = env.run(&["backup", "--json", "--mariadb", &url]);
-    assert!(!o.status.success());
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("Access denied"), "{out}");
-    let pw = env.path().join("mariadb-password");
-    std::fs::write(&pw, format!("{secret}\n")).unwrap();
-    let b = env.backup(&[
-        "--mariadb",
-        &url,
+    let b = backs_up_only_with_its_password(
+        &env,
+        &["--mariadb", &url],
         "--mariadb-password-file",
-        pw.to_str().unwrap(),
-    ]);
-    let recorded = psql(
-        &env.db,
-        "SELECT string_agg(entry::text, '') FROM ledger_entries",
-    );
-    assert!(
-        !recorded.contains(&hex::encode(secret)),
-        "the password is in the ledger"
+        secret,
+        &["Access denied"],
     );
     let id = b["backup_id"].as_str().unwrap();
     assert_eq!(env.json(&["show", id, "--json"])["dataset"], src.as_str());
@@ -670,34 +657,14 @@ fn redis_snapshot_loads_into_a_fresh_server() {
     load.push_str("HSET config quorum 7 term 2026\nRPUSH queue a b c\n");
     redis(port, Some(secret), &load);
     let url = format!("redis://127.0.0.1:{port}");
-    // Without its password the server refuses, and the backup fails naming it.
-    let o = env.run(&["backup", "--json", "--redis", &url, "--dataset", "cache"]);
-    assert!(!o.status.success());
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("redis-cli failed") && out.contains("NOAUTH"),
-        "{out}"
-    );
-    let pw = env.path().join("redis-password");
-    std::fs::write(&pw, format!("{secret}\n")).unwrap();
-    let b = env.backup(&[
-        "--redis",
-        &url,
+    let b = backs_up_only_with_its_password(
+        &env,
+        &["--redis", &url, "--dataset", "cache"],
         "--redis-password-file",
-        pw.to_str().unwrap(),
-        "--dataset",
-        "cache",
-    ]);
+        secret,
+        &["redis-cli failed", "NOAUTH"],
+    );
     let id = b["backup_id"].as_str().unwrap();
-    // The password went nowhere but to redis-cli: not into the ledger.
-    let recorded = psql(
-        &env.db,
-        "SELECT string_agg(entry::text, '') FROM ledger_entries",
-    );
-    assert!(
-        !recorded.contains(&hex::encode(secret)),
-        "the password is in the ledger"
-    );
     let restored = env.path().join("redis-dst");
     env.ok(&["restore", id, "--to", restored.to_str().unwrap()]);
     assert!(std::fs::read(restored.join("dump.rdb"))
@@ -998,4 +965,37 @@ impl Drop for PgDatabases {
             );
         }
     }
+}
+
+/// `cairn backup ARGS` fails without the source's password (its JSON
+/// outcome saying each of `refusal`), then completes with `flag FILE`, a
+/// file holding `secret`; the password went nowhere but to the client
+/// tool: its bytes are not in the ledger. Returns the completed backup.
+fn backs_up_only_with_its_password(
+    env: &Env,
+    args: &[&str],
+    flag: &str,
+    secret: &str,
+    refusal: &[&str],
+) -> serde_json::Value {
+    let mut without = vec!["backup", "--json"];
+    without.extend_from_slice(args);
+    let o = env.run(&without);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(refusal.iter().all(|r| out.contains(r)), "{out}");
+    let pw = env.path().join(format!("password{flag}"));
+    std::fs::write(&pw, format!("{secret}\n")).unwrap();
+    let mut with = args.to_vec();
+    with.extend_from_slice(&[flag, pw.to_str().unwrap()]);
+    let b = env.backup(&with);
+    let recorded = psql(
+        &env.db,
+        "SELECT string_agg(entry::text, '') FROM ledger_entries",
+    );
+    assert!(
+        !recorded.contains(&hex::encode(secret)),
+        "the password is in the ledger"
+    );
+    b
 }

@@ -107,14 +107,9 @@ fn shredding_a_dataset_destroys_its_keys_everywhere_and_leaves_the_others_whole(
     );
 
     // Shred.
-    let report = env.json(&[
-        "shred",
-        "--dataset",
-        "payroll",
-        "--confirm",
-        "payroll",
-        "--json",
-    ]);
+    let o = shred_payroll(&env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["keys"].as_array().unwrap().len(), 1, "{report}");
     let mut shredded: Vec<String> = serde_json::from_value(report["backups"].clone()).unwrap();
     shredded.sort();
@@ -225,16 +220,6 @@ fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() 
     let b1 = b1["backup_id"].as_str().unwrap().to_string();
     let local = env.network_dir("local");
     let s3_repo = server.root.join(&server.bucket).join("repo");
-    let shred = |env: &Env| {
-        env.run(&[
-            "shred",
-            "--dataset",
-            "payroll",
-            "--confirm",
-            "payroll",
-            "--json",
-        ])
-    };
 
     // A backup of the dataset asked for and not yet written (no ingest
     // worker; the ledger stage records the request).
@@ -250,7 +235,7 @@ fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() 
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let before = (snapshot(&local), snapshot(&s3_repo));
-    let o = shred(&env);
+    let o = shred_payroll(&env);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("still being written"), "{}", stderr(&o));
     assert_eq!(
@@ -281,7 +266,7 @@ fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() 
         std::fs::rename(dir, parked.join(i.to_string())).unwrap();
     }
     let before = (snapshot(&local), snapshot(&s3_repo));
-    let o = shred(&env);
+    let o = shred_payroll(&env);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("its data key cannot be read")
@@ -306,7 +291,7 @@ fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() 
     // named as still holding the key (exit 3), and nothing there touched.
     server.stop();
     let s3_before = snapshot(&s3_repo);
-    let o = shred(&env);
+    let o = shred_payroll(&env);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["deleted_from"], serde_json::json!(["local"]), "{r}");
@@ -317,7 +302,7 @@ fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() 
 
     // Back: a second run finishes there.
     server.restart();
-    let o = shred(&env);
+    let o = shred_payroll(&env);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -327,4 +312,16 @@ fn shredding_deletes_nothing_in_doubt_and_finishes_on_a_network_that_was_down() 
     );
     assert!(names_under(&s3_repo.join("datasets")).is_empty());
     assert!(Env::files_under(&s3_repo.join(format!("backups/{b1}"))).is_empty());
+}
+
+/// `cairn shred --dataset payroll --confirm payroll --json`.
+fn shred_payroll(env: &Env) -> std::process::Output {
+    env.run(&[
+        "shred",
+        "--dataset",
+        "payroll",
+        "--confirm",
+        "payroll",
+        "--json",
+    ])
 }

@@ -505,24 +505,6 @@ pub async fn wal_file(
     .collect())
 }
 
-/// Every archived WAL file of `dataset` the catalogue still shows.
-pub async fn wal_files(
-    c: &Client,
-    dataset: &str,
-) -> Result<Vec<WalFileRow>, tokio_postgres::Error> {
-    Ok(c.query(
-        "SELECT backup_id, source->>'name', source->>'sha256', status FROM backups
-             WHERE dataset = $1 AND source->>'type' = 'wal'
-               AND status NOT IN ('forgotten', 'shredded')
-             ORDER BY source->>'name', backup_id",
-        &[&dataset],
-    )
-    .await?
-    .iter()
-    .map(wal_row)
-    .collect())
-}
-
 /// The PostgreSQL base backups of `dataset` the catalogue still shows,
 /// newest first, with the WAL each needs (none for one still running).
 pub async fn base_backups(

@@ -228,11 +228,9 @@ impl Restorer {
         let mut files = 0;
         let mut at = 0u64;
         for tref in &m.tree {
-            let Some(loc) = known.get(&tref.id) else {
-                return Err(not_listed(backup, &tref.id));
-            };
-            let (bytes, _) = fetch_chunk(&self.repo, &self.sealer, &id_key, *tref, *loc).await?;
-            for rec in tree::decode_records(&bytes)? {
+            let (records, _) =
+                tree_chunk(&self.repo, &self.sealer, &id_key, &known, backup, tref).await?;
+            for rec in records {
                 match rec {
                     TreeRecord::File { .. } => files += 1,
                     TreeRecord::Chunks { refs: more } if files == 1 => {
@@ -302,11 +300,9 @@ impl Restorer {
             target: None,
         };
         for tref in &m.tree {
-            let Some(at) = known.get(&tref.id) else {
-                return Err(not_listed(backup, &tref.id));
-            };
-            let (bytes, _) = fetch_chunk(&self.repo, &self.sealer, &id_key, *tref, *at).await?;
-            for rec in tree::decode_records(&bytes)? {
+            let (records, _) =
+                tree_chunk(&self.repo, &self.sealer, &id_key, &known, backup, tref).await?;
+            for rec in records {
                 match rec {
                     TreeRecord::Dir { path, meta } => {
                         if matches!(select.wanted(&path), Wanted::Yes(_)) {
@@ -511,12 +507,10 @@ impl Restorer {
         // for any of them.
         let mut run: Option<Run> = None;
         for tref in &m.tree {
-            let Some(at) = known.get(&tref.id) else {
-                return Err(not_listed(backup, &tref.id));
-            };
-            let (bytes, from) = fetch_chunk(&self.repo, &self.sealer, &id_key, *tref, *at).await?;
+            let (records, from) =
+                tree_chunk(&self.repo, &self.sealer, &id_key, &known, backup, tref).await?;
             *w.report.chunks_from.entry(from).or_default() += 1;
-            for rec in tree::decode_records(&bytes)? {
+            for rec in records {
                 match rec {
                     TreeRecord::Dir { path, meta } => match select.wanted(&path) {
                         Wanted::Yes(p) => {
@@ -732,6 +726,23 @@ impl Writer<'_> {
     }
 }
 
+/// The records of one of backup `backup`'s tree chunks, and the network
+/// it came from: fetched where the verified chunk list `known` places it.
+async fn tree_chunk(
+    repo: &Repository,
+    sealer: &Sealer,
+    id_key: &IdKey,
+    known: &HashMap<ChunkId, Location>,
+    backup: &BackupId,
+    tref: &ChunkRef,
+) -> Result<(Vec<TreeRecord>, String), RepoError> {
+    let Some(at) = known.get(&tref.id) else {
+        return Err(not_listed(backup, &tref.id));
+    };
+    let (bytes, from) = fetch_chunk(repo, sealer, id_key, *tref, *at).await?;
+    Ok((tree::decode_records(&bytes)?, from))
+}
+
 fn not_listed(backup: &BackupId, id: &ChunkId) -> RepoError {
     RepoError::MerkleMismatch {
         backup: backup.clone(),
@@ -791,7 +802,8 @@ struct OpenFile {
     stream: Option<(PathBuf, tokio::fs::File)>,
 }
 
-fn partial_of(t: &Path) -> PathBuf {
+/// Where a file is written before it is whole and checked.
+pub(crate) fn partial_of(t: &Path) -> PathBuf {
     let mut partial = t.to_path_buf().into_os_string();
     partial.push(".cairn-partial");
     PathBuf::from(partial)

@@ -106,7 +106,7 @@ pub async fn restore_to(
             mariadb_restore(restorer, m, url, password_file.as_deref(), progress).await
         }
         Target::File(path) => {
-            let partial = path.with_extension("cairn-partial");
+            let partial = crate::restore::partial_of(path);
             let file = tokio::fs::File::create(&partial)
                 .await
                 .map_err(|e| RepoError::Target(format!("{}: {e}", partial.display())))?;
