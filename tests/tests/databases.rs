@@ -407,6 +407,10 @@ fn postgres_point_in_time_recovery() {
     let base2_id = base2["backup_id"].as_str().unwrap().to_string();
     primary.sql("INSERT INTO ledger (id) VALUES (7)");
     archive_current_segment(&primary);
+    let wal2 = psql(
+        &env.db,
+        &format!("SELECT wal::text FROM backups WHERE backup_id = '{base2_id}'"),
+    );
     let start2 = psql(
         &env.db,
         &format!("SELECT wal->>'start_segment' FROM backups WHERE backup_id = '{base2_id}'"),
@@ -428,6 +432,40 @@ fn postgres_point_in_time_recovery() {
     };
     assert!(!reason_of(&base_id).0, "the older base backup goes");
     assert!(reason_of(&base2_id).0);
+    // In doubt, no WAL goes: while the kept base backup's range cannot be
+    // read from the ledger, the plan keeps every WAL file and says why.
+    psql(
+        &env.db,
+        &format!("UPDATE backups SET wal = NULL WHERE backup_id = '{base2_id}'"),
+    );
+    let doubt = env.json(&["retention", "plan", "--dataset", dataset, "--json"]);
+    let wal_ids = psql(
+        &env.db,
+        &format!("SELECT string_agg(backup_id, ' ') FROM backups WHERE dataset = '{dataset}' AND source->>'type' = 'wal' AND status = 'completed'"),
+    );
+    for d in doubt["datasets"][0]["decisions"].as_array().unwrap() {
+        if wal_ids.contains(d["backup_id"].as_str().unwrap()) {
+            assert_eq!(d["keep"], true, "{d}");
+        }
+    }
+    assert!(
+        doubt.to_string().contains("WAL range is not known"),
+        "{doubt}"
+    );
+    psql(
+        &env.db,
+        &format!(
+            "UPDATE backups SET wal = '{}'::jsonb WHERE backup_id = '{base2_id}'",
+            wal2.replace('\'', "''")
+        ),
+    );
+    // A held WAL file stays whatever the plan says.
+    let held = first.clone();
+    let held_id = psql(
+        &env.db,
+        &format!("SELECT backup_id FROM backups WHERE source->>'name' = '{held}' AND status = 'completed' LIMIT 1"),
+    );
+    env.ok(&["hold", &held_id, "--reason", "audit of the first segment"]);
     let applied = env.json(&["retention", "apply", "--dataset", dataset, "--json"]);
     let forgotten: Vec<String> = applied["applied"]
         .as_array()
@@ -446,7 +484,7 @@ fn postgres_point_in_time_recovery() {
         if status != "completed" {
             continue;
         }
-        let needed = name.get(8..24).unwrap() >= start2.get(8..24).unwrap();
+        let needed = name.get(8..24).unwrap() >= start2.get(8..24).unwrap() || *name == held;
         assert_eq!(
             live(&after, name),
             needed,
