@@ -105,4 +105,7 @@ ensure_test_servers() {
     say "installing Garage 2.5.0 (a second S3 server for the tests; ~8 min, once)"
     cargo install --quiet garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite
   fi
+  # Headless Chromium prints compliance reports to PDF and renders them for
+  # the tests that look at them.
+  apt_install chromium
 }

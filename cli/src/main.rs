@@ -104,6 +104,12 @@ pub enum Command {
         #[command(subcommand)]
         command: key::KeyCommand,
     },
+    /// Compliance profiles (SOX, GDPR, HIPAA, ISO 27001, your own): rules
+    /// judged per backup, with evidence from the ledger.
+    Compliance {
+        #[command(subcommand)]
+        command: compliance::ComplianceCommand,
+    },
     /// The audit ledger.
     Audit {
         #[command(subcommand)]
@@ -115,6 +121,8 @@ pub enum Command {
 pub mod exit {
     pub const DEGRADED: u8 = 3;
     pub const NO_WORKER: u8 = 4;
+    /// `compliance check`: a rule failed.
+    pub const RULES_FAILED: u8 = 5;
 }
 
 fn main() -> ExitCode {
@@ -178,6 +186,7 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
         Command::Drills(a) => drill::drills(&cfg, a).await,
         Command::Repair(a) => repair::repair(&cfg, a).await,
         Command::Key { command } => key::run(&cfg, command).await,
+        Command::Compliance { command } => compliance::run(&cfg, command).await,
         Command::Audit { command } => audit::run(&cfg, command).await,
     }
 }

@@ -228,6 +228,8 @@ pub async fn ingest_context(
         pg: context::ingest_ledger(cfg).await?,
         networks: cfg.network_names(),
         policies: cfg.datasets.clone(),
+        compliance: cfg.compliance.clone(),
+        network_facts: cfg.network_facts(),
         source: whoami("cli"),
         // A stream has no files to cache.
         files_cache: None,

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod compliance;
 pub mod drill;
 pub mod forget;
 pub mod gc;

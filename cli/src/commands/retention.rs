@@ -53,6 +53,7 @@ pub async fn applier(cfg: &Config, bus: &Bus, requested_by: String) -> anyhow::R
         bus: bus.clone(),
         pg: context::ledger_as(cfg, cairn_ledger::Role::Reader).await?,
         policy_for: Arc::new(move |d| retention.policy_for(d)),
+        selector: cfg.selector(),
         requested_by,
         source: context::whoami("retention-policy"),
         timeout: Duration::from_secs(120),
@@ -114,9 +115,14 @@ async fn apply(cfg: &Config, a: ApplyArgs) -> anyhow::Result<u8> {
 
 async fn plan(cfg: &Config, a: PlanArgs) -> anyhow::Result<u8> {
     let pg = context::ledger(cfg).await?;
-    let plans =
-        cairn_retention::policy::plan(&pg, a.dataset.as_deref(), |d| cfg.retention.policy_for(d))
-            .await?;
+    let plans = cairn_retention::policy::plan(
+        &pg,
+        a.dataset.as_deref(),
+        |d| cfg.retention.policy_for(d),
+        &cfg.selector(),
+        chrono::Utc::now(),
+    )
+    .await?;
     if a.json {
         #[derive(serde::Serialize)]
         struct Planned {

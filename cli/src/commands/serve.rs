@@ -115,6 +115,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 pg: context::ingest_ledger(cfg).await?,
                 networks: cfg.network_names(),
                 policies: cfg.datasets.clone(),
+                compliance: cfg.compliance.clone(),
+                network_facts: cfg.network_facts(),
                 source: whoami("ingest"),
                 files_cache,
                 cannot_delete: context::cannot_delete(&repo),
@@ -173,6 +175,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             repo: repo.clone(),
             pg: context::ledger_as(cfg, Role::Reader).await?,
             running_window: Duration::from_secs(cfg.retention.running_backup_secs),
+            selector: cfg.selector(),
             source: whoami("retention"),
         };
         spawn(&mut tasks, Stage::Retention, cairn_retention::run(w));

@@ -59,6 +59,33 @@ pub async fn shred(cfg: &Config, a: ShredArgs) -> anyhow::Result<u8> {
             held.join(", ")
         );
     }
+    // A retention a compliance rule demands outweighs erasure (GDPR Art.
+    // 17(3)(b): erasure yields to a legal obligation to keep).
+    let mut kept = Vec::new();
+    for (id, _) in &backups {
+        let Some(b) = cairn_ledger::query::backup(&pg, id).await? else {
+            continue;
+        };
+        let taken = b
+            .requested_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let Some(t) = taken.filter(|_| b.status != "failed") {
+            let profiles = cfg.profiles_for(&b.dataset, &b.tags);
+            let now = chrono::Utc::now();
+            if let Some(r) =
+                cairn_compliance::floor_reason(&profiles, t.with_timezone(&chrono::Utc), now)
+            {
+                kept.push(format!("{id} ({r})"));
+            }
+        }
+    }
+    if !kept.is_empty() {
+        bail!(
+            "dataset {dataset:?} has backups a compliance rule keeps: {}. Nothing was shredded",
+            kept.join(", ")
+        );
+    }
     let running: Vec<String> = cairn_ledger::query::unfinished_backups(&pg)
         .await?
         .into_iter()

@@ -38,6 +38,10 @@ pub struct IngestContext {
     pub networks: Vec<String>,
     /// Per-dataset redundancy policies (`[datasets.<name>]`).
     pub policies: std::collections::BTreeMap<String, cairn_config::DatasetPolicy>,
+    /// Compliance profiles, and what they need to know of each network:
+    /// a request its profiles refuse fails before anything is read.
+    pub compliance: cairn_compliance::ComplianceConfig,
+    pub network_facts: Vec<cairn_compliance::NetworkFacts>,
     /// Who is ingesting (`ingest@host`, `cli@host`).
     pub source: String,
     /// Where this host keeps its files caches (`[ingest] files_cache`);
@@ -226,6 +230,33 @@ pub fn resolve_targets(
         )));
     }
     Ok((out, Redundancy::Replicate { min_copies: min }))
+}
+
+/// Why the profiles that apply to `req` refuse it, if they do: judged on
+/// the resolved targets before anything is read. A request whose targets
+/// cannot be resolved is left to [`run`], which names that.
+pub fn refused_by_profile(ctx: &IngestContext, req: &BackupRequest) -> Option<String> {
+    let policy = ctx.policies.get(&req.dataset);
+    let named = policy.map(|p| p.profiles.as_slice()).unwrap_or(&[]);
+    let profiles = ctx.compliance.applying(named, &req.tags);
+    if profiles.is_empty() {
+        return None;
+    }
+    let (targets, Redundancy::Replicate { min_copies }) =
+        resolve_targets(req, &ctx.networks, &ctx.policies).ok()?;
+    let plan = cairn_compliance::Planned {
+        targets: ctx
+            .network_facts
+            .iter()
+            .filter(|n| targets.contains(&n.name))
+            .collect(),
+        min_copies,
+        shreddable: policy.and_then(|p| p.shreddable).unwrap_or(true),
+        repo_format: ctx.repo.format,
+    };
+    cairn_compliance::request::check(&profiles, &plan)
+        .err()
+        .map(|r| r.to_string())
 }
 
 struct Publisher<'a> {

@@ -112,6 +112,10 @@ pub async fn ingest(
         return Err(IngestError::NotARequest(request.event.kind()));
     };
     let id = &request.backup_id;
+    if let Some(reason) = job::refused_by_profile(ctx, req) {
+        tracing::warn!(backup = %id, %reason, "refused by its compliance profile");
+        return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?);
+    }
     let input = match open_input(req, stdin) {
         Ok(i) => i,
         Err(reason) => return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?),

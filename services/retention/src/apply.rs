@@ -79,6 +79,8 @@ pub struct Applier {
     /// The ledger (read only): backups and holds.
     pub pg: tokio_postgres::Client,
     pub policy_for: PolicyFor,
+    /// The compliance profiles, whose retention rules keep backups longer.
+    pub selector: cairn_compliance::Selector,
     /// Recorded as the forget's `requested_by`.
     pub requested_by: String,
     pub source: String,
@@ -95,7 +97,14 @@ impl Applier {
         dataset: Option<&str>,
         round: &str,
     ) -> Result<ApplyReport, ApplyError> {
-        let plans = policy::plan(&self.pg, dataset, |d| (self.policy_for)(d)).await?;
+        let plans = policy::plan(
+            &self.pg,
+            dataset,
+            |d| (self.policy_for)(d),
+            &self.selector,
+            chrono::Utc::now(),
+        )
+        .await?;
         let mut report = ApplyReport::default();
         let mut drops = Vec::new();
         for p in &plans {

@@ -86,6 +86,9 @@ pub struct RetentionWorker {
     /// An unfinished backup idle for longer than this was abandoned, and
     /// may be forgotten (`[retention] running_backup_secs`).
     pub running_window: Duration,
+    /// The compliance profiles: their retention rules refuse a forget
+    /// before the backup's time is up, whoever asks.
+    pub selector: cairn_compliance::Selector,
     pub source: String,
 }
 
@@ -105,6 +108,25 @@ impl RetentionWorker {
                 "backup {backup} is under legal hold since {} by {} ({}); nothing was deleted. Lift the hold first with `cairn release {backup} --reason ...`",
                 h.held_at, h.held_by, h.reason
             )));
+        }
+        // A compliance rule's retention, whoever asks.
+        if let Some(b) = cairn_ledger::query::backup(&self.pg, backup.as_str()).await? {
+            let taken = b
+                .requested_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let Some(taken) = taken.filter(|_| b.status != "failed") {
+                let profiles = self.selector.applying(&b.dataset, &b.tags);
+                if let Some(reason) = cairn_compliance::floor_reason(
+                    &profiles,
+                    taken.with_timezone(&chrono::Utc),
+                    chrono::Utc::now(),
+                ) {
+                    return Err(ForgetError::Refused(format!(
+                        "backup {backup} must be kept ({reason}); nothing was deleted"
+                    )));
+                }
+            }
         }
         // One still being written would write its chunk list back.
         let unfinished = cairn_ledger::query::unfinished_backups(&self.pg).await?;

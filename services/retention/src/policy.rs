@@ -37,11 +37,15 @@ impl DatasetPlan {
 }
 
 /// The plan for every dataset in the ledger, or only `dataset`.
-/// `policy_for` names each dataset's policy (`RetentionConfig::policy_for`).
+/// `policy_for` names each dataset's policy (`RetentionConfig::policy_for`);
+/// the compliance profiles `selector` applies keep a backup, whatever the
+/// policy says, until their retention rules let it go (judged at `now`).
 pub async fn plan(
     pg: &Client,
     dataset: Option<&str>,
     policy_for: impl Fn(&str) -> (Policy, String),
+    selector: &cairn_compliance::Selector,
+    now: DateTime<Utc>,
 ) -> Result<Vec<DatasetPlan>, PlanError> {
     let holds: HashMap<String, String> = query::holds(pg)
         .await?
@@ -65,7 +69,11 @@ pub async fn plan(
             Some(_) => Status::from_ledger(&b.status),
             None => Status::Unfinished,
         };
+        let floor = time.filter(|_| status != Status::Failed).and_then(|t| {
+            cairn_compliance::floor_reason(&selector.applying(&b.dataset, &b.tags), t, now)
+        });
         let candidate = Candidate {
+            floor,
             hold: holds.get(&b.backup_id).cloned(),
             backup_id: b.backup_id.clone(),
             tags: b.tags,

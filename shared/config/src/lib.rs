@@ -54,6 +54,10 @@ pub struct Config {
     pub datasets: std::collections::BTreeMap<String, DatasetPolicy>,
     /// Backup schedules (`[[schedules]]`), fired by the retention service.
     pub schedules: Vec<cairn_lifecycle::Schedule>,
+    /// Compliance profiles (`[compliance.profiles.<name>]`) beside the
+    /// built-in ones.
+    #[serde(default)]
+    pub compliance: cairn_compliance::ComplianceConfig,
 }
 
 /// `[keys]`: where the repository passphrase comes from.
@@ -108,6 +112,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             datasets: Default::default(),
             schedules: Vec::new(),
+            compliance: Default::default(),
         }
     }
 }
@@ -272,6 +277,9 @@ impl Config {
                 }
             }
         }
+        self.compliance
+            .check(self.datasets.values().flat_map(|p| &p.profiles))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (dataset, p) in &self.datasets {
             for n in &p.networks {
                 if self.network(n).is_none() {
@@ -312,6 +320,46 @@ impl Config {
             return Ok(Some(Secret::new(line)).filter(|s| !s.is_empty()));
         }
         Ok(None)
+    }
+
+    /// The compliance profiles a backup of `dataset` carrying `tags` is
+    /// held to: the dataset's, and those its tags select.
+    pub fn profiles_for(
+        &self,
+        dataset: &str,
+        tags: &[String],
+    ) -> Vec<(String, cairn_compliance::Profile)> {
+        self.selector().applying(dataset, tags)
+    }
+
+    /// The profiles and which dataset names which, for the stages.
+    pub fn selector(&self) -> cairn_compliance::Selector {
+        cairn_compliance::Selector {
+            config: self.compliance.clone(),
+            datasets: self
+                .datasets
+                .iter()
+                .filter(|(_, p)| !p.profiles.is_empty())
+                .map(|(d, p)| (d.clone(), p.profiles.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether `cairn shred` may destroy `dataset` (`shreddable`, default
+    /// true).
+    pub fn shreddable(&self, dataset: &str) -> bool {
+        self.datasets
+            .get(dataset)
+            .and_then(|p| p.shreddable)
+            .unwrap_or(true)
+    }
+
+    /// Every configured network as compliance rules see it.
+    pub fn network_facts(&self) -> Vec<cairn_compliance::NetworkFacts> {
+        self.networks
+            .iter()
+            .map(cairn_compliance::NetworkFacts::of)
+            .collect()
     }
 
     pub fn network(&self, name: &str) -> Option<&NetworkConfig> {

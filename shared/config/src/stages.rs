@@ -24,6 +24,10 @@ pub struct DatasetPolicy {
     /// restores it alone, and no shred can ever destroy it there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shreddable: Option<bool>,
+    /// Compliance profiles every backup of the dataset is held to
+    /// (`["sox"]`), besides those its tags select.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
 }
 
 /// `[ingest]`.

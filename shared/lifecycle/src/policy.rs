@@ -153,6 +153,10 @@ pub struct Candidate {
     pub time: DateTime<Utc>,
     /// The reason of a legal hold, if it is held.
     pub hold: Option<String>,
+    /// Why a compliance rule keeps it now, whatever the policy says
+    /// (`compliance sox/sox-retention: until 2033-01-08`), if one does: the
+    /// caller judges that against the clock.
+    pub floor: Option<String>,
 }
 
 /// Keep or drop, and every rule that said so.
@@ -216,6 +220,9 @@ pub(crate) fn standing(c: &Candidate) -> Vec<String> {
     let mut reasons = Vec::new();
     if let Some(reason) = &c.hold {
         reasons.push(format!("legal hold: {reason}"));
+    }
+    if let Some(reason) = &c.floor {
+        reasons.push(reason.clone());
     }
     match c.status {
         Status::Unfinished => reasons.push("unfinished".into()),
@@ -327,6 +334,7 @@ mod tests {
             status: Status::Completed,
             time: t,
             hold: None,
+            floor: None,
         }
     }
 
@@ -518,6 +526,27 @@ mod tests {
         let d = decide(&p, p.check("d").unwrap(), &b);
         assert_eq!(kept(&d), ["now", "held-failed", "held"]);
         assert_eq!(reasons(&d, "held"), ["legal hold: litigation 42"]);
+    }
+
+    #[test]
+    fn a_compliance_floor_keeps_what_the_policy_drops() {
+        let mut old = backup("old", at(2020, 1, 1, 0));
+        old.floor = Some("compliance sox/sox-retention: until 2027-01-01".into());
+        let b = vec![
+            backup("now", at(2026, 1, 1, 0)),
+            old,
+            backup("older", at(2019, 1, 1, 0)),
+        ];
+        let p = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let d = decide(&p, p.check("d").unwrap(), &b);
+        assert_eq!(kept(&d), ["now", "old"]);
+        assert_eq!(
+            reasons(&d, "old"),
+            ["compliance sox/sox-retention: until 2027-01-01"]
+        );
     }
 
     #[test]

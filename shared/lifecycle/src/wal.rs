@@ -96,6 +96,7 @@ mod tests {
                 status,
                 time: Utc.with_ymd_and_hms(2026, 12, 6, 0, 0, 0).unwrap(),
                 hold: None,
+                floor: None,
             },
             name.into(),
         )

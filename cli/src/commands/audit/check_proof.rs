@@ -1,6 +1,6 @@
 //! `cairn audit check-proof`: checks a proof offline, with the log's public
 //! key only: an inclusion proof with the entry's bytes, a consistency
-//! proof, or an evidence bundle.
+//! proof, an evidence bundle, or a compliance document.
 
 use super::read_key_arg;
 use crate::out;
@@ -51,6 +51,38 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 ""
             }
         );
+        return Ok(0);
+    }
+    if format.as_deref() == Some(cairn_compliance::document::FORMAT) {
+        let c = cairn_compliance::document::check(&file, &vkey, witness_vkey.as_deref())
+            .with_context(|| format!("{} is not a valid compliance document", proof.display()))?;
+        out!(
+            "compliance document: {} backup(s), {} rules passed, {} failed, {} not applicable",
+            c.tally.backups,
+            c.tally.passed,
+            c.tally.failed,
+            c.tally.not_applicable
+        );
+        if c.checkpoint_size > 0 {
+            out!(
+                "all {} cited entries are in log {} (checkpoint of size {}{})",
+                c.proven,
+                c.origin,
+                c.checkpoint_size,
+                if c.cosigned {
+                    ", cosigned by the witness"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !c.unproven.is_empty() {
+            out!(
+                "{} cited entries are newer than its checkpoint and carry no proof: {:?}",
+                c.unproven.len(),
+                c.unproven
+            );
+        }
         return Ok(0);
     }
     if json {

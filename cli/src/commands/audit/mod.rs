@@ -111,7 +111,7 @@ fn read_key_arg(key: &str) -> String {
 
 /// The witnesses' cosigned checkpoints, when the broker answers (proofs
 /// then prefer them); none otherwise, with a warning.
-async fn cosigned_if_up(cfg: &Config) -> BTreeMap<u64, Vec<u8>> {
+pub(crate) async fn cosigned_if_up(cfg: &Config) -> BTreeMap<u64, Vec<u8>> {
     let got = match context::bus_if_up(cfg, "cairn-audit").await {
         Ok(bus) => cairn_ledger::prove::cosigned(&bus)
             .await

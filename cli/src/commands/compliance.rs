@@ -1,0 +1,414 @@
+//! `cairn compliance check | report | profiles`: every rule of the profiles
+//! that apply to a backup (its dataset's, its tags'), pass or fail, with the
+//! evidence; the `--json` document (and a report's evidence bundle) carries
+//! the cited ledger entries with inclusion proofs, checked offline by
+//! `cairn audit check-proof`.
+
+use crate::{context, exit, out, output};
+use anyhow::{bail, Context};
+use cairn_compliance::document::Document;
+use cairn_compliance::judge::{Judge, Scope};
+use cairn_compliance::{evaluate::Cite, Verdict};
+use cairn_config::Config;
+use cairn_events::BackupId;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum ComplianceCommand {
+    /// Judge backups against their profiles: every rule pass or fail, with
+    /// its evidence. Exits 5 when a rule fails.
+    Check(CheckArgs),
+    /// A report for an auditor: one profile's findings over the backups
+    /// taken in a period, as HTML that prints well (and PDF with --pdf),
+    /// with the evidence bundle beside it. Exits 5 when a rule fails.
+    Report(ReportArgs),
+    /// The profiles (built-in and configured) and their rules.
+    Profiles(ProfilesArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The profile reported on (the backups it applies to).
+    #[arg(long)]
+    profile: String,
+    /// First day of the period (YYYY-MM-DD; default: the beginning).
+    #[arg(long, value_name = "DATE")]
+    from: Option<String>,
+    /// Last day of the period (YYYY-MM-DD; default: today). Rules are
+    /// judged as at its end, or now if that is sooner.
+    #[arg(long, value_name = "DATE")]
+    to: Option<String>,
+    /// Only this dataset's backups.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// The HTML report; the evidence bundle goes beside it
+    /// (`NAME.evidence.json`).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Also print the report to this PDF (headless Chromium).
+    #[arg(long, value_name = "FILE")]
+    pdf: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The backup to judge.
+    #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all"])]
+    backup_id: Option<BackupId>,
+    /// Every backup of this dataset that a profile applies to.
+    #[arg(long, conflicts_with = "all")]
+    dataset: Option<String>,
+    /// Every backup that a profile applies to.
+    #[arg(long)]
+    all: bool,
+    /// Also hold every backup in scope to this profile (repeatable).
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
+    /// Judge time-bound rules (drill age) as at this time (RFC 3339),
+    /// instead of now.
+    #[arg(long, value_name = "TIME")]
+    as_of: Option<String>,
+    /// Write the document (JSON, with proofs) to FILE.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the document (JSON) instead of the findings.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ProfilesArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cfg: &Config, c: ComplianceCommand) -> anyhow::Result<u8> {
+    match c {
+        ComplianceCommand::Check(a) => check(cfg, a).await,
+        ComplianceCommand::Report(a) => report(cfg, a).await,
+        ComplianceCommand::Profiles(a) => profiles(cfg, a),
+    }
+}
+
+async fn check(cfg: &Config, a: CheckArgs) -> anyhow::Result<u8> {
+    let now = match &a.as_of {
+        None => chrono::Utc::now(),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("--as-of {t:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)")
+            })?
+            .with_timezone(&chrono::Utc),
+    };
+    let scope = match (&a.backup_id, &a.dataset) {
+        (Some(id), _) => Scope::Backup(id.to_string()),
+        (None, Some(d)) => Scope::Dataset(d.clone()),
+        (None, None) => Scope::All,
+    };
+    for p in &a.profiles {
+        cfg.compliance.named(p)?;
+    }
+    let ctx = Judging::open(cfg).await?;
+    let shreddable = |d: &str| cfg.shreddable(d);
+    let judge = Judge {
+        selector: &ctx.selector,
+        also: a.profiles.clone(),
+        shreddable: &shreddable,
+        repo: ctx.facts.clone(),
+        cosigned: &ctx.cosigned,
+        now,
+        only: None,
+        taken: None,
+    };
+    let doc = judge.run(&ctx.pg, &scope).await?;
+    if let (Scope::Dataset(d), true) = (&scope, doc.backups.is_empty()) {
+        bail!(
+            "no backup of dataset {d:?} is held to a compliance profile (name one with --profile)"
+        );
+    }
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| out.display().to_string())?;
+    }
+    if a.json {
+        output::json(&doc)?;
+    } else {
+        print(&doc, a.out.as_ref())?;
+    }
+    Ok(if doc.tally.failed > 0 {
+        exit::RULES_FAILED
+    } else {
+        0
+    })
+}
+
+/// What judging needs, read once.
+struct Judging {
+    pg: tokio_postgres::Client,
+    selector: cairn_compliance::Selector,
+    cosigned: std::collections::BTreeMap<u64, Vec<u8>>,
+    facts: cairn_compliance::evaluate::RepoFacts,
+    repo_id: String,
+}
+
+impl Judging {
+    async fn open(cfg: &Config) -> anyhow::Result<Judging> {
+        let pg = context::ledger(cfg).await?;
+        let repo = context::repo(cfg)?;
+        let config = repo
+            .config()
+            .await
+            .context("reading the repository's config from its networks")?;
+        let cosigned = super::audit::cosigned_if_up(cfg).await;
+        let facts = cairn_compliance::gather::repo(
+            &pg,
+            config.format,
+            cfg.network_facts(),
+            cosigned.keys().next_back().copied(),
+        )
+        .await?;
+        Ok(Judging {
+            pg,
+            selector: cfg.selector(),
+            cosigned,
+            facts,
+            repo_id: config.repo_id,
+        })
+    }
+}
+
+/// `YYYY-MM-DD` as the first or the last instant of that day (UTC).
+fn day(s: &str, flag: &str, end: bool) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .with_context(|| format!("{flag} {s:?} is not a date (YYYY-MM-DD)"))?;
+    let t = if end {
+        d.and_hms_opt(23, 59, 59)
+    } else {
+        d.and_hms_opt(0, 0, 0)
+    };
+    Ok(t.unwrap_or_default().and_utc())
+}
+
+async fn report(cfg: &Config, a: ReportArgs) -> anyhow::Result<u8> {
+    let profile = cfg.compliance.named(&a.profile)?;
+    let now = chrono::Utc::now();
+    let from = match &a.from {
+        Some(f) => day(f, "--from", false)?,
+        None => chrono::DateTime::UNIX_EPOCH,
+    };
+    let to = match &a.to {
+        Some(t) => day(t, "--to", true)?,
+        None => now,
+    };
+    if from > to {
+        bail!(
+            "--from {} is after --to {}",
+            from.date_naive(),
+            to.date_naive()
+        );
+    }
+    let html = a.out.with_extension("html");
+    if html != a.out {
+        bail!(
+            "--out {}: the report is HTML; name it NAME.html",
+            a.out.display()
+        );
+    }
+    let bundle = a.out.with_extension("evidence.json");
+    let ctx = Judging::open(cfg).await?;
+    let shreddable = |d: &str| cfg.shreddable(d);
+    let judge = Judge {
+        selector: &ctx.selector,
+        also: Vec::new(),
+        shreddable: &shreddable,
+        repo: ctx.facts.clone(),
+        cosigned: &ctx.cosigned,
+        now: to.min(now),
+        only: Some(a.profile.clone()),
+        taken: Some((from, to)),
+    };
+    let scope = match &a.dataset {
+        Some(d) => Scope::Dataset(d.clone()),
+        None => Scope::All,
+    };
+    let doc = judge.run(&ctx.pg, &scope).await?;
+    let bundle_name = bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let page = cairn_compliance::report::html(
+        &doc,
+        &cairn_compliance::report::Frame {
+            profile_name: &a.profile,
+            profile: &profile,
+            from: &from.date_naive().to_string(),
+            to: &to.date_naive().to_string(),
+            bundle: &bundle_name,
+            repo_id: &ctx.repo_id,
+        },
+    );
+    std::fs::write(&bundle, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| bundle.display().to_string())?;
+    std::fs::write(&html, page).with_context(|| html.display().to_string())?;
+    if let Some(pdf) = &a.pdf {
+        cairn_compliance::report::print_pdf(&html, pdf)?;
+    }
+    let t = &doc.tally;
+    if a.json {
+        #[derive(serde::Serialize)]
+        struct Written<'a> {
+            html: &'a PathBuf,
+            pdf: Option<&'a PathBuf>,
+            evidence: &'a PathBuf,
+            tally: &'a cairn_compliance::document::Tally,
+        }
+        output::json(&Written {
+            html: &html,
+            pdf: a.pdf.as_ref(),
+            evidence: &bundle,
+            tally: t,
+        })?;
+    } else {
+        out!(
+            "report on profile {} for {} backup(s) taken {} to {}: {} passed, {} failed, {} not applicable",
+            a.profile,
+            t.backups,
+            from.date_naive(),
+            to.date_naive(),
+            t.passed,
+            t.failed,
+            t.not_applicable
+        );
+        out!("report: {}", html.display());
+        if let Some(pdf) = &a.pdf {
+            out!("pdf: {}", pdf.display());
+        }
+        out!(
+            "evidence: {} (check it with `cairn audit check-proof {} --key LOG.pub`)",
+            bundle.display(),
+            bundle.display()
+        );
+    }
+    Ok(if t.failed > 0 { exit::RULES_FAILED } else { 0 })
+}
+
+fn print(doc: &Document, out: Option<&PathBuf>) -> anyhow::Result<()> {
+    for b in &doc.backups {
+        out!(
+            "backup {} (dataset {}, {}, taken {}){}",
+            b.backup_id,
+            b.dataset,
+            b.status,
+            b.requested_at,
+            if b.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" tags {}", b.tags.join(","))
+            }
+        );
+        if b.findings.is_empty() {
+            out!("  no compliance profile applies to it (name one with --profile)");
+        }
+        if b.unjudged() {
+            out!(
+                "  n/a   {} rule(s): {}",
+                b.findings.len(),
+                if b.reasons.is_empty() {
+                    b.findings[0].detail.clone()
+                } else {
+                    b.reasons.join("; ")
+                }
+            );
+            continue;
+        }
+        for f in &b.findings {
+            let verdict = match f.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::NotApplicable => "n/a ",
+            };
+            let entries: Vec<String> = f
+                .evidence
+                .iter()
+                .filter_map(|c| match c {
+                    Cite::Entry { seq, kind } => Some(format!("#{seq} {kind}")),
+                    _ => None,
+                })
+                .collect();
+            out!(
+                "  {verdict}  {}/{}: {}{}",
+                f.profile,
+                f.rule,
+                f.detail,
+                if entries.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", entries.join(", "))
+                }
+            );
+            out!("        {}: {}", f.control, f.demand);
+        }
+    }
+    let t = &doc.tally;
+    out!(
+        "{} passed, {} failed, {} not applicable, over {} backup(s), judged as at {}",
+        t.passed,
+        t.failed,
+        t.not_applicable,
+        t.backups,
+        doc.as_of
+    );
+    let size = doc
+        .checkpoint
+        .as_deref()
+        .and_then(|c| cairn_tlog::checkpoint::unverified(c.as_bytes()).ok())
+        .map(|(s, _)| s);
+    match size {
+        Some(s) => out!(
+            "{} cited ledger entries proven against the signed checkpoint of size {s}{}",
+            doc.entries.len(),
+            if doc.unproven.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} newer than it, not yet provable (run `cairn audit checkpoint`)",
+                    doc.unproven.len()
+                )
+            }
+        ),
+        None => out!("no signed checkpoint yet: the cited entries cannot be proven (run `cairn audit checkpoint`)"),
+    }
+    if let Some(o) = out {
+        out!(
+            "document: {} (check it offline with `cairn audit check-proof {} --key LOG.pub`)",
+            o.display(),
+            o.display()
+        );
+    }
+    Ok(())
+}
+
+fn profiles(cfg: &Config, a: ProfilesArgs) -> anyhow::Result<u8> {
+    let all = cfg.compliance.all();
+    if a.json {
+        output::json(&all)?;
+        return Ok(0);
+    }
+    for (name, p) in &all {
+        let origin = if cfg.compliance.profiles.contains_key(name) {
+            "configured"
+        } else {
+            "built in"
+        };
+        out!(
+            "{name} ({origin}; tags {}): {}",
+            p.tags(name).join(", "),
+            p.description
+        );
+        for r in &p.rules {
+            out!("  {}: {} ({})", r.id, r.demand.describe(), r.control);
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,232 @@
+//! Before any byte moves: whether a backup request can satisfy the
+//! profiles that apply to it. Ingest asks this first and fails the backup,
+//! naming the rule, when it cannot (`backup.failed` records the refusal).
+//!
+//! Only what the request itself decides is judged here: where the copies
+//! go, how many must be verified, whether one of them is immutable, the
+//! cipher, and whether the dataset could be erased. Key custody, drills
+//! and audit evidence are properties of the repository over time; `cairn
+//! compliance check` judges those.
+
+use crate::network::NetworkFacts;
+use crate::profile::{Demand, Profile, CIPHER};
+
+/// What a request would do.
+#[derive(Debug, Clone)]
+pub struct Planned<'a> {
+    /// The target networks, resolved.
+    pub targets: Vec<&'a NetworkFacts>,
+    /// Verified copies the backup needs to count as completed.
+    pub min_copies: u32,
+    /// `[datasets.<name>] shreddable` (default true).
+    pub shreddable: bool,
+    /// The repository's format (dataset keys from 4 on).
+    pub repo_format: u32,
+}
+
+/// A request refused by a rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("refused by compliance profile {profile}, rule {rule} ({control}): {why}; nothing was read or stored")]
+pub struct Refusal {
+    pub profile: String,
+    pub rule: String,
+    pub control: String,
+    pub why: String,
+}
+
+/// The first rule of `profiles` that `plan` cannot satisfy.
+pub fn check(profiles: &[(String, Profile)], plan: &Planned) -> Result<(), Refusal> {
+    for (name, p) in profiles {
+        for r in &p.rules {
+            if let Some(why) = unmet(&r.demand, plan) {
+                return Err(Refusal {
+                    profile: name.clone(),
+                    rule: r.id.clone(),
+                    control: r.control.clone(),
+                    why,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn names(nets: &[&NetworkFacts]) -> String {
+    nets.iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unmet(d: &Demand, plan: &Planned) -> Option<String> {
+    match d {
+        Demand::MinNetworks { count } => {
+            if plan.targets.len() < *count as usize {
+                Some(format!(
+                    "it needs verified copies on at least {count} networks, and the backup targets {} ({})",
+                    plan.targets.len(),
+                    names(&plan.targets)
+                ))
+            } else if plan.min_copies < *count {
+                Some(format!(
+                    "it needs verified copies on at least {count} networks, and the backup would count as completed with {} (min_copies); raise min_copies to {count}",
+                    plan.min_copies
+                ))
+            } else {
+                None
+            }
+        }
+        Demand::Jurisdictions { allowed } => {
+            let outside: Vec<String> = plan
+                .targets
+                .iter()
+                .filter(|n| !n.in_jurisdiction(allowed))
+                .map(|n| n.located())
+                .collect();
+            (!outside.is_empty()).then(|| {
+                format!(
+                    "it allows copies only in {}, and the backup targets {}",
+                    allowed.join(", "),
+                    outside.join(", ")
+                )
+            })
+        }
+        Demand::ImmutableCopy { governance_ok } => {
+            let any = plan.targets.iter().any(|n| {
+                n.immutable
+                    .as_ref()
+                    .is_some_and(|i| i.satisfies(*governance_ok))
+            });
+            (!any).then(|| {
+                format!(
+                    "it needs a copy on immutable storage ({}), and none of the target networks ({}) is",
+                    if *governance_ok {
+                        "S3 Object Lock, a permanent network or can_delete = false"
+                    } else {
+                        "S3 Object Lock in compliance mode, a permanent network or can_delete = false"
+                    },
+                    names(&plan.targets)
+                )
+            })
+        }
+        Demand::Encryption { algorithm } => (!algorithm.eq_ignore_ascii_case(CIPHER))
+            .then(|| format!("it demands {algorithm}, and Cairn seals with {CIPHER}")),
+        Demand::ErasurePossible {} => {
+            if plan.repo_format < 4 {
+                Some(format!(
+                    "erasure needs a key per dataset (repository format 4), and this repository is format {}",
+                    plan.repo_format
+                ))
+            } else if !plan.shreddable {
+                Some("erasure needs a shreddable dataset, and this one is configured shreddable = false".into())
+            } else {
+                None
+            }
+        }
+        Demand::MinRetention { .. }
+        | Demand::KeyCustody { .. }
+        | Demand::DrillWithin { .. }
+        | Demand::AuditEvidence { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::ComplianceConfig;
+    use cairn_networks::NetworkConfig;
+
+    fn net(v: serde_json::Value) -> NetworkFacts {
+        NetworkFacts::of(&NetworkConfig::try_from(v).unwrap())
+    }
+
+    fn plan<'a>(targets: &[&'a NetworkFacts], min_copies: u32) -> Planned<'a> {
+        Planned {
+            targets: targets.to_vec(),
+            min_copies,
+            shreddable: true,
+            repo_format: 4,
+        }
+    }
+
+    #[test]
+    fn gdpr_refuses_a_network_outside_the_eu_by_name() {
+        let eu = net(serde_json::json!({"name": "storj-eu", "kind": "fs", "jurisdiction": "eu"}));
+        let us = net(serde_json::json!({"name": "storj-us", "kind": "fs", "jurisdiction": "us"}));
+        let unknown = net(serde_json::json!({"name": "nas", "kind": "fs"}));
+        let gdpr = ComplianceConfig::default().applying(&[], &["gdpr".into()]);
+        check(&gdpr, &plan(&[&eu], 1)).unwrap();
+        let e = check(&gdpr, &plan(&[&eu, &us], 2)).unwrap_err();
+        assert_eq!(
+            (e.profile.as_str(), e.rule.as_str()),
+            ("gdpr", "gdpr-jurisdiction")
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("storj-us (us)") && !msg.contains("storj-eu") && msg.contains("Art. 44"),
+            "{msg}"
+        );
+        let e = check(&gdpr, &plan(&[&unknown], 1)).unwrap_err();
+        assert!(e.why.contains("nas (no jurisdiction set)"), "{e}");
+        // Erasure needs dataset keys and a shreddable dataset.
+        let e = check(
+            &gdpr,
+            &Planned {
+                repo_format: 3,
+                ..plan(&[&eu], 1)
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.rule == "gdpr-erasure" && e.why.contains("format 3"),
+            "{e}"
+        );
+        let e = check(
+            &gdpr,
+            &Planned {
+                shreddable: false,
+                ..plan(&[&eu], 1)
+            },
+        )
+        .unwrap_err();
+        assert!(e.why.contains("shreddable = false"), "{e}");
+    }
+
+    #[test]
+    fn sox_needs_an_immutable_copy_and_two_verified_copies() {
+        let a = net(serde_json::json!({"name": "a", "kind": "fs"}));
+        let b = net(serde_json::json!({"name": "b", "kind": "fs"}));
+        let vault = net(
+            serde_json::json!({"name": "vault", "kind": "s3", "bucket": "x", "object_lock_days": 30}),
+        );
+        let gov = net(
+            serde_json::json!({"name": "gov", "kind": "s3", "bucket": "x", "object_lock_days": 30, "object_lock_mode": "governance"}),
+        );
+        let sox = ComplianceConfig::default().applying(&["sox".into()], &[]);
+        let e = check(&sox, &plan(&[&a, &b], 2)).unwrap_err();
+        assert_eq!(e.rule, "sox-immutable");
+        assert!(e.why.contains("a, b"), "{e}");
+        // Governance mode can be bypassed: not enough for SOX.
+        assert_eq!(
+            check(&sox, &plan(&[&a, &gov], 2)).unwrap_err().rule,
+            "sox-immutable"
+        );
+        let e = check(&sox, &plan(&[&vault], 1)).unwrap_err();
+        assert!(
+            e.rule == "sox-copies" && e.why.contains("targets 1 (vault)"),
+            "{e}"
+        );
+        let e = check(&sox, &plan(&[&a, &vault], 1)).unwrap_err();
+        assert!(e.why.contains("raise min_copies to 2"), "{e}");
+        check(&sox, &plan(&[&a, &vault], 2)).unwrap();
+        // HIPAA accepts governance mode.
+        let hipaa = ComplianceConfig::default().applying(&[], &["hipaa".into()]);
+        check(&hipaa, &plan(&[&a, &gov], 2)).unwrap();
+    }
+
+    #[test]
+    fn no_profile_refuses_nothing() {
+        let a = net(serde_json::json!({"name": "a", "kind": "fs"}));
+        check(&[], &plan(&[&a], 1)).unwrap();
+    }
+}
