@@ -285,6 +285,28 @@ fn sox_rules_are_judged_with_evidence_and_enforced() {
             )),
         "{said}"
     );
+    // And by an auditor's own script, from the published formats alone.
+    let auditor = |doc: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../scripts/audit/check-compliance.py"),
+            )
+            .arg(doc)
+            .arg(&vkey)
+            .output()
+            .unwrap()
+    };
+    let ok = auditor(&out);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains(&format!(
+            "6 passed, 0 failed, 0 not applicable; {} cited entries proven",
+            proven.len()
+        )),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     // A finding that cites an entry as what it is not, a forged verdict,
     // or an altered entry: refused, naming what is wrong.
     let text = std::fs::read_to_string(&out).unwrap();
@@ -311,6 +333,13 @@ fn sox_rules_are_judged_with_evidence_and_enforced() {
         "{}",
         stderr(&o)
     );
+    let o = auditor(&bad);
+    assert!(
+        o.status.code() == Some(1)
+            && stderr(&o).contains("as drill.completed; it is backup.completed"),
+        "{}",
+        stderr(&o)
+    );
     let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
     forged["tally"]["failed"] = 1.into();
     forged["tally"]["passed"] = 5.into();
@@ -323,6 +352,7 @@ fn sox_rules_are_judged_with_evidence_and_enforced() {
         &vkey,
     ]);
     assert!(stderr(&o).contains("tally"), "{}", stderr(&o));
+    assert!(stderr(&auditor(&bad)).contains("tally"));
     let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
     let entry = forged["entries"][0]["entry"].as_str().unwrap().to_string();
     let mut bytes = B64.decode(&entry).unwrap();
@@ -342,6 +372,36 @@ fn sox_rules_are_judged_with_evidence_and_enforced() {
         "{}",
         stderr(&o)
     );
+    let o = auditor(&bad);
+    assert!(
+        o.status.code() == Some(1) && stderr(&o).contains("is not in the log at this place"),
+        "{}",
+        stderr(&o)
+    );
+    // A checkpoint whose signature was altered is refused too.
+    let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let note = forged["checkpoint"].as_str().unwrap().to_string();
+    let (body, sig) = note.split_once("\n\n").unwrap();
+    let (who, sig_b64) = sig.trim().rsplit_once(' ').unwrap();
+    let mut raw = B64.decode(sig_b64).unwrap();
+    raw[10] ^= 1;
+    forged["checkpoint"] = format!("{body}\n\n{who} {}\n", B64.encode(&raw)).into();
+    std::fs::write(&bad, forged.to_string()).unwrap();
+    let o = auditor(&bad);
+    assert!(
+        o.status.code() == Some(1)
+            && stderr(&o).contains("signature by cairn.test/compliance is not valid"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&[
+        "audit",
+        "check-proof",
+        bad.to_str().unwrap(),
+        "--key",
+        &vkey,
+    ]);
+    assert!(!o.status.success(), "{}", stderr(&o));
 
     // The report for the auditor: HTML that prints well, its PDF, and the
     // evidence bundle beside it, which checks offline.
