@@ -90,11 +90,16 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 /// compliance mode, EU) and a US network `offshore`; dataset `books` held to
 /// SOX, keeping only its newest backup by policy; a checkpoint signing key.
 fn deployment(dir: &std::path::Path, moto: &MotoServer) -> (Env, String) {
+    deployment_with(dir, moto, "")
+}
+
+fn deployment_with(dir: &std::path::Path, moto: &MotoServer, more: &str) -> (Env, String) {
     let key = dir.join("ledger.key");
     let mut o = Options {
         extra_networks: vec![],
         env: vec![
             ("CAIRN_VAULT_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("CAIRN_GOV_SECRET_ACCESS_KEY".into(), "test".into()),
             (
                 "CAIRN_AUDIT__SIGNING_KEY_FILE".into(),
                 key.display().to_string(),
@@ -107,7 +112,7 @@ fn deployment(dir: &std::path::Path, moto: &MotoServer) -> (Env, String) {
          \n[[networks]]\nname = \"offshore\"\nkind = \"fs\"\njurisdiction = \"us\"\n\
          \n[datasets.books]\nnetworks = [\"local\", \"vault\"]\nprofiles = [\"sox\"]\n\
          \n[datasets.people]\nnetworks = [\"local\"]\n\
-         \n[retention.policies.books]\nkeep_last = 1\n",
+         \n[retention.policies.books]\nkeep_last = 1\n{more}",
         moto.endpoint
     );
     let env = Env::with(o);
@@ -656,4 +661,380 @@ fn gdpr_jurisdiction_erasure_and_key_custody() {
         profiles.contains("gdpr-erasure") && profiles.contains("Art. 17"),
         "{profiles}"
     );
+}
+
+/// S3 Object Lock follows a backup's retention: a backup a rule keeps 400
+/// days has every object locked that long on each locking network, the
+/// chunks it shares with an older backup (locked for the network's 30 days)
+/// included, and `compliance check` says so. A legal hold puts the
+/// storage's own legal hold on every object, which not even a governance
+/// bypass gets past, and `release` lifts it. Governance mode is tested, not
+/// read from config: a privileged delete gets past it, never past
+/// compliance mode.
+#[test]
+fn object_lock_follows_retention_and_legal_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = MotoServer::start(dir.path());
+    moto.create_bucket("vault", true);
+    moto.create_bucket("gov", true);
+    let more = format!(
+        "\n[[networks]]\nname = \"gov\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"gov\"\naccess_key_id = \"test\"\nobject_lock_days = 30\nobject_lock_mode = \"governance\"\njurisdiction = \"eu\"\n\
+         \n[datasets.records]\nnetworks = [\"vault\", \"gov\"]\n\
+         \n[compliance.profiles.keep]\nrules = [\n  {{ id = \"keep-400\", control = \"records policy 7.1\", kind = \"min_retention\", days = 400 }},\n  {{ id = \"keep-locked\", control = \"records policy 7.2\", kind = \"immutable_copy\", governance_ok = true }},\n]\n",
+        moto.endpoint
+    );
+    let (mut env, _) = deployment_with(dir.path(), &moto, &more);
+    env.start_all();
+    let src = env.source_dir("records");
+    random_file(&src.join("ledger.bin"), 1 << 20);
+    let src = src.to_str().unwrap();
+
+    let s3 = |method: &str, bucket: &str, path: &str, headers: &[&str]| {
+        s3_curl(
+            method,
+            &format!("{}/{bucket}/{path}", moto.endpoint),
+            "us-east-1",
+            "test",
+            "test",
+            headers,
+        )
+    };
+    let header = |resp: &str, name: &str| -> Option<String> {
+        resp.lines()
+            .find(|l| l.to_lowercase().starts_with(&format!("{name}:")))
+            .map(|l| l.split_once(':').unwrap().1.trim().to_string())
+    };
+    let days_left = |bucket: &str, path: &str| -> i64 {
+        let head = s3("HEAD", bucket, path, &[]);
+        let until = header(&head, "x-amz-object-lock-retain-until-date")
+            .unwrap_or_else(|| panic!("{bucket}/{path} not locked: {head}"));
+        let t = chrono::DateTime::parse_from_rfc3339(&until)
+            .or_else(|_| chrono::DateTime::parse_from_rfc2822(&until))
+            .unwrap_or_else(|e| panic!("{until}: {e}"));
+        (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days()
+    };
+    let legal_hold = |bucket: &str, path: &str| -> Option<String> {
+        header(
+            &s3("HEAD", bucket, path, &[]),
+            "x-amz-object-lock-legal-hold",
+        )
+    };
+    // The data objects a bucket holds (packs, and chunks stored alone).
+    let data_objects = |bucket: &str| -> Vec<String> {
+        let mut keys = Vec::new();
+        for prefix in ["packs/", "chunks/"] {
+            let list = s3("GET", bucket, &format!("?list-type=2&prefix={prefix}"), &[]);
+            keys.extend(
+                list.split("<Key>")
+                    .skip(1)
+                    .filter_map(|k| k.split("</Key>").next())
+                    .map(str::to_string),
+            );
+        }
+        keys
+    };
+    let manifest = |id: &str| format!("backups/{id}/manifest");
+
+    // A backup no rule keeps: the networks' own 30 days.
+    let plain = env.backup(&[src, "--dataset", "records"]);
+    let plain = plain["backup_id"].as_str().unwrap().to_string();
+    let shared = data_objects("vault");
+    assert!(!shared.is_empty());
+    for bucket in ["vault", "gov"] {
+        assert!((29..=30).contains(&days_left(bucket, &manifest(&plain))));
+        assert!((29..=30).contains(&days_left(bucket, &shared[0])));
+    }
+
+    // The same data, tagged `keep`: 400 days, its shared chunks included.
+    let kept = env.backup(&[src, "--dataset", "records", "--tag", "keep"]);
+    let kept = kept["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(data_objects("vault"), shared, "the data was deduplicated");
+    for bucket in ["vault", "gov"] {
+        assert!(days_left(bucket, &manifest(&kept)) >= 399, "{bucket}");
+        for object in &shared {
+            assert!(days_left(bucket, object) >= 399, "{bucket}/{object}");
+        }
+        // The older backup's own objects keep their 30 days.
+        assert!(days_left(bucket, &manifest(&plain)) <= 30);
+    }
+    let head = s3("HEAD", "vault", &manifest(&kept), &[]);
+    assert_eq!(
+        header(&head, "x-amz-object-lock-mode").as_deref(),
+        Some("COMPLIANCE")
+    );
+    let head = s3("HEAD", "gov", &manifest(&kept), &[]);
+    assert_eq!(
+        header(&head, "x-amz-object-lock-mode").as_deref(),
+        Some("GOVERNANCE")
+    );
+    let (doc, code) = check(&env, &[&kept]);
+    assert_eq!(doc["backups"][0]["profiles"], serde_json::json!(["keep"]));
+    let locked = finding(&doc, "keep-locked");
+    let until = (chrono::Utc::now() + chrono::Duration::days(400))
+        .date_naive()
+        .to_string();
+    assert!(
+        code == Some(0)
+            && locked["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("every object locked until {until}")),
+        "{doc}"
+    );
+
+    // A legal hold: on every object of the backup, on both networks.
+    let held = env.json(&["hold", &kept, "--reason", "case 12", "--json"]);
+    for r in held["locked"].as_array().unwrap() {
+        assert_eq!(r["failed"], 0, "{held}");
+        assert!(r["objects"].as_u64().unwrap() >= 4, "{held}");
+    }
+    assert_eq!(held["locked"].as_array().unwrap().len(), 2, "{held}");
+    for bucket in ["vault", "gov"] {
+        assert_eq!(legal_hold(bucket, &manifest(&kept)).as_deref(), Some("ON"));
+        assert_eq!(legal_hold(bucket, &shared[0]).as_deref(), Some("ON"));
+    }
+    let (doc, _) = check(&env, &[&kept]);
+    assert!(
+        finding(&doc, "keep-locked")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("under legal hold"),
+        "{doc}"
+    );
+    let version = |bucket: &str, path: &str| -> String {
+        let v = s3("GET", bucket, &format!("?versions&prefix={path}"), &[]);
+        v.split("<VersionId>")
+            .nth(1)
+            .and_then(|v| v.split("</VersionId>").next())
+            .unwrap_or_else(|| panic!("no version of {path}: {v}"))
+            .to_string()
+    };
+    let bypass = "x-amz-bypass-governance-retention: true";
+    let gov_manifest = version("gov", &manifest(&kept));
+    let del = s3(
+        "DELETE",
+        "gov",
+        &format!("{}?versionId={gov_manifest}", manifest(&kept)),
+        &[bypass],
+    );
+    assert!(
+        del.contains("403"),
+        "a legal hold outranks a governance bypass: {del}"
+    );
+
+    // Released: the storage's hold is lifted too; the lock stays.
+    let released = env.json(&["release", &kept, "--reason", "case closed", "--json"]);
+    assert_eq!(released["locked"][0]["failed"], 0, "{released}");
+    for bucket in ["vault", "gov"] {
+        assert_eq!(legal_hold(bucket, &manifest(&kept)).as_deref(), Some("OFF"));
+        assert!(days_left(bucket, &manifest(&kept)) >= 399);
+    }
+    // Governance mode, as it behaves: refused without the bypass, allowed
+    // with it (which is why SOX does not count it); compliance mode refuses
+    // even a bypass.
+    let del = s3(
+        "DELETE",
+        "gov",
+        &format!("{}?versionId={gov_manifest}", manifest(&kept)),
+        &[],
+    );
+    assert!(del.contains("403") && del.contains("AccessDenied"), "{del}");
+    let vault_manifest = version("vault", &manifest(&kept));
+    let del = s3(
+        "DELETE",
+        "vault",
+        &format!("{}?versionId={vault_manifest}", manifest(&kept)),
+        &[bypass],
+    );
+    assert!(del.contains("403"), "compliance mode has no bypass: {del}");
+    let del = s3(
+        "DELETE",
+        "gov",
+        &format!("{}?versionId={gov_manifest}", manifest(&kept)),
+        &[bypass],
+    );
+    assert!(
+        del.starts_with("HTTP/1.1 204"),
+        "governance mode yields to a bypass: {del}"
+    );
+    let (doc, _) = check(&env, &[&kept, "--profile", "sox"]);
+    let sox = finding(&doc, "sox-immutable");
+    assert!(
+        sox["verdict"] == "pass"
+            && sox["detail"]
+                .as_str()
+                .unwrap()
+                .contains("vault (S3 Object Lock, compliance mode")
+            && !sox["detail"].as_str().unwrap().contains("gov ("),
+        "{sox}"
+    );
+}
+
+/// Migration to the archive a profile names: a backup on two regular
+/// networks is copied to the object-locked archive, read back whole and
+/// locked there, recorded, and only then taken off its regular networks. A
+/// run killed (`kill -9`) mid-copy leaves it whole where it was; a run whose
+/// migration the ledger does not record deletes nothing; the next run
+/// finishes, and the backup restores from the archive alone. The collector
+/// then frees its chunks on the networks it left.
+#[test]
+fn migration_to_an_archive_resumes_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = MotoServer::start(dir.path());
+    moto.create_bucket("vault", true);
+    let more = "\n[datasets.minutes]\nnetworks = [\"local\", \"offshore\"]\n\
+         \n[compliance.profiles.vaulted]\nrules = [\n  { id = \"to-vault\", control = \"records policy 9\", kind = \"immutable_copy\", archive = \"vault\", release_regular = true },\n  { id = \"keep\", control = \"records policy 9\", kind = \"min_retention\", days = 10 },\n]\n";
+    let (mut env, _) = deployment_with(dir.path(), &moto, more);
+    env.init();
+    let _stages = env.serve(&["ingest", "encrypt", "store", "verify", "retention"]);
+    let mut ledger = env.serve(&["ledger"]);
+    let src = env.source_dir("minutes");
+    // One chunk stored alone per file: enough objects to kill a copy halfway.
+    for i in 0..120 {
+        random_file(&src.join(format!("m{i:03}.bin")), 260 << 10);
+    }
+    let tree = snapshot(&src);
+    let b = env.backup(&[
+        src.to_str().unwrap(),
+        "--dataset",
+        "minutes",
+        "--tag",
+        "vaulted",
+    ]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    let manifest_on = |env: &Env, net: &str| {
+        env.network_dir(net)
+            .join(format!("backups/{id}/manifest"))
+            .exists()
+    };
+    let on_vault = |path: &str| {
+        s3_curl(
+            "HEAD",
+            &format!("{}/vault/{path}", moto.endpoint),
+            "us-east-1",
+            "test",
+            "test",
+            &[],
+        )
+        .starts_with("HTTP/1.1 200")
+    };
+    let db = env.db.clone();
+    let count = |sql: &str| -> u64 { psql(&db, sql).parse().unwrap() };
+    let copies_on_vault = || count("select count(*) from chunk_copies where network = 'vault'");
+    let logged = |kind: &str| {
+        count(&format!(
+            "select count(*) from ledger_entries where kind = '{kind}'"
+        ))
+    };
+    let restored = |env: &Env, net: &str| {
+        let r = env.restore_from_only(net, &id);
+        assert_eq!(
+            snapshot(&r.join("minutes")),
+            tree,
+            "restored from {net} alone"
+        );
+    };
+    assert!(
+        manifest_on(&env, "local")
+            && manifest_on(&env, "offshore")
+            && !on_vault(&format!("backups/{id}/manifest"))
+    );
+    let total = env.data_objects("local").len() as u64;
+    assert!(total >= 120, "{total} data objects");
+
+    // 1. Killed mid-copy: the backup is where it was, whole.
+    let mut run = {
+        let mut c = env.cmd();
+        c.args(["compliance", "migrate", &id, "--json"]);
+        Guarded::spawn(c)
+    };
+    wait_for(60, "the copy to the archive to begin", || {
+        (copies_on_vault() >= 20).then_some(())
+    });
+    run.0.as_mut().unwrap().kill().unwrap();
+    drop(run);
+    let partial = copies_on_vault();
+    assert!(
+        partial < total,
+        "killed halfway: {partial} of {total} objects copied"
+    );
+    assert_eq!((logged("backup.migrated"), logged("backup.left")), (0, 0));
+    assert!(manifest_on(&env, "local") && manifest_on(&env, "offshore"));
+    restored(&env, "local");
+
+    // 2. The ledger away: the copy finishes, the migration is published but
+    // not recorded, and nothing is deleted.
+    env.worker(ledger).kill9();
+    let o = env.run(&["compliance", "migrate", &id, "--timeout", "3", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["migrations"][0]["status"], "unrecorded", "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was deleted"));
+    assert!(on_vault(&format!("backups/{id}/manifest")));
+    assert!(manifest_on(&env, "local") && manifest_on(&env, "offshore"));
+
+    // 3. The ledger back: the next run records it and only then leaves.
+    ledger = env.serve(&["ledger"]);
+    let _ = ledger;
+    let done = env.json(&["compliance", "migrate", "--all", "--json"]);
+    let m = &done["migrations"][0];
+    assert_eq!(m["status"], "left", "{done}");
+    assert_eq!(
+        m["left"],
+        serde_json::json!(["local", "offshore"]),
+        "{done}"
+    );
+    wait_for(30, "the migration to be recorded", || {
+        (logged("backup.left") == 1).then_some(())
+    });
+    assert_eq!(logged("backup.migrated"), 1);
+    assert!(!manifest_on(&env, "local") && !manifest_on(&env, "offshore"));
+    assert_eq!(copies_on_vault(), total, "every data object, once");
+    restored(&env, "vault");
+    // Locked there as long as the rule keeps it.
+    let head = s3_curl(
+        "HEAD",
+        &format!("{}/vault/backups/{id}/manifest", moto.endpoint),
+        "us-east-1",
+        "test",
+        "test",
+        &[],
+    );
+    assert!(head.contains("COMPLIANCE"), "{head}");
+    let listed = env.json(&["show", &id, "--json"]);
+    assert_eq!(listed["networks"], serde_json::json!(["vault"]), "{listed}");
+    let (doc, code) = check(&env, &[&id]);
+    let imm = finding(&doc, "to-vault");
+    let kinds: Vec<&str> = imm["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert!(
+        code == Some(0)
+            && imm["detail"]
+                .as_str()
+                .unwrap()
+                .contains("vault (S3 Object Lock")
+            && kinds.contains(&"backup.migrated")
+            && kinds.contains(&"backup.left"),
+        "{doc}"
+    );
+    // Again: nothing left to do.
+    let again = env.json(&["compliance", "migrate", &id, "--json"]);
+    assert_eq!(again["migrations"][0]["status"], "left");
+    assert_eq!(again["migrations"][0]["copied"], 0);
+    // The collector frees its chunks where it left.
+    let gc = env.ok(&["gc", "--grace", "0s"]);
+    assert!(
+        env.data_objects("local").is_empty() && env.data_objects("offshore").is_empty(),
+        "{gc}"
+    );
+    restored(&env, "vault");
 }

@@ -66,7 +66,13 @@ fn mixed_200mib_round_trip_and_incremental() {
     assert!(total >= 200 << 20, "dataset is {total} bytes");
     let v1 = snapshot(&src);
 
-    let b1 = env.backup(&[src.to_str().unwrap(), "--dataset", "mixed", "--tag", "sox"]);
+    let b1 = env.backup(&[
+        src.to_str().unwrap(),
+        "--dataset",
+        "mixed",
+        "--tag",
+        "finance",
+    ]);
     assert_eq!(b1["bytes_read"].as_u64().unwrap(), total);
     assert!(b1["chunks_new"].as_u64().unwrap() > 100, "{b1}");
     // The duplicated slice is stored once: less stored than read.
@@ -135,8 +141,8 @@ fn mixed_200mib_round_trip_and_incremental() {
         .map(|b| b["backup_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec![id2, id1.as_str()]);
-    let sox = env.json(&["list", "--tag", "sox", "--json"]);
-    assert_eq!(sox["backups"].as_array().unwrap().len(), 1);
+    let finance = env.json(&["list", "--tag", "finance", "--json"]);
+    assert_eq!(finance["backups"].as_array().unwrap().len(), 1);
     let show = env.json(&["show", &id1, "--json"]);
     assert_eq!(show["status"], "completed");
     assert_eq!(show["dataset"], "mixed");
@@ -657,7 +663,7 @@ fn factory_requests_and_follows_events() {
                 id.clone(),
                 Event::BackupRequested(BackupRequest {
                     dataset: "github_governance".into(),
-                    tags: vec!["sox".into(), "iso27001".into()],
+                    tags: vec!["finance".into(), "q3".into()],
                     source: Source::Paths { paths },
                     networks: vec![],
                     min_copies: None,
@@ -749,7 +755,7 @@ fn postgres_backup_and_restore() {
         )
     };
     let url = format!("postgres://postgres@127.0.0.1:5432/{src_db}");
-    let b = env.backup(&["--postgres", &url, "--tag", "gdpr"]);
+    let b = env.backup(&["--postgres", &url, "--tag", "crm"]);
     assert_eq!(b["files"], 1);
     let id = b["backup_id"].as_str().unwrap();
     let show = env.json(&["show", id, "--json"]);

@@ -22,8 +22,32 @@ pub enum ComplianceCommand {
     /// taken in a period, as HTML that prints well (and PDF with --pdf),
     /// with the evidence bundle beside it. Exits 5 when a rule fails.
     Report(ReportArgs),
+    /// Copy backups to the archive network their profile names, verify
+    /// and lock them there, and (with `release_regular`) only then take them
+    /// off their regular networks. Every step is ledgered; run it again to
+    /// finish what a killed run began.
+    Migrate(MigrateArgs),
     /// The profiles (built-in and configured) and their rules.
     Profiles(ProfilesArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    /// The backup to migrate.
+    #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all"])]
+    backup_id: Option<BackupId>,
+    /// Every completed backup of this dataset whose profile names an archive.
+    #[arg(long, conflicts_with = "all")]
+    dataset: Option<String>,
+    /// Every completed backup whose profile names an archive.
+    #[arg(long)]
+    all: bool,
+    /// Seconds to wait for the ledger to record each migration before
+    /// anything is deleted.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +112,7 @@ pub async fn run(cfg: &Config, c: ComplianceCommand) -> anyhow::Result<u8> {
     match c {
         ComplianceCommand::Check(a) => check(cfg, a).await,
         ComplianceCommand::Report(a) => report(cfg, a).await,
+        ComplianceCommand::Migrate(a) => migrate(cfg, a).await,
         ComplianceCommand::Profiles(a) => profiles(cfg, a),
     }
 }
@@ -291,6 +316,102 @@ async fn report(cfg: &Config, a: ReportArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(if t.failed > 0 { exit::RULES_FAILED } else { 0 })
+}
+
+async fn migrate(cfg: &Config, a: MigrateArgs) -> anyhow::Result<u8> {
+    let pg = context::ledger(cfg).await?;
+    let bus = context::bus(cfg, "cairn-cli").await?;
+    let repo = context::repo(cfg)?;
+    let ids = match (&a.backup_id, &a.dataset) {
+        (Some(id), _) => vec![id.to_string()],
+        (None, d) => cairn_compliance::gather::backup_ids(&pg, d.as_deref()).await?,
+    };
+    let selector = cfg.selector();
+    let by = context::whoami("cli");
+    let mut done = Vec::new();
+    let mut failed = 0;
+    for id in ids {
+        let Some(row) = cairn_ledger::query::backup(&pg, &id).await? else {
+            bail!("backup {id} is not in the ledger (`cairn list` shows the backups)");
+        };
+        let archives: Vec<(String, bool)> = selector
+            .applying(&row.dataset, &row.tags)
+            .iter()
+            .flat_map(|(_, p)| p.archives())
+            .collect();
+        if archives.is_empty() {
+            if a.backup_id.is_some() {
+                bail!("no compliance profile of backup {id} names an archive network (immutable_copy's `archive`)");
+            }
+            continue;
+        }
+        if row.status != "completed" {
+            if a.backup_id.is_some() {
+                bail!(
+                    "backup {id} is {}: only a completed backup is migrated",
+                    row.status
+                );
+            }
+            continue;
+        }
+        let backup: BackupId = id.parse().map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        for (to, release) in archives {
+            match cairn_verify::care::migrate::migrate(
+                &repo,
+                &pg,
+                &bus,
+                &backup,
+                &to,
+                release,
+                cfg.shreddable(&row.dataset),
+                &by,
+                std::time::Duration::from_secs(a.timeout),
+            )
+            .await
+            {
+                Ok(m) => {
+                    if m.status == "unrecorded" {
+                        failed += 1;
+                    }
+                    if !a.json {
+                        out!(
+                            "backup {id} → {to}: {} ({} objects copied, {} already there, {} bytes{}{})",
+                            m.status,
+                            m.copied,
+                            m.present,
+                            m.bytes,
+                            m.locked_until
+                                .as_deref()
+                                .map(|u| format!(", locked until {u}"))
+                                .unwrap_or_default(),
+                            if m.left.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", gone from {}", m.left.join(", "))
+                            }
+                        );
+                    }
+                    done.push(m);
+                }
+                Err(e) => {
+                    failed += 1;
+                    crate::err!("cairn: backup {id} → {to}: {e}");
+                }
+            }
+        }
+    }
+    if a.json {
+        #[derive(serde::Serialize)]
+        struct Done {
+            migrations: Vec<cairn_verify::care::migrate::Migration>,
+        }
+        output::json(&Done { migrations: done })?;
+    }
+    if failed > 0 {
+        crate::err!("cairn: {failed} migration(s) not finished; nothing was deleted for them. Run `cairn compliance migrate` again (and `cairn serve ledger` if the ledger did not record them)");
+        return Ok(exit::DEGRADED);
+    }
+    Ok(0)
 }
 
 fn print(doc: &Document, out: Option<&PathBuf>) -> anyhow::Result<()> {

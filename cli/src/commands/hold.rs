@@ -1,9 +1,11 @@
 //! `cairn hold`, `cairn release` and `cairn holds`: legal holds, recorded
-//! in the ledger with who and why. A held backup is never deleted.
+//! in the ledger with who and why. A held backup is never deleted; where a
+//! network locks objects (S3 Object Lock), every object of it carries the
+//! storage's legal hold too (`backup.locked`).
 
 use crate::{context, err, exit, out, output};
 use cairn_config::Config;
-use cairn_events::BackupId;
+use cairn_events::{BackupId, Envelope, Event, LockReport, Locked};
 use cairn_retention::hold::{self, HoldOutcome};
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ struct Report<'a> {
     action: &'static str,
     #[serde(flatten)]
     outcome: &'a HoldOutcome,
+    /// The legal hold on the objects, per network that locks objects.
+    locked: &'a [LockReport],
 }
 
 pub async fn hold(cfg: &Config, a: HoldArgs) -> anyhow::Result<u8> {
@@ -47,22 +51,77 @@ async fn change(cfg: &Config, a: HoldArgs, action: &'static str) -> anyhow::Resu
     let bus = context::bus(cfg, "cairn-cli").await?;
     let wait = Duration::from_secs(a.timeout);
     let id = &a.backup_id;
-    let outcome = if action == "held" {
+    let on = action == "held";
+    let outcome = if on {
         hold::hold(&pg, &bus, id, context::user(), &a.reason, wait).await?
     } else {
         hold::release(&pg, &bus, id, context::user(), &a.reason, wait).await?
+    };
+    // Where networks lock objects, the storage holds them too (or lets
+    // them go), once Cairn's own hold is in force.
+    let mut unlocked = false;
+    let locked = match outcome {
+        HoldOutcome::Recorded { .. } => {
+            let repo = context::repo(cfg)?;
+            let reports = if repo.networks().iter().any(|n| n.locks()) {
+                match cairn_verify::care::lock::legal_hold(&repo, &pg, id, on).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        err!(
+                            "cairn: the legal hold on the stored objects could not be {}: {e}",
+                            if on { "placed" } else { "lifted" }
+                        );
+                        unlocked = true;
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            if !reports.is_empty() {
+                let event = Event::BackupLocked(Locked {
+                    legal_hold: on,
+                    networks: reports.clone(),
+                    by: context::user(),
+                });
+                let at = cairn_events::now_rfc3339();
+                let env =
+                    Envelope::new(context::whoami("cli"), id.clone(), event, &[at.as_bytes()]);
+                bus.publish_event(&env).await?;
+            }
+            reports
+        }
+        HoldOutcome::NotYetRecorded => Vec::new(),
     };
     if a.json {
         output::json(&Report {
             backup_id: id,
             action,
             outcome: &outcome,
+            locked: &locked,
         })?;
     }
     match outcome {
         HoldOutcome::Recorded { .. } => {
             if !a.json {
                 out!("backup {id} {action}: {}", a.reason.trim());
+                for r in &locked {
+                    out!(
+                        "  {}: legal hold {} on {} objects{}",
+                        r.network,
+                        if on { "placed" } else { "lifted" },
+                        r.objects,
+                        if r.failed > 0 {
+                            format!("; {} failed: {}", r.failed, r.detail)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+            if unlocked || locked.iter().any(|r| r.failed > 0) {
+                err!("cairn: the hold is in force in Cairn, but not on every object where the storage locks them; run the command again once the network answers");
+                return Ok(exit::DEGRADED);
             }
             Ok(0)
         }

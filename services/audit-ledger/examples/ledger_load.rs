@@ -303,6 +303,7 @@ impl Workload {
                 catalogue: false,
                 dataset_key: None,
                 wal: None,
+                retain_until: None,
             }),
             &[],
         );

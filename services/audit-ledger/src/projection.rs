@@ -438,7 +438,28 @@ async fn apply(
                 )
                 .await?;
         }
+        Event::BackupMigrated(m) => {
+            prepared
+                .execute(
+                    tx,
+                    "UPDATE backups SET networks = array_append(networks, $2)
+                     WHERE backup_id = $1 AND NOT ($2 = ANY(networks))",
+                    &[&id, &m.to],
+                )
+                .await?;
+        }
+        Event::BackupLeft(l) => {
+            prepared
+                .execute(
+                    tx,
+                    "UPDATE backups SET networks = ARRAY(SELECT n FROM unnest(networks) AS n WHERE n <> ALL($2))
+                     WHERE backup_id = $1",
+                    &[&id, &l.networks],
+                )
+                .await?;
+        }
         Event::BackupRestored(_)
+        | Event::BackupLocked(_)
         | Event::CollectionFinished(_)
         | Event::ForgetRequested { .. }
         | Event::ForgetRefused { .. }

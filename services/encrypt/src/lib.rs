@@ -118,6 +118,7 @@ impl EncryptWorker {
             compressed,
             payload,
             parts,
+            retain_until,
             ..
         } = chunk;
         let work = move || {
@@ -154,6 +155,7 @@ impl EncryptWorker {
             networks,
             sha256: sha256.clone(),
             payload,
+            retain_until,
         };
         // A full SEALED stream (a slow network) is ingest's to wait out:
         // answer busy before it stops waiting, rather than hold the request.

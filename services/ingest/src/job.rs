@@ -237,8 +237,7 @@ pub fn resolve_targets(
 /// cannot be resolved is left to [`run`], which names that.
 pub fn refused_by_profile(ctx: &IngestContext, req: &BackupRequest) -> Option<String> {
     let policy = ctx.policies.get(&req.dataset);
-    let named = policy.map(|p| p.profiles.as_slice()).unwrap_or(&[]);
-    let profiles = ctx.compliance.applying(named, &req.tags);
+    let profiles = profiles(ctx, req);
     if profiles.is_empty() {
         return None;
     }
@@ -253,16 +252,44 @@ pub fn refused_by_profile(ctx: &IngestContext, req: &BackupRequest) -> Option<St
         min_copies,
         shreddable: policy.and_then(|p| p.shreddable).unwrap_or(true),
         repo_format: ctx.repo.format,
+        configured: &ctx.network_facts,
     };
     cairn_compliance::request::check(&profiles, &plan)
         .err()
         .map(|r| r.to_string())
 }
 
+/// The compliance profiles `req` is held to.
+fn profiles(ctx: &IngestContext, req: &BackupRequest) -> Vec<(String, cairn_compliance::Profile)> {
+    let named = ctx
+        .policies
+        .get(&req.dataset)
+        .map(|p| p.profiles.as_slice())
+        .unwrap_or(&[]);
+    ctx.compliance.applying(named, &req.tags)
+}
+
+/// Until when a compliance rule keeps the backup requested at
+/// `requested_at` (RFC 3339), if one does: networks that lock objects lock
+/// its objects that long.
+pub fn retain_until(
+    ctx: &IngestContext,
+    req: &BackupRequest,
+    requested_at: &str,
+) -> Option<String> {
+    let taken = chrono::DateTime::parse_from_rfc3339(requested_at)
+        .ok()?
+        .with_timezone(&chrono::Utc);
+    cairn_compliance::retention_floor(&profiles(ctx, req), taken)
+        .map(|(until, _)| until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 struct Publisher<'a> {
     ctx: &'a IngestContext,
     backup_id: &'a BackupId,
     networks: &'a [String],
+    /// Until when networks that lock objects must keep this backup's.
+    retain_until: Option<String>,
     /// This backup's data key, handed to encrypt with every seal request.
     key: SealKey,
     /// Plaintext to encrypt: core-NATS requests, never stored.
@@ -322,6 +349,7 @@ impl Publisher<'_> {
             payload,
             parts,
             data_key: Some(self.key.clone()),
+            retain_until: self.retain_until.clone(),
         };
         let subject = self.ctx.bus.subjects.seal(self.backup_id);
         self.seal.send(subject, Bytes::from(encode(&msg))).await
@@ -405,6 +433,7 @@ impl Publisher<'_> {
             networks: to.to_vec(),
             sha256: sha256.clone(),
             payload,
+            retain_until: self.retain_until.clone(),
         };
         let env = Envelope::new(
             self.ctx.source.clone(),
@@ -615,10 +644,12 @@ pub async fn run(
     // worker holds a key to a backup already written.
     let dk = ctx.writer.data_key_to(&dataset_public);
     let key_id = KeyId(dk.id.0);
+    let retain_until = retain_until(ctx, req, requested_at);
     let mut publisher = Publisher {
         ctx,
         backup_id,
         networks: &networks,
+        retain_until: retain_until.clone(),
         key: SealKey {
             id: key_id,
             key: dk.key.as_bytes().to_vec(),
@@ -847,6 +878,7 @@ pub async fn run(
         catalogue: true,
         dataset_key: Some(KeyId(dataset_public.fingerprint())),
         wal,
+        retain_until,
     };
     let env = Envelope::new(
         ctx.source.clone(),

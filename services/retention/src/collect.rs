@@ -23,7 +23,7 @@
 use crate::gc::{mark_plan, sweep_plan};
 use crate::lease::{Lease, TTL};
 use crate::plan::holding_off;
-use crate::references::{object_id, Listing, ReferenceError};
+use crate::references::{object_id, Listing, ReferenceError, References};
 use cairn_bus::{Bus, BusError};
 use cairn_events::{
     BackupId, ChunkBatch, ChunkId, Collection, Envelope, Event, EventId, NetworkCollection,
@@ -131,7 +131,10 @@ impl Collector {
                             "cannot establish what is still referenced ({e}); nothing was deleted"
                         ),
                     )),
-                    Ok(refs) => match self.network(net, refs, now, &lease, &mut report).await {
+                    Ok(refs) => match self
+                        .network(net, &refs.on(net.name()), now, &lease, &mut report)
+                        .await
+                    {
                         Ok(()) => None,
                         Err(Stop::Deferred(r)) => Some(("deferred", r)),
                         Err(Stop::Aborted(r)) => Some(("aborted", r)),
@@ -158,20 +161,25 @@ impl Collector {
         Ok(out)
     }
 
-    /// Every chunk some backup's chunk list names, on any network.
-    async fn references(&self) -> Result<HashSet<ChunkId>, ReferenceError> {
-        let forgotten = marks::forgotten(&self.pg)
-            .await
-            .map_err(|e| ReferenceError::Ledger(e.to_string()))?;
+    /// Every chunk some backup's chunk list names, on any network, except
+    /// on the networks a backup is recorded to have left for an archive.
+    async fn references(&self) -> Result<References, ReferenceError> {
+        let ledger = |e: tokio_postgres::Error| ReferenceError::Ledger(e.to_string());
+        let forgotten = marks::forgotten(&self.pg).await.map_err(ledger)?;
+        let left = marks::left(&self.pg).await.map_err(ledger)?;
         let listing = Listing::read(&self.repo).await?;
-        let mut live = HashSet::new();
+        let mut refs = References::default();
         for backup in listing.backups() {
             if forgotten.contains(backup.as_str()) {
                 continue;
             }
-            live.extend(listing.objects_of(&self.repo, backup).await?);
+            let ids = listing.objects_of(&self.repo, backup).await?;
+            match left.get(backup.as_str()) {
+                Some(networks) => refs.partial.push((networks.clone(), ids)),
+                None => refs.everywhere.extend(ids),
+            }
         }
-        Ok(live)
+        Ok(refs)
     }
 
     async fn network(
@@ -282,7 +290,7 @@ impl Collector {
             return Err(stop);
         }
         let fresh = match self.references().await {
-            Ok(r) => r,
+            Ok(r) => r.on(name),
             Err(e) => {
                 self.record(&kinds, name, &at, &plan.due, 0, Event::ChunksRevived)
                     .await?;

@@ -20,6 +20,31 @@ pub fn object_id(key: &ObjectKey) -> Option<ChunkId> {
     }
 }
 
+/// What every backup's chunk lists name, per network: a backup that left
+/// networks for an archive (`backup.left`, recorded) no longer keeps its
+/// chunks there; everywhere else, and every other backup, keeps them.
+#[derive(Debug, Default, Clone)]
+pub struct References {
+    /// Named by backups that left no network.
+    pub everywhere: HashSet<ChunkId>,
+    /// Named by a backup that left some networks: those networks, and what
+    /// it names.
+    pub partial: Vec<(Vec<String>, HashSet<ChunkId>)>,
+}
+
+impl References {
+    /// What is referenced on network `network`.
+    pub fn on(&self, network: &str) -> HashSet<ChunkId> {
+        let mut refs = self.everywhere.clone();
+        for (left, ids) in &self.partial {
+            if !left.iter().any(|n| n == network) {
+                refs.extend(ids);
+            }
+        }
+        refs
+    }
+}
+
 /// Why the references could not be established.
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
@@ -111,6 +136,21 @@ impl Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_that_left_a_network_keeps_its_chunks_only_elsewhere() {
+        let (a, b, c) = (ChunkId([1; 32]), ChunkId([2; 32]), ChunkId([3; 32]));
+        let refs = References {
+            everywhere: [a].into(),
+            partial: vec![
+                (vec!["local".into()], [a, b].into()),
+                (vec!["local".into(), "nas".into()], [c].into()),
+            ],
+        };
+        assert_eq!(refs.on("local"), [a].into());
+        assert_eq!(refs.on("nas"), [a, b].into());
+        assert_eq!(refs.on("vault"), [a, b, c].into());
+    }
     use async_trait::async_trait;
     use bytes::Bytes;
     use cairn_networks::fs::FsNetwork;

@@ -281,9 +281,23 @@ impl StoreWorker {
         }
         ready?;
         self.within_quota(&path, len).await?;
+        // A compliance rule's retention: where this network locks objects,
+        // it locks this one at least that long.
+        let until = obj
+            .retain_until
+            .as_deref()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(std::time::SystemTime::from);
         let put = self
             .network
-            .put(&path, obj.payload.into(), layout::put_mode(&obj.object))
+            .put_until(
+                &path,
+                obj.payload.into(),
+                layout::put_mode(&obj.object),
+                until,
+            )
             .await?;
         match &obj.object {
             ObjectKey::DataKey { id } => {

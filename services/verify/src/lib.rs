@@ -307,7 +307,15 @@ impl VerifyWorker {
             .collect();
         let shared: Vec<String> = listed.iter().map(|&i| paths[i].clone()).collect();
 
-        // 3. Every network, in parallel.
+        // 3. Every network, in parallel; where a network locks objects and
+        // a compliance rule keeps the backup, every object of it (shared
+        // chunks too) locked at least that long.
+        let retain_until = ing.retain_until.as_deref().and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(std::time::SystemTime::from)
+        });
+        let all_paths = &paths;
         let checks = targets.networks().iter().map(|net| {
             let read_back = self.read_back.get(net.name()).copied().unwrap_or(true);
             let (everything, metadata) = (everything.clone(), metadata.clone());
@@ -322,12 +330,29 @@ impl VerifyWorker {
                     f
                 };
                 f.missing.extend(check::absent(net, shared, deadline).await);
-                (f, read_back)
+                let locked = match retain_until {
+                    Some(until) if net.locks() && f.ok() => {
+                        Some(lock_all(net, all_paths, until).await)
+                    }
+                    _ => None,
+                };
+                (f, read_back, locked)
             }
         });
-        for (f, read_back) in futures::future::join_all(checks).await {
-            let ok = f.ok();
-            let detail = f.detail();
+        for (f, read_back, locked) in futures::future::join_all(checks).await {
+            let (mut ok, mut detail) = (f.ok(), f.detail());
+            let locked_until = match locked {
+                Some(Ok(())) => ing.retain_until.clone(),
+                Some(Err(e)) => {
+                    ok = false;
+                    detail = format!(
+                        "not locked until {}: {e}",
+                        ing.retain_until.as_deref().unwrap_or_default()
+                    );
+                    None
+                }
+                None => None,
+            };
             if !ok {
                 outcome
                     .reasons
@@ -344,6 +369,7 @@ impl VerifyWorker {
                 } else {
                     Checked::Stored
                 },
+                locked_until,
             });
         }
 
@@ -362,6 +388,33 @@ impl VerifyWorker {
             ..ing.stats.clone()
         };
         outcome
+    }
+}
+
+/// Locks every object at `paths` on `net` at least until `until` (a few
+/// at a time); the first failure, if any.
+pub(crate) async fn lock_all(
+    net: &cairn_networks::DynNetwork,
+    paths: &[String],
+    until: std::time::SystemTime,
+) -> Result<(), String> {
+    use futures::StreamExt;
+    let results: Vec<Option<String>> = futures::stream::iter(paths.to_vec())
+        .map(|p| {
+            let net = net.clone();
+            async move { net.retain(&p, until).await.err().map(|e| e.to_string()) }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let failures: Vec<String> = results.into_iter().flatten().collect();
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "{} of {} objects: {first}",
+            failures.len(),
+            paths.len()
+        )),
     }
 }
 

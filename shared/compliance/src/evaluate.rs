@@ -4,10 +4,11 @@
 //! the ledger and the configuration gave ([`crate::gather`]) and of the
 //! time, which the caller passes in so tests and auditors can pick it.
 
-use crate::network::NetworkFacts;
+use crate::network::{Immutability, NetworkFacts};
 use crate::profile::{Demand, Profile, CIPHER};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A ledger entry a finding rests on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,6 +46,19 @@ pub struct BackupFacts {
     pub held: Option<(String, Cited)>,
     /// Its newest entry: what a checkpoint must cover.
     pub last_seq: u64,
+    /// Until when a compliance rule keeps it, as ingest recorded it: where
+    /// networks lock objects, verify locks every object that long.
+    pub retain_until: Option<DateTime<Utc>>,
+    /// Per network that locks objects: until when verify saw every object
+    /// of the backup locked.
+    pub locked_until: BTreeMap<String, DateTime<Utc>>,
+    /// Networks where the last `backup.locked` placed a legal hold on its
+    /// objects (and did not fail on any).
+    pub legal_hold_on: Vec<String>,
+    /// Its migration to an archive network, and its leaving the regular
+    /// ones, if they happened.
+    pub migrated: Option<Cited>,
+    pub left: Option<Cited>,
 }
 
 /// What the ledger says of the backup's dataset.
@@ -302,13 +316,24 @@ fn judge(
             };
             (if n >= *count as usize { Pass } else { Fail }, detail, outcome)
         }
-        Demand::ImmutableCopy { governance_ok } => {
+        Demand::ImmutableCopy { governance_ok, .. } => {
             let verified = networks(repo, &b.verified);
+            // An Object Lock counts for a backup a rule keeps only if verify
+            // saw every object locked as long as the rule keeps it.
+            let long_enough = |n: &NetworkFacts| match (&n.immutable, b.retain_until) {
+                (Some(Immutability::ObjectLock { .. }), Some(until)) => {
+                    b.locked_until.get(&n.name).is_some_and(|l| *l >= until)
+                }
+                _ => true,
+            };
             let good: Vec<&NetworkFacts> = verified
                 .iter()
                 .filter(|n| n.immutable.as_ref().is_some_and(|i| i.satisfies(*governance_ok)))
+                .filter(|n| long_enough(n))
                 .collect();
             let mut evidence = outcome;
+            evidence.extend(b.migrated.iter().map(Cite::from));
+            evidence.extend(b.left.iter().map(Cite::from));
             for n in &verified {
                 if let Some(i) = &n.immutable {
                     evidence.push(Cite::Network {
@@ -321,6 +346,12 @@ fn judge(
                 let why = verified
                     .iter()
                     .map(|n| match &n.immutable {
+                        Some(i) if !long_enough(n) => format!(
+                            "{}: {}, but its objects are not shown locked until {}",
+                            n.name,
+                            i.describe(),
+                            b.retain_until.map(day).unwrap_or_default()
+                        ),
                         Some(i) => format!("{}: {}, not enough", n.name, i.describe()),
                         None => format!("{}: can delete", n.name),
                     })
@@ -338,11 +369,14 @@ fn judge(
                 let on = good
                     .iter()
                     .map(|n| {
-                        format!(
-                            "{} ({})",
-                            n.name,
-                            n.immutable.as_ref().map(|i| i.describe()).unwrap_or_default()
-                        )
+                        let mut what = n.immutable.as_ref().map(|i| i.describe()).unwrap_or_default();
+                        if let Some(l) = b.locked_until.get(&n.name) {
+                            what.push_str(&format!("; every object locked until {}", day(*l)));
+                        }
+                        if b.legal_hold_on.contains(&n.name) {
+                            what.push_str("; under legal hold");
+                        }
+                        format!("{} ({what})", n.name)
                     })
                     .collect::<Vec<_>>();
                 (Pass, format!("verified copy on {}", on.join(", ")), evidence)
@@ -565,6 +599,11 @@ mod tests {
             forgotten: None,
             held: None,
             last_seq: 9,
+            retain_until: None,
+            locked_until: BTreeMap::new(),
+            legal_hold_on: vec![],
+            migrated: None,
+            left: None,
         }
     }
 
@@ -628,6 +667,51 @@ mod tests {
         );
         let ret = found.iter().find(|f| f.rule == "sox-retention").unwrap();
         assert!(ret.detail.contains("before 2033-01-08"), "{ret:?}");
+    }
+
+    #[test]
+    fn an_object_lock_counts_only_as_long_as_the_rule_keeps_the_backup() {
+        let until = at(2033, 1, 8);
+        let short = BackupFacts {
+            retain_until: Some(until),
+            locked_until: [("vault".to_string(), at(2026, 2, 9))].into(),
+            ..backup()
+        };
+        let f = evaluate(
+            "sox",
+            &builtin()["sox"],
+            &short,
+            &dataset(),
+            &repo(),
+            at(2026, 2, 1),
+        );
+        let imm = f.iter().find(|x| x.rule == "sox-immutable").unwrap();
+        assert!(
+            imm.verdict == Verdict::Fail
+                && imm.detail.contains("not shown locked until 2033-01-08"),
+            "{imm:?}"
+        );
+        let long = BackupFacts {
+            locked_until: [("vault".to_string(), until)].into(),
+            legal_hold_on: vec!["vault".into()],
+            ..short
+        };
+        let f = evaluate(
+            "sox",
+            &builtin()["sox"],
+            &long,
+            &dataset(),
+            &repo(),
+            at(2026, 2, 1),
+        );
+        let imm = f.iter().find(|x| x.rule == "sox-immutable").unwrap();
+        assert!(
+            imm.verdict == Verdict::Pass
+                && imm
+                    .detail
+                    .contains("every object locked until 2033-01-08; under legal hold"),
+            "{imm:?}"
+        );
     }
 
     #[test]

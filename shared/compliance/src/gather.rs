@@ -107,6 +107,11 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
         forgotten: None,
         held: None,
         last_seq: logged.last().map(|l| l.seq).unwrap_or(0),
+        retain_until: None,
+        locked_until: Default::default(),
+        legal_hold_on: Vec::new(),
+        migrated: None,
+        left: None,
     };
     for l in &logged {
         match &l.env.event {
@@ -118,6 +123,7 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
             Event::BackupIngested(i) => {
                 f.ingested = Some(l.cited());
                 f.dataset_key = i.dataset_key.as_ref().map(|k| k.to_string());
+                f.retain_until = i.retain_until.as_deref().and_then(time);
                 if f.targets.is_empty() {
                     f.targets = i.networks.clone();
                 }
@@ -128,6 +134,11 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
             Event::BackupCompleted(o) | Event::BackupDegraded(o) | Event::BackupFailed(o) => {
                 f.outcome = Some(l.cited());
                 f.reasons = o.reasons.clone();
+                f.locked_until = o
+                    .networks
+                    .iter()
+                    .filter_map(|n| Some((n.network.clone(), time(n.locked_until.as_deref()?)?)))
+                    .collect();
                 f.verified = o
                     .networks
                     .iter()
@@ -138,6 +149,27 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
             Event::BackupForgotten(_) => f.forgotten = Some(l.cited()),
             Event::BackupHeld(h) => f.held = Some((h.reason.clone(), l.cited())),
             Event::BackupReleased(_) => f.held = None,
+            Event::BackupMigrated(m) => {
+                if !f.verified.contains(&m.to) {
+                    f.verified.push(m.to.clone());
+                }
+                if let Some(t) = m.locked_until.as_deref().and_then(time) {
+                    f.locked_until.insert(m.to.clone(), t);
+                }
+                f.migrated = Some(l.cited());
+            }
+            Event::BackupLeft(left) => {
+                f.verified.retain(|n| !left.networks.contains(n));
+                f.left = Some(l.cited());
+            }
+            Event::BackupLocked(k) => {
+                for r in &k.networks {
+                    f.legal_hold_on.retain(|n| n != &r.network);
+                    if k.legal_hold && r.failed == 0 {
+                        f.legal_hold_on.push(r.network.clone());
+                    }
+                }
+            }
             _ => {}
         }
     }

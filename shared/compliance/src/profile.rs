@@ -68,6 +68,14 @@ pub enum Demand {
     ImmutableCopy {
         #[serde(default)]
         governance_ok: bool,
+        /// The network backups are migrated to (`cairn compliance migrate`):
+        /// copied, verified and locked there. A backup need not target it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archive: Option<String>,
+        /// Once the archive holds a backup whole, it leaves its regular
+        /// networks (its chunks there are freed by the collector).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        release_regular: bool,
     },
     /// Data sealed with this cipher before it left the machine.
     Encryption {
@@ -119,9 +127,18 @@ impl Demand {
         match self {
             Demand::MinRetention { days } => format!("kept at least {days} days"),
             Demand::MinNetworks { count } => format!("verified copies on at least {count} networks"),
-            Demand::ImmutableCopy { governance_ok } => format!(
-                "a verified copy on immutable storage (Object Lock in compliance mode{}, a permanent network, or can_delete = false)",
-                if *governance_ok { " or governance mode" } else { "" }
+            Demand::ImmutableCopy {
+                governance_ok,
+                archive,
+                release_regular,
+            } => format!(
+                "a verified copy on immutable storage (Object Lock in compliance mode{}, a permanent network, or can_delete = false){}",
+                if *governance_ok { " or governance mode" } else { "" },
+                match (archive, release_regular) {
+                    (Some(a), true) => format!(", migrated to {a}, which then holds it alone"),
+                    (Some(a), false) => format!(", migrated to {a}"),
+                    (None, _) => String::new(),
+                }
             ),
             Demand::Encryption { algorithm } => format!("sealed with {algorithm} before leaving the machine"),
             Demand::KeyCustody { min_threshold } => {
@@ -184,6 +201,17 @@ impl Profile {
                 Demand::Jurisdictions { allowed } => allowed.is_empty(),
                 _ => false,
             };
+            if let Demand::ImmutableCopy {
+                archive: None,
+                release_regular: true,
+                ..
+            } = &r.demand
+            {
+                return Err(bad(format!(
+                    "rule {:?}: release_regular needs an archive network to release to",
+                    r.id
+                )));
+            }
             if zero {
                 return Err(bad(format!(
                     "rule {:?} ({}) demands nothing: give a number of at least 1 (2 for min_threshold) or a non-empty list",
@@ -192,7 +220,44 @@ impl Profile {
                 )));
             }
         }
+        let released = self.rules.iter().any(|r| {
+            matches!(
+                r.demand,
+                Demand::ImmutableCopy {
+                    release_regular: true,
+                    ..
+                }
+            )
+        });
+        if let Some(r) = self
+            .rules
+            .iter()
+            .find(|r| matches!(r.demand, Demand::MinNetworks { count } if count > 1))
+        {
+            if released {
+                return Err(bad(format!(
+                    "rule {:?} wants copies on several networks, and release_regular leaves the archive alone with the backup",
+                    r.id
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The archive networks its rules migrate backups to, each with
+    /// whether the backup then leaves its regular networks.
+    pub fn archives(&self) -> Vec<(String, bool)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.demand {
+                Demand::ImmutableCopy {
+                    archive: Some(a),
+                    release_regular,
+                    ..
+                } => Some((a.clone(), *release_regular)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -286,7 +351,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
             tags: None,
             rules: vec![
                 rule("sox-retention", "SOX §802 (18 U.S.C. §1520) and SEC Regulation S-X Rule 2-06: audit records retained seven years", MinRetention { days: 2555 }),
-                rule("sox-immutable", "SOX §802 (18 U.S.C. §1519): records protected from alteration and destruction", ImmutableCopy { governance_ok: false }),
+                rule("sox-immutable", "SOX §802 (18 U.S.C. §1519): records protected from alteration and destruction", ImmutableCopy { governance_ok: false, archive: None, release_regular: false }),
                 rule("sox-copies", "SOX §404 IT general controls: backup of financial data", MinNetworks { count: 2 }),
                 rule("sox-drill", "SOX §404 IT general controls: backups are restored in tests", DrillWithin { days: 90 }),
                 rule("sox-encryption", "SOX §404 IT general controls: access to financial data restricted", encryption()),
@@ -340,7 +405,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
             rules: vec![
                 rule("hipaa-retention", "45 CFR §164.316(b)(2)(i): documentation retained six years", MinRetention { days: 2190 }),
                 rule("hipaa-backup", "45 CFR §164.308(a)(7)(ii)(A): data backup plan, retrievable exact copies", MinNetworks { count: 2 }),
-                rule("hipaa-integrity", "45 CFR §164.312(c)(1): ePHI protected from improper alteration or destruction", ImmutableCopy { governance_ok: true }),
+                rule("hipaa-integrity", "45 CFR §164.312(c)(1): ePHI protected from improper alteration or destruction", ImmutableCopy { governance_ok: true, archive: None, release_regular: false }),
                 rule("hipaa-testing", "45 CFR §164.308(a)(7)(ii)(D): contingency plans tested", DrillWithin { days: 365 }),
                 rule("hipaa-encryption", "45 CFR §164.312(a)(2)(iv) and (e)(2)(ii): encryption of ePHI", encryption()),
                 rule("hipaa-audit", "45 CFR §164.312(b): audit controls", AuditEvidence { witnessed: false }),
@@ -357,7 +422,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
                 rule("iso-backup-tested", "ISO/IEC 27001:2022 A.8.13: backups tested", DrillWithin { days: 180 }),
                 rule("iso-cryptography", "ISO/IEC 27001:2022 A.8.24: use of cryptography", encryption()),
                 rule("iso-key-management", "ISO/IEC 27001:2022 A.8.24: key management", KeyCustody { min_threshold: 2 }),
-                rule("iso-records", "ISO/IEC 27001:2022 A.5.33: protection of records", ImmutableCopy { governance_ok: true }),
+                rule("iso-records", "ISO/IEC 27001:2022 A.5.33: protection of records", ImmutableCopy { governance_ok: true, archive: None, release_regular: false }),
                 rule("iso-logging", "ISO/IEC 27001:2022 A.8.15: logging", AuditEvidence { witnessed: false }),
             ],
         },

@@ -22,6 +22,9 @@ pub struct Planned<'a> {
     pub shreddable: bool,
     /// The repository's format (dataset keys from 4 on).
     pub repo_format: u32,
+    /// Every configured network (an archive a rule migrates to need not be
+    /// a target).
+    pub configured: &'a [NetworkFacts],
 }
 
 /// A request refused by a rule.
@@ -91,12 +94,27 @@ fn unmet(d: &Demand, plan: &Planned) -> Option<String> {
                 )
             })
         }
-        Demand::ImmutableCopy { governance_ok } => {
-            let any = plan.targets.iter().any(|n| {
+        Demand::ImmutableCopy {
+            governance_ok,
+            archive,
+            ..
+        } => {
+            let good = |n: &NetworkFacts| {
                 n.immutable
                     .as_ref()
                     .is_some_and(|i| i.satisfies(*governance_ok))
-            });
+            };
+            if let Some(a) = archive {
+                return match plan.configured.iter().find(|n| &n.name == a) {
+                    Some(n) if good(n) => None,
+                    Some(_) => Some(format!(
+                        "its archive network {a} is not immutable storage (S3 Object Lock{}, a permanent network or can_delete = false)",
+                        if *governance_ok { "" } else { " in compliance mode" }
+                    )),
+                    None => Some(format!("its archive network {a} is not configured")),
+                };
+            }
+            let any = plan.targets.iter().any(|n| good(n));
             (!any).then(|| {
                 format!(
                     "it needs a copy on immutable storage ({}), and none of the target networks ({}) is",
@@ -146,7 +164,46 @@ mod tests {
             min_copies,
             shreddable: true,
             repo_format: 4,
+            configured: &[],
         }
+    }
+
+    #[test]
+    fn an_archive_satisfies_immutability_without_being_a_target() {
+        let a = net(serde_json::json!({"name": "a", "kind": "fs"}));
+        let b = net(serde_json::json!({"name": "b", "kind": "fs"}));
+        let ar = net(
+            serde_json::json!({"name": "ar", "kind": "arweave", "endpoint": "http://x", "wallet_file": "/w"}),
+        );
+        let p: Profile = serde_json::from_value(serde_json::json!({"rules": [
+            {"id": "arch", "control": "c", "kind": "immutable_copy", "archive": "ar", "release_regular": true}]}))
+        .unwrap();
+        let profiles = vec![("p".to_string(), p)];
+        let all = [a.clone(), b.clone(), ar];
+        let planned = Planned {
+            configured: &all,
+            ..plan(&[&a, &b], 2)
+        };
+        check(&profiles, &planned).unwrap();
+        let planned = Planned {
+            configured: &all[..2],
+            ..plan(&[&a, &b], 2)
+        };
+        let e = check(&profiles, &planned).unwrap_err();
+        assert!(
+            e.why.contains("archive network ar is not configured"),
+            "{e}"
+        );
+        let not_immutable = [
+            a.clone(),
+            net(serde_json::json!({"name": "ar", "kind": "fs"})),
+        ];
+        let planned = Planned {
+            configured: &not_immutable,
+            ..plan(&[&a], 1)
+        };
+        let e = check(&profiles, &planned).unwrap_err();
+        assert!(e.why.contains("is not immutable storage"), "{e}");
     }
 
     #[test]

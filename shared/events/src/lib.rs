@@ -98,6 +98,21 @@ pub enum Event {
     /// A legal hold was lifted.
     #[serde(rename = "backup.released")]
     BackupReleased(Hold),
+    /// A legal hold placed on (or lifted from) every object of a backup on
+    /// the networks that lock objects (S3 Object Lock), after `backup.held`
+    /// (or `backup.released`).
+    #[serde(rename = "backup.locked")]
+    BackupLocked(Locked),
+    /// A backup copied to the archive network its compliance profile names
+    /// (permanent or object-locked) and found whole there: it now counts as
+    /// held there.
+    #[serde(rename = "backup.migrated")]
+    BackupMigrated(Migrated),
+    /// A migrated backup left its regular networks: its manifest, chunk
+    /// list and catalogue entry deleted there (the collector later frees the
+    /// chunks no other backup uses). Only ever after `backup.migrated`.
+    #[serde(rename = "backup.left")]
+    BackupLeft(Left),
     /// A scheduled run was not started: the dataset's previous scheduled
     /// backup (`running`) had not finished.
     #[serde(rename = "schedule.skipped")]
@@ -223,6 +238,9 @@ impl Event {
             Event::ForgetRefused { .. } => "forget.refused",
             Event::BackupHeld(_) => "backup.held",
             Event::BackupReleased(_) => "backup.released",
+            Event::BackupLocked(_) => "backup.locked",
+            Event::BackupMigrated(_) => "backup.migrated",
+            Event::BackupLeft(_) => "backup.left",
             Event::ScheduleSkipped { .. } => "schedule.skipped",
             Event::ScheduleAdded { .. } => "schedule.added",
             Event::ScheduleRemoved { .. } => "schedule.removed",
@@ -272,6 +290,9 @@ impl Event {
         "forget.refused",
         "backup.held",
         "backup.released",
+        "backup.locked",
+        "backup.migrated",
+        "backup.left",
         "schedule.skipped",
         "schedule.added",
         "schedule.removed",
@@ -327,6 +348,9 @@ impl Event {
         ("forget.refused", "retention", "ledger, cli"),
         ("backup.held", "cli (hold)", "ledger"),
         ("backup.released", "cli (release)", "ledger"),
+        ("backup.locked", "cli (hold, release)", "ledger"),
+        ("backup.migrated", "cli (compliance migrate)", "ledger"),
+        ("backup.left", "cli (compliance migrate)", "ledger"),
         ("schedule.skipped", "retention (scheduler)", "ledger"),
         (
             "schedule.added",
@@ -666,6 +690,10 @@ pub struct Ingested {
     /// For a PostgreSQL base backup: the WAL it needs (retention keeps it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<WalRange>,
+    /// RFC 3339: until when a compliance rule keeps the backup. Networks
+    /// that lock objects lock every object of it at least that long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
 }
 
 /// Figures every outcome reports.
@@ -784,6 +812,10 @@ pub struct NetworkReport {
     /// How the data objects the backup wrote were checked on this network.
     #[serde(default)]
     pub checked: Checked,
+    /// RFC 3339: on a network that locks objects, the date until which
+    /// verify saw every object of the backup locked (at least).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
 }
 
 /// How verify checked a network's copies of a backup's new data objects
@@ -830,6 +862,59 @@ pub struct Hold {
     /// The operator (`user@host`) who asked.
     pub by: String,
     pub reason: String,
+}
+
+/// A legal hold placed on or lifted from a backup's objects where the
+/// networks lock objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Locked {
+    /// True: placed; false: lifted.
+    pub legal_hold: bool,
+    pub networks: Vec<LockReport>,
+    pub by: String,
+}
+
+/// What one network did with a backup's objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LockReport {
+    pub network: String,
+    /// Objects whose legal hold is now as asked.
+    pub objects: u64,
+    /// Objects it could not change, and the first reason.
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// A backup copied whole to an archive network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Migrated {
+    /// The archive network.
+    pub to: String,
+    /// Objects copied now, and those the archive held already.
+    pub copied: u64,
+    pub present: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// RFC 3339: where the archive locks objects, until when every object
+    /// of the backup is locked there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    pub by: String,
+}
+
+/// A migrated backup gone from its regular networks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Left {
+    /// The archive it stays on.
+    pub to: String,
+    /// Networks its manifest, chunk list and catalogue entry were deleted from.
+    pub networks: Vec<String>,
+    pub objects_deleted: u64,
+    /// Regular networks that cannot delete, and keep it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_on: Vec<String>,
+    pub by: String,
 }
 
 /// Recorded after forgetting a backup.
@@ -1032,6 +1117,10 @@ pub struct PlainChunk {
     /// The backup's data key (format 3): encrypt seals with it and keeps
     /// nothing, so no encrypt worker holds a key to an earlier backup.
     pub data_key: Option<SealKey>,
+    /// RFC 3339: lock the sealed object at least until then where networks
+    /// lock objects (a compliance rule keeps the backup that long).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
 }
 
 /// A backup's data key, as the job hands it to encrypt with each seal
@@ -1115,6 +1204,9 @@ pub struct SealedObject {
     #[serde(with = "serde_bytes")]
     #[schemars(with = "Vec<u8>")]
     pub payload: Vec<u8>,
+    /// RFC 3339: where networks lock objects, locked at least until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
 }
 
 impl std::fmt::Debug for SealedObject {

@@ -195,6 +195,36 @@ pub async fn forgotten(c: &Client) -> Result<HashSet<String>, tokio_postgres::Er
     .collect())
 }
 
+/// Backups that left networks after migrating to an archive
+/// (`backup.left`): per backup, the networks it left. Their chunk lists no
+/// longer keep their chunks on those networks.
+pub async fn left(
+    c: &Client,
+) -> Result<std::collections::HashMap<String, Vec<String>>, tokio_postgres::Error> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for r in c
+        .query(
+            "SELECT entry FROM ledger_entries WHERE kind = 'backup.left' ORDER BY seq",
+            &[],
+        )
+        .await?
+    {
+        // An entry that does not decode leaves nothing out: its chunks stay
+        // referenced everywhere.
+        let Ok(env) =
+            cairn_events::decode::<cairn_events::Envelope>(&r.get::<_, Vec<u8>>(0), "entry")
+        else {
+            continue;
+        };
+        if let cairn_events::Event::BackupLeft(l) = env.event {
+            out.entry(env.backup_id.as_str().to_string())
+                .or_default()
+                .extend(l.networks);
+        }
+    }
+    Ok(out)
+}
+
 /// The sealed length the ledger recorded for each of `paths` (0 for a path
 /// it never saw).
 pub async fn lengths(c: &Client, paths: &[String]) -> Result<u64, tokio_postgres::Error> {

@@ -46,6 +46,19 @@ pub struct Usage {
     pub bytes: u64,
 }
 
+/// An object's lock, as a network that locks objects reports it (S3
+/// Object Lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLock {
+    /// `compliance` or `governance` (empty when the object has no retention).
+    pub mode: String,
+    /// When its retention ends.
+    pub until: Option<std::time::SystemTime>,
+    /// Whether a legal hold is placed on it: nobody can delete it, whatever
+    /// its retention, until the hold is lifted.
+    pub legal_hold: bool,
+}
+
 /// What a network can and cannot do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -62,6 +75,47 @@ pub trait Network: Send + Sync + 'static {
         Capabilities { can_delete: true }
     }
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError>;
+    /// As `put`, and where the network locks objects, locked at least until
+    /// `until` (its own period if that is longer; an existing object's lock
+    /// is extended, never shortened).
+    async fn put_until(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        mode: PutMode,
+        until: Option<std::time::SystemTime>,
+    ) -> Result<Put, NetworkError> {
+        let _ = until;
+        self.put(path, bytes, mode).await
+    }
+    /// Whether the network locks the objects it holds (S3 Object Lock):
+    /// only there do [`retain`](Self::retain), [`legal_hold`](Self::legal_hold)
+    /// and [`lock`](Self::lock) do anything.
+    fn locks(&self) -> bool {
+        false
+    }
+    /// Keeps an existing object at least until `until`: its lock extended,
+    /// never shortened. Returns the lock now in force (`None` where the
+    /// network locks nothing).
+    async fn retain(
+        &self,
+        path: &str,
+        until: std::time::SystemTime,
+    ) -> Result<Option<ObjectLock>, NetworkError> {
+        let _ = (path, until);
+        Ok(None)
+    }
+    /// Places (`on`) or lifts a legal hold on an object. Returns the lock
+    /// now in force (`None` where the network locks nothing).
+    async fn legal_hold(&self, path: &str, on: bool) -> Result<Option<ObjectLock>, NetworkError> {
+        let _ = (path, on);
+        Ok(None)
+    }
+    /// The lock on an object (`None` where the network locks nothing).
+    async fn lock(&self, path: &str) -> Result<Option<ObjectLock>, NetworkError> {
+        let _ = path;
+        Ok(None)
+    }
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError>;
     async fn exists(&self, path: &str) -> Result<bool, NetworkError>;
     async fn delete(&self, path: &str) -> Result<(), NetworkError>;
@@ -195,6 +249,31 @@ impl Network for NoDelete {
     }
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
         self.0.put(path, bytes, mode).await
+    }
+    async fn put_until(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        mode: PutMode,
+        until: Option<std::time::SystemTime>,
+    ) -> Result<Put, NetworkError> {
+        self.0.put_until(path, bytes, mode, until).await
+    }
+    fn locks(&self) -> bool {
+        self.0.locks()
+    }
+    async fn retain(
+        &self,
+        path: &str,
+        until: std::time::SystemTime,
+    ) -> Result<Option<ObjectLock>, NetworkError> {
+        self.0.retain(path, until).await
+    }
+    async fn legal_hold(&self, path: &str, on: bool) -> Result<Option<ObjectLock>, NetworkError> {
+        self.0.legal_hold(path, on).await
+    }
+    async fn lock(&self, path: &str) -> Result<Option<ObjectLock>, NetworkError> {
+        self.0.lock(path).await
     }
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
         self.0.get(path).await

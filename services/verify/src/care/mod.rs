@@ -8,8 +8,12 @@
 //!
 //! * [`health`]: the typed report `cairn health` prints.
 //! * [`repair`]: copying what is missing, once or on a timer.
+//! * [`lock`]: legal holds on the objects, where networks lock them.
+//! * [`migrate`]: a backup moved to its compliance archive, resumably.
 
 pub mod health;
+pub mod lock;
+pub mod migrate;
 pub mod repair;
 
 pub use health::{health, Health, HealthReport};
@@ -53,6 +57,13 @@ pub struct Backup {
     pub lens: Vec<u64>,
     pub sealed_root: String,
     pub outcome: Option<Outcome>,
+    /// Until when a compliance rule keeps it (RFC 3339, from its
+    /// `backup.ingested`): networks that lock objects lock its objects that
+    /// long.
+    pub retain_until: Option<String>,
+    /// The dataset key its data key is wrapped to (format 4), by
+    /// fingerprint, from its `backup.ingested`.
+    pub dataset_key: Option<cairn_events::KeyId>,
 }
 
 /// Backup `id` as the ledger recorded it, on its target networks among
@@ -148,7 +159,25 @@ pub async fn load(
         }
     }
     let outcome = row.outcome.clone();
+    let mut retain_until = None;
+    let mut dataset_key = None;
+    if let Some(r) = pg
+        .query_opt(
+            "SELECT entry FROM ledger_entries WHERE backup_id = $1 AND kind = 'backup.ingested' ORDER BY seq DESC LIMIT 1",
+            &[&id.as_str()],
+        )
+        .await?
+    {
+        if let Ok(env) = cairn_events::decode::<cairn_events::Envelope>(&r.get::<_, Vec<u8>>(0), "entry") {
+            if let cairn_events::Event::BackupIngested(i) = env.event {
+                retain_until = i.retain_until;
+                dataset_key = i.dataset_key;
+            }
+        }
+    }
     Ok(Backup {
+        retain_until,
+        dataset_key,
         id: id.clone(),
         targets,
         expected,

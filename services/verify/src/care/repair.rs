@@ -121,31 +121,64 @@ pub async fn repair_backup(
         .as_ref()
         .map(|o| o.reasons.is_empty())
         .unwrap_or(false);
+    let mut unlocked: Vec<String> = Vec::new();
     if ok && (copied > 0 || !was_completed) {
         // Every copy is whole again: the backup is completed.
         let mut o = b.outcome.clone().unwrap_or_default();
         o.reasons.clear();
-        o.networks = after
-            .iter()
-            .map(|f| NetworkReport {
+        // A backup a compliance rule keeps: locked as long again where the
+        // network locks objects (what was copied back included).
+        let until = b.retain_until.as_deref().and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(std::time::SystemTime::from)
+        });
+        let mut networks = Vec::new();
+        for f in &after {
+            let mut r = NetworkReport {
                 network: f.network.clone(),
                 ok: true,
                 ..Default::default()
-            })
+            };
+            if let (Some(until), Some(net)) = (until, b.targets.network(&f.network)) {
+                if net.locks() {
+                    match crate::lock_all(net, &b.objects.paths(), until).await {
+                        Ok(()) => r.locked_until = b.retain_until.clone(),
+                        Err(e) => {
+                            r.ok = false;
+                            r.detail = format!(
+                                "not locked until {}: {e}",
+                                b.retain_until.as_deref().unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+            }
+            networks.push(r);
+        }
+        unlocked = networks
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| format!("{}: {}", r.network, r.detail))
             .collect();
-        let env = Envelope::new(
-            source.to_string(),
-            id.clone(),
-            Event::BackupCompleted(o),
-            &[b"repair", cairn_events::now_rfc3339().as_bytes()],
-        );
-        bus.publish_event(&env).await?;
+        if unlocked.is_empty() {
+            o.networks = networks;
+            let env = Envelope::new(
+                source.to_string(),
+                id.clone(),
+                Event::BackupCompleted(o),
+                &[b"repair", cairn_events::now_rfc3339().as_bytes()],
+            );
+            bus.publish_event(&env).await?;
+        }
     }
-    let still: Vec<String> = after
+    let mut still: Vec<String> = after
         .iter()
         .filter(|f| !f.ok())
         .map(|f| format!("{}: {}", f.network, f.detail()))
         .collect();
+    still.extend(unlocked);
+    let ok = still.is_empty();
     Ok(Repaired {
         backup_id: id,
         objects_copied: copied,

@@ -14,21 +14,26 @@
 //! days from the write: nobody, Cairn included, can delete or overwrite those
 //! bytes before then; a delete only hides the object behind a delete marker.
 //! A chunk a later backup shares gets its lock extended when less than half
-//! of the period is left. `health` refuses a bucket without Object Lock.
+//! of the period is left. A backup a compliance rule keeps longer is locked
+//! until then (`put_until`, and verify's `retain` on every object it
+//! shares), and a legal hold is placed on every object of a held backup
+//! (`legal_hold`). `health` refuses a bucket without Object Lock.
 
 pub mod config;
 
-use crate::{check_path, env_name, Network, NetworkError, Put, PutMode, Usage};
+use crate::{check_path, env_name, Network, NetworkError, ObjectLock, Put, PutMode, Usage};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
-    ObjectLockRetention, ObjectLockRetentionMode,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled,
+    ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode, ObjectLockRetention,
+    ObjectLockRetentionMode,
 };
 use bytes::Bytes;
 use config::{LockMode, S3Config};
+use std::time::{Duration, SystemTime};
 
 pub struct S3Network {
     name: String,
@@ -47,8 +52,22 @@ struct Lock {
 }
 
 impl Lock {
-    fn until(&self) -> std::time::SystemTime {
-        std::time::SystemTime::now() + std::time::Duration::from_secs(u64::from(self.days) * 86_400)
+    fn until(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_secs(u64::from(self.days) * 86_400)
+    }
+
+    /// The period from now, or `at_least` if that is later.
+    fn until_at_least(&self, at_least: Option<SystemTime>) -> SystemTime {
+        let own = self.until();
+        at_least.map_or(own, |t| t.max(own))
+    }
+
+    fn retention_mode(&self) -> ObjectLockRetentionMode {
+        if self.governance {
+            ObjectLockRetentionMode::Governance
+        } else {
+            ObjectLockRetentionMode::Compliance
+        }
     }
 
     fn mode(&self) -> ObjectLockMode {
@@ -202,8 +221,14 @@ impl S3Network {
         Ok(data.into_bytes())
     }
 
-    /// One PutObject (under the lock, if any).
-    async fn put_whole(&self, path: &str, key: String, bytes: Bytes) -> Result<(), NetworkError> {
+    /// One PutObject (under the lock, if any, until `at_least` if later).
+    async fn put_whole(
+        &self,
+        path: &str,
+        key: String,
+        bytes: Bytes,
+        at_least: Option<SystemTime>,
+    ) -> Result<(), NetworkError> {
         let mut req = self
             .client
             .put_object()
@@ -214,7 +239,7 @@ impl S3Network {
         if let Some(l) = self.lock {
             req = req
                 .object_lock_mode(l.mode())
-                .object_lock_retain_until_date(DateTime::from(l.until()));
+                .object_lock_retain_until_date(DateTime::from(l.until_at_least(at_least)));
         }
         req.send().await.map_err(|e| self.remote("put", path, e))?;
         Ok(())
@@ -222,7 +247,13 @@ impl S3Network {
 
     /// A multipart upload of `part_bytes` parts; aborted if any step fails,
     /// so no half-uploaded parts are left to pay for.
-    async fn put_parts(&self, path: &str, key: String, bytes: Bytes) -> Result<(), NetworkError> {
+    async fn put_parts(
+        &self,
+        path: &str,
+        key: String,
+        bytes: Bytes,
+        at_least: Option<SystemTime>,
+    ) -> Result<(), NetworkError> {
         let mut req = self
             .client
             .create_multipart_upload()
@@ -232,7 +263,7 @@ impl S3Network {
         if let Some(l) = self.lock {
             req = req
                 .object_lock_mode(l.mode())
-                .object_lock_retain_until_date(DateTime::from(l.until()));
+                .object_lock_retain_until_date(DateTime::from(l.until_at_least(at_least)));
         }
         let created = req.send().await.map_err(|e| self.remote("put", path, e))?;
         let upload_id = created
@@ -293,43 +324,76 @@ impl S3Network {
         result
     }
 
-    /// Extends the lock on an existing object when less than half of the
-    /// period is left (a chunk a new backup shares stays locked as long as
-    /// the new backup).
+    /// Extends the lock on an existing object: to the full period when less
+    /// than half of it is left (a chunk a new backup shares stays locked as
+    /// long as the new backup), and to `at_least` when it ends sooner. Never
+    /// shortens it.
     async fn extend_lock(
         &self,
         path: &str,
         key: String,
         until: Option<&DateTime>,
+        at_least: Option<SystemTime>,
     ) -> Result<(), NetworkError> {
         let Some(l) = self.lock else { return Ok(()) };
-        let half = std::time::SystemTime::now()
-            + std::time::Duration::from_secs(u64::from(l.days) * 43_200);
-        let left_enough = until
-            .and_then(|u| std::time::SystemTime::try_from(*u).ok())
-            .is_some_and(|u| u >= half);
-        if left_enough {
+        let current = until.and_then(|u| SystemTime::try_from(*u).ok());
+        let half = SystemTime::now() + Duration::from_secs(u64::from(l.days) * 43_200);
+        let refresh = current.is_none_or(|c| c < half);
+        let wanted = at_least.filter(|t| current.is_none_or(|c| c < *t));
+        if !refresh && wanted.is_none() {
             return Ok(());
         }
-        let mode = if l.governance {
-            ObjectLockRetentionMode::Governance
-        } else {
-            ObjectLockRetentionMode::Compliance
-        };
+        let mut target = l.until_at_least(wanted);
+        if let Some(c) = current {
+            target = target.max(c);
+        }
+        if current == Some(target) {
+            return Ok(());
+        }
         self.client
             .put_object_retention()
             .bucket(&self.bucket)
             .key(key)
             .retention(
                 ObjectLockRetention::builder()
-                    .mode(mode)
-                    .retain_until_date(DateTime::from(l.until()))
+                    .mode(l.retention_mode())
+                    .retain_until_date(DateTime::from(target))
                     .build(),
             )
             .send()
             .await
             .map_err(|e| self.remote("lock", path, e))?;
         Ok(())
+    }
+
+    /// HeadObject's view of an object's lock (`None` when it is absent).
+    async fn head_lock(&self, path: &str) -> Result<Option<ObjectLock>, NetworkError> {
+        let key = self.key(path)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(ObjectLock {
+                mode: h
+                    .object_lock_mode()
+                    .map(|m| m.as_str().to_lowercase())
+                    .unwrap_or_default(),
+                until: h
+                    .object_lock_retain_until_date()
+                    .and_then(|u| SystemTime::try_from(*u).ok()),
+                legal_hold: h.object_lock_legal_hold_status()
+                    == Some(&ObjectLockLegalHoldStatus::On),
+            })),
+            Err(e) => match e.as_service_error() {
+                Some(se) if se.is_not_found() => Ok(None),
+                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+                _ => Err(self.remote("lock", path, e)),
+            },
+        }
     }
 
     /// HeadObject: `None` when the key is absent, else its lock's end.
@@ -367,24 +431,86 @@ impl Network for S3Network {
     }
 
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
+        self.put_until(path, bytes, mode, None).await
+    }
+
+    async fn put_until(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        mode: PutMode,
+        at_least: Option<SystemTime>,
+    ) -> Result<Put, NetworkError> {
         let key = self.key(path)?;
         if mode == PutMode::IfAbsent {
             if let Some(until) = self.head(path).await? {
                 // Content-addressed: whatever is there has the same content
                 // (or verify will say it does not).
-                self.extend_lock(path, key, until.as_ref()).await?;
+                self.extend_lock(path, key, until.as_ref(), at_least)
+                    .await?;
                 return Ok(Put::Existed);
             }
         }
         if bytes.len() > self.part_bytes {
-            self.put_parts(path, key.clone(), bytes).await?;
+            self.put_parts(path, key.clone(), bytes, at_least).await?;
             // Some servers (moto) ignore the lock given when a multipart
             // upload is created: set it on the finished object as well.
-            self.extend_lock(path, key, None).await?;
+            self.extend_lock(path, key, None, at_least).await?;
         } else {
-            self.put_whole(path, key, bytes).await?;
+            self.put_whole(path, key, bytes, at_least).await?;
         }
         Ok(Put::Written)
+    }
+
+    fn locks(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    async fn retain(
+        &self,
+        path: &str,
+        until: SystemTime,
+    ) -> Result<Option<ObjectLock>, NetworkError> {
+        if self.lock.is_none() {
+            return Ok(None);
+        }
+        let Some(now) = self.head_lock(path).await? else {
+            return Err(self.not_found(path));
+        };
+        if now.until.is_some_and(|u| u >= until) {
+            return Ok(Some(now));
+        }
+        let current = now.until.map(DateTime::from);
+        self.extend_lock(path, self.key(path)?, current.as_ref(), Some(until))
+            .await?;
+        self.head_lock(path).await
+    }
+
+    async fn legal_hold(&self, path: &str, on: bool) -> Result<Option<ObjectLock>, NetworkError> {
+        if self.lock.is_none() {
+            return Ok(None);
+        }
+        let status = if on {
+            ObjectLockLegalHoldStatus::On
+        } else {
+            ObjectLockLegalHoldStatus::Off
+        };
+        self.client
+            .put_object_legal_hold()
+            .bucket(&self.bucket)
+            .key(self.key(path)?)
+            .legal_hold(ObjectLockLegalHold::builder().status(status).build())
+            .send()
+            .await
+            .map_err(|e| self.remote("legal hold", path, e))?;
+        self.head_lock(path).await
+    }
+
+    async fn lock(&self, path: &str) -> Result<Option<ObjectLock>, NetworkError> {
+        if self.lock.is_none() {
+            return Ok(None);
+        }
+        self.head_lock(path).await
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {

@@ -1,0 +1,361 @@
+//! `cairn compliance migrate`: a backup copied to the archive network its
+//! compliance profile names (permanent, or locked), found whole there, and
+//! only then, if the profile says so, gone from its regular networks.
+//!
+//! Every step is ledgered and safe to repeat, so a run killed at any point
+//! leaves the backup whole somewhere and the next run carries on:
+//! 1. each object the archive lacks is copied from a regular network whose
+//!    copy hashes right (`object.stored`, as repair records a copy);
+//! 2. the archive is read back whole against the ledger's digests, and
+//!    where it locks objects, every object locked as long as a rule keeps
+//!    the backup;
+//! 3. `backup.migrated` is recorded, and the run waits until the ledger
+//!    shows it: nothing is deleted on the strength of an unrecorded step;
+//! 4. with `release_regular`, its manifest first, then its chunk list and
+//!    catalogue entry are deleted on the regular networks that can delete
+//!    (as `forget` does there), then `backup.left` is recorded. Its chunks
+//!    there are the collector's, once no other backup uses them.
+
+use super::{load, CareError};
+use cairn_bus::Bus;
+use cairn_events::{BackupId, Envelope, Event, Left, Migrated, ObjectDigest, ObjectKey, Stored};
+use cairn_repo::check;
+use cairn_repo::{layout, Repository};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a migration did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Migration {
+    pub backup_id: BackupId,
+    pub to: String,
+    /// `migrated` (the archive holds it whole, recorded), `left` (and it is
+    /// gone from its regular networks), or `unrecorded` (the ledger did not
+    /// record the migration in time: nothing was deleted).
+    pub status: &'static str,
+    pub copied: u64,
+    pub present: u64,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    /// Where its dataset key is: copied to the archive too when the
+    /// archive can delete it (or the dataset is not shreddable); else it
+    /// stays on the regular networks alone, so that the dataset can still
+    /// be shredded, and restoring from the archive needs one of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_key: Option<String>,
+    /// Regular networks it left, and those that cannot delete and keep it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_on: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Care(#[from] CareError),
+    #[error("archive network {0:?} is not configured")]
+    NoArchive(String),
+    #[error("backup {id}: no regular network holds an intact copy of {path}; nothing was deleted")]
+    NoSource { id: BackupId, path: String },
+    #[error(
+        "backup {id} is not whole on archive {to} after copying ({detail}); nothing was deleted"
+    )]
+    NotWhole {
+        id: BackupId,
+        to: String,
+        detail: String,
+    },
+    #[error("backup {id}: the lock on archive {to} failed ({detail}); nothing was deleted")]
+    NotLocked {
+        id: BackupId,
+        to: String,
+        detail: String,
+    },
+}
+
+/// Whether the ledger holds an entry of `kind` for `backup` naming `to`.
+async fn recorded(
+    pg: &tokio_postgres::Client,
+    backup: &BackupId,
+    kind: &str,
+    to: &str,
+) -> Result<bool, CareError> {
+    for r in pg
+        .query(
+            "SELECT entry FROM ledger_entries WHERE backup_id = $1 AND kind = $2",
+            &[&backup.as_str(), &kind],
+        )
+        .await?
+    {
+        let Ok(env) = cairn_events::decode::<Envelope>(&r.get::<_, Vec<u8>>(0), "entry") else {
+            continue;
+        };
+        match env.event {
+            Event::BackupMigrated(m) if m.to == to => return Ok(true),
+            Event::BackupLeft(l) if l.to == to => return Ok(true),
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// Migrates backup `id` to network `to`; with `release`, it then leaves its
+/// regular networks. `wait` bounds the wait for the ledger to record the
+/// migration before anything is deleted.
+/// `shreddable` is the dataset's setting: a shreddable dataset's key never
+/// goes to an archive that cannot delete.
+#[allow(clippy::too_many_arguments)]
+pub async fn migrate(
+    repo: &Repository,
+    pg: &tokio_postgres::Client,
+    bus: &Bus,
+    id: &BackupId,
+    to: &str,
+    release: bool,
+    shreddable: bool,
+    by: &str,
+    wait: Duration,
+) -> Result<Migration, MigrateError> {
+    let archive = repo
+        .network(to)
+        .cloned()
+        .ok_or_else(|| MigrateError::NoArchive(to.to_string()))?;
+    let b = load(repo, pg, id).await?;
+    let regular: Vec<_> = b
+        .targets
+        .networks()
+        .iter()
+        .filter(|n| n.name() != to)
+        .cloned()
+        .collect();
+    let mut m = Migration {
+        backup_id: id.clone(),
+        to: to.to_string(),
+        status: "migrated",
+        copied: 0,
+        present: 0,
+        bytes: 0,
+        locked_until: None,
+        dataset_key: None,
+        left: Vec::new(),
+        kept_on: Vec::new(),
+    };
+    let until = b.retain_until.as_deref().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(std::time::SystemTime::from)
+    });
+    if !recorded(pg, id, "backup.migrated", to).await? {
+        // 1. Copy what the archive lacks.
+        for (i, want) in b.expected.iter().enumerate() {
+            if archive.exists(&want.path).await.map_err(CareError::from)? {
+                m.present += 1;
+                continue;
+            }
+            let mut copied = false;
+            for src in &regular {
+                let Ok(bytes) = src.get(&want.path).await else {
+                    continue;
+                };
+                if hex::encode(Sha256::digest(&bytes)) != want.sha256 {
+                    continue;
+                }
+                let len = bytes.len() as u64;
+                let key = &b.objects.keys[i];
+                archive
+                    .put_until(&want.path, bytes, layout::put_mode(key), until)
+                    .await
+                    .map_err(CareError::from)?;
+                let env = Envelope::new(
+                    by.to_string(),
+                    id.clone(),
+                    Event::ObjectStored(Stored {
+                        network: to.to_string(),
+                        digest: ObjectDigest {
+                            object: key.clone(),
+                            sha256: want.sha256.clone(),
+                            len,
+                            packed: Vec::new(),
+                        },
+                        existed: false,
+                    }),
+                    &[b"migrate", to.as_bytes(), want.path.as_bytes()],
+                );
+                bus.publish_event(&env).await.map_err(CareError::from)?;
+                m.copied += 1;
+                m.bytes += len;
+                copied = true;
+                break;
+            }
+            if !copied {
+                return Err(MigrateError::NoSource {
+                    id: id.clone(),
+                    path: want.path.clone(),
+                });
+            }
+        }
+        // Its dataset key, where it may go.
+        if let Some(k) = b.dataset_key {
+            let key = ObjectKey::DatasetKey { id: k };
+            let path = layout::object(&key);
+            if !archive.capabilities().can_delete && shreddable {
+                m.dataset_key = Some(format!(
+                    "kept on {} only: {to} cannot delete, and the dataset is shreddable",
+                    regular
+                        .iter()
+                        .map(|n| n.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            } else if archive.exists(&path).await.map_err(CareError::from)? {
+                m.dataset_key = Some(format!("on {to} already"));
+            } else {
+                let digest = cairn_ledger::query::digests(pg, std::slice::from_ref(&path))
+                    .await
+                    .map_err(CareError::from)?;
+                let Some((sha, _)) = digest.get(&path) else {
+                    return Err(MigrateError::NoSource {
+                        id: id.clone(),
+                        path,
+                    });
+                };
+                let mut copied = false;
+                for src in &regular {
+                    let Ok(bytes) = src.get(&path).await else {
+                        continue;
+                    };
+                    if &hex::encode(Sha256::digest(&bytes)) != sha {
+                        continue;
+                    }
+                    let len = bytes.len() as u64;
+                    archive
+                        .put(&path, bytes, layout::put_mode(&key))
+                        .await
+                        .map_err(CareError::from)?;
+                    let env = Envelope::new(
+                        by.to_string(),
+                        id.clone(),
+                        Event::ObjectStored(Stored {
+                            network: to.to_string(),
+                            digest: ObjectDigest {
+                                object: key.clone(),
+                                sha256: sha.clone(),
+                                len,
+                                packed: Vec::new(),
+                            },
+                            existed: false,
+                        }),
+                        &[b"migrate", to.as_bytes(), path.as_bytes()],
+                    );
+                    bus.publish_event(&env).await.map_err(CareError::from)?;
+                    copied = true;
+                    break;
+                }
+                if !copied {
+                    return Err(MigrateError::NoSource {
+                        id: id.clone(),
+                        path,
+                    });
+                }
+                m.dataset_key = Some(format!("copied to {to}"));
+            }
+        }
+        // 2. Whole on the archive, and locked as long as a rule keeps it.
+        let f = check::check_network(
+            archive.clone(),
+            Arc::new(b.expected.clone()),
+            tokio::time::Instant::now(),
+        )
+        .await;
+        if !f.ok() {
+            return Err(MigrateError::NotWhole {
+                id: id.clone(),
+                to: to.to_string(),
+                detail: f.detail(),
+            });
+        }
+        if let (Some(u), true) = (until, archive.locks()) {
+            crate::lock_all(&archive, &b.objects.paths(), u)
+                .await
+                .map_err(|detail| MigrateError::NotLocked {
+                    id: id.clone(),
+                    to: to.to_string(),
+                    detail,
+                })?;
+            m.locked_until = b.retain_until.clone();
+        }
+        // 3. Recorded before anything is deleted.
+        let env = Envelope::new(
+            by.to_string(),
+            id.clone(),
+            Event::BackupMigrated(Migrated {
+                to: to.to_string(),
+                copied: m.copied,
+                present: m.present,
+                bytes: m.bytes,
+                locked_until: m.locked_until.clone(),
+                by: by.to_string(),
+            }),
+            &[to.as_bytes()],
+        );
+        bus.publish_event(&env).await.map_err(CareError::from)?;
+        let deadline = Instant::now() + wait;
+        while !recorded(pg, id, "backup.migrated", to).await? {
+            if Instant::now() >= deadline {
+                m.status = "unrecorded";
+                return Ok(m);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    if !release || recorded(pg, id, "backup.left", to).await? {
+        if release {
+            m.status = "left";
+        }
+        return Ok(m);
+    }
+    // 4. Leave the regular networks: the manifest first, so that the
+    // backup is gone from a network even if what follows is cut short.
+    let manifest = layout::object(&ObjectKey::Manifest {
+        backup_id: id.clone(),
+    });
+    let mut deleted = 0u64;
+    for net in &regular {
+        if !net.capabilities().can_delete {
+            m.kept_on.push(net.name().to_string());
+            continue;
+        }
+        if net.exists(&manifest).await.map_err(CareError::from)? {
+            net.delete(&manifest).await.map_err(CareError::from)?;
+            deleted += 1;
+        }
+        for p in net
+            .list(&layout::backup_dir(id))
+            .await
+            .map_err(CareError::from)?
+        {
+            net.delete(&p).await.map_err(CareError::from)?;
+            deleted += 1;
+        }
+        m.left.push(net.name().to_string());
+    }
+    let env = Envelope::new(
+        by.to_string(),
+        id.clone(),
+        Event::BackupLeft(Left {
+            to: to.to_string(),
+            networks: m.left.clone(),
+            objects_deleted: deleted,
+            kept_on: m.kept_on.clone(),
+            by: by.to_string(),
+        }),
+        &[to.as_bytes()],
+    );
+    bus.publish_event(&env).await.map_err(CareError::from)?;
+    m.status = "left";
+    Ok(m)
+}
