@@ -10,8 +10,8 @@ It checks what `cairn audit check-proof` checks, from the published formats:
   2. every entry's RFC 6962 inclusion proof leads to the checkpoint's root;
   3. every entry decodes (MessagePack) to an event of the kind it claims;
   4. every finding cites, for each ledger entry it rests on, an entry in the
-     document of that kind (or one newer than the checkpoint, listed as
-     unproven);
+     document of that kind and of its backup (or a repository-wide one); a
+     cited entry newer than the checkpoint, with no proof, fails the check;
   5. the tally adds up.
 Exit 0 when everything holds, 1 with the reason otherwise.
 """
@@ -103,7 +103,8 @@ def ed25519_verify(public, message, signature):
 def verify_note(note, vkey):
     """The checkpoint (origin, size, root) of a note signed by `vkey`
     (`name+hash+base64(0x01 || key)`), or an exception saying why not."""
-    name, key_hash, key_b64 = vkey.strip().split("+")
+    # The key (base64) may itself hold "+": split on the first two only.
+    name, key_hash, key_b64 = vkey.strip().split("+", 2)
     key = base64.b64decode(key_b64)
     if key[0] != 1 or len(key) != 33:
         raise ValueError("the log key is not an Ed25519 verifier key")
@@ -233,6 +234,8 @@ def check(doc, vkey):
     if doc.get("checkpoint"):
         origin, size, root = verify_note(doc["checkpoint"], vkey)
         for e in doc["entries"]:
+            if not isinstance(e["seq"], int) or not 1 <= e["seq"] <= size:
+                raise ValueError("entry %r is outside the checkpoint of size %d" % (e["seq"], size))
             entry = base64.b64decode(e["entry"])
             proof = [base64.b64decode(h) for h in e["proof"]]
             if not verify_inclusion(e["seq"] - 1, size, leaf_hash(entry), proof, root):
@@ -241,9 +244,10 @@ def check(doc, vkey):
             kind = envelope["event"]["kind"]
             if kind != e["kind"]:
                 raise ValueError("entry %d is %s, not %s" % (e["seq"], kind, e["kind"]))
-            kinds[e["seq"]] = kind
+            kinds[e["seq"]] = (kind, envelope["backup_id"])
     elif doc["entries"]:
         raise ValueError("proven entries without a checkpoint")
+    unproven = set()
     tally = {"backups": len(doc["backups"]), "passed": 0, "failed": 0, "not_applicable": 0}
     names = {"pass": "passed", "fail": "failed", "not_applicable": "not_applicable"}
     for b in doc["backups"]:
@@ -254,12 +258,19 @@ def check(doc, vkey):
                     continue
                 seq, kind = c["seq"], c["kind"]
                 if seq in kinds:
-                    if kinds[seq] != kind:
-                        raise ValueError("%s rule %s cites entry %d as %s; it is %s" % (b["backup_id"], f["rule"], seq, kind, kinds[seq]))
-                elif not (seq in doc["unproven"] and seq > size):
+                    if kinds[seq][0] != kind:
+                        raise ValueError("%s rule %s cites entry %d as %s; it is %s" % (b["backup_id"], f["rule"], seq, kind, kinds[seq][0]))
+                    if kinds[seq][1] not in (b["backup_id"], "repo"):
+                        raise ValueError("%s rule %s cites entry %d, an entry of backup %s" % (b["backup_id"], f["rule"], seq, kinds[seq][1]))
+                elif seq in doc["unproven"] and seq > size:
+                    unproven.add(seq)
+                else:
                     raise ValueError("%s rule %s cites entry %d, which the document does not prove" % (b["backup_id"], f["rule"], seq))
     if tally != doc["tally"]:
         raise ValueError("the tally %r is not what the findings add up to (%r)" % (doc["tally"], tally))
+    if unproven:
+        raise ValueError("%d cited entries are newer than the checkpoint and carry no proof: %s"
+                         % (len(unproven), sorted(unproven)))
     return size, len(kinds), tally
 
 

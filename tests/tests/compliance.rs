@@ -974,7 +974,7 @@ fn migration_to_an_archive_resumes_after_kill_9() {
     );
     let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(out["migrations"][0]["status"], "unrecorded", "{out}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was deleted"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("whole on their regular networks"));
     assert!(on_vault(&format!("backups/{id}/manifest")));
     assert!(manifest_on(&env, "local") && manifest_on(&env, "offshore"));
 

@@ -355,20 +355,17 @@ async fn migrate(cfg: &Config, a: MigrateArgs) -> anyhow::Result<u8> {
             continue;
         }
         let backup: BackupId = id.parse().map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
-        for (to, release) in archives {
-            match cairn_verify::care::migrate::migrate(
-                &repo,
-                &pg,
-                &bus,
-                &backup,
-                &to,
-                release,
-                cfg.shreddable(&row.dataset),
-                &by,
-                std::time::Duration::from_secs(a.timeout),
-            )
-            .await
-            {
+        let names: Vec<String> = archives.iter().map(|(n, _)| n.clone()).collect();
+        for (to, release) in &archives {
+            let plan = cairn_verify::care::migrate::Plan {
+                to,
+                release: *release,
+                shreddable: cfg.shreddable(&row.dataset),
+                archives: &names,
+                by: &by,
+                wait: std::time::Duration::from_secs(a.timeout),
+            };
+            match cairn_verify::care::migrate::migrate(&repo, &pg, &bus, &backup, &plan).await {
                 Ok(m) => {
                     if m.status == "unrecorded" {
                         failed += 1;
@@ -408,7 +405,7 @@ async fn migrate(cfg: &Config, a: MigrateArgs) -> anyhow::Result<u8> {
         output::json(&Done { migrations: done })?;
     }
     if failed > 0 {
-        crate::err!("cairn: {failed} migration(s) not finished; nothing was deleted for them. Run `cairn compliance migrate` again (and `cairn serve ledger` if the ledger did not record them)");
+        crate::err!("cairn: {failed} migration(s) not finished; the backups are whole on their regular networks or, past a recorded `backup.left`, on the archive. Run `cairn compliance migrate` again (and `cairn serve ledger` if the ledger did not record a step)");
         return Ok(exit::DEGRADED);
     }
     Ok(0)

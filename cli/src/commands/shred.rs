@@ -66,18 +66,15 @@ pub async fn shred(cfg: &Config, a: ShredArgs) -> anyhow::Result<u8> {
         let Some(b) = cairn_ledger::query::backup(&pg, id).await? else {
             continue;
         };
-        let taken = b
-            .requested_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        if let Some(t) = taken.filter(|_| b.status != "failed") {
-            let profiles = cfg.profiles_for(&b.dataset, &b.tags);
-            let now = chrono::Utc::now();
-            if let Some(r) =
-                cairn_compliance::floor_reason(&profiles, t.with_timezone(&chrono::Utc), now)
-            {
-                kept.push(format!("{id} ({r})"));
-            }
+        let profiles = cfg.profiles_for(&b.dataset, &b.tags);
+        if let Some(r) = cairn_compliance::kept_by_rule(
+            &profiles,
+            &b.status,
+            b.requested_at.as_deref(),
+            b.finished_at.as_deref(),
+            chrono::Utc::now(),
+        ) {
+            kept.push(format!("{id} ({r})"));
         }
     }
     if !kept.is_empty() {

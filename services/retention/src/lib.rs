@@ -111,21 +111,17 @@ impl RetentionWorker {
         }
         // A compliance rule's retention, whoever asks.
         if let Some(b) = cairn_ledger::query::backup(&self.pg, backup.as_str()).await? {
-            let taken = b
-                .requested_at
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            if let Some(taken) = taken.filter(|_| b.status != "failed") {
-                let profiles = self.selector.applying(&b.dataset, &b.tags);
-                if let Some(reason) = cairn_compliance::floor_reason(
-                    &profiles,
-                    taken.with_timezone(&chrono::Utc),
-                    chrono::Utc::now(),
-                ) {
-                    return Err(ForgetError::Refused(format!(
-                        "backup {backup} must be kept ({reason}); nothing was deleted"
-                    )));
-                }
+            let profiles = self.selector.applying(&b.dataset, &b.tags);
+            if let Some(reason) = cairn_compliance::kept_by_rule(
+                &profiles,
+                &b.status,
+                b.requested_at.as_deref(),
+                b.finished_at.as_deref(),
+                chrono::Utc::now(),
+            ) {
+                return Err(ForgetError::Refused(format!(
+                    "backup {backup} must be kept ({reason}); nothing was deleted"
+                )));
             }
         }
         // One still being written would write its chunk list back.

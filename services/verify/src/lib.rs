@@ -402,7 +402,20 @@ pub(crate) async fn lock_all(
     let results: Vec<Option<String>> = futures::stream::iter(paths.to_vec())
         .map(|p| {
             let net = net.clone();
-            async move { net.retain(&p, until).await.err().map(|e| e.to_string()) }
+            async move {
+                // The lock the network reports now, not the request's word.
+                match net.retain(&p, until).await {
+                    Ok(Some(l)) if l.until.is_some_and(|u| u >= until) => None,
+                    Ok(Some(l)) => Some(format!(
+                        "{p}: the network reports its lock ending {}",
+                        l.until
+                            .map(|u| time::OffsetDateTime::from(u).to_string())
+                            .unwrap_or_else(|| "never set".into())
+                    )),
+                    Ok(None) => Some(format!("{p}: the network locks nothing")),
+                    Err(e) => Some(e.to_string()),
+                }
+            }
         })
         .buffer_unordered(8)
         .collect()

@@ -210,7 +210,8 @@ pub fn check(doc: &[u8], vkey: &str, witness_vkey: Option<&str>) -> Result<Check
             d.tally
         )));
     }
-    let mut kinds: BTreeMap<u64, String> = BTreeMap::new();
+    // Each proven entry's kind and backup.
+    let mut kinds: BTreeMap<u64, (String, String)> = BTreeMap::new();
     let (origin, size) = match &d.checkpoint {
         None => {
             if !d.entries.is_empty() {
@@ -247,7 +248,7 @@ pub fn check(doc: &[u8], vkey: &str, witness_vkey: Option<&str>) -> Result<Check
                 if env.event.kind() != e.kind {
                     return Err(bad(format!("it is {}, not {}", env.event.kind(), e.kind)));
                 }
-                kinds.insert(e.seq, e.kind.clone());
+                kinds.insert(e.seq, (e.kind.clone(), env.backup_id.as_str().to_string()));
             }
             (cp.origin().to_string(), cp.size())
         }
@@ -259,8 +260,19 @@ pub fn check(doc: &[u8], vkey: &str, witness_vkey: Option<&str>) -> Result<Check
                     continue;
                 };
                 match kinds.get(seq) {
-                    Some(k) if k == kind => {}
-                    Some(k) => {
+                    // Of the backup judged, or repository-wide (a key
+                    // split, a shred).
+                    Some((k, of)) if k == kind && (of == &b.backup_id || of == "repo") => {}
+                    Some((k, of)) if k == kind => {
+                        return Err(DocumentError::Entry {
+                            seq: *seq,
+                            detail: format!(
+                                "{} rule {} cites it, and it is an entry of backup {of}",
+                                b.backup_id, f.rule
+                            ),
+                        })
+                    }
+                    Some((k, _)) => {
                         return Err(DocumentError::Entry {
                             seq: *seq,
                             detail: format!(

@@ -206,6 +206,33 @@ pub fn floor_reason(
     (now < until).then(|| format!("compliance {rule}: kept until {}", day(until)))
 }
 
+/// Why a compliance rule keeps a backup now, from what the ledger says of
+/// it (status, and when it was requested or else finished), if one does. A
+/// failed backup holds nothing to keep; one the ledger cannot date is kept
+/// by any retention rule that applies to it.
+pub fn kept_by_rule(
+    profiles: &[(String, Profile)],
+    status: &str,
+    requested_at: Option<&str>,
+    finished_at: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if status == "failed" {
+        return None;
+    }
+    let (_, rule) = retention_floor(profiles, now)?;
+    let taken = requested_at
+        .or(finished_at)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    match taken {
+        Some(t) => floor_reason(profiles, t, now),
+        None => Some(format!(
+            "compliance {rule}: the ledger cannot date it, so it is kept"
+        )),
+    }
+}
+
 fn day(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
@@ -245,13 +272,20 @@ fn judge(
             b.outcome.iter().map(Cite::from).collect(),
         );
     }
+    // A shredded backup is gone as a forgotten one is, on the date of the
+    // dataset's shred.
+    let gone = b.forgotten.clone().or_else(|| {
+        (b.status == "shredded")
+            .then(|| ds.shredded.clone())
+            .flatten()
+    });
     if let Demand::MinRetention { days } = d {
         let due = b.requested_at + Duration::days(i64::from(*days));
-        return match &b.forgotten {
+        return match &gone {
             Some(f) if f.at < due => (
                 Fail,
                 format!(
-                    "forgotten on {} after {} days, before the {days} days ran out ({})",
+                    "gone on {} after {} days, before the {days} days ran out ({})",
                     day(f.at),
                     (f.at - b.requested_at).num_days(),
                     day(due)
@@ -261,7 +295,7 @@ fn judge(
             Some(f) => (
                 Pass,
                 format!(
-                    "kept {} days, forgotten on {}",
+                    "kept {} days, gone on {}",
                     (f.at - b.requested_at).num_days(),
                     day(f.at)
                 ),
@@ -278,11 +312,25 @@ fn judge(
             ),
         };
     }
-    if b.forgotten.is_some() {
+    if let Some(g) = &gone {
         return (
             NotApplicable,
-            "forgotten: no copy left to judge".into(),
-            b.forgotten.iter().map(Cite::from).collect(),
+            format!(
+                "{}: no readable copy left to judge",
+                if b.forgotten.is_some() {
+                    "forgotten"
+                } else {
+                    "shredded"
+                }
+            ),
+            vec![g.into()],
+        );
+    }
+    if b.status == "shredded" {
+        return (
+            NotApplicable,
+            "shredded: no readable copy left to judge".into(),
+            vec![],
         );
     }
     if b.status == "failed" {
@@ -833,6 +881,42 @@ mod tests {
     }
 
     #[test]
+    fn a_shredded_backup_is_judged_as_gone_on_the_shred_date() {
+        let shredded = BackupFacts {
+            status: "shredded".into(),
+            ..backup()
+        };
+        let ds = DatasetFacts {
+            shredded: Some(cited(40, "dataset.shredded", at(2026, 3, 1))),
+            ..dataset()
+        };
+        let f = evaluate(
+            "sox",
+            &builtin()["sox"],
+            &shredded,
+            &ds,
+            &repo(),
+            at(2026, 4, 1),
+        );
+        let ret = f.iter().find(|x| x.rule == "sox-retention").unwrap();
+        assert!(
+            ret.verdict == Verdict::Fail
+                && ret.evidence
+                    == vec![Cite::Entry {
+                        seq: 40,
+                        kind: "dataset.shredded".into()
+                    }],
+            "{ret:?}"
+        );
+        assert!(
+            f.iter()
+                .filter(|x| x.rule != "sox-retention")
+                .all(|x| x.verdict == Verdict::NotApplicable && x.detail.starts_with("shredded")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
     fn gdpr_judges_jurisdiction_and_erasure() {
         let (b, r) = (backup(), repo());
         let f = evaluate(
@@ -960,5 +1044,14 @@ mod tests {
             Some("compliance sox/sox-retention: kept until 2033-01-08")
         );
         assert_eq!(floor_reason(&both, t, at(2033, 1, 9)), None);
+        let taken = "2026-01-10T12:00:00Z";
+        let now = at(2027, 1, 1);
+        assert!(kept_by_rule(&both, "completed", Some(taken), None, now).is_some());
+        assert!(kept_by_rule(&both, "completed", None, Some(taken), now).is_some());
+        assert_eq!(kept_by_rule(&both, "failed", Some(taken), None, now), None);
+        let undated = kept_by_rule(&both, "completed", None, None, now).unwrap();
+        assert!(undated.contains("cannot date it"), "{undated}");
+        let gdpr = c.applying(&[], &["gdpr".into()]);
+        assert_eq!(kept_by_rule(&gdpr, "completed", None, None, now), None);
     }
 }

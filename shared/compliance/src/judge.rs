@@ -4,7 +4,7 @@
 //! cited entries' proofs.
 
 use crate::document::{self, BackupReport, Document, DocumentError};
-use crate::evaluate::{evaluate, floor_reason, DatasetFacts, RepoFacts};
+use crate::evaluate::{evaluate, kept_by_rule, DatasetFacts, RepoFacts};
 use crate::gather::{self, GatherError};
 use crate::profile::{Profile, ProfileError, Selector};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -72,15 +72,15 @@ impl Judge<'_> {
     async fn dataset(&self, pg: &Client, name: &str) -> Result<DatasetFacts, JudgeError> {
         let mut facts = gather::dataset(pg, name, (self.shreddable)(name), self.now).await?;
         for b in cairn_ledger::query::list_backups(pg, Some(name), None).await? {
-            let taken = b
-                .requested_at
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-            if let Some(t) = taken.filter(|_| b.status != "failed") {
-                let profiles = self.selector.applying(&b.dataset, &b.tags);
-                if let Some(r) = floor_reason(&profiles, t.with_timezone(&Utc), self.now) {
-                    facts.kept_by_rule.push(format!("{} ({r})", b.backup_id));
-                }
+            let profiles = self.selector.applying(&b.dataset, &b.tags);
+            if let Some(r) = kept_by_rule(
+                &profiles,
+                &b.status,
+                b.requested_at.as_deref(),
+                b.finished_at.as_deref(),
+                self.now,
+            ) {
+                facts.kept_by_rule.push(format!("{} ({r})", b.backup_id));
             }
         }
         Ok(facts)

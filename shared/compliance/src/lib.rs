@@ -27,7 +27,7 @@ pub mod profile;
 pub mod report;
 pub mod request;
 
-pub use evaluate::{evaluate, floor_reason, retention_floor, Finding, Verdict};
+pub use evaluate::{evaluate, floor_reason, kept_by_rule, retention_floor, Finding, Verdict};
 pub use network::NetworkFacts;
 pub use profile::{ComplianceConfig, Demand, Profile, Rule, Selector};
 pub use request::{Planned, Refusal};

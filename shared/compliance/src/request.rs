@@ -39,9 +39,35 @@ pub struct Refusal {
 
 /// The first rule of `profiles` that `plan` cannot satisfy.
 pub fn check(profiles: &[(String, Profile)], plan: &Planned) -> Result<(), Refusal> {
+    // Archives its profiles migrate it to hold copies too, and a rule that
+    // releases the regular networks leaves the archive alone with it.
+    let archives: Vec<&NetworkFacts> = profiles
+        .iter()
+        .flat_map(|(_, p)| p.archives())
+        .filter_map(|(a, _)| plan.configured.iter().find(|n| n.name == a))
+        .collect();
+    let releasing = profiles.iter().find_map(|(name, p)| {
+        p.rules.iter().find_map(|r| match &r.demand {
+            Demand::ImmutableCopy {
+                archive: Some(a),
+                release_regular: true,
+                ..
+            } => Some(format!(
+                "profile {name}'s rule {} moves it to {a} alone",
+                r.id
+            )),
+            _ => None,
+        })
+    });
     for (name, p) in profiles {
         for r in &p.rules {
-            if let Some(why) = unmet(&r.demand, plan) {
+            let conflict = match (&r.demand, &releasing) {
+                (Demand::MinNetworks { count }, Some(why)) if *count > 1 => Some(format!(
+                    "it needs verified copies on at least {count} networks, and {why} (release_regular)"
+                )),
+                _ => None,
+            };
+            if let Some(why) = conflict.or_else(|| unmet(&r.demand, plan, &archives)) {
                 return Err(Refusal {
                     profile: name.clone(),
                     rule: r.id.clone(),
@@ -61,7 +87,7 @@ fn names(nets: &[&NetworkFacts]) -> String {
         .join(", ")
 }
 
-fn unmet(d: &Demand, plan: &Planned) -> Option<String> {
+fn unmet(d: &Demand, plan: &Planned, archives: &[&NetworkFacts]) -> Option<String> {
     match d {
         Demand::MinNetworks { count } => {
             if plan.targets.len() < *count as usize {
@@ -80,15 +106,15 @@ fn unmet(d: &Demand, plan: &Planned) -> Option<String> {
             }
         }
         Demand::Jurisdictions { allowed } => {
-            let outside: Vec<String> = plan
-                .targets
-                .iter()
-                .filter(|n| !n.in_jurisdiction(allowed))
-                .map(|n| n.located())
-                .collect();
+            let mut outside: Vec<String> = Vec::new();
+            for n in plan.targets.iter().chain(archives) {
+                if !n.in_jurisdiction(allowed) && !outside.contains(&n.located()) {
+                    outside.push(n.located());
+                }
+            }
             (!outside.is_empty()).then(|| {
                 format!(
-                    "it allows copies only in {}, and the backup targets {}",
+                    "it allows copies only in {}, and the backup would be held on {}",
                     allowed.join(", "),
                     outside.join(", ")
                 )
@@ -279,6 +305,43 @@ mod tests {
         // HIPAA accepts governance mode.
         let hipaa = ComplianceConfig::default().applying(&[], &["hipaa".into()]);
         check(&hipaa, &plan(&[&a, &gov], 2)).unwrap();
+    }
+
+    #[test]
+    fn archives_count_for_jurisdiction_and_release_conflicts_with_copies() {
+        let eu = net(serde_json::json!({"name": "eu", "kind": "fs", "jurisdiction": "eu"}));
+        let ar = net(
+            serde_json::json!({"name": "ar", "kind": "arweave", "endpoint": "http://x", "wallet_file": "/w"}),
+        );
+        let all = [eu.clone(), ar];
+        let records: Profile = serde_json::from_value(serde_json::json!({"rules": [
+            {"id": "arch", "control": "c", "kind": "immutable_copy", "archive": "ar", "release_regular": true}]}))
+        .unwrap();
+        let mut profiles = ComplianceConfig::default().applying(&[], &["gdpr".into()]);
+        profiles.push(("records".into(), records.clone()));
+        let planned = Planned {
+            configured: &all,
+            ..plan(&[&eu], 1)
+        };
+        let e = check(&profiles, &planned).unwrap_err();
+        assert!(
+            e.rule == "gdpr-jurisdiction" && e.why.contains("ar (no jurisdiction set)"),
+            "{e}"
+        );
+        let mut profiles = ComplianceConfig::default().applying(&[], &["iso27001".into()]);
+        profiles.push(("records".into(), records));
+        let e = check(
+            &profiles,
+            &Planned {
+                configured: &all,
+                ..plan(&[&eu, &eu], 2)
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.rule == "iso-backup" && e.why.contains("moves it to ar alone"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -108,9 +108,10 @@ pub enum Event {
     /// held there.
     #[serde(rename = "backup.migrated")]
     BackupMigrated(Migrated),
-    /// A migrated backup left its regular networks: its manifest, chunk
-    /// list and catalogue entry deleted there (the collector later frees the
-    /// chunks no other backup uses). Only ever after `backup.migrated`.
+    /// A migrated backup leaves its regular networks: once this is
+    /// recorded, its manifest, chunk list and catalogue entry are deleted
+    /// there (the collector later frees the chunks no other backup uses).
+    /// Only ever after `backup.migrated`.
     #[serde(rename = "backup.left")]
     BackupLeft(Left),
     /// A scheduled run was not started: the dataset's previous scheduled
@@ -908,9 +909,9 @@ pub struct Migrated {
 pub struct Left {
     /// The archive it stays on.
     pub to: String,
-    /// Networks its manifest, chunk list and catalogue entry were deleted from.
+    /// Networks its manifest, chunk list and catalogue entry are deleted
+    /// from, once this is recorded.
     pub networks: Vec<String>,
-    pub objects_deleted: u64,
     /// Regular networks that cannot delete, and keep it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_on: Vec<String>,

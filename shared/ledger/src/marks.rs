@@ -222,6 +222,22 @@ pub async fn left(
                 .extend(l.networks);
         }
     }
+    // A network the backup is on again (a later migration back to it) is
+    // not left: its chunks there count as referenced.
+    let ids: Vec<String> = out.keys().cloned().collect();
+    for r in c
+        .query(
+            "SELECT backup_id, networks FROM backups WHERE backup_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        let (id, now): (String, Vec<String>) = (r.get(0), r.get(1));
+        if let Some(left) = out.get_mut(&id) {
+            left.retain(|n| !now.contains(n));
+        }
+    }
+    out.retain(|_, left| !left.is_empty());
     Ok(out)
 }
 

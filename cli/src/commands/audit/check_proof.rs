@@ -82,6 +82,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 c.unproven.len(),
                 c.unproven
             );
+            crate::err!("cairn: the document is not fully proven: ask for one made after `cairn audit checkpoint`");
+            return Ok(1);
         }
         return Ok(0);
     }

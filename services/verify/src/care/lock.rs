@@ -11,8 +11,9 @@ use cairn_repo::Repository;
 use futures::StreamExt;
 
 /// Places (`on`) or lifts the legal hold on every object of `id` on each
-/// of its networks that lock objects; what each did. Networks that lock
-/// nothing are left out.
+/// of its networks that lock objects; what each did. Lifting leaves it on
+/// the objects another held backup shares. Networks that lock nothing are
+/// left out.
 pub async fn legal_hold(
     repo: &Repository,
     pg: &tokio_postgres::Client,
@@ -20,7 +21,28 @@ pub async fn legal_hold(
     on: bool,
 ) -> Result<Vec<LockReport>, CareError> {
     let b = load(repo, pg, id).await?;
-    let paths = b.objects.paths();
+    let mut paths = b.objects.paths();
+    if !on {
+        // What another held backup shares (its chunks, packs) keeps the
+        // storage's legal hold: lifting it would expose that backup.
+        let mut shared = std::collections::HashSet::new();
+        for h in cairn_ledger::query::holds(pg).await? {
+            if h.backup_id == id.as_str() {
+                continue;
+            }
+            let Ok(other) = h.backup_id.parse::<BackupId>() else {
+                continue;
+            };
+            match load(repo, pg, &other).await {
+                Ok(o) => shared.extend(o.objects.paths()),
+                // Unknown: keep every data object held.
+                Err(_) => {
+                    shared.extend(paths.iter().take(b.objects.chunk_count).cloned());
+                }
+            }
+        }
+        paths.retain(|p| !shared.contains(p));
+    }
     let mut reports = Vec::new();
     for net in b.targets.networks().iter().filter(|n| n.locks()) {
         let results: Vec<Result<(), String>> = futures::stream::iter(paths.clone())

@@ -11,10 +11,14 @@
 //!    the backup;
 //! 3. `backup.migrated` is recorded, and the run waits until the ledger
 //!    shows it: nothing is deleted on the strength of an unrecorded step;
-//! 4. with `release_regular`, its manifest first, then its chunk list and
-//!    catalogue entry are deleted on the regular networks that can delete
-//!    (as `forget` does there), then `backup.left` is recorded. Its chunks
-//!    there are the collector's, once no other backup uses them.
+//! 4. with `release_regular`, unless the backup is held, and once the
+//!    archive is read back whole again: `backup.left` is recorded (naming
+//!    the regular networks that can delete, never an archive of its
+//!    profiles), the run waits for the ledger to show it, and then its
+//!    manifest first, its chunk list and catalogue entry are deleted there
+//!    (as `forget` does). A run cut short after the record finishes the
+//!    deletions. Its chunks there are the collector's, once no other backup
+//!    uses them.
 
 use super::{load, CareError};
 use cairn_bus::Bus;
@@ -51,6 +55,8 @@ pub struct Migration {
     pub left: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept_on: Vec<String>,
+    /// Its manifest, chunk-list pages and catalogue entries deleted there.
+    pub deleted: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,8 @@ pub enum MigrateError {
         to: String,
         detail: String,
     },
+    #[error("backup {0} is under legal hold: it stays on its regular networks (its archive copy is made and recorded); nothing was deleted")]
+    Held(BackupId),
     #[error("backup {id}: the lock on archive {to} failed ({detail}); nothing was deleted")]
     NotLocked {
         id: BackupId,
@@ -77,49 +85,85 @@ pub enum MigrateError {
     },
 }
 
-/// Whether the ledger holds an entry of `kind` for `backup` naming `to`.
-async fn recorded(
-    pg: &tokio_postgres::Client,
-    backup: &BackupId,
-    kind: &str,
-    to: &str,
-) -> Result<bool, CareError> {
+/// The `backup.migrated` and `backup.left` entries the ledger holds for
+/// `backup`, in log order.
+async fn recorded(pg: &tokio_postgres::Client, backup: &BackupId) -> Result<Vec<Event>, CareError> {
+    let mut out = Vec::new();
     for r in pg
         .query(
-            "SELECT entry FROM ledger_entries WHERE backup_id = $1 AND kind = $2",
-            &[&backup.as_str(), &kind],
+            "SELECT entry FROM ledger_entries WHERE backup_id = $1
+             AND kind IN ('backup.migrated', 'backup.left') ORDER BY seq",
+            &[&backup.as_str()],
         )
         .await?
     {
-        let Ok(env) = cairn_events::decode::<Envelope>(&r.get::<_, Vec<u8>>(0), "entry") else {
-            continue;
-        };
-        match env.event {
-            Event::BackupMigrated(m) if m.to == to => return Ok(true),
-            Event::BackupLeft(l) if l.to == to => return Ok(true),
-            _ => {}
+        if let Ok(env) = cairn_events::decode::<Envelope>(&r.get::<_, Vec<u8>>(0), "entry") {
+            out.push(env.event);
         }
     }
-    Ok(false)
+    Ok(out)
 }
 
-/// Migrates backup `id` to network `to`; with `release`, it then leaves its
-/// regular networks. `wait` bounds the wait for the ledger to record the
-/// migration before anything is deleted.
-/// `shreddable` is the dataset's setting: a shreddable dataset's key never
-/// goes to an archive that cannot delete.
-#[allow(clippy::too_many_arguments)]
+fn migrated_to(events: &[Event], to: &str) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::BackupMigrated(m) if m.to == to))
+}
+
+fn left_for(events: &[Event], to: &str) -> Option<Vec<String>> {
+    events.iter().find_map(|e| match e {
+        Event::BackupLeft(l) if l.to == to => Some(l.networks.clone()),
+        _ => None,
+    })
+}
+
+/// What one migration is to do.
+pub struct Plan<'a> {
+    /// The archive network.
+    pub to: &'a str,
+    /// Leave the regular networks once the archive holds the backup.
+    pub release: bool,
+    /// The dataset's `shreddable`: a shreddable dataset's key never goes to
+    /// an archive that cannot delete.
+    pub shreddable: bool,
+    /// Networks the backup never leaves: every archive a rule of its
+    /// profiles names.
+    pub archives: &'a [String],
+    /// Who is migrating (recorded).
+    pub by: &'a str,
+    /// How long to wait for the ledger to record a step before anything is
+    /// deleted on its strength.
+    pub wait: Duration,
+}
+
+async fn wait_recorded(
+    pg: &tokio_postgres::Client,
+    id: &BackupId,
+    wait: Duration,
+    done: impl Fn(&[Event]) -> bool,
+) -> Result<bool, CareError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if done(&recorded(pg, id).await?) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Migrates backup `id` as `plan` says.
 pub async fn migrate(
     repo: &Repository,
     pg: &tokio_postgres::Client,
     bus: &Bus,
     id: &BackupId,
-    to: &str,
-    release: bool,
-    shreddable: bool,
-    by: &str,
-    wait: Duration,
+    plan: &Plan<'_>,
 ) -> Result<Migration, MigrateError> {
+    let (to, release, shreddable, by, wait) =
+        (plan.to, plan.release, plan.shreddable, plan.by, plan.wait);
     let archive = repo
         .network(to)
         .cloned()
@@ -143,16 +187,37 @@ pub async fn migrate(
         dataset_key: None,
         left: Vec::new(),
         kept_on: Vec::new(),
+        deleted: 0,
     };
     let until = b.retain_until.as_deref().and_then(|t| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
             .ok()
             .map(std::time::SystemTime::from)
     });
-    if !recorded(pg, id, "backup.migrated", to).await? {
+    let history = recorded(pg, id).await?;
+    if !migrated_to(&history, to) {
         // 1. Copy what the archive lacks.
         for (i, want) in b.expected.iter().enumerate() {
             if archive.exists(&want.path).await.map_err(CareError::from)? {
+                // Recorded again (the same event id: the ledger keeps one),
+                // so that a copy a killed run made but did not record is
+                // known; step 2 reads it back.
+                let env = Envelope::new(
+                    by.to_string(),
+                    id.clone(),
+                    Event::ObjectStored(Stored {
+                        network: to.to_string(),
+                        digest: ObjectDigest {
+                            object: b.objects.keys[i].clone(),
+                            sha256: want.sha256.clone(),
+                            len: b.lens.get(i).copied().unwrap_or_default(),
+                            packed: Vec::new(),
+                        },
+                        existed: true,
+                    }),
+                    &[b"migrate", to.as_bytes(), want.path.as_bytes()],
+                );
+                bus.publish_event(&env).await.map_err(CareError::from)?;
                 m.present += 1;
                 continue;
             }
@@ -303,35 +368,88 @@ pub async fn migrate(
             &[to.as_bytes()],
         );
         bus.publish_event(&env).await.map_err(CareError::from)?;
-        let deadline = Instant::now() + wait;
-        while !recorded(pg, id, "backup.migrated", to).await? {
-            if Instant::now() >= deadline {
+        if !wait_recorded(pg, id, wait, |h| migrated_to(h, to)).await? {
+            m.status = "unrecorded";
+            return Ok(m);
+        }
+    }
+    if !release {
+        return Ok(m);
+    }
+    // 4. Leave the regular networks: never while the backup is held, never
+    // an archive, and only with the archive found whole just now.
+    if cairn_ledger::query::hold(pg, id.as_str())
+        .await
+        .map_err(CareError::from)?
+        .is_some()
+    {
+        return Err(MigrateError::Held(id.clone()));
+    }
+    let f = check::check_network(
+        archive.clone(),
+        Arc::new(b.expected.clone()),
+        tokio::time::Instant::now(),
+    )
+    .await;
+    if !f.ok() {
+        return Err(MigrateError::NotWhole {
+            id: id.clone(),
+            to: to.to_string(),
+            detail: f.detail(),
+        });
+    }
+    let history = recorded(pg, id).await?;
+    let leaving: Vec<String> = match left_for(&history, to) {
+        // A run that recorded its leaving and was cut short: finish it.
+        Some(networks) => networks,
+        None => {
+            let mut leaving = Vec::new();
+            for net in &regular {
+                let name = net.name().to_string();
+                let archive = plan.archives.contains(&name) || migrated_to(&history, &name);
+                if archive {
+                    continue;
+                }
+                if net.capabilities().can_delete {
+                    leaving.push(name);
+                } else {
+                    m.kept_on.push(name);
+                }
+            }
+            // Recorded before anything is deleted: from then on repair no
+            // longer puts it back there, and the collector may free its
+            // chunks there once its chunk list is gone.
+            let env = Envelope::new(
+                by.to_string(),
+                id.clone(),
+                Event::BackupLeft(Left {
+                    to: to.to_string(),
+                    networks: leaving.clone(),
+                    kept_on: m.kept_on.clone(),
+                    by: by.to_string(),
+                }),
+                &[to.as_bytes()],
+            );
+            bus.publish_event(&env).await.map_err(CareError::from)?;
+            if !wait_recorded(pg, id, wait, |h| left_for(h, to).is_some()).await? {
                 m.status = "unrecorded";
                 return Ok(m);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            leaving
         }
-    }
-    if !release || recorded(pg, id, "backup.left", to).await? {
-        if release {
-            m.status = "left";
-        }
-        return Ok(m);
-    }
-    // 4. Leave the regular networks: the manifest first, so that the
-    // backup is gone from a network even if what follows is cut short.
+    };
+    // The manifest first, so that the backup is gone from a network even if
+    // what follows is cut short; all of it safe to do again.
     let manifest = layout::object(&ObjectKey::Manifest {
         backup_id: id.clone(),
     });
-    let mut deleted = 0u64;
-    for net in &regular {
-        if !net.capabilities().can_delete {
-            m.kept_on.push(net.name().to_string());
+    for name in &leaving {
+        let Some(net) = repo.network(name) else {
             continue;
-        }
+        };
         if net.exists(&manifest).await.map_err(CareError::from)? {
             net.delete(&manifest).await.map_err(CareError::from)?;
-            deleted += 1;
+            m.deleted += 1;
         }
         for p in net
             .list(&layout::backup_dir(id))
@@ -339,23 +457,10 @@ pub async fn migrate(
             .map_err(CareError::from)?
         {
             net.delete(&p).await.map_err(CareError::from)?;
-            deleted += 1;
+            m.deleted += 1;
         }
-        m.left.push(net.name().to_string());
     }
-    let env = Envelope::new(
-        by.to_string(),
-        id.clone(),
-        Event::BackupLeft(Left {
-            to: to.to_string(),
-            networks: m.left.clone(),
-            objects_deleted: deleted,
-            kept_on: m.kept_on.clone(),
-            by: by.to_string(),
-        }),
-        &[to.as_bytes()],
-    );
-    bus.publish_event(&env).await.map_err(CareError::from)?;
+    m.left = leaving;
     m.status = "left";
     Ok(m)
 }
