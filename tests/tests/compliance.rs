@@ -690,19 +690,7 @@ fn object_lock_follows_retention_and_legal_hold() {
     let src = src.to_str().unwrap();
 
     let s3 = |method: &str, bucket: &str, path: &str, headers: &[&str]| {
-        s3_curl(
-            method,
-            &format!("{}/{bucket}/{path}", moto.endpoint),
-            "us-east-1",
-            "test",
-            "test",
-            headers,
-        )
-    };
-    let header = |resp: &str, name: &str| -> Option<String> {
-        resp.lines()
-            .find(|l| l.to_lowercase().starts_with(&format!("{name}:")))
-            .map(|l| l.split_once(':').unwrap().1.trim().to_string())
+        moto.curl(method, bucket, path, headers)
     };
     let days_left = |bucket: &str, path: &str| -> i64 {
         let head = s3("HEAD", bucket, path, &[]);
@@ -908,15 +896,8 @@ fn migration_to_an_archive_resumes_after_kill_9() {
             .exists()
     };
     let on_vault = |path: &str| {
-        s3_curl(
-            "HEAD",
-            &format!("{}/vault/{path}", moto.endpoint),
-            "us-east-1",
-            "test",
-            "test",
-            &[],
-        )
-        .starts_with("HTTP/1.1 200")
+        moto.curl("HEAD", "vault", path, &[])
+            .starts_with("HTTP/1.1 200")
     };
     let db = env.db.clone();
     let count = |sql: &str| -> u64 { psql(&db, sql).parse().unwrap() };
@@ -997,15 +978,12 @@ fn migration_to_an_archive_resumes_after_kill_9() {
     assert_eq!(copies_on_vault(), total, "every data object, once");
     restored(&env, "vault");
     // Locked there as long as the rule keeps it.
-    let head = s3_curl(
-        "HEAD",
-        &format!("{}/vault/backups/{id}/manifest", moto.endpoint),
-        "us-east-1",
-        "test",
-        "test",
-        &[],
+    let head = moto.curl("HEAD", "vault", &format!("backups/{id}/manifest"), &[]);
+    assert_eq!(
+        header(&head, "x-amz-object-lock-mode").as_deref(),
+        Some("COMPLIANCE"),
+        "{head}"
     );
-    assert!(head.contains("COMPLIANCE"), "{head}");
     let listed = env.json(&["show", &id, "--json"]);
     assert_eq!(listed["networks"], serde_json::json!(["vault"]), "{listed}");
     let (doc, code) = check(&env, &[&id]);

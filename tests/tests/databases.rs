@@ -475,6 +475,23 @@ fn postgres_point_in_time_recovery() {
         .map(|a| a["backup_id"].as_str().unwrap().to_string())
         .collect();
     assert!(forgotten.contains(&base_id), "{applied}");
+    // The worker has answered; the ledger records each forget a moment later.
+    let ids = forgotten
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_for(30, "the ledger to record the forgets", || {
+        let n: usize = psql(
+            &env.db,
+            &format!(
+                "SELECT count(*) FROM backups WHERE status = 'forgotten' AND backup_id IN ({ids})"
+            ),
+        )
+        .parse()
+        .ok()?;
+        (n == forgotten.len()).then_some(())
+    });
     let after = wal_backups(&env, dataset);
     let live = |rows: &[(String, String)], name: &str| {
         rows.iter().any(|(n, s)| n == name && s == "completed")

@@ -1002,11 +1002,6 @@ async fn s3_object_lock_against_moto() {
             )
         })
     };
-    let header = |resp: &str, name: &str| -> Option<String> {
-        resp.lines()
-            .find(|l| l.to_lowercase().starts_with(&format!("{name}:")))
-            .map(|l| l.split_once(':').unwrap().1.trim().to_string())
-    };
     let days_left = |resp: &str| -> i64 {
         let until = header(resp, "x-amz-object-lock-retain-until-date").expect("locked");
         let out = Command::new("date")

@@ -334,11 +334,7 @@ async fn migrate(cfg: &Config, a: MigrateArgs) -> anyhow::Result<u8> {
         let Some(row) = cairn_ledger::query::backup(&pg, &id).await? else {
             bail!("backup {id} is not in the ledger (`cairn list` shows the backups)");
         };
-        let archives: Vec<(String, bool)> = selector
-            .applying(&row.dataset, &row.tags)
-            .iter()
-            .flat_map(|(_, p)| p.archives())
-            .collect();
+        let archives = selector.archives(&row.dataset, &row.tags);
         if archives.is_empty() {
             if a.backup_id.is_some() {
                 bail!("no compliance profile of backup {id} names an archive network (immutable_copy's `archive`)");

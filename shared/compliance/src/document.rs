@@ -10,7 +10,6 @@
 use crate::evaluate::{Cite, Finding, Verdict};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use cairn_events::{decode, Envelope};
 use cairn_ledger::evidence::ProvenEntry;
 use cairn_ledger::prove::{self, ProveError};
 use cairn_tlog::reader::Known;
@@ -228,23 +227,7 @@ pub fn check(doc: &[u8], vkey: &str, witness_vkey: Option<&str>) -> Result<Check
             };
             for e in &d.entries {
                 let bad = |detail: String| DocumentError::Entry { seq: e.seq, detail };
-                let bytes = B64
-                    .decode(&e.entry)
-                    .map_err(|err| bad(format!("not base64: {err}")))?;
-                let proof = e
-                    .proof
-                    .iter()
-                    .map(|h| B64.decode(h))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|err| bad(format!("proof not base64: {err}")))?;
-                let leaf = cairn_tlog::leaf_hash(&bytes);
-                if e.seq == 0 || e.seq > cp.size() {
-                    return Err(bad(format!("outside the checkpoint of size {}", cp.size())));
-                }
-                cairn_tlog::verify_inclusion(e.seq - 1, cp.size(), &leaf.0, &proof, &cp.hash().0)
-                    .map_err(|err| bad(format!("not in the log at this place: {err}")))?;
-                let env =
-                    decode::<Envelope>(&bytes, "entry").map_err(|err| bad(err.to_string()))?;
+                let env = e.prove(cp.size(), &cp.hash().0).map_err(bad)?;
                 if env.event.kind() != e.kind {
                     return Err(bad(format!("it is {}, not {}", env.event.kind(), e.kind)));
                 }

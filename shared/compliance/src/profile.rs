@@ -322,6 +322,24 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// The archive networks the profiles of a backup of `dataset` carrying
+    /// `tags` migrate it to, each with whether it then leaves its regular
+    /// networks; each archive once (leaving if any rule says so).
+    pub fn archives(&self, dataset: &str, tags: &[String]) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for (a, release) in self
+            .applying(dataset, tags)
+            .iter()
+            .flat_map(|(_, p)| p.archives())
+        {
+            match out.iter_mut().find(|(n, _)| *n == a) {
+                Some(e) => e.1 |= release,
+                None => out.push((a, release)),
+            }
+        }
+        out
+    }
+
     /// The profiles a backup of `dataset` carrying `tags` is held to.
     pub fn applying(&self, dataset: &str, tags: &[String]) -> Vec<(String, Profile)> {
         let named = self.datasets.get(dataset).map(Vec::as_slice).unwrap_or(&[]);

@@ -60,6 +60,29 @@ pub struct ProvenEntry {
     pub proof: Vec<String>,
 }
 
+impl ProvenEntry {
+    /// The entry's envelope, once its bytes decode and its inclusion proof
+    /// leads to `root`, the root of the log's first `size` entries.
+    pub fn prove(&self, size: u64, root: &[u8]) -> Result<Envelope, String> {
+        let bytes = B64
+            .decode(&self.entry)
+            .map_err(|err| format!("not base64: {err}"))?;
+        let proof = self
+            .proof
+            .iter()
+            .map(|h| B64.decode(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| format!("proof not base64: {err}"))?;
+        if self.seq == 0 || self.seq > size {
+            return Err(format!("outside the checkpoint of size {size}"));
+        }
+        let leaf = cairn_tlog::leaf_hash(&bytes);
+        cairn_tlog::verify_inclusion(self.seq - 1, size, &leaf.0, &proof, root)
+            .map_err(|err| format!("not in the log at this place: {err}"))?;
+        decode::<Envelope>(&bytes, "entry").map_err(|err| err.to_string())
+    }
+}
+
 /// What the entries say about the backup.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -239,19 +262,7 @@ pub fn check(
             return Err(bad("entries out of log order".into()));
         }
         last = e.seq;
-        let bytes = B64
-            .decode(&e.entry)
-            .map_err(|err| bad(format!("not base64: {err}")))?;
-        let proof = e
-            .proof
-            .iter()
-            .map(|h| B64.decode(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| bad(format!("proof not base64: {err}")))?;
-        let leaf = cairn_tlog::leaf_hash(&bytes);
-        cairn_tlog::verify_inclusion(e.seq - 1, cp.size(), &leaf.0, &proof, &cp.hash().0)
-            .map_err(|err| bad(format!("not in the log at this place: {err}")))?;
-        let env = decode::<Envelope>(&bytes, "entry").map_err(|err| bad(err.to_string()))?;
+        let env = e.prove(cp.size(), &cp.hash().0).map_err(bad)?;
         if env.backup_id.as_str() != ev.backup_id || env.event.kind() != e.kind {
             return Err(bad(format!(
                 "it is {} of {}, not {} of {}",

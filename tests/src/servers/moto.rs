@@ -46,6 +46,19 @@ impl MotoServer {
         }
     }
 
+    /// A request to `path` in `bucket` (signed, though moto checks no
+    /// credentials); the response with its headers.
+    pub fn curl(&self, method: &str, bucket: &str, path: &str, headers: &[&str]) -> String {
+        s3_curl(
+            method,
+            &format!("{}/{bucket}/{path}", self.endpoint),
+            "us-east-1",
+            "test",
+            "test",
+            headers,
+        )
+    }
+
     /// Creates a bucket, with Object Lock turned on or not.
     pub fn create_bucket(&self, bucket: &str, object_lock: bool) {
         let mut headers = vec![];
@@ -62,4 +75,12 @@ impl MotoServer {
         );
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
+}
+
+/// A response header's value (its name in lower case).
+pub fn header(resp: &str, name: &str) -> Option<String> {
+    resp.lines()
+        .find(|l| l.to_lowercase().starts_with(&format!("{name}:")))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
 }

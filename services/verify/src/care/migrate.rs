@@ -117,6 +117,35 @@ fn left_for(events: &[Event], to: &str) -> Option<Vec<String>> {
     })
 }
 
+/// `object.stored` of a copy on the archive (the same id however often it
+/// is recorded: the ledger keeps the first).
+fn stored(
+    by: &str,
+    id: &BackupId,
+    to: &str,
+    object: &ObjectKey,
+    sha256: &str,
+    len: u64,
+    existed: bool,
+) -> Envelope {
+    let path = layout::object(object);
+    Envelope::new(
+        by.to_string(),
+        id.clone(),
+        Event::ObjectStored(Stored {
+            network: to.to_string(),
+            digest: ObjectDigest {
+                object: object.clone(),
+                sha256: sha256.to_string(),
+                len,
+                packed: Vec::new(),
+            },
+            existed,
+        }),
+        &[b"migrate", to.as_bytes(), path.as_bytes()],
+    )
+}
+
 /// What one migration is to do.
 pub struct Plan<'a> {
     /// The archive network.
@@ -202,21 +231,8 @@ pub async fn migrate(
                 // Recorded again (the same event id: the ledger keeps one),
                 // so that a copy a killed run made but did not record is
                 // known; step 2 reads it back.
-                let env = Envelope::new(
-                    by.to_string(),
-                    id.clone(),
-                    Event::ObjectStored(Stored {
-                        network: to.to_string(),
-                        digest: ObjectDigest {
-                            object: b.objects.keys[i].clone(),
-                            sha256: want.sha256.clone(),
-                            len: b.lens.get(i).copied().unwrap_or_default(),
-                            packed: Vec::new(),
-                        },
-                        existed: true,
-                    }),
-                    &[b"migrate", to.as_bytes(), want.path.as_bytes()],
-                );
+                let len = b.lens.get(i).copied().unwrap_or_default();
+                let env = stored(by, id, to, &b.objects.keys[i], &want.sha256, len, true);
                 bus.publish_event(&env).await.map_err(CareError::from)?;
                 m.present += 1;
                 continue;
@@ -235,21 +251,7 @@ pub async fn migrate(
                     .put_until(&want.path, bytes, layout::put_mode(key), until)
                     .await
                     .map_err(CareError::from)?;
-                let env = Envelope::new(
-                    by.to_string(),
-                    id.clone(),
-                    Event::ObjectStored(Stored {
-                        network: to.to_string(),
-                        digest: ObjectDigest {
-                            object: key.clone(),
-                            sha256: want.sha256.clone(),
-                            len,
-                            packed: Vec::new(),
-                        },
-                        existed: false,
-                    }),
-                    &[b"migrate", to.as_bytes(), want.path.as_bytes()],
-                );
+                let env = stored(by, id, to, key, &want.sha256, len, false);
                 bus.publish_event(&env).await.map_err(CareError::from)?;
                 m.copied += 1;
                 m.bytes += len;
@@ -301,21 +303,7 @@ pub async fn migrate(
                         .put(&path, bytes, layout::put_mode(&key))
                         .await
                         .map_err(CareError::from)?;
-                    let env = Envelope::new(
-                        by.to_string(),
-                        id.clone(),
-                        Event::ObjectStored(Stored {
-                            network: to.to_string(),
-                            digest: ObjectDigest {
-                                object: key.clone(),
-                                sha256: sha.clone(),
-                                len,
-                                packed: Vec::new(),
-                            },
-                            existed: false,
-                        }),
-                        &[b"migrate", to.as_bytes(), path.as_bytes()],
-                    );
+                    let env = stored(by, id, to, &key, sha, len, false);
                     bus.publish_event(&env).await.map_err(CareError::from)?;
                     copied = true;
                     break;
