@@ -1016,3 +1016,53 @@ fn migration_to_an_archive_resumes_after_kill_9() {
     );
     restored(&env, "vault");
 }
+
+/// The retention service migrates on its own (`[retention]
+/// migrate_interval_secs`): a backup whose profile names an archive is
+/// copied there and recorded without anyone asking, and one without
+/// `release_regular` stays on its regular networks too.
+#[test]
+fn the_retention_service_migrates_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = MotoServer::start(dir.path());
+    moto.create_bucket("vault", true);
+    let more = "\n[datasets.deeds]\nnetworks = [\"local\"]\n\
+         \n[compliance.profiles.deeds]\nrules = [\n  { id = \"copy-to-vault\", control = \"deeds register §2\", kind = \"immutable_copy\", archive = \"vault\" },\n]\n";
+    let (mut env, _) = deployment_with(dir.path(), &moto, more);
+    env.set_env("CAIRN_RETENTION__MIGRATE_INTERVAL_SECS", "1");
+    env.start_all();
+    let src = env.source_dir("deeds");
+    random_file(&src.join("deed.bin"), 300_000);
+    let b = env.backup(&[
+        src.to_str().unwrap(),
+        "--dataset",
+        "deeds",
+        "--tag",
+        "deeds",
+    ]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    let db = env.db.clone();
+    wait_for(60, "the service to migrate the backup", || {
+        let n: u64 = psql(
+            &db,
+            &format!("select count(*) from ledger_entries where kind = 'backup.migrated' and backup_id = '{id}'"),
+        )
+        .parse()
+        .ok()?;
+        (n == 1).then_some(())
+    });
+    let head = moto.curl("HEAD", "vault", &format!("backups/{id}/manifest"), &[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(env
+        .network_dir("local")
+        .join(format!("backups/{id}/manifest"))
+        .exists());
+    let show = env.json(&["show", &id, "--json"]);
+    assert_eq!(
+        show["networks"],
+        serde_json::json!(["local", "vault"]),
+        "{show}"
+    );
+    let (doc, code) = check(&env, &[&id]);
+    assert_eq!(code, Some(0), "{doc}");
+}

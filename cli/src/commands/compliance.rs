@@ -327,78 +327,72 @@ async fn migrate(cfg: &Config, a: MigrateArgs) -> anyhow::Result<u8> {
         (None, d) => cairn_compliance::gather::backup_ids(&pg, d.as_deref()).await?,
     };
     let selector = cfg.selector();
-    let by = context::whoami("cli");
-    let mut done = Vec::new();
-    let mut failed = 0;
-    for id in ids {
-        let Some(row) = cairn_ledger::query::backup(&pg, &id).await? else {
+    if let Some(id) = &a.backup_id {
+        // One backup named: say why it is not migrated, if it is not.
+        let Some(row) = cairn_ledger::query::backup(&pg, id.as_str()).await? else {
             bail!("backup {id} is not in the ledger (`cairn list` shows the backups)");
         };
-        let archives = selector.archives(&row.dataset, &row.tags);
-        if archives.is_empty() {
-            if a.backup_id.is_some() {
-                bail!("no compliance profile of backup {id} names an archive network (immutable_copy's `archive`)");
-            }
-            continue;
+        if selector.archives(&row.dataset, &row.tags).is_empty() {
+            bail!("no compliance profile of backup {id} names an archive network (immutable_copy's `archive`)");
         }
         if row.status != "completed" {
-            if a.backup_id.is_some() {
-                bail!(
-                    "backup {id} is {}: only a completed backup is migrated",
-                    row.status
-                );
-            }
-            continue;
+            bail!(
+                "backup {id} is {}: only a completed backup is migrated",
+                row.status
+            );
         }
-        let backup: BackupId = id.parse().map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
-        let names: Vec<String> = archives.iter().map(|(n, _)| n.clone()).collect();
-        for (to, release) in &archives {
-            let plan = cairn_verify::care::migrate::Plan {
-                to,
-                release: *release,
-                shreddable: cfg.shreddable(&row.dataset),
-                archives: &names,
-                by: &by,
-                wait: std::time::Duration::from_secs(a.timeout),
-            };
-            match cairn_verify::care::migrate::migrate(&repo, &pg, &bus, &backup, &plan).await {
-                Ok(m) => {
-                    if m.status == "unrecorded" {
-                        failed += 1;
+    }
+    let shreddable = |d: &str| cfg.shreddable(d);
+    let attempts = cairn_verify::care::migrate::migrate_all(
+        &repo,
+        &pg,
+        &bus,
+        &selector,
+        &shreddable,
+        &ids,
+        &context::whoami("cli"),
+        std::time::Duration::from_secs(a.timeout),
+    )
+    .await?;
+    let failed = attempts.iter().filter(|t| !t.done()).count();
+    if !a.json {
+        for t in &attempts {
+            match (&t.migration, &t.error) {
+                (Some(m), _) => out!(
+                    "backup {} → {}: {} ({} objects copied, {} already there, {} bytes{}{})",
+                    t.backup_id,
+                    t.to,
+                    m.status,
+                    m.copied,
+                    m.present,
+                    m.bytes,
+                    m.locked_until
+                        .as_deref()
+                        .map(|u| format!(", locked until {u}"))
+                        .unwrap_or_default(),
+                    if m.left.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", gone from {}", m.left.join(", "))
                     }
-                    if !a.json {
-                        out!(
-                            "backup {id} → {to}: {} ({} objects copied, {} already there, {} bytes{}{})",
-                            m.status,
-                            m.copied,
-                            m.present,
-                            m.bytes,
-                            m.locked_until
-                                .as_deref()
-                                .map(|u| format!(", locked until {u}"))
-                                .unwrap_or_default(),
-                            if m.left.is_empty() {
-                                String::new()
-                            } else {
-                                format!(", gone from {}", m.left.join(", "))
-                            }
-                        );
-                    }
-                    done.push(m);
-                }
-                Err(e) => {
-                    failed += 1;
-                    crate::err!("cairn: backup {id} → {to}: {e}");
-                }
+                ),
+                (None, e) => crate::err!(
+                    "cairn: backup {} → {}: {}",
+                    t.backup_id,
+                    t.to,
+                    e.as_deref().unwrap_or_default()
+                ),
             }
         }
     }
     if a.json {
         #[derive(serde::Serialize)]
         struct Done {
-            migrations: Vec<cairn_verify::care::migrate::Migration>,
+            migrations: Vec<cairn_verify::care::migrate::Attempt>,
         }
-        output::json(&Done { migrations: done })?;
+        output::json(&Done {
+            migrations: attempts,
+        })?;
     }
     if failed > 0 {
         crate::err!("cairn: {failed} migration(s) not finished; the backups are whole on their regular networks or, past a recorded `backup.left`, on the archive. Run `cairn compliance migrate` again (and `cairn serve ledger` if the ledger did not record a step)");

@@ -197,6 +197,20 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 cairn_retention::apply::run(a, every),
             );
         }
+        if cfg.retention.migrate_interval_secs > 0 {
+            let every = Duration::from_secs(cfg.retention.migrate_interval_secs);
+            let datasets = cfg.datasets.clone();
+            let run = cairn_verify::care::migrate::run(
+                repo.clone(),
+                context::ledger_as(cfg, Role::Reader).await?,
+                bus.clone(),
+                cfg.selector(),
+                Box::new(move |d: &str| datasets.get(d).and_then(|p| p.shreddable).unwrap_or(true)),
+                whoami("retention"),
+                every,
+            );
+            spawn(&mut tasks, Stage::Retention, run);
+        }
         if let Some(cadence) = cfg.retention.drills.cadence()? {
             // Drills decrypt: only where the operator gave this process the key.
             if context::has_credentials(cfg)? {

@@ -148,6 +148,11 @@ pub struct RetentionConfig {
     /// the policies (forgets what `cairn retention plan` drops); 0 (the
     /// default) leaves it to `cairn retention apply`.
     pub apply_interval_secs: u64,
+    /// Seconds between two rounds in which the retention service migrates
+    /// backups to the archives their compliance profiles name; 0 (the
+    /// default) leaves it to `cairn compliance migrate`.
+    #[serde(default)]
+    pub migrate_interval_secs: u64,
     /// The policy of every dataset without its own
     /// (`[retention.default_policy]`; unset: the seeds' 90 days, 2555 days
     /// for backups tagged `compliance`). Given, it replaces that default
@@ -230,6 +235,7 @@ impl Default for RetentionConfig {
             gc_settle_secs: 30,
             collect_interval_secs: 0,
             apply_interval_secs: 0,
+            migrate_interval_secs: 0,
             default_policy: None,
             policies: BTreeMap::new(),
             drills: DrillsConfig::default(),

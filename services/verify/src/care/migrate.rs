@@ -452,3 +452,128 @@ pub async fn migrate(
     m.status = "left";
     Ok(m)
 }
+
+/// One migration a profile asks for, and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub backup_id: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub migration: Option<Migration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    /// Whether it is done (not failed, not waiting for the ledger).
+    pub fn done(&self) -> bool {
+        self.migration
+            .as_ref()
+            .is_some_and(|m| m.status != "unrecorded")
+    }
+}
+
+/// Every migration the compliance profiles ask for among backups `ids`:
+/// each archive the profiles of each completed backup name. Backups no
+/// archive rule applies to, and those not completed, are passed over.
+#[allow(clippy::too_many_arguments)]
+pub async fn migrate_all(
+    repo: &Repository,
+    pg: &tokio_postgres::Client,
+    bus: &Bus,
+    selector: &cairn_compliance::Selector,
+    shreddable: &(dyn Fn(&str) -> bool + Sync),
+    ids: &[String],
+    by: &str,
+    wait: Duration,
+) -> Result<Vec<Attempt>, CareError> {
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(row) = cairn_ledger::query::backup(pg, id).await? else {
+            continue;
+        };
+        let archives = selector.archives(&row.dataset, &row.tags);
+        if archives.is_empty() || row.status != "completed" {
+            continue;
+        }
+        let Ok(backup) = id.parse::<BackupId>() else {
+            continue;
+        };
+        let names: Vec<String> = archives.iter().map(|(n, _)| n.clone()).collect();
+        for (to, release) in &archives {
+            let plan = Plan {
+                to,
+                release: *release,
+                shreddable: shreddable(&row.dataset),
+                archives: &names,
+                by,
+                wait,
+            };
+            let (migration, error) = match migrate(repo, pg, bus, &backup, &plan).await {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            out.push(Attempt {
+                backup_id: id.clone(),
+                to: to.clone(),
+                migration,
+                error,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The retention service's migrations: every `every`, one replica per
+/// round (a claim on the bus), every migration the profiles ask for. A
+/// failed one is logged and tried again next round.
+pub async fn run(
+    repo: Repository,
+    pg: tokio_postgres::Client,
+    bus: Bus,
+    selector: cairn_compliance::Selector,
+    shreddable: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    by: String,
+    every: Duration,
+) -> Result<(), cairn_bus::BusError> {
+    let claims = cairn_bus::claims::Claims::new(&bus);
+    let secs = every.as_secs().max(1) as i64;
+    loop {
+        let round = chrono::Utc::now().timestamp() / secs;
+        let claimed = match claims.claim_round("compliance-migrate", round).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "migrations: could not claim the round");
+                false
+            }
+        };
+        if claimed {
+            let ids: Vec<String> = match pg
+                .query(
+                    "SELECT backup_id FROM backups WHERE status = 'completed' ORDER BY requested_at",
+                    &[],
+                )
+                .await
+            {
+                Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "migrations: the ledger did not answer");
+                    Vec::new()
+                }
+            };
+            match migrate_all(&repo, &pg, &bus, &selector, &*shreddable, &ids, &by, every).await {
+                Ok(attempts) => {
+                    for a in attempts.iter().filter(|a| !a.done()) {
+                        tracing::warn!(backup = %a.backup_id, to = %a.to, error = ?a.error, "migration not finished; next round tries again");
+                    }
+                    let done = attempts.iter().filter(|a| a.done()).count();
+                    if done > 0 {
+                        tracing::info!(done, "compliance migrations");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "migrations"),
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
