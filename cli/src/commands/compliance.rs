@@ -33,15 +33,8 @@ pub enum ComplianceCommand {
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
-    /// The backup to migrate.
-    #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all"])]
-    backup_id: Option<BackupId>,
-    /// Every completed backup of this dataset whose profile names an archive.
-    #[arg(long, conflicts_with = "all")]
-    dataset: Option<String>,
-    /// Every completed backup whose profile names an archive.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Seconds to wait for the ledger to record each migration before
     /// anything is deleted.
     #[arg(long, default_value_t = 30)]
@@ -78,15 +71,8 @@ pub struct ReportArgs {
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// The backup to judge.
-    #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all"])]
-    backup_id: Option<BackupId>,
-    /// Every backup of this dataset that a profile applies to.
-    #[arg(long, conflicts_with = "all")]
-    dataset: Option<String>,
-    /// Every backup that a profile applies to.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Also hold every backup in scope to this profile (repeatable).
     #[arg(long = "profile", value_name = "NAME")]
     profiles: Vec<String>,
@@ -100,6 +86,30 @@ pub struct CheckArgs {
     /// Print the document (JSON) instead of the findings.
     #[arg(long)]
     json: bool,
+}
+
+/// Which backups: one, a dataset's, or all (those the command applies to).
+#[derive(clap::Args)]
+pub struct ScopeArgs {
+    /// The backup.
+    #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all"])]
+    backup_id: Option<BackupId>,
+    /// Every backup of this dataset that a profile applies to.
+    #[arg(long, conflicts_with = "all")]
+    dataset: Option<String>,
+    /// Every backup that a profile applies to.
+    #[arg(long)]
+    all: bool,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Scope {
+        match (&self.backup_id, &self.dataset) {
+            (Some(id), _) => Scope::Backup(id.to_string()),
+            (None, Some(d)) => Scope::Dataset(d.clone()),
+            (None, None) => Scope::All,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -126,11 +136,7 @@ async fn check(cfg: &Config, a: CheckArgs) -> anyhow::Result<u8> {
             })?
             .with_timezone(&chrono::Utc),
     };
-    let scope = match (&a.backup_id, &a.dataset) {
-        (Some(id), _) => Scope::Backup(id.to_string()),
-        (None, Some(d)) => Scope::Dataset(d.clone()),
-        (None, None) => Scope::All,
-    };
+    let scope = a.scope.scope();
     for p in &a.profiles {
         cfg.compliance.named(p)?;
     }
@@ -322,12 +328,13 @@ async fn migrate(cfg: &Config, a: MigrateArgs) -> anyhow::Result<u8> {
     let pg = context::ledger(cfg).await?;
     let bus = context::bus(cfg, "cairn-cli").await?;
     let repo = context::repo(cfg)?;
-    let ids = match (&a.backup_id, &a.dataset) {
-        (Some(id), _) => vec![id.to_string()],
-        (None, d) => cairn_compliance::gather::backup_ids(&pg, d.as_deref()).await?,
+    let ids = match a.scope.scope() {
+        Scope::Backup(id) => vec![id],
+        Scope::Dataset(d) => cairn_compliance::gather::backup_ids(&pg, Some(&d)).await?,
+        Scope::All => cairn_compliance::gather::backup_ids(&pg, None).await?,
     };
     let selector = cfg.selector();
-    if let Some(id) = &a.backup_id {
+    if let Some(id) = &a.scope.backup_id {
         // One backup named: say why it is not migrated, if it is not.
         let Some(row) = cairn_ledger::query::backup(&pg, id.as_str()).await? else {
             bail!("backup {id} is not in the ledger (`cairn list` shows the backups)");

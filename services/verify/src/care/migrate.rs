@@ -146,6 +146,31 @@ fn stored(
     )
 }
 
+/// Reads every object of `b` back from `archive` against the ledger's
+/// digests: an error unless it is whole there.
+async fn whole_on(
+    archive: &cairn_networks::DynNetwork,
+    b: &super::Backup,
+    id: &BackupId,
+    to: &str,
+) -> Result<(), MigrateError> {
+    let f = check::check_network(
+        archive.clone(),
+        Arc::new(b.expected.clone()),
+        tokio::time::Instant::now(),
+    )
+    .await;
+    if f.ok() {
+        Ok(())
+    } else {
+        Err(MigrateError::NotWhole {
+            id: id.clone(),
+            to: to.to_string(),
+            detail: f.detail(),
+        })
+    }
+}
+
 /// What one migration is to do.
 pub struct Plan<'a> {
     /// The archive network.
@@ -318,19 +343,7 @@ pub async fn migrate(
             }
         }
         // 2. Whole on the archive, and locked as long as a rule keeps it.
-        let f = check::check_network(
-            archive.clone(),
-            Arc::new(b.expected.clone()),
-            tokio::time::Instant::now(),
-        )
-        .await;
-        if !f.ok() {
-            return Err(MigrateError::NotWhole {
-                id: id.clone(),
-                to: to.to_string(),
-                detail: f.detail(),
-            });
-        }
+        whole_on(&archive, &b, id, to).await?;
         if let (Some(u), true) = (until, archive.locks()) {
             crate::lock_all(&archive, &b.objects.paths(), u)
                 .await
@@ -373,19 +386,7 @@ pub async fn migrate(
     {
         return Err(MigrateError::Held(id.clone()));
     }
-    let f = check::check_network(
-        archive.clone(),
-        Arc::new(b.expected.clone()),
-        tokio::time::Instant::now(),
-    )
-    .await;
-    if !f.ok() {
-        return Err(MigrateError::NotWhole {
-            id: id.clone(),
-            to: to.to_string(),
-            detail: f.detail(),
-        });
-    }
+    whole_on(&archive, &b, id, to).await?;
     let history = recorded(pg, id).await?;
     let leaving: Vec<String> = match left_for(&history, to) {
         // A run that recorded its leaving and was cut short: finish it.
