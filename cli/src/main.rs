@@ -110,6 +110,10 @@ pub enum Command {
         #[command(subcommand)]
         command: compliance::ComplianceCommand,
     },
+    /// What each network holds, what was read back and asked of it, what
+    /// that costs a month at the configured prices, and the next 12 months
+    /// under the current schedules and retention policies.
+    Cost(cost::CostArgs),
     /// The audit ledger.
     Audit {
         #[command(subcommand)]
@@ -160,33 +164,84 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
     result
 }
 
+/// Runs the command, then records what it asked of the networks (egress
+/// and requests, for `cairn cost`) when the broker is there to take it.
 async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
+    let purpose = purpose(&cli.command);
+    let result = command(cli, &cfg).await;
+    // `serve` records its own; `recover` works with no broker at all, and
+    // `wal-fetch` must not wait on one while PostgreSQL recovers.
+    if !matches!(purpose, "serve" | "recover" | "wal-fetch") && !cairn_networks::meter::is_empty() {
+        match context::bus_if_up(&cfg, "cairn-cli").await {
+            Ok(bus) => {
+                let by = context::whoami("cli");
+                if let Err(e) = cairn_ledger::usage::record_traffic(&bus, purpose, &by).await {
+                    tracing::warn!(error = %e, "network traffic not recorded");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "network traffic not recorded"),
+        }
+    }
+    result
+}
+
+/// The command's name, as `network.traffic` names what the requests were for.
+fn purpose(c: &Command) -> &'static str {
+    match c {
+        Command::Init(_) => "init",
+        Command::Setup(_) => "setup",
+        Command::Serve(_) => "serve",
+        Command::Backup(_) => "backup",
+        Command::List(_) | Command::Show(_) => "list",
+        Command::Restore(_) => "restore",
+        Command::Ls(_) => "ls",
+        Command::WalPush(_) => "wal-push",
+        Command::WalFetch(_) => "wal-fetch",
+        Command::Recover { .. } => "recover",
+        Command::Forget(_) => "forget",
+        Command::Shred(_) => "shred",
+        Command::Gc(_) => "gc",
+        Command::Hold(_) | Command::Release(_) | Command::Holds(_) => "hold",
+        Command::Schedule { .. } => "schedule",
+        Command::Retention { .. } => "retention",
+        Command::Health(_) => "health",
+        Command::Drill(_) | Command::Drills(_) => "drill",
+        Command::Repair(_) => "repair",
+        Command::Key { .. } => "key",
+        Command::Compliance { .. } => "compliance",
+        Command::Cost(_) => "cost",
+        Command::Audit { .. } => "audit",
+    }
+}
+
+async fn command(cli: Cli, cfg: &cairn_config::Config) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Init(a) => init::init(&cfg, a).await,
-        Command::Setup(a) => setup::setup(&cfg, a).await,
-        Command::Serve(a) => serve::serve(&cfg, a).await,
-        Command::Backup(a) => backup::backup(&cfg, a).await,
-        Command::List(a) => list::list(&cfg, a).await,
-        Command::Show(a) => list::show(&cfg, a).await,
-        Command::Restore(a) => restore::restore(&cfg, a).await,
-        Command::Ls(a) => ls::ls(&cfg, a).await,
-        Command::WalPush(a) => wal::push(&cfg, a).await,
-        Command::WalFetch(a) => wal::fetch(&cfg, a).await,
-        Command::Recover { command } => recover::run(&cfg, command).await,
-        Command::Forget(a) => forget::forget(&cfg, a).await,
-        Command::Shred(a) => shred::shred(&cfg, a).await,
-        Command::Gc(a) => gc::gc(&cfg, a).await,
-        Command::Hold(a) => hold::hold(&cfg, a).await,
-        Command::Release(a) => hold::release(&cfg, a).await,
-        Command::Holds(a) => hold::holds(&cfg, a).await,
-        Command::Retention { command } => retention::run(&cfg, command).await,
-        Command::Schedule { command } => schedule::run(&cfg, command).await,
-        Command::Health(a) => health::health(&cfg, a).await,
-        Command::Drill(a) => drill::drill(&cfg, a).await,
-        Command::Drills(a) => drill::drills(&cfg, a).await,
-        Command::Repair(a) => repair::repair(&cfg, a).await,
-        Command::Key { command } => key::run(&cfg, command).await,
-        Command::Compliance { command } => compliance::run(&cfg, command).await,
-        Command::Audit { command } => audit::run(&cfg, command).await,
+        Command::Init(a) => init::init(cfg, a).await,
+        Command::Setup(a) => setup::setup(cfg, a).await,
+        Command::Serve(a) => serve::serve(cfg, a).await,
+        Command::Backup(a) => backup::backup(cfg, a).await,
+        Command::List(a) => list::list(cfg, a).await,
+        Command::Show(a) => list::show(cfg, a).await,
+        Command::Restore(a) => restore::restore(cfg, a).await,
+        Command::Ls(a) => ls::ls(cfg, a).await,
+        Command::WalPush(a) => wal::push(cfg, a).await,
+        Command::WalFetch(a) => wal::fetch(cfg, a).await,
+        Command::Recover { command } => recover::run(cfg, command).await,
+        Command::Forget(a) => forget::forget(cfg, a).await,
+        Command::Shred(a) => shred::shred(cfg, a).await,
+        Command::Gc(a) => gc::gc(cfg, a).await,
+        Command::Hold(a) => hold::hold(cfg, a).await,
+        Command::Release(a) => hold::release(cfg, a).await,
+        Command::Holds(a) => hold::holds(cfg, a).await,
+        Command::Retention { command } => retention::run(cfg, command).await,
+        Command::Schedule { command } => schedule::run(cfg, command).await,
+        Command::Health(a) => health::health(cfg, a).await,
+        Command::Drill(a) => drill::drill(cfg, a).await,
+        Command::Drills(a) => drill::drills(cfg, a).await,
+        Command::Repair(a) => repair::repair(cfg, a).await,
+        Command::Key { command } => key::run(cfg, command).await,
+        Command::Compliance { command } => compliance::run(cfg, command).await,
+        Command::Cost(a) => cost::cost(cfg, a).await,
+        Command::Audit { command } => audit::run(cfg, command).await,
     }
 }

@@ -591,8 +591,10 @@ fn a_frozen_network_does_not_hold_back_the_others() {
     assert_eq!(code, 0, "{h}");
 }
 
-/// A network with a quota takes no more than it: the backup ends degraded
-/// naming it, and the dead letters say why.
+/// A network with a quota takes no more than it, as the ledger counts:
+/// a stream (whose size nobody knows before it is read) ends degraded
+/// naming the quota, and repair copies back no more than the quota lets
+/// the network hold.
 #[test]
 fn quota_is_respected() {
     let mut env = Env::with(Options {
@@ -603,27 +605,47 @@ fn quota_is_respected() {
         ..Options::default()
     });
     env.start_all();
-    let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 3 << 20);
-    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let mut data = vec![0u8; 3 << 20];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut data);
+    let o = env.run_with(
+        env.cmd(),
+        &["backup", "--stdin", "--dataset", "piped", "--json"],
+        Some(&data),
     );
-    let used: u64 = Env::files_under(&env.network_dir("small"))
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len())
-        .sum();
+    let outcome = degraded_outcome(&o);
+    let id = outcome["backup_id"].as_str().unwrap().to_string();
+    // What the quota counts: the objects Cairn records (not the
+    // repository's config and key files).
+    let used = || -> u64 {
+        ["chunks", "packs", "backups", "datakeys", "datasets"]
+            .iter()
+            .flat_map(|d| Env::files_under(&env.network_dir("small").join(d)))
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum()
+    };
     assert!(
-        used <= 1_000_000,
-        "the network holds {used} bytes, over its quota"
+        used() <= 1_000_000,
+        "the network holds {} bytes, over its quota",
+        used()
     );
     let dead = env.serve_logs();
     assert!(
-        dead.contains("is at its quota"),
+        dead.contains("is at its quota") && dead.contains("as the ledger counts them"),
         "no quota reason in the serve log"
+    );
+    let o = env.run(&["repair", &id, "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("repair: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(r["ok"], false, "{r}");
+    let problems = r["repaired"][0]["problems"].to_string();
+    assert!(
+        problems.contains("not copied back") && problems.contains("quota_bytes"),
+        "{problems}"
+    );
+    assert!(
+        used() <= 1_000_000,
+        "repair took the network to {} bytes, over its quota",
+        used()
     );
 }
 

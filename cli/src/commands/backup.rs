@@ -234,6 +234,7 @@ pub async fn ingest_context(
         // A stream has no files to cache.
         files_cache: None,
         cannot_delete: context::cannot_delete(&repo),
+        quotas: cfg.quotas(),
     })
 }
 

@@ -40,7 +40,8 @@ pub async fn repair(cfg: &Config, a: RepairArgs) -> anyhow::Result<u8> {
     let repo = context::repo(cfg)?;
     let mut repaired = Vec::new();
     for id in ids {
-        let r = care::repair_backup(&repo, &pg, &bus, &id, &whoami("repair")).await?;
+        let r =
+            care::repair_backup(&repo, &pg, &bus, &id, &whoami("repair"), &cfg.quotas()).await?;
         if !a.json {
             if r.ok {
                 out!(

@@ -79,6 +79,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
     ]
     .into_iter()
     .any(has)
+        || (has(Stage::Store) && !cfg.quotas().is_empty())
     {
         context::ledger(cfg).await?;
     }
@@ -120,6 +121,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 source: whoami("ingest"),
                 files_cache,
                 cannot_delete: context::cannot_delete(&repo),
+                quotas: cfg.quotas(),
             });
             let run = cairn_ingest::run(ctx, cfg.ingest.concurrency);
             spawn(&mut tasks, Stage::Ingest, run);
@@ -138,7 +140,14 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             if !a.networks.is_empty() && !a.networks.iter().any(|n| n == net.name()) {
                 continue;
             }
-            let quota = cfg.network(net.name()).and_then(|n| n.common.quota_bytes);
+            // A quota is held to the ledger's count.
+            let quota = cfg
+                .network(net.name())
+                .and_then(|n| n.common.quota_bytes)
+                .map(|bytes| cairn_store::Quota {
+                    bytes,
+                    ledger: cfg.postgres.clone(),
+                });
             let run = cairn_store::run(
                 bus.clone(),
                 repo.clone(),
@@ -242,8 +251,14 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
     if has(Stage::Repair) && cfg.repair.interval_secs > 0 {
         let pg = context::ledger_as(cfg, Role::Reader).await?;
         let every = Duration::from_secs(cfg.repair.interval_secs);
-        let run =
-            cairn_verify::care::auto_repair(repo.clone(), pg, bus.clone(), every, whoami("repair"));
+        let run = cairn_verify::care::auto_repair(
+            repo.clone(),
+            pg,
+            bus.clone(),
+            every,
+            whoami("repair"),
+            cfg.quotas(),
+        );
         spawn(&mut tasks, Stage::Repair, run);
     }
     // The signer runs where its key is: only with a key configured.
@@ -262,14 +277,33 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
         }
         _ => {}
     }
+    // What the stages ask of the networks (egress, requests), into the
+    // ledger every so often and once more at a clean stop.
+    let purpose = match a.stages.as_slice() {
+        [Which(Some(s))] => s.name().to_string(),
+        _ => "serve".to_string(),
+    };
+    tokio::spawn(cairn_ledger::usage::record_traffic_every(
+        bus.clone(),
+        purpose.clone(),
+        whoami("serve"),
+        cairn_ledger::usage::TRAFFIC_EVERY,
+    ));
     tracing::info!(
         workers = tasks.len(),
         prefix = bus.subjects.prefix(),
         "serving"
     );
+    let stopped = async {
+        if let Err(e) = cairn_ledger::usage::record_traffic(&bus, &purpose, &whoami("serve")).await
+        {
+            tracing::warn!(error = %e, "the last network traffic was not recorded");
+        }
+        Ok(0)
+    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(0),
-        _ = term.recv() => Ok(0),
+        _ = tokio::signal::ctrl_c() => stopped.await,
+        _ = term.recv() => stopped.await,
         Some(done) = tasks.join_next() => {
             match done {
                 Ok((stage, Err(e))) => bail!("the {stage} worker stopped: {e}"),

@@ -304,6 +304,7 @@ impl Workload {
                 dataset_key: None,
                 wal: None,
                 retain_until: None,
+                rerouted: Vec::new(),
             }),
             &[],
         );

@@ -177,19 +177,23 @@ pub async fn send_out(
         None => Err("no broker".into()),
     };
     let path = cairn_repo::layout::checkpoint(issued.log.as_deref(), issued.size);
-    let mut networks = Vec::new();
-    for n in repo.networks() {
-        let r = n
-            .put(
-                &path,
-                issued.note.clone().into(),
-                cairn_networks::PutMode::IfAbsent,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        networks.push((n.name().to_string(), r));
-    }
+    let networks = cairn_networks::meter::unmetered(async {
+        let mut networks = Vec::new();
+        for n in repo.networks() {
+            let r = n
+                .put(
+                    &path,
+                    issued.note.clone().into(),
+                    cairn_networks::PutMode::IfAbsent,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            networks.push((n.name().to_string(), r));
+        }
+        networks
+    })
+    .await;
     Copies {
         published,
         networks,

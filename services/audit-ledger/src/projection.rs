@@ -1,7 +1,8 @@
 //! Projections of the log that the CLI and the stages query: backups and
 //! their status, the digest each object must have, which network holds
-//! which chunk or pack, and which pack holds which chunk. Each is a pure function of the log's entries, so `cairn
-//! audit rebuild` rebuilds them with the log.
+//! which chunk or pack, which pack holds which chunk, and what each network
+//! holds and was asked ([`cairn_ledger::usage`]). Each is a pure function of
+//! the log's entries, so `cairn audit rebuild` rebuilds them with the log.
 
 use cairn_events::{Envelope, Event, ObjectKey};
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub struct Projector {
     copies: Vec<(Vec<u8>, String)>,
     /// (chunk, pack, offset, length) from packs' `object.sealed`.
     packed: Vec<(Vec<u8>, Vec<u8>, i32, i32)>,
+    /// What each network holds and what was asked of it.
+    usage: cairn_ledger::usage::UsageProjector,
 }
 
 impl Projector {
@@ -29,6 +32,7 @@ impl Projector {
         tx: &Transaction<'_>,
         env: &Envelope,
     ) -> Result<(), tokio_postgres::Error> {
+        self.usage.apply(tx, env).await?;
         match &env.event {
             Event::ObjectSealed(d) => {
                 self.digest(d);
@@ -91,6 +95,7 @@ impl Projector {
 
     /// Writes what was gathered; call before the transaction commits.
     pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        self.usage.flush(tx).await?;
         if !self.digests.is_empty() {
             let (mut paths, mut sums, mut lens) = (Vec::new(), Vec::new(), Vec::new());
             for (path, (sha, len)) in self.digests.drain() {
@@ -213,8 +218,10 @@ async fn apply(
             prepared.execute(
                 tx,
                 "UPDATE backups SET status = CASE WHEN status IN ('requested', 'running') THEN 'verifying' ELSE status END,
-                     stats = $2::text::jsonb, networks = $3, wal = $4::text::jsonb WHERE backup_id = $1",
-                &[&id, &json(&i.stats), &i.networks, &i.wal.as_ref().map(json)],
+                     stats = $2::text::jsonb, networks = $3, wal = $4::text::jsonb, rerouted = $5::text::jsonb
+                 WHERE backup_id = $1",
+                &[&id, &json(&i.stats), &i.networks, &i.wal.as_ref().map(json),
+                  &(!i.rerouted.is_empty()).then(|| json(&i.rerouted))],
             )
             .await?;
         }
@@ -473,6 +480,8 @@ async fn apply(
         | Event::KeyRotated(_)
         | Event::DeadLettered(_)
         | Event::LedgerRecovered(_) => {}
+        // `cairn_ledger::usage`'s, applied by `Projector`.
+        Event::NetworkTraffic(_) => {}
         // Gathered by `Projector`.
         Event::ObjectsRecovered(_) => {}
     }

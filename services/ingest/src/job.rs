@@ -51,6 +51,9 @@ pub struct IngestContext {
     /// dataset's key goes there only when no target network can delete,
     /// since a key kept there could never be shredded.
     pub cannot_delete: Vec<String>,
+    /// `quota_bytes` of the networks that have one: a backup that would
+    /// take one past it goes elsewhere or is refused before it reads.
+    pub quotas: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,13 +239,23 @@ pub fn resolve_targets(
 /// the resolved targets before anything is read. A request whose targets
 /// cannot be resolved is left to [`run`], which names that.
 pub fn refused_by_profile(ctx: &IngestContext, req: &BackupRequest) -> Option<String> {
+    let (targets, Redundancy::Replicate { min_copies }) =
+        resolve_targets(req, &ctx.networks, &ctx.policies).ok()?;
+    refused_for(ctx, req, &targets, min_copies)
+}
+
+/// Why the profiles that apply to `req` refuse it on `targets`, if they do.
+fn refused_for(
+    ctx: &IngestContext,
+    req: &BackupRequest,
+    targets: &[String],
+    min_copies: u32,
+) -> Option<String> {
     let policy = ctx.policies.get(&req.dataset);
     let profiles = profiles(ctx, req);
     if profiles.is_empty() {
         return None;
     }
-    let (targets, Redundancy::Replicate { min_copies }) =
-        resolve_targets(req, &ctx.networks, &ctx.policies).ok()?;
     let plan = cairn_compliance::Planned {
         targets: ctx
             .network_facts
@@ -596,7 +609,35 @@ pub fn writes_to(repo: &RepoConfig, writer: &Writer) -> Result<(), JobError> {
     }
 }
 
-/// Runs one backup's ingest; returns what `backup.ingested` reported.
+/// Where a backup goes: its target networks once the quotas had their
+/// say, the redundancy verify holds it to, and where quotas turned it away.
+pub struct Placed {
+    pub networks: Vec<String>,
+    pub redundancy: Redundancy,
+    pub rerouted: Vec<cairn_events::Reroute>,
+}
+
+/// Places `req` before anything is opened or read: its targets resolved,
+/// held to the quotas ([`crate::quota`]), and any network that took over a
+/// full one judged against its compliance profiles as the first ones were.
+pub async fn place(ctx: &IngestContext, req: &BackupRequest) -> Result<Placed, JobError> {
+    let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
+    let Redundancy::Replicate { min_copies } = redundancy.clone();
+    let (networks, rerouted) = crate::quota::admit(ctx, req, networks, min_copies).await?;
+    if !rerouted.is_empty() {
+        if let Some(reason) = refused_for(ctx, req, &networks, min_copies) {
+            return Err(JobError::Source(reason));
+        }
+    }
+    Ok(Placed {
+        networks,
+        redundancy,
+        rerouted,
+    })
+}
+
+/// Runs one backup's ingest, to the networks [`place`] chose; returns what
+/// `backup.ingested` reported.
 pub async fn run(
     ctx: &IngestContext,
     backup_id: &BackupId,
@@ -604,8 +645,13 @@ pub async fn run(
     requested_at: &str,
     input: Input,
     counters: Arc<Counters>,
+    placed: Placed,
 ) -> Result<Ingested, JobError> {
-    let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
+    let Placed {
+        networks,
+        redundancy,
+        rerouted,
+    } = placed;
     writes_to(&ctx.repo, &ctx.writer)?;
     let (parent, reused_at) = match parent_cache(ctx, req, &networks).await? {
         Some((cache, at)) => (Some(cache), at),
@@ -879,6 +925,7 @@ pub async fn run(
         dataset_key: Some(KeyId(dataset_public.fingerprint())),
         wal,
         retain_until,
+        rerouted,
     };
     let env = Envelope::new(
         ctx.source.clone(),

@@ -15,6 +15,7 @@
 pub mod chunker;
 pub mod files_cache;
 pub mod job;
+pub mod quota;
 pub mod source;
 pub mod sources;
 pub mod wal;
@@ -116,6 +117,15 @@ pub async fn ingest(
         tracing::warn!(backup = %id, %reason, "refused by its compliance profile");
         return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?);
     }
+    // Quotas next, still before the source is opened.
+    let placed = match job::place(ctx, req).await {
+        Ok(p) => p,
+        Err(JobError::Source(reason)) => {
+            tracing::warn!(backup = %id, %reason, "not placed");
+            return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let input = match open_input(req, stdin) {
         Ok(i) => i,
         Err(reason) => return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?),
@@ -131,7 +141,7 @@ pub async fn ingest(
     ctx.bus.publish_event(&started).await?;
     let counters = Arc::new(Counters::default());
     let progress = report_progress(&ctx.bus, id, counters.clone());
-    let result = job::run(ctx, id, req, &request.at, input, counters).await;
+    let result = job::run(ctx, id, req, &request.at, input, counters, placed).await;
     progress.abort();
     match result {
         Ok(ingested) => {

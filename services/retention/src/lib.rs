@@ -23,11 +23,14 @@
 //! * [`apply`]: forgets what the plan drops.
 //! * [`schedule`]: the configured schedules and their next and last runs.
 //! * [`scheduler`]: fires them, once per slot across replicas.
+//! * [`cost`]: what the networks hold and cost, now and over the next
+//!   months (`cairn cost`).
 //! * [`drill`]: restore drills, the one part of this stage that needs the
 //!   key (it decrypts, to prove backups come back).
 
 pub mod apply;
 pub mod collect;
+pub mod cost;
 pub mod drill;
 pub mod gc;
 pub mod hold;

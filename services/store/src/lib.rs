@@ -37,7 +37,7 @@ pub enum StoreError {
         claimed: String,
     },
     #[error(
-        "network {network} is at its quota ({used} of {quota} bytes; {path} needs {len} more)"
+        "network {network} is at its quota ({used} of {quota} bytes, as the ledger counts them; {path} needs {len} more)"
     )]
     Quota {
         network: String,
@@ -56,6 +56,8 @@ pub enum StoreError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("the ledger, asked what network {network} holds against its quota: {detail}")]
+    Ledger { network: String, detail: String },
 }
 
 impl From<StoreError> for Failure {
@@ -64,6 +66,7 @@ impl From<StoreError> for Failure {
             StoreError::Decode(_) | StoreError::Digest { .. } => Failure::permanent(e),
             // Space may be freed, the network may come back.
             StoreError::Quota { .. }
+            | StoreError::Ledger { .. }
             | StoreError::KeyNotYet { .. }
             | StoreError::Network(_)
             | StoreError::Bus(_) => Failure::retry(e),
@@ -71,14 +74,41 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// A network's `quota_bytes`, held against the ledger's count of what the
+/// network holds: the same count for every replica and every process, that
+/// forget and the collector lower.
+pub struct Quota {
+    pub bytes: u64,
+    /// The ledger, read as `cairn_reader`.
+    pub ledger: cairn_ledger::PostgresConfig,
+}
+
+/// What this worker wrote that the ledger may not have recorded yet.
+#[derive(Default)]
+struct Unrecorded {
+    /// The ledger connection (made at the first write that needs it).
+    client: Option<tokio_postgres::Client>,
+    /// The ledger's count when last asked, and when.
+    ledger: Option<(u64, std::time::Instant)>,
+    /// Path → (bytes, when), written since and not yet seen in the ledger.
+    written: std::collections::HashMap<String, (u64, std::time::Instant)>,
+}
+
+/// How long a write of this worker is counted on top of the ledger's
+/// figure while the ledger does not show it: it records a write within
+/// seconds, so one it never shows failed to be recorded or was deleted
+/// since.
+const UNRECORDED_FOR: Duration = Duration::from_secs(600);
+
+/// How long a count of the ledger serves before it is asked again.
+const LEDGER_FRESH: Duration = Duration::from_secs(1);
+
 pub struct StoreWorker {
     pub bus: Bus,
     pub network: DynNetwork,
     /// `quota_bytes` of the network, if any.
-    pub quota: Option<u64>,
-    /// Bytes the network holds, as last counted plus what this worker wrote
-    /// since (counted once, at the first write that needs it).
-    used: tokio::sync::Mutex<Option<u64>>,
+    pub quota: Option<Quota>,
+    unrecorded: tokio::sync::Mutex<Unrecorded>,
     /// Data keys known to be on the network.
     keys_here: std::sync::Mutex<HashSet<[u8; 16]>>,
     /// Data keys this worker is storing right now.
@@ -90,12 +120,12 @@ pub struct StoreWorker {
 }
 
 impl StoreWorker {
-    pub fn new(bus: Bus, network: DynNetwork, quota: Option<u64>) -> Self {
+    pub fn new(bus: Bus, network: DynNetwork, quota: Option<Quota>) -> Self {
         StoreWorker {
             bus,
             network,
             quota,
-            used: tokio::sync::Mutex::new(None),
+            unrecorded: Default::default(),
             keys_here: Default::default(),
             keys_storing: Default::default(),
             repo: None,
@@ -171,8 +201,29 @@ impl StoreWorker {
                     network: self.network.name().to_string(),
                 });
             };
-            self.network.put(&path, bytes, PutMode::IfAbsent).await?;
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let len = bytes.len() as u64;
+            let put = self.network.put(&path, bytes, PutMode::IfAbsent).await?;
             tracing::info!(network = %self.network.name(), %from, %path, "dataset key copied");
+            // Recorded like any object on the network (what it holds is
+            // counted from the ledger).
+            let name = self.network.name();
+            let env = Envelope::new(
+                Stage::Store.label(Some(name)),
+                obj.backup_id.clone(),
+                Event::ObjectStored(Stored {
+                    network: name.to_string(),
+                    digest: ObjectDigest {
+                        object: ObjectKey::DatasetKey { id: KeyId(to) },
+                        sha256: sha256.clone(),
+                        len,
+                        packed: Vec::new(),
+                    },
+                    existed: put == Put::Existed,
+                }),
+                &[name.as_bytes(), path.as_bytes(), sha256.as_bytes()],
+            );
+            self.bus.publish_event(&env).await?;
         }
         self.datasets_here.lock().expect("lock").insert(to);
         Ok(())
@@ -218,32 +269,86 @@ impl StoreWorker {
         })
     }
 
-    /// Refuses a write that would take the network past its quota. An object
-    /// already there costs nothing.
+    /// Refuses a write that would take the network past its quota: what
+    /// the ledger counts on it, plus what this worker wrote that the
+    /// ledger has not recorded yet. An object already there costs nothing.
     async fn within_quota(&self, path: &str, len: u64) -> Result<(), StoreError> {
-        let Some(quota) = self.quota else {
+        let Some(q) = &self.quota else {
             return Ok(());
         };
-        let mut used = self.used.lock().await;
-        let now = match *used {
-            Some(u) => u,
-            None => {
-                let u = self.network.usage().await?.bytes;
-                *used = Some(u);
-                u
-            }
+        let name = self.network.name();
+        let ledger = |detail: String| StoreError::Ledger {
+            network: name.to_string(),
+            detail,
         };
-        if now + len > quota && !self.network.exists(path).await? {
+        let mut guard = self.unrecorded.lock().await;
+        let u = &mut *guard;
+        // A connection PostgreSQL dropped is made again.
+        if u.client.as_ref().is_none_or(|c| c.is_closed()) {
+            u.client = Some(
+                cairn_ledger::db::connect_as(&q.ledger, cairn_ledger::Role::Reader)
+                    .await
+                    .map_err(|e| ledger(e.to_string()))?,
+            );
+        }
+        let pg = u.client.as_ref().expect("connected above");
+        let mut fresh = false;
+        loop {
+            let stale = u.ledger.is_none_or(|(_, at)| at.elapsed() >= LEDGER_FRESH);
+            if stale || fresh {
+                // One statement, one snapshot: the count and which of our
+                // writes it already holds.
+                let mine: Vec<String> = u.written.keys().cloned().collect();
+                let row = pg
+                    .query_one(
+                        "SELECT (SELECT coalesce(sum(len), 0)::bigint FROM network_objects WHERE network = $1),
+                                ARRAY(SELECT path FROM network_objects WHERE network = $1 AND path = ANY($2))",
+                        &[&name, &mine],
+                    )
+                    .await
+                    .map_err(|e| ledger(e.to_string()))?;
+                let counted: Vec<String> = row.get(1);
+                for p in counted {
+                    u.written.remove(&p);
+                }
+                u.written.retain(|_, (_, at)| at.elapsed() < UNRECORDED_FOR);
+                u.ledger = Some((row.get::<_, i64>(0) as u64, std::time::Instant::now()));
+            }
+            let used = u.ledger.map(|(b, _)| b).unwrap_or(0)
+                + u.written.values().map(|(len, _)| len).sum::<u64>();
+            if used + len <= q.bytes || u.written.contains_key(path) {
+                break;
+            }
+            if !fresh {
+                // About to refuse: on a count taken now, not a second ago.
+                fresh = true;
+                continue;
+            }
+            if cairn_ledger::usage::holds(pg, name, path)
+                .await
+                .map_err(|e| ledger(e.to_string()))?
+                || self.network.exists(path).await?
+            {
+                return Ok(());
+            }
             return Err(StoreError::Quota {
-                network: self.network.name().to_string(),
-                used: now,
-                quota,
+                network: name.to_string(),
+                used,
+                quota: q.bytes,
                 path: path.to_string(),
                 len,
             });
         }
-        *used = Some(now + len);
+        u.written
+            .insert(path.to_string(), (len, std::time::Instant::now()));
         Ok(())
+    }
+
+    /// A write `within_quota` counted did not happen.
+    async fn not_written(&self, path: &str) {
+        if self.quota.is_some() {
+            self.unrecorded.lock().await.written.remove(path);
+        }
     }
 
     async fn store(&self, d: &Delivery) -> Result<(), StoreError> {
@@ -290,7 +395,7 @@ impl StoreWorker {
                 time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             })
             .map(std::time::SystemTime::from);
-        let put = self
+        let put = match self
             .network
             .put_until(
                 &path,
@@ -298,7 +403,14 @@ impl StoreWorker {
                 layout::put_mode(&obj.object),
                 until,
             )
-            .await?;
+            .await
+        {
+            Ok(put) => put,
+            Err(e) => {
+                self.not_written(&path).await;
+                return Err(e.into());
+            }
+        };
         match &obj.object {
             ObjectKey::DataKey { id } => {
                 self.keys_here.lock().expect("lock").insert(id.0);
@@ -360,7 +472,7 @@ pub async fn run(
     bus: Bus,
     repo: Repository,
     network: DynNetwork,
-    quota: Option<u64>,
+    quota: Option<Quota>,
     concurrency: usize,
 ) -> Result<(), BusError> {
     let name = network.name().to_string();

@@ -244,6 +244,25 @@ impl Config {
                     n.name
                 )));
             }
+            for (key, price) in [
+                ("price_gb_month", n.common.price_gb_month),
+                ("price_gb_egress", n.common.price_gb_egress),
+                ("price_gb_once", n.common.price_gb_once),
+            ] {
+                if price.is_some_and(|p| !p.is_finite() || p < 0.0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "network {:?}: {key} = {} is not a price (a number, 0 or more)",
+                        n.name,
+                        price.unwrap_or_default()
+                    )));
+                }
+            }
+            if n.common.quota_bytes == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "network {:?}: quota_bytes = 0 would refuse every write; leave it out for no quota",
+                    n.name
+                )));
+            }
             if let Kind::Ipfs(i) = &n.kind {
                 if i.pinning_endpoint.is_none() && i.pinning_token_file.is_some() {
                     return Err(ConfigError::Invalid(format!(
@@ -288,6 +307,13 @@ impl Config {
                     )));
                 }
             }
+            for n in &p.overflow {
+                if self.network(n).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "datasets.{dataset}.overflow: unknown network {n:?}"
+                    )));
+                }
+            }
             let targets = if p.networks.is_empty() {
                 self.networks.len()
             } else {
@@ -302,6 +328,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `quota_bytes` of every network that has one.
+    pub fn quotas(&self) -> std::collections::BTreeMap<String, u64> {
+        self.networks
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.common.quota_bytes?)))
+            .collect()
     }
 
     /// The passphrase from config, environment or passphrase file.

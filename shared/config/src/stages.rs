@@ -28,6 +28,12 @@ pub struct DatasetPolicy {
     /// (`["sox"]`), besides those its tags select.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
+    /// Networks a backup goes to instead of a target network it would take
+    /// past its `quota_bytes`, in order of preference. With none that has
+    /// room, the full network is dropped if `min_copies` allows, and
+    /// otherwise the backup is refused, naming the quota.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overflow: Vec<String>,
 }
 
 /// `[ingest]`.

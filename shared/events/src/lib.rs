@@ -219,6 +219,11 @@ pub enum Event {
     /// (envelope backup id `repo`).
     #[serde(rename = "dataset.shredded")]
     DatasetShredded(Shredded),
+    /// What a process asked of the networks since it last said (requests
+    /// and bytes each way, per network): egress and requests for `cairn
+    /// cost` (envelope backup id `repo`).
+    #[serde(rename = "network.traffic")]
+    NetworkTraffic(Traffic),
 }
 
 impl Event {
@@ -266,6 +271,7 @@ impl Event {
             Event::ObjectsRecovered(_) => "objects.recovered",
             Event::DatasetKeyed(_) => "dataset.keyed",
             Event::DatasetShredded(_) => "dataset.shredded",
+            Event::NetworkTraffic(_) => "network.traffic",
         }
     }
 
@@ -318,6 +324,7 @@ impl Event {
         "objects.recovered",
         "dataset.keyed",
         "dataset.shredded",
+        "network.traffic",
     ];
 
     /// Who emits each kind and who consumes it (the catalogue in
@@ -400,6 +407,11 @@ impl Event {
         ("objects.recovered", "cli (recover rebuild)", "ledger"),
         ("dataset.keyed", "ingest", "ledger, ingest"),
         ("dataset.shredded", "cli (shred)", "ledger"),
+        (
+            "network.traffic",
+            "every process that uses networks (serve every 15 s, cli after a command)",
+            "ledger",
+        ),
     ];
 
     /// The terminal outcome of a backup, if this event is one.
@@ -695,6 +707,55 @@ pub struct Ingested {
     /// that lock objects lock every object of it at least that long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_until: Option<String>,
+    /// Target networks a quota turned away before anything was read, and
+    /// where the backup went instead (`networks` is what it went to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerouted: Vec<Reroute>,
+}
+
+/// A target network a backup did not go to because of its quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reroute {
+    /// The network at its quota.
+    pub from: String,
+    /// The network that took its place (`None`: dropped, the other
+    /// targets still meet `min_copies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The quota, as the ledger counted it: "storj holds 149.2 GB of its
+    /// 150 GB quota; this backup may add 2.1 GB".
+    pub reason: String,
+}
+
+/// Requests one process made of one network, and bytes each way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkRequests {
+    pub network: String,
+    /// Object reads (whole or ranged).
+    pub gets: u64,
+    /// Object writes.
+    pub puts: u64,
+    /// Existence, lock and health checks.
+    pub heads: u64,
+    /// Listings (a usage count lists too).
+    pub lists: u64,
+    pub deletes: u64,
+    /// Lock changes (retention extended, legal hold placed or lifted).
+    pub locks: u64,
+    /// Bytes read back from the network (egress).
+    pub bytes_read: u64,
+    /// Bytes written to it.
+    pub bytes_written: u64,
+}
+
+/// `network.traffic`: one process's requests since it last recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Traffic {
+    /// What the process was doing: `serve`, `restore`, `drill`, `repair`...
+    pub purpose: String,
+    pub networks: Vec<NetworkRequests>,
+    /// Who (`cli@host`, `serve@host`).
+    pub by: String,
 }
 
 /// Figures every outcome reports.

@@ -56,6 +56,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../../../schemas/sql/0010_ledger_dataset_keys.sql"),
     ),
     (11, include_str!("../../../schemas/sql/0011_ledger_wal.sql")),
+    (
+        12,
+        include_str!("../../../schemas/sql/0012_ledger_usage.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.
@@ -189,6 +193,12 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
                     .await
                     .map_err(|e| DbError::Migrate(e.to_string()))?;
             }
+            if *version == 12 {
+                // What each network holds, from the entries already there.
+                crate::usage::backfill(&tx)
+                    .await
+                    .map_err(DbError::Migrate)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
                 &[version],
@@ -205,6 +215,15 @@ pub async fn open(cfg: &PostgresConfig) -> Result<Client, DbError> {
     let password = cfg.password()?;
     let mut c = connect_with(&cfg.url, password.as_ref()).await?;
     migrate(&mut c).await?;
+    Ok(c)
+}
+
+/// Connects as `role` without migrating: for a process that connects
+/// again after PostgreSQL dropped it (it migrated when it started).
+pub async fn connect_as(cfg: &PostgresConfig, role: Role) -> Result<Client, DbError> {
+    let password = cfg.password()?;
+    let c = connect_with(&cfg.url, password.as_ref()).await?;
+    assume(&c, role).await;
     Ok(c)
 }
 

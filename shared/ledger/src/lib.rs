@@ -20,6 +20,8 @@
 //! * [`check`]: the whole log re-checked (`cairn audit verify`).
 //! * [`marks`]: the collector's marks, and what ingest may deduplicate
 //!   against given them.
+//! * [`usage`]: what each network holds and what was asked of it (cost,
+//!   quotas), and recording a process's requests.
 
 pub mod check;
 pub mod checkpoint;
@@ -30,6 +32,7 @@ pub mod marks;
 pub mod prove;
 pub mod query;
 pub mod tree;
+pub mod usage;
 
 pub use config::PostgresConfig;
 pub use db::{DbError, Role};

@@ -19,12 +19,19 @@ pub struct BackupRow {
     pub source: Option<Source>,
     pub stats: Option<Stats>,
     pub outcome: Option<Outcome>,
+    /// Target networks a quota turned it away from, and where it went.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rerouted: Vec<cairn_events::Reroute>,
 }
 
 const COLUMNS: &str = "backup_id, dataset, tags, status,
     to_char(requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-    requested_by, networks, source::text, stats::text, outcome::text";
+    requested_by, networks, source::text, stats::text, outcome::text, rerouted::text";
+
+/// How many columns `COLUMNS` selects: a query adding its own reads them
+/// from here on.
+const COLUMN_COUNT: usize = 12;
 
 fn row(r: &Row) -> BackupRow {
     fn js<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> Option<T> {
@@ -43,6 +50,7 @@ fn row(r: &Row) -> BackupRow {
         source: js(r, 8),
         stats: js(r, 9),
         outcome: js(r, 10),
+        rerouted: js(r, 11).unwrap_or_default(),
     }
 }
 
@@ -522,7 +530,7 @@ pub async fn base_backups(
         .iter()
         .map(|r| {
             let wal = r
-                .get::<_, Option<String>>(11)
+                .get::<_, Option<String>>(COLUMN_COUNT)
                 .and_then(|s| serde_json::from_str(&s).ok());
             (row(r), wal)
         })

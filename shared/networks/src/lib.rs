@@ -13,6 +13,7 @@ pub mod arweave;
 pub mod config;
 pub mod fs;
 pub mod ipfs;
+pub mod meter;
 pub mod s3;
 
 pub use config::{env_name, Common, Kind, NetworkConfig};
@@ -229,26 +230,46 @@ pub fn open(cfg: &NetworkConfig) -> Result<DynNetwork, NetworkError> {
         Kind::Ipfs(c) => Arc::new(ipfs::IpfsNetwork::new(name, c)?),
         Kind::Arweave(c) => Arc::new(arweave::ArweaveNetwork::new(name, c)?),
     };
-    Ok(match cfg.common.can_delete {
-        Some(false) => Arc::new(NoDelete(inner)),
-        _ => inner,
-    })
+    Ok(Arc::new(Opened {
+        inner,
+        can_delete: cfg.common.can_delete != Some(false),
+    }))
 }
 
-/// A network configured with `can_delete = false`: it says so in its
+/// What `open` puts around every network: each call counted in
+/// [`meter`], and for `can_delete = false` a network that says so in its
 /// capabilities (retention never tries) and refuses a delete all the same.
-struct NoDelete(DynNetwork);
+struct Opened {
+    inner: DynNetwork,
+    can_delete: bool,
+}
+
+impl Opened {
+    fn count(&self, c: meter::Counts) {
+        meter::count(self.inner.name(), c);
+    }
+
+    fn one(f: impl FnOnce(&mut meter::Counts)) -> meter::Counts {
+        let mut c = meter::Counts::default();
+        f(&mut c);
+        c
+    }
+}
 
 #[async_trait]
-impl Network for NoDelete {
+impl Network for Opened {
     fn name(&self) -> &str {
-        self.0.name()
+        self.inner.name()
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities { can_delete: false }
+        if self.can_delete {
+            self.inner.capabilities()
+        } else {
+            Capabilities { can_delete: false }
+        }
     }
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<Put, NetworkError> {
-        self.0.put(path, bytes, mode).await
+        self.put_until(path, bytes, mode, None).await
     }
     async fn put_until(
         &self,
@@ -257,50 +278,83 @@ impl Network for NoDelete {
         mode: PutMode,
         until: Option<std::time::SystemTime>,
     ) -> Result<Put, NetworkError> {
-        self.0.put_until(path, bytes, mode, until).await
+        let len = bytes.len() as u64;
+        let r = self.inner.put_until(path, bytes, mode, until).await;
+        self.count(Self::one(|c| match &r {
+            Ok(Put::Existed) => c.heads = 1,
+            Ok(Put::Written) => {
+                c.puts = 1;
+                c.bytes_written = len;
+            }
+            Err(_) => c.puts = 1,
+        }));
+        r
     }
     fn locks(&self) -> bool {
-        self.0.locks()
+        self.inner.locks()
     }
     async fn retain(
         &self,
         path: &str,
         until: std::time::SystemTime,
     ) -> Result<Option<ObjectLock>, NetworkError> {
-        self.0.retain(path, until).await
+        self.count(Self::one(|c| c.locks = 1));
+        self.inner.retain(path, until).await
     }
     async fn legal_hold(&self, path: &str, on: bool) -> Result<Option<ObjectLock>, NetworkError> {
-        self.0.legal_hold(path, on).await
+        self.count(Self::one(|c| c.locks = 1));
+        self.inner.legal_hold(path, on).await
     }
     async fn lock(&self, path: &str) -> Result<Option<ObjectLock>, NetworkError> {
-        self.0.lock(path).await
+        self.count(Self::one(|c| c.heads = 1));
+        self.inner.lock(path).await
     }
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
-        self.0.get(path).await
+        let r = self.inner.get(path).await;
+        let read = r.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+        self.count(Self::one(|c| {
+            c.gets = 1;
+            c.bytes_read = read;
+        }));
+        r
     }
     async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
-        self.0.exists(path).await
+        self.count(Self::one(|c| c.heads = 1));
+        self.inner.exists(path).await
     }
     async fn delete(&self, path: &str) -> Result<(), NetworkError> {
-        Err(NetworkError::NoDelete {
-            network: self.name().to_string(),
-            path: path.to_string(),
-            why: "it is configured with can_delete = false",
-        })
+        if !self.can_delete {
+            return Err(NetworkError::NoDelete {
+                network: self.name().to_string(),
+                path: path.to_string(),
+                why: "it is configured with can_delete = false",
+            });
+        }
+        self.count(Self::one(|c| c.deletes = 1));
+        self.inner.delete(path).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
-        self.0.list(prefix).await
+        self.count(Self::one(|c| c.lists = 1));
+        self.inner.list(prefix).await
     }
     async fn health(&self) -> Result<(), NetworkError> {
-        self.0.health().await
+        self.count(Self::one(|c| c.heads = 1));
+        self.inner.health().await
     }
     async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
-        self.0.get_range(path, offset, len).await
+        let r = self.inner.get_range(path, offset, len).await;
+        let read = r.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+        self.count(Self::one(|c| {
+            c.gets = 1;
+            c.bytes_read = read;
+        }));
+        r
     }
     async fn usage(&self) -> Result<Usage, NetworkError> {
-        self.0.usage().await
+        self.count(Self::one(|c| c.lists = 1));
+        self.inner.usage().await
     }
     async fn remote_copies(&self) -> Result<Option<BTreeMap<String, u64>>, NetworkError> {
-        self.0.remote_copies().await
+        self.inner.remote_copies().await
     }
 }

@@ -1,7 +1,9 @@
 //! `cairn repair` and the automatic repair loop: copy each missing or
 //! corrupt object of a backup onto the networks that need it, from a
 //! network whose copy hashes right, record each copy (`object.stored`) and,
-//! once every copy is whole, the backup as completed.
+//! once every copy is whole, the backup as completed. A network with a
+//! quota gets back no more than its quota lets it hold, as the ledger
+//! counts.
 
 use super::{load, Backup, CareError};
 use cairn_bus::Bus;
@@ -11,7 +13,7 @@ use cairn_repo::check::{self, Finding};
 use cairn_repo::Repository;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,13 @@ async fn copy_missing(
     b: &Backup,
     bus: &Bus,
     source: &str,
-) -> Result<(u64, Vec<Finding>), CareError> {
+    pg: &tokio_postgres::Client,
+    quotas: &BTreeMap<String, u64>,
+) -> Result<(u64, Vec<Finding>, Vec<String>), CareError> {
+    // Per network with a quota: (quota, what the ledger counts there plus
+    // what this repair has written), asked once per repair.
+    let mut room: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut over: Vec<String> = Vec::new();
     let expected = Arc::new(b.expected.clone());
     let now = tokio::time::Instant::now();
     let findings = check::check_all(b.targets.networks(), expected.clone(), now).await;
@@ -53,6 +61,27 @@ async fn copy_missing(
                     continue;
                 }
                 let len = bytes.len() as u64;
+                if let Some(&quota) = quotas.get(&f.network) {
+                    if !room.contains_key(&f.network) {
+                        let used = cairn_ledger::usage::used(pg, &f.network).await?;
+                        room.insert(f.network.clone(), (quota, used));
+                    }
+                    let (quota, used) = room[&f.network];
+                    // A corrupt copy is replaced, not added to; a lost one
+                    // the ledger still counts is counted once.
+                    let counted = f.corrupt.contains(path)
+                        || cairn_ledger::usage::holds(pg, &f.network, path).await?;
+                    let adds = if counted { 0 } else { len };
+                    if used + adds > quota {
+                        over.push(format!(
+                            "{}: {path} not copied back: the network holds {used} of its {quota} bytes (quota_bytes), as the ledger counts them, and it needs {len} more",
+                            f.network
+                        ));
+                        done = true;
+                        break;
+                    }
+                    room.insert(f.network.clone(), (quota, used + adds));
+                }
                 net.put(path, bytes, PutMode::Overwrite).await?;
                 let env = Envelope::new(
                     source.to_string(),
@@ -89,7 +118,7 @@ async fn copy_missing(
     } else {
         findings
     };
-    Ok((copied, after))
+    Ok((copied, after, over))
 }
 
 /// What `repair_backup` did.
@@ -111,10 +140,11 @@ pub async fn repair_backup(
     bus: &Bus,
     id: &BackupId,
     source: &str,
+    quotas: &BTreeMap<String, u64>,
 ) -> Result<Repaired, CareError> {
     let id = id.clone();
     let b = load(repo, pg, &id).await?;
-    let (copied, after) = copy_missing(&b, bus, source).await?;
+    let (copied, after, over) = copy_missing(&b, bus, source, pg, quotas).await?;
     let ok = after.iter().all(|f| f.ok());
     let was_completed = b
         .outcome
@@ -178,6 +208,7 @@ pub async fn repair_backup(
         .map(|f| format!("{}: {}", f.network, f.detail()))
         .collect();
     still.extend(unlocked);
+    still.extend(over);
     let ok = still.is_empty();
     Ok(Repaired {
         backup_id: id,
@@ -207,6 +238,7 @@ pub async fn auto_repair(
     bus: Bus,
     interval: Duration,
     source: String,
+    quotas: BTreeMap<String, u64>,
 ) -> Result<(), CareError> {
     let mut attempts: HashMap<String, Attempt> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
@@ -233,7 +265,7 @@ pub async fn auto_repair(
             let Ok(id) = BackupId::parse(&raw) else {
                 continue;
             };
-            let result = repair_backup(&repo, &pg, &bus, &id, &source).await;
+            let result = repair_backup(&repo, &pg, &bus, &id, &source, &quotas).await;
             match &result {
                 Ok(r) if r.ok => {
                     tracing::info!(backup = %id, copied = r.objects_copied, "automatic repair: every network holds it intact");
