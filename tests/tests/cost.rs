@@ -205,7 +205,8 @@ fn cost_is_counted_from_the_ledger_and_priced() {
 
     // Twelve months of a daily schedule under keep_daily = 7: from the
     // first full month on, seven backups kept where one is kept today, each
-    // further one adding what the median recent backup added.
+    // further one adding what the median recent backup added; on the
+    // permaweb, which deletes nothing, every one of them.
     let text = std::fs::read_to_string(&env.config).unwrap();
     std::fs::write(
         &env.config,
@@ -232,9 +233,12 @@ fn cost_is_counted_from_the_ledger_and_priced() {
     let now = cost(&env, &[]);
     let months = now["projection"].as_array().unwrap();
     assert_eq!(months.len(), 12, "{now}");
+    // The permaweb deletes nothing: every backup written stays.
+    let mut taken = u(&months[0]["backups"]);
     for month in &months[1..] {
         let days = month["backups"].as_u64().unwrap();
         assert!((28..=31).contains(&days), "{month}");
+        taken += days;
         for (name, _) in &nets {
             let held = month["networks"]
                 .as_array()
@@ -242,11 +246,17 @@ fn cost_is_counted_from_the_ledger_and_priced() {
                 .iter()
                 .find(|n| n["network"] == *name)
                 .unwrap();
+            let expected = if *name == "permaweb" {
+                taken * change
+            } else {
+                (7 - kept_now) * change
+            };
             assert_eq!(
                 u(&held["bytes"]),
-                u(&of(&now, name)["bytes"]) + (7 - kept_now) * change,
+                u(&of(&now, name)["bytes"]) + expected,
                 "{name} in {month}"
             );
+            assert_eq!(u(&held["written"]), days * change, "{name} in {month}");
         }
     }
     let shown = env.ok(&["cost"]);

@@ -32,10 +32,12 @@ pub async fn cost(cfg: &Config, a: CostArgs) -> anyhow::Result<u8> {
             })?
             .with_timezone(&chrono::Utc),
     };
+    let cannot_delete = crate::context::cannot_delete(&crate::context::repo(cfg)?);
     let terms: Vec<Terms> = cfg
         .networks
         .iter()
         .map(|n| Terms {
+            can_delete: !cannot_delete.contains(&n.name),
             network: n.name.clone(),
             quota_bytes: n.common.quota_bytes,
             prices: Prices {
@@ -85,17 +87,17 @@ pub async fn cost(cfg: &Config, a: CostArgs) -> anyhow::Result<u8> {
         let t = &n.last_30d;
         let requests = t.gets + t.puts + t.heads + t.lists + t.deletes + t.locks;
         out!(
-            "{:<12} {:>9} {:>10} {:>14} {:>12} {:>9} {:>10.2}",
+            "{:<12} {:>9} {:>10} {:>14} {:>12} {:>9} {:>10}",
             n.network,
             n.objects,
             size(n.bytes),
             quota,
             size(t.bytes_read),
             requests,
-            n.monthly.total
+            money(n.monthly.total)
         );
     }
-    out!("{:>84.2} a month", r.monthly_total);
+    out!("{:>84} a month", money(r.monthly_total));
     if !r.projection.is_empty() {
         out!("");
         out!(
@@ -109,10 +111,10 @@ pub async fn cost(cfg: &Config, a: CostArgs) -> anyhow::Result<u8> {
                 .map(|n| format!("{} {}", n.network, size(n.bytes)))
                 .collect();
             out!(
-                "  {}  {:>4} backups  {:>10.2}  {}",
+                "  {}  {:>4} backups  {:>10}  {}",
                 m.month,
                 m.backups,
-                m.total,
+                money(m.total),
                 held.join(", ")
             );
         }
@@ -121,4 +123,13 @@ pub async fn cost(cfg: &Config, a: CostArgs) -> anyhow::Result<u8> {
         out!("note: {n}");
     }
     Ok(0)
+}
+
+/// An amount in the prices' currency: cents, or four places below one.
+fn money(x: f64) -> String {
+    if x.abs() >= 1.0 || x == 0.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
 }

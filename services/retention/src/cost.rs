@@ -54,6 +54,8 @@ pub struct Terms {
     pub network: String,
     pub quota_bytes: Option<u64>,
     pub prices: Prices,
+    /// False for a network that keeps everything written to it.
+    pub can_delete: bool,
 }
 
 /// A month's cost on one network.
@@ -360,7 +362,13 @@ async fn project(
             (n.network.clone(), n.bytes.saturating_sub(modelled))
         })
         .collect();
-    let months = projection::project(&trends, &other, a.now, a.months);
+    let permanent: Vec<String> = a
+        .terms
+        .iter()
+        .filter(|t| !t.can_delete)
+        .map(|t| t.network.clone())
+        .collect();
+    let months = projection::project(&trends, &other, &permanent, a.now, a.months);
     Ok(months
         .into_iter()
         .map(|m| {

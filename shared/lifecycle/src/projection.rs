@@ -9,6 +9,9 @@
 //! ([`decide`]), says how many are kept. The months differ from today by
 //! the kept backups gained or lost, times the change per backup.
 //!
+//! A network that cannot delete (Arweave) keeps every byte written to it:
+//! there the months only add.
+//!
 //! It is an estimate, and says what it rests on: a dataset with one backup
 //! has no change rate yet, a dataset with no schedule gains no backups.
 
@@ -101,6 +104,7 @@ fn kept(t: &Trend, backups: &[Candidate], at: DateTime<Utc>) -> u64 {
 pub fn project(
     trends: &[Trend],
     other: &BTreeMap<String, u64>,
+    permanent: &[String],
     now: DateTime<Utc>,
     months: u32,
 ) -> Vec<Month> {
@@ -133,6 +137,9 @@ pub fn project(
     let kept_now: Vec<u64> = trends.iter().map(|t| kept(t, &t.backups, now)).collect();
 
     let mut out = Vec::with_capacity(months as usize);
+    // On a network that cannot delete, what is written stays: its bytes
+    // only grow, whatever the policies drop.
+    let mut written: BTreeMap<(usize, String), u64> = BTreeMap::new();
     let mut start = now;
     for _ in 0..months {
         let stop = next_month(start);
@@ -149,6 +156,13 @@ pub fn project(
             taken += new_here;
             let k = kept(t, &all, stop);
             for (net, &bytes) in &t.held {
+                *added.entry(net.clone()).or_default() += new_here * t.change;
+                if permanent.contains(net) {
+                    let w = written.entry((i, net.clone())).or_default();
+                    *w += new_here * t.change;
+                    *held.entry(net.clone()).or_default() += bytes + *w;
+                    continue;
+                }
                 // Never below one full copy: what is gained or lost is
                 // the change each kept backup beyond the first brings.
                 let floor = bytes.saturating_sub(kept_now[i].saturating_sub(1) * t.change);
@@ -160,7 +174,6 @@ pub fn project(
                         .max(floor)
                 };
                 *held.entry(net.clone()).or_default() += projected;
-                *added.entry(net.clone()).or_default() += new_here * t.change;
             }
         }
         out.push(Month {
@@ -238,7 +251,19 @@ mod tests {
             Some("0 3 * * *"),
             vec![backup("a", "2026-12-05T03:00:00Z")],
         );
-        let m = project(&[t], &BTreeMap::new(), at("2026-12-06T12:00:00Z"), 12);
+        let mut t = t;
+        t.held.insert("arweave".into(), 1000);
+        // A second dataset with no schedule: what the first writes is not
+        // its.
+        let mut idle = trend(Policy::seeds_default(), None, vec![]);
+        idle.held = [("arweave".to_string(), 5)].into();
+        let m = project(
+            &[t, idle],
+            &BTreeMap::new(),
+            &["arweave".into()],
+            at("2026-12-06T12:00:00Z"),
+            12,
+        );
         assert_eq!(m.len(), 12);
         assert_eq!(m[0].month, "2026-12");
         // December: 25 more daily backups (7th..31st), all kept.
@@ -249,6 +274,9 @@ mod tests {
         assert_eq!(m[1].held["s3"], 1000 + 29 * 10);
         assert_eq!(m[11].held["s3"], m[1].held["s3"]);
         assert_eq!(m[11].month, "2027-11");
+        // Arweave keeps every backup ever written: 25 + 31 in two months.
+        assert_eq!(m[1].held["arweave"], 1000 + 56 * 10 + 5);
+        assert_eq!(m[1].added["arweave"], 31 * 10);
     }
 
     #[test]
@@ -262,7 +290,13 @@ mod tests {
             None,
             vec![backup("a", "2026-12-01T00:00:00Z")],
         );
-        let m = project(&[flat], &BTreeMap::new(), at("2026-12-06T00:00:00Z"), 3);
+        let m = project(
+            &[flat],
+            &BTreeMap::new(),
+            &[],
+            at("2026-12-06T00:00:00Z"),
+            3,
+        );
         assert!(m.iter().all(|m| m.held["s3"] == 1000 && m.backups == 0));
 
         let mut floored = trend(
@@ -273,6 +307,7 @@ mod tests {
         let m = project(
             &[floored.clone()],
             &BTreeMap::new(),
+            &[],
             at("2026-12-06T00:00:00Z"),
             2,
         );
@@ -281,7 +316,13 @@ mod tests {
             "keep_last 1: one copy whatever comes"
         );
         floored.floor = Some(chrono::Duration::days(365));
-        let m = project(&[floored], &BTreeMap::new(), at("2026-12-06T00:00:00Z"), 2);
+        let m = project(
+            &[floored],
+            &BTreeMap::new(),
+            &[],
+            at("2026-12-06T00:00:00Z"),
+            2,
+        );
         // Sundays 13..27 Dec and 3..31 Jan: 3 + 5 backups, all kept a
         // year; `a`, older than the newest and with no floor, goes.
         assert_eq!(m[1].held["s3"], 1000 + 7 * 10);
@@ -290,7 +331,7 @@ mod tests {
     #[test]
     fn bytes_no_dataset_accounts_for_are_carried_as_they_are() {
         let other: BTreeMap<String, u64> = [("arweave".to_string(), 77)].into();
-        let m = project(&[], &other, at("2026-12-06T00:00:00Z"), 1);
+        let m = project(&[], &other, &[], at("2026-12-06T00:00:00Z"), 1);
         assert_eq!(m[0].held["arweave"], 77);
     }
 
