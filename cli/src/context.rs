@@ -145,12 +145,22 @@ pub fn repo(cfg: &Config) -> Result<Repository, cairn_repo::RepoError> {
     Repository::open(&cfg.networks)
 }
 
-/// The networks of `repo` that cannot delete (where a dataset's key never
-/// goes while another target can delete).
+/// The networks of `repo` that cannot delete: they keep every byte
+/// written to them.
 pub fn cannot_delete(repo: &Repository) -> Vec<String> {
     repo.networks()
         .iter()
         .filter(|n| !n.capabilities().can_delete)
+        .map(|n| n.name().to_string())
+        .collect()
+}
+
+/// The networks of `repo` that could not destroy a dataset's key when it
+/// is shredded: they cannot delete, or they lock what they hold.
+pub fn cannot_erase(repo: &Repository) -> Vec<String> {
+    repo.networks()
+        .iter()
+        .filter(|n| !n.capabilities().can_delete || n.locks())
         .map(|n| n.name().to_string())
         .collect()
 }

@@ -169,9 +169,12 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
 async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
     let purpose = purpose(&cli.command);
     let result = command(cli, &cfg).await;
-    // `serve` records its own; `recover` works with no broker at all, and
-    // `wal-fetch` must not wait on one while PostgreSQL recovers.
-    if !matches!(purpose, "serve" | "recover" | "wal-fetch") && !cairn_networks::meter::is_empty() {
+    // `serve` records its own; `recover` works with no broker at all;
+    // `wal-fetch` must not wait on one while PostgreSQL recovers; and an
+    // auditor's `audit` commands leave the log they check as it was.
+    if !matches!(purpose, "serve" | "recover" | "wal-fetch" | "audit")
+        && !cairn_networks::meter::is_empty()
+    {
         match context::bus_if_up(&cfg, "cairn-cli").await {
             Ok(bus) => {
                 let by = context::whoami("cli");

@@ -661,6 +661,48 @@ fn gdpr_jurisdiction_erasure_and_key_custody() {
         profiles.contains("gdpr-erasure") && profiles.contains("Art. 17"),
         "{profiles}"
     );
+
+    // A dataset backed up to the object-locked vault as well: its key
+    // never goes there (a lock would keep it past a shred), so the shred
+    // destroys every copy of it and nothing of the dataset opens again.
+    let crm = env.backup(&[
+        src,
+        "--dataset",
+        "crm",
+        "--tag",
+        "gdpr",
+        "--network",
+        "local",
+        "--network",
+        "vault",
+    ]);
+    let crm = crm["backup_id"].as_str().unwrap().to_string();
+    let listed = moto.curl("GET", "vault", "?list-type=2&prefix=datasets/", &[]);
+    assert!(
+        !listed.contains("<Key>"),
+        "a dataset key on the vault: {listed}"
+    );
+    let (doc, _) = check(&env, &[&crm]);
+    assert_eq!(finding(&doc, "gdpr-erasure")["verdict"], "pass", "{doc}");
+    let shredded = env.json(&["shred", "--dataset", "crm", "--confirm", "crm", "--json"]);
+    assert_eq!(
+        shredded["keys_kept_on"],
+        serde_json::json!(null),
+        "{shredded}"
+    );
+    assert!(
+        shredded["ciphertext_kept_on"].to_string().contains("vault"),
+        "{shredded}"
+    );
+    let out = env.path().join("crm-out");
+    let o = env.run_with(
+        env.offline_with_only("vault"),
+        &["restore", &crm, "--to", out.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("crypto-shredded"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing was written");
 }
 
 /// S3 Object Lock follows a backup's retention: a backup a rule keeps 400

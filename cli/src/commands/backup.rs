@@ -233,7 +233,7 @@ pub async fn ingest_context(
         source: whoami("cli"),
         // A stream has no files to cache.
         files_cache: None,
-        cannot_delete: context::cannot_delete(&repo),
+        cannot_erase: context::cannot_erase(&repo),
         quotas: cfg.quotas(),
     })
 }

@@ -120,7 +120,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 network_facts: cfg.network_facts(),
                 source: whoami("ingest"),
                 files_cache,
-                cannot_delete: context::cannot_delete(&repo),
+                cannot_erase: context::cannot_erase(&repo),
                 quotas: cfg.quotas(),
             });
             let run = cairn_ingest::run(ctx, cfg.ingest.concurrency);

@@ -47,10 +47,11 @@ pub struct IngestContext {
     /// Where this host keeps its files caches (`[ingest] files_cache`);
     /// none reads every file every time.
     pub files_cache: Option<files_cache::Store>,
-    /// Networks that cannot delete (`can_delete = false`, Arweave): a
-    /// dataset's key goes there only when no target network can delete,
-    /// since a key kept there could never be shredded.
-    pub cannot_delete: Vec<String>,
+    /// Networks that could not destroy a dataset's key when it is shredded:
+    /// those that cannot delete (`can_delete = false`, Arweave) and those
+    /// that lock what they hold (S3 Object Lock, until the lock ends). A
+    /// shreddable dataset's key goes there only when no other target could.
+    pub cannot_erase: Vec<String>,
     /// `quota_bytes` of the networks that have one: a backup that would
     /// take one past it goes elsewhere or is refused before it reads.
     pub quotas: std::collections::BTreeMap<String, u64>,
@@ -723,7 +724,7 @@ pub async fn run(
                 .unwrap_or(true);
             let deleting: Vec<String> = networks
                 .iter()
-                .filter(|n| !ctx.cannot_delete.contains(n))
+                .filter(|n| !ctx.cannot_erase.contains(n))
                 .cloned()
                 .collect();
             let to = if deleting.is_empty() || !shreddable {

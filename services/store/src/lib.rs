@@ -149,6 +149,7 @@ impl StoreWorker {
     async fn dataset_key_is_here(&self, obj: &SealedObject) -> Result<(), StoreError> {
         if !matches!(obj.object, ObjectKey::DataKey { .. })
             || !self.network.capabilities().can_delete
+            || self.network.locks()
         {
             return Ok(());
         }

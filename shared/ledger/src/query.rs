@@ -196,12 +196,15 @@ pub struct Unfinished {
     pub idle_secs: u64,
 }
 
-/// How much the ledger holds: (log entries, backups). `cairn recover
-/// rebuild` fills only a ledger that holds neither.
+/// How much history the ledger holds: (log entries, backups). `cairn
+/// recover rebuild` fills only a ledger that holds neither. Requests the
+/// services recorded (`network.traffic`) are no history: services started
+/// on a new machine record them before the repository is recorded again.
 pub async fn recorded(c: &Client) -> Result<(i64, i64), tokio_postgres::Error> {
     let r = c
         .query_one(
-            "SELECT (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM backups)",
+            "SELECT (SELECT count(*) FROM ledger_entries WHERE kind <> 'network.traffic'),
+                    (SELECT count(*) FROM backups)",
             &[],
         )
         .await?;
@@ -209,14 +212,16 @@ pub async fn recorded(c: &Client) -> Result<(i64, i64), tokio_postgres::Error> {
 }
 
 /// The log's id if it was begun by `cairn recover rebuild` (its first entry
-/// is `ledger.recovered`): the first 16 hex digits of that entry's leaf
+/// is `ledger.recovered`, but for requests the services recorded before
+/// it, `network.traffic`): the first 16 hex digits of that entry's leaf
 /// hash. `None` for a repository's first log.
 pub async fn log_id(
     c: &impl tokio_postgres::GenericClient,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let row = c
         .query_opt(
-            "SELECT kind, leaf_hash FROM ledger_entries WHERE seq = 1",
+            "SELECT kind, leaf_hash FROM ledger_entries WHERE kind <> 'network.traffic'
+             ORDER BY seq LIMIT 1",
             &[],
         )
         .await?;

@@ -132,13 +132,22 @@ impl Repository {
         }
         for n in &self.networks {
             let name = n.name().to_string();
-            if !n.capabilities().can_delete {
+            // A network that locks what it holds (S3 Object Lock) is never
+            // given a shreddable dataset's key: like one that cannot
+            // delete, it keeps the ciphertext, and only a key found there
+            // is a key not destroyed.
+            if !n.capabilities().can_delete || n.locks() {
+                let why = if n.locks() {
+                    "locks what it holds"
+                } else {
+                    "cannot delete"
+                };
                 for k in &keys {
                     let path = layout::object(&ObjectKey::DatasetKey { id: *k });
                     if n.exists(&path).await.unwrap_or(true) {
                         report
                             .keys_kept_on
-                            .push(format!("{name}: holds {path} and cannot delete"));
+                            .push(format!("{name}: holds {path} and {why}"));
                     }
                 }
                 report.ciphertext_kept_on.push(name);
