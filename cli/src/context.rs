@@ -104,7 +104,12 @@ pub async fn bus(cfg: &Config, name: &str) -> Result<Bus, cairn_bus::BusError> {
 /// [`bus`] for commands that work without the broker: the reason it is
 /// away instead of an error, within 3 s.
 pub async fn bus_if_up(cfg: &Config, name: &str) -> Result<Bus, String> {
-    match tokio::time::timeout(Duration::from_secs(3), bus(cfg, name)).await {
+    bus_within(cfg, name, Duration::from_secs(3)).await
+}
+
+/// [`bus_if_up`], waiting at most `wait`.
+pub async fn bus_within(cfg: &Config, name: &str, wait: Duration) -> Result<Bus, String> {
+    match tokio::time::timeout(wait, bus(cfg, name)).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("NATS did not answer".into()),
     }

@@ -175,14 +175,16 @@ async fn run(cli: Cli, cfg: cairn_config::Config) -> anyhow::Result<u8> {
     if !matches!(purpose, "serve" | "recover" | "wal-fetch" | "audit")
         && !cairn_networks::meter::is_empty()
     {
-        match context::bus_if_up(&cfg, "cairn-cli").await {
+        // Briefly, and quietly: a command that did its work without the
+        // broker is not held up or marred by its absence.
+        match context::bus_within(&cfg, "cairn-cli", std::time::Duration::from_secs(1)).await {
             Ok(bus) => {
                 let by = context::whoami("cli");
                 if let Err(e) = cairn_ledger::usage::record_traffic(&bus, purpose, &by).await {
-                    tracing::warn!(error = %e, "network traffic not recorded");
+                    tracing::info!(error = %e, "network traffic not recorded");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "network traffic not recorded"),
+            Err(e) => tracing::info!(error = %e, "network traffic not recorded"),
         }
     }
     result

@@ -132,27 +132,24 @@ impl Repository {
         }
         for n in &self.networks {
             let name = n.name().to_string();
-            // A network that locks what it holds (S3 Object Lock) is never
-            // given a shreddable dataset's key: like one that cannot
-            // delete, it keeps the ciphertext, and only a key found there
-            // is a key not destroyed.
-            if !n.capabilities().can_delete || n.locks() {
-                let why = if n.locks() {
-                    "locks what it holds"
-                } else {
-                    "cannot delete"
-                };
+            if !n.capabilities().can_delete {
                 for k in &keys {
                     let path = layout::object(&ObjectKey::DatasetKey { id: *k });
                     if n.exists(&path).await.unwrap_or(true) {
                         report
                             .keys_kept_on
-                            .push(format!("{name}: holds {path} and {why}"));
+                            .push(format!("{name}: holds {path} and cannot delete"));
                     }
                 }
                 report.ciphertext_kept_on.push(name);
                 continue;
             }
+            // A network that locks what it holds (S3 Object Lock) deletes by
+            // hiding: the locked version stays until its lock ends. Ingest
+            // gives it a shreddable dataset's key only when no other target
+            // could take it (and gave it one before it knew better), so a
+            // key found there is hidden and named as not destroyed.
+            let mut locked_keys = Vec::new();
             let step = async {
                 let mut deleted = 0u64;
                 // Keys first: from here on nothing of the dataset opens.
@@ -161,6 +158,11 @@ impl Repository {
                     if n.exists(&path).await? {
                         n.delete(&path).await?;
                         deleted += 1;
+                        if n.locks() {
+                            locked_keys.push(format!(
+                                "{name}: {path} is hidden, but its locked version stays until the lock ends (S3 Object Lock)"
+                            ));
+                        }
                     }
                     if n.exists(&path).await? {
                         return Err(cairn_networks::NetworkError::io(
@@ -186,7 +188,9 @@ impl Repository {
                 }
                 Ok::<_, cairn_networks::NetworkError>(deleted)
             };
-            match step.await {
+            let done = step.await;
+            report.keys_kept_on.append(&mut locked_keys);
+            match done {
                 Ok(d) => {
                     report.objects_deleted += d;
                     report.deleted_from.push(name.clone());
