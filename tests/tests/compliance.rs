@@ -1114,3 +1114,61 @@ fn the_retention_service_migrates_on_its_own() {
     let (doc, code) = check(&env, &[&id]);
     assert_eq!(code, Some(0), "{doc}");
 }
+
+/// A held backup is copied to its archive and recorded there, but never
+/// leaves its regular networks while the hold stands; released, the next
+/// run lets it leave.
+#[test]
+fn a_held_backup_never_leaves_its_regular_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = MotoServer::start(dir.path());
+    moto.create_bucket("vault", true);
+    let more = "\n[datasets.minutes]\nnetworks = [\"local\"]\n\
+         \n[compliance.profiles.vaulted]\nrules = [\n  { id = \"to-vault\", control = \"records policy 9\", kind = \"immutable_copy\", archive = \"vault\", release_regular = true },\n]\n";
+    let (mut env, _) = deployment_with(dir.path(), &moto, more);
+    env.start_all();
+    let src = env.source_dir("minutes");
+    random_file(&src.join("m.bin"), 300_000);
+    let b = env.backup(&[
+        src.to_str().unwrap(),
+        "--dataset",
+        "minutes",
+        "--tag",
+        "vaulted",
+    ]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    let manifest = env
+        .network_dir("local")
+        .join(format!("backups/{id}/manifest"));
+    env.ok(&["hold", &id, "--reason", "litigation 7"]);
+    let o = env.run(&["compliance", "migrate", &id]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("under legal hold") && stderr(&o).contains("nothing was deleted"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(manifest.exists(), "a held backup left its regular network");
+    let on_vault = moto.curl("HEAD", "vault", &format!("backups/{id}/manifest"), &[]);
+    assert!(on_vault.starts_with("HTTP/1.1 200"), "{on_vault}");
+    let db = env.db.clone();
+    let count = |kind: &str| -> String {
+        psql(
+            &db,
+            &format!(
+                "select count(*) from ledger_entries where kind = '{kind}' and backup_id = '{id}'"
+            ),
+        )
+    };
+    wait_for(30, "the copy recorded", || {
+        (count("backup.migrated") == "1").then_some(())
+    });
+    assert_eq!(count("backup.left"), "0");
+
+    env.ok(&["release", &id, "--reason", "case closed"]);
+    env.ok(&["compliance", "migrate", &id]);
+    assert!(!manifest.exists(), "released, it left");
+    assert_eq!(count("backup.left"), "1");
+    let r = env.restore_from_only("vault", &id);
+    assert_eq!(snapshot(&r.join("minutes")), snapshot(&src));
+}

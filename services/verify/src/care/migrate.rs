@@ -294,9 +294,12 @@ pub async fn migrate(
         if let Some(k) = b.dataset_key {
             let key = ObjectKey::DatasetKey { id: k };
             let path = layout::object(&key);
-            if (!archive.capabilities().can_delete || archive.locks()) && shreddable {
+            // An archive that locks what it holds gets the key all the
+            // same: the backup is to be restorable from it alone, and a
+            // shred finds and names a key kept there past its lock.
+            if !archive.capabilities().can_delete && shreddable {
                 m.dataset_key = Some(format!(
-                    "kept on {} only: {to} cannot delete it (it cannot delete, or locks what it holds), and the dataset is shreddable",
+                    "kept on {} only: {to} cannot delete, and the dataset is shreddable",
                     regular
                         .iter()
                         .map(|n| n.name())
