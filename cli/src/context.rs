@@ -150,6 +150,18 @@ pub fn repo(cfg: &Config) -> Result<Repository, cairn_repo::RepoError> {
     Repository::open(&cfg.networks)
 }
 
+/// The time a command judges at: `--as-of` (RFC 3339), else now.
+pub fn clock(as_of: Option<&str>) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    Ok(match as_of {
+        None => chrono::Utc::now(),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("--as-of {t:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)")
+            })?
+            .with_timezone(&chrono::Utc),
+    })
+}
+
 /// The networks of `repo` that cannot delete: they keep every byte
 /// written to them.
 pub fn cannot_delete(repo: &Repository) -> Vec<String> {

@@ -259,6 +259,23 @@ fn cost_is_counted_from_the_ledger_and_priced() {
             assert_eq!(u(&held["written"]), days * change, "{name} in {month}");
         }
     }
+    // Bad input is named.
+    for (args, says) in [
+        (
+            &["cost", "--as-of", "yesterday"][..],
+            "--as-of \"yesterday\" is not an RFC 3339 time",
+        ),
+        (
+            &["cost", "--dataset", "nosuch"][..],
+            "dataset \"nosuch\": no backup of it",
+        ),
+        (&["cost", "--months", "500"][..], "500"),
+    ] {
+        let o = env.run(args);
+        assert!(!o.status.success(), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
     let shown = env.ok(&["cost"]);
     assert!(
         shown.contains("permaweb") && shown.contains("next 12 months"),

@@ -128,14 +128,7 @@ pub async fn run(cfg: &Config, c: ComplianceCommand) -> anyhow::Result<u8> {
 }
 
 async fn check(cfg: &Config, a: CheckArgs) -> anyhow::Result<u8> {
-    let now = match &a.as_of {
-        None => chrono::Utc::now(),
-        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-            .with_context(|| {
-                format!("--as-of {t:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)")
-            })?
-            .with_timezone(&chrono::Utc),
-    };
+    let now = context::clock(a.as_of.as_deref())?;
     let scope = a.scope.scope();
     for p in &a.profiles {
         cfg.compliance.named(p)?;

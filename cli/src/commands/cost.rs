@@ -3,7 +3,6 @@
 //! (`cairn_retention::cost` counts and projects; this prints).
 
 use crate::{out, output};
-use anyhow::Context;
 use cairn_config::Config;
 use cairn_ledger::usage::size;
 use cairn_retention::cost::{self, Ask, Prices, Terms};
@@ -24,14 +23,7 @@ pub struct CostArgs {
 }
 
 pub async fn cost(cfg: &Config, a: CostArgs) -> anyhow::Result<u8> {
-    let now = match &a.as_of {
-        None => chrono::Utc::now(),
-        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-            .with_context(|| {
-                format!("--as-of {t:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)")
-            })?
-            .with_timezone(&chrono::Utc),
-    };
+    let now = crate::context::clock(a.as_of.as_deref())?;
     let cannot_delete = crate::context::cannot_delete(&crate::context::repo(cfg)?);
     let terms: Vec<Terms> = cfg
         .networks
@@ -48,6 +40,18 @@ pub async fn cost(cfg: &Config, a: CostArgs) -> anyhow::Result<u8> {
         })
         .collect();
     let pg = crate::context::ledger_as(cfg, cairn_ledger::Role::Reader).await?;
+    if let Some(d) = &a.dataset {
+        let known = cfg.datasets.contains_key(d)
+            || cfg.schedules.iter().any(|s| &s.dataset == d)
+            || !cairn_ledger::query::list_backups(&pg, Some(d), None)
+                .await?
+                .is_empty();
+        if !known {
+            anyhow::bail!(
+                "dataset {d:?}: no backup of it in the ledger, and none configured (`cairn list` shows the datasets)"
+            );
+        }
+    }
     let policy_for = |d: &str| cfg.retention.policy_for(d);
     let r = cost::report(
         &pg,

@@ -489,6 +489,27 @@ mod tests {
             };
             let e = err(jail, "[[networks]]\nname = \"a.b\"\nkind = \"fs\"\n");
             assert!(e.contains("network name \"a.b\""), "{e}");
+            let e = err(
+                jail,
+                "[[networks]]\nname = \"x\"\nkind = \"fs\"\nprice_gb_month = -0.5\n",
+            );
+            assert!(
+                e.contains("network \"x\"") && e.contains("price_gb_month = -0.5"),
+                "{e}"
+            );
+            let e = err(
+                jail,
+                "[[networks]]\nname = \"x\"\nkind = \"fs\"\nquota_bytes = 0\n",
+            );
+            assert!(e.contains("quota_bytes = 0"), "{e}");
+            let e = err(
+                jail,
+                "[[networks]]\nname = \"x\"\nkind = \"fs\"\n[datasets.d]\noverflow = [\"y\"]\n",
+            );
+            assert!(
+                e.contains("datasets.d.overflow") && e.contains("\"y\""),
+                "{e}"
+            );
             let e = err(jail, "[[networks]]\nname = \"x\"\nkind = \"tape\"\n");
             assert!(e.contains("unknown kind \"tape\""), "{e}");
             let e = err(jail, "[nats]\nreplica = 3\n");
