@@ -86,6 +86,27 @@ fn png_size(png: &[u8]) -> (u32, u32) {
     (n(16), n(20))
 }
 
+/// Backs up a new directory `dataset` holding one random file, as
+/// `dataset` with tag `tag`: the directory and the completed backup's id.
+fn back_up_tagged(env: &Env, dataset: &str, tag: &str) -> (std::path::PathBuf, String) {
+    let src = env.source_dir(dataset);
+    random_file(&src.join("file.bin"), 300_000);
+    let b = env.backup(&[src.to_str().unwrap(), "--dataset", dataset, "--tag", tag]);
+    (src, b["backup_id"].as_str().unwrap().to_string())
+}
+
+/// How many `kind` entries the ledger holds for backup `id`.
+fn entries_of(env: &Env, kind: &str, id: &str) -> u64 {
+    psql(
+        &env.db,
+        &format!(
+            "select count(*) from ledger_entries where kind = '{kind}' and backup_id = '{id}'"
+        ),
+    )
+    .parse()
+    .unwrap()
+}
+
 /// A deployment with `local` (EU) and `vault` (moto, Object Lock in
 /// compliance mode, EU) and a US network `offshore`; dataset `books` held to
 /// SOX, keeping only its newest backup by policy; a checkpoint signing key.
@@ -1079,25 +1100,9 @@ fn the_retention_service_migrates_on_its_own() {
     let (mut env, _) = deployment_with(dir.path(), &moto, more);
     env.set_env("CAIRN_RETENTION__MIGRATE_INTERVAL_SECS", "1");
     env.start_all();
-    let src = env.source_dir("deeds");
-    random_file(&src.join("deed.bin"), 300_000);
-    let b = env.backup(&[
-        src.to_str().unwrap(),
-        "--dataset",
-        "deeds",
-        "--tag",
-        "deeds",
-    ]);
-    let id = b["backup_id"].as_str().unwrap().to_string();
-    let db = env.db.clone();
+    let (_, id) = back_up_tagged(&env, "deeds", "deeds");
     wait_for(60, "the service to migrate the backup", || {
-        let n: u64 = psql(
-            &db,
-            &format!("select count(*) from ledger_entries where kind = 'backup.migrated' and backup_id = '{id}'"),
-        )
-        .parse()
-        .ok()?;
-        (n == 1).then_some(())
+        (entries_of(&env, "backup.migrated", &id) == 1).then_some(())
     });
     let head = moto.curl("HEAD", "vault", &format!("backups/{id}/manifest"), &[]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -1127,16 +1132,7 @@ fn a_held_backup_never_leaves_its_regular_networks() {
          \n[compliance.profiles.vaulted]\nrules = [\n  { id = \"to-vault\", control = \"records policy 9\", kind = \"immutable_copy\", archive = \"vault\", release_regular = true },\n]\n";
     let (mut env, _) = deployment_with(dir.path(), &moto, more);
     env.start_all();
-    let src = env.source_dir("minutes");
-    random_file(&src.join("m.bin"), 300_000);
-    let b = env.backup(&[
-        src.to_str().unwrap(),
-        "--dataset",
-        "minutes",
-        "--tag",
-        "vaulted",
-    ]);
-    let id = b["backup_id"].as_str().unwrap().to_string();
+    let (src, id) = back_up_tagged(&env, "minutes", "vaulted");
     let manifest = env
         .network_dir("local")
         .join(format!("backups/{id}/manifest"));
@@ -1151,24 +1147,15 @@ fn a_held_backup_never_leaves_its_regular_networks() {
     assert!(manifest.exists(), "a held backup left its regular network");
     let on_vault = moto.curl("HEAD", "vault", &format!("backups/{id}/manifest"), &[]);
     assert!(on_vault.starts_with("HTTP/1.1 200"), "{on_vault}");
-    let db = env.db.clone();
-    let count = |kind: &str| -> String {
-        psql(
-            &db,
-            &format!(
-                "select count(*) from ledger_entries where kind = '{kind}' and backup_id = '{id}'"
-            ),
-        )
-    };
     wait_for(30, "the copy recorded", || {
-        (count("backup.migrated") == "1").then_some(())
+        (entries_of(&env, "backup.migrated", &id) == 1).then_some(())
     });
-    assert_eq!(count("backup.left"), "0");
+    assert_eq!(entries_of(&env, "backup.left", &id), 0);
 
     env.ok(&["release", &id, "--reason", "case closed"]);
     env.ok(&["compliance", "migrate", &id]);
     assert!(!manifest.exists(), "released, it left");
-    assert_eq!(count("backup.left"), "1");
+    assert_eq!(entries_of(&env, "backup.left", &id), 1);
     let r = env.restore_from_only("vault", &id);
     assert_eq!(snapshot(&r.join("minutes")), snapshot(&src));
 }

@@ -297,23 +297,16 @@ impl StoreWorker {
         loop {
             let stale = u.ledger.is_none_or(|(_, at)| at.elapsed() >= LEDGER_FRESH);
             if stale || fresh {
-                // One statement, one snapshot: the count and which of our
-                // writes it already holds.
+                // The count and which of our writes it already holds.
                 let mine: Vec<String> = u.written.keys().cloned().collect();
-                let row = pg
-                    .query_one(
-                        "SELECT (SELECT coalesce(sum(len), 0)::bigint FROM network_objects WHERE network = $1),
-                                ARRAY(SELECT path FROM network_objects WHERE network = $1 AND path = ANY($2))",
-                        &[&name, &mine],
-                    )
+                let (count, counted) = cairn_ledger::usage::used_and_counted(pg, name, &mine)
                     .await
                     .map_err(|e| ledger(e.to_string()))?;
-                let counted: Vec<String> = row.get(1);
                 for p in counted {
                     u.written.remove(&p);
                 }
                 u.written.retain(|_, (_, at)| at.elapsed() < UNRECORDED_FOR);
-                u.ledger = Some((row.get::<_, i64>(0) as u64, std::time::Instant::now()));
+                u.ledger = Some((count, std::time::Instant::now()));
             }
             let used = u.ledger.map(|(b, _)| b).unwrap_or(0)
                 + u.written.values().map(|(len, _)| len).sum::<u64>();

@@ -321,6 +321,24 @@ pub async fn used<C: GenericClient>(c: &C, network: &str) -> Result<u64, tokio_p
     Ok(r.get::<_, i64>(0) as u64)
 }
 
+/// Bytes `network` holds as the ledger counts them, and which of `paths`
+/// it already counts: one statement, so one snapshot (a writer adds to
+/// the count what it wrote and the ledger does not show yet).
+pub async fn used_and_counted<C: GenericClient>(
+    c: &C,
+    network: &str,
+    paths: &[String],
+) -> Result<(u64, Vec<String>), tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT (SELECT coalesce(sum(len), 0)::bigint FROM network_objects WHERE network = $1),
+                    ARRAY(SELECT path FROM network_objects WHERE network = $1 AND path = ANY($2))",
+            &[&network, &paths],
+        )
+        .await?;
+    Ok((row.get::<_, i64>(0) as u64, row.get(1)))
+}
+
 /// Whether the ledger knows `path` to be on `network` (a write of it then
 /// adds nothing).
 pub async fn holds<C: GenericClient>(
