@@ -333,6 +333,26 @@ impl Env {
             .collect()
     }
 
+    /// Stops every `cairn serve` of this test as a service manager would
+    /// (SIGTERM), so each flushes what it exports, and waits for them.
+    pub fn terminate_workers(&mut self) {
+        for w in &self.workers {
+            let _ = Command::new("kill")
+                .args(["-TERM", &w.pid().to_string()])
+                .status();
+        }
+        for w in &mut self.workers {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = w.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        self.workers.clear();
+    }
+
     /// Stops every `cairn serve` of this test (`kill -9`).
     pub fn stop_workers(&mut self) {
         self.workers.clear();
@@ -410,4 +430,18 @@ pub fn health_of<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_jso
         .iter()
         .find(|n| n["network"] == name)
         .unwrap_or_else(|| panic!("no network {name} in {report}"))
+}
+
+/// Publishes `payload` as is to `subject` on the test's JetStream.
+pub fn publish_raw(env: &Env, subject: &str, payload: &[u8]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.publish(subject.to_string(), payload.to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
 }

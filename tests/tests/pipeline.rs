@@ -252,19 +252,6 @@ fn dlq_messages(env: &Env) -> Vec<(String, String, usize)> {
     })
 }
 
-fn publish_raw(env: &Env, subject: &str, payload: &[u8]) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(env.nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        js.publish(subject.to_string(), payload.to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    });
-}
-
 /// An older release kept plaintext waiting for encrypt in a memory stream;
 /// the first Cairn process to start deletes it, chunks and all.
 #[test]

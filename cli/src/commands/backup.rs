@@ -253,6 +253,9 @@ struct Report<'a> {
     sealed_root: &'a str,
     networks: &'a [cairn_events::NetworkReport],
     reasons: &'a [String],
+    /// The backup's trace (W3C trace id), to find it in a tracing backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -262,11 +265,27 @@ struct Queued<'a> {
 }
 
 pub async fn backup(cfg: &Config, args: BackupArgs) -> anyhow::Result<u8> {
+    // The root of the backup's trace: every stage's span descends from it
+    // through the messages' headers.
+    let span = tracing::info_span!(
+        "backup",
+        otel.name = "backup request",
+        otel.kind = "producer",
+        backup = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    cairn_telemetry::propagate::record_trace_id(&span);
+    use tracing::Instrument as _;
+    requested_backup(cfg, args).instrument(span).await
+}
+
+async fn requested_backup(cfg: &Config, args: BackupArgs) -> anyhow::Result<u8> {
     let req = request(&args)?;
     cfg.check_networks(&req.networks)?;
     let bus = context::bus(cfg, "cairn-cli").await?;
     let requested = client::request_backup(&bus, "cli", req).await?;
     let id = requested.backup_id.clone();
+    tracing::Span::current().record("backup", id.to_string().as_str());
     let envelope = requested.envelope.clone();
     let bar = output::progress_bar(
         !args.json,
@@ -352,6 +371,7 @@ fn print_outcome(id: &BackupId, status: &str, o: &Outcome, as_json: bool) -> any
             sealed_root: &o.sealed_root,
             networks: &o.networks,
             reasons: &o.reasons,
+            trace_id: cairn_telemetry::propagate::trace_id(&tracing::Span::current()),
         });
     }
     let unchanged = if s.files_unchanged > 0 {

@@ -231,6 +231,24 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
                 tracing::warn!("retention.drills.cron is set but this process has no passphrase (CAIRN_PASSPHRASE or keys.passphrase_file): no drills run here");
             }
         }
+        if cfg.telemetry.metrics_on() {
+            let w = cairn_retention::vitals::Watch {
+                bus: bus.clone(),
+                pg: context::ledger_as(cfg, Role::Reader).await?,
+                networks: cfg.network_names(),
+                price_gb_month: cfg
+                    .networks
+                    .iter()
+                    .filter_map(|n| n.common.price_gb_month.map(|p| (n.name.clone(), p)))
+                    .collect(),
+            };
+            let every = Duration::from_secs(cfg.telemetry.vitals_interval_secs.max(1));
+            spawn(
+                &mut tasks,
+                Stage::Retention,
+                cairn_retention::vitals::run(w, every),
+            );
+        }
         // Always: schedules may be added at run time (`cairn schedule add`).
         {
             let s = cairn_retention::scheduler::Scheduler::new(
@@ -276,6 +294,15 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             )
         }
         _ => {}
+    }
+    if let Some(addr) = cfg.telemetry.prometheus_listen.clone() {
+        // Bound before "serving" is logged: a taken port fails the start.
+        let serving = cairn_telemetry::metrics::bind(&addr).await?;
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        });
     }
     // What the stages ask of the networks (egress, requests), into the
     // ledger every so often and once more at a clean stop.

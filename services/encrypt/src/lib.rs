@@ -167,6 +167,7 @@ impl EncryptWorker {
             Duration::from_secs(self.bus.cfg.ack_wait_secs.max(1)) / 3,
         )
         .await?;
+        cairn_telemetry::metrics::get().chunk("encrypt", digest.len);
         let env = Envelope::new(
             self.source.clone(),
             backup_id,

@@ -793,6 +793,7 @@ pub async fn run(
             for (id, plain) in fresh {
                 if let Some(loc) = known.get(&id).or_else(|| reused_at.get(&id)) {
                     list.add(id, Some(*loc));
+                    cairn_telemetry::metrics::get().reused(1);
                     continue;
                 }
                 let Some(plain) = plain else {
@@ -805,6 +806,7 @@ pub async fn run(
                 };
                 list.add(id, None);
                 chunks_new += 1;
+                cairn_telemetry::metrics::get().chunk("ingest", plain.len() as u64);
                 to_compress.push(id, plain);
                 if to_compress.full() {
                     if compressing.len() >= COMPRESS_WINDOW {

@@ -40,6 +40,7 @@ pub mod policy;
 pub mod references;
 pub mod schedule;
 pub mod scheduler;
+pub mod vitals;
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{decode, BackupId, DecodeError, Envelope, Event, Forgotten, ObjectKey, Stage};

@@ -204,8 +204,24 @@ impl Scheduler {
             Event::BackupRequested(s.request(format!("schedule:{}", s.dataset))),
             &[key.as_bytes(), slot.to_rfc3339().as_bytes()],
         );
-        self.bus.publish_event(&env).await?;
-        tracing::info!(dataset = %s.dataset, %slot, backup = %backup_id, "scheduled backup requested");
+        // A new trace for each scheduled backup, whatever span the
+        // scheduler runs in.
+        let span = tracing::info_span!(
+            parent: None,
+            "schedule",
+            otel.name = "scheduled backup request",
+            otel.kind = "producer",
+            dataset = %s.dataset,
+            backup = %backup_id,
+            trace_id = tracing::field::Empty,
+        );
+        cairn_telemetry::propagate::record_trace_id(&span);
+        use tracing::Instrument as _;
+        self.bus
+            .publish_event(&env)
+            .instrument(span.clone())
+            .await?;
+        span.in_scope(|| tracing::info!(dataset = %s.dataset, %slot, "scheduled backup requested"));
         Ok(Some(Action::Fired {
             dataset: s.dataset.clone(),
             slot,

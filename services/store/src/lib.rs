@@ -415,6 +415,9 @@ impl StoreWorker {
             }
             _ => {}
         }
+        if put == Put::Written {
+            cairn_telemetry::metrics::get().chunk(&Stage::Store.label(Some(&name)), len);
+        }
         let env = Envelope::new(
             Stage::Store.label(Some(&name)),
             obj.backup_id,

@@ -64,6 +64,31 @@ fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
         .collect()
 }
 
+/// A consumer or stream not created yet (a store worker of a network that
+/// never started), as opposed to a broker that did not answer.
+fn not_found(e: &impl std::fmt::Display) -> bool {
+    e.to_string().to_ascii_lowercase().contains("not found")
+}
+
+/// One durable consumer's backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerBacklog {
+    pub stream: String,
+    pub consumer: String,
+    /// Messages not yet delivered to it (its lag).
+    pub pending: u64,
+    /// Delivered, not yet acknowledged.
+    pub ack_pending: u64,
+}
+
+/// [`Bus::backlog`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub consumers: Vec<ConsumerBacklog>,
+    /// Each stream and the messages it holds.
+    pub streams: Vec<(String, u64)>,
+}
+
 /// A connection and the names it uses.
 #[derive(Clone)]
 pub struct Bus {
@@ -176,6 +201,46 @@ impl Bus {
     pub async fn publish_event(&self, env: &Envelope) -> Result<(), BusError> {
         let subject = self.subjects.event(&env.event, &env.backup_id);
         publish::publish_once(&self.js, &subject, env.id.as_str(), encode(env).into()).await
+    }
+
+    /// How far behind each durable consumer is, and how much each stream
+    /// holds: for monitoring. A consumer or stream not created yet is left
+    /// out.
+    pub async fn backlog(&self, networks: &[String]) -> Result<Backlog, BusError> {
+        let mut out = Backlog::default();
+        for spec in topology::all_consumers(&self.subjects, &self.cfg, networks) {
+            let name = spec.config.durable_name.clone().unwrap_or_default();
+            let c = match self
+                .js
+                .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                    &name,
+                    &spec.stream,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(BusError::JetStream(format!("consumer {name}: {e}"))),
+            };
+            // Fetched with the consumer: one round trip each.
+            let info = c.cached_info();
+            out.consumers.push(ConsumerBacklog {
+                stream: spec.stream.clone(),
+                consumer: name,
+                pending: info.num_pending,
+                ack_pending: info.num_ack_pending as u64,
+            });
+        }
+        for sc in topology::streams(&self.subjects, &self.cfg) {
+            let stream = match self.js.get_stream(&sc.name).await {
+                Ok(s) => s,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(BusError::JetStream(format!("stream {}: {e}", sc.name))),
+            };
+            out.streams
+                .push((sc.name.clone(), stream.cached_info().state.messages));
+        }
+        Ok(out)
     }
 
     /// Publishes a signed checkpoint of the ledger. A re-publish of the same

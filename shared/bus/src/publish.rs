@@ -15,8 +15,22 @@ use std::time::Duration;
 /// How long a publisher keeps retrying a full or unreachable stream.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
+/// A message with its id and the sender's trace context ([`traced`]).
 fn message(payload: Bytes, msg_id: &str) -> Publish {
-    Publish::build().payload(payload).message_id(msg_id)
+    // `headers` replaces the map: the id goes in after it.
+    Publish::build()
+        .payload(payload)
+        .headers(traced(async_nats::HeaderMap::new()))
+        .message_id(msg_id)
+}
+
+/// `headers` plus the current span's W3C trace context, so the span that
+/// handles the message continues the sender's trace.
+pub(crate) fn traced(mut headers: async_nats::HeaderMap) -> async_nats::HeaderMap {
+    for (name, value) in cairn_telemetry::propagate::current_headers() {
+        headers.insert(name.as_str(), value.as_str());
+    }
+    headers
 }
 
 async fn send(
@@ -86,7 +100,10 @@ pub async fn publish_with_headers(
     let mut delay = Duration::from_millis(50);
     let start = tokio::time::Instant::now();
     loop {
-        let msg = message(payload.clone(), msg_id).headers(headers.clone());
+        let msg = Publish::build()
+            .payload(payload.clone())
+            .headers(traced(headers.clone()))
+            .message_id(msg_id);
         let res = match js.send_publish(subject.to_string(), msg).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

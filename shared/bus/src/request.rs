@@ -71,7 +71,10 @@ impl Requests {
         }
         let len = payload.len();
         let (client, timeout) = (self.client.clone(), self.timeout);
-        let task = tokio::spawn(until_answered(client, subject, payload, timeout));
+        // The answering task runs outside the sender's span: it takes the
+        // trace context with it.
+        let trace = crate::publish::traced(HeaderMap::new());
+        let task = tokio::spawn(until_answered(client, subject, payload, timeout, trace));
         self.bytes += len;
         self.inflight.push_back((len, task));
         Ok(())
@@ -114,11 +117,12 @@ async fn until_answered(
     subject: String,
     payload: Bytes,
     timeout: Duration,
+    trace: HeaderMap,
 ) -> Result<(), BusError> {
     let start = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
-        let mut headers = HeaderMap::new();
+        let mut headers = trace.clone();
         headers.insert(
             DEADLINE,
             unix_ms(SystemTime::now() + timeout).to_string().as_str(),
@@ -187,7 +191,7 @@ pub async fn serve(
             .await
             .expect("semaphore never closes");
         let (bus, handler, label) = (bus.clone(), handler.clone(), label.clone());
-        let span = tracing::info_span!("handle", stage = %label, subject = %msg.subject);
+        let span = worker::handling(&label, &msg.subject, msg.headers.as_ref());
         tokio::spawn(
             async move {
                 answer(&bus, &label, handler.as_ref(), msg).await;
@@ -208,7 +212,14 @@ async fn answer(bus: &Bus, label: &str, handler: &dyn Handler, msg: async_nats::
         deliveries: 1,
         stream_sequence: 0,
     };
-    let answer = match handler.handle(&delivery).await {
+    let result = handler.handle(&delivery).await;
+    let settled = match &result {
+        Ok(()) => "ok",
+        Err(Failure::Retry(_)) => "retry",
+        Err(Failure::Permanent(_)) => "dead_letter",
+    };
+    cairn_telemetry::metrics::get().settled(label, 1, settled);
+    let answer = match result {
         Ok(()) => Answer::Done,
         Err(Failure::Retry(reason)) => Answer::Busy { reason },
         Err(Failure::Permanent(reason)) => {

@@ -171,7 +171,7 @@ pub async fn run(
         let bus = bus.clone();
         let handler = handler.clone();
         let stage = stage.clone();
-        let span = tracing::info_span!("handle", stage = %stage, subject = %msg.subject);
+        let span = handling(&stage, &msg.subject, msg.headers.as_ref());
         tokio::spawn(
             async move {
                 settle(&bus, &stage, keep_payload, ack_wait, handler.as_ref(), msg).await;
@@ -183,6 +183,41 @@ pub async fn run(
     Err(BusError::JetStream(format!(
         "consumer {name}: message stream ended"
     )))
+}
+
+/// The span a stage handles one message in: named for the stage, carrying
+/// the backup id (the subject's last token) and the trace id onto every log
+/// line inside it, and a child of the sender's span when the message
+/// brought its trace context (OpenTelemetry messaging conventions: a
+/// consumer span per message processed).
+pub(crate) fn handling(
+    stage: &str,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+) -> tracing::Span {
+    let backup = subject
+        .rsplit('.')
+        .next()
+        .filter(|t| BackupId::parse(t).is_ok())
+        .unwrap_or("");
+    let span = tracing::info_span!(
+        "handle",
+        otel.name = %format!("{stage} process"),
+        otel.kind = "consumer",
+        stage = %stage,
+        subject = %subject,
+        backup = %backup,
+        trace_id = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %subject,
+    );
+    cairn_telemetry::propagate::adopt(&span, |name| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    });
+    span
 }
 
 async fn settle(
@@ -219,11 +254,16 @@ async fn finish(
     result: Result<(), Failure>,
 ) {
     let deliveries = delivery.deliveries;
+    let metrics = cairn_telemetry::metrics::get();
     let outcome = match result {
-        Ok(()) => msg.ack().await,
+        Ok(()) => {
+            metrics.settled(stage, deliveries, "ok");
+            msg.ack().await
+        }
         Err(Failure::Retry(reason)) if deliveries < bus.cfg.max_deliver => {
             let delay = Duration::from_millis(250 * (1u64 << deliveries.clamp(0, 7)));
             tracing::warn!(stage, subject = delivery.subject, deliveries, %reason, "will retry");
+            metrics.settled(stage, deliveries, "retry");
             msg.ack_with(AckKind::Nak(Some(delay))).await
         }
         Err(failure) => {
@@ -232,8 +272,12 @@ async fn finish(
                 Failure::Permanent(r) => r,
             };
             match dead_letter(bus, stage, keep_payload, delivery, &reason).await {
-                Ok(()) => msg.ack().await,
+                Ok(()) => {
+                    metrics.settled(stage, deliveries, "dead_letter");
+                    msg.ack().await
+                }
                 Err(e) => {
+                    metrics.settled(stage, deliveries, "retry");
                     tracing::error!(stage, error = %e, "could not dead-letter; leaving for redelivery");
                     msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
                         .await
@@ -322,10 +366,23 @@ pub async fn run_batched(
             continue;
         }
         let deliveries: Vec<Delivery> = msgs.iter().map(delivery_of).collect();
+        // One span per message, each in its sender's trace (the ledger
+        // records every backup's events: it belongs in every backup's
+        // trace), open until the message is settled; the batch's own span
+        // links to them all.
+        let each: Vec<tracing::Span> = msgs
+            .iter()
+            .map(|m| handling(&stage, &m.subject, m.headers.as_ref()))
+            .collect();
         let span = tracing::info_span!("handle_batch", stage = %stage, messages = deliveries.len());
+        for s in &each {
+            span.follows_from(s);
+        }
         let results = handler.handle_batch(&deliveries).instrument(span).await;
-        for ((msg, d), r) in msgs.iter().zip(&deliveries).zip(results) {
-            finish(&bus, &stage, keep_payload, msg, d, r).await;
+        for (((msg, d), r), s) in msgs.iter().zip(&deliveries).zip(results).zip(each) {
+            finish(&bus, &stage, keep_payload, msg, d, r)
+                .instrument(s)
+                .await;
         }
         if msgs.len() < max_batch {
             // During a backup events trickle in a few at a time: a moment's

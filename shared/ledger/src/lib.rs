@@ -33,6 +33,7 @@ pub mod prove;
 pub mod query;
 pub mod tree;
 pub mod usage;
+pub mod vitals;
 
 pub use config::PostgresConfig;
 pub use db::{DbError, Role};

@@ -246,7 +246,31 @@ struct Opened {
 
 impl Opened {
     fn count(&self, c: meter::Counts) {
+        let m = cairn_telemetry::metrics::get();
+        if c.bytes_written > 0 {
+            m.network_bytes(self.inner.name(), "write", c.bytes_written);
+        }
+        if c.bytes_read > 0 {
+            m.network_bytes(self.inner.name(), "read", c.bytes_read);
+        }
         meter::count(self.inner.name(), c);
+    }
+
+    /// Runs one call `op`, recording how long it took and whether it failed.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, NetworkError>>,
+    ) -> Result<T, NetworkError> {
+        let start = std::time::Instant::now();
+        let r = call.await;
+        cairn_telemetry::metrics::get().network_call(
+            self.inner.name(),
+            op,
+            start.elapsed(),
+            r.is_ok(),
+        );
+        r
     }
 
     fn one(f: impl FnOnce(&mut meter::Counts)) -> meter::Counts {
@@ -279,7 +303,9 @@ impl Network for Opened {
         until: Option<std::time::SystemTime>,
     ) -> Result<Put, NetworkError> {
         let len = bytes.len() as u64;
-        let r = self.inner.put_until(path, bytes, mode, until).await;
+        let r = self
+            .timed("put", self.inner.put_until(path, bytes, mode, until))
+            .await;
         self.count(Self::one(|c| match &r {
             Ok(Put::Existed) => c.heads = 1,
             Ok(Put::Written) => {
@@ -310,7 +336,7 @@ impl Network for Opened {
         self.inner.lock(path).await
     }
     async fn get(&self, path: &str) -> Result<Bytes, NetworkError> {
-        let r = self.inner.get(path).await;
+        let r = self.timed("get", self.inner.get(path)).await;
         let read = r.as_ref().map(|b| b.len() as u64).unwrap_or(0);
         self.count(Self::one(|c| {
             c.gets = 1;
@@ -320,7 +346,7 @@ impl Network for Opened {
     }
     async fn exists(&self, path: &str) -> Result<bool, NetworkError> {
         self.count(Self::one(|c| c.heads = 1));
-        self.inner.exists(path).await
+        self.timed("exists", self.inner.exists(path)).await
     }
     async fn delete(&self, path: &str) -> Result<(), NetworkError> {
         if !self.can_delete {
@@ -331,18 +357,20 @@ impl Network for Opened {
             });
         }
         self.count(Self::one(|c| c.deletes = 1));
-        self.inner.delete(path).await
+        self.timed("delete", self.inner.delete(path)).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, NetworkError> {
         self.count(Self::one(|c| c.lists = 1));
-        self.inner.list(prefix).await
+        self.timed("list", self.inner.list(prefix)).await
     }
     async fn health(&self) -> Result<(), NetworkError> {
         self.count(Self::one(|c| c.heads = 1));
         self.inner.health().await
     }
     async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, NetworkError> {
-        let r = self.inner.get_range(path, offset, len).await;
+        let r = self
+            .timed("get", self.inner.get_range(path, offset, len))
+            .await;
         let read = r.as_ref().map(|b| b.len() as u64).unwrap_or(0);
         self.count(Self::one(|c| {
             c.gets = 1;
