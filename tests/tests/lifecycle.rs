@@ -672,20 +672,24 @@ fn restore_drills_prove_backups_come_back_and_find_what_does_not() {
         "a dataset whose latest drill failed is degraded"
     );
     psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
-    // The service may be mid-drill now: stopped, it cannot drop the scratch
-    // database it made (`cairn_drill_<the backup id's last 24>_<random>`).
+    // The service may be mid-drill now, on any dataset's latest backup:
+    // stopped, it cannot drop the scratch database it made
+    // (`cairn_drill_<the backup id's last 24>_<random>`).
     env.stop_workers();
-    let tail: String = dump.chars().filter(char::is_ascii_alphanumeric).collect();
-    let tail = &tail[tail.len() - 24..];
-    let left = psql(
-        "postgres",
-        &format!("SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'cairn_drill_{tail}_%'"),
-    );
-    for scratch in left.split_whitespace() {
-        psql(
+    let ids = psql(&env.db, "SELECT string_agg(backup_id, ' ') FROM backups");
+    for id in ids.split_whitespace() {
+        let tail: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+        let tail = &tail[tail.len().saturating_sub(24)..];
+        let left = psql(
             "postgres",
-            &format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"),
+            &format!("SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'cairn_drill_{tail}_%'"),
         );
+        for scratch in left.split_whitespace() {
+            psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"),
+            );
+        }
     }
 }
 
