@@ -7,6 +7,11 @@
 
 # ---- build ----------------------------------------------------------------
 FROM rust:1.95-bookworm AS build
+# Node.js and npm bundle the ops console's front end at build time
+# (services/console/build.rs); the image runs without them.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole workspace: every member's Cargo.toml must be present for cargo to
 # load the workspace, and the ledger embeds schemas/sql/ at compile time.

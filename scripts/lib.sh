@@ -78,6 +78,8 @@ ensure_test_databases() {
 ensure_rust() {
   command -v cargo >/dev/null || die "no Rust toolchain: install Rust 1.95 or newer (rustup) and re-run"
   apt_install gcc pkg-config
+  # The ops console's front end is bundled with npm at build time.
+  command -v npm >/dev/null || apt_install nodejs npm
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
   mkdir -p "$CARGO_TARGET_DIR"
 }
@@ -108,4 +110,6 @@ ensure_test_servers() {
   # Headless Chromium prints compliance reports to PDF and renders them for
   # the tests that look at them.
   apt_install chromium
+  # The console's tests drive that Chromium through WebDriver.
+  apt_install chromium-driver
 }

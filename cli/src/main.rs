@@ -114,6 +114,9 @@ pub enum Command {
     /// that costs a month at the configured prices, and the next 12 months
     /// under the current schedules and retention policies.
     Cost(cost::CostArgs),
+    /// The ops console: a web page on this machine, live from the event
+    /// streams; actions need an operator token (`cairn console token`).
+    Console(console::ConsoleArgs),
     /// The audit ledger.
     Audit {
         #[command(subcommand)]
@@ -216,6 +219,7 @@ fn purpose(c: &Command) -> &'static str {
         Command::Compliance { .. } => "compliance",
         Command::Cost(_) => "cost",
         Command::Audit { .. } => "audit",
+        Command::Console(_) => "console",
     }
 }
 
@@ -248,5 +252,6 @@ async fn command(cli: Cli, cfg: &cairn_config::Config) -> anyhow::Result<u8> {
         Command::Compliance { command } => compliance::run(cfg, command).await,
         Command::Cost(a) => cost::cost(cfg, a).await,
         Command::Audit { command } => audit::run(cfg, command).await,
+        Command::Console(a) => console::console(cfg, a).await,
     }
 }

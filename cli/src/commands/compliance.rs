@@ -168,7 +168,7 @@ async fn check(cfg: &Config, a: CheckArgs) -> anyhow::Result<u8> {
 }
 
 /// What judging needs, read once.
-struct Judging {
+pub(crate) struct Judging {
     pg: tokio_postgres::Client,
     selector: cairn_compliance::Selector,
     cosigned: std::collections::BTreeMap<u64, Vec<u8>>,
@@ -177,7 +177,7 @@ struct Judging {
 }
 
 impl Judging {
-    async fn open(cfg: &Config) -> anyhow::Result<Judging> {
+    pub(crate) async fn open(cfg: &Config) -> anyhow::Result<Judging> {
         let pg = context::ledger(cfg).await?;
         let repo = context::repo(cfg)?;
         let config = repo
@@ -519,4 +519,22 @@ fn profiles(cfg: &Config, a: ProfilesArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The compliance document of one backup, judged now (the console's
+/// evidence).
+pub(crate) async fn evidence_of(cfg: &Config, id: &str) -> anyhow::Result<Document> {
+    let ctx = Judging::open(cfg).await?;
+    let shreddable = |d: &str| cfg.shreddable(d);
+    let judge = Judge {
+        selector: &ctx.selector,
+        also: Vec::new(),
+        shreddable: &shreddable,
+        repo: ctx.facts.clone(),
+        cosigned: &ctx.cosigned,
+        now: chrono::Utc::now(),
+        only: None,
+        taken: None,
+    };
+    Ok(judge.run(&ctx.pg, &Scope::Backup(id.to_string())).await?)
 }

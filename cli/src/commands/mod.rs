@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod compliance;
+pub mod console;
 pub mod cost;
 pub mod drill;
 pub mod forget;

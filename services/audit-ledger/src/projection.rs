@@ -481,7 +481,7 @@ async fn apply(
         | Event::DeadLettered(_)
         | Event::LedgerRecovered(_) => {}
         // `cairn_ledger::usage`'s, applied by `Projector`.
-        Event::NetworkTraffic(_) => {}
+        Event::NetworkTraffic(_) | Event::OperatorAction(_) => {}
         // Gathered by `Projector`.
         Event::ObjectsRecovered(_) => {}
     }

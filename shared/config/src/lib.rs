@@ -20,8 +20,8 @@ pub use cairn_ledger::PostgresConfig;
 pub use cairn_networks::{Kind, NetworkConfig};
 pub use cairn_telemetry::TelemetryConfig;
 pub use stages::{
-    AuditConfig, DatasetPolicy, DrillsConfig, EncryptConfig, IngestConfig, LedgerConfig,
-    RepairConfig, RetentionConfig, StoreConfig, VerifyConfig,
+    AuditConfig, ConsoleConfig, DatasetPolicy, DrillsConfig, EncryptConfig, IngestConfig,
+    LedgerConfig, RepairConfig, RetentionConfig, StoreConfig, VerifyConfig,
 };
 
 use cairn_crypto::Secret;
@@ -50,6 +50,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub repair: RepairConfig,
     pub audit: AuditConfig,
+    pub console: ConsoleConfig,
     /// Redundancy policy per dataset name (`[datasets.<name>]`).
     pub datasets: std::collections::BTreeMap<String, DatasetPolicy>,
     /// Backup schedules (`[[schedules]]`), fired by the retention service.
@@ -110,6 +111,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             repair: RepairConfig::default(),
             audit: AuditConfig::default(),
+            console: ConsoleConfig::default(),
             datasets: Default::default(),
             schedules: Vec::new(),
             compliance: Default::default(),

@@ -341,3 +341,27 @@ impl Default for AuditConfig {
         }
     }
 }
+
+/// `[console]`: the ops console (`cairn console`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Where it listens (`--listen` overrides).
+    pub listen: String,
+    /// Listen on an address other machines reach. Off: the console is for
+    /// this machine (reach it over SSH); on, put TLS in front of it.
+    pub allow_remote: bool,
+    /// Operators who may act (repair...): one `NAME SHA256-OF-TOKEN` per
+    /// line, as `cairn console token NAME` prints. None: read-only.
+    pub operators_file: Option<std::path::PathBuf>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            listen: "127.0.0.1:8321".into(),
+            allow_remote: false,
+            operators_file: None,
+        }
+    }
+}

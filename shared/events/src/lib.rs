@@ -224,6 +224,11 @@ pub enum Event {
     /// cost` (envelope backup id `repo`).
     #[serde(rename = "network.traffic")]
     NetworkTraffic(Traffic),
+    /// An operator acted through the ops console (repair, hold, drill,
+    /// retry a dead letter): who, what, on what, and how it ended
+    /// (envelope: the backup acted on, or `repo`).
+    #[serde(rename = "operator.action")]
+    OperatorAction(OperatorAction),
 }
 
 impl Event {
@@ -272,6 +277,7 @@ impl Event {
             Event::DatasetKeyed(_) => "dataset.keyed",
             Event::DatasetShredded(_) => "dataset.shredded",
             Event::NetworkTraffic(_) => "network.traffic",
+            Event::OperatorAction(_) => "operator.action",
         }
     }
 
@@ -325,6 +331,7 @@ impl Event {
         "dataset.keyed",
         "dataset.shredded",
         "network.traffic",
+        "operator.action",
     ];
 
     /// Who emits each kind and who consumes it (the catalogue in
@@ -412,6 +419,7 @@ impl Event {
             "every process that uses networks (serve every 15 s, cli after a command)",
             "ledger",
         ),
+        ("operator.action", "console", "ledger, console"),
     ];
 
     /// The terminal outcome of a backup, if this event is one.
@@ -746,6 +754,20 @@ pub struct NetworkRequests {
     pub bytes_read: u64,
     /// Bytes written to it.
     pub bytes_written: u64,
+}
+
+/// `operator.action`: what an operator did through the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OperatorAction {
+    /// The operator's name, as the console's operators file gives it for
+    /// the token they presented.
+    pub operator: String,
+    /// `repair`, `hold`, `release`, `drill` or `retry`.
+    pub action: String,
+    /// What it acted on: a backup id, or a dead letter's stream sequence.
+    pub target: String,
+    /// `ok`, or why it did not succeed.
+    pub outcome: String,
 }
 
 /// `network.traffic`: one process's requests since it last recorded them.

@@ -73,6 +73,66 @@ pub async fn list_backups(
         .collect())
 }
 
+/// The newest `limit` backups matching every filter given (the console's
+/// list; forgotten ones left out unless asked for by status).
+pub async fn backups_page(
+    c: &Client,
+    dataset: Option<&str>,
+    tag: Option<&str>,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<BackupRow>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM backups
+         WHERE ($1::text IS NULL OR dataset = $1) AND ($2::text IS NULL OR $2 = ANY(tags))
+           AND (CASE WHEN $3::text IS NULL THEN status <> 'forgotten' ELSE status = $3 END)
+         ORDER BY requested_at DESC NULLS LAST, backup_id DESC
+         LIMIT $4"
+    );
+    Ok(c.query(&sql, &[&dataset, &tag, &status, &limit])
+        .await?
+        .iter()
+        .map(row)
+        .collect())
+}
+
+/// One step of a backup's way through the stages: the entries of one kind
+/// the ledger recorded for it, how many, first and last.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub kind: String,
+    pub count: i64,
+    pub first: String,
+    pub last: String,
+    /// The first entry's position in the log.
+    pub seq: i64,
+}
+
+/// A backup's timeline, in log order.
+pub async fn timeline(c: &Client, backup_id: &str) -> Result<Vec<Step>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT kind, count(*),
+                    to_char(min(recorded_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    to_char(max(recorded_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    min(seq)
+             FROM ledger_entries WHERE backup_id = $1
+             GROUP BY kind ORDER BY min(seq)",
+            &[&backup_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Step {
+            kind: r.get(0),
+            count: r.get(1),
+            first: r.get(2),
+            last: r.get(3),
+            seq: r.get(4),
+        })
+        .collect())
+}
+
 pub async fn backup(
     c: &Client,
     backup_id: &str,

@@ -1,0 +1,91 @@
+//! The ops console (`cairn console`): a web page served by Cairn, fed live
+//! from the EVENTS and AUDIT streams over server-sent events, reading the
+//! ledger through a read-only database role. What it shows is read; what it
+//! does (repair...) needs an operator's token and is ledgered with the
+//! operator's name (`operator.action`).
+//!
+//! The front end (Preact, bundled by esbuild at build time: `build.rs`) is
+//! embedded in the binary ([`assets`]). Actions that belong to stages
+//! (repair is verify's) reach the console through [`Operations`], which the
+//! CLI implements, so the console depends on no stage crate.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod live;
+
+use cairn_bus::Bus;
+use cairn_events::BackupId;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("console: --listen {addr}: {message}")]
+    Listen { addr: String, message: String },
+    #[error("console: --listen {0} is not a loopback address; the console is for this machine unless [console] allow_remote = true (and then put TLS in front of it)")]
+    NotLoopback(String),
+    #[error(transparent)]
+    Operators(#[from] auth::OperatorsError),
+    #[error(transparent)]
+    Bus(#[from] cairn_bus::BusError),
+    #[error("console: {0}")]
+    Serve(String),
+}
+
+/// What the console does that belongs to the stages; the CLI implements it.
+#[async_trait::async_trait]
+pub trait Operations: Send + Sync + 'static {
+    /// The compliance evidence of one backup (`cairn compliance check ID
+    /// --json`'s document).
+    async fn evidence(&self, backup: &BackupId) -> Result<serde_json::Value, String>;
+    /// Repairs one backup (`cairn repair ID`) on `operator`'s behalf: a
+    /// one-line summary of what it did.
+    async fn repair(&self, backup: &BackupId, operator: &str) -> Result<String, String>;
+}
+
+/// Everything a request handler reads.
+pub struct Console {
+    /// A read-only role's connection.
+    pub pg: tokio_postgres::Client,
+    pub bus: Bus,
+    pub operators: auth::Operators,
+    pub ops: Arc<dyn Operations>,
+    /// The `source` of what the console publishes (`console@host`).
+    pub source: String,
+}
+
+/// Binds `addr`, refusing an address other machines can reach unless
+/// `allow_remote`.
+pub async fn bind(addr: &str, allow_remote: bool) -> Result<tokio::net::TcpListener, ConsoleError> {
+    let listen = |message: String| ConsoleError::Listen {
+        addr: addr.to_string(),
+        message,
+    };
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| listen(e.to_string()))?
+        .collect();
+    if resolved.is_empty() {
+        return Err(listen("resolves to no address".into()));
+    }
+    if !allow_remote && resolved.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(ConsoleError::NotLoopback(addr.to_string()));
+    }
+    tokio::net::TcpListener::bind(&resolved[..])
+        .await
+        .map_err(|e| listen(e.to_string()))
+}
+
+/// Serves the console on `listener` until the process stops.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    console: Console,
+) -> Result<(), ConsoleError> {
+    let feed = live::Feed::start(&console.bus).await?;
+    let state = Arc::new(api::State { console, feed });
+    let app = api::router(state);
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| ConsoleError::Serve(e.to_string()))
+}
