@@ -229,6 +229,57 @@ fn console_follows_a_backup_live_and_guards_actions() {
             .unwrap();
         let m = until_text(&b, "#message", "repaired by alice").await;
         assert!(m.contains("intact"), "{m}");
+
+        // Storage per network, as the ledger counts it.
+        b.goto(&format!("{url}#/networks")).await.unwrap();
+        let cell = b
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("tr[data-network=\"local\"] .bytes"))
+            .await
+            .unwrap();
+        let shown: i64 = cell
+            .attr("data-bytes")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let counted: i64 = psql(
+            &env.db,
+            "SELECT coalesce(sum(len), 0) FROM network_objects WHERE network = 'local'",
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        assert_eq!(shown, counted, "the page shows the ledger's count");
+        assert!(shown > 24 << 20);
+        text_of(&b, "svg.bars rect").await;
+        let row = text_of(&b, "tr[data-network=\"local\"]").await;
+        assert!(
+            row.contains("fs") && !row.contains(env.path().to_str().unwrap()),
+            "the kind by name, none of its configuration: {row}"
+        );
+        screenshot(&b, &env, "console-networks").await;
+
+        // The ledger page: its size, and a dead letter arriving live.
+        b.goto(&format!("{url}#/ledger")).await.unwrap();
+        until_text(&b, "#ledger-size", "entries").await;
+        text_of(&b, "#no-dead-letters").await;
+        // publish_raw runs a runtime of its own: off this one's thread.
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                publish_raw(
+                    &env,
+                    &format!("{}.evt.backup.ingested.bad", env.prefix),
+                    b"\x92\xa3not an event",
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        let letters = until_text(&b, "#dead-letters", "malformed").await;
+        assert!(letters.contains("verify"), "{letters}");
         b.close().await.unwrap();
     });
     let n = wait_for(30, "the operator's action in the ledger", || {

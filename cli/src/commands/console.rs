@@ -100,7 +100,18 @@ pub async fn console(cfg: &Config, a: ConsoleArgs) -> anyhow::Result<u8> {
     // Its own connections: a reader's to the ledger (the console changes
     // nothing there), and the bus for the live feed and ledgered actions.
     context::ledger(cfg).await?;
+    let networks = cfg
+        .networks
+        .iter()
+        .map(|n| cairn_console::NetworkInfo {
+            name: n.name.clone(),
+            kind: n.kind.name().to_string(),
+            price_gb_month: n.common.price_gb_month,
+            quota_bytes: n.common.quota_bytes,
+        })
+        .collect();
     let console = cairn_console::Console {
+        networks,
         pg: context::ledger_as(cfg, Role::Reader).await?,
         bus: context::bus(cfg, "cairn-console").await?,
         operators,

@@ -40,6 +40,9 @@ pub fn router(state: Shared) -> Router {
         .route("/api/backups/{id}/evidence", get(evidence))
         .route("/api/backups/{id}/repair", post(repair))
         .route("/api/events", get(events))
+        .route("/api/networks", get(networks))
+        .route("/api/ledger", get(ledger))
+        .route("/api/deadletters", get(dead_letters))
         .with_state(state)
 }
 
@@ -288,4 +291,107 @@ fn sse(h: &Happened) -> SseEvent {
         .event(h.source)
         .json_data(h)
         .unwrap_or_else(|_| SseEvent::default().event(h.source).data("{}"))
+}
+
+/// Each configured network: what the ledger counts there, its quota and
+/// a month of it at its price.
+async fn networks(Extract(s): Extract<Shared>) -> Response {
+    let held = match cairn_ledger::usage::held(&s.console.pg, None).await {
+        Ok(h) => h,
+        Err(e) => return db_error(e),
+    };
+    let rows: Vec<serde_json::Value> = s
+        .console
+        .networks
+        .iter()
+        .map(|n| {
+            let h = held.iter().find(|h| h.network == n.name);
+            let bytes = h.map(|h| h.bytes).unwrap_or(0);
+            serde_json::json!({
+                "network": n,
+                "objects": h.map(|h| h.objects).unwrap_or(0),
+                "bytes": bytes,
+                "cost_month": n.price_gb_month.map(|p| bytes as f64 / 1e9 * p),
+            })
+        })
+        .collect();
+    json(serde_json::json!({ "networks": rows }))
+}
+
+/// The ledger's size, its newest checkpoints, and each dataset's drills.
+async fn ledger(Extract(s): Extract<Shared>) -> Response {
+    let pg = &s.console.pg;
+    let vitals = match cairn_ledger::vitals::read(pg).await {
+        Ok(v) => v,
+        Err(e) => return db_error(e),
+    };
+    let checkpoints = match pg
+        .query(
+            "SELECT size, encode(root, 'hex'),
+                    to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM ledger_checkpoints ORDER BY size DESC LIMIT 10",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "size": r.get::<_, i64>(0),
+                    "root": r.get::<_, String>(1),
+                    "issued_at": r.get::<_, String>(2),
+                })
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => return db_error(e),
+    };
+    let drills = match cairn_ledger::query::drills(pg).await {
+        Ok(d) => d,
+        Err(e) => return db_error(e),
+    };
+    json(serde_json::json!({
+        "entries": vitals.entries,
+        "checkpoint_at": vitals.checkpoint_at,
+        "checkpoints": checkpoints,
+        "drills": drills,
+    }))
+}
+
+/// The newest dead letters, with their reasons, as the ledger recorded
+/// them.
+async fn dead_letters(Extract(s): Extract<Shared>) -> Response {
+    let rows = match s
+        .console
+        .pg
+        .query(
+            "SELECT seq, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), entry
+             FROM ledger_entries WHERE kind = 'event.deadlettered'
+             ORDER BY seq DESC LIMIT 200",
+            &[],
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return db_error(e),
+    };
+    let letters: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| {
+            let env: Envelope = cairn_events::decode(r.get::<_, &[u8]>(2), "entry").ok()?;
+            let Event::DeadLettered(d) = env.event else {
+                return None;
+            };
+            Some(serde_json::json!({
+                "seq": r.get::<_, i64>(0),
+                "recorded_at": r.get::<_, String>(1),
+                "backup_id": env.backup_id,
+                "stage": d.stage,
+                "subject": d.subject,
+                "reason": d.reason,
+                "deliveries": d.deliveries,
+            }))
+        })
+        .collect();
+    json(serde_json::json!({ "dead_letters": letters }))
 }

@@ -44,8 +44,20 @@ pub trait Operations: Send + Sync + 'static {
     async fn repair(&self, backup: &BackupId, operator: &str) -> Result<String, String>;
 }
 
+/// A configured network, as the console shows it beside what the ledger
+/// counts there.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub kind: String,
+    pub price_gb_month: Option<f64>,
+    pub quota_bytes: Option<u64>,
+}
+
 /// Everything a request handler reads.
 pub struct Console {
+    /// The configured networks.
+    pub networks: Vec<NetworkInfo>,
     /// A read-only role's connection.
     pub pg: tokio_postgres::Client,
     pub bus: Bus,

@@ -169,7 +169,8 @@ function Backup({ id }) {
     getJson(`/api/backups/${id}`).then((r) => { setData(r); setError(null); }, (e) => setError(e.message));
   }, [id]);
   useEffect(load, [load]);
-  useLive((d) => { if (d.lagged || d.backup_id === id) load(); });
+  const stale = useStale(load, 250);
+  useLive((d) => { if (d.lagged || d.backup_id === id) stale(); });
 
   const openEvidence = () => {
     setEvidence({ loading: true });
@@ -231,14 +232,101 @@ function Backup({ id }) {
     </div>`;
 }
 
+// Marks a page's data stale; it loads again at most every `ms`, however
+// many events arrive (a large backup records hundreds a second).
+function useStale(load, ms) {
+  const stale = useRef(false);
+  useEffect(() => {
+    const t = setInterval(() => {
+      if (stale.current) { stale.current = false; load(); }
+    }, ms);
+    return () => clearInterval(t);
+  }, [load, ms]);
+  return () => { stale.current = true; };
+}
+
+// Bars drawn to scale: people would rather look than read.
+function Bars({ rows, value, label }) {
+  const max = Math.max(1, ...rows.map(value));
+  const h = 26;
+  return html`<svg class="bars" width="640" height=${rows.length * h} role="img" aria-label="storage per network">
+    ${rows.map((r, i) => html`<g transform=${`translate(0, ${i * h})`}>
+      <text x="0" y="17">${r.network.name}</text>
+      <rect x="120" y="4" height="16" width=${Math.max(1, (value(r) / max) * 400)} fill="#175cd3"></rect>
+      <text x=${130 + (value(r) / max) * 400} y="17" class="muted">${label(r)}</text>
+    </g>`)}
+  </svg>`;
+}
+
+function NetworksPage() {
+  const [data, setData] = useState(null);
+  const [error, setError] = useState(null);
+  const load = useCallback(() => {
+    getJson("/api/networks").then((r) => { setData(r.networks); setError(null); }, (e) => setError(e.message));
+  }, []);
+  useEffect(load, [load]);
+  const stale = useStale(load, 1000);
+  useLive((d) => { if (d.lagged || (d.source === "ledger" && /^(object\.|chunks\.deleted|backup\.forgotten)/.test(d.kind))) stale(); });
+  if (error) return html`<p class="bad">${error}</p>`;
+  if (!data) return html`<p class="muted">Loading…</p>`;
+  return html`
+    <div class="panel"><h2>Storage per network (as the ledger counts it)</h2>
+      <${Bars} rows=${data} value=${(r) => r.bytes} label=${(r) => bytes(r.bytes)} />
+    </div>
+    <table id="networks">
+      <thead><tr><th>network</th><th>kind</th><th>objects</th><th>bytes</th><th>quota</th><th>a month at its price</th></tr></thead>
+      <tbody>${data.map((r) => html`<tr data-network=${r.network.name}>
+        <td>${r.network.name}</td><td>${r.network.kind}</td><td>${r.objects}</td>
+        <td class="bytes" data-bytes=${r.bytes}>${bytes(r.bytes)}</td>
+        <td>${r.network.quota_bytes ? `${bytes(r.network.quota_bytes)} (${Math.round((100 * r.bytes) / r.network.quota_bytes)}%)` : ""}</td>
+        <td>${r.cost_month == null ? "no price" : r.cost_month.toFixed(4)}</td></tr>`)}</tbody>
+    </table>`;
+}
+
+function Ledger() {
+  const [data, setData] = useState(null);
+  const [letters, setLetters] = useState(null);
+  const [error, setError] = useState(null);
+  const load = useCallback(() => {
+    getJson("/api/ledger").then(setData, (e) => setError(e.message));
+    getJson("/api/deadletters").then((r) => setLetters(r.dead_letters), (e) => setError(e.message));
+  }, []);
+  useEffect(load, [load]);
+  const stale = useStale(load, 1000);
+  useLive((d) => { if (d.lagged || (d.source === "ledger" && /^(event\.deadlettered|drill\.)/.test(d.kind))) stale(); });
+  if (error) return html`<p class="bad">${error}</p>`;
+  if (!data || !letters) return html`<p class="muted">Loading…</p>`;
+  const age = data.checkpoint_at ? Math.round(Date.now() / 1000 - data.checkpoint_at) : null;
+  return html`
+    <div class="panel"><h2>The ledger</h2>
+      <p id="ledger-size">${data.entries} entries; ${age == null ? "no signed checkpoint yet" : `newest checkpoint ${age} s old`}</p>
+      ${data.checkpoints.length > 0 && html`<table><thead><tr><th>size</th><th>root</th><th>signed</th></tr></thead>
+        <tbody>${data.checkpoints.map((c) => html`<tr><td>${c.size}</td><td class="mono">${c.root.slice(0, 16)}…</td><td>${c.issued_at}</td></tr>`)}</tbody></table>`}
+    </div>
+    <div class="panel"><h2>Drills</h2>
+      ${data.drills.length === 0 ? html`<p class="muted">No drill yet.</p>` : html`<table><thead><tr><th>dataset</th><th>latest</th><th>last success</th></tr></thead>
+        <tbody>${data.drills.map((d) => html`<tr><td>${d.dataset}</td>
+          <td class=${d.latest.ok ? "ok" : "bad"}>${d.latest.ok ? "ok" : "failed"} ${d.latest.finished_at}</td>
+          <td>${d.last_success ? d.last_success.finished_at : "never"}</td></tr>`)}</tbody></table>`}
+    </div>
+    <div class="panel"><h2>Dead letters</h2>
+      ${letters.length === 0 ? html`<p class="muted" id="no-dead-letters">None.</p>` : html`<table id="dead-letters"><thead><tr><th>recorded</th><th>stage</th><th>subject</th><th>reason</th></tr></thead>
+        <tbody>${letters.map((l) => html`<tr><td>${l.recorded_at}</td><td>${l.stage}</td><td class="mono">${l.subject}</td><td class="bad">${l.reason}</td></tr>`)}</tbody></table>`}
+    </div>`;
+}
+
 function App() {
   const route = useRoute();
   const on = useConnected();
-  const page = route[0] === "backup" && route[1] ? html`<${Backup} id=${route[1]} />` : html`<${Backups} />`;
+  const page = route[0] === "backup" && route[1] ? html`<${Backup} id=${route[1]} />`
+    : route[0] === "networks" ? html`<${NetworksPage} />`
+    : route[0] === "ledger" ? html`<${Ledger} />`
+    : html`<${Backups} />`;
+  const tab = (name, href, label) => html`<a href=${href} class=${(route[0] || "") === name ? "on" : ""}>${label}</a>`;
   return html`
     <header>
       <h1>Cairn</h1>
-      <nav><a href="#/" class=${route[0] !== "backup" ? "on" : ""}>Backups</a></nav>
+      <nav>${tab("", "#/", "Backups")}${tab("networks", "#/networks", "Networks")}${tab("ledger", "#/ledger", "Ledger")}</nav>
       <span class=${"live" + (on ? " on" : "")} id="live">${on ? "live" : "connecting…"}</span>
     </header>
     <main>${page}</main>`;
