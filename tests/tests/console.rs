@@ -255,11 +255,26 @@ fn console_follows_a_backup_live_and_guards_actions() {
         assert_eq!(shown, counted, "the page shows the ledger's count");
         assert!(shown > 24 << 20);
         text_of(&b, "svg.bars rect").await;
-        let row = text_of(&b, "tr[data-network=\"local\"]").await;
+        let local = text_of(&b, "tr[data-network=\"local\"]").await;
         assert!(
-            row.contains("fs") && !row.contains(env.path().to_str().unwrap()),
-            "the kind by name, none of its configuration: {row}"
+            local.contains("fs") && !local.contains(env.path().to_str().unwrap()),
+            "the kind by name, none of its configuration: {local}"
         );
+        // Which networks hold which backups: both backups verified on local.
+        for id in [&first, &row] {
+            let cell = b
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::Css(&format!(
+                    "svg.holdings rect[data-backup=\"{id}\"][data-network=\"local\"]"
+                )))
+                .await
+                .unwrap();
+            assert_eq!(
+                cell.attr("data-verdict").await.unwrap().as_deref(),
+                Some("ok")
+            );
+        }
         screenshot(&b, &env, "console-networks").await;
 
         // The ledger page: its size, and a dead letter arriving live.
