@@ -134,13 +134,9 @@ fn main() {
 
     // The API alone: the list (newest 500) and one backup.
     let api = |path: &str| {
-        use std::io::{Read, Write};
         let t = Instant::now();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut body = Vec::new();
-        s.read_to_end(&mut body).unwrap();
-        assert!(body.starts_with(b"HTTP/1.1 200") || body.starts_with(b"HTTP/1.0 200"));
+        let (status, _, _) = http(port, "GET", path);
+        assert_eq!(status, 200, "{path}");
         t.elapsed().as_secs_f64() * 1000.0
     };
     let list_ms: Vec<f64> = (0..10).map(|_| api("/api/backups")).collect();

@@ -126,6 +126,22 @@ impl Env {
         }
     }
 
+    /// Adds `keys` (TOML lines) to the `local` network's entry in
+    /// cairn.toml (a price, a quota).
+    pub fn set_local_network(&self, keys: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let entry = "name = \"local\"\nkind = \"fs\"\n";
+        assert!(
+            text.contains(entry),
+            "cairn.toml has no local network entry"
+        );
+        std::fs::write(
+            &self.config,
+            text.replacen(entry, &format!("{entry}{keys}\n"), 1),
+        )
+        .unwrap();
+    }
+
     /// Sets (or replaces) an environment variable of every later `cairn`.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);

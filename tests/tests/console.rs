@@ -78,6 +78,15 @@ async fn until_text(c: &Client, css: &str, want: &str) -> String {
     }
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn screenshot(c: &Client, env: &Env, name: &str) {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
@@ -172,12 +181,7 @@ fn console_follows_a_backup_live_and_guards_actions() {
         assert!(nets.contains("local") && nets.contains('✓'), "{nets}");
 
         // Its page: the way through the stages, and its evidence.
-        b.find(Locator::Css(&format!("tr[data-backup=\"{row}\"] a")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, &format!("tr[data-backup=\"{row}\"] a")).await;
         until_text(&b, "#backup h2", &row).await;
         for kind in [
             "backup.requested",
@@ -188,45 +192,25 @@ fn console_follows_a_backup_live_and_guards_actions() {
         ] {
             text_of(&b, &format!("#timeline li[data-kind=\"{kind}\"]")).await;
         }
-        b.find(Locator::Css("#evidence"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#evidence").await;
         let doc = until_text(&b, "#evidence-doc", "backup_id").await;
         assert!(doc.contains(&row), "the evidence is this backup's: {doc}");
         screenshot(&b, &env, "console-backup").await;
 
         // Repair: refused without a token, and with a wrong one; done with
         // an operator's, and ledgered with their name.
-        b.find(Locator::Css("#repair"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#repair").await;
         let m = until_text(&b, "#message", "refused").await;
         assert!(m.contains("401") && m.contains("operator token"), "{m}");
         let token = b.find(Locator::Css("#token")).await.unwrap();
         token.send_keys("not-a-token").await.unwrap();
-        b.find(Locator::Css("#repair"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#repair").await;
         let m = until_text(&b, "#message", "403").await;
         assert!(m.contains("not an operator"), "{m}");
         assert_eq!(operator_actions(&env), 0, "a refused action does nothing");
         token.clear().await.unwrap();
         token.send_keys(TOKEN).await.unwrap();
-        b.find(Locator::Css("#repair"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#repair").await;
         let m = until_text(&b, "#message", "repaired by alice").await;
         assert!(m.contains("intact"), "{m}");
 
@@ -340,25 +324,15 @@ async fn wait_for_row(b: &Client) -> String {
     }
 }
 
-/// One HTTP/1.0 request to the console: status and body.
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+/// One request to the console: status and body; every answer is hardened.
+fn api(port: u16, method: &str, path: &str) -> (u16, String) {
+    let (status, head, body) = http(port, method, path);
     assert!(
         head.to_ascii_lowercase()
             .contains("content-security-policy"),
         "every answer is hardened: {head}"
     );
-    (status, body.to_string())
+    (status, body)
 }
 
 /// Bad input of each kind is refused by name: an address other machines
@@ -398,20 +372,20 @@ fn console_refuses_bad_input_by_name() {
     wait_for(60, "the console", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
-    let (status, body) = http(port, "GET", "/api/backups/no.such%20id");
+    let (status, body) = api(port, "GET", "/api/backups/no.such%20id");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("no.such id"), "{body}");
     let absent = "01900000-0000-7000-8000-000000000000";
-    let (status, body) = http(port, "GET", &format!("/api/backups/{absent}"));
+    let (status, body) = api(port, "GET", &format!("/api/backups/{absent}"));
     assert_eq!(status, 404, "{body}");
     assert!(
         body.contains("no backup") && body.contains(absent),
         "{body}"
     );
-    let (status, body) = http(port, "POST", &format!("/api/backups/{absent}/repair"));
+    let (status, body) = api(port, "POST", &format!("/api/backups/{absent}/repair"));
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("operator token"), "{body}");
-    let (status, body) = http(port, "GET", "/api/backups?limit=0&status=completed");
+    let (status, body) = api(port, "GET", "/api/backups?limit=0&status=completed");
     assert_eq!(status, 200, "{body}");
     assert_eq!(operator_actions(&env), 0);
 }

@@ -84,16 +84,7 @@ fn cost_is_counted_from_the_ledger_and_priced() {
         ),
         ..Options::default()
     });
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen(
-            "name = \"local\"\nkind = \"fs\"\n",
-            "name = \"local\"\nkind = \"fs\"\nprice_gb_month = 0.02\n",
-            1,
-        ),
-    )
-    .unwrap();
+    env.set_local_network("price_gb_month = 0.02");
     let local = cairn_networks::open(&network(
         json!({"name": "local", "kind": "fs", "path": env.network_dir("local")}),
     ))

@@ -432,16 +432,7 @@ fn prometheus_metrics_move_with_a_backup() {
         ..Options::default()
     });
     // The local network's price, for the cost gauge.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen(
-            "name = \"local\"\nkind = \"fs\"\n",
-            "name = \"local\"\nkind = \"fs\"\nprice_gb_month = 20.0\n",
-            1,
-        ),
-    )
-    .unwrap();
+    env.set_local_network("price_gb_month = 20.0");
     env.set_env(
         "CAIRN_TELEMETRY__PROMETHEUS_LISTEN",
         &format!("127.0.0.1:{port}"),
