@@ -141,8 +141,26 @@ fn main() {
     };
     let list_ms: Vec<f64> = (0..10).map(|_| api("/api/backups")).collect();
     let filtered_ms: Vec<f64> = (0..10).map(|_| api("/api/backups?dataset=ds7")).collect();
+    // The other pages' reads over the same ledger.
+    let pages: serde_json::Map<String, serde_json::Value> = [
+        "/api/datasets",
+        "/api/trends",
+        "/api/retention",
+        "/api/schedules",
+        "/api/ledger",
+        "/api/deadletters",
+    ]
+    .iter()
+    .map(|p| {
+        let ms: Vec<f64> = (0..10).map(|_| api(p)).collect();
+        (
+            p.to_string(),
+            serde_json::json!({"median": median(ms.clone()), "p95": p95(ms)}),
+        )
+    })
+    .collect();
 
-    let (load, appear, complete) = rt.block_on(async {
+    let (load, other_loads, appear, complete) = rt.block_on(async {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -172,6 +190,39 @@ fn main() {
             }
             load.push(t.elapsed().as_secs_f64() * 1000.0);
         }
+        // The health page (20 datasets drawn) and the retention plan (a
+        // panel per dataset, every backup decided).
+        let mut other_loads = serde_json::Map::new();
+        for (page, css, want) in [
+            ("#/health", "#datasets tbody tr", 20u64),
+            ("#/retention", "table.plan", 20),
+        ] {
+            let mut ms = Vec::new();
+            for _ in 0..5 {
+                b.goto("about:blank").await.unwrap();
+                let t = Instant::now();
+                b.goto(&format!("{url}{page}")).await.unwrap();
+                loop {
+                    let n = b
+                        .execute(
+                            "return document.querySelectorAll(arguments[0]).length",
+                            vec![serde_json::json!(css)],
+                        )
+                        .await
+                        .unwrap();
+                    if n.as_u64() == Some(want) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            other_loads.insert(
+                page.to_string(),
+                serde_json::json!({"median": median(ms.clone()), "max": ms.iter().cloned().fold(0.0, f64::max)}),
+            );
+        }
+        b.goto(&url).await.unwrap();
         b.wait()
             .at_most(Duration::from_secs(30))
             .for_element(Locator::Css("#live.on"))
@@ -211,7 +262,7 @@ fn main() {
             complete.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         b.close().await.unwrap();
-        (load, appear, complete)
+        (load, other_loads, appear, complete)
     });
     println!(
         "{}",
@@ -222,6 +273,8 @@ fn main() {
             "api_list_ms": {"median": median(list_ms.clone()), "p95": p95(list_ms)},
             "api_list_one_dataset_ms": {"median": median(filtered_ms.clone()), "p95": p95(filtered_ms)},
             "page_load_ms": {"median": median(load.clone()), "max": load.iter().cloned().fold(0.0, f64::max)},
+            "api_pages_ms": pages,
+            "other_page_load_ms": other_loads,
             "update_appear_ms": {"median": median(appear.clone()), "p95": p95(appear)},
             "update_completed_ms": {"median": median(complete.clone()), "p95": p95(complete)},
         })

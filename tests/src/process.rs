@@ -106,11 +106,25 @@ pub fn start_until_ready(mut cmd: Command, log: &Path, what: &str) -> (Guarded, 
 
 /// One HTTP/1.0 request to a server on loopback: status, head and body.
 pub fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
+    http_with(port, method, path, &[], "")
+}
+
+/// As [`http`], with extra header lines (`Authorization: Bearer ...`) and
+/// a body.
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut text = String::new();

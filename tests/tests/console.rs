@@ -98,9 +98,8 @@ async fn screenshot(c: &Client, env: &Env, name: &str) {
     }
 }
 
-#[test]
-fn console_follows_a_backup_live_and_guards_actions() {
-    let mut env = Env::new();
+/// Makes alice an operator (her token: [`TOKEN`]).
+fn alice(env: &mut Env) {
     let operators = env.path().join("operators");
     std::fs::write(
         &operators,
@@ -111,13 +110,10 @@ fn console_follows_a_backup_live_and_guards_actions() {
     )
     .unwrap();
     env.set_env("CAIRN_CONSOLE__OPERATORS_FILE", operators.to_str().unwrap());
-    env.start_all();
-    // A first backup, so the list has something before the page opens.
-    let src = env.source_dir("src");
-    text_file(&src.join("a.txt"), 1 << 20, 1);
-    let first = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
-    let first = first["backup_id"].as_str().unwrap().to_string();
+}
 
+/// `cairn console` on a free loopback port, its output in the logs.
+fn console(env: &Env) -> (Guarded, u16) {
     let port = free_port();
     let mut c = env.cmd();
     let log = std::fs::File::create(env.logs_dir().join("console.log")).unwrap();
@@ -125,10 +121,25 @@ fn console_follows_a_backup_live_and_guards_actions() {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(Stdio::null());
-    let _console = Guarded(Some(c.spawn().unwrap()));
+    let g = Guarded(Some(c.spawn().unwrap()));
     wait_for(60, "the console", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
+    (g, port)
+}
+
+#[test]
+fn console_follows_a_backup_live_and_guards_actions() {
+    let mut env = Env::new();
+    alice(&mut env);
+    env.start_all();
+    // A first backup, so the list has something before the page opens.
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 1 << 20, 1);
+    let first = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let first = first["backup_id"].as_str().unwrap().to_string();
+
+    let (_console, port) = console(&env);
     let (_driver, driver) = chromedriver(&env.logs_dir());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -387,5 +398,367 @@ fn console_refuses_bad_input_by_name() {
     assert!(body.contains("operator token"), "{body}");
     let (status, body) = api(port, "GET", "/api/backups?limit=0&status=completed");
     assert_eq!(status, 200, "{body}");
+    for action in [
+        format!("/api/backups/{absent}/hold"),
+        format!("/api/backups/{absent}/release"),
+        "/api/datasets/docs/drill".to_string(),
+        "/api/deadletters/1/retry".to_string(),
+    ] {
+        let (status, body) = api(port, "POST", &action);
+        assert_eq!(status, 401, "{action}: {body}");
+    }
     assert_eq!(operator_actions(&env), 0);
+
+    // The console's own database role reads what it shows and nothing
+    // else: not the wrapped dataset keys nor the collector's marks, and it
+    // writes nowhere.
+    let as_console = |sql: &str| {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &env.db, "-tAc"])
+            .arg(format!("SET ROLE cairn_console; {sql}"))
+            .output()
+            .unwrap()
+    };
+    let o = as_console("SELECT count(*) FROM backups");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for sql in [
+        "SELECT count(*) FROM dataset_keys",
+        "SELECT count(*) FROM chunk_marks",
+        "INSERT INTO holds VALUES ('x', 'y', 'z', now())",
+    ] {
+        let o = as_console(sql);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("permission denied"), "{sql}: {e}");
+    }
+}
+
+/// The operator's side of the console in Chromium: throughput and lag
+/// drawn over time, a restore drill run from the health page, a legal hold
+/// placed and lifted from a backup's page (and the retention plan keeping
+/// the held backup because of it), a backup's health read from its
+/// networks, the schedules, the compliance verdicts, the witness's
+/// cosignatures, and a dead letter sent again. Every action is refused
+/// without alice's token and ledgered with her name with it.
+#[test]
+fn console_runs_drills_holds_and_retries_and_shows_plans() {
+    let keys = tempfile::tempdir().unwrap();
+    let (log_key, witness_key) = (
+        keys.path().join("ledger.key"),
+        keys.path().join("witness.key"),
+    );
+    let mut env = Env::with(Options {
+        extra_toml: "\n[datasets.docs]\nprofiles = [\"ops\"]\n\n[retention.policies.docs]\nkeep_last = 1\n\
+            \n[compliance.profiles.ops]\nrules = [\n  { id = \"copied\", control = \"ops 1\", kind = \"min_networks\", count = 1 },\n  { id = \"drilled\", control = \"ops 2\", kind = \"drill_within\", days = 1 },\n]\n"
+            .into(),
+        env: vec![
+            ("CAIRN_AUDIT__SIGNING_KEY_FILE".into(), log_key.display().to_string()),
+            ("CAIRN_AUDIT__WITNESS_KEY_FILE".into(), witness_key.display().to_string()),
+            ("CAIRN_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "1".into()),
+        ],
+        ..Options::default()
+    });
+    for (origin, file) in [
+        ("cairn.test/ledger", &log_key),
+        ("cairn.test/witness", &witness_key),
+    ] {
+        env.ok(&[
+            "audit",
+            "keygen",
+            "--origin",
+            origin,
+            "--key-file",
+            file.to_str().unwrap(),
+        ]);
+    }
+    alice(&mut env);
+    env.start_all();
+    let src = env.source_dir("docs");
+    text_file(&src.join("a.txt"), 2 << 20, 1);
+    let older = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let older = older["backup_id"].as_str().unwrap().to_string();
+    text_file(&src.join("b.txt"), 1 << 20, 2);
+    let newer = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let newer = newer["backup_id"].as_str().unwrap().to_string();
+    env.ok(&[
+        "schedule",
+        "add",
+        "--dataset",
+        "docs",
+        "--cron",
+        "0 3 * * *",
+        src.to_str().unwrap(),
+    ]);
+
+    let (_console, port) = console(&env);
+    // Refused by name before anything runs: no token, no reason, not a
+    // ledger position, not a dead letter, not a dataset.
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let (status, _, body) = http_with(
+        port,
+        "POST",
+        &format!("/api/backups/{older}/hold"),
+        &[],
+        r#"{"reason":"x"}"#,
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = http_with(
+        port,
+        "POST",
+        &format!("/api/backups/{older}/hold"),
+        &[&bearer],
+        "{}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("reason"), "{body}");
+    let (status, _, body) = http_with(
+        port,
+        "POST",
+        "/api/deadletters/twelve/retry",
+        &[&bearer],
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a ledger position"), "{body}");
+    let (status, _, body) = http_with(port, "POST", "/api/deadletters/1/retry", &[&bearer], "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("not a dead letter"), "{body}");
+    let (status, _, body) = http_with(port, "POST", "/api/datasets/..%2Fetc/drill", &[&bearer], "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a dataset name"), "{body}");
+    assert_eq!(operator_actions(&env), 0, "nothing refused was ledgered");
+
+    let (_driver, driver) = chromedriver(&env.logs_dir());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = browser(driver).await;
+        let url = format!("http://127.0.0.1:{port}/");
+
+        // Compliance: both backups judged against the operators' profile;
+        // no drill yet, so the drill rule fails.
+        b.goto(&format!("{url}#/compliance")).await.unwrap();
+        until_text(&b, "#live", "live").await;
+        let tally = until_text(&b, "#tally", "passed").await;
+        assert!(
+            tally.starts_with("2 backup(s)") && tally.contains("2 failed"),
+            "{tally}"
+        );
+        let verdicts = format!("#compliance tr[data-backup=\"{newer}\"]");
+        let failing = until_text(&b, &verdicts, "ops/drilled").await;
+        assert!(failing.contains("1 fail"), "{failing}");
+
+        // Health: what was backed up, over time, and each consumer's lag.
+        b.goto(&format!("{url}#/health")).await.unwrap();
+        text_of(&b, "#throughput").await;
+        let mut drawn = 0u64;
+        for bar in b.find_all(Locator::Css("#throughput rect")).await.unwrap() {
+            drawn += bar
+                .attr("data-bytes")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap();
+        }
+        assert!(drawn >= 3 << 20, "both backups' bytes are drawn: {drawn}");
+        let lines = b
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("#lag g[data-consumer] polyline"))
+            .await;
+        assert!(lines.is_ok(), "a lag line per consumer");
+        let consumers = b
+            .find_all(Locator::Css("#lag g[data-consumer]"))
+            .await
+            .unwrap();
+        assert!(
+            consumers.len() >= 4,
+            "every stage's consumer: {}",
+            consumers.len()
+        );
+
+        // A drill from the page: refused without the token, done with it.
+        let row = "#datasets tr[data-dataset=\"docs\"]";
+        until_text(&b, &format!("{row} .drill"), "none").await;
+        click(&b, &format!("{row} .run-drill")).await;
+        let m = until_text(&b, "#message", "refused").await;
+        assert!(m.contains("401"), "{m}");
+        b.find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(TOKEN)
+            .await
+            .unwrap();
+        click(&b, &format!("{row} .run-drill")).await;
+        let m = until_text(&b, "#message", "drilled by alice").await;
+        assert!(m.contains("restored and checked"), "{m}");
+        let cell = until_text(&b, &format!("{row} .drill"), "ok").await;
+        assert!(cell.contains("console:alice"), "{cell}");
+        screenshot(&b, &env, "console-health").await;
+
+        // With the drill, the compliance verdict turns.
+        b.goto(&format!("{url}#/compliance")).await.unwrap();
+        let tally = until_text(&b, "#tally", "0 failed").await;
+        assert!(tally.contains("4 passed"), "{tally}");
+        let row = b.find(Locator::Css(&verdicts)).await.unwrap();
+        assert_eq!(row.attr("data-failed").await.unwrap().as_deref(), Some("0"));
+
+        // The retention plan drops the older backup (keep_last = 1) ...
+        b.goto(&format!("{url}#/retention")).await.unwrap();
+        let plan = format!("tr[data-backup=\"{older}\"]");
+        let why = until_text(&b, &format!("{plan} .why"), "").await;
+        let keep = b
+            .find(Locator::Css(&plan))
+            .await
+            .unwrap()
+            .attr("data-keep")
+            .await
+            .unwrap();
+        assert_eq!(keep.as_deref(), Some("drop"), "{why}");
+
+        // ... until it is held, from its page.
+        b.goto(&format!("{url}#/backup/{older}")).await.unwrap();
+        until_text(&b, "#hold", "none").await;
+        click(&b, "#hold-button").await;
+        let m = until_text(&b, "#message", "refused").await;
+        assert!(m.contains("400") && m.contains("needs a reason"), "{m}");
+        b.find(Locator::Css("#hold-reason"))
+            .await
+            .unwrap()
+            .send_keys("case 7")
+            .await
+            .unwrap();
+        click(&b, "#hold-button").await;
+        until_text(&b, "#message", "held by alice").await;
+        let held = until_text(&b, "#hold", "case 7").await;
+        assert!(held.contains("console:alice"), "{held}");
+        b.goto(&format!("{url}#/retention")).await.unwrap();
+        let why = until_text(&b, &format!("{plan} .why"), "legal hold: case 7").await;
+        let keep = b
+            .find(Locator::Css(&plan))
+            .await
+            .unwrap()
+            .attr("data-keep")
+            .await
+            .unwrap();
+        assert_eq!(keep.as_deref(), Some("keep"), "{why}");
+        b.goto(&format!("{url}#/backup/{older}")).await.unwrap();
+        until_text(&b, "#hold", "case 7").await;
+        b.find(Locator::Css("#hold-reason"))
+            .await
+            .unwrap()
+            .send_keys("case 7 closed")
+            .await
+            .unwrap();
+        click(&b, "#release-button").await;
+        until_text(&b, "#message", "released by alice").await;
+        until_text(&b, "#hold", "none").await;
+
+        // Its health, read from its networks.
+        click(&b, "#check-health").await;
+        let health = until_text(&b, "#health-report [data-health]", "healthy").await;
+        assert_eq!(health, "healthy");
+        until_text(&b, "#health-report tr[data-network=\"local\"]", "ok").await;
+
+        // The schedules: the one added, its next slot at 03:00 UTC.
+        b.goto(&format!("{url}#/schedules")).await.unwrap();
+        let next = until_text(
+            &b,
+            "#schedules tr[data-dataset=\"docs\"] .next",
+            "T03:00:00",
+        )
+        .await;
+        assert!(next.ends_with('Z'), "{next}");
+        let s = text_of(&b, "#schedules tr[data-dataset=\"docs\"]").await;
+        assert!(s.contains("added by"), "{s}");
+        text_of(
+            &b,
+            &format!("#schedules tr[data-dataset=\"docs\"] a[data-backup=\"{newer}\"]"),
+        )
+        .await;
+
+        // The ledger: checkpoints, and the witness cosigning them.
+        b.goto(&format!("{url}#/ledger")).await.unwrap();
+        text_of(&b, "#checkpoints").await;
+        let w = until_text(&b, "#witness .signers", "cairn.test/witness").await;
+        assert!(
+            w.contains("cairn.test/ledger"),
+            "the log's signature and the witness's: {w}"
+        );
+
+        // A dead letter, sent again: verify gives up on it once more.
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                publish_raw(
+                    &env,
+                    &format!("{}.evt.backup.ingested.bad", env.prefix),
+                    b"\x92\xa3not an event",
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        until_text(&b, "#dead-letters", "malformed").await;
+        // Every stage that reads the subject gives up on it: wait until
+        // they all have, so that only the retry can add more.
+        let mut before = (dead_letters(&env), std::time::Instant::now());
+        while before.1.elapsed() < Duration::from_secs(4) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let n = dead_letters(&env);
+            if n != before.0 {
+                before = (n, std::time::Instant::now());
+            }
+        }
+        let before = before.0;
+        let seq: i64 = b
+            .find(Locator::Css("#dead-letters tr[data-seq]"))
+            .await
+            .unwrap()
+            .attr("data-seq")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        click(&b, &format!("tr[data-seq=\"{seq}\"] .retry")).await;
+        let m = until_text(&b, "#message", "sent again by alice").await;
+        assert!(m.contains("evt.backup.ingested.bad"), "{m}");
+        until_text(
+            &b,
+            &format!("tr[data-seq=\"{seq}\"] .retried"),
+            "retried by alice",
+        )
+        .await;
+        wait_for(60, "the retried message dead-lettered again", || {
+            (dead_letters(&env) > before).then_some(())
+        });
+        screenshot(&b, &env, "console-ledger").await;
+        b.close().await.unwrap();
+    });
+    // Every action ledgered once, by alice, with what it was.
+    let actions = psql(
+        &env.db,
+        "SELECT string_agg(CASE WHEN position('alice'::bytea IN entry) > 0 THEN 'alice' ELSE '?' END, ',') FROM ledger_entries WHERE kind = 'operator.action'",
+    );
+    assert_eq!(
+        actions.trim(),
+        "alice,alice,alice,alice",
+        "drill, hold, release, retry"
+    );
+    let drilled = psql(
+        &env.db,
+        "SELECT count(*) FROM drills WHERE ok AND drilled_by = 'console:alice'",
+    );
+    assert!(drilled.trim().parse::<i64>().unwrap() >= 1, "{drilled}");
+    let held = psql(&env.db, "SELECT count(*) FROM holds");
+    assert_eq!(held.trim(), "0", "released");
+}
+
+fn dead_letters(env: &Env) -> i64 {
+    psql(
+        &env.db,
+        "SELECT count(*) FROM ledger_entries WHERE kind = 'event.deadlettered'",
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }

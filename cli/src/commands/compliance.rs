@@ -178,7 +178,11 @@ pub(crate) struct Judging {
 
 impl Judging {
     pub(crate) async fn open(cfg: &Config) -> anyhow::Result<Judging> {
-        let pg = context::ledger(cfg).await?;
+        Judging::with(cfg, context::ledger(cfg).await?).await
+    }
+
+    /// As [`Judging::open`], reading the ledger through `pg`.
+    pub(crate) async fn with(cfg: &Config, pg: tokio_postgres::Client) -> anyhow::Result<Judging> {
         let repo = context::repo(cfg)?;
         let config = repo
             .config()
@@ -521,10 +525,14 @@ fn profiles(cfg: &Config, a: ProfilesArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The compliance document of one backup, judged now (the console's
-/// evidence).
-pub(crate) async fn evidence_of(cfg: &Config, id: &str) -> anyhow::Result<Document> {
-    let ctx = Judging::open(cfg).await?;
+/// Every rule for `scope`, judged now (the console's evidence and
+/// compliance pages).
+pub(crate) async fn judged(
+    cfg: &Config,
+    pg: tokio_postgres::Client,
+    scope: &Scope,
+) -> anyhow::Result<Document> {
+    let ctx = Judging::with(cfg, pg).await?;
     let shreddable = |d: &str| cfg.shreddable(d);
     let judge = Judge {
         selector: &ctx.selector,
@@ -536,5 +544,5 @@ pub(crate) async fn evidence_of(cfg: &Config, id: &str) -> anyhow::Result<Docume
         only: None,
         taken: None,
     };
-    Ok(judge.run(&ctx.pg, &Scope::Backup(id.to_string())).await?)
+    Ok(judge.run(&ctx.pg, scope).await?)
 }

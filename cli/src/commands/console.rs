@@ -3,10 +3,14 @@
 
 use crate::context::{self, whoami};
 use crate::out;
+use cairn_compliance::document::Document;
+use cairn_compliance::judge::Scope;
 use cairn_config::Config;
 use cairn_events::BackupId;
 use cairn_ledger::Role;
+use cairn_retention::hold::HoldOutcome;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -26,6 +30,37 @@ pub enum ConsoleCommand {
     Token { name: String },
 }
 
+/// How long an action waits for the ledger to record it.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Judges `scope` now, as `cairn compliance check` does. Judging borrows
+/// closures that are not `Sync`: it runs on a thread of its own rather than
+/// in the server's tasks.
+async fn judged(cfg: &Config, scope: Scope) -> Result<Document, String> {
+    let pg = reads(cfg).await?;
+    let cfg = cfg.clone();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || rt.block_on(super::compliance::judged(&cfg, pg, &scope)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The ledger as the console's pages read it: its own role.
+async fn reads(cfg: &Config) -> Result<tokio_postgres::Client, String> {
+    context::ledger_as(cfg, Role::Console)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The ledger as an action reads it: the stages' reader, as the command
+/// doing the same would.
+async fn acts(cfg: &Config) -> Result<tokio_postgres::Client, String> {
+    context::ledger_as(cfg, Role::Reader)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// What the console does through the stages.
 struct Ops {
     cfg: Config,
@@ -34,23 +69,151 @@ struct Ops {
 #[async_trait::async_trait]
 impl cairn_console::Operations for Ops {
     async fn evidence(&self, backup: &BackupId) -> Result<serde_json::Value, String> {
-        // Judging borrows closures that are not `Sync`: it runs on a thread
-        // of its own rather than in the server's tasks.
-        let (cfg, id) = (self.cfg.clone(), backup.to_string());
-        let rt = tokio::runtime::Handle::current();
-        let doc = tokio::task::spawn_blocking(move || {
-            rt.block_on(super::compliance::evidence_of(&cfg, &id))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+        let doc = judged(&self.cfg, Scope::Backup(backup.to_string())).await?;
+        serde_json::to_value(&doc).map_err(|e| e.to_string())
+    }
+
+    async fn health(&self, backup: &BackupId) -> Result<serde_json::Value, String> {
+        let cfg = &self.cfg;
+        let pg = reads(cfg).await?;
+        let run = async {
+            let report =
+                cairn_verify::care::health(&context::repo(cfg)?, &pg, backup, false).await?;
+            anyhow::Ok(serde_json::to_value(&report)?)
+        };
+        run.await.map_err(|e| format!("{e:#}"))
+    }
+
+    async fn hold(
+        &self,
+        backup: &BackupId,
+        on: bool,
+        reason: &str,
+        operator: &str,
+    ) -> Result<String, String> {
+        let by = format!("console:{operator}");
+        let pg = acts(&self.cfg).await?;
+        let c = super::hold::place(&self.cfg, &pg, backup, on, by, reason, WAIT)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let done = if on { "held" } else { "released" };
+        match c.outcome {
+            HoldOutcome::NotYetRecorded => Err(format!(
+                "the ledger has not recorded it within {} s, so it is not in force yet: is `cairn serve ledger` running?",
+                WAIT.as_secs()
+            )),
+            HoldOutcome::Recorded { .. } if c.partial() => Err(format!(
+                "{done} in Cairn, but not on every object where the storage locks them; try again once the network answers"
+            )),
+            HoldOutcome::Recorded { .. } => Ok(format!(
+                "{done}: {reason}{}",
+                if c.locked.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; the storage's legal hold {} on {} networks",
+                        if on { "placed" } else { "lifted" },
+                        c.locked.len()
+                    )
+                }
+            )),
+        }
+    }
+
+    async fn drill(&self, dataset: &str, operator: &str) -> Result<String, String> {
+        let cfg = &self.cfg;
+        if !cfg.datasets.contains_key(dataset) {
+            // A dataset that has backups but no [datasets.X] entry is still
+            // drilled; one with neither is named in the answer.
+            let pg = reads(cfg).await?;
+            let any = cairn_ledger::query::backups_page(&pg, Some(dataset), None, None, 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            if any.is_empty() {
+                return Err(format!("no backup of dataset {dataset:?} in the ledger"));
+            }
+        }
+        let run = async {
+            let bus = context::bus(cfg, "cairn-console").await?;
+            let d =
+                super::drill::driller(cfg, &bus, format!("console:{operator}"), whoami("console"))
+                    .await?;
+            anyhow::Ok(
+                d.drill_picked(Some(dataset), cfg.retention.drills.sample)
+                    .await?,
+            )
+        };
+        let results = run.await.map_err(|e| format!("{e:#}"))?;
+        if results.is_empty() {
+            return Err(format!(
+                "nothing to drill: no completed or degraded backup of dataset {dataset:?}"
+            ));
+        }
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.backup_id,
+                    r.drill.reason.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(format!(
+                "{} backup(s) of {dataset:?} restored and checked, scratch removed",
+                results.len()
+            ))
+        } else {
+            Err(format!("drill failed: {}", failed.join("; ")))
+        }
+    }
+
+    async fn schedules(&self) -> Result<serde_json::Value, String> {
+        let cfg = &self.cfg;
+        let pg = reads(cfg).await?;
+        let run = async {
+            let schedules =
+                cairn_retention::schedule::list(&pg, &cfg.schedules, chrono::Utc::now()).await?;
+            anyhow::Ok(serde_json::json!({ "schedules": schedules }))
+        };
+        run.await.map_err(|e| format!("{e:#}"))
+    }
+
+    async fn retention_plan(&self) -> Result<serde_json::Value, String> {
+        let cfg = &self.cfg;
+        let pg = reads(cfg).await?;
+        let run = async {
+            let plans = cairn_retention::policy::plan(
+                &pg,
+                None,
+                |d| cfg.retention.policy_for(d),
+                &cfg.selector(),
+                chrono::Utc::now(),
+            )
+            .await?;
+            anyhow::Ok(serde_json::json!({ "datasets": plans }))
+        };
+        run.await.map_err(|e| format!("{e:#}"))
+    }
+
+    async fn compliance(&self) -> Result<serde_json::Value, String> {
+        let mut doc = judged(&self.cfg, Scope::All).await?;
+        // The page shows verdicts; the proofs stay with `compliance check`.
+        doc.entries.clear();
+        for b in &mut doc.backups {
+            for f in &mut b.findings {
+                f.evidence.clear();
+            }
+        }
         serde_json::to_value(&doc).map_err(|e| e.to_string())
     }
 
     async fn repair(&self, backup: &BackupId, operator: &str) -> Result<String, String> {
         let cfg = &self.cfg;
+        let pg = acts(cfg).await?;
         let run = async {
-            let pg = context::ledger(cfg).await?;
             let bus = context::bus(cfg, "cairn-console").await?;
             let repo = context::repo(cfg)?;
             let r = cairn_verify::care::repair_backup(
@@ -112,7 +275,7 @@ pub async fn console(cfg: &Config, a: ConsoleArgs) -> anyhow::Result<u8> {
         .collect();
     let console = cairn_console::Console {
         networks,
-        pg: context::ledger_as(cfg, Role::Reader).await?,
+        pg: context::ledger_as(cfg, Role::Console).await?,
         bus: context::bus(cfg, "cairn-console").await?,
         operators,
         ops: Arc::new(Ops { cfg: cfg.clone() }),

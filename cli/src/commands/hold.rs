@@ -46,16 +46,39 @@ pub async fn release(cfg: &Config, a: HoldArgs) -> anyhow::Result<u8> {
     change(cfg, a, "released").await
 }
 
-async fn change(cfg: &Config, a: HoldArgs, action: &'static str) -> anyhow::Result<u8> {
-    let pg = context::ledger(cfg).await?;
+/// A hold placed or lifted: what the ledger says, the storage's legal
+/// hold per network that locks objects, and whether placing or lifting
+/// that failed.
+pub(crate) struct Changed {
+    pub outcome: HoldOutcome,
+    pub locked: Vec<LockReport>,
+    pub unlocked: bool,
+}
+
+impl Changed {
+    /// In force in Cairn but not on every object the storage locks.
+    pub fn partial(&self) -> bool {
+        self.unlocked || self.locked.iter().any(|r| r.failed > 0)
+    }
+}
+
+/// Places (`on`) or lifts the hold on `id` for `by`, and then the storage's
+/// legal hold where networks lock objects (`cairn hold`, `cairn release`,
+/// the console).
+pub(crate) async fn place(
+    cfg: &Config,
+    pg: &tokio_postgres::Client,
+    id: &BackupId,
+    on: bool,
+    by: String,
+    reason: &str,
+    wait: Duration,
+) -> anyhow::Result<Changed> {
     let bus = context::bus(cfg, "cairn-cli").await?;
-    let wait = Duration::from_secs(a.timeout);
-    let id = &a.backup_id;
-    let on = action == "held";
     let outcome = if on {
-        hold::hold(&pg, &bus, id, context::user(), &a.reason, wait).await?
+        hold::hold(pg, &bus, id, by.clone(), reason, wait).await?
     } else {
-        hold::release(&pg, &bus, id, context::user(), &a.reason, wait).await?
+        hold::release(pg, &bus, id, by.clone(), reason, wait).await?
     };
     // Where networks lock objects, the storage holds them too (or lets
     // them go), once Cairn's own hold is in force.
@@ -64,7 +87,7 @@ async fn change(cfg: &Config, a: HoldArgs, action: &'static str) -> anyhow::Resu
         HoldOutcome::Recorded { .. } => {
             let repo = context::repo(cfg)?;
             let reports = if repo.networks().iter().any(|n| n.locks()) {
-                match cairn_verify::care::lock::legal_hold(&repo, &pg, id, on).await {
+                match cairn_verify::care::lock::legal_hold(&repo, pg, id, on).await {
                     Ok(r) => r,
                     Err(e) => {
                         err!(
@@ -82,7 +105,7 @@ async fn change(cfg: &Config, a: HoldArgs, action: &'static str) -> anyhow::Resu
                 let event = Event::BackupLocked(Locked {
                     legal_hold: on,
                     networks: reports.clone(),
-                    by: context::user(),
+                    by,
                 });
                 let at = cairn_events::now_rfc3339();
                 let env =
@@ -93,6 +116,30 @@ async fn change(cfg: &Config, a: HoldArgs, action: &'static str) -> anyhow::Resu
         }
         HoldOutcome::NotYetRecorded => Vec::new(),
     };
+    Ok(Changed {
+        outcome,
+        locked,
+        unlocked,
+    })
+}
+
+async fn change(cfg: &Config, a: HoldArgs, action: &'static str) -> anyhow::Result<u8> {
+    let id = &a.backup_id;
+    let on = action == "held";
+    let Changed {
+        outcome,
+        locked,
+        unlocked,
+    } = place(
+        cfg,
+        &context::ledger(cfg).await?,
+        id,
+        on,
+        context::user(),
+        &a.reason,
+        Duration::from_secs(a.timeout),
+    )
+    .await?;
     if a.json {
         output::json(&Report {
             backup_id: id,

@@ -10,13 +10,59 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_events::{BackupId, Envelope, Event, OperatorAction};
+use cairn_events::{BackupId, DeadLetter, Envelope, Event, OperatorAction};
 use serde::Deserialize;
 use std::sync::Arc;
 
 pub struct State {
     pub console: Console,
     pub feed: Feed,
+    pub lag: crate::trend::Lag,
+    /// A backup's health reads its objects on every network (egress that
+    /// costs money): one read at a time, each answer kept a minute unless
+    /// the backup's ledger moves.
+    pub health: Memo,
+    /// Judging every backup is the heaviest read: kept 30 s unless the
+    /// ledger moves.
+    pub compliance: Memo,
+    /// Cosignatures are replayed from the AUDIT stream: kept 10 s.
+    pub witness: Memo,
+}
+
+/// Answers kept for a while, computed one at a time: what many open pages
+/// (or a reload loop) ask for costs what one asking once a `ttl` would.
+pub struct Memo {
+    ttl: std::time::Duration,
+    kept: tokio::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>,
+    >,
+}
+
+impl Memo {
+    pub fn new(ttl: std::time::Duration) -> Memo {
+        Memo {
+            ttl,
+            kept: Default::default(),
+        }
+    }
+
+    /// The answer for `key` if one younger than the ttl is kept, else
+    /// `f`'s (kept if it succeeded). The lock is held while `f` runs, so
+    /// requests for anything this memo keeps wait their turn.
+    pub async fn get<F, Fut>(&self, key: &str, f: F) -> Result<serde_json::Value, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, String>>,
+    {
+        let mut kept = self.kept.lock().await;
+        kept.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        if let Some((_, v)) = kept.get(key) {
+            return Ok(v.clone());
+        }
+        let v = f().await?;
+        kept.insert(key.to_string(), (std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
 }
 
 type Shared = Arc<State>;
@@ -39,10 +85,20 @@ pub fn router(state: Shared) -> Router {
         .route("/api/backups/{id}", get(backup))
         .route("/api/backups/{id}/evidence", get(evidence))
         .route("/api/backups/{id}/repair", post(repair))
+        .route("/api/backups/{id}/health", get(health))
+        .route("/api/backups/{id}/hold", post(hold))
+        .route("/api/backups/{id}/release", post(release))
+        .route("/api/datasets/{dataset}/drill", post(drill))
         .route("/api/events", get(events))
         .route("/api/networks", get(networks))
         .route("/api/ledger", get(ledger))
         .route("/api/deadletters", get(dead_letters))
+        .route("/api/deadletters/{seq}/retry", post(retry))
+        .route("/api/schedules", get(schedules))
+        .route("/api/retention", get(retention))
+        .route("/api/compliance", get(compliance))
+        .route("/api/trends", get(trends))
+        .route("/api/datasets", get(datasets))
         .with_state(state)
 }
 
@@ -224,6 +280,60 @@ async fn ledger_action(s: &State, backup: &BackupId, a: OperatorAction) -> Resul
         .map_err(|e| e.to_string())
 }
 
+/// What an action answers: who did it and what happened.
+type Acted = Result<String, String>;
+
+/// Runs one operator's action: refused (401, 403) without an operator's
+/// token, otherwise run and ledgered (`operator.action`, with the outcome
+/// whether it worked or not) against `backup` (the repository's id when it
+/// concerns no backup).
+async fn act<F, Fut>(
+    s: &Shared,
+    headers: &HeaderMap,
+    action: &str,
+    backup: BackupId,
+    target: String,
+    run: F,
+) -> Response
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Acted>,
+{
+    let who = match operator(s, headers, action) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    tracing::info!(operator = who, action, target, "console: operator action");
+    let result = run(who.clone()).await;
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
+    let recorded = ledger_action(
+        s,
+        &backup,
+        OperatorAction {
+            operator: who.clone(),
+            action: action.into(),
+            target,
+            outcome,
+        },
+    )
+    .await;
+    if let Err(e) = recorded {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {action} ran but could not be ledgered: {e}"),
+        );
+    }
+    match result {
+        Ok(summary) => {
+            json(serde_json::json!({ "operator": who, "action": action, "summary": summary }))
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
+}
+
 async fn repair(
     Extract(s): Extract<Shared>,
     Path(id): Path<String>,
@@ -233,37 +343,312 @@ async fn repair(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let who = match operator(&s, &headers, "repair") {
-        Ok(w) => w,
+    let ops = s.console.ops.clone();
+    let target = id.to_string();
+    act(
+        &s,
+        &headers,
+        "repair",
+        id.clone(),
+        target,
+        |who| async move { ops.repair(&id, &who).await },
+    )
+    .await
+}
+
+async fn health(Extract(s): Extract<Shared>, Path(id): Path<String>) -> Response {
+    let id = match backup_id(&id) {
+        Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    tracing::info!(operator = who, backup = %id, "console: repair");
-    let result = s.console.ops.repair(&id, &who).await;
-    let outcome = match &result {
-        Ok(_) => "ok".to_string(),
-        Err(e) => e.clone(),
+    // Kept until the backup's ledger moves (a repair) or a minute passes.
+    let at = match newest_entry(&s.console.pg, Some(id.as_str())).await {
+        Ok(n) => n,
+        Err(e) => return db_error(e),
     };
-    let recorded = ledger_action(
+    let ops = &s.console.ops;
+    read(
+        s.health
+            .get(&format!("{id}@{at}"), || ops.health(&id))
+            .await,
+    )
+}
+
+/// A hold's or release's body: `{"reason": "..."}`.
+#[derive(Deserialize)]
+struct Because {
+    reason: String,
+}
+
+/// The reason in a request's body, or the answer refusing it.
+fn reason(body: &str, action: &str) -> Result<String, Refusal> {
+    let b: Because = serde_json::from_str(body).map_err(|e| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("{action} needs a JSON body {{\"reason\": \"...\"}}: {e}"),
+        )
+    })?;
+    let r = b.reason.trim();
+    if r.is_empty() {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("{action} needs a reason (a case number, a request): it is ledgered"),
+        ));
+    }
+    if r.len() > 500 {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("{action}: the reason is {} bytes; at most 500", r.len()),
+        ));
+    }
+    Ok(r.to_string())
+}
+
+async fn hold(s: Extract<Shared>, id: Path<String>, headers: HeaderMap, body: String) -> Response {
+    hold_or_release(s, id, headers, body, true).await
+}
+
+async fn release(
+    s: Extract<Shared>,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    hold_or_release(s, id, headers, body, false).await
+}
+
+async fn hold_or_release(
+    Extract(s): Extract<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+    on: bool,
+) -> Response {
+    let action = if on { "hold" } else { "release" };
+    let id = match backup_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    // Who asks comes first: without a token, nothing about the request
+    // matters.
+    if let Err(r) = operator(&s, &headers, action) {
+        return r.into_response();
+    }
+    let why = match reason(&body, action) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let ops = s.console.ops.clone();
+    let target = format!("{id}: {why}");
+    act(&s, &headers, action, id.clone(), target, |who| async move {
+        ops.hold(&id, on, &why, &who).await
+    })
+    .await
+}
+
+/// A dataset name as the configuration allows it.
+fn dataset_name(d: &str) -> Result<String, Refusal> {
+    let ok = !d.is_empty()
+        && d.len() <= 128
+        && d.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(d.to_string())
+    } else {
+        Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("{d:?} is not a dataset name (letters, digits, '-', '_', '.')"),
+        ))
+    }
+}
+
+async fn drill(
+    Extract(s): Extract<Shared>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let dataset = match dataset_name(&dataset) {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
+    let ops = s.console.ops.clone();
+    let target = format!("dataset {dataset}");
+    act(
         &s,
-        &id,
-        OperatorAction {
-            operator: who.clone(),
-            action: "repair".into(),
-            target: id.to_string(),
-            outcome,
+        &headers,
+        "drill",
+        BackupId::repo(),
+        target,
+        |who| async move { ops.drill(&dataset, &who).await },
+    )
+    .await
+}
+
+/// A dead letter recorded in the ledger at `seq`, and the backup it
+/// concerns.
+async fn dead_letter_at(
+    pg: &tokio_postgres::Client,
+    seq: i64,
+) -> Result<Option<(BackupId, DeadLetter)>, tokio_postgres::Error> {
+    let row = pg
+        .query_opt(
+            "SELECT entry FROM ledger_entries WHERE seq = $1 AND kind = 'event.deadlettered'",
+            &[&seq],
+        )
+        .await?;
+    Ok(row.and_then(|r| {
+        let env: Envelope = cairn_events::decode(r.get::<_, &[u8]>(0), "entry").ok()?;
+        match env.event {
+            Event::DeadLettered(d) => Some((env.backup_id, d)),
+            _ => None,
+        }
+    }))
+}
+
+async fn retry(
+    Extract(s): Extract<Shared>,
+    Path(seq): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = operator(&s, &headers, "retry") {
+        return r.into_response();
+    }
+    let Ok(seq) = seq.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{seq:?} is not a ledger position"),
+        );
+    };
+    let (backup, letter) = match dead_letter_at(&s.console.pg, seq).await {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("ledger entry {seq} is not a dead letter"),
+            )
+        }
+        Err(e) => return db_error(e),
+    };
+    let bus = s.console.bus.clone();
+    act(
+        &s,
+        &headers,
+        "retry",
+        backup,
+        format!("{}{seq}", DEAD_LETTER),
+        |_who| async move {
+            let tag = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+                .to_string();
+            bus.redrive(&letter.stage, &letter.payload_sha256, &tag)
+                .await
+                .map(|r| {
+                    format!(
+                        "sent again to {} (dead letter {} on the DLQ stream) for {} to take up",
+                        r.subject, r.dlq_seq, letter.stage
+                    )
+                })
+                .map_err(|e| e.to_string())
         },
     )
-    .await;
-    if let Err(e) = recorded {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the repair ran but could not be ledgered: {e}"),
-        );
-    }
-    match result {
-        Ok(summary) => json(serde_json::json!({ "operator": who, "summary": summary })),
+    .await
+}
+
+/// The target an operator's retry names: `dead-letter:<ledger seq>`.
+const DEAD_LETTER: &str = "dead-letter:";
+
+/// A document an `Operations` read returns, or why not.
+fn read(doc: Result<serde_json::Value, String>) -> Response {
+    match doc {
+        Ok(doc) => json(doc),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
+}
+
+async fn schedules(Extract(s): Extract<Shared>) -> Response {
+    read(s.console.ops.schedules().await)
+}
+
+async fn retention(Extract(s): Extract<Shared>) -> Response {
+    read(s.console.ops.retention_plan().await)
+}
+
+async fn compliance(Extract(s): Extract<Shared>) -> Response {
+    // Judged again once the ledger has moved (or after the ttl: a witness
+    // cosigning changes verdicts without an entry).
+    let at = match newest_entry(&s.console.pg, None).await {
+        Ok(n) => n,
+        Err(e) => return db_error(e),
+    };
+    let ops = &s.console.ops;
+    read(
+        s.compliance
+            .get(&format!("all@{at}"), || ops.compliance())
+            .await,
+    )
+}
+
+/// The ledger's newest entry (of one backup's).
+async fn newest_entry(
+    pg: &tokio_postgres::Client,
+    backup: Option<&str>,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = match backup {
+        Some(b) => {
+            pg.query_one(
+                "SELECT coalesce(max(seq), 0) FROM ledger_entries WHERE backup_id = $1",
+                &[&b],
+            )
+            .await?
+        }
+        None => {
+            pg.query_one("SELECT coalesce(max(seq), 0) FROM ledger_entries", &[])
+                .await?
+        }
+    };
+    Ok(row.get(0))
+}
+
+/// Every dataset, its newest backup and its drills.
+async fn datasets(Extract(s): Extract<Shared>) -> Response {
+    let pg = &s.console.pg;
+    let rows = match cairn_ledger::query::datasets(pg).await {
+        Ok(r) => r,
+        Err(e) => return db_error(e),
+    };
+    let drills = match cairn_ledger::query::drills(pg).await {
+        Ok(d) => d,
+        Err(e) => return db_error(e),
+    };
+    json(serde_json::json!({ "datasets": rows, "drills": drills }))
+}
+
+#[derive(Deserialize)]
+struct TrendQuery {
+    /// Seconds back from now (default an hour).
+    window: Option<i64>,
+}
+
+/// Throughput (from the ledger) and each consumer's lag (sampled since
+/// the console started) over the last `window` seconds.
+async fn trends(Extract(s): Extract<Shared>, Query(q): Query<TrendQuery>) -> Response {
+    let window = q.window.unwrap_or(3600).clamp(60, 30 * 86_400);
+    // About 60 bars, whatever the window.
+    let bucket = (window / 60).max(10);
+    let finished =
+        match cairn_ledger::query::finished_over_time(&s.console.pg, window, bucket).await {
+            Ok(f) => f,
+            Err(e) => return db_error(e),
+        };
+    json(serde_json::json!({
+        "window": window,
+        "bucket": bucket,
+        "finished": finished,
+        "lag_every": crate::trend::EVERY.as_secs(),
+        "lag": s.lag.series(window),
+    }))
 }
 
 async fn events(Extract(s): Extract<Shared>) -> Response {
@@ -350,11 +735,22 @@ async fn ledger(Extract(s): Extract<Shared>) -> Response {
         Ok(d) => d,
         Err(e) => return db_error(e),
     };
+    // The witness's state is on the broker; a broker that does not answer
+    // leaves the rest of the page standing.
+    let bus = &s.console.bus;
+    let witness = s
+        .witness
+        .get("cosigned", || async {
+            witnessed(bus).await.map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| serde_json::json!({ "error": e }));
     json(serde_json::json!({
         "entries": vitals.entries,
         "checkpoint_at": vitals.checkpoint_at,
         "checkpoints": checkpoints,
         "drills": drills,
+        "witness": witness,
     }))
 }
 
@@ -375,6 +771,10 @@ async fn dead_letters(Extract(s): Extract<Shared>) -> Response {
         Ok(r) => r,
         Err(e) => return db_error(e),
     };
+    let retried = match retries(&s.console.pg).await {
+        Ok(r) => r,
+        Err(e) => return db_error(e),
+    };
     let letters: Vec<serde_json::Value> = rows
         .iter()
         .filter_map(|r| {
@@ -390,8 +790,108 @@ async fn dead_letters(Extract(s): Extract<Shared>) -> Response {
                 "subject": d.subject,
                 "reason": d.reason,
                 "deliveries": d.deliveries,
+                "retried": retried.get(&r.get::<_, i64>(0)).cloned().unwrap_or_default(),
             }))
         })
         .collect();
     json(serde_json::json!({ "dead_letters": letters }))
+}
+
+/// Operators' retries of dead letters, by the dead letter's ledger
+/// position.
+async fn retries(
+    pg: &tokio_postgres::Client,
+) -> Result<std::collections::HashMap<i64, Vec<serde_json::Value>>, tokio_postgres::Error> {
+    let rows = pg
+        .query(
+            "SELECT to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), entry
+             FROM ledger_entries WHERE kind = 'operator.action'
+             ORDER BY seq DESC LIMIT 1000",
+            &[],
+        )
+        .await?;
+    let mut out: std::collections::HashMap<i64, Vec<serde_json::Value>> = Default::default();
+    for r in &rows {
+        let Ok(env) = cairn_events::decode::<Envelope>(r.get::<_, &[u8]>(1), "entry") else {
+            continue;
+        };
+        let Event::OperatorAction(a) = env.event else {
+            continue;
+        };
+        let Some(seq) = a
+            .target
+            .strip_prefix(DEAD_LETTER)
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        out.entry(seq).or_default().push(serde_json::json!({
+            "operator": a.operator,
+            "at": r.get::<_, String>(0),
+            "outcome": a.outcome,
+        }));
+    }
+    Ok(out)
+}
+
+/// What witnesses have cosigned (`audit.cosigned` on the AUDIT stream):
+/// the newest sizes, and who signed each, from the note's signature lines.
+async fn witnessed(bus: &cairn_bus::Bus) -> Result<serde_json::Value, cairn_bus::BusError> {
+    let cosigned = cairn_ledger::prove::cosigned(bus).await?;
+    let newest: Vec<serde_json::Value> = cosigned
+        .iter()
+        .rev()
+        .take(10)
+        .map(|(size, note)| serde_json::json!({ "size": size, "signers": signers(note) }))
+        .collect();
+    Ok(serde_json::json!({
+        "count": cosigned.len(),
+        "newest": newest,
+    }))
+}
+
+/// The names on a signed note's signature lines (`— NAME SIG`), after the
+/// blank line that ends its text. The first is the log's own.
+fn signers(note: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(note);
+    let Some((_, sigs)) = text.split_once("\n\n") else {
+        return Vec::new();
+    };
+    sigs.lines()
+        .filter_map(|l| l.strip_prefix("\u{2014} "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signers_are_read_off_the_signature_lines() {
+        let note = "cairn.test/ledger\n42\nROOT=\n\n\u{2014} cairn.test/ledger AAAA\n\u{2014} cairn.test/witness BBBB\n";
+        assert_eq!(
+            super::signers(note.as_bytes()),
+            vec!["cairn.test/ledger", "cairn.test/witness"]
+        );
+        assert!(super::signers(b"no signatures").is_empty());
+    }
+
+    #[test]
+    fn a_reason_is_required_and_bounded() {
+        assert!(super::reason(r#"{"reason":"case 7"}"#, "hold").is_ok());
+        let e = super::reason(r#"{"reason":"  "}"#, "hold").err().unwrap();
+        assert!(e.1.contains("needs a reason"));
+        let e = super::reason("not json", "hold").err().unwrap();
+        assert_eq!(e.0, axum::http::StatusCode::BAD_REQUEST);
+        assert!(e.1.contains("JSON body"));
+        let long = format!(r#"{{"reason":"{}"}}"#, "x".repeat(501));
+        assert!(super::reason(&long, "hold").is_err());
+    }
+
+    #[test]
+    fn dataset_names_are_checked() {
+        assert!(super::dataset_name("docs-2.x").is_ok());
+        assert!(super::dataset_name("../etc").is_err());
+        assert!(super::dataset_name("").is_err());
+    }
 }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod live;
+pub mod trend;
 
 use cairn_bus::Bus;
 use cairn_events::BackupId;
@@ -42,6 +43,31 @@ pub trait Operations: Send + Sync + 'static {
     /// Repairs one backup (`cairn repair ID`) on `operator`'s behalf: a
     /// one-line summary of what it did.
     async fn repair(&self, backup: &BackupId, operator: &str) -> Result<String, String>;
+    /// How well each network holds one backup, from a sample of its
+    /// objects (`cairn health ID --json`'s document).
+    async fn health(&self, backup: &BackupId) -> Result<serde_json::Value, String>;
+    /// Places (`on`) or lifts a legal hold on one backup (`cairn hold` /
+    /// `cairn release`) on `operator`'s behalf, for `reason`.
+    async fn hold(
+        &self,
+        backup: &BackupId,
+        on: bool,
+        reason: &str,
+        operator: &str,
+    ) -> Result<String, String>;
+    /// Runs a restore drill of `dataset`'s newest backup now (`cairn drill
+    /// --dataset`) on `operator`'s behalf.
+    async fn drill(&self, dataset: &str, operator: &str) -> Result<String, String>;
+    /// Every schedule with its next and last run (`cairn schedule list
+    /// --json`'s document).
+    async fn schedules(&self) -> Result<serde_json::Value, String>;
+    /// Keep or drop for every backup and the rule that decided (`cairn
+    /// retention plan --json`'s document). Nothing is deleted.
+    async fn retention_plan(&self) -> Result<serde_json::Value, String>;
+    /// Every backup held to a compliance profile, judged now: each rule's
+    /// verdict and what was found, without the proofs (`cairn compliance
+    /// check --all` has them).
+    async fn compliance(&self) -> Result<serde_json::Value, String>;
 }
 
 /// A configured network, as the console shows it beside what the ledger
@@ -95,7 +121,16 @@ pub async fn serve(
     console: Console,
 ) -> Result<(), ConsoleError> {
     let feed = live::Feed::start(&console.bus).await?;
-    let state = Arc::new(api::State { console, feed });
+    let names: Vec<String> = console.networks.iter().map(|n| n.name.clone()).collect();
+    let lag = trend::Lag::start(console.bus.clone(), names, trend::EVERY);
+    let state = Arc::new(api::State {
+        console,
+        feed,
+        lag,
+        health: api::Memo::new(std::time::Duration::from_secs(60)),
+        compliance: api::Memo::new(std::time::Duration::from_secs(30)),
+        witness: api::Memo::new(std::time::Duration::from_secs(10)),
+    });
     let app = api::router(state);
     axum::serve(listener, app)
         .await

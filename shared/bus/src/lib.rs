@@ -9,6 +9,7 @@ pub mod claims;
 pub mod client;
 pub mod config;
 pub mod publish;
+pub mod redrive;
 pub mod replay;
 pub mod request;
 pub mod topology;

@@ -18,6 +18,8 @@ pub struct Replayed {
     pub payload: Bytes,
     /// Its sequence number in the stream.
     pub stream_seq: u64,
+    /// Its headers (a dead letter's reason and origin).
+    pub headers: Option<async_nats::HeaderMap>,
 }
 
 impl Replayed {
@@ -71,6 +73,7 @@ impl Replay {
                 .map(|v| v.as_str().to_string()),
             payload: m.payload.clone(),
             stream_seq: info.stream_sequence,
+            headers: m.headers.clone(),
         }))
     }
 }

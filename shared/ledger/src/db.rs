@@ -60,6 +60,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         12,
         include_str!("../../../schemas/sql/0012_ledger_usage.sql"),
     ),
+    (
+        13,
+        include_str!("../../../schemas/sql/0013_ledger_console_role.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.
@@ -70,6 +74,9 @@ pub enum Role {
     Ledger,
     /// Every other stage: SELECT only.
     Reader,
+    /// The ops console's pages (migration 13): SELECT on what they read,
+    /// not the wrapped dataset keys nor the collector's marks.
+    Console,
 }
 
 impl Role {
@@ -77,6 +84,7 @@ impl Role {
         match self {
             Role::Ledger => "cairn_ledger",
             Role::Reader => "cairn_reader",
+            Role::Console => "cairn_console",
         }
     }
 }

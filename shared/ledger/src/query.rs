@@ -627,3 +627,88 @@ pub async fn wal_after(
     .map(wal_row)
     .collect())
 }
+
+/// Backups finished in one span of time, and what they read and stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finished {
+    /// The span's start (seconds since the epoch).
+    pub at: i64,
+    pub backups: i64,
+    pub bytes_read: i64,
+    pub bytes_stored: i64,
+}
+
+/// What was backed up over the last `window_secs`, in spans of
+/// `bucket_secs` (spans with nothing finished are left out): the ops
+/// console's throughput over time.
+pub async fn finished_over_time(
+    c: &Client,
+    window_secs: i64,
+    bucket_secs: i64,
+) -> Result<Vec<Finished>, tokio_postgres::Error> {
+    let bucket = bucket_secs.max(1) as f64;
+    let rows = c
+        .query(
+            "SELECT (floor(extract(epoch FROM finished_at)::float8 / $1) * $1)::bigint AS at,
+                    count(*),
+                    coalesce(sum((stats->>'bytes_read')::bigint), 0)::bigint,
+                    coalesce(sum((stats->>'bytes_stored')::bigint), 0)::bigint
+             FROM backups
+             WHERE finished_at >= now() - make_interval(secs => $2::float8)
+               AND status <> 'forgotten'
+             GROUP BY 1 ORDER BY 1",
+            &[&bucket, &(window_secs.max(1) as f64)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Finished {
+            at: r.get(0),
+            backups: r.get(1),
+            bytes_read: r.get(2),
+            bytes_stored: r.get(3),
+        })
+        .collect())
+}
+
+/// One dataset: how many backups it keeps and its newest.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetRow {
+    pub dataset: String,
+    pub backups: i64,
+    pub newest_id: String,
+    pub newest_status: String,
+    pub newest_at: Option<String>,
+    /// When its newest completed backup finished.
+    pub last_completed_at: Option<String>,
+}
+
+/// Every dataset with a backup not forgotten, by name.
+pub async fn datasets(c: &Client) -> Result<Vec<DatasetRow>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT n.dataset, n.backups, n.backup_id, n.status,
+                    to_char(n.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(d.done AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM (SELECT DISTINCT ON (dataset) dataset, backup_id, status, requested_at,
+                          count(*) OVER (PARTITION BY dataset) AS backups
+                   FROM backups WHERE status <> 'forgotten'
+                   ORDER BY dataset, requested_at DESC NULLS LAST, backup_id DESC) n
+             LEFT JOIN (SELECT dataset, max(finished_at) AS done FROM backups
+                        WHERE status = 'completed' GROUP BY dataset) d USING (dataset)
+             ORDER BY n.dataset",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DatasetRow {
+            dataset: r.get(0),
+            backups: r.get(1),
+            newest_id: r.get(2),
+            newest_status: r.get(3),
+            newest_at: r.get(4),
+            last_completed_at: r.get(5),
+        })
+        .collect())
+}
