@@ -734,6 +734,34 @@ fn console_runs_drills_holds_and_retries_and_shows_plans() {
         screenshot(&b, &env, "console-ledger").await;
         b.close().await.unwrap();
     });
+    // No secret reaches a page: every answer the pages read, searched for
+    // the passphrase and the key files' paths.
+    for path in [
+        "/".to_string(),
+        "/app.js".to_string(),
+        "/api/backups".to_string(),
+        format!("/api/backups/{older}"),
+        format!("/api/backups/{older}/health"),
+        format!("/api/backups/{older}/evidence"),
+        "/api/networks".to_string(),
+        "/api/ledger".to_string(),
+        "/api/deadletters".to_string(),
+        "/api/schedules".to_string(),
+        "/api/retention".to_string(),
+        "/api/compliance".to_string(),
+        "/api/trends".to_string(),
+        "/api/datasets".to_string(),
+    ] {
+        let (status, _, body) = http(port, "GET", &path);
+        assert_eq!(status, 200, "{path}: {body}");
+        for secret in [
+            PASSPHRASE,
+            log_key.to_str().unwrap(),
+            witness_key.to_str().unwrap(),
+        ] {
+            assert!(!body.contains(secret), "{path} shows {secret:?}");
+        }
+    }
     // Every action ledgered once, by alice, with what it was.
     let actions = psql(
         &env.db,

@@ -1,6 +1,7 @@
 // What Cairn will do and how it stands: the schedules with their next and
 // last runs, the retention plan (keep or drop, and the rule that decided),
 // and every backup's compliance verdicts.
+import { useState } from "preact/hooks";
 import { html, Status, useLedgerPage, Loading } from "./lib.js";
 
 export function Schedules() {
@@ -17,18 +18,25 @@ export function Schedules() {
   </div>`;
 }
 
+// Decisions drawn per dataset before "show all": every drop is drawn.
+const SHOWN = 50;
+
 export function Retention() {
   const [d, error] = useLedgerPage("/api/retention", /^(backup\.|forget\.)/);
+  const [all, setAll] = useState({});
   if (!d) return html`<${Loading} error=${error} />`;
   if (d.datasets.length === 0) return html`<p class="muted">No backup to plan for.</p>`;
   return html`${d.datasets.map((p) => {
     const dropped = p.decisions.filter((x) => !x.keep).length;
+    const shown = all[p.dataset] ? p.decisions : p.decisions.filter((x, i) => i < SHOWN || !x.keep);
+    const hidden = p.decisions.length - shown.length;
     return html`<div class="panel" data-dataset=${p.dataset}><h2>${p.dataset} <span class="muted">(${p.policy_name}): keep ${p.decisions.length - dropped}, drop ${dropped}</span></h2>
       <table class="plan"><thead><tr><th></th><th>backup</th><th>taken</th><th>status</th><th>why</th></tr></thead>
-        <tbody>${p.decisions.map((x) => html`<tr data-backup=${x.backup_id} data-keep=${x.keep ? "keep" : "drop"}>
+        <tbody>${shown.map((x) => html`<tr data-backup=${x.backup_id} data-keep=${x.keep ? "keep" : "drop"}>
           <td class=${x.keep ? "ok" : "bad"}>${x.keep ? "keep" : "drop"}</td>
           <td><a class="mono" href=${"#/backup/" + x.backup_id}>${x.backup_id}</a></td>
           <td>${x.time}</td><td>${x.status}</td><td class="why">${x.reasons.join("; ")}</td></tr>`)}</tbody></table>
+      ${hidden > 0 && html`<button class="show-all" onClick=${() => setAll({ ...all, [p.dataset]: true })}>Show ${hidden} more kept</button>`}
     </div>`;
   })}<p class="muted">Nothing is deleted here: <code>cairn retention apply</code> forgets what the plan drops, <code>cairn gc</code> frees the chunks.</p>`;
 }
