@@ -36,7 +36,10 @@ impl Drop for Worker {
 /// One isolated Cairn deployment.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The broker (the first node of a cluster).
     pub nats: NatsServer,
+    /// A cluster's other nodes (`Options::cluster`).
+    pub peers: Vec<NatsServer>,
     pub db: String,
     pub prefix: String,
     pub config: PathBuf,
@@ -56,6 +59,9 @@ pub struct Options {
     pub extra_toml: String,
     /// Environment for every `cairn` process (e.g. network credentials).
     pub env: Vec<(String, String)>,
+    /// A JetStream cluster of this many nodes instead of one server, every
+    /// stream and consumer replicated to all of them (`nats.replicas`).
+    pub cluster: usize,
 }
 
 impl Default for Options {
@@ -67,6 +73,7 @@ impl Default for Options {
             extra_networks: vec![],
             extra_toml: String::new(),
             env: vec![],
+            cluster: 0,
         }
     }
 }
@@ -87,7 +94,18 @@ impl Env {
             .prefix("cairn-test-")
             .tempdir()
             .unwrap();
-        let nats = NatsServer::start(dir.path());
+        let (nats, peers) = if o.cluster > 1 {
+            let mut nodes = NatsServer::cluster(&dir.path().join("nats"), o.cluster);
+            let first = nodes.remove(0);
+            (first, nodes)
+        } else {
+            (NatsServer::start(dir.path()), Vec::new())
+        };
+        let urls: Vec<String> = std::iter::once(&nats)
+            .chain(&peers)
+            .map(NatsServer::url)
+            .collect();
+        let replicas = o.cluster.max(1);
         let tag: String = hex::encode(rand::random::<[u8; 5]>());
         let prefix = format!("t{tag}");
         let db = format!("cairn_test_{tag}");
@@ -101,9 +119,9 @@ impl Env {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n\n[nats]\nurl = \"{}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\n\n[postgres]\nurl = \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"\n\n[verify]\ntimeout_secs = {}\n{nets}",
+                "data_dir = \"{}\"\n\n[nats]\nurl = \"{}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\nreplicas = {replicas}\n\n[postgres]\nurl = \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"\n\n[verify]\ntimeout_secs = {}\n{nets}",
                 data.display(),
-                nats.url(),
+                urls.join(","),
                 o.ack_wait_secs,
                 o.max_deliver,
                 o.verify_timeout_secs
@@ -117,6 +135,7 @@ impl Env {
         Env {
             dir,
             nats,
+            peers,
             db,
             prefix,
             config,

@@ -1,5 +1,7 @@
 //! A nats-server with JetStream per test, on a free port, its store in the
-//! test's directory (so a test can read every byte it wrote).
+//! test's directory (so a test can read every byte it wrote); or a cluster
+//! of them ([`NatsServer::cluster`]), each node with its own ports and
+//! store, routed to the others, for tests that stop and start nodes.
 
 use crate::process::free_port;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,12 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     pub port: u16,
     pub store_dir: PathBuf,
-    child: Child,
+    /// A cluster node's name (`server_name`) and monitoring port.
+    pub name: Option<String>,
+    pub http_port: Option<u16>,
+    conf: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
 }
 
 impl NatsServer {
@@ -19,8 +26,107 @@ impl NatsServer {
 
     /// Stops the broker (as a machine that is gone would).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped broker again with its configuration and store: a
+    /// machine that comes back.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the broker is running");
+        self.child = Some(spawn(&self.conf, &self.log, true));
+        wait_for_port(self.port);
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `n` nodes in one JetStream cluster under `dir` (`n1`, `n2`, ...),
+    /// each on its own client, route and monitoring ports, returned once
+    /// every node says it is healthy (JetStream current with the cluster).
+    pub fn cluster(dir: &Path, n: usize) -> Vec<NatsServer> {
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut nodes: Vec<NatsServer> = Vec::new();
+        for (i, &(port, route, http)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let node_dir = dir.join(&name);
+            let store_dir = node_dir.join("jetstream");
+            std::fs::create_dir_all(&store_dir).unwrap();
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| format!("    nats-route://127.0.0.1:{}", p.1))
+                .collect();
+            let conf = node_dir.join("nats.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: {name}\nhost: 127.0.0.1\nport: {port}\nhttp: 127.0.0.1:{http}\n\
+                     cluster {{\n  name: cairn-test\n  listen: 127.0.0.1:{route}\n  routes: [\n{}\n  ]\n}}\n\
+                     jetstream {{\n  store_dir: \"{}\"\n}}\n",
+                    routes.join("\n"),
+                    store_dir.display()
+                ),
+            )
+            .unwrap();
+            let log = node_dir.join("nats.log");
+            nodes.push(NatsServer {
+                port,
+                store_dir,
+                name: Some(name),
+                http_port: Some(http),
+                child: Some(spawn(&conf, &log, false)),
+                conf,
+                log,
+            });
+        }
+        for node in &nodes {
+            wait_for_port(node.port);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !nodes.iter().all(NatsServer::healthy) {
+            assert!(
+                Instant::now() < deadline,
+                "the NATS cluster did not become healthy (logs in {})",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        nodes
+    }
+
+    /// A cluster node's `/healthz`: JetStream enabled and current with the
+    /// cluster's meta leader. A single server is healthy once it listens.
+    pub fn healthy(&self) -> bool {
+        let Some(http) = self.http_port else {
+            return std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        };
+        let _ = http;
+        self.monitor("/healthz")
+            .is_some_and(|v| v["status"] == "ok")
+    }
+
+    /// A monitoring endpoint's JSON (`/jsz?streams=true`), if the node
+    /// answers.
+    pub fn monitor(&self, path: &str) -> Option<serde_json::Value> {
+        let http = self.http_port?;
+        if !self.running() {
+            return None;
+        }
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
     }
 
     /// Stops the broker, deletes its JetStream store (every stream and
@@ -44,35 +150,56 @@ impl NatsServer {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("nats.log")).unwrap();
-        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nats-server");
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("nats-server must be installed (scripts/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = dir.join("nats.log");
+        let child = spawn(&conf, &log, false);
+        wait_for_port(port);
         NatsServer {
             port,
             store_dir,
-            child,
+            name: None,
+            http_port: None,
+            conf,
+            log,
+            child: Some(child),
         }
     }
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+/// nats-server with `conf`, logging to `log` (appended to when it starts
+/// again).
+fn spawn(conf: &Path, log: &Path, append: bool) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(log)
+        .unwrap();
+    let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nats-server");
+    Command::new(bin)
+        .arg("-c")
+        .arg(conf)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("nats-server must be installed (scripts/setup.sh installs it)")
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

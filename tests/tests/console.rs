@@ -14,25 +14,55 @@ use std::time::Duration;
 
 const TOKEN: &str = "operator-token-for-the-test";
 
-/// `chromedriver` on a free port, stopped when dropped.
-fn chromedriver(dir: &std::path::Path) -> (Guarded, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("chromedriver (Debian: chromium-driver; scripts/test.sh installs it)");
-    let g = Guarded(Some(child));
-    wait_for(30, "chromedriver", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    (g, port)
+/// `chromedriver` on a free port under a path of its own, stopped when
+/// dropped: its URL. The path tells it from another test's driver that
+/// took the same port first (this one then exits, and another port is
+/// tried).
+fn chromedriver(dir: &std::path::Path) -> (Guarded, String) {
+    for _ in 0..5 {
+        let port = free_port();
+        let base = format!("wd{}", hex::encode(rand::random::<[u8; 4]>()));
+        let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg(format!("--url-base=/{base}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian: chromium-driver; scripts/test.sh installs it)");
+        let mut g = Guarded(Some(child));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if g.0.as_mut().unwrap().try_wait().unwrap().is_some() {
+                break;
+            }
+            if status_of(port, &format!("/{base}/status")) == Some(200) {
+                return (g, format!("http://127.0.0.1:{port}/{base}/"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("chromedriver did not start (see chromedriver.log)");
 }
 
-async fn browser(driver: u16) -> Client {
+/// The status of `GET path`, or `None` while nothing answers it.
+fn status_of(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    // HTTP/1.1: chromedriver does not answer 1.0.
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+async fn browser(driver: String) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -43,7 +73,7 @@ async fn browser(driver: u16) -> Client {
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver}"))
+        .connect(&driver)
         .await
         .expect("a WebDriver session in headless Chromium")
 }
@@ -112,18 +142,31 @@ fn alice(env: &mut Env) {
     env.set_env("CAIRN_CONSOLE__OPERATORS_FILE", operators.to_str().unwrap());
 }
 
-/// `cairn console` on a free loopback port, its output in the logs.
+/// `cairn console` on a loopback port the system picks (it prints the
+/// address it took), its output in the logs.
 fn console(env: &Env) -> (Guarded, u16) {
-    let port = free_port();
+    use std::io::BufRead;
     let mut c = env.cmd();
     let log = std::fs::File::create(env.logs_dir().join("console.log")).unwrap();
-    c.args(["console", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
+    c.args(["console", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(log.try_clone().unwrap())
         .stdin(Stdio::null());
-    let g = Guarded(Some(c.spawn().unwrap()));
-    wait_for(60, "the console", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    let mut child = c.spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let g = Guarded(Some(child));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the console's first line names its address: {line:?}"));
+    // The rest of what it prints goes to the log.
+    std::thread::spawn(move || {
+        let mut log = log;
+        let _ = std::io::copy(&mut out, &mut log);
     });
     (g, port)
 }
@@ -374,15 +417,7 @@ fn console_refuses_bad_input_by_name() {
         "{e}"
     );
 
-    let port = free_port();
-    let mut c = env.cmd();
-    c.args(["console", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _console = Guarded(Some(c.spawn().unwrap()));
-    wait_for(60, "the console", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let (_console, port) = console(&env);
     let (status, body) = api(port, "GET", "/api/backups/no.such%20id");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("no.such id"), "{body}");

@@ -1,0 +1,165 @@
+//! Cairn on a JetStream cluster the test starts itself: three nats-servers
+//! with their own ports and stores, routed to each other, every stream and
+//! consumer replicated to all three (`nats.replicas = 3`). A node lost
+//! mid-backup costs nothing: the backup completes and restores identical,
+//! and the node, back, catches up with what it missed.
+
+use cairn_tests::*;
+use std::time::Instant;
+
+/// The nodes of `env`'s cluster, first to last.
+fn nodes(env: &Env) -> Vec<&NatsServer> {
+    std::iter::once(&env.nats).chain(&env.peers).collect()
+}
+
+fn node_mut<'a>(env: &'a mut Env, name: &str) -> &'a mut NatsServer {
+    std::iter::once(&mut env.nats)
+        .chain(env.peers.iter_mut())
+        .find(|n| n.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no node {name}"))
+}
+
+/// Every stream of the test's prefix as its leader reports it (a
+/// follower's view of the other replicas is not kept current):
+/// `(name, leader, messages, both followers current)`.
+fn streams(env: &Env) -> Vec<(String, String, u64, bool)> {
+    let prefix = env.prefix.to_uppercase();
+    let mut out = Vec::new();
+    for n in nodes(env) {
+        let Some(v) = n.monitor("/jsz?accounts=true&streams=true") else {
+            continue;
+        };
+        for acc in v["account_details"].as_array().into_iter().flatten() {
+            for s in acc["stream_detail"].as_array().into_iter().flatten() {
+                let name = s["name"].as_str().unwrap_or_default();
+                let c = &s["cluster"];
+                let leader = c["leader"].as_str().unwrap_or_default();
+                if !name.starts_with(&prefix) || n.name.as_deref() != Some(leader) {
+                    continue;
+                }
+                let current = c["replicas"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 2 && r.iter().all(|x| x["current"] == true));
+                out.push((
+                    name.to_string(),
+                    leader.to_string(),
+                    s["state"]["messages"].as_u64().unwrap_or(0),
+                    current,
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Each replica of each stream as the node holding it reports it: the
+/// messages `node` holds of `stream`.
+fn held_by(node: &NatsServer, stream: &str) -> Option<u64> {
+    let v = node.monitor("/jsz?accounts=true&streams=true")?;
+    v["account_details"]
+        .as_array()?
+        .iter()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+        .find(|s| s["name"] == stream)
+        .and_then(|s| s["state"]["messages"].as_u64())
+}
+
+#[test]
+fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
+    let mut env = Env::with(Options {
+        cluster: 3,
+        max_deliver: 10,
+        ..Options::default()
+    });
+    env.start_all();
+    let events = streams(&env)
+        .into_iter()
+        .find(|s| s.0.ends_with("_EVENTS"))
+        .expect("the EVENTS stream, replicated");
+    // EVENTS, SEALED, DLQ, AUDIT and SCHEDULES, each led by one node and
+    // copied on both others.
+    let total = 5;
+    wait_for(60, "every stream's two followers to be current", || {
+        let s = streams(&env);
+        (s.len() == total && s.iter().all(|s| s.3)).then_some(())
+    });
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 48 << 20);
+    text_file(&src.join("b.txt"), 16 << 20, 7);
+    let before = snapshot(&src);
+
+    let mut backup = env.cmd();
+    backup.args(["backup", "--json", src.to_str().unwrap()]);
+    let child = Guarded::spawn(backup);
+    let db = env.db.clone();
+    wait_for(120, "chunks to be stored", || {
+        (psql(&db, "select count(*) from chunk_copies")
+            .parse::<u64>()
+            .unwrap()
+            > 5)
+        .then_some(())
+    });
+    // The node that leads EVENTS, the stream every stage reports to.
+    let leader = streams(&env)
+        .into_iter()
+        .find(|s| s.0 == events.0)
+        .map(|s| s.1)
+        .unwrap();
+    node_mut(&mut env, &leader).stop();
+    let lost = Instant::now();
+
+    let out = child.wait_output();
+    assert!(
+        out.status.success(),
+        "backup failed with {leader} gone: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let finished_after = lost.elapsed();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    let id = v["backup_id"].as_str().unwrap().to_string();
+    let new_leader = wait_for(30, "a new leader of EVENTS", || {
+        streams(&env)
+            .into_iter()
+            .find(|s| s.0 == events.0 && !s.1.is_empty() && s.1 != leader)
+            .map(|s| s.1)
+    });
+    let restored = env.path().join("restored");
+    env.ok(&["restore", &id, "--to", restored.to_str().unwrap()]);
+    assert_eq!(snapshot(&restored.join("src")), before);
+    env.ok(&["audit", "verify"]);
+
+    // The node comes back and catches up: every stream's replicas current
+    // again, and the node holding as many EVENTS messages as the leader.
+    let back = Instant::now();
+    node_mut(&mut env, &leader).start_again();
+    wait_for(120, "every replica to catch up", || {
+        let s = streams(&env);
+        (s.len() == total && s.iter().all(|x| x.3)).then_some(())
+    });
+    let want = streams(&env)
+        .into_iter()
+        .find(|s| s.0 == events.0)
+        .unwrap()
+        .2;
+    let node = nodes(&env)
+        .into_iter()
+        .find(|n| n.name.as_deref() == Some(leader.as_str()))
+        .unwrap();
+    wait_for(60, "the node to hold every EVENTS message", || {
+        (held_by(node, &events.0) == Some(want)).then_some(())
+    });
+    let caught_up = back.elapsed();
+    eprintln!(
+        "cluster: {leader} (EVENTS leader) lost mid-backup; the backup finished {:.1} s later, {new_leader} leads; \
+         {leader} back and current in {:.1} s ({want} EVENTS messages)",
+        finished_after.as_secs_f64(),
+        caught_up.as_secs_f64()
+    );
+
+    // And the cluster whole again takes the next backup.
+    text_file(&src.join("c.txt"), 1 << 20, 8);
+    let v = env.backup(&[src.to_str().unwrap()]);
+    assert_eq!(v["status"], "completed");
+}
