@@ -37,7 +37,7 @@ impl NatsServer {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the broker is running");
         self.child = Some(spawn(&self.conf, &self.log, true));
-        wait_for_port(self.port);
+        wait_for_port(self.port, &self.log);
     }
 
     pub fn running(&self) -> bool {
@@ -48,8 +48,21 @@ impl NatsServer {
     /// each on its own client, route and monitoring ports, returned once
     /// every node says it is healthy (JetStream current with the cluster).
     pub fn cluster(dir: &Path, n: usize) -> Vec<NatsServer> {
+        // Nine distinct ports: the system may hand the same free one out
+        // twice in a row.
+        let mut free = std::collections::BTreeSet::new();
+        while free.len() < 3 * n {
+            free.insert(free_port());
+        }
+        let mut free: Vec<u16> = free.into_iter().collect();
         let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
+            .map(|_| {
+                (
+                    free.pop().unwrap(),
+                    free.pop().unwrap(),
+                    free.pop().unwrap(),
+                )
+            })
             .collect();
         let mut nodes: Vec<NatsServer> = Vec::new();
         for (i, &(port, route, http)) in ports.iter().enumerate() {
@@ -87,7 +100,7 @@ impl NatsServer {
             });
         }
         for node in &nodes {
-            wait_for_port(node.port);
+            wait_for_port(node.port, &node.log);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         while !nodes.iter().all(NatsServer::healthy) {
@@ -152,7 +165,7 @@ impl NatsServer {
         .unwrap();
         let log = dir.join("nats.log");
         let child = spawn(&conf, &log, false);
-        wait_for_port(port);
+        wait_for_port(port, &log);
         NatsServer {
             port,
             store_dir,
@@ -192,12 +205,13 @@ fn spawn(conf: &Path, log: &Path, append: bool) -> Child {
         .expect("nats-server must be installed (scripts/setup.sh installs it)")
 }
 
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+fn wait_for_port(port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "nats-server did not start on port {port}"
+            "nats-server did not start on port {port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

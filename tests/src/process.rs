@@ -61,6 +61,13 @@ impl Guarded {
         Guarded(Some(cmd.spawn().expect("spawn")))
     }
 
+    /// Whether it has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Waits for it to finish and returns what it printed.
     pub fn wait_output(mut self) -> Output {
         self.0

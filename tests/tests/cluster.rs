@@ -70,6 +70,9 @@ fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
     let mut env = Env::with(Options {
         cluster: 3,
         max_deliver: 10,
+        // verify's own default: its clock runs on while the cluster elects
+        // new leaders (see the note on issue 16).
+        verify_timeout_secs: 300,
         ..Options::default()
     });
     env.start_all();
@@ -162,4 +165,105 @@ fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
     text_file(&src.join("c.txt"), 1 << 20, 8);
     let v = env.backup(&[src.to_str().unwrap()]);
     assert_eq!(v["status"], "completed");
+}
+
+/// Two of three nodes lost mid-backup: the cluster has no quorum, so
+/// nothing can be stored. Cairn stops making progress without failing the
+/// backup, says why, and finishes it once a second node is back, losing
+/// nothing.
+#[test]
+fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
+    let mut env = Env::with(Options {
+        cluster: 3,
+        max_deliver: 10,
+        // Longer than the outage: verify's clock runs on while the cluster
+        // has no quorum (see the note on issue 16).
+        verify_timeout_secs: 300,
+        ..Options::default()
+    });
+    env.start_all();
+    wait_for(60, "every stream's two followers to be current", || {
+        let s = streams(&env);
+        (s.len() == 5 && s.iter().all(|s| s.3)).then_some(())
+    });
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 48 << 20);
+    let before = snapshot(&src);
+    let mut backup = env.cmd();
+    backup.args(["backup", "--json", src.to_str().unwrap()]);
+    let mut child = Guarded::spawn(backup);
+    let db = env.db.clone();
+    wait_for(120, "chunks to be stored", || {
+        (psql(&db, "select count(*) from chunk_copies")
+            .parse::<u64>()
+            .unwrap()
+            > 5)
+        .then_some(())
+    });
+    assert!(
+        !env.serve_logs().contains("JetStream is unavailable"),
+        "nothing to say while the cluster is whole"
+    );
+    let (a, b) = (
+        env.peers[0].name.clone().unwrap(),
+        env.peers[1].name.clone().unwrap(),
+    );
+    node_mut(&mut env, &a).stop();
+    node_mut(&mut env, &b).stop();
+    let lost = Instant::now();
+    // It says why: JetStream unavailable, no quorum, nothing lost (once
+    // the survivor has noticed it is alone: a leader steps down only after
+    // its election timeout).
+    let said = wait_for(60, "the workers to say why nothing moves", || {
+        env.serve_logs()
+            .lines()
+            .find(|l| l.contains("JetStream is unavailable"))
+            .map(str::to_string)
+    });
+    assert!(
+        said.contains("without quorum") && said.contains("fewer than 2 of its nodes"),
+        "{said}"
+    );
+    // Nothing can be stored without a quorum; what a stage held in hand
+    // may still reach the ledger. The backup neither fails nor ends.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(child.running(), "the backup waits rather than fails");
+    let status = psql(&db, "select status from backups");
+    assert!(
+        status == "running" || status == "verifying",
+        "neither failed nor finished in the ledger either: {status}"
+    );
+    let back = Instant::now();
+    node_mut(&mut env, &a).start_again();
+    let out = child.wait_output();
+    let resumed = back.elapsed();
+    assert!(
+        out.status.success(),
+        "backup failed after quorum came back ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        told.contains("JetStream is unavailable") && told.contains("without quorum"),
+        "the client says why it waited: {told}"
+    );
+    wait_for(30, "the workers to say JetStream is back", || {
+        env.serve_logs()
+            .contains("JetStream is available again")
+            .then_some(())
+    });
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    let id = v["backup_id"].as_str().unwrap().to_string();
+    let restored = env.path().join("restored");
+    env.ok(&["restore", &id, "--to", restored.to_str().unwrap()]);
+    assert_eq!(snapshot(&restored.join("src")), before);
+    env.ok(&["audit", "verify"]);
+    eprintln!(
+        "cluster: two of three nodes lost mid-backup for {:.1} s; one back, the backup finished {:.1} s later",
+        back.duration_since(lost).as_secs_f64(),
+        resumed.as_secs_f64()
+    );
 }

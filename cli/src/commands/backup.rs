@@ -284,6 +284,9 @@ async fn requested_backup(cfg: &Config, args: BackupArgs) -> anyhow::Result<u8> 
     cfg.check_networks(&req.networks)?;
     let bus = context::bus(cfg, "cairn-cli").await?;
     let requested = client::request_backup(&bus, "cli", req).await?;
+    // While it is followed: why nothing moves, if JetStream loses quorum.
+    let watch = tokio::spawn(bus.clone().watch_quorum());
+    let _watch = AbortOnDrop(watch);
     let id = requested.backup_id.clone();
     tracing::Span::current().record("backup", id.to_string().as_str());
     let envelope = requested.envelope.clone();
@@ -403,4 +406,13 @@ fn print_outcome(id: &BackupId, status: &str, o: &Outcome, as_json: bool) -> any
         }
     }
     Ok(())
+}
+
+/// Stops a background task when the command is done with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -304,6 +304,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             }
         });
     }
+    // Says why nothing moves when JetStream has no quorum.
+    tokio::spawn(bus.clone().watch_quorum());
     // What the stages ask of the networks (egress, requests), into the
     // ledger every so often and once more at a clean stop.
     let purpose = match a.stages.as_slice() {

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod client;
 pub mod config;
 pub mod publish;
+pub mod quorum;
 pub mod redrive;
 pub mod replay;
 pub mod request;
@@ -152,11 +153,25 @@ impl Bus {
     pub async fn ensure_topology(&self, networks: &[String]) -> Result<(), BusError> {
         for sc in topology::streams(&self.subjects, &self.cfg) {
             let name = sc.name.clone();
-            self.js.create_or_update_stream(sc).await.map_err(|e| {
-                BusError::JetStream(format!(
-                    "stream {name}: {e}. Is JetStream enabled on the server (-js)?"
-                ))
-            })?;
+            // A cluster places a replicated stream on its nodes before it
+            // answers, which can outlast one request's wait while the
+            // cluster has just formed or is busy: asked again, for a while.
+            let mut tries = 0;
+            loop {
+                match self.js.create_or_update_stream(sc.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if tries < 5 && e.to_string().contains("timed out") => {
+                        tries += 1;
+                        tracing::warn!(stream = name, error = %e, "creating the stream; asking again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        return Err(BusError::JetStream(format!(
+                            "stream {name}: {e}. Is JetStream enabled on the server (-js)? In a cluster, are a majority of its nodes up?"
+                        )))
+                    }
+                }
+            }
         }
         for spec in topology::all_consumers(&self.subjects, &self.cfg, networks) {
             self.ensure_consumer(&spec).await?;

@@ -1,0 +1,194 @@
+//! Saying why nothing moves when JetStream cannot store. In a cluster that
+//! has lost a majority of its nodes there is no quorum: no stream has a
+//! leader, every publish is refused ("no stream found for given subject")
+//! and every pull idles. Cairn's stages wait and retry, losing nothing, but
+//! those refusals name the wrong cause. This watch asks JetStream for the
+//! account's state every few seconds and says, once, that JetStream is
+//! unavailable and why that usually is (after two failed looks in a row),
+//! and, once, when it is back.
+
+use crate::Bus;
+use std::time::{Duration, Instant};
+
+/// How often JetStream is asked, and how long an answer may take.
+pub const EVERY: Duration = Duration::from_secs(5);
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// What changed since the last look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Unavailable (the reason) after being available.
+    Lost(String),
+    /// Available again after `down` of being unavailable.
+    Back { down: Duration },
+}
+
+/// The watch's state: since when JetStream has been unavailable, and
+/// whether that was said. A single failed look is not said: a stream has
+/// no leader for a moment while its replicas elect one.
+#[derive(Debug, Default)]
+pub struct Watch {
+    down_since: Option<Instant>,
+    said: bool,
+}
+
+impl Watch {
+    /// One look's outcome (`Err(reason)` when JetStream did not answer or
+    /// refused) at `now`: what to say, if anything. Pure, for the tests.
+    pub fn look(&mut self, outcome: Result<(), String>, now: Instant) -> Option<Change> {
+        match (outcome, self.down_since) {
+            (Ok(()), Some(since)) => {
+                self.down_since = None;
+                let said = std::mem::take(&mut self.said);
+                said.then(|| Change::Back {
+                    down: now.saturating_duration_since(since),
+                })
+            }
+            (Ok(()), None) => None,
+            (Err(_), None) => {
+                self.down_since = Some(now);
+                None
+            }
+            (Err(why), Some(_)) if !self.said => {
+                self.said = true;
+                Some(Change::Lost(why))
+            }
+            (Err(_), Some(_)) => None,
+        }
+    }
+}
+
+/// The sentence an operator reads when JetStream is lost; `servers` is how
+/// many `nats.url` lists.
+pub fn explain(why: &str, servers: usize) -> String {
+    let cluster = if servers > 1 {
+        format!(
+            "with {servers} servers in nats.url this is most likely a cluster without quorum: fewer than {} of its nodes are up, so no stream has a leader",
+            servers / 2 + 1
+        )
+    } else {
+        "the server may be starting, out of storage, or (in a cluster) without quorum".to_string()
+    };
+    format!(
+        "JetStream is unavailable ({why}); {cluster}. Every stage waits and retries; nothing is lost, and work resumes once JetStream answers again"
+    )
+}
+
+/// JetStream's answer to `$JS.API.INFO`: its error's description, if it
+/// refused.
+pub fn answered(payload: &[u8]) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("an answer that is not JSON: {e}"))?;
+    match v.get("error") {
+        None => Ok(()),
+        Some(e) => Err(e
+            .get("description")
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string())),
+    }
+}
+
+impl Bus {
+    /// Whether JetStream answers now: for the account, and for the EVENTS
+    /// stream, whose leader answers only while the cluster has a quorum
+    /// (a server cut off from the others may still answer for the
+    /// account). Asked as plain requests and read as JSON: the client's
+    /// typed answers do not parse every server version's.
+    pub async fn jetstream_available(&self) -> Result<(), String> {
+        let events = self.subjects.events_stream();
+        for (subject, what) in [
+            ("$JS.API.INFO".to_string(), "the account".to_string()),
+            (
+                format!("$JS.API.STREAM.INFO.{events}"),
+                format!("stream {events}"),
+            ),
+        ] {
+            let asked = self.client.request(subject, bytes::Bytes::new());
+            match tokio::time::timeout(ANSWER_WITHIN, asked).await {
+                Ok(Ok(m)) => answered(&m.payload).map_err(|e| format!("{what}: {e}"))?,
+                Ok(Err(e)) => return Err(format!("{what}: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "{what}: no answer within {} s",
+                        ANSWER_WITHIN.as_secs()
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks every [`EVERY`] until the process ends, logging a loss of
+    /// JetStream (an error, with [`explain`]) and its return.
+    pub async fn watch_quorum(self) {
+        let servers = self
+            .cfg
+            .url
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .count();
+        let mut watch = Watch::default();
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let outcome = self.jetstream_available().await;
+            match watch.look(outcome, Instant::now()) {
+                Some(Change::Lost(why)) => tracing::error!("{}", explain(&why, servers)),
+                Some(Change::Back { down }) => tracing::warn!(
+                    down_secs = down.as_secs(),
+                    "JetStream is available again after {} s; work resumes",
+                    down.as_secs()
+                ),
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loss_and_a_return_are_each_said_once() {
+        let mut w = Watch::default();
+        let t = Instant::now();
+        assert_eq!(w.look(Ok(()), t), None);
+        // One failed look is an election, not an outage.
+        assert_eq!(w.look(Err("timed out".into()), t), None);
+        assert_eq!(w.look(Ok(()), t + EVERY), None);
+        assert_eq!(w.look(Err("timed out".into()), t), None);
+        assert_eq!(
+            w.look(Err("timed out".into()), t + EVERY),
+            Some(Change::Lost("timed out".into()))
+        );
+        assert_eq!(w.look(Err("timed out".into()), t + 2 * EVERY), None);
+        assert_eq!(
+            w.look(Ok(()), t + Duration::from_secs(12)),
+            Some(Change::Back {
+                down: Duration::from_secs(12)
+            })
+        );
+        assert_eq!(w.look(Ok(()), t + Duration::from_secs(17)), None);
+    }
+
+    #[test]
+    fn an_answer_is_read_for_its_error() {
+        assert_eq!(answered(br#"{"type":"x","memory":0}"#), Ok(()));
+        assert_eq!(
+            answered(br#"{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}"#),
+            Err("JetStream system temporarily unavailable".into())
+        );
+        assert!(answered(b"nope").is_err());
+    }
+
+    #[test]
+    fn the_explanation_names_quorum_and_the_majority() {
+        let e = explain("timed out", 3);
+        assert!(e.contains("without quorum") && e.contains("fewer than 2 of its nodes"));
+        assert!(e.contains("nothing is lost"));
+        assert!(explain("x", 1).contains("(in a cluster) without quorum"));
+    }
+}
