@@ -65,44 +65,56 @@ fn held_by(node: &NatsServer, stream: &str) -> Option<u64> {
         .and_then(|s| s["state"]["messages"].as_u64())
 }
 
-#[test]
-fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
+/// Every stream of a Cairn topology: EVENTS, SEALED, DLQ, AUDIT and
+/// SCHEDULES, each led by one node and copied on both others.
+const STREAMS: usize = 5;
+
+/// A running Cairn on a 3-node cluster whose every stream has two current
+/// followers. verify's timeout is its own default, 300 s: its clock runs
+/// on while the cluster elects leaders or has no quorum (see the note on
+/// issue 16).
+fn whole_cluster() -> Env {
     let mut env = Env::with(Options {
         cluster: 3,
         max_deliver: 10,
-        // verify's own default: its clock runs on while the cluster elects
-        // new leaders (see the note on issue 16).
         verify_timeout_secs: 300,
         ..Options::default()
     });
     env.start_all();
-    let events = streams(&env)
-        .into_iter()
-        .find(|s| s.0.ends_with("_EVENTS"))
-        .expect("the EVENTS stream, replicated");
-    // EVENTS, SEALED, DLQ, AUDIT and SCHEDULES, each led by one node and
-    // copied on both others.
-    let total = 5;
     wait_for(60, "every stream's two followers to be current", || {
         let s = streams(&env);
-        (s.len() == total && s.iter().all(|s| s.3)).then_some(())
+        (s.len() == STREAMS && s.iter().all(|s| s.3)).then_some(())
     });
-    let src = env.source_dir("src");
-    random_file(&src.join("a.bin"), 48 << 20);
-    text_file(&src.join("b.txt"), 16 << 20, 7);
-    let before = snapshot(&src);
+    env
+}
 
+/// `cairn backup --json SRC`, returned once chunks are being stored.
+fn backup_under_way(env: &Env, src: &std::path::Path) -> Guarded {
     let mut backup = env.cmd();
     backup.args(["backup", "--json", src.to_str().unwrap()]);
     let child = Guarded::spawn(backup);
-    let db = env.db.clone();
     wait_for(120, "chunks to be stored", || {
-        (psql(&db, "select count(*) from chunk_copies")
+        (psql(&env.db, "select count(*) from chunk_copies")
             .parse::<u64>()
             .unwrap()
             > 5)
         .then_some(())
     });
+    child
+}
+
+#[test]
+fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
+    let mut env = whole_cluster();
+    let events = streams(&env)
+        .into_iter()
+        .find(|s| s.0.ends_with("_EVENTS"))
+        .expect("the EVENTS stream, replicated");
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 48 << 20);
+    text_file(&src.join("b.txt"), 16 << 20, 7);
+    let before = snapshot(&src);
+    let child = backup_under_way(&env, &src);
     // The node that leads EVENTS, the stream every stage reports to.
     let leader = streams(&env)
         .into_iter()
@@ -139,7 +151,7 @@ fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
     node_mut(&mut env, &leader).start_again();
     wait_for(120, "every replica to catch up", || {
         let s = streams(&env);
-        (s.len() == total && s.iter().all(|x| x.3)).then_some(())
+        (s.len() == STREAMS && s.iter().all(|x| x.3)).then_some(())
     });
     let want = streams(&env)
         .into_iter()
@@ -173,33 +185,12 @@ fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
 /// nothing.
 #[test]
 fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
-    let mut env = Env::with(Options {
-        cluster: 3,
-        max_deliver: 10,
-        // Longer than the outage: verify's clock runs on while the cluster
-        // has no quorum (see the note on issue 16).
-        verify_timeout_secs: 300,
-        ..Options::default()
-    });
-    env.start_all();
-    wait_for(60, "every stream's two followers to be current", || {
-        let s = streams(&env);
-        (s.len() == 5 && s.iter().all(|s| s.3)).then_some(())
-    });
+    let mut env = whole_cluster();
     let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 48 << 20);
     let before = snapshot(&src);
-    let mut backup = env.cmd();
-    backup.args(["backup", "--json", src.to_str().unwrap()]);
-    let mut child = Guarded::spawn(backup);
+    let mut child = backup_under_way(&env, &src);
     let db = env.db.clone();
-    wait_for(120, "chunks to be stored", || {
-        (psql(&db, "select count(*) from chunk_copies")
-            .parse::<u64>()
-            .unwrap()
-            > 5)
-        .then_some(())
-    });
     assert!(
         !env.serve_logs().contains("JetStream is unavailable"),
         "nothing to say while the cluster is whole"

@@ -108,6 +108,16 @@ async fn until_text(c: &Client, css: &str, want: &str) -> String {
     }
 }
 
+/// The attribute `name` of the element at `css`.
+async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .attr(name)
+        .await
+        .unwrap()
+}
+
 async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
@@ -641,13 +651,7 @@ fn console_runs_drills_holds_and_retries_and_shows_plans() {
         b.goto(&format!("{url}#/retention")).await.unwrap();
         let plan = format!("tr[data-backup=\"{older}\"]");
         let why = until_text(&b, &format!("{plan} .why"), "").await;
-        let keep = b
-            .find(Locator::Css(&plan))
-            .await
-            .unwrap()
-            .attr("data-keep")
-            .await
-            .unwrap();
+        let keep = attr(&b, &plan, "data-keep").await;
         assert_eq!(keep.as_deref(), Some("drop"), "{why}");
 
         // ... until it is held, from its page.
@@ -668,13 +672,7 @@ fn console_runs_drills_holds_and_retries_and_shows_plans() {
         assert!(held.contains("console:alice"), "{held}");
         b.goto(&format!("{url}#/retention")).await.unwrap();
         let why = until_text(&b, &format!("{plan} .why"), "legal hold: case 7").await;
-        let keep = b
-            .find(Locator::Css(&plan))
-            .await
-            .unwrap()
-            .attr("data-keep")
-            .await
-            .unwrap();
+        let keep = attr(&b, &plan, "data-keep").await;
         assert_eq!(keep.as_deref(), Some("keep"), "{why}");
         b.goto(&format!("{url}#/backup/{older}")).await.unwrap();
         until_text(&b, "#hold", "case 7").await;
