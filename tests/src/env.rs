@@ -427,9 +427,55 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The last lines of every log of the test, on its stderr: a failed
+    /// test's directory is removed, and CI keeps only what it printed.
+    fn show_log_tails(&self) {
+        const LINES: usize = 40;
+        let Ok(dir) = std::fs::read_dir(self.logs_dir()) else {
+            return;
+        };
+        let mut logs: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "----- last {} of {} lines of {} -----",
+                lines.len().min(LINES),
+                lines.len(),
+                log.file_name().unwrap_or_default().to_string_lossy()
+            );
+            // A log line's span fields come first and its message last:
+            // keep both ends of a long one.
+            for l in &lines[lines.len().saturating_sub(LINES)..] {
+                if l.len() <= 400 {
+                    eprintln!("{l}");
+                    continue;
+                }
+                let head = (0..=100)
+                    .rev()
+                    .find(|i| l.is_char_boundary(*i))
+                    .unwrap_or(0);
+                let tail = (l.len() - 300..l.len())
+                    .find(|i| l.is_char_boundary(*i))
+                    .unwrap_or(l.len());
+                eprintln!("{} … {}", &l[..head], &l[tail..]);
+            }
+        }
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         self.workers.clear();
+        if std::thread::panicking() {
+            self.show_log_tails();
+        }
         try_psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
@@ -465,6 +511,36 @@ pub fn health_of<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_jso
         .iter()
         .find(|n| n["network"] == name)
         .unwrap_or_else(|| panic!("no network {name} in {report}"))
+}
+
+/// Waits until every consumer of the test's EVENTS and SEALED streams has
+/// nothing left to deliver and nothing awaiting an ack: every stage has
+/// finished what was published so far.
+pub fn wait_until_idle(env: &Env, secs: u64) {
+    use futures::StreamExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let busy = || {
+        rt.block_on(async {
+            let client = async_nats::connect(env.nats.url()).await.ok()?;
+            let js = async_nats::jetstream::new(client);
+            let mut busy = Vec::new();
+            for stream in ["EVENTS", "SEALED"] {
+                let name = format!("{}_{stream}", env.prefix.to_uppercase());
+                let s = js.get_stream(&name).await.ok()?;
+                let mut infos = s.consumers();
+                while let Some(info) = infos.next().await {
+                    let info = info.ok()?;
+                    if info.num_pending > 0 || info.num_ack_pending > 0 {
+                        busy.push(info.name);
+                    }
+                }
+            }
+            Some(busy)
+        })
+    };
+    crate::process::wait_for(secs, "every consumer to be idle", || {
+        busy().filter(|b| b.is_empty()).map(|_| ())
+    });
 }
 
 /// Publishes `payload` as is to `subject` on the test's JetStream.

@@ -70,15 +70,14 @@ fn held_by(node: &NatsServer, stream: &str) -> Option<u64> {
 const STREAMS: usize = 5;
 
 /// A running Cairn on a 3-node cluster whose every stream has two current
-/// followers. verify's timeout is its own default, 300 s: its clock runs
-/// on while the cluster elects leaders or has no quorum (see the note on
-/// issue 16).
-fn whole_cluster() -> Env {
+/// followers, verify's timeout `verify_timeout_secs`, other options from
+/// `base`.
+fn whole_cluster(verify_timeout_secs: u64, base: Options) -> Env {
     let mut env = Env::with(Options {
         cluster: 3,
         max_deliver: 10,
-        verify_timeout_secs: 300,
-        ..Options::default()
+        verify_timeout_secs,
+        ..base
     });
     env.start_all();
     wait_for(60, "every stream's two followers to be current", || {
@@ -105,7 +104,9 @@ fn backup_under_way(env: &Env, src: &std::path::Path) -> Guarded {
 
 #[test]
 fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
-    let mut env = whole_cluster();
+    // verify's own default timeout: a leader's election is not an outage
+    // (the stages see a few refusals, then go on), so its clock runs.
+    let mut env = whole_cluster(300, Options::default());
     let events = streams(&env)
         .into_iter()
         .find(|s| s.0.ends_with("_EVENTS"))
@@ -179,18 +180,42 @@ fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
     assert_eq!(v["status"], "completed");
 }
 
+/// verify's timeout in the test below, shorter than the outage it makes:
+/// verify's clock must not run while JetStream is unavailable. Longer than
+/// it takes the workers to notice the outage: the surviving node answers
+/// as if nothing happened until it steps down (15 to 25 s here).
+const VERIFY_TIMEOUT_SECS: u64 = 40;
+
 /// Two of three nodes lost mid-backup: the cluster has no quorum, so
 /// nothing can be stored. Cairn stops making progress without failing the
 /// backup, says why, and finishes it once a second node is back, losing
-/// nothing.
+/// nothing, however long the outage was against verify's timeout.
 #[test]
 fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
-    let mut env = whole_cluster();
+    // A second network, S3 behind a link at 4 MiB/s: ingest is done and
+    // verify waiting for it when the nodes go.
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path());
+    let link = FaultProxy::start(
+        &format!("127.0.0.1:{}", s3.port),
+        Fault::Slow {
+            bytes_per_sec: 4 << 20,
+        },
+    );
+    let mut env = whole_cluster(
+        VERIFY_TIMEOUT_SECS,
+        s3.options_via("objects", &link.endpoint()),
+    );
     let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 48 << 20);
     let before = snapshot(&src);
     let mut child = backup_under_way(&env, &src);
     let db = env.db.clone();
+    wait_for(
+        120,
+        "ingest to end and verify to wait for the stores",
+        || (psql(&db, "select status from backups") == "verifying").then_some(()),
+    );
     assert!(
         !env.serve_logs().contains("JetStream is unavailable"),
         "nothing to say while the cluster is whole"
@@ -216,8 +241,11 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
         "{said}"
     );
     // Nothing can be stored without a quorum; what a stage held in hand
-    // may still reach the ledger. The backup neither fails nor ends.
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    // may still reach the ledger. The backup neither fails nor ends, also
+    // once the outage outlasts verify's timeout.
+    while lost.elapsed().as_secs() < VERIFY_TIMEOUT_SECS + 10 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     assert!(child.running(), "the backup waits rather than fails");
     let status = psql(&db, "select status from backups");
     assert!(
@@ -253,7 +281,7 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
     assert_eq!(snapshot(&restored.join("src")), before);
     env.ok(&["audit", "verify"]);
     eprintln!(
-        "cluster: two of three nodes lost mid-backup for {:.1} s; one back, the backup finished {:.1} s later",
+        "cluster: two of three nodes lost mid-backup for {:.1} s while verify waited (its timeout {VERIFY_TIMEOUT_SECS} s); one back, the backup finished {:.1} s later",
         back.duration_since(lost).as_secs_f64(),
         resumed.as_secs_f64()
     );

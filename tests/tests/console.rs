@@ -100,10 +100,15 @@ async fn until_text(c: &Client, css: &str, want: &str) -> String {
                 }
             }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{css} never read {want:?}"
-        );
+        if std::time::Instant::now() >= deadline {
+            // What the page held instead, for a failure seen only in CI.
+            let source = c.source().await.unwrap_or_else(|e| e.to_string());
+            let cut = (0..=source.len().min(4000))
+                .rev()
+                .find(|i| source.is_char_boundary(*i))
+                .unwrap_or(0);
+            panic!("{css} never read {want:?}; the page: {}", &source[..cut]);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

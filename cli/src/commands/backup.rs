@@ -285,7 +285,7 @@ async fn requested_backup(cfg: &Config, args: BackupArgs) -> anyhow::Result<u8> 
     let bus = context::bus(cfg, "cairn-cli").await?;
     let requested = client::request_backup(&bus, "cli", req).await?;
     // While it is followed: why nothing moves, if JetStream loses quorum.
-    let watch = tokio::spawn(bus.clone().watch_quorum());
+    let watch = tokio::spawn(bus.clone().watch_quorum(Default::default()));
     let _watch = AbortOnDrop(watch);
     let id = requested.backup_id.clone();
     tracing::Span::current().record("backup", id.to_string().as_str());

@@ -68,6 +68,8 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
     let has = |s: Stage| a.stages.iter().any(|w| w.0.is_none() || w.0 == Some(s));
     cfg.check_networks(&a.networks)?;
     let bus = context::bus(cfg, "cairn-serve").await?;
+    // Kept by the quorum watch (started below), read by verify.
+    let outages = cairn_bus::quorum::Outages::default();
     let repo = context::repo(cfg)?;
     // Every stage that reads the ledger first makes sure it is migrated.
     if [
@@ -164,6 +166,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
             repo: repo.clone(),
             pg: context::ledger_as(cfg, Role::Reader).await?,
             timeout: Duration::from_secs(cfg.verify.timeout_secs),
+            outages: Some(outages.clone()),
             source: whoami("verify"),
             read_back: cfg
                 .networks
@@ -305,7 +308,7 @@ pub async fn serve(cfg: &Config, a: ServeArgs) -> anyhow::Result<u8> {
         });
     }
     // Says why nothing moves when JetStream has no quorum.
-    tokio::spawn(bus.clone().watch_quorum());
+    tokio::spawn(bus.clone().watch_quorum(outages));
     // What the stages ask of the networks (egress, requests), into the
     // ledger every so often and once more at a clean stop.
     let purpose = match a.stages.as_slice() {

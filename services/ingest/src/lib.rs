@@ -24,6 +24,7 @@ use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{decode, BackupId, BackupRequest, Envelope, Event, Outcome, Progress, Stage};
 use job::{IngestContext, JobError};
 use source::{Counters, Input};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -157,6 +158,60 @@ pub async fn ingest(
 
 struct IngestWorker {
     ctx: Arc<IngestContext>,
+    /// The backups being ingested here, each behind its own lock.
+    running: std::sync::Mutex<HashMap<BackupId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What ends a backup's ingest: once the EVENTS stream holds one of these,
+/// a delivery of its request is not ingested again.
+const ENDED: [&str; 2] = ["backup.ingested", "backup.failed"];
+
+impl IngestWorker {
+    fn lock_of(&self, id: &BackupId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.entry(id.clone()).or_default().clone()
+    }
+
+    fn done_with(&self, id: &BackupId, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else waits for it.
+        if Arc::strong_count(&lock) == 2 {
+            running.remove(id);
+        }
+    }
+
+    /// A request delivered again while its backup is being ingested (its
+    /// acks lost, as when JetStream is briefly without quorum), or after it
+    /// was (its last ack lost), must not be ingested a second time: a second
+    /// run seals its manifest, catalogue and chunk list under another data
+    /// key, and what the networks keep and what the ledger records would
+    /// come from different runs. So a backup is ingested by one delivery at
+    /// a time here, and not again once it has ended.
+    async fn once(&self, env: &Envelope, attempt: i64) -> Result<(), Failure> {
+        let id = &env.backup_id;
+        let lock = self.lock_of(id);
+        let result = {
+            let _one_at_a_time = lock.lock().await;
+            let mut ended = None;
+            for kind in ENDED {
+                if self.ctx.bus.has_event(kind, id).await? {
+                    ended = Some(kind);
+                    break;
+                }
+            }
+            match ended {
+                Some(kind) => {
+                    tracing::info!(backup = %id, attempt, ended = kind, "delivered again after it ended; not ingested again");
+                    Ok(())
+                }
+                None => ingest(&self.ctx, env, None, attempt)
+                    .await
+                    .map_err(Failure::from),
+            }
+        };
+        self.done_with(id, lock);
+        result
+    }
 }
 
 #[async_trait::async_trait]
@@ -169,7 +224,7 @@ impl Handler for IngestWorker {
                 return Ok(());
             }
         }
-        Ok(ingest(&self.ctx, &env, None, d.deliveries).await?)
+        self.once(&env, d.deliveries).await
     }
 }
 
@@ -181,7 +236,10 @@ pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> Result<(), BusE
         Stage::Ingest,
         None,
         concurrency,
-        Arc::new(IngestWorker { ctx }),
+        Arc::new(IngestWorker {
+            ctx,
+            running: Default::default(),
+        }),
     )
     .await
 }

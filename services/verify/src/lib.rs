@@ -146,6 +146,9 @@ pub struct VerifyWorker {
     pub repo: Repository,
     pub pg: tokio_postgres::Client,
     pub timeout: Duration,
+    /// While JetStream is unavailable (this process's quorum watch), the
+    /// timeout does not run: nothing can reach a network meanwhile.
+    pub outages: Option<cairn_bus::quorum::Outages>,
     pub source: String,
     /// Per network, whether its new data objects are read back (its
     /// `read_back`); a network not named here is.
@@ -174,7 +177,7 @@ impl VerifyWorker {
         &self,
         network: &str,
         objects: &[(String, Vec<u8>)],
-        deadline: Instant,
+        deadline: &check::Deadline,
     ) -> Vec<String> {
         let mut pending: Vec<&(String, Vec<u8>)> = objects.iter().collect();
         loop {
@@ -185,15 +188,40 @@ impl VerifyWorker {
                     Err(e) => tracing::warn!(error = %e, network, "stored-copies lookup failed"),
                 }
             }
-            if pending.is_empty() || Instant::now() >= deadline {
+            if pending.is_empty() || deadline.passed() {
                 return pending.into_iter().map(|(p, _)| p.clone()).collect();
             }
             tokio::time::sleep(POLL).await;
         }
     }
 
+    /// When verify stops waiting for a backup's objects: its timeout from
+    /// now, but never while JetStream is unavailable (this process's
+    /// quorum watch), and a whole timeout (and one `ack_wait`, for what
+    /// the outage left to be delivered again) once it is back: nothing
+    /// could reach a network meanwhile, and consumers take a while to
+    /// resume.
+    fn deadline(&self) -> check::Deadline {
+        let start = Instant::now();
+        let at = start + self.timeout;
+        let Some(outages) = self.outages.clone() else {
+            return at.into();
+        };
+        let (timeout, grace) = (
+            self.timeout,
+            Duration::from_secs(self.bus.cfg.ack_wait_secs),
+        );
+        let start = start.into_std();
+        check::Deadline::moving(at, move || {
+            let now = std::time::Instant::now();
+            outages
+                .deadline(start, timeout, grace, now)
+                .saturating_duration_since(start + timeout)
+        })
+    }
+
     async fn outcome(&self, backup: &BackupId, ing: &Ingested) -> Outcome {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
         let mut outcome = Outcome {
             stats: ing.stats.clone(),
             merkle_root: ing.merkle_root.clone(),
@@ -223,7 +251,7 @@ impl VerifyWorker {
                 .await
             {
                 Ok(p) => break p,
-                Err(e) if Instant::now() >= deadline => {
+                Err(e) if deadline.passed() => {
                     outcome.reasons.push(format!("chunk list unreadable: {e}"));
                     return outcome;
                 }
@@ -267,7 +295,7 @@ impl VerifyWorker {
                     Err(e) => tracing::warn!(error = %e, "digest lookup failed"),
                 }
             }
-            if Instant::now() >= deadline {
+            if deadline.passed() {
                 let n = paths.iter().filter(|p| !digests.contains_key(*p)).count();
                 outcome.reasons.push(format!(
                     "{n} objects have no digest in the ledger (is the ledger worker running?)"
@@ -316,20 +344,22 @@ impl VerifyWorker {
                 .map(std::time::SystemTime::from)
         });
         let all_paths = &paths;
+        let deadline = &deadline;
         let checks = targets.networks().iter().map(|net| {
             let read_back = self.read_back.get(net.name()).copied().unwrap_or(true);
             let (everything, metadata) = (everything.clone(), metadata.clone());
             let (shared, new_data) = (&shared, &new_data);
             async move {
                 let mut f = if read_back {
-                    check::check_network(net.clone(), everything, deadline).await
+                    check::check_network(net.clone(), everything, deadline.clone()).await
                 } else {
-                    let mut f = check::check_network(net.clone(), metadata, deadline).await;
+                    let mut f = check::check_network(net.clone(), metadata, deadline.clone()).await;
                     f.missing
                         .extend(self.unrecorded(net.name(), new_data, deadline).await);
                     f
                 };
-                f.missing.extend(check::absent(net, shared, deadline).await);
+                f.missing
+                    .extend(check::absent(net, shared, deadline.clone()).await);
                 let locked = match retain_until {
                     Some(until) if net.locks() && f.ok() => {
                         Some(lock_all(net, all_paths, until).await)

@@ -289,6 +289,33 @@ impl Bus {
         .await
     }
 
+    /// Whether the EVENTS stream holds an event of `kind` (e.g.
+    /// `backup.ingested`) for `backup`: asked of the stream's leader, so a
+    /// cluster answers the same from every node.
+    pub async fn has_event(
+        &self,
+        kind: &str,
+        backup: &cairn_events::BackupId,
+    ) -> Result<bool, BusError> {
+        let name = self.subjects.events_stream();
+        let stream = self
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|e| BusError::JetStream(format!("{name} stream: {e}")))?;
+        let subject = format!("{}.evt.{kind}.{backup}", self.subjects.prefix());
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(BusError::JetStream(format!("{subject}: {e}"))),
+        }
+    }
+
     /// The newest message on an AUDIT subject (e.g. the latest checkpoint).
     pub async fn last_on_audit(&self, subject: &str) -> Result<Option<Bytes>, BusError> {
         let stream = self

@@ -58,6 +58,72 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Since when the looks have failed, if the last one did.
+    pub fn down_since(&self) -> Option<Instant> {
+        self.down_since
+    }
+}
+
+/// When JetStream became unavailable and when it was last back, as this
+/// process's watch saw it (from the first failed look), shared with
+/// whoever must not count an outage against work the bus was meant to
+/// carry: verify, waiting for objects no store worker could be handed
+/// meanwhile.
+#[derive(Debug, Clone, Default)]
+pub struct Outages(std::sync::Arc<std::sync::Mutex<Down>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Down {
+    since: Option<Instant>,
+    back: Option<Instant>,
+}
+
+impl Outages {
+    /// Since when JetStream has been unavailable, if it is now.
+    pub fn down_since(&self) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).since
+    }
+
+    /// When the last outage ended, if there was one.
+    pub fn last_back(&self) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).back
+    }
+
+    /// Records the watch's state after a look at `now`.
+    pub fn note(&self, down_since: Option<Instant>, now: Instant) {
+        let mut d = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (d.since, down_since) {
+            (None, Some(s)) => d.since = Some(s),
+            (Some(_), None) => {
+                d.since = None;
+                d.back = Some(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Until when work that began at `start` and may take `timeout` of
+    /// time with JetStream available is waited for, as it stands at `now`:
+    /// never over while JetStream is down, and a whole `timeout` (and
+    /// `grace`, for what the outage left to be delivered again) after it
+    /// is back. Pure, for the tests.
+    pub fn deadline(
+        &self,
+        start: Instant,
+        timeout: Duration,
+        grace: Duration,
+        now: Instant,
+    ) -> Instant {
+        let d = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (d.since, d.back) {
+            (Some(_), _) => (now + timeout).max(start + timeout),
+            (None, Some(back)) if back > start => back + timeout + grace,
+            _ => start + timeout,
+        }
+    }
+}
+
 /// The sentence an operator reads when JetStream is lost; `servers` is how
 /// many `nats.url` lists.
 pub fn explain(why: &str, servers: usize) -> String {
@@ -120,8 +186,9 @@ impl Bus {
     }
 
     /// Looks every [`EVERY`] until the process ends, logging a loss of
-    /// JetStream (an error, with [`explain`]) and its return.
-    pub async fn watch_quorum(self) {
+    /// JetStream (an error, with [`explain`]) and its return, and keeping
+    /// `outages`.
+    pub async fn watch_quorum(self, outages: Outages) {
         let servers = self
             .cfg
             .url
@@ -134,7 +201,10 @@ impl Bus {
         loop {
             tick.tick().await;
             let outcome = self.jetstream_available().await;
-            match watch.look(outcome, Instant::now()) {
+            let now = Instant::now();
+            let change = watch.look(outcome, now);
+            outages.note(watch.down_since(), now);
+            match change {
                 Some(Change::Lost(why)) => tracing::error!("{}", explain(&why, servers)),
                 Some(Change::Back { down }) => tracing::warn!(
                     down_secs = down.as_secs(),
@@ -172,6 +242,30 @@ mod tests {
             })
         );
         assert_eq!(w.look(Ok(()), t + Duration::from_secs(17)), None);
+    }
+
+    #[test]
+    fn a_deadline_does_not_run_out_while_down_and_restarts_when_back() {
+        let o = Outages::default();
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let (timeout, grace) = (s(20), s(5));
+        o.note(None, t);
+        assert_eq!(o.deadline(t, timeout, grace, t + s(3)), t + s(20));
+        // Down from 10 s: never over while down.
+        o.note(Some(t + s(10)), t + s(10));
+        assert_eq!(o.down_since(), Some(t + s(10)));
+        assert_eq!(o.deadline(t, timeout, grace, t + s(15)), t + s(35));
+        assert_eq!(o.deadline(t, timeout, grace, t + s(90)), t + s(110));
+        // Back at 100 s: a whole timeout and the grace from then.
+        o.note(None, t + s(100));
+        assert_eq!(o.last_back(), Some(t + s(100)));
+        assert_eq!(o.deadline(t, timeout, grace, t + s(101)), t + s(125));
+        // Work that began after the outage has its own timeout only.
+        assert_eq!(
+            o.deadline(t + s(200), timeout, grace, t + s(201)),
+            t + s(220)
+        );
     }
 
     #[test]

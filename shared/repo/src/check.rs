@@ -11,6 +11,47 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// When waiting for objects ends: an instant, which may move later by
+/// however long `later` says (verify's, by the time JetStream was
+/// unavailable: no store worker could be handed anything meanwhile, so
+/// that time is not the networks' delay).
+#[derive(Clone)]
+pub struct Deadline {
+    at: Instant,
+    later: Option<Arc<dyn Fn() -> Duration + Send + Sync>>,
+}
+
+impl Deadline {
+    pub fn moving(at: Instant, later: impl Fn() -> Duration + Send + Sync + 'static) -> Deadline {
+        Deadline {
+            at,
+            later: Some(Arc::new(later)),
+        }
+    }
+
+    /// The instant as it stands now.
+    pub fn at(&self) -> Instant {
+        self.at + self.later.as_ref().map_or(Duration::ZERO, |f| f())
+    }
+
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at()
+    }
+
+    /// Time left, but at least `floor` (a single read's budget).
+    pub fn left(&self, floor: Duration) -> Duration {
+        self.at()
+            .saturating_duration_since(Instant::now())
+            .max(floor)
+    }
+}
+
+impl From<Instant> for Deadline {
+    fn from(at: Instant) -> Deadline {
+        Deadline { at, later: None }
+    }
+}
+
 /// An object to check: its path and expected SHA-256 (hex).
 #[derive(Debug, Clone)]
 pub struct Expected {
@@ -79,8 +120,9 @@ const POLL: Duration = Duration::from_millis(200);
 pub async fn check_network(
     net: DynNetwork,
     objects: Arc<Vec<Expected>>,
-    deadline: Instant,
+    deadline: impl Into<Deadline>,
 ) -> Finding {
+    let deadline = deadline.into();
     let mut pending: Vec<usize> = (0..objects.len()).collect();
     let mut f = Finding {
         network: net.name().to_string(),
@@ -92,12 +134,11 @@ pub async fn check_network(
             .map(|i| {
                 let net = net.clone();
                 let objects = objects.clone();
+                let deadline = &deadline;
                 async move {
                     let want = &objects[i];
                     // No single read may outlast the deadline (a frozen network).
-                    let budget = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_secs(2));
+                    let budget = deadline.left(Duration::from_secs(2));
                     let read = match tokio::time::timeout(budget, net.get(&want.path)).await {
                         Ok(r) => r,
                         Err(_) => Err(cairn_networks::NetworkError::Io {
@@ -141,7 +182,7 @@ pub async fn check_network(
                 }
             }
         }
-        if pending.is_empty() || Instant::now() >= deadline {
+        if pending.is_empty() || deadline.passed() {
             f.read_time = started.elapsed();
             pending.sort_unstable();
             f.missing = pending
@@ -160,11 +201,12 @@ pub async fn check_network(
 pub async fn check_all(
     networks: &[DynNetwork],
     objects: Arc<Vec<Expected>>,
-    deadline: Instant,
+    deadline: impl Into<Deadline>,
 ) -> Vec<Finding> {
+    let deadline = deadline.into();
     let checks = networks
         .iter()
-        .map(|n| check_network(n.clone(), objects.clone(), deadline))
+        .map(|n| check_network(n.clone(), objects.clone(), deadline.clone()))
         .collect::<Vec<_>>();
     futures::future::join_all(checks).await
 }
@@ -172,13 +214,15 @@ pub async fn check_all(
 /// Which of `paths` (objects under `chunks/` or `packs/`) `net` does not list. One
 /// listing instead of one read per object; a network that does not answer by
 /// `deadline` holds none of them.
-pub async fn absent(net: &DynNetwork, paths: &[String], deadline: Instant) -> Vec<String> {
+pub async fn absent(
+    net: &DynNetwork,
+    paths: &[String],
+    deadline: impl Into<Deadline>,
+) -> Vec<String> {
     if paths.is_empty() {
         return Vec::new();
     }
-    let budget = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(2));
+    let budget = deadline.into().left(Duration::from_secs(2));
     let mut listed = std::collections::HashSet::new();
     for dir in [crate::layout::CHUNKS_DIR, crate::layout::PACKS_DIR] {
         if !paths.iter().any(|p| p.starts_with(dir)) {
@@ -193,4 +237,28 @@ pub async fn absent(net: &DynNetwork, paths: &[String], deadline: Instant) -> Ve
         .filter(|p| !listed.contains(*p))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn a_moving_deadline_moves_by_what_it_is_told() {
+        let base = Instant::now() + Duration::from_secs(10);
+        let fixed: Deadline = base.into();
+        assert_eq!(fixed.at(), base);
+        assert!(!fixed.passed());
+        let paused = Arc::new(AtomicU64::new(0));
+        let p = paused.clone();
+        let moving = Deadline::moving(base, move || Duration::from_secs(p.load(Ordering::SeqCst)));
+        assert_eq!(moving.at(), base);
+        paused.store(30, Ordering::SeqCst);
+        assert_eq!(moving.at(), base + Duration::from_secs(30));
+        assert!(moving.left(Duration::ZERO) > Duration::from_secs(35));
+        let past: Deadline = Instant::now().into();
+        assert!(past.passed());
+        assert_eq!(past.left(Duration::from_secs(2)), Duration::from_secs(2));
+    }
 }

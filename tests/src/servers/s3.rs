@@ -90,8 +90,14 @@ impl S3Server {
 
     /// Options with this server as network `name` (secret in the environment).
     pub fn options(&self, name: &str) -> Options {
+        self.options_via(name, &self.endpoint())
+    }
+
+    /// As [`options`](Self::options), reached through `endpoint` (a proxy
+    /// in front of it).
+    pub fn options_via(&self, name: &str, endpoint: &str) -> Options {
         Options {
-            extra_toml: self.network_toml(name),
+            extra_toml: self.network_toml_via(name, endpoint),
             env: vec![(
                 format!("CAIRN_{}_SECRET_ACCESS_KEY", name.to_uppercase()),
                 self.secret_key.clone(),
@@ -102,9 +108,13 @@ impl S3Server {
 
     /// A `[[networks]]` entry for it (credentials go through the environment).
     pub fn network_toml(&self, name: &str) -> String {
+        self.network_toml_via(name, &self.endpoint())
+    }
+
+    fn network_toml_via(&self, name: &str, endpoint: &str) -> String {
         format!(
             "\n[[networks]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\naccess_key_id = \"{}\"\nkey_prefix = \"repo\"\n",
-            self.endpoint(),
+            endpoint,
             self.bucket,
             self.access_key
         )

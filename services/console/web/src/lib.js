@@ -43,7 +43,13 @@ export function startLive() {
     connectionListeners.forEach((f) => f(v));
   };
   es.onopen = () => setConnected(true);
-  es.onerror = () => setConnected(false);
+  es.onerror = () => {
+    setConnected(false);
+    // The browser tries again on its own after a dropped connection, but
+    // gives up for good after an answer it cannot use (a console that was
+    // restarting): then this page starts a new feed itself.
+    if (es.readyState === EventSource.CLOSED) setTimeout(startLive, 3000);
+  };
   // The server says this page fell behind: everything shown loads again.
   es.addEventListener("lagged", () => listeners.forEach((f) => f({ lagged: true })));
   for (const type of ["event", "ledger"]) {

@@ -1,0 +1,275 @@
+//! Faults injected between Cairn and a real S3 server (s3s-fs) by the
+//! tests' own TCP proxy ([`FaultProxy`]): a slow link, cut connections,
+//! answers 500 and 503, corrupted bytes either way. Each backup completes
+//! or degrades as it should, says which network failed and why, and
+//! nothing stored before is lost: every backup restores identical from the
+//! S3 network alone once the fault is gone (and `repair` has filled in
+//! what a failing network missed).
+
+use cairn_tests::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+type Snapshot = std::collections::BTreeMap<String, String>;
+
+/// A Cairn whose network `objects` is an S3 server behind a fault proxy
+/// (beside the local network every test environment has).
+fn behind_a_proxy(
+    dir: &Path,
+    fault: Fault,
+    verify_timeout_secs: u64,
+) -> (S3Server, FaultProxy, Env) {
+    let server = S3Server::start(dir);
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", server.port), fault);
+    let opts = server.options_via("objects", &proxy.endpoint());
+    let mut env = Env::with(Options {
+        verify_timeout_secs,
+        ..opts
+    });
+    env.start_all();
+    (server, proxy, env)
+}
+
+/// Whether the network `name` is ok in a backup's outcome.
+fn network_ok(outcome: &serde_json::Value, name: &str) -> bool {
+    outcome["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == name)
+        .unwrap_or_else(|| panic!("no network {name}: {outcome}"))["ok"]
+        == true
+}
+
+fn id_of(v: &serde_json::Value) -> String {
+    v["backup_id"].as_str().unwrap().to_string()
+}
+
+/// Restores each of `backups` (id, the source's snapshot when it was
+/// taken) with the local network gone, so from the S3 network alone; the
+/// local network comes back afterwards.
+fn restores_from_s3_alone(env: &Env, backups: &[(String, Snapshot)]) {
+    let local = env.network_dir("local");
+    let aside = env.path().join("local-aside");
+    std::fs::rename(&local, &aside).unwrap();
+    for (i, (id, want)) in backups.iter().enumerate() {
+        let out = env.path().join(format!("from-s3-{i}"));
+        let r = env.json(&["restore", id, "--to", out.to_str().unwrap(), "--json"]);
+        assert!(r["chunks_from"]["objects"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(&snapshot(&out.join("src")), want, "backup {id} from S3");
+    }
+    std::fs::rename(&aside, &local).unwrap();
+}
+
+fn source(env: &Env) -> PathBuf {
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 6 << 20);
+    text_file(&src.join("b.txt"), 2 << 20, 3);
+    src
+}
+
+/// A link at 2 MiB/s, then every third connection cut part-way: both
+/// backups complete (the S3 client tries again on a new connection), and
+/// both restore identical from S3 alone.
+#[test]
+fn a_slow_link_and_cut_connections_still_back_up_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, proxy, env) = behind_a_proxy(
+        dir.path(),
+        Fault::Slow {
+            bytes_per_sec: 2 << 20,
+        },
+        60,
+    );
+    let src = source(&env);
+    let slow = env.backup(&[src.to_str().unwrap()]);
+    assert!(network_ok(&slow, "objects"), "{slow}");
+    let first = (id_of(&slow), snapshot(&src));
+
+    proxy.set(Fault::Cut {
+        every: 3,
+        within: 256 << 10,
+    });
+    random_file(&src.join("c.bin"), 6 << 20);
+    let cut = env.backup(&[src.to_str().unwrap()]);
+    assert!(network_ok(&cut, "objects"), "{cut}");
+    let cuts = proxy.counts().cut.load(Ordering::SeqCst);
+    assert!(cuts > 0, "the proxy cut connections during the backup");
+    let second = (id_of(&cut), snapshot(&src));
+
+    proxy.set(Fault::None);
+    restores_from_s3_alone(&env, &[first, second]);
+    eprintln!(
+        "faults: {cuts} connections cut of {}",
+        proxy.counts().connections.load(Ordering::SeqCst)
+    );
+}
+
+/// Every other connection answered 503 (SlowDown): retried, the backup
+/// completes. Then every request answered 500: the backup is degraded,
+/// naming the S3 network, complete on the local one, and the earlier
+/// backup is untouched. Once S3 answers again, `repair` fills in what it
+/// missed and both restore identical from it alone.
+#[test]
+fn errors_from_s3_are_retried_and_one_that_persists_degrades_then_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, proxy, env) = behind_a_proxy(
+        dir.path(),
+        Fault::Answer {
+            status: 503,
+            every: 2,
+        },
+        15,
+    );
+    let src = source(&env);
+    let retried = env.backup(&[src.to_str().unwrap()]);
+    assert!(network_ok(&retried, "objects"), "{retried}");
+    assert!(proxy.counts().answered.load(Ordering::SeqCst) > 0);
+    let first = (id_of(&retried), snapshot(&src));
+
+    proxy.set(Fault::Answer {
+        status: 500,
+        every: 1,
+    });
+    random_file(&src.join("c.bin"), 4 << 20);
+    let mut cmd = env.cmd();
+    cmd.args(["backup", "--json", src.to_str().unwrap()]);
+    let out = cmd.output().unwrap();
+    let failing = degraded_outcome(&out);
+    assert!(network_ok(&failing, "local"), "{failing}");
+    assert!(!network_ok(&failing, "objects"), "{failing}");
+    assert!(
+        failing["reasons"].to_string().contains("network objects"),
+        "the reason names the network: {failing}"
+    );
+    eprintln!("faults: every request answered 500: {}", failing["reasons"]);
+    let second = (id_of(&failing), snapshot(&src));
+
+    proxy.set(Fault::None);
+    let r = env.json(&["repair", &second.0, "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    for id in [&first.0, &second.0] {
+        let (code, h) = env.health(id, true);
+        assert_eq!(code, 0, "{h}");
+        assert_eq!(health_of(&h, "objects")["missing"], 0, "{h}");
+    }
+    restores_from_s3_alone(&env, &[first, second]);
+}
+
+/// Bytes corrupted on the way to S3: whether the server refuses them
+/// (their checksum) or keeps them, the backup is not reported complete on
+/// S3. Bytes corrupted on the way back (the S3 client's checksum, or
+/// Cairn's SHA-256 and authentication, whichever sees it first): with the
+/// local copies gone a restore fails naming the object rather than writing
+/// anything wrong. With the link clean, `repair` and a restore
+/// from S3 alone give back every byte.
+#[test]
+fn corrupted_bytes_are_caught_both_ways_and_never_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, proxy, env) = behind_a_proxy(
+        dir.path(),
+        Fault::Corrupt {
+            up: true,
+            min_body: 4096,
+        },
+        15,
+    );
+    let src = source(&env);
+    let mut cmd = env.cmd();
+    cmd.args(["backup", "--json", src.to_str().unwrap()]);
+    let out = cmd.output().unwrap();
+    let sent = degraded_outcome(&out);
+    assert!(network_ok(&sent, "local"), "{sent}");
+    assert!(!network_ok(&sent, "objects"), "{sent}");
+    assert!(proxy.counts().corrupted.load(Ordering::SeqCst) > 0);
+    eprintln!("faults: uploads corrupted: {}", sent["reasons"]);
+    let id = id_of(&sent);
+    let want = snapshot(&src);
+
+    proxy.set(Fault::None);
+    let r = env.json(&["repair", &id, "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    let (code, h) = env.health(&id, true);
+    assert_eq!(code, 0, "{h}");
+    assert_eq!(health_of(&h, "objects")["corrupt"], 0, "{h}");
+
+    // Reads corrupted: with the local copies gone, the restore fails by
+    // name and leaves no file claiming to be the source's.
+    proxy.set(Fault::Corrupt {
+        up: false,
+        min_body: 4096,
+    });
+    let local = env.network_dir("local");
+    let aside = env.path().join("local-aside");
+    std::fs::rename(&local, &aside).unwrap();
+    let out_dir = env.path().join("corrupt-reads");
+    let o = env.run(&["restore", &id, "--to", out_dir.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0), "a restore of corrupt reads fails");
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        ["SHA-256", "checksum", "corrupt", "authentic"]
+            .iter()
+            .any(|w| said.contains(w))
+            && said.contains("could not be read from any network"),
+        "it says the bytes are not what was stored: {said}"
+    );
+    let restored = out_dir.join("src/a.bin");
+    assert!(
+        !restored.exists()
+            || std::fs::read(&restored).unwrap() == std::fs::read(src.join("a.bin")).unwrap(),
+        "no wrong bytes under the source's name"
+    );
+    std::fs::rename(&aside, &local).unwrap();
+
+    proxy.set(Fault::None);
+    restores_from_s3_alone(&env, &[(id, want)]);
+}
+
+/// A request JetStream delivers again after its backup was ingested (its
+/// ack lost, as when the cluster lost quorum) is not ingested a second
+/// time: a second run would seal the manifest, catalogue and chunk list
+/// under another data key, and the ledger would record digests of objects
+/// the networks never got. The backup stays as it was: one start, every
+/// object matching its recorded digest, restoring identical.
+#[test]
+fn a_request_delivered_again_is_not_ingested_twice() {
+    let mut env = Env::new();
+    env.start_all();
+    let src = source(&env);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    let id = id_of(&b);
+    let subject = format!("{}.evt.backup.requested.{id}", env.prefix);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let request = rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let events = format!("{}_EVENTS", env.prefix.to_uppercase());
+        js.get_stream(events)
+            .await
+            .unwrap()
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap()
+            .payload
+    });
+    // Without a message id: the stream keeps it, as it keeps a redelivery.
+    publish_raw(&env, &subject, &request);
+    wait_for(30, "ingest to take the request again", || {
+        env.serve_logs()
+            .contains("delivered again after it ended; not ingested again")
+            .then_some(())
+    });
+    wait_until_idle(&env, 60);
+    let starts = psql(
+        &env.db,
+        &format!(
+            "select count(*) from ledger_entries where kind = 'backup.started' and backup_id = '{id}'"
+        ),
+    );
+    assert_eq!(starts, "1", "one ingest of backup {id}");
+    let (code, h) = env.health(&id, true);
+    assert_eq!(code, 0, "every object as recorded: {h}");
+    let out = env.path().join("out");
+    env.ok(&["restore", &id, "--to", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out.join("src")), snapshot(&src));
+}
