@@ -286,3 +286,60 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
         resumed.as_secs_f64()
     );
 }
+
+/// Every stream's and durable consumer's replica count in the cluster, as
+/// the node leading each reports its configuration: `(name, replicas)`.
+fn replica_counts(env: &Env) -> Vec<(String, i64)> {
+    let prefix = env.prefix.to_uppercase();
+    let mut out = std::collections::BTreeMap::new();
+    for n in nodes(env) {
+        let Some(v) = n.monitor("/jsz?accounts=true&streams=true&consumers=true&config=true")
+        else {
+            continue;
+        };
+        for acc in v["account_details"].as_array().into_iter().flatten() {
+            for s in acc["stream_detail"].as_array().into_iter().flatten() {
+                let name = s["name"].as_str().unwrap_or_default();
+                if !name.starts_with(&prefix) {
+                    continue;
+                }
+                let r = s["config"]["num_replicas"].as_i64().unwrap_or(0);
+                out.insert(name.to_string(), r);
+                for c in s["consumer_detail"].as_array().into_iter().flatten() {
+                    let r = c["config"]["num_replicas"].as_i64().unwrap_or(0);
+                    let cname = c["name"].as_str().unwrap_or_default();
+                    out.insert(format!("{name}/{cname}"), r);
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// A deployment that grew from one node to three: streams and consumers
+/// made with `replicas = 1` are raised to three by the next `cairn setup`
+/// with `replicas = 3` (deploy/nats/cluster/README.md says so).
+#[test]
+fn a_topology_made_with_one_replica_is_raised_to_three() {
+    let env = Env::with(Options {
+        cluster: 3,
+        ..Options::default()
+    });
+    let mut setup = env.cmd();
+    setup.env("CAIRN_NATS__REPLICAS", "1").arg("setup");
+    let o = setup.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = wait_for(30, "the topology at one replica", || {
+        let r = replica_counts(&env);
+        (r.len() > STREAMS && r.iter().all(|(_, n)| *n == 1)).then_some(r)
+    });
+    env.ok(&["setup"]);
+    let raised = wait_for(60, "every stream and consumer at three replicas", || {
+        let r = replica_counts(&env);
+        (r.len() == first.len() && r.iter().all(|(_, n)| *n == 3)).then_some(r)
+    });
+    assert!(
+        raised.iter().any(|(name, _)| name.contains('/')),
+        "consumers counted too: {raised:?}"
+    );
+}
