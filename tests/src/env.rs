@@ -476,6 +476,11 @@ impl Drop for Env {
         if std::thread::panicking() {
             self.show_log_tails();
         }
+        // The brokers write into the directory: stopped before it goes.
+        for n in self.peers.iter_mut() {
+            n.stop();
+        }
+        self.nats.stop();
         try_psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
