@@ -10,6 +10,7 @@
 pub mod env;
 pub mod fixtures;
 pub mod ledger;
+pub mod metrics;
 pub mod nats;
 pub mod postgres;
 pub mod process;
@@ -19,6 +20,7 @@ pub mod servers;
 pub use env::*;
 pub use fixtures::*;
 pub use ledger::*;
+pub use metrics::*;
 pub use nats::*;
 pub use postgres::*;
 pub use process::*;
