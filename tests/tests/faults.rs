@@ -456,3 +456,101 @@ fn a_full_disk_under_a_network_degrades_the_backup_and_repair_ends_it_once_space
     assert_eq!(snapshot(&out_dir.join("src")), want);
     std::fs::rename(&aside, &local).unwrap();
 }
+
+/// The disk under JetStream's store fills up mid-backup (a filesystem the
+/// test mounts under the broker's store, then fills with a ballast file as
+/// another program would): the backup waits, the workers say why, and
+/// nothing is lost. Once the ballast is gone (and the broker restarted, if
+/// it turned JetStream off), the backup completes and restores identical,
+/// and so does the one before.
+#[test]
+fn a_full_disk_under_jetstream_stops_the_backup_cleanly_and_it_completes_once_space_returns() {
+    let mut env = Env::with(Options {
+        verify_timeout_secs: 600,
+        ..Options::default()
+    });
+    env.nats.stop();
+    let _ = std::fs::remove_dir_all(&env.nats.store_dir);
+    // Large enough for the streams' reservations (JetStream counts 75% of
+    // the space free when it starts); a tmpfs only uses what is written.
+    let _disk = Tmpfs::mount(&env.nats.store_dir, "3g");
+    env.nats.start_again();
+    env.start_all();
+    let small = env.source_dir("small");
+    random_file(&small.join("a.bin"), 1 << 20);
+    let first = env.backup(&[small.to_str().unwrap()]);
+
+    // All but 2 MiB of it taken.
+    let ballast = env.nats.store_dir.join("ballast");
+    let df = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(&env.nats.store_dir)
+        .output()
+        .unwrap();
+    let free: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's answer");
+    let s = std::process::Command::new("fallocate")
+        .args(["-l", &(free - (2 << 20)).to_string()])
+        .arg(&ballast)
+        .status()
+        .unwrap();
+    assert!(s.success(), "fallocate the ballast");
+
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 64 << 20);
+    let want = snapshot(&src);
+    let mut cmd = env.cmd();
+    cmd.args([
+        "backup",
+        "--json",
+        "--timeout",
+        "300",
+        src.to_str().unwrap(),
+    ]);
+    let mut child = Guarded::spawn(cmd);
+    let said = wait_for(120, "the workers to say why nothing moves", || {
+        env.serve_logs()
+            .lines()
+            .find(|l| {
+                l.contains("JetStream is unavailable")
+                    || l.contains("insufficient")
+                    || l.contains("no space")
+            })
+            .map(str::to_string)
+    });
+    eprintln!("faults: JetStream's disk full: {said}");
+    assert!(child.running(), "the backup waits rather than fails");
+    std::fs::remove_file(&ballast).unwrap();
+    // nats-server 2.9 stops answering JetStream requests once a write
+    // fails for want of space, and does not come back by itself when
+    // space does: an operator restarts it (its store is intact).
+    let back = (0..40).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        env.serve_logs().contains("JetStream is available again")
+    });
+    if !back {
+        eprintln!("faults: JetStream did not answer again with space back; the broker restarted");
+        env.nats.stop();
+        env.nats.start_again();
+    }
+    let out = child.wait_output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    for (id, want, name) in [
+        (id_of(&v), want, "src"),
+        (id_of(&first), snapshot(&small), "small"),
+    ] {
+        let out = env.path().join(format!("out-{name}"));
+        env.ok(&["restore", &id, "--to", out.to_str().unwrap()]);
+        assert_eq!(snapshot(&out.join(name)), want);
+    }
+    env.ok(&["audit", "verify"]);
+}
