@@ -496,6 +496,20 @@ impl Drop for Env {
     }
 }
 
+/// The JSON outcome of a `cairn backup --json` that must have completed;
+/// its stderr is shown otherwise.
+pub fn completed_outcome(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "backup failed ({}): {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    v
+}
+
 /// The JSON outcome of a `cairn backup --json` that must have ended
 /// degraded (exit 3); its stderr is shown otherwise.
 pub fn degraded_outcome(o: &Output) -> serde_json::Value {

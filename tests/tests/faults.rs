@@ -41,6 +41,23 @@ fn network_ok(outcome: &serde_json::Value, name: &str) -> bool {
         == true
 }
 
+/// `cairn backup --json SRC`, which must end degraded: whole on the local
+/// network, not on `network`, and saying so.
+fn degraded_on(env: &Env, src: &Path, network: &str) -> serde_json::Value {
+    let mut cmd = env.cmd();
+    cmd.args(["backup", "--json", src.to_str().unwrap()]);
+    let v = degraded_outcome(&cmd.output().unwrap());
+    assert!(network_ok(&v, "local"), "{v}");
+    assert!(!network_ok(&v, network), "{v}");
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains(&format!("network {network}")),
+        "the reason names the network: {v}"
+    );
+    v
+}
+
 fn id_of(v: &serde_json::Value) -> String {
     v["backup_id"].as_str().unwrap().to_string()
 }
@@ -132,16 +149,7 @@ fn errors_from_s3_are_retried_and_one_that_persists_degrades_then_repairs() {
         every: 1,
     });
     random_file(&src.join("c.bin"), 4 << 20);
-    let mut cmd = env.cmd();
-    cmd.args(["backup", "--json", src.to_str().unwrap()]);
-    let out = cmd.output().unwrap();
-    let failing = degraded_outcome(&out);
-    assert!(network_ok(&failing, "local"), "{failing}");
-    assert!(!network_ok(&failing, "objects"), "{failing}");
-    assert!(
-        failing["reasons"].to_string().contains("network objects"),
-        "the reason names the network: {failing}"
-    );
+    let failing = degraded_on(&env, &src, "objects");
     eprintln!("faults: every request answered 500: {}", failing["reasons"]);
     let second = (id_of(&failing), snapshot(&src));
 
@@ -175,12 +183,7 @@ fn corrupted_bytes_are_caught_both_ways_and_never_restored() {
         15,
     );
     let src = source(&env);
-    let mut cmd = env.cmd();
-    cmd.args(["backup", "--json", src.to_str().unwrap()]);
-    let out = cmd.output().unwrap();
-    let sent = degraded_outcome(&out);
-    assert!(network_ok(&sent, "local"), "{sent}");
-    assert!(!network_ok(&sent, "objects"), "{sent}");
+    let sent = degraded_on(&env, &src, "objects");
     assert!(proxy.counts().corrupted.load(Ordering::SeqCst) > 0);
     eprintln!("faults: uploads corrupted: {}", sent["reasons"]);
     let id = id_of(&sent);
@@ -426,13 +429,7 @@ fn a_full_disk_under_a_network_degrades_the_backup_and_repair_ends_it_once_space
     let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 12 << 20);
     let want = snapshot(&src);
-    let mut cmd = env.cmd();
-    cmd.args(["backup", "--json", src.to_str().unwrap()]);
-    let out = cmd.output().unwrap();
-    let v = degraded_outcome(&out);
-    assert!(network_ok(&v, "local"), "{v}");
-    assert!(!network_ok(&v, "small"), "{v}");
-    assert!(v["reasons"].to_string().contains("network small"), "{v}");
+    let v = degraded_on(&env, &src, "small");
     wait_for(30, "the store worker to say the disk is full", || {
         env.serve_logs()
             .lines()
@@ -536,14 +533,7 @@ fn a_full_disk_under_jetstream_stops_the_backup_cleanly_and_it_completes_once_sp
         env.nats.stop();
         env.nats.start_again();
     }
-    let out = child.wait_output();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["status"], "completed", "{v}");
+    let v = completed_outcome(&child.wait_output());
     for (id, want, name) in [
         (id_of(&v), want, "src"),
         (id_of(&first), snapshot(&small), "small"),
