@@ -35,9 +35,20 @@ impl NatsServer {
     /// Starts a stopped broker again with its configuration and store: a
     /// machine that comes back.
     pub fn start_again(&mut self) {
+        self.start_again_with(&[]);
+    }
+
+    /// As [`start_again`](Self::start_again), with `env` set for it (as
+    /// `GOMEMLIMIT`, the Go runtime's memory budget).
+    pub fn start_again_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "the broker is running");
-        self.child = Some(spawn(&self.conf, &self.log, true));
+        self.child = Some(spawn_with(&self.conf, &self.log, true, env));
         wait_for_port(self.port, &self.log);
+    }
+
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn running(&self) -> bool {
@@ -185,6 +196,10 @@ impl NatsServer {
 /// nats-server with `conf`, logging to `log` (appended to when it starts
 /// again).
 fn spawn(conf: &Path, log: &Path, append: bool) -> Child {
+    spawn_with(conf, log, append, &[])
+}
+
+fn spawn_with(conf: &Path, log: &Path, append: bool, env: &[(&str, &str)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(append)
@@ -197,6 +212,7 @@ fn spawn(conf: &Path, log: &Path, append: bool) -> Child {
         .find(|p| Path::new(p).exists())
         .unwrap_or("nats-server");
     Command::new(bin)
+        .envs(env.iter().copied())
         .arg("-c")
         .arg(conf)
         .stdout(log.try_clone().unwrap())

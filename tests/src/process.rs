@@ -62,6 +62,11 @@ impl Guarded {
     }
 
     /// Whether it has not exited yet.
+    /// The process id, until it is waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
     pub fn running(&mut self) -> bool {
         self.0
             .as_mut()

@@ -68,7 +68,8 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
 pub enum Fault {
     /// Every byte, as it comes.
     None,
-    /// At most `bytes_per_sec` each way, per connection.
+    /// At most `bytes_per_sec` through the proxy, all connections and
+    /// both ways together: one slow link.
     Slow { bytes_per_sec: u64 },
     /// Every `every`-th connection is cut after a random number of bytes
     /// (both ways together) below `within`.
@@ -100,6 +101,24 @@ pub struct FaultCounts {
     pub cut: AtomicU64,
     pub answered: AtomicU64,
     pub corrupted: AtomicU64,
+    /// When the slow link is next free.
+    link_free_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl FaultCounts {
+    /// Waits until `n` bytes have had their turn on a link of
+    /// `bytes_per_sec` shared by every connection.
+    fn through_link(&self, n: usize, bytes_per_sec: u64) {
+        let takes = std::time::Duration::from_secs_f64(n as f64 / bytes_per_sec.max(1) as f64);
+        let done = {
+            let mut at = self.link_free_at.lock().unwrap();
+            let now = std::time::Instant::now();
+            let start = at.filter(|t| *t > now).unwrap_or(now);
+            *at = Some(start + takes);
+            start + takes
+        };
+        std::thread::sleep(done.saturating_duration_since(std::time::Instant::now()));
+    }
 }
 
 struct ProxyState {
@@ -297,9 +316,7 @@ fn faulty_pipe(
             b.fetch_sub(n as u64, Ordering::SeqCst);
         }
         match fault {
-            Fault::Slow { bytes_per_sec } => std::thread::sleep(
-                std::time::Duration::from_secs_f64(n as f64 / bytes_per_sec.max(1) as f64),
-            ),
+            Fault::Slow { bytes_per_sec } => counts.through_link(n, bytes_per_sec),
             Fault::Corrupt { min_body, .. } => http.corrupt(&mut buf[..n], min_body, counts),
             _ => {}
         }

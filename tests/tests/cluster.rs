@@ -184,7 +184,7 @@ fn a_backup_survives_losing_one_of_three_brokers_and_the_node_catches_up() {
 /// verify's clock must not run while JetStream is unavailable. Longer than
 /// it takes the workers to notice the outage: the surviving node answers
 /// as if nothing happened until it steps down (15 to 25 s here).
-const VERIFY_TIMEOUT_SECS: u64 = 40;
+const VERIFY_TIMEOUT_SECS: u64 = 60;
 
 /// Two of three nodes lost mid-backup: the cluster has no quorum, so
 /// nothing can be stored. Cairn stops making progress without failing the
@@ -192,14 +192,14 @@ const VERIFY_TIMEOUT_SECS: u64 = 40;
 /// nothing, however long the outage was against verify's timeout.
 #[test]
 fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
-    // A second network, S3 behind a link at 4 MiB/s: ingest is done and
+    // A second network, S3 behind a link at 8 MiB/s: ingest is done and
     // verify waiting for it when the nodes go.
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(dir.path());
     let link = FaultProxy::start(
         &format!("127.0.0.1:{}", s3.port),
         Fault::Slow {
-            bytes_per_sec: 4 << 20,
+            bytes_per_sec: 8 << 20,
         },
     );
     let mut env = whole_cluster(
