@@ -71,12 +71,14 @@ pub enum Fault {
     /// At most `bytes_per_sec` through the proxy, all connections and
     /// both ways together: one slow link.
     Slow { bytes_per_sec: u64 },
-    /// Every `every`-th connection is cut after a random number of bytes
-    /// (both ways together) below `within`.
+    /// The first connection after the fault is set, and then every
+    /// `every`-th, is cut after a random number of bytes (both ways
+    /// together) below `within`.
     Cut { every: u64, within: u64 },
-    /// Every `every`-th connection gets an HTTP answer `status` (an S3
-    /// error document) to its first request, never reaching the server,
-    /// and is closed; `every = 1`: all of them.
+    /// Every `every`-th connection (counted from when the fault is set)
+    /// gets an HTTP answer `status` (an S3 error document) to its first
+    /// request, never reaching the server, and is closed; `every = 1`: all
+    /// of them.
     Answer { status: u16, every: u64 },
     /// One byte flipped in the middle of every HTTP body of at least
     /// `min_body` bytes: in what the client sends (`up`), or in what it
@@ -124,6 +126,8 @@ impl FaultCounts {
 struct ProxyState {
     fault: Fault,
     open: Vec<TcpStream>,
+    /// Connections accepted since the fault was set.
+    since_set: u64,
 }
 
 impl FaultProxy {
@@ -135,6 +139,7 @@ impl FaultProxy {
         let state = Arc::new(std::sync::Mutex::new(ProxyState {
             fault,
             open: Vec::new(),
+            since_set: 0,
         }));
         let counts = Arc::new(FaultCounts::default());
         let (st, ct) = (state.clone(), counts.clone());
@@ -142,14 +147,15 @@ impl FaultProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let n = ct.connections.fetch_add(1, Ordering::SeqCst) + 1;
-                let fault = {
+                ct.connections.fetch_add(1, Ordering::SeqCst);
+                let (fault, n) = {
                     let mut s = st.lock().unwrap();
                     s.open.retain(|c| c.peer_addr().is_ok());
                     if let Ok(c) = client.try_clone() {
                         s.open.push(c);
                     }
-                    s.fault
+                    s.since_set += 1;
+                    (s.fault, s.since_set)
                 };
                 let ct = ct.clone();
                 let upstream = upstream.clone();
@@ -167,6 +173,7 @@ impl FaultProxy {
     pub fn set(&self, fault: Fault) {
         let mut s = self.state.lock().unwrap();
         s.fault = fault;
+        s.since_set = 0;
         for c in s.open.drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
@@ -191,8 +198,12 @@ fn serve(client: TcpStream, upstream: &str, fault: Fault, n: u64, counts: &Arc<F
     let Ok(server) = TcpStream::connect(upstream) else {
         return;
     };
-    // Bytes this connection may still carry (both ways) before it is cut.
+    // Bytes this connection may still carry (both ways) before it is cut:
+    // the first connection after the fault was set, within its request's
+    // head (so a cut happens however little the client sends), then every
+    // `every`-th, anywhere below `within`.
     let budget = match fault {
+        Fault::Cut { .. } if n == 1 => Some(Arc::new(AtomicU64::new(rand::random::<u64>() % 64))),
         Fault::Cut { every, within } if n.is_multiple_of(every.max(1)) => Some(Arc::new(
             AtomicU64::new(rand::random::<u64>() % within.max(1)),
         )),
