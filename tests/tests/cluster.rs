@@ -196,12 +196,9 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
     // verify waiting for it when the nodes go.
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(dir.path());
-    let link = FaultProxy::start(
-        &format!("127.0.0.1:{}", s3.port),
-        Fault::Slow {
-            bytes_per_sec: 8 << 20,
-        },
-    );
+    let link = s3.behind_proxy(Fault::Slow {
+        bytes_per_sec: 8 << 20,
+    });
     let mut env = whole_cluster(
         VERIFY_TIMEOUT_SECS,
         s3.options_via("objects", &link.endpoint()),

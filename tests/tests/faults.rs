@@ -20,7 +20,7 @@ fn behind_a_proxy(
     verify_timeout_secs: u64,
 ) -> (S3Server, FaultProxy, Env) {
     let server = S3Server::start(dir);
-    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", server.port), fault);
+    let proxy = server.behind_proxy(fault);
     let opts = server.options_via("objects", &proxy.endpoint());
     let mut env = Env::with(Options {
         verify_timeout_secs,

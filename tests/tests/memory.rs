@@ -100,12 +100,9 @@ const SEALED_MAX: u64 = 96 << 20;
 fn a_source_ten_times_the_memory_budget_to_a_slow_network_stays_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(dir.path());
-    let link = FaultProxy::start(
-        &format!("127.0.0.1:{}", s3.port),
-        Fault::Slow {
-            bytes_per_sec: 8 << 20,
-        },
-    );
+    let link = s3.behind_proxy(Fault::Slow {
+        bytes_per_sec: 8 << 20,
+    });
     let mut env = Env::with(Options {
         verify_timeout_secs: 600,
         ..s3.options_via("objects", &link.endpoint())

@@ -84,6 +84,11 @@ impl S3Server {
         }
     }
 
+    /// A [`crate::FaultProxy`] in front of it, injecting `fault`.
+    pub fn behind_proxy(&self, fault: crate::Fault) -> crate::FaultProxy {
+        crate::FaultProxy::start(&format!("127.0.0.1:{}", self.port), fault)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
