@@ -117,6 +117,11 @@ pub enum Command {
     /// The ops console: a web page on this machine, live from the event
     /// streams; actions need an operator token (`cairn console token`).
     Console(console::ConsoleArgs),
+    /// NATS users with least privilege: one per role.
+    Nats {
+        #[command(subcommand)]
+        command: nats::NatsCommand,
+    },
     /// The audit ledger.
     Audit {
         #[command(subcommand)]
@@ -220,6 +225,7 @@ fn purpose(c: &Command) -> &'static str {
         Command::Cost(_) => "cost",
         Command::Audit { .. } => "audit",
         Command::Console(_) => "console",
+        Command::Nats { .. } => "nats",
     }
 }
 
@@ -253,5 +259,6 @@ async fn command(cli: Cli, cfg: &cairn_config::Config) -> anyhow::Result<u8> {
         Command::Cost(a) => cost::cost(cfg, a).await,
         Command::Audit { command } => audit::run(cfg, command).await,
         Command::Console(a) => console::console(cfg, a).await,
+        Command::Nats { command } => nats::run(cfg, command).await,
     }
 }

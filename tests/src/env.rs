@@ -335,10 +335,17 @@ impl Env {
 
     /// Starts `cairn serve STAGES` in the background, logging to logs/.
     pub fn serve(&mut self, stages: &[&str]) -> usize {
+        self.serve_with(stages, &[])
+    }
+
+    /// [`serve`](Self::serve) with `env` set for that process only (its
+    /// own NATS user, say).
+    pub fn serve_with(&mut self, stages: &[&str], env: &[(&str, &str)]) -> usize {
         self.spawned += 1;
         let name = format!("serve-{}-{}", stages.join("+"), self.spawned);
         let log = std::fs::File::create(self.logs_dir().join(format!("{name}.log"))).unwrap();
         let mut c = self.cmd();
+        c.envs(env.iter().copied());
         c.arg("serve")
             .args(stages)
             .stdout(log.try_clone().unwrap())

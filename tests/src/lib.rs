@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod servers;
+pub mod tls;
 
 pub use env::*;
 pub use fixtures::*;

@@ -46,6 +46,21 @@ impl NatsServer {
         wait_for_port(self.port, &self.log);
     }
 
+    /// Stops the broker and starts it again with `extra` added to its
+    /// configuration (TLS, users), on the same port and store.
+    pub fn reconfigure(&mut self, extra: &str) {
+        self.stop();
+        let mut conf = std::fs::read_to_string(&self.conf).unwrap();
+        conf.push_str(extra);
+        std::fs::write(&self.conf, conf).unwrap();
+        self.start_again();
+    }
+
+    /// What the broker logged (permission violations among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The broker's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

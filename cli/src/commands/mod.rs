@@ -15,6 +15,7 @@ pub mod init;
 pub mod key;
 pub mod list;
 pub mod ls;
+pub mod nats;
 pub mod recover;
 pub mod repair;
 pub mod restore;

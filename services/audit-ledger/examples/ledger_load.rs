@@ -371,7 +371,7 @@ async fn create(pg: &str) -> Result<(String, Client)> {
         .push(name.clone());
     let client = db::open(&cairn_ledger::PostgresConfig {
         url: format!("{pg} dbname={name}"),
-        password_file: None,
+        ..Default::default()
     })
     .await
     .with_context(|| format!("creating database {name}"))?;

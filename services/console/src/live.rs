@@ -45,19 +45,17 @@ impl Feed {
         let entries = subscribe(bus.subjects.all_audit_entries()).await?;
         let prefix = format!("{}.audit.entry.", bus.subjects.prefix());
         let t = tx.clone();
+        let subjects = bus.subjects.clone();
         tokio::spawn(async move {
             let mut events = events;
             while let Some(m) = events.next().await {
-                // <prefix>.evt.<kind: two tokens>.<backup>
-                let tokens: Vec<&str> = m.subject.split('.').collect();
-                if tokens.len() < 5 {
+                let Some((kind, backup)) = subjects.parse_event(m.subject.as_str()) else {
                     continue;
-                }
-                let n = tokens.len();
+                };
                 let _ = t.send(Happened {
                     source: "event",
-                    kind: format!("{}.{}", tokens[n - 3], tokens[n - 2]),
-                    backup_id: tokens[n - 1].to_string(),
+                    kind,
+                    backup_id: backup.to_string(),
                     seq: None,
                 });
             }

@@ -218,6 +218,25 @@ impl IngestWorker {
 impl Handler for IngestWorker {
     async fn handle(&self, d: &Delivery) -> Result<(), Failure> {
         let env: Envelope = decode(&d.payload, "event")?;
+        // The server allows a factory to publish requests for its own
+        // datasets by the subject alone; one that names its dataset in the
+        // subject and another in the request is refused here.
+        let belongs = self.ctx.bus.subjects.event(&env.event, &env.backup_id);
+        // A request published before requests named their dataset, still
+        // on the stream after an upgrade (no factory may publish one).
+        let before_datasets = format!(
+            "{}.evt.{}.{}",
+            self.ctx.bus.subjects.prefix(),
+            env.event.kind(),
+            env.backup_id
+        );
+        if d.subject != belongs && d.subject != before_datasets {
+            return Err(Failure::Permanent(format!(
+                "a {} arrived on {} but belongs on {belongs}: a request's subject must name its backup and dataset",
+                env.event.kind(),
+                d.subject
+            )));
+        }
         if let Event::BackupRequested(BackupRequest { source, .. }) = &env.event {
             if source.read_by_client() {
                 // Only the requesting client can read it; it ingests itself.

@@ -2,6 +2,7 @@
 //! streams and consumers.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,31 @@ pub struct NatsConfig {
     pub sealed_max_bytes: i64,
     /// Replicas of each stream (3 in a 3-node cluster).
     pub replicas: usize,
+    /// The NKey seed this process signs in with (a file holding `SU...`,
+    /// written by `cairn nats users`): a user whose subject permissions
+    /// fit its role. Unset: no user (a server without authorization).
+    #[serde(default)]
+    pub nkey_file: Option<PathBuf>,
+    /// The CA that signed the server's certificate: set, the connection
+    /// must be TLS and the server must prove itself with it.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for a server that verifies
+    /// clients (`tls { verify: true }`).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Whether this process creates and updates streams and consumers.
+    /// A deployment with a user per role sets it false for every service
+    /// (their users may not), and lets the operator's `cairn setup` make
+    /// them; a process then only checks they exist.
+    #[serde(default = "yes")]
+    pub manage_topology: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for NatsConfig {
@@ -31,6 +57,11 @@ impl Default for NatsConfig {
             ack_wait_secs: 30,
             sealed_max_bytes: 1 << 30,
             replicas: 1,
+            nkey_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            manage_topology: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! must never be stored ([`request`]); and what a client does ([`client`]:
 //! ask for a backup and follow it).
 
+pub mod access;
 pub mod claims;
 pub mod client;
 pub mod config;
@@ -103,13 +104,13 @@ pub struct Bus {
 impl Bus {
     pub async fn connect(cfg: &NatsConfig, client_name: &str) -> Result<Bus, BusError> {
         let subjects = Subjects::new(&cfg.prefix).map_err(BusError::JetStream)?;
-        let client = async_nats::ConnectOptions::new()
+        let began = std::time::Instant::now();
+        let options = access::options(cfg)?
             .name(client_name)
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
-            .max_reconnects(Some(0))
-            .connect(servers(&cfg.url)?)
-            .await;
+            .max_reconnects(Some(0));
+        let client = options.connect(servers(&cfg.url)?).await;
         let client = match client {
             Ok(c) => c,
             Err(e) => {
@@ -125,7 +126,13 @@ impl Bus {
             if tokio::time::Instant::now() > deadline {
                 return Err(BusError::Connect {
                     url: cfg.url.clone(),
-                    detail: "no answer within 5 s".into(),
+                    detail: match (access::refused_since(began), &cfg.tls_ca_file) {
+                        (Some(why), None) => format!(
+                            "the connection failed: {why} (if the server takes TLS only, set nats.tls_ca_file)"
+                        ),
+                        (Some(why), Some(_)) => format!("the connection failed: {why}"),
+                        (None, _) => "no answer within 5 s".into(),
+                    },
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -149,8 +156,12 @@ impl Bus {
         })
     }
 
-    /// Creates (or updates) every stream and durable consumer.
+    /// Creates (or updates) every stream and durable consumer; with
+    /// `nats.manage_topology` off, only checks the streams are there.
     pub async fn ensure_topology(&self, networks: &[String]) -> Result<(), BusError> {
+        if !self.cfg.manage_topology {
+            return self.check_topology().await;
+        }
         for sc in topology::streams(&self.subjects, &self.cfg) {
             let name = sc.name.clone();
             // A cluster places a replicated stream on its nodes before it
@@ -192,6 +203,17 @@ impl Bus {
 
     pub async fn ensure_consumer(&self, spec: &topology::ConsumerSpec) -> Result<(), BusError> {
         let name = spec.config.durable_name.clone().unwrap_or_default();
+        if !self.cfg.manage_topology {
+            let existing: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                self.js.get_consumer_from_stream(&name, &spec.stream).await;
+            return match existing {
+                Ok(_) => Ok(()),
+                Err(e) => Err(BusError::JetStream(format!(
+                    "consumer {name} on {}: {e}. With nats.manage_topology off this process does not make consumers: run `cairn setup` as the operator first (with every network configured)",
+                    spec.stream
+                ))),
+            };
+        }
         let created = self
             .js
             .create_consumer_on_stream(spec.config.clone(), &spec.stream)
@@ -217,6 +239,19 @@ impl Bus {
     pub async fn publish_event(&self, env: &Envelope) -> Result<(), BusError> {
         let subject = self.subjects.event(&env.event, &env.backup_id);
         publish::publish_once(&self.js, &subject, env.id.as_str(), encode(env).into()).await
+    }
+
+    /// Every stream is there (a process whose user may not make them).
+    async fn check_topology(&self) -> Result<(), BusError> {
+        for sc in topology::streams(&self.subjects, &self.cfg) {
+            if let Err(e) = self.js.get_stream(&sc.name).await {
+                return Err(BusError::JetStream(format!(
+                    "stream {}: {e}. With nats.manage_topology off this process does not make streams: run `cairn setup` as the operator first",
+                    sc.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// How far behind each durable consumer is, and how much each stream
@@ -303,6 +338,7 @@ impl Bus {
             .get_stream(&name)
             .await
             .map_err(|e| BusError::JetStream(format!("{name} stream: {e}")))?;
+        // Not for requests: their subject carries the dataset too.
         let subject = format!("{}.evt.{kind}.{backup}", self.subjects.prefix());
         match stream.get_last_raw_message_by_subject(&subject).await {
             Ok(_) => Ok(true),

@@ -75,6 +75,15 @@ pub async fn publish_within(
         match res {
             Ok(()) => return Ok(()),
             Err(detail) => {
+                // The server does not store what this user may not
+                // publish, and says so apart from the publish: asking
+                // again will not help.
+                if let Some(why) = crate::access::publish_refused(start.into_std(), subject) {
+                    return Err(BusError::Publish {
+                        subject: subject.to_string(),
+                        detail: why,
+                    });
+                }
                 if start.elapsed() > within || !retryable(&detail) {
                     return Err(BusError::Publish {
                         subject: subject.to_string(),
@@ -110,6 +119,13 @@ pub async fn publish_with_headers(
         };
         match res {
             Ok(()) => return Ok(()),
+            Err(_) if crate::access::publish_refused(start.into_std(), subject).is_some() => {
+                return Err(BusError::Publish {
+                    subject: subject.to_string(),
+                    detail: crate::access::publish_refused(start.into_std(), subject)
+                        .unwrap_or_default(),
+                });
+            }
             Err(detail) if start.elapsed() < GIVE_UP_AFTER && retryable(&detail) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));

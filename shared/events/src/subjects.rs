@@ -95,24 +95,61 @@ impl Subjects {
         format!("{}.audit.>", self.prefix)
     }
 
-    /// `<prefix>.evt.<kind>.<backup>` for one event.
+    /// `<prefix>.evt.<kind>.<backup>` for one event, and for a request
+    /// `<prefix>.evt.backup.requested.<backup>.<dataset>`: the dataset in
+    /// the subject is what lets the server allow a factory to ask for its
+    /// own datasets only ([`dataset_token`]).
     pub fn event(&self, event: &Event, backup: &BackupId) -> String {
-        format!("{}.evt.{}.{}", self.prefix, event.kind(), backup)
+        match event {
+            Event::BackupRequested(r) => self.request(backup, &r.dataset),
+            _ => format!("{}.evt.{}.{}", self.prefix, event.kind(), backup),
+        }
+    }
+    /// The subject of a request for a backup of `dataset`.
+    pub fn request(&self, backup: &BackupId, dataset: &str) -> String {
+        format!(
+            "{}.evt.backup.requested.{backup}.{}",
+            self.prefix,
+            dataset_token(dataset)
+        )
+    }
+    /// Every request for a backup of `dataset` (what a factory of that
+    /// dataset may publish).
+    pub fn requests_of_dataset(&self, dataset: &str) -> String {
+        format!(
+            "{}.evt.backup.requested.*.{}",
+            self.prefix,
+            dataset_token(dataset)
+        )
     }
     /// Every event.
     pub fn all_events(&self) -> String {
         format!("{}.evt.>", self.prefix)
     }
-    /// Every event of one kind (e.g. `backup.requested`).
+    /// Every event of one kind (e.g. `backup.requested`: with its
+    /// dataset, and without, as published before requests named it).
     pub fn events_of_kind(&self, kind: &str) -> String {
-        format!("{}.evt.{}.*", self.prefix, kind)
+        if kind == "backup.requested" {
+            format!("{}.evt.{kind}.>", self.prefix)
+        } else {
+            format!("{}.evt.{kind}.*", self.prefix)
+        }
     }
     /// The `backup.*` events of one backup (requested, started, ingested,
     /// the outcome, restored, forgotten): what a client that asked for it follows.
     pub fn lifecycle(&self, backup: &BackupId) -> String {
         format!("{}.evt.backup.*.{}", self.prefix, backup)
     }
-    /// Every event of one backup (kinds are always two tokens).
+    /// The kind and backup id an event's subject names (`None` for a
+    /// subject that is not an event's).
+    pub fn parse_event<'a>(&self, subject: &'a str) -> Option<(String, &'a str)> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".evt.")?;
+        let mut t = rest.split('.');
+        let (a, b, backup) = (t.next()?, t.next()?, t.next()?);
+        Some((format!("{a}.{b}"), backup))
+    }
+    /// Every event of one backup but its request (kinds are always two
+    /// tokens; a request carries a third, its dataset).
     pub fn events_of_backup(&self, backup: &BackupId) -> String {
         format!("{}.evt.*.*.{}", self.prefix, backup)
     }
@@ -160,6 +197,25 @@ impl Subjects {
     }
 }
 
+/// A dataset name as one subject token: itself when it is made only of
+/// `[A-Za-z0-9_-]`, else with every other byte written `%XX`, so that any
+/// name (dots and slashes included) is one token and no two names share
+/// one.
+pub fn dataset_token(dataset: &str) -> String {
+    if dataset.is_empty() {
+        return "%".into();
+    }
+    let mut out = String::with_capacity(dataset.len());
+    for b in dataset.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The `Nats-Msg-Id` of ledger entry `seq` on `audit.entry.<kind>`: it
 /// dedupes re-publishes and carries the entry's place in the log.
 pub fn entry_msg_id(seq: u64) -> String {
@@ -181,7 +237,30 @@ mod tests {
         assert_eq!(s.events_stream(), "T_42_EVENTS");
         assert_eq!(
             s.events_of_kind("backup.requested"),
-            "t-42.evt.backup.requested.*"
+            "t-42.evt.backup.requested.>"
+        );
+        assert_eq!(
+            s.events_of_kind("backup.ingested"),
+            "t-42.evt.backup.ingested.*"
+        );
+        let id = BackupId::parse("b1").unwrap();
+        assert_eq!(
+            s.request(&id, "payroll"),
+            "t-42.evt.backup.requested.b1.payroll"
+        );
+        assert_eq!(
+            s.parse_event("t-42.evt.backup.requested.b1.payroll"),
+            Some(("backup.requested".into(), "b1"))
+        );
+        assert_eq!(
+            s.parse_event("t-42.evt.object.stored.b2"),
+            Some(("object.stored".into(), "b2"))
+        );
+        assert_eq!(s.parse_event("t-4.evt.object.stored.b2"), None);
+        assert_eq!(s.parse_event("t-42.evt.object"), None);
+        assert_eq!(
+            s.requests_of_dataset("payroll"),
+            "t-42.evt.backup.requested.*.payroll"
         );
         assert_eq!(
             s.audit_entry("backup.requested"),
@@ -191,5 +270,20 @@ mod tests {
         assert_eq!(entry_seq("checkpoint-17"), None);
         assert!(Subjects::new("a.b").is_err());
         assert!(Subjects::new("").is_err());
+    }
+
+    #[test]
+    fn any_dataset_name_is_one_token_of_its_own() {
+        assert_eq!(dataset_token("pay_roll-2"), "pay_roll-2");
+        assert_eq!(dataset_token("a.b"), "a%2Eb");
+        assert_eq!(dataset_token("db/main *"), "db%2Fmain%20%2A");
+        assert_eq!(dataset_token(""), "%");
+        // '%' itself is written out, so an encoded name never equals a plain one.
+        assert_eq!(dataset_token("a%2Eb"), "a%252Eb");
+        assert_ne!(dataset_token("a%2Eb"), dataset_token("a.b"));
+        for name in ["a.b", "x>y", "é", "tab\there"] {
+            let t = dataset_token(name);
+            assert!(!t.contains(['.', '*', '>', ' ', '\t']), "{t}");
+        }
     }
 }

@@ -18,7 +18,11 @@ fn generate() -> Value {
         .map(|(kind, from, to)| {
             json!({
                 "kind": kind,
-                "subject": format!("cairn.evt.{kind}.<backup_id>"),
+                "subject": if *kind == "backup.requested" {
+                    format!("cairn.evt.{kind}.<backup_id>.<dataset>")
+                } else {
+                    format!("cairn.evt.{kind}.<backup_id>")
+                },
                 "stream": subjects.events_stream(),
                 "emitted_by": from,
                 "consumed_by": to,

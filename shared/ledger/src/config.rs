@@ -12,6 +12,11 @@ pub struct PostgresConfig {
     /// A file holding the password (first line), so it stays out of the URL,
     /// the environment and `docker inspect`. `PGPASSWORD` also works.
     pub password_file: Option<PathBuf>,
+    /// The CA that signed the server's certificate: set, the connection
+    /// must be TLS (`sslmode=require`) and the server must prove itself
+    /// with it, by the host name or address in `url`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresConfig {
@@ -19,6 +24,7 @@ impl Default for PostgresConfig {
         PostgresConfig {
             url: "host=127.0.0.1 port=5432 user=postgres dbname=cairn".into(),
             password_file: None,
+            tls_ca_file: None,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! role a process works under.
 
 use crate::PostgresConfig;
+use std::path::Path;
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -17,6 +19,8 @@ pub enum DbError {
     Migrate(String),
     #[error(transparent)]
     Password(#[from] crate::config::PasswordFileError),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The migrations, in order. Each runs once, inside one transaction.
@@ -115,26 +119,78 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("?"))
 }
 
-async fn connect_once(cfg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = cfg.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "PostgreSQL connection closed");
+async fn connect_once(
+    cfg: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+) -> Result<Client, tokio_postgres::Error> {
+    let client = match tls {
+        None => {
+            let (client, conn) = cfg.connect(NoTls).await?;
+            tokio::spawn(watch(conn));
+            client
         }
-    });
+        Some(tls) => {
+            let (client, conn) = cfg.connect(tls.clone()).await?;
+            tokio::spawn(watch(conn));
+            client
+        }
+    };
     Ok(client)
+}
+
+async fn watch<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(conn: F) {
+    if let Err(e) = conn.await {
+        tracing::warn!(error = %e, "PostgreSQL connection closed");
+    }
+}
+
+/// An error and what caused it (a TLS handshake says why only in its
+/// source: an unknown issuer, a name that does not match).
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
+/// A TLS connector trusting only the CA in `ca` (PEM).
+fn tls_trusting(ca: &Path) -> Result<MakeRustlsConnect, DbError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let bad =
+        |detail: String| DbError::Tls(format!("postgres.tls_ca_file {}: {detail}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// Connects; creates the database first if it does not exist.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    connect_with(url, None).await
+    connect_with(url, None, None).await
 }
 
 /// Connects with a password kept out of the URL (`postgres.password_file`
-/// or `PGPASSWORD`, see `Config::postgres_password`).
+/// or `PGPASSWORD`, see `Config::postgres_password`), and over TLS when
+/// `tls_ca` names the CA to trust.
 pub async fn connect_with(
     url: &str,
     password: Option<&cairn_crypto::Secret>,
+    tls_ca: Option<&Path>,
 ) -> Result<Client, DbError> {
     let mut cfg: tokio_postgres::Config = url
         .parse()
@@ -142,17 +198,28 @@ pub async fn connect_with(
     if let (None, Some(p)) = (cfg.get_password(), password) {
         cfg.password(p.expose());
     }
+    let tls = match tls_ca {
+        Some(ca) => {
+            // Never fall back to a plaintext connection.
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Some(tls_trusting(ca)?)
+        }
+        None => None,
+    };
+    let tls = tls.as_ref();
     let target = describe(&cfg);
-    match connect_once(&cfg).await {
+    match connect_once(&cfg, tls).await {
         Ok(c) => Ok(c),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
             let db = cfg.get_dbname().unwrap_or("cairn").to_string();
             let mut admin = cfg.clone();
             admin.dbname("postgres");
-            let c = connect_once(&admin).await.map_err(|e| DbError::Connect {
-                target: target.clone(),
-                detail: e.to_string(),
-            })?;
+            let c = connect_once(&admin, tls)
+                .await
+                .map_err(|e| DbError::Connect {
+                    target: target.clone(),
+                    detail: with_causes(&e),
+                })?;
             let quoted = format!("\"{}\"", db.replace('"', "\"\""));
             if let Err(e) = c.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
                 // Another process may be creating it at the same moment: that
@@ -164,14 +231,14 @@ pub async fn connect_with(
                     return Err(e.into());
                 }
             }
-            connect_once(&cfg).await.map_err(|e| DbError::Connect {
+            connect_once(&cfg, tls).await.map_err(|e| DbError::Connect {
                 target,
-                detail: e.to_string(),
+                detail: with_causes(&e),
             })
         }
         Err(e) => Err(DbError::Connect {
             target,
-            detail: e.to_string(),
+            detail: with_causes(&e),
         }),
     }
 }
@@ -221,7 +288,7 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
 /// Connects with the configured URL and password, and migrates.
 pub async fn open(cfg: &PostgresConfig) -> Result<Client, DbError> {
     let password = cfg.password()?;
-    let mut c = connect_with(&cfg.url, password.as_ref()).await?;
+    let mut c = connect_with(&cfg.url, password.as_ref(), cfg.tls_ca_file.as_deref()).await?;
     migrate(&mut c).await?;
     Ok(c)
 }
@@ -230,7 +297,7 @@ pub async fn open(cfg: &PostgresConfig) -> Result<Client, DbError> {
 /// again after PostgreSQL dropped it (it migrated when it started).
 pub async fn connect_as(cfg: &PostgresConfig, role: Role) -> Result<Client, DbError> {
     let password = cfg.password()?;
-    let c = connect_with(&cfg.url, password.as_ref()).await?;
+    let c = connect_with(&cfg.url, password.as_ref(), cfg.tls_ca_file.as_deref()).await?;
     assume(&c, role).await;
     Ok(c)
 }
