@@ -84,6 +84,15 @@ ensure_rust() {
   mkdir -p "$CARGO_TARGET_DIR"
 }
 
+# cargo-fuzz, for the bounded fuzzing run (scripts/fuzz.sh); built once
+# into ~/.cargo/bin (~2 min).
+ensure_cargo_fuzz() {
+  if ! command -v cargo-fuzz >/dev/null; then
+    say "installing cargo-fuzz 0.13.2 (~2 min, once)"
+    cargo install --quiet cargo-fuzz --version 0.13.2 --locked
+  fi
+}
+
 # Real storage servers the tests talk to (README.md, "Networks", says which
 # and why; each has its starter in scripts/servers/ and its harness in
 # tests/src/servers/): two real S3 servers for the S3 adapter's conformance suite,

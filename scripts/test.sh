@@ -19,10 +19,17 @@ say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 say "building"
 cargo build --workspace --all-targets --quiet
+status=0
 if command -v cargo-nextest >/dev/null; then
   say "running the tests (cargo nextest)"
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
   say "running the tests (cargo test)"
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+# The whole suite (no filter given) ends with a bounded run of every fuzz
+# target; a crash fails it as a failed test does.
+if [ $# -eq 0 ]; then
+  bash scripts/fuzz.sh || status=$?
+fi
+exit $status

@@ -239,9 +239,9 @@ fn a_request_delivered_again_is_not_ingested_twice() {
     let mut env = Env::new();
     env.start_all();
     let src = source(&env);
-    let b = env.backup(&[src.to_str().unwrap()]);
+    let b = env.backup(&["--dataset", "again", src.to_str().unwrap()]);
     let id = id_of(&b);
-    let subject = format!("{}.evt.backup.requested.{id}", env.prefix);
+    let subject = format!("{}.evt.backup.requested.{id}.again", env.prefix);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let request = rt.block_on(async {
         let client = async_nats::connect(env.nats.url()).await.unwrap();

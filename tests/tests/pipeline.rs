@@ -644,7 +644,14 @@ fn factory_requests_and_follows_events() {
             use futures::StreamExt;
             let client = async_nats::connect(url.clone()).await.unwrap();
             let id = BackupId::generate();
-            let mut sub = client.subscribe(format!("{p}.evt.*.*.{id}")).await.unwrap();
+            // Every event of the backup; its request carries the dataset
+            // after the id.
+            let sub = client.subscribe(format!("{p}.evt.*.*.{id}")).await.unwrap();
+            let request = client
+                .subscribe(format!("{p}.evt.*.*.{id}.*"))
+                .await
+                .unwrap();
+            let mut sub = futures::stream::select(sub, request);
             let env = Envelope::new(
                 "github-governance-factory",
                 id.clone(),
@@ -660,8 +667,10 @@ fn factory_requests_and_follows_events() {
                 &[],
             );
             let js = async_nats::jetstream::new(client.clone());
+            // The subject names the backup and its dataset (what a
+            // factory's NATS user is allowed).
             js.publish(
-                format!("{p}.evt.backup.requested.{id}"),
+                format!("{p}.evt.backup.requested.{id}.github_governance"),
                 encode(&env).into(),
             )
             .await

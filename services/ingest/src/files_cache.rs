@@ -212,7 +212,8 @@ impl FilesCache {
         if blake3::hash(body).as_bytes() != sum {
             return Err(format("checksum mismatch (torn or damaged)".into()));
         }
-        let file: CacheFile = rmp_serde::from_slice(body).map_err(|e| format(e.to_string()))?;
+        let file: CacheFile =
+            cairn_events::codec::from_msgpack(body).map_err(|e| format(e.to_string()))?;
         if file.format != FORMAT {
             return Err(format(format!(
                 "format {} (this version reads {FORMAT})",

@@ -190,16 +190,24 @@ pub async fn run(
 /// line inside it, and a child of the sender's span when the message
 /// brought its trace context (OpenTelemetry messaging conventions: a
 /// consumer span per message processed).
+/// The backup id a subject names: an event's fourth token after the
+/// prefix (`<p>.evt.<kind>.<kind>.<backup>`, a request with its dataset
+/// after it), else the last (`<p>.sealed.<backup>`).
+fn backup_of(subject: &str) -> Option<&str> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let t = match tokens.get(1) {
+        Some(&"evt") => tokens.get(4).copied(),
+        _ => tokens.last().copied(),
+    }?;
+    BackupId::parse(t).is_ok().then_some(t)
+}
+
 pub(crate) fn handling(
     stage: &str,
     subject: &str,
     headers: Option<&async_nats::HeaderMap>,
 ) -> tracing::Span {
-    let backup = subject
-        .rsplit('.')
-        .next()
-        .filter(|t| BackupId::parse(t).is_ok())
-        .unwrap_or("");
+    let backup = backup_of(subject).unwrap_or("");
     let span = tracing::info_span!(
         "handle",
         otel.name = %format!("{stage} process"),
@@ -448,10 +456,7 @@ pub(crate) async fn dead_letter(
     let msg_id = format!("dlq-{stage}-{}-{sha}", d.stream_sequence);
     publish::publish_with_headers(&bus.js, &bus.subjects.dlq(stage), &msg_id, headers, payload)
         .await?;
-    let backup_id = d
-        .subject
-        .rsplit('.')
-        .next()
+    let backup_id = backup_of(&d.subject)
         .and_then(|t| BackupId::parse(t).ok())
         .unwrap_or_else(BackupId::repo);
     let env = Envelope::new(
@@ -475,6 +480,18 @@ pub(crate) async fn dead_letter(
 
 #[cfg(test)]
 mod tests {
+
+    use super::backup_of;
+    #[test]
+    fn the_backup_a_subject_names() {
+        assert_eq!(backup_of("p.evt.backup.requested.b1.payroll"), Some("b1"));
+        assert_eq!(backup_of("p.evt.backup.requested.b1"), Some("b1"));
+        assert_eq!(backup_of("p.evt.object.stored.b2"), Some("b2"));
+        assert_eq!(backup_of("p.sealed.b3"), Some("b3"));
+        assert_eq!(backup_of("p.evt.x"), None);
+        assert_eq!(backup_of("p.sealed.a%2Eb"), None);
+    }
+
     #[test]
     fn redaction_drops_quoted_content() {
         assert_eq!(

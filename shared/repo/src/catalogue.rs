@@ -84,8 +84,8 @@ impl Entry {
             return Err(RepoError::Format(format!("{what}: sealed as {:?}", o.kind)));
         }
         let plain = decompress(&what, o.compressed, o.payload, ENTRY_MAX)?;
-        let e: Entry =
-            rmp_serde::from_slice(&plain).map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
+        let e: Entry = cairn_events::codec::from_msgpack(&plain)
+            .map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
         if !format::readable(e.format) {
             return Err(RepoError::Format(format!(
                 "{what}: format {} unsupported",

@@ -590,8 +590,8 @@ pub fn open_manifest(
         return Err(RepoError::Format(format!("{what}: sealed as a chunk")));
     }
     let plain = decompress(&what, o.compressed, o.payload, MANIFEST_MAX)?;
-    let m: Manifest =
-        rmp_serde::from_slice(&plain).map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
+    let m: Manifest = cairn_events::codec::from_msgpack(&plain)
+        .map_err(|e| RepoError::Format(format!("{what}: {e}")))?;
     if !format::readable(m.format) {
         return Err(RepoError::Format(format!(
             "{what}: format {} unsupported",
@@ -616,7 +616,7 @@ pub fn decode_page(
     page: u32,
     bytes: &[u8],
 ) -> Result<ChunkListPage, RepoError> {
-    let p: ChunkListPage = rmp_serde::from_slice(bytes).map_err(|e| {
+    let p: ChunkListPage = cairn_events::codec::from_msgpack(bytes).map_err(|e| {
         RepoError::Format(format!("chunk list page {page} of backup {backup_id}: {e}"))
     })?;
     if !format::readable(p.format) {

@@ -49,6 +49,7 @@ pub fn decode_records(chunk: &[u8]) -> Result<Vec<TreeRecord>, RepoError> {
     let mut cursor = std::io::Cursor::new(chunk);
     while (cursor.position() as usize) < chunk.len() {
         let mut de = rmp_serde::Deserializer::new(&mut cursor);
+        de.set_max_depth(cairn_events::codec::MAX_DEPTH);
         let rec: TreeRecord = serde::Deserialize::deserialize(&mut de)
             .map_err(|e| RepoError::Format(format!("tree record: {e}")))?;
         out.push(rec);

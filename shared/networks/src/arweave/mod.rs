@@ -43,11 +43,27 @@ pub struct ArweaveNetwork {
 }
 
 /// What `GET /tx/{id}/status` says of a transaction the gateway knows.
-#[derive(Debug, Clone, Copy)]
-enum Confirmations {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmations {
     Pending,
     /// In a block, with this many blocks on top.
     Mined(u64),
+}
+
+/// What a gateway's answer to `GET /tx/{id}/status` (`success`: a 2xx
+/// status; `body`, its text) says: unknown (`None`), pending, or mined
+/// with some confirmations.
+pub fn confirmations(success: bool, body: &str) -> Option<Confirmations> {
+    if !success {
+        return None;
+    }
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => v["number_of_confirmations"]
+            .as_u64()
+            .map(Confirmations::Mined),
+        // "Pending" (202 on gateways, 200 on arlocal).
+        Err(_) => Some(Confirmations::Pending),
+    }
 }
 
 fn dir_of(path: &str) -> String {
@@ -271,17 +287,7 @@ impl ArweaveNetwork {
                 .map_err(|e| self.err("confirm", path, e))?;
             let code = r.status();
             let body = r.text().await.map_err(|e| self.err("confirm", path, e))?;
-            let now = if code.is_success() {
-                match serde_json::from_str::<Value>(&body) {
-                    Ok(v) => v["number_of_confirmations"]
-                        .as_u64()
-                        .map(Confirmations::Mined),
-                    // "Pending" (202 on gateways, 200 on arlocal).
-                    Err(_) => Some(Confirmations::Pending),
-                }
-            } else {
-                None
-            };
+            let now = confirmations(code.is_success(), &body);
             let done = match (now, self.confirmations) {
                 (Some(_), None) => true,
                 (Some(Confirmations::Mined(n)), Some(want)) => n >= want,

@@ -208,10 +208,7 @@ impl IpfsNetwork {
             }
             let status = r.status();
             let text = r.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["Message"].as_str().map(str::to_string))
-                .unwrap_or(text);
+            let message = error_message(&text);
             if message.contains("does not exist") {
                 return Err(Rpc::Missing);
             }
@@ -268,11 +265,6 @@ impl IpfsNetwork {
     /// `add`s the bytes (pinned, so that no gc takes them before they are
     /// linked into MFS) and returns the CID the node gave them.
     async fn add(&self, bytes: Bytes) -> Result<Cid, Rpc> {
-        #[derive(Deserialize)]
-        struct Added {
-            #[serde(rename = "Hash")]
-            hash: String,
-        }
         let secs = data_secs(bytes.len() as u64);
         let r = self
             .call(
@@ -291,15 +283,7 @@ impl IpfsNetwork {
             )
             .await?;
         let text = r.text().await.map_err(|e| Rpc::Fail(format!("add: {e}")))?;
-        // One JSON object per line; the last names the root.
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let added: Added = serde_json::from_str(last)
-            .map_err(|e| Rpc::Fail(format!("add: unexpected answer {last:?}: {e}")))?;
-        parse_cid(&added.hash).map_err(Rpc::Fail)
+        added_root(&text).map_err(Rpc::Fail)
     }
 
     /// Links `cid` into MFS at `mfs`. `Ok(false)`: something is there already.
@@ -437,6 +421,32 @@ impl IpfsNetwork {
             .ok_or_else(|| self.err("stat", "", "the repository's MFS root does not exist"))?;
         parse_cid(&st.hash).map_err(|e| self.err("stat", "", e))
     }
+}
+
+/// The message of a failed RPC call: the JSON answer's `Message`, else
+/// the whole text.
+pub fn error_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["Message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.to_string())
+}
+
+/// The root an `add` answered: one JSON object per line, the last naming it.
+pub fn added_root(text: &str) -> Result<Cid, String> {
+    #[derive(Deserialize)]
+    struct Added {
+        #[serde(rename = "Hash")]
+        hash: String,
+    }
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let added: Added =
+        serde_json::from_str(last).map_err(|e| format!("add: unexpected answer {last:?}: {e}"))?;
+    parse_cid(&added.hash)
 }
 
 fn parse_cid(text: &str) -> Result<Cid, String> {
