@@ -105,12 +105,18 @@ pub struct FaultCounts {
     pub corrupted: AtomicU64,
     /// When the slow link is next free.
     link_free_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The slow link's speed set since it opened ([`FaultProxy::set_speed`]), if any.
+    speed: AtomicU64,
 }
 
 impl FaultCounts {
     /// Waits until `n` bytes have had their turn on a link of
     /// `bytes_per_sec` shared by every connection.
     fn through_link(&self, n: usize, bytes_per_sec: u64) {
+        let bytes_per_sec = match self.speed.load(Ordering::SeqCst) {
+            0 => bytes_per_sec,
+            set => set,
+        };
         let takes = std::time::Duration::from_secs_f64(n as f64 / bytes_per_sec.max(1) as f64);
         let done = {
             let mut at = self.link_free_at.lock().unwrap();
@@ -177,6 +183,12 @@ impl FaultProxy {
         for c in s.open.drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
+    }
+
+    /// A slow link's new speed, for the connections open now too: unlike
+    /// [`set`](Self::set), nothing is cut.
+    pub fn set_speed(&self, bytes_per_sec: u64) {
+        self.counts.speed.store(bytes_per_sec, Ordering::SeqCst);
     }
 
     pub fn counts(&self) -> &FaultCounts {

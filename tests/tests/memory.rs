@@ -90,7 +90,9 @@ fn watch_sealed(
 const BUDGET: u64 = 160 << 20;
 /// SEALED's bound in this test, well under the source: the link is
 /// slower than the pipeline, so the stream fills and holds ingest back.
-const SEALED_MAX: u64 = 96 << 20;
+/// nats-server holds much of it in memory: at 96 MiB it peaked at 140 MiB,
+/// and at 160 MiB on a busy CI machine, so 64 MiB.
+const SEALED_MAX: u64 = 64 << 20;
 
 /// Every stage in its own process, a source of 10 × [`BUDGET`], one
 /// network behind an 8 MiB/s link (slower than the pipeline): SEALED fills to its bound, the
@@ -108,11 +110,13 @@ fn a_source_ten_times_the_memory_budget_to_a_slow_network_stays_under_it() {
         ..s3.options_via("objects", &link.endpoint())
     });
     env.set_env("CAIRN_NATS__SEALED_MAX_BYTES", &SEALED_MAX.to_string());
-    // nats-server's budget is the Go runtime's (GOMEMLIMIT), a little under
+    // nats-server's budget is the Go runtime's (GOMEMLIMIT), well under
     // the test's: without it the collector lets garbage grow with the
-    // stream it serves (278 MiB with a full 96 MiB SEALED).
+    // stream it serves (278 MiB with a full 96 MiB SEALED). The limit is
+    // soft and the resident set runs 20 to 40 MiB over it (a busy CI
+    // machine saw 160 MiB with 120 MiB), so 100 MiB.
     env.nats.stop();
-    let limit = format!("{}MiB", (BUDGET >> 20) * 3 / 4);
+    let limit = format!("{}MiB", (BUDGET >> 20) * 5 / 8);
     env.nats.start_again_with(&[("GOMEMLIMIT", &limit)]);
     env.init();
     const STAGES: [&str; 5] = ["ingest", "encrypt", "store", "verify", "ledger"];
