@@ -14,6 +14,16 @@ use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The stages, each a process and a NATS user of its own.
+const STAGES: [&str; 6] = [
+    "ingest",
+    "encrypt",
+    "store",
+    "verify",
+    "ledger",
+    "retention",
+];
+
 struct Users {
     dir: PathBuf,
     ca: PathBuf,
@@ -171,14 +181,7 @@ fn every_stage_runs_as_its_own_user_over_tls_and_each_role_is_refused_the_rest()
     let users = lock_down(&mut env);
     // The operator makes the streams and consumers; nobody else may.
     env.init();
-    for stage in [
-        "ingest",
-        "encrypt",
-        "store",
-        "verify",
-        "ledger",
-        "retention",
-    ] {
+    for stage in STAGES {
         let e = users.env(stage);
         let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         env.serve_with(&[stage], &e);
@@ -407,23 +410,17 @@ async fn subscribe_refused(env: &Env, users: &Users, role: &str, subject: &str) 
 
 async fn refusals(env: &Env, users: &Users) {
     let p = &env.prefix;
-    let all = [
-        "ingest",
-        "encrypt",
-        "store",
-        "verify",
-        "ledger",
-        "retention",
-        "console",
-        "factory-gov",
-    ];
+    let all: Vec<&str> = STAGES
+        .into_iter()
+        .chain(["console", "factory-gov"])
+        .collect();
     // Plaintext: only encrypt may receive seal requests.
-    for role in all {
+    for &role in &all {
         let refused = subscribe_refused(env, users, role, &format!("{p}.seal.>")).await;
         assert_eq!(refused, role != "encrypt", "{role} and plaintext");
     }
     // The ledger's copy: only the ledger writes entries and checkpoints.
-    for role in all {
+    for &role in &all {
         let refused = publish_refused(
             env,
             users,
@@ -468,7 +465,7 @@ async fn refusals(env: &Env, users: &Users) {
     // No service may remove a stream or another stage's consumer, nor
     // read another's replies.
     let events = format!("{}_EVENTS", p.to_uppercase());
-    for role in all {
+    for &role in &all {
         for api in [
             format!("$JS.API.STREAM.DELETE.{events}"),
             format!("$JS.API.CONSUMER.DELETE.{events}.ledger"),

@@ -65,37 +65,7 @@ pub async fn publish_within(
     payload: Bytes,
     within: Duration,
 ) -> Result<(), BusError> {
-    let start = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let res = match send(js, subject, msg_id, payload.clone()).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(()) => return Ok(()),
-            Err(detail) => {
-                // The server does not store what this user may not
-                // publish, and says so apart from the publish: asking
-                // again will not help.
-                if let Some(why) = crate::access::publish_refused(start.into_std(), subject) {
-                    return Err(BusError::Publish {
-                        subject: subject.to_string(),
-                        detail: why,
-                    });
-                }
-                if start.elapsed() > within || !retryable(&detail) {
-                    return Err(BusError::Publish {
-                        subject: subject.to_string(),
-                        detail,
-                    });
-                }
-                tracing::debug!(subject, %detail, "publish refused, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
+    retrying(js, subject, within, || message(payload.clone(), msg_id)).await
 }
 
 /// Publishes one message with headers (dead letters), as `publish_once`.
@@ -106,37 +76,46 @@ pub async fn publish_with_headers(
     headers: async_nats::HeaderMap,
     payload: Bytes,
 ) -> Result<(), BusError> {
-    let mut delay = Duration::from_millis(50);
-    let start = tokio::time::Instant::now();
-    loop {
-        let msg = Publish::build()
+    retrying(js, subject, GIVE_UP_AFTER, || {
+        Publish::build()
             .payload(payload.clone())
             .headers(traced(headers.clone()))
-            .message_id(msg_id);
-        let res = match js.send_publish(subject.to_string(), msg).await {
+            .message_id(msg_id)
+    })
+    .await
+}
+
+/// Publishes what `message` builds and waits for its ack, again with
+/// backoff while the error is worth waiting out, for at most `within`.
+async fn retrying(
+    js: &Context,
+    subject: &str,
+    within: Duration,
+    message: impl Fn() -> Publish,
+) -> Result<(), BusError> {
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let failed = |detail: String| BusError::Publish {
+        subject: subject.to_string(),
+        detail,
+    };
+    loop {
+        let res = match js.send_publish(subject.to_string(), message()).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        match res {
-            Ok(()) => return Ok(()),
-            Err(_) if crate::access::publish_refused(start.into_std(), subject).is_some() => {
-                return Err(BusError::Publish {
-                    subject: subject.to_string(),
-                    detail: crate::access::publish_refused(start.into_std(), subject)
-                        .unwrap_or_default(),
-                });
-            }
-            Err(detail) if start.elapsed() < GIVE_UP_AFTER && retryable(&detail) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(detail) => {
-                return Err(BusError::Publish {
-                    subject: subject.to_string(),
-                    detail,
-                })
-            }
+        let Err(detail) = res else { return Ok(()) };
+        // The server does not store what this user may not publish, and
+        // says so apart from the publish: asking again will not help.
+        if let Some(why) = crate::access::publish_refused(start.into_std(), subject) {
+            return Err(failed(why));
         }
+        if start.elapsed() > within || !retryable(&detail) {
+            return Err(failed(detail));
+        }
+        tracing::debug!(subject, %detail, "publish refused, retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
