@@ -544,3 +544,154 @@ fn a_full_disk_under_jetstream_stops_the_backup_cleanly_and_it_completes_once_sp
     }
     env.ok(&["audit", "verify"]);
 }
+
+/// The ingest process running a backup is frozen mid-way (SIGSTOP: as a
+/// host cut off or a process stalled looks to the others). Its lease on the
+/// backup runs out and the other ingest replica takes the backup over as a
+/// new run, which completes and restores identical. Then the frozen one
+/// wakes: it finds its lease gone and gives its run up, and what an old run
+/// sends late (here a manifest and its digest, published by hand as that
+/// run) is passed over by store and the ledger, so every object stays as
+/// recorded.
+#[test]
+fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing() {
+    use cairn_events::{
+        encode, BackupId, Envelope, Event, KeyId, ObjectDigest, ObjectKey, SealedObject,
+    };
+    let mut env = Env::new();
+    // SEALED small and no store yet: the ingest stalls part-way, on
+    // SEALED's bound, and is frozen there.
+    env.set_env("CAIRN_NATS__SEALED_MAX_BYTES", &(24u64 << 20).to_string());
+    env.init();
+    let ingests = [env.serve(&["ingest"]), env.serve(&["ingest"])];
+    for s in ["encrypt", "verify", "ledger"] {
+        env.serve(&[s]);
+    }
+    let src = env.source_dir("src");
+    random_file(&src.join("a.bin"), 48 << 20);
+    text_file(&src.join("b.txt"), 4 << 20, 7);
+    let want = snapshot(&src);
+    let mut cmd = env.cmd();
+    cmd.args([
+        "backup",
+        "--json",
+        "--timeout",
+        "240",
+        src.to_str().unwrap(),
+    ]);
+    let backup = Guarded::spawn(cmd);
+
+    let log_of = |env: &Env, i: usize| -> String {
+        let name = format!("serve-ingest-{}.log", i + 1);
+        std::fs::read_to_string(env.logs_dir().join(name)).unwrap_or_default()
+    };
+    let first = wait_for(60, "an ingest replica to take the backup", || {
+        (0..2).find(|&i| log_of(&env, i).contains("took the lease on this backup"))
+    });
+    let other = 1 - first;
+    // Part-way: SEALED at its bound, the ingest waiting on it.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let frozen = env.worker(ingests[first]).pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &frozen])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(60, "the other replica to take the backup over", || {
+        log_of(&env, other)
+            .contains("stopped renewing its lease; running it here, as a new run")
+            .then_some(())
+    });
+    env.serve(&["store"]);
+    let out = backup.wait_output();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["status"], "completed", "{v}");
+    let id = v["backup_id"].as_str().unwrap().to_string();
+
+    // Its two runs: the ledger counts the later one's.
+    let runs: Vec<KeyId> = logged_events(&env.db)
+        .into_iter()
+        .filter(|e| e.backup_id.as_str() == id)
+        .filter_map(|e| match e.event {
+            Event::BackupStarted { run, .. } => run,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 2, "two runs of backup {id}: {runs:?}");
+    let current = psql(
+        &env.db,
+        &format!("select run from backups where backup_id = '{id}'"),
+    );
+    assert_eq!(current, runs[1].to_hex(), "the ledger names the later run");
+
+    // The frozen replica wakes and gives its run up.
+    assert!(std::process::Command::new("kill")
+        .args(["-CONT", &frozen])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(60, "the woken replica to give its run up", || {
+        let log = log_of(&env, first);
+        (log.contains("lease taken by another") || log.contains("lost the lease")).then_some(())
+    });
+
+    // A late manifest of the old run, as it would arrive from a host that
+    // was cut off: onto SEALED for the store workers, and its digest as an
+    // event for the ledger.
+    let backup_id = BackupId::parse(&id).unwrap();
+    let subjects = cairn_events::subjects::Subjects::new(&env.prefix).unwrap();
+    let junk = b"a manifest from a run that no longer counts".to_vec();
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&junk));
+    let object = ObjectKey::Manifest {
+        backup_id: backup_id.clone(),
+    };
+    let late = SealedObject {
+        schema: cairn_events::SCHEMA_VERSION,
+        backup_id: backup_id.clone(),
+        object: object.clone(),
+        networks: vec!["local".into()],
+        sha256: sha256.clone(),
+        payload: junk.clone(),
+        retain_until: None,
+        run: Some(runs[0]),
+    };
+    publish_raw(&env, &subjects.sealed(&backup_id), &encode(&late));
+    let sealed = Envelope::new(
+        "ingest@elsewhere",
+        backup_id.clone(),
+        Event::ObjectSealed(ObjectDigest {
+            object,
+            sha256: sha256.clone(),
+            len: junk.len() as u64,
+            packed: Vec::new(),
+            run: Some(runs[0]),
+        }),
+        &[sha256.as_bytes()],
+    );
+    publish_raw(
+        &env,
+        &subjects.event(&sealed.event, &backup_id),
+        &encode(&sealed),
+    );
+    wait_for(30, "store to pass the late manifest over", || {
+        env.serve_logs()
+            .contains("of a run this backup's ingest no longer counts; not written")
+            .then_some(())
+    });
+    wait_until_idle(&env, 60);
+    let recorded = psql(
+        &env.db,
+        &format!("select sha256 from object_digests where path = 'backups/{id}/manifest'"),
+    );
+    assert_ne!(
+        recorded, sha256,
+        "the ledger kept the current run's manifest"
+    );
+
+    let (code, h) = env.health(&id, true);
+    assert_eq!(code, 0, "every object as recorded: {h}");
+    let restored = env.path().join("out");
+    env.ok(&["restore", &id, "--to", restored.to_str().unwrap()]);
+    assert_eq!(snapshot(&restored.join("src")), want);
+    env.ok(&["audit", "verify"]);
+}

@@ -209,7 +209,7 @@ async fn ingest_stdin(
         "--stdin reads and chunks the data here and needs the repository key (or keys.writer_file)",
     )
     .await?;
-    Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), 1).await?)
+    Ok(cairn_ingest::ingest(&ctx, request, Some(Box::new(std::io::stdin())), None).await?)
 }
 
 /// What this process needs to be the ingest stage of a stream only it can

@@ -206,6 +206,7 @@ impl Workload {
             sha256: sha256.clone(),
             len,
             packed: Vec::new(),
+            run: None,
         };
         self.push(
             sealer,
@@ -254,6 +255,7 @@ impl Workload {
             &id,
             Event::BackupStarted {
                 worker: "ingest@backup-01".into(),
+                run: None,
             },
             &[],
         );

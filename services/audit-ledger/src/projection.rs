@@ -4,7 +4,7 @@
 //! holds and was asked ([`cairn_ledger::usage`]). Each is a pure function of
 //! the log's entries, so `cairn audit rebuild` rebuilds them with the log.
 
-use cairn_events::{Envelope, Event, ObjectKey};
+use cairn_events::{Envelope, Event, KeyId, ObjectKey};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
@@ -24,6 +24,8 @@ pub struct Projector {
     packed: Vec<(Vec<u8>, Vec<u8>, i32, i32)>,
     /// What each network holds and what was asked of it.
     usage: cairn_ledger::usage::UsageProjector,
+    /// Each backup's current run (`backup.started`), as far as read.
+    runs: HashMap<String, Option<KeyId>>,
 }
 
 impl Projector {
@@ -34,8 +36,26 @@ impl Projector {
     ) -> Result<(), tokio_postgres::Error> {
         self.usage.apply(tx, env).await?;
         match &env.event {
+            // An earlier run's manifest, catalogue or chunk list page, sent
+            // after a later run of its backup started, would not be what
+            // the networks keep.
+            Event::ObjectSealed(d) if self.superseded(tx, env, d.run.as_ref()).await? => {
+                tracing::info!(backup = %env.backup_id, object = %cairn_repo::layout::describe(&d.object), "of a superseded run; not recorded");
+                Ok(())
+            }
             Event::ObjectSealed(d) => {
                 self.digest(d);
+                Ok(())
+            }
+            Event::BackupIngested(i) if self.superseded(tx, env, i.data_key.as_ref()).await? => {
+                tracing::info!(backup = %env.backup_id, "backup.ingested of a superseded run; not recorded");
+                Ok(())
+            }
+            Event::BackupStarted { run: Some(run), .. } => {
+                self.flush(tx).await?;
+                apply(tx, &mut self.prepared, env).await?;
+                self.runs
+                    .insert(env.backup_id.as_str().to_string(), Some(*run));
                 Ok(())
             }
             Event::ObjectStored(st) => {
@@ -72,6 +92,32 @@ impl Projector {
                 apply(tx, &mut self.prepared, env).await
             }
         }
+    }
+
+    /// Whether `run` is of a run of `env`'s backup that a later one
+    /// replaced (`cairn_bus::runs`).
+    async fn superseded(
+        &mut self,
+        tx: &Transaction<'_>,
+        env: &Envelope,
+        run: Option<&KeyId>,
+    ) -> Result<bool, tokio_postgres::Error> {
+        if run.is_none() {
+            return Ok(false);
+        }
+        let id = env.backup_id.as_str();
+        if !self.runs.contains_key(id) {
+            let current = tx
+                .query_opt("SELECT run FROM backups WHERE backup_id = $1", &[&id])
+                .await?
+                .and_then(|r| r.get::<_, Option<String>>(0))
+                .and_then(|r| KeyId::parse(&r).ok());
+            self.runs.insert(id.to_string(), current);
+        }
+        Ok(cairn_bus::runs::superseded(
+            self.runs.get(id).and_then(|r| r.as_ref()),
+            run,
+        ))
     }
 
     /// Gathers an object's digest and, for a pack, where each of its chunks
@@ -206,11 +252,13 @@ async fn apply(
             )
             .await?;
         }
-        Event::BackupStarted { .. } => {
+        Event::BackupStarted { run, .. } => {
             prepared.execute(
                 tx,
-                "UPDATE backups SET status = 'running' WHERE backup_id = $1 AND status = 'requested'",
-                &[&id],
+                "UPDATE backups SET status = CASE WHEN status = 'requested' THEN 'running' ELSE status END,
+                     run = coalesce($2, run)
+                 WHERE backup_id = $1",
+                &[&id, &run.map(|r| r.to_hex())],
             )
             .await?;
         }

@@ -142,11 +142,14 @@ impl EncryptWorker {
         };
         let (payload, sha256, packed) = sealed;
         let path = layout::object(&object);
+        let run = layout::of_one_run(&object).then_some(key_id);
+        let msg_id = layout::sealed_msg_id(&backup_id, &path, run.as_ref());
         let digest = ObjectDigest {
             object: object.clone(),
             sha256: sha256.clone(),
             len: payload.len() as u64,
             packed,
+            run,
         };
         let msg = SealedObject {
             schema: SCHEMA_VERSION,
@@ -156,13 +159,14 @@ impl EncryptWorker {
             sha256: sha256.clone(),
             payload,
             retain_until,
+            run,
         };
         // A full SEALED stream (a slow network) is ingest's to wait out:
         // answer busy before it stops waiting, rather than hold the request.
         publish::publish_within(
             &self.bus.js,
             &self.bus.subjects.sealed(&backup_id),
-            &format!("sealed-{backup_id}-{path}"),
+            &msg_id,
             Bytes::from(encode(&msg)),
             Duration::from_secs(self.bus.cfg.ack_wait_secs.max(1)) / 3,
         )

@@ -433,13 +433,16 @@ impl Publisher<'_> {
         to: &[String],
     ) -> Result<(), BusError> {
         let sha256 = hex::encode(Sha256::digest(&payload));
+        let run = layout::of_one_run(&object).then_some(self.key.id);
         let digest = ObjectDigest {
             object: object.clone(),
             sha256: sha256.clone(),
             len: payload.len() as u64,
             packed: Vec::new(),
+            run,
         };
         let path = layout::object(&object);
+        let msg_id = layout::sealed_msg_id(self.backup_id, &path, run.as_ref());
         let msg = SealedObject {
             schema: SCHEMA_VERSION,
             backup_id: self.backup_id.clone(),
@@ -448,6 +451,7 @@ impl Publisher<'_> {
             sha256: sha256.clone(),
             payload,
             retain_until: self.retain_until.clone(),
+            run,
         };
         let env = Envelope::new(
             self.ctx.source.clone(),
@@ -458,11 +462,7 @@ impl Publisher<'_> {
         self.ctx.bus.publish_event(&env).await?;
         let subject = self.ctx.bus.subjects.sealed(self.backup_id);
         self.pipe
-            .publish(
-                subject,
-                format!("sealed-{}-{path}", self.backup_id),
-                Bytes::from(encode(&msg)),
-            )
+            .publish(subject, msg_id, Bytes::from(encode(&msg)))
             .await
     }
 }
@@ -641,13 +641,14 @@ pub async fn place(ctx: &IngestContext, req: &BackupRequest) -> Result<Placed, J
 /// `backup.ingested` reported.
 pub async fn run(
     ctx: &IngestContext,
-    backup_id: &BackupId,
+    request: &Envelope,
     req: &BackupRequest,
-    requested_at: &str,
     input: Input,
     counters: Arc<Counters>,
     placed: Placed,
+    lease: Option<&cairn_bus::lease::Lease>,
 ) -> Result<Ingested, JobError> {
+    let (backup_id, requested_at) = (&request.backup_id, request.at.as_str());
     let Placed {
         networks,
         redundancy,
@@ -691,6 +692,25 @@ pub async fn run(
     // worker holds a key to a backup already written.
     let dk = ctx.writer.data_key_to(&dataset_public);
     let key_id = KeyId(dk.id.0);
+    // This run is named by its data key, before anything of it is sent:
+    // what an earlier run of this backup still sends is passed over.
+    if let Some(lease) = lease {
+        if !lease.set_run(&key_id.to_hex()).await? {
+            return Err(JobError::Bus(BusError::JetStream(format!(
+                "lost the lease on backup {backup_id} before its run began"
+            ))));
+        }
+    }
+    let started = Envelope::new(
+        ctx.source.clone(),
+        backup_id.clone(),
+        Event::BackupStarted {
+            worker: ctx.source.clone(),
+            run: Some(key_id),
+        },
+        &[&key_id.0],
+    );
+    ctx.bus.publish_event(&started).await?;
     let retain_until = retain_until(ctx, req, requested_at);
     let mut publisher = Publisher {
         ctx,
@@ -934,7 +954,7 @@ pub async fn run(
         ctx.source.clone(),
         backup_id.clone(),
         Event::BackupIngested(ingested.clone()),
-        &[ingested.merkle_root.as_bytes()],
+        &[ingested.merkle_root.as_bytes(), &key_id.0],
     );
     ctx.bus.publish_event(&env).await?;
     save_cache(ctx, req, backup_id, produced.cache, parent_id).await;

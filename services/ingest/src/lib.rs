@@ -20,6 +20,8 @@ pub mod source;
 pub mod sources;
 pub mod wal;
 
+use cairn_bus::claims::Claims;
+use cairn_bus::lease::Lease;
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{decode, BackupId, BackupRequest, Envelope, Event, Outcome, Progress, Stage};
 use job::{IngestContext, JobError};
@@ -103,12 +105,12 @@ fn open_input(req: &BackupRequest, client: Option<Box<dyn Read + Send>>) -> Resu
 /// Ingests the backup `request` asks for: records `backup.started`, reads
 /// the source (or `stdin`, for a `--stdin` backup), and ends with
 /// `backup.ingested`, or `backup.failed` naming what was wrong with the
-/// source. `attempt` tells deliveries apart in the started event's id.
+/// source. `lease`, the worker's on this backup, is told the run's name.
 pub async fn ingest(
     ctx: &IngestContext,
     request: &Envelope,
     stdin: Option<Box<dyn Read + Send>>,
-    attempt: i64,
+    lease: Option<&Lease>,
 ) -> Result<(), IngestError> {
     let Event::BackupRequested(req) = &request.event else {
         return Err(IngestError::NotARequest(request.event.kind()));
@@ -131,18 +133,9 @@ pub async fn ingest(
         Ok(i) => i,
         Err(reason) => return Ok(publish_failure(&ctx.bus, &ctx.source, id, reason).await?),
     };
-    let started = Envelope::new(
-        ctx.source.clone(),
-        id.clone(),
-        Event::BackupStarted {
-            worker: ctx.source.clone(),
-        },
-        &[&attempt.to_be_bytes()],
-    );
-    ctx.bus.publish_event(&started).await?;
     let counters = Arc::new(Counters::default());
     let progress = report_progress(&ctx.bus, id, counters.clone());
-    let result = job::run(ctx, id, req, &request.at, input, counters, placed).await;
+    let result = job::run(ctx, request, req, input, counters, placed, lease).await;
     progress.abort();
     match result {
         Ok(ingested) => {
@@ -160,6 +153,15 @@ struct IngestWorker {
     ctx: Arc<IngestContext>,
     /// The backups being ingested here, each behind its own lock.
     running: std::sync::Mutex<HashMap<BackupId, Arc<tokio::sync::Mutex<()>>>>,
+    /// This process, as it signs its leases on backups.
+    holder: String,
+}
+
+/// How long an ingest process's lease on a backup lasts unrenewed: twice
+/// the consumer's `ack_wait` (renewed every third of it), and no less than
+/// 10 s, so a busy machine's late renewal does not pass the backup on.
+pub fn lease_ttl(ack_wait_secs: u64) -> Duration {
+    Duration::from_secs((2 * ack_wait_secs).max(10))
 }
 
 /// What ends a backup's ingest: once the EVENTS stream holds one of these,
@@ -181,35 +183,84 @@ impl IngestWorker {
     }
 
     /// A request delivered again while its backup is being ingested (its
-    /// acks lost, as when JetStream is briefly without quorum), or after it
-    /// was (its last ack lost), must not be ingested a second time: a second
-    /// run seals its manifest, catalogue and chunk list under another data
-    /// key, and what the networks keep and what the ledger records would
-    /// come from different runs. So a backup is ingested by one delivery at
-    /// a time here, and not again once it has ended.
+    /// acks late on a busy machine, or lost, as when JetStream is briefly
+    /// without quorum), or after it was (its last ack lost), must not be
+    /// ingested a second time beside the first: a second run seals its
+    /// manifest, catalogue and chunk list under another data key, and what
+    /// the networks keep and what the ledger records would come from
+    /// different runs. So a backup is ingested by one delivery at a time
+    /// in this process, by one process at a time across replicas (a lease
+    /// on the RUNS stream, renewed while it runs), and not again once it
+    /// has ended. A process that stops renewing (killed, frozen, its host
+    /// cut off) gives the run up itself, and another takes the backup
+    /// over once the lease runs out, as a new run: the lease then names
+    /// that run, and store, the ledger and verify pass over whatever the
+    /// old one still sends (`cairn_bus::runs`).
     async fn once(&self, env: &Envelope, attempt: i64) -> Result<(), Failure> {
         let id = &env.backup_id;
         let lock = self.lock_of(id);
         let result = {
             let _one_at_a_time = lock.lock().await;
-            let mut ended = None;
-            for kind in ENDED {
-                if self.ctx.bus.has_event(kind, id).await? {
-                    ended = Some(kind);
-                    break;
-                }
-            }
-            match ended {
-                Some(kind) => {
-                    tracing::info!(backup = %id, attempt, ended = kind, "delivered again after it ended; not ingested again");
-                    Ok(())
-                }
-                None => ingest(&self.ctx, env, None, attempt)
-                    .await
-                    .map_err(Failure::from),
-            }
+            self.leased(env, attempt).await
         };
         self.done_with(id, lock);
+        result
+    }
+
+    /// The kind of event that ended `id`'s ingest, if one did.
+    async fn ended(&self, id: &BackupId) -> Result<Option<&'static str>, BusError> {
+        for kind in ENDED {
+            if self.ctx.bus.has_event(kind, id).await? {
+                return Ok(Some(kind));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn leased(&self, env: &Envelope, attempt: i64) -> Result<(), Failure> {
+        let id = &env.backup_id;
+        let claims = Claims::runs(&self.ctx.bus);
+        let ttl = lease_ttl(self.ctx.bus.cfg.ack_wait_secs);
+        let mut waiting = false;
+        let lease = loop {
+            if let Some(kind) = self.ended(id).await? {
+                tracing::info!(backup = %id, attempt, ended = kind, "delivered again after it ended; not ingested again");
+                return Ok(());
+            }
+            match Lease::try_take(&claims, id.as_str(), &self.holder, ttl).await? {
+                Ok(lease) => break lease,
+                Err(held) => {
+                    if !waiting {
+                        tracing::info!(backup = %id, attempt, holder = %held.holder, "another ingest process runs this backup; waiting for it to end or to stop renewing its lease");
+                        waiting = true;
+                    }
+                    // The delivery stays ours meanwhile (the worker tells
+                    // the server it is in progress).
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        // It may have ended just before the lease was given up.
+        if let Some(kind) = self.ended(id).await? {
+            tracing::info!(backup = %id, attempt, ended = kind, "ended meanwhile; not ingested again");
+            lease.release().await;
+            return Ok(());
+        }
+        if waiting {
+            tracing::warn!(backup = %id, attempt, holder = %self.holder, "the process running this backup stopped renewing its lease; running it here, as a new run");
+        } else {
+            tracing::info!(backup = %id, attempt, holder = %self.holder, "took the lease on this backup; ingesting");
+        }
+        let result = tokio::select! {
+            r = ingest(&self.ctx, env, None, Some(&lease)) => r.map_err(Failure::from),
+            () = lease.lost() => Err(Failure::retry(format!(
+                "lost the lease on backup {id} (its renewal failed for two thirds of {}s, or another process took it): gave this run up",
+                ttl.as_secs()
+            ))),
+        };
+        if result.is_ok() {
+            lease.release().await;
+        }
         result
     }
 }
@@ -256,6 +307,7 @@ pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> Result<(), BusE
         None,
         concurrency,
         Arc::new(IngestWorker {
+            holder: format!("{}/{}", ctx.source, uuid::Uuid::now_v7()),
             ctx,
             running: Default::default(),
         }),

@@ -188,7 +188,7 @@ pub async fn push(
         source: e,
     })?;
     let local = async {
-        crate::ingest(ctx, &envelope, Some(Box::new(file)), 1)
+        crate::ingest(ctx, &envelope, Some(Box::new(file)), None)
             .await
             .map_err(|e| WalError::Ingest {
                 name: name.clone(),

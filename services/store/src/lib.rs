@@ -219,6 +219,7 @@ impl StoreWorker {
                         sha256: sha256.clone(),
                         len,
                         packed: Vec::new(),
+                        run: None,
                     },
                     existed: put == Put::Existed,
                 }),
@@ -352,6 +353,13 @@ impl StoreWorker {
             return Ok(()); // another network's copy
         }
         let path = layout::object(&obj.object);
+        if obj.run.is_some() {
+            let current = cairn_bus::runs::current(&self.bus, &obj.backup_id).await?;
+            if cairn_bus::runs::superseded(current.as_ref(), obj.run.as_ref()) {
+                tracing::info!(network = %name, %path, "of a run this backup's ingest no longer counts; not written");
+                return Ok(());
+            }
+        }
         let actual = hex::encode(Sha256::digest(&obj.payload));
         if actual != obj.sha256 {
             return Err(StoreError::Digest {
@@ -428,6 +436,7 @@ impl StoreWorker {
                     sha256: obj.sha256.clone(),
                     len,
                     packed: Vec::new(),
+                    run: obj.run,
                 },
                 existed: put == Put::Existed,
             }),

@@ -489,6 +489,13 @@ impl Handler for VerifyWorker {
                 env.event.kind()
             )));
         };
+        // A run whose ingest was taken over by another process may still
+        // have finished: the backup is the later run's to verify.
+        let current = cairn_bus::runs::current(&self.bus, &env.backup_id).await?;
+        if cairn_bus::runs::superseded(current.as_ref(), ing.data_key.as_ref()) {
+            tracing::info!(backup = %env.backup_id, "backup.ingested of a superseded run; not verified");
+            return Ok(());
+        }
         let outcome = self.outcome(&env.backup_id, ing).await;
         let event = verdict(outcome, &ing.redundancy);
         tracing::info!(backup = %env.backup_id, result = event.kind(), "verified");

@@ -117,6 +117,7 @@ pub fn permissions(s: &Subjects, role: &Role, public: &str) -> Permissions {
         s.dlq_stream(),
         s.audit_stream(),
         s.schedules_stream(),
+        s.runs_stream(),
     ];
     let mut out = Permissions::default();
     if *role == Role::Operator {
@@ -175,6 +176,10 @@ pub fn permissions(s: &Subjects, role: &Role, public: &str) -> Permissions {
             out.publish.push(s.all_seal());
             out.publish.push(s.all_sealed());
             out.publish.push(format!("{p}.progress.*"));
+            // Its lease on each backup it runs.
+            out.publish.push(s.all_run_keys());
+            out.publish
+                .push(format!("$JS.API.STREAM.MSG.GET.{}", s.runs_stream()));
         }
         Role::Encrypt => {
             out.subscribe.push(s.all_seal());
@@ -187,6 +192,9 @@ pub fn permissions(s: &Subjects, role: &Role, public: &str) -> Permissions {
         }
         Role::Store => {
             work(&mut out, &s.sealed_stream(), "*");
+            // Which run of a backup counts (`runs`).
+            out.publish
+                .push(format!("$JS.API.STREAM.MSG.GET.{}", s.runs_stream()));
             out.publish
                 .extend(events(&["object.stored", "network.traffic"]));
             out.deny_subscribe.push(s.all_seal());
@@ -195,6 +203,8 @@ pub fn permissions(s: &Subjects, role: &Role, public: &str) -> Permissions {
         Role::Verify => {
             work(&mut out, &ev, "verify");
             read(&mut out, &ev);
+            out.publish
+                .push(format!("$JS.API.STREAM.MSG.GET.{}", s.runs_stream()));
             read(&mut out, &s.audit_stream());
             out.publish.extend(events(&[
                 "backup.completed",

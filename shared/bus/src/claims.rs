@@ -1,5 +1,6 @@
 //! Compare-and-set registers on a JetStream stream that keeps one message
-//! per key (`<prefix>.sched.<key>`). A write names the sequence it read
+//! per key (`<prefix>.sched.<key>`, and `<prefix>.run.<backup>` for
+//! ingest's leases). A write names the sequence it read
 //! (`Nats-Expected-Last-Subject-Sequence`, 0 for "no value yet") and the
 //! server refuses it if another write came first, so of several replicas
 //! moving a key on from the same value exactly one succeeds. The retention
@@ -18,24 +19,47 @@ use bytes::Bytes;
 #[derive(Clone)]
 pub struct Claims {
     bus: Bus,
+    stream: String,
+    /// A key's subject is `<prefix>.<key>`.
+    prefix: String,
 }
 
 impl Claims {
+    /// The schedules stream's keys.
     pub fn new(bus: &Bus) -> Claims {
-        Claims { bus: bus.clone() }
+        let s = &bus.subjects;
+        Claims {
+            bus: bus.clone(),
+            stream: s.schedules_stream(),
+            prefix: s.schedule_key("").trim_end_matches('.').to_string(),
+        }
+    }
+
+    /// The RUNS stream's keys: one per backup, its id the key.
+    pub fn runs(bus: &Bus) -> Claims {
+        let s = &bus.subjects;
+        Claims {
+            bus: bus.clone(),
+            stream: s.runs_stream(),
+            prefix: format!("{}.run", s.prefix()),
+        }
+    }
+
+    fn subject(&self, key: &str) -> String {
+        format!("{}.{key}", self.prefix)
     }
 
     /// The value of `key` and its sequence (0: no value yet), for [`swap`](Self::swap).
     pub async fn get(&self, key: &str) -> Result<(Option<Bytes>, u64), BusError> {
-        let stream_name = self.bus.subjects.schedules_stream();
+        let stream_name = &self.stream;
         let stream = self
             .bus
             .js
-            .get_stream(&stream_name)
+            .get_stream(stream_name)
             .await
             .map_err(|e| BusError::JetStream(format!("stream {stream_name}: {e}")))?;
         match stream
-            .get_last_raw_message_by_subject(&self.bus.subjects.schedule_key(key))
+            .get_last_raw_message_by_subject(&self.subject(key))
             .await
         {
             Ok(m) => Ok((Some(m.payload), m.sequence)),
@@ -48,12 +72,23 @@ impl Claims {
     /// [`get`](Self::get) said): true if this call moved it, false if
     /// another writer did first.
     pub async fn swap(&self, key: &str, expected: u64, value: Bytes) -> Result<bool, BusError> {
+        Ok(self.swap_to(key, expected, value).await?.is_some())
+    }
+
+    /// As [`swap`](Self::swap), with the key's new sequence if this call
+    /// moved it.
+    pub async fn swap_to(
+        &self,
+        key: &str,
+        expected: u64,
+        value: Bytes,
+    ) -> Result<Option<u64>, BusError> {
         let mut h = HeaderMap::new();
         h.insert(
             "Nats-Expected-Last-Subject-Sequence",
             expected.to_string().as_str(),
         );
-        let subject = self.bus.subjects.schedule_key(key);
+        let subject = self.subject(key);
         let sent = self
             .bus
             .js
@@ -61,8 +96,8 @@ impl Claims {
             .await
             .map_err(|e| BusError::JetStream(format!("write {key}: {e}")))?;
         match sent.await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Ok(ack) => Ok(Some(ack.sequence)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
             Err(e) => Err(BusError::JetStream(format!("write {key}: {e}"))),
         }
     }

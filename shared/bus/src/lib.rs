@@ -9,11 +9,13 @@ pub mod access;
 pub mod claims;
 pub mod client;
 pub mod config;
+pub mod lease;
 pub mod publish;
 pub mod quorum;
 pub mod redrive;
 pub mod replay;
 pub mod request;
+pub mod runs;
 pub mod topology;
 pub mod worker;
 

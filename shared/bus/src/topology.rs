@@ -7,6 +7,7 @@
 //! | EVENTS | `<p>.evt.>` | file | limits, no delete/purge | history: the ledger can be rebuilt from it |
 //! | SEALED | `<p>.sealed.>` | file | interest (one consumer per network), bounded | a slow network holds only its own backlog |
 //! | DLQ | `<p>.dlq.>` | file | limits, 1 GiB, oldest dropped | dead letters with their reason |
+//! | RUNS | `<p>.run.>` | file | limits, one per key, a day | which ingest process runs each backup (a lease), and its run |
 //! | AUDIT | `<p>.audit.>` | file | limits, no delete/purge | the ledger's copy outside PostgreSQL: entries, checkpoints, cosignatures |
 
 use crate::NatsConfig;
@@ -19,6 +20,9 @@ use std::time::Duration;
 /// JetStream's duplicate window: a message re-published with the same
 /// `Nats-Msg-Id` within it is dropped by the server.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// How long the RUNS stream keeps a backup's last claim.
+pub const RUNS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// What every stream shares; each adds its bounds below.
 fn stream(
@@ -84,6 +88,19 @@ pub fn streams(s: &Subjects, cfg: &NatsConfig) -> Vec<stream::Config> {
                 s.schedules_stream(),
                 "schedule slots claimed by the retention service's replicas, and the last fired",
                 s.all_schedule_keys(),
+                kept,
+                cfg,
+            )
+        },
+        stream::Config {
+            // A lease is renewed every few seconds while its backup runs: a
+            // day-old one ended long ago.
+            max_messages_per_subject: 1,
+            max_age: RUNS_KEPT,
+            ..stream(
+                s.runs_stream(),
+                "which ingest process runs each backup, and its run",
+                s.all_run_keys(),
                 kept,
                 cfg,
             )

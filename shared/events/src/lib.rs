@@ -56,8 +56,15 @@ pub enum Event {
     #[serde(rename = "backup.requested")]
     BackupRequested(BackupRequest),
     /// An ingest worker took the request and started reading the source.
+    /// `run` names this run of the backup (its data key): a backup whose
+    /// ingest was taken over starts again as a new run, and the objects
+    /// and `backup.ingested` of an earlier run no longer count.
     #[serde(rename = "backup.started")]
-    BackupStarted { worker: String },
+    BackupStarted {
+        worker: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<KeyId>,
+    },
     /// Ingest read the whole source; every new chunk has been handed on.
     #[serde(rename = "backup.ingested")]
     BackupIngested(Ingested),
@@ -840,6 +847,11 @@ pub struct ObjectDigest {
     /// ledger's chunk index learns from this which pack holds a chunk.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packed: Vec<PackedChunk>,
+    /// For a backup's own objects that another run of it would write
+    /// differently under the same name (its manifest, catalogue entry and
+    /// chunk list pages): the run (data key) that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<KeyId>,
 }
 
 /// One chunk inside a pack: its sealed bytes are `len` bytes at `offset`.
@@ -1291,6 +1303,10 @@ pub struct SealedObject {
     /// RFC 3339: where networks lock objects, locked at least until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_until: Option<String>,
+    /// As [`ObjectDigest::run`]: a store worker passes over an object of a
+    /// run that is no longer the backup's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<KeyId>,
 }
 
 impl std::fmt::Debug for SealedObject {

@@ -73,6 +73,21 @@ impl Subjects {
         format!("{}.sched.>", self.prefix)
     }
 
+    /// Stream where ingest replicas claim each backup they run (a lease
+    /// naming the holder and its run), so that one process at a time runs
+    /// a backup and the others can tell its objects from a superseded
+    /// run's: one message per key, kept a day.
+    pub fn runs_stream(&self) -> String {
+        self.stream("RUNS")
+    }
+    /// `<prefix>.run.<backup>`: the claim on one backup's ingest.
+    pub fn run_key(&self, backup: &crate::BackupId) -> String {
+        format!("{}.run.{backup}", self.prefix)
+    }
+    pub fn all_run_keys(&self) -> String {
+        format!("{}.run.>", self.prefix)
+    }
+
     /// `<prefix>.audit.checkpoint`: each signed checkpoint of the ledger.
     pub fn checkpoint(&self) -> String {
         format!("{}.audit.checkpoint", self.prefix)

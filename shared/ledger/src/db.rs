@@ -68,6 +68,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         13,
         include_str!("../../../schemas/sql/0013_ledger_console_role.sql"),
     ),
+    (
+        14,
+        include_str!("../../../schemas/sql/0014_ledger_runs.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

@@ -18,7 +18,7 @@
 //! backups/<backup_id>/catalogue  sealed catalogue entry (what `cairn recover list` shows)
 //! ```
 
-use cairn_events::{BackupId, ObjectKey, PackId};
+use cairn_events::{BackupId, KeyId, ObjectKey, PackId};
 
 pub const CONFIG: &str = "config";
 /// Where a PostgreSQL base backup's data directory sits in its tree.
@@ -149,6 +149,26 @@ pub fn put_mode(key: &ObjectKey) -> cairn_networks::PutMode {
         | ObjectKey::DataKey { .. }
         | ObjectKey::DatasetKey { .. } => cairn_networks::PutMode::IfAbsent,
         _ => cairn_networks::PutMode::Overwrite,
+    }
+}
+
+/// Whether another run of the same backup would write this object
+/// differently under the same name: its manifest, catalogue entry and
+/// chunk list pages (chunks and packs are named by their content and data
+/// key, keys by themselves).
+pub fn of_one_run(key: &ObjectKey) -> bool {
+    matches!(
+        key,
+        ObjectKey::Manifest { .. } | ObjectKey::Catalogue { .. } | ObjectKey::ChunkList { .. }
+    )
+}
+
+/// The `Nats-Msg-Id` of an object on SEALED: a retry of the same object is
+/// dropped as a duplicate; another run's object of the same name is not.
+pub fn sealed_msg_id(backup: &BackupId, path: &str, run: Option<&KeyId>) -> String {
+    match run {
+        Some(run) => format!("sealed-{backup}-{path}-{}", run.to_hex()),
+        None => format!("sealed-{backup}-{path}"),
     }
 }
 

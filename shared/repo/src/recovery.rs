@@ -210,6 +210,7 @@ impl Repository {
                     object: key,
                     sha256,
                     len: bytes.len() as u64,
+                    run: None,
                 };
                 objects.push((digest, on));
             }

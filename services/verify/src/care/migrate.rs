@@ -139,6 +139,7 @@ fn stored(
                 sha256: sha256.to_string(),
                 len,
                 packed: Vec::new(),
+                run: None,
             },
             existed,
         }),

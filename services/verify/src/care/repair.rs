@@ -93,6 +93,7 @@ async fn copy_missing(
                             sha256: want.clone(),
                             len,
                             packed: Vec::new(),
+                            run: None,
                         },
                         existed: false,
                     }),
