@@ -341,14 +341,25 @@ impl Env {
     /// [`serve`](Self::serve) with `env` set for that process only (its
     /// own NATS user, say).
     pub fn serve_with(&mut self, stages: &[&str], env: &[(&str, &str)]) -> usize {
+        self.serve_as(stages, env, |c| c)
+    }
+
+    /// [`serve_with`](Self::serve_with), the command passed through `wrap`
+    /// (run on another host, say); its log is `serve-<stages>-<n>.log`.
+    pub fn serve_as(
+        &mut self,
+        stages: &[&str],
+        env: &[(&str, &str)],
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> usize {
         self.spawned += 1;
         let name = format!("serve-{}-{}", stages.join("+"), self.spawned);
         let log = std::fs::File::create(self.logs_dir().join(format!("{name}.log"))).unwrap();
         let mut c = self.cmd();
         c.envs(env.iter().copied());
-        c.arg("serve")
-            .args(stages)
-            .stdout(log.try_clone().unwrap())
+        c.arg("serve").args(stages);
+        let mut c = wrap(c);
+        c.stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null());
         let child = c.spawn().expect("start cairn serve");

@@ -9,6 +9,7 @@
 
 pub mod env;
 pub mod fixtures;
+pub mod hosts;
 pub mod ledger;
 pub mod metrics;
 pub mod nats;

@@ -129,13 +129,18 @@ impl Cluster {
     /// Starts the server on its own port and socket directory, with `env`
     /// (what its archive or restore command needs), and waits for it.
     pub fn start(&self, env: &[(&str, &str)]) {
+        self.start_on(env, "127.0.0.1")
+    }
+
+    /// As [`start`](Self::start), listening on `addresses` (comma-separated).
+    pub fn start_on(&self, env: &[(&str, &str)], addresses: &str) {
         let _ = std::fs::File::create(&self.log);
         chown_postgres(&self.log);
         let sockets = self.data.with_extension("sock");
         std::fs::create_dir_all(&sockets).unwrap();
         chown_postgres(&sockets);
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            "-p {} -k {} -c listen_addresses={addresses}",
             self.port,
             sockets.display()
         );

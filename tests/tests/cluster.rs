@@ -65,9 +65,9 @@ fn held_by(node: &NatsServer, stream: &str) -> Option<u64> {
         .and_then(|s| s["state"]["messages"].as_u64())
 }
 
-/// Every stream of a Cairn topology: EVENTS, SEALED, DLQ, AUDIT and
-/// SCHEDULES, each led by one node and copied on both others.
-const STREAMS: usize = 5;
+/// Every stream of a Cairn topology: EVENTS, SEALED, DLQ, AUDIT,
+/// SCHEDULES and RUNS, each led by one node and copied on both others.
+const STREAMS: usize = 6;
 
 /// A running Cairn on a 3-node cluster whose every stream has two current
 /// followers, verify's timeout `verify_timeout_secs`, other options from

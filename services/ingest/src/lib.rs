@@ -246,8 +246,16 @@ impl IngestWorker {
             lease.release().await;
             return Ok(());
         }
-        if waiting {
-            tracing::warn!(backup = %id, attempt, holder = %self.holder, "the process running this backup stopped renewing its lease; running it here, as a new run");
+        let taken_over = lease
+            .previous
+            .as_ref()
+            .filter(|p| p.run.is_some() && p.holder != self.holder)
+            .map(|p| p.holder.clone());
+        if let Some(before) = taken_over
+            .filter(|h| !h.is_empty())
+            .or(waiting.then(String::new))
+        {
+            tracing::warn!(backup = %id, attempt, holder = %self.holder, previous = %before, "the process running this backup stopped renewing its lease; running it here, as a new run");
         } else {
             tracing::info!(backup = %id, attempt, holder = %self.holder, "took the lease on this backup; ingesting");
         }

@@ -41,12 +41,21 @@ pub enum FollowError<E: std::error::Error + 'static> {
 pub struct Requested {
     pub backup_id: BackupId,
     pub envelope: Envelope,
+    bus: Bus,
     events: async_nats::Subscriber,
     progress: async_nats::Subscriber,
     /// The ledger's copies of `backup.*` entries (AUDIT), to see it record
     /// the outcome.
     recorded: async_nats::Subscriber,
 }
+
+/// How often a follower asks the EVENTS stream for the outcome, in case it
+/// was published while this client's connection was away (its node lost:
+/// a subscription misses what passed meanwhile).
+const LOOK_EVERY: Duration = Duration::from_secs(10);
+
+/// The events that end a backup.
+const OUTCOMES: [&str; 3] = ["backup.completed", "backup.degraded", "backup.failed"];
 
 /// How long a client waits, once it saw the outcome, for the ledger to
 /// record it (so that `cairn show` right after agrees); it returns anyway
@@ -75,6 +84,7 @@ pub async fn request_backup(
     Ok(Requested {
         backup_id,
         envelope,
+        bus: bus.clone(),
         events,
         progress,
         recorded,
@@ -107,6 +117,10 @@ impl Requested {
         let mut ending: Option<Ending> = None;
         let mut in_ledger = false;
         let mut record_deadline = deadline;
+        let mut look = tokio::time::interval_at(now + LOOK_EVERY, LOOK_EVERY);
+        // A client whose user may not read the stream (a factory: the
+        // server refuses its asks) relies on its subscriptions alone.
+        let mut may_look = true;
         loop {
             if let (Some(_), true) = (&ending, in_ledger) {
                 return Ok(ending.take().expect("just matched"));
@@ -141,6 +155,28 @@ impl Requested {
                 done = async { if let Some(w) = local.as_mut() { w.await } else { Ok(()) } }, if !local_done => {
                     local_done = true;
                     done.map_err(FollowError::Local)?;
+                }
+                _ = look.tick(), if ending.is_none() && may_look && local_done => {
+                    let asked = std::time::Instant::now();
+                    for kind in OUTCOMES {
+                        match self.bus.last_event(kind, &self.backup_id).await {
+                            Ok(Some(env)) => {
+                                if let Some((status, o)) = env.event.outcome() {
+                                    started = true;
+                                    ending = Some(Ending::Finished { status, outcome: o.clone() });
+                                    record_deadline = tokio::time::Instant::now() + RECORD_WAIT;
+                                    break;
+                                }
+                            }
+                            Ok(None) => {}
+                            // Unreachable for now (its node lost, no
+                            // quorum): asked again next time.
+                            Err(_) => {
+                                may_look = crate::access::refused_since(asked).is_none();
+                                break;
+                            }
+                        }
+                    }
                 }
                 p = self.progress.next() => {
                     if let Some(p) = p.and_then(|m| serde_json::from_slice::<Progress>(&m.payload).ok()) {

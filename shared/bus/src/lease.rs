@@ -54,6 +54,8 @@ pub async fn read(claims: &Claims, key: &str) -> Result<(Option<Held>, u64), Bus
 
 /// A held lease; renewed in the background until released or dropped.
 pub struct Lease {
+    /// What the key held when this lease was taken.
+    pub previous: Option<Held>,
     claims: Claims,
     key: String,
     state: Arc<Mutex<State>>,
@@ -105,6 +107,7 @@ impl Lease {
         let (tx, lost) = watch::channel(false);
         let renew = tokio::spawn(renew(claims.clone(), key.to_string(), state.clone(), tx));
         Ok(Ok(Lease {
+            previous: current,
             claims: claims.clone(),
             key: key.to_string(),
             state,

@@ -110,6 +110,9 @@ impl Bus {
         let options = access::options(cfg)?
             .name(client_name)
             .connection_timeout(Duration::from_secs(5))
+            // A server gone without closing the connection (its host cut
+            // off) is noticed after two unanswered pings, not minutes.
+            .ping_interval(Duration::from_secs(10))
             .retry_on_initial_connect()
             .max_reconnects(Some(0));
         let client = options.connect(servers(&cfg.url)?).await;
@@ -334,6 +337,27 @@ impl Bus {
         kind: &str,
         backup: &cairn_events::BackupId,
     ) -> Result<bool, BusError> {
+        Ok(self.last_event_bytes(kind, backup).await?.is_some())
+    }
+
+    /// The last event of `kind` for `backup` on the EVENTS stream, if any
+    /// (and if it decodes).
+    pub async fn last_event(
+        &self,
+        kind: &str,
+        backup: &cairn_events::BackupId,
+    ) -> Result<Option<Envelope>, BusError> {
+        Ok(self
+            .last_event_bytes(kind, backup)
+            .await?
+            .and_then(|b| cairn_events::decode::<Envelope>(&b, "event").ok()))
+    }
+
+    async fn last_event_bytes(
+        &self,
+        kind: &str,
+        backup: &cairn_events::BackupId,
+    ) -> Result<Option<Bytes>, BusError> {
         let name = self.subjects.events_stream();
         let stream = self
             .js
@@ -343,12 +367,12 @@ impl Bus {
         // Not for requests: their subject carries the dataset too.
         let subject = format!("{}.evt.{kind}.{backup}", self.subjects.prefix());
         match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(_) => Ok(true),
+            Ok(m) => Ok(Some(m.payload)),
             Err(e)
                 if e.kind()
                     == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(BusError::JetStream(format!("{subject}: {e}"))),
         }

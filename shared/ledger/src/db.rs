@@ -183,6 +183,26 @@ fn tls_trusting(ca: &Path) -> Result<MakeRustlsConnect, DbError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
+/// TCP keepalives that find a peer gone within about 25 s, on both ends.
+/// A process whose host is cut off in the middle of a transaction would
+/// otherwise keep its locks on the server for the system's two hours (the
+/// ledger's head row: no other ledger replica could write); the server
+/// ends such a session once its probes go unanswered, and the client
+/// learns its connection is dead and makes another.
+fn keep_alive(cfg: &mut tokio_postgres::Config) {
+    cfg.keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .keepalives_interval(std::time::Duration::from_secs(5))
+        .keepalives_retries(3);
+    let ours = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
+    let options = match cfg.get_options() {
+        // What the URL sets comes last, so it wins.
+        Some(given) if !given.is_empty() => format!("{ours} {given}"),
+        _ => ours.to_string(),
+    };
+    cfg.options(&options);
+}
+
 /// Connects; creates the database first if it does not exist.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
     connect_with(url, None, None).await
@@ -202,6 +222,7 @@ pub async fn connect_with(
     if let (None, Some(p)) = (cfg.get_password(), password) {
         cfg.password(p.expose());
     }
+    keep_alive(&mut cfg);
     let tls = match tls_ca {
         Some(ca) => {
             // Never fall back to a plaintext connection.
