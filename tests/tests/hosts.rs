@@ -79,7 +79,9 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
     random_file(&src1.join("a.bin"), 6 << 20);
     text_file(&src1.join("b.txt"), 1 << 20, 1);
     let want1 = snapshot(&src1);
-    let b1 = env.backup(&[src1.to_str().unwrap()]);
+    // A worker may take a few seconds more than the CLI's default 5 to
+    // take a request while the cluster settles.
+    let b1 = env.backup(&["--start-timeout", "60", src1.to_str().unwrap()]);
     assert_eq!(b1["status"], "completed", "{b1}");
     let id1 = b1["backup_id"].as_str().unwrap().to_string();
     restores(&env, &id1, &src1, &want1);
@@ -102,6 +104,8 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
         "--json",
         "--timeout",
         "300",
+        "--start-timeout",
+        "60",
         src2.to_str().unwrap(),
     ]);
     let running = Guarded::spawn(cmd);
@@ -176,7 +180,7 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
     let src3 = env.source_dir("third");
     random_file(&src3.join("a.bin"), 6 << 20);
     let want3 = snapshot(&src3);
-    let b3 = env.backup(&[src3.to_str().unwrap()]);
+    let b3 = env.backup(&["--start-timeout", "60", src3.to_str().unwrap()]);
     assert_eq!(b3["status"], "completed", "{b3}");
     let id3 = b3["backup_id"].as_str().unwrap().to_string();
     restores(&env, &id3, &src3, &want3);

@@ -192,8 +192,11 @@ impl IngestWorker {
     /// in this process, by one process at a time across replicas (a lease
     /// on the RUNS stream, renewed while it runs), and not again once it
     /// has ended. A process that stops renewing (killed, frozen, its host
-    /// cut off) gives the run up itself, and another takes the backup
-    /// over once the lease runs out, as a new run: the lease then names
+    /// cut off) has its backup taken over by another once the lease runs
+    /// out, as a new run, and gives its own run up when it next finds the
+    /// lease taken (not while it merely cannot reach JetStream: nobody can
+    /// take the lease then, or what it sends no longer counts). The lease
+    /// then names
     /// that run, and store, the ledger and verify pass over whatever the
     /// old one still sends (`cairn_bus::runs`).
     async fn once(&self, env: &Envelope, attempt: i64) -> Result<(), Failure> {
@@ -227,7 +230,7 @@ impl IngestWorker {
                 tracing::info!(backup = %id, attempt, ended = kind, "delivered again after it ended; not ingested again");
                 return Ok(());
             }
-            match Lease::try_take(&claims, id.as_str(), &self.holder, ttl).await? {
+            match Lease::try_take(&claims, id.as_str(), &self.holder, ttl, None).await? {
                 Ok(lease) => break lease,
                 Err(held) => {
                     if !waiting {
@@ -262,7 +265,7 @@ impl IngestWorker {
         let result = tokio::select! {
             r = ingest(&self.ctx, env, None, Some(&lease)) => r.map_err(Failure::from),
             () = lease.lost() => Err(Failure::retry(format!(
-                "lost the lease on backup {id} (its renewal failed for two thirds of {}s, or another process took it): gave this run up",
+                "lost the lease on backup {id} (another process took it over after {} s without a renewal): gave this run up",
                 ttl.as_secs()
             ))),
         };

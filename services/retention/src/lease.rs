@@ -26,7 +26,9 @@ impl Lease {
     ) -> Result<Result<Lease, String>, BusError> {
         let claims = Claims::new(bus);
         Ok(
-            cairn_bus::lease::Lease::acquire(&claims, KEY, holder, TTL, wait)
+            // Any failed renewal stops the sweep: another collector may
+            // take over once the lease runs out.
+            cairn_bus::lease::Lease::acquire(&claims, KEY, holder, TTL, Some(Duration::ZERO), wait)
                 .await?
                 .map(Lease)
                 .map_err(|held| held.holder),

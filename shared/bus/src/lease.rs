@@ -1,9 +1,12 @@
 //! Leases on a [`Claims`] key: one holder at a time, taken by
 //! compare-and-set and renewed in the background while its work runs. A
 //! holder killed, frozen or cut off stops renewing; its lease runs out after
-//! its time to live and the next holder takes over. A holder that could not
-//! renew for two thirds of that time gives the work up itself
-//! ([`Lease::lost`]), before anyone else may take it.
+//! its time to live and the next holder takes over. A holder whose renewal
+//! is refused (another wrote the key) has lost it ([`Lease::lost`]). One
+//! that cannot reach the server either gives up after its `patience` (the
+//! collector: at once, since two sweeps must never overlap) or keeps
+//! working (ingest: JetStream away for everyone is no reason to drop a
+//! backup, and what a run sends after another took over is passed over).
 //!
 //! Used by the collector (one sweep at a time per repository) and by ingest
 //! (one process at a time per backup, the lease naming the run whose
@@ -78,6 +81,7 @@ impl Lease {
         key: &str,
         holder: &str,
         ttl: Duration,
+        patience: Option<Duration>,
     ) -> Result<Result<Lease, Held>, BusError> {
         let (current, seq) = read(claims, key).await?;
         if let Some(h) = &current {
@@ -105,7 +109,13 @@ impl Lease {
             seq,
         }));
         let (tx, lost) = watch::channel(false);
-        let renew = tokio::spawn(renew(claims.clone(), key.to_string(), state.clone(), tx));
+        let renew = tokio::spawn(renew(
+            claims.clone(),
+            key.to_string(),
+            state.clone(),
+            tx,
+            patience,
+        ));
         Ok(Ok(Lease {
             previous: current,
             claims: claims.clone(),
@@ -123,11 +133,12 @@ impl Lease {
         key: &str,
         holder: &str,
         ttl: Duration,
+        patience: Option<Duration>,
         wait: Duration,
     ) -> Result<Result<Lease, Held>, BusError> {
         let started = Instant::now();
         loop {
-            match Lease::try_take(claims, key, holder, ttl).await? {
+            match Lease::try_take(claims, key, holder, ttl, patience).await? {
                 Ok(lease) => return Ok(Ok(lease)),
                 Err(other) if started.elapsed() >= wait => return Ok(Err(other)),
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
@@ -189,9 +200,14 @@ fn body(h: &Held) -> bytes::Bytes {
 
 /// Renews every third of the time to live. A write refused (another wrote
 /// the key) loses the lease at once; failing to reach the server loses it
-/// once two thirds of the time to live passed since the last renewal, a
-/// third before anyone else may take it.
-async fn renew(claims: Claims, key: String, state: Arc<Mutex<State>>, lost: watch::Sender<bool>) {
+/// once `patience` passed since the last renewal (never, without one).
+async fn renew(
+    claims: Claims,
+    key: String,
+    state: Arc<Mutex<State>>,
+    lost: watch::Sender<bool>,
+    patience: Option<Duration>,
+) {
     let ttl = state.lock().await.ttl;
     let mut renewed = Instant::now();
     loop {
@@ -212,8 +228,8 @@ async fn renew(claims: Claims, key: String, state: Arc<Mutex<State>>, lost: watc
                 let _ = lost.send(true);
                 return;
             }
-            Ok(Err(_)) | Err(_) if renewed.elapsed() >= ttl * 2 / 3 => {
-                tracing::warn!(%key, holder = %held.holder, "lease not renewed for two thirds of its time; giving the work up");
+            Ok(Err(_)) | Err(_) if patience.is_some_and(|p| renewed.elapsed() >= p) => {
+                tracing::warn!(%key, holder = %held.holder, "lease not renewed in time; giving the work up");
                 let _ = lost.send(true);
                 return;
             }
