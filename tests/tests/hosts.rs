@@ -123,11 +123,36 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
     eprintln!("hosts: cut host {} off mid-backup", victim + 1);
     let out = running.wait_output();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    // What the hosts said of the backups' course, should it not complete.
+    let course = || -> String {
+        workers
+            .iter()
+            .flat_map(|w| {
+                logs_of(&env, w)
+                    .lines()
+                    .filter(|l| {
+                        [
+                            "result=",
+                            "new run",
+                            "giving the work up",
+                            "took the lease",
+                            "dead",
+                        ]
+                        .iter()
+                        .any(|k| l.contains(k))
+                    })
+                    .map(|l| format!("{w}: {}", &l[..l.len().min(400)]))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(
         v["status"],
         "completed",
-        "{v}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{v}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        course()
     );
     eprintln!(
         "hosts: backup completed {:.1} s after the cut",
