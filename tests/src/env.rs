@@ -20,6 +20,10 @@ impl Worker {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+    /// Whether it has stopped by itself.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
     /// `kill -9`.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

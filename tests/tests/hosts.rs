@@ -67,12 +67,12 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
         ),
     );
     env.init();
-    let workers: Vec<String> = (0..3)
+    let (workers, mut serving): (Vec<String>, Vec<usize>) = (0..3)
         .map(|i| {
-            env.serve_as(&["all"], &[], |c| hosts.on(i, &c));
-            format!("serve-all-{}", i + 1)
+            let w = env.serve_as(&["all"], &[], |c| hosts.on(i, &c));
+            (format!("serve-all-{}", i + 1), w)
         })
-        .collect();
+        .unzip();
 
     // Whole: a backup completes and restores.
     let src1 = env.source_dir("first");
@@ -180,9 +180,12 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
     // its run up.
     hosts.restore(victim);
     let back_at = std::time::Instant::now();
+    // Its ingest gave its run up: told the lease was taken once its link
+    // was back, or stopped already, its database connection gone (the
+    // keepalives ended it during the cut), to be started again.
     wait_for(90, "the cut host's ingest to give its run up", || {
-        logs_of(&env, &workers[victim])
-            .contains("giving the work up")
+        let log = logs_of(&env, &workers[victim]);
+        (log.contains("giving the work up") || log.contains("PostgreSQL connection is gone"))
             .then_some(())
     });
     // Caught up: nats-server's health check passes once its JetStream
@@ -196,6 +199,11 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
         (0..3).all(ok).then_some(())
     });
     let caught_up = back_at.elapsed();
+    // As its service manager would: a stage that stopped is started again.
+    if env.worker(serving[victim]).exited() {
+        eprintln!("hosts: the cut host's serve had stopped; started again");
+        serving[victim] = env.serve_as(&["all"], &[], |c| hosts.on(victim, &c));
+    }
 
     eprintln!(
         "hosts: the cut host's node caught up {:.1} s after its link came back",

@@ -312,7 +312,14 @@ impl Handler for IngestWorker {
 /// Runs the ingest worker until the process stops.
 pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> Result<(), BusError> {
     let bus = ctx.bus.clone();
-    cairn_bus::worker::run(
+    let watched = ctx.clone();
+    let closed = async move {
+        cairn_ledger::db::closed(&watched.pg).await;
+        BusError::Stopped(
+            "the chunk index's PostgreSQL connection is gone; stopping, to be started again with a new one".into(),
+        )
+    };
+    let work = cairn_bus::worker::run(
         bus,
         Stage::Ingest,
         None,
@@ -322,6 +329,9 @@ pub async fn run(ctx: Arc<IngestContext>, concurrency: usize) -> Result<(), BusE
             ctx,
             running: Default::default(),
         }),
-    )
-    .await
+    );
+    tokio::select! {
+        r = work => r,
+        e = closed => Err(e),
+    }
 }

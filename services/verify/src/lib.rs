@@ -507,7 +507,14 @@ impl Handler for VerifyWorker {
 /// Runs the verify worker until the process stops.
 pub async fn run(worker: VerifyWorker, concurrency: usize) -> Result<(), BusError> {
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, Stage::Verify, None, concurrency, Arc::new(worker)).await
+    let worker = Arc::new(worker);
+    let watched = worker.clone();
+    tokio::select! {
+        r = cairn_bus::worker::run(bus, Stage::Verify, None, concurrency, worker) => r,
+        () = cairn_ledger::db::closed(&watched.pg) => Err(BusError::Stopped(
+            "verify's PostgreSQL connection is gone; stopping, to be started again with a new one".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub enum BusError {
         max_payload: usize,
         needed: usize,
     },
+    /// A stage gave up for a reason of its own (its database connection
+    /// gone): its process stops and is started again.
+    #[error("{0}")]
+    Stopped(String),
     #[error("JetStream: {0}")]
     JetStream(String),
     #[error("publish to {subject}: {detail}")]

@@ -203,6 +203,17 @@ fn keep_alive(cfg: &mut tokio_postgres::Config) {
     cfg.options(&options);
 }
 
+/// Resolves once `client`'s connection is gone (PostgreSQL restarted, or
+/// this host cut off long enough for the keepalives to give up). A stage
+/// holding one client stops then, naming why, and its service manager
+/// starts it again with a new connection: what it would otherwise do is
+/// fail every message it is given until each runs out of deliveries.
+pub async fn closed(client: &Client) {
+    while !client.is_closed() {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// Connects; creates the database first if it does not exist.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
     connect_with(url, None, None).await
