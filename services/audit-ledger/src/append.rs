@@ -78,6 +78,17 @@ impl<'a> EntryRows<'a> {
 }
 
 impl Ledger {
+    /// Resolves once the ledger's PostgreSQL connection is gone
+    /// (`cairn_ledger::db::closed`).
+    pub async fn closed(&self) {
+        loop {
+            if self.client.lock().await.is_closed() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     pub fn new(client: Client, publisher: Option<cairn_bus::Bus>) -> Self {
         Ledger {
             client: Mutex::new(client),

@@ -37,5 +37,11 @@ pub async fn run(bus: Bus, client: tokio_postgres::Client, batch: usize) -> Resu
         }
     }
     let ledger = Arc::new(append::Ledger::new(client, Some(bus.clone())));
-    cairn_bus::worker::run_batched(bus, Stage::Ledger, batch.max(1), ledger).await
+    let watched = ledger.clone();
+    tokio::select! {
+        r = cairn_bus::worker::run_batched(bus, Stage::Ledger, batch.max(1), ledger) => r,
+        () = watched.closed() => Err(BusError::Stopped(
+            "the ledger's PostgreSQL connection is gone; stopping, to be started again with a new one".into(),
+        )),
+    }
 }

@@ -198,5 +198,12 @@ impl Handler for RetentionWorker {
 /// Runs the retention worker until the process stops.
 pub async fn run(worker: RetentionWorker) -> Result<(), BusError> {
     let bus = worker.bus.clone();
-    cairn_bus::worker::run(bus, Stage::Retention, None, 1, Arc::new(worker)).await
+    let worker = Arc::new(worker);
+    let watched = worker.clone();
+    tokio::select! {
+        r = cairn_bus::worker::run(bus, Stage::Retention, None, 1, worker) => r,
+        () = cairn_ledger::db::closed(&watched.pg) => Err(BusError::Stopped(
+            "retention's PostgreSQL connection is gone; stopping, to be started again with a new one".into(),
+        )),
+    }
 }
