@@ -100,6 +100,8 @@ ensure_cargo_fuzz() {
 # once into ~/.cargo/bin; and arlocal for the Arweave adapter (npm, cached
 # under ~/.cache/cairn-servers).
 ensure_test_servers() {
+  # `ip netns` and veth pairs: the three-host test's network namespaces.
+  apt_install iproute2
   if ! command -v s3s-fs >/dev/null; then
     say "installing s3s-fs 0.14.1 (an S3 server for the tests; ~2 min)"
     cargo install --quiet s3s-fs --version 0.14.1 --locked --features binary
