@@ -419,6 +419,14 @@ impl Env {
         &mut self.workers[i]
     }
 
+    /// `cairn backup --json ARGS`, left running: the test acts while it
+    /// goes and reads its outcome with `wait_output`.
+    pub fn backup_under_way(&self, args: &[&str]) -> crate::process::Guarded {
+        let mut cmd = self.cmd();
+        cmd.args(["backup", "--json"]).args(args);
+        crate::process::Guarded::spawn(cmd)
+    }
+
     pub fn backup(&self, args: &[&str]) -> serde_json::Value {
         let mut a = vec!["backup", "--json"];
         a.extend_from_slice(args);

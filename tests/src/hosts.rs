@@ -187,14 +187,7 @@ impl Hosts {
 
     /// Host `i`'s node's monitoring answer for `path`.
     pub fn monitor(&self, i: usize, path: &str) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let addr: std::net::SocketAddr = format!("{}:8222", self.ip(i)).parse().ok()?;
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.ip(i)).ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        serde_json::from_str(body.split("\r\n\r\n").nth(1)?).ok()
+        crate::nats::monitor_at(format!("{}:8222", self.ip(i)).parse().ok()?, path)
     }
 
     /// The NATS URLs of every host's node.

@@ -158,14 +158,7 @@ impl NatsServer {
         if !self.running() {
             return None;
         }
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
-        use std::io::{Read, Write};
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (_, body) = text.split_once("\r\n\r\n")?;
-        serde_json::from_str(body).ok()
+        monitor_at(([127, 0, 0, 1], http).into(), path)
     }
 
     /// Stops the broker, deletes its JetStream store (every stream and
@@ -210,6 +203,18 @@ impl NatsServer {
 
 /// nats-server with `conf`, logging to `log` (appended to when it starts
 /// again).
+/// A nats-server's monitoring answer for `path` at `addr`, if it answers.
+pub fn monitor_at(addr: std::net::SocketAddr, path: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip()).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
 fn spawn(conf: &Path, log: &Path, append: bool) -> Child {
     spawn_with(conf, log, append, &[])
 }

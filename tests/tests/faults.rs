@@ -311,15 +311,7 @@ fn stages_killed_at_random_never_make_a_false_completed() {
         random_file(&src.join("a.bin"), rng.gen_range(2..24) << 20);
         text_file(&src.join("b.txt"), rng.gen_range(1..4) << 20, round as u64);
         let want = snapshot(&src);
-        let mut cmd = env.cmd();
-        cmd.args([
-            "backup",
-            "--json",
-            "--timeout",
-            "180",
-            src.to_str().unwrap(),
-        ]);
-        let child = Guarded::spawn(cmd);
+        let child = env.backup_under_way(&["--timeout", "180", src.to_str().unwrap()]);
         std::thread::sleep(std::time::Duration::from_millis(rng.gen_range(100..2500)));
         let victim = rng.gen_range(0..STAGES.len());
         env.worker(workers[victim]).kill9();
@@ -571,15 +563,7 @@ fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing()
     random_file(&src.join("a.bin"), 48 << 20);
     text_file(&src.join("b.txt"), 4 << 20, 7);
     let want = snapshot(&src);
-    let mut cmd = env.cmd();
-    cmd.args([
-        "backup",
-        "--json",
-        "--timeout",
-        "240",
-        src.to_str().unwrap(),
-    ]);
-    let backup = Guarded::spawn(cmd);
+    let backup = env.backup_under_way(&["--timeout", "240", src.to_str().unwrap()]);
 
     let log_of = |env: &Env, i: usize| -> String {
         let name = format!("serve-ingest-{}.log", i + 1);

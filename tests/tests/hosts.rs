@@ -98,17 +98,13 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
     random_file(&src2.join("a.bin"), 64 << 20);
     text_file(&src2.join("b.txt"), 4 << 20, 2);
     let want2 = snapshot(&src2);
-    let mut cmd = env.cmd();
-    cmd.args([
-        "backup",
-        "--json",
+    let running = env.backup_under_way(&[
         "--timeout",
         "300",
         "--start-timeout",
         "60",
         src2.to_str().unwrap(),
     ]);
-    let running = Guarded::spawn(cmd);
     let victim = wait_for(60, "a host's ingest to take the backup", || {
         let now = leases(&env);
         (0..3).find(|&i| now[i] > before[i])

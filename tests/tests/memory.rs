@@ -135,15 +135,7 @@ fn a_source_ten_times_the_memory_budget_to_a_slow_network_stays_under_it() {
             (10 * BUDGET / files) as usize,
         );
     }
-    let mut cmd = env.cmd();
-    cmd.args([
-        "backup",
-        "--json",
-        "--timeout",
-        "900",
-        src.to_str().unwrap(),
-    ]);
-    let child = Guarded::spawn(cmd);
+    let child = env.backup_under_way(&["--timeout", "900", src.to_str().unwrap()]);
     let mut pids = workers.clone();
     pids.push(("cairn backup".into(), child.pid().unwrap()));
     pids.push(("nats-server".into(), env.nats.pid().unwrap()));
