@@ -548,7 +548,7 @@ fn a_full_disk_under_jetstream_stops_the_backup_cleanly_and_it_completes_once_sp
 #[test]
 fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing() {
     use cairn_events::{
-        encode, BackupId, Envelope, Event, KeyId, ObjectDigest, ObjectKey, SealedObject,
+        encode, BackupId, Envelope, Event, ObjectDigest, ObjectKey, Run, SealedObject,
     };
     let mut env = Env::new();
     // SEALED small and no store yet: the ingest stalls part-way, on
@@ -593,7 +593,7 @@ fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing()
     let id = v["backup_id"].as_str().unwrap().to_string();
 
     // Its two runs: the ledger counts the later one's.
-    let runs: Vec<KeyId> = logged_events(&env.db)
+    let runs: Vec<Run> = logged_events(&env.db)
         .into_iter()
         .filter(|e| e.backup_id.as_str() == id)
         .filter_map(|e| match e.event {
@@ -602,11 +602,19 @@ fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing()
         })
         .collect();
     assert_eq!(runs.len(), 2, "two runs of backup {id}: {runs:?}");
+    assert!(
+        runs[1].supersedes(&runs[0]),
+        "the later run is ordered after: {runs:?}"
+    );
     let current = psql(
         &env.db,
-        &format!("select run from backups where backup_id = '{id}'"),
+        &format!("select run || ' ' || run_order from backups where backup_id = '{id}'"),
     );
-    assert_eq!(current, runs[1].to_hex(), "the ledger names the later run");
+    assert_eq!(
+        current,
+        format!("{} {}", runs[1].key.to_hex(), runs[1].order),
+        "the ledger names the later run"
+    );
 
     // The frozen replica wakes and gives its run up.
     assert!(std::process::Command::new("kill")

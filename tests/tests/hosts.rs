@@ -132,6 +132,8 @@ fn stages_on_three_hosts_survive_one_host_cut_off_mid_backup() {
                             "new run",
                             "giving the work up",
                             "took the lease",
+                            "superseded",
+                            "no longer counts",
                             "dead",
                         ]
                         .iter()

@@ -345,6 +345,119 @@ fn the_ledger_is_rebuilt_from_jetstream_with_the_same_root() {
     drop(dropped);
 }
 
+/// Events of one backup can reach the ledger in another order than they
+/// were sent: a message handed to a host that was then cut off comes again
+/// only once its delivery times out (the three-host test saw a later run's
+/// `backup.started` come after its objects). A later run of a backup's
+/// ingest counts from the first of its events read, whichever it is; an
+/// earlier run's objects and `backup.started` no longer do once anything of
+/// a later run was read; and a rebuild from the log agrees.
+#[test]
+fn a_later_run_counts_from_its_first_event_read_and_an_earlier_one_no_longer() {
+    use cairn_events::{encode, BackupId, Envelope, Event, KeyId, ObjectDigest, ObjectKey, Run};
+    let mut env = Env::new();
+    env.start_all();
+    let src = env.source_dir("src");
+    text_file(&src.join("a.txt"), 300_000, 1);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    assert_eq!(b["status"], "completed", "{b}");
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    let backup_id = BackupId::parse(&id).unwrap();
+    let first: Run = logged_events(&env.db)
+        .into_iter()
+        .filter(|e| e.backup_id == backup_id)
+        .find_map(|e| match e.event {
+            Event::BackupStarted { run, .. } => run,
+            _ => None,
+        })
+        .expect("the backup's run");
+    assert!(first.order > 0, "a leased run is ordered: {first:?}");
+    let later = Run {
+        key: KeyId([7; 16]),
+        order: first.order + 1000,
+    };
+    let manifest = ObjectKey::Manifest {
+        backup_id: backup_id.clone(),
+    };
+    let sha = |tag: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(tag.as_bytes()));
+    let sealed = |run: Run, tag: &str| {
+        Envelope::new(
+            "ingest@elsewhere",
+            backup_id.clone(),
+            Event::ObjectSealed(ObjectDigest {
+                object: manifest.clone(),
+                sha256: sha(tag),
+                len: tag.len() as u64,
+                packed: Vec::new(),
+                run: Some(run),
+            }),
+            &[tag.as_bytes()],
+        )
+    };
+    let started = |run: Run, tag: &str| {
+        Envelope::new(
+            "ingest@elsewhere",
+            backup_id.clone(),
+            Event::BackupStarted {
+                worker: "ingest@elsewhere".into(),
+                run: Some(run),
+            },
+            &[tag.as_bytes()],
+        )
+    };
+    let subjects = cairn_events::subjects::Subjects::new(&env.prefix).unwrap();
+    // The later run's manifest before its backup.started; then what the
+    // earlier run still had under way; then the later run's start; then
+    // the earlier run's start, delivered again.
+    for e in [
+        sealed(later, "the later run's manifest"),
+        sealed(first, "the earlier run's manifest, late"),
+        started(later, "later"),
+        started(first, "earlier, again"),
+    ] {
+        publish_raw(&env, &subjects.event(&e.event, &backup_id), &encode(&e));
+    }
+    wait_until_idle(&env, 60);
+    let db = env.db.clone();
+    let digest_of_manifest =
+        format!("select sha256 from object_digests where path = 'backups/{id}/manifest'");
+    assert_eq!(
+        psql(&db, &digest_of_manifest),
+        sha("the later run's manifest"),
+        "the later run's manifest counts, read before its backup.started"
+    );
+    let run_of = format!("select run || ' ' || run_order from backups where backup_id = '{id}'");
+    assert_eq!(
+        psql(&db, &run_of),
+        format!("{} {}", later.key.to_hex(), later.order),
+        "the ledger names the later run"
+    );
+    let logged = logged_events(&db)
+        .into_iter()
+        .filter(|e| e.source == "ingest@elsewhere")
+        .count();
+    assert_eq!(logged, 4, "the log keeps every event, counted or not");
+
+    // A rebuild from the log projects the same.
+    let rebuilt_db = format!("{db}_rebuilt");
+    let dropped = Dropper(rebuilt_db.clone());
+    let mut c = env.cmd();
+    c.env(
+        "CAIRN_POSTGRES__URL",
+        format!("host=127.0.0.1 port=5432 user=postgres dbname={rebuilt_db}"),
+    );
+    let o = env.run_with(c, &["audit", "rebuild", "--json"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for q in [
+        digest_of_manifest.as_str(),
+        run_of.as_str(),
+        "select string_agg(path || sha256, ',' order by path) from object_digests",
+    ] {
+        assert_eq!(psql(&db, q), psql(&rebuilt_db, q), "{q}");
+    }
+    drop(dropped);
+}
+
 /// Drops a database the test made when the test ends, passed or not.
 struct Dropper(String);
 

@@ -302,6 +302,7 @@ impl Workload {
                 networks: networks.clone(),
                 redundancy: Redundancy::Replicate { min_copies: 2 },
                 data_key: None,
+                run: None,
                 catalogue: false,
                 dataset_key: None,
                 wal: None,

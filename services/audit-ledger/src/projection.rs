@@ -4,7 +4,7 @@
 //! holds and was asked ([`cairn_ledger::usage`]). Each is a pure function of
 //! the log's entries, so `cairn audit rebuild` rebuilds them with the log.
 
-use cairn_events::{Envelope, Event, KeyId, ObjectKey};
+use cairn_events::{Envelope, Event, KeyId, ObjectKey, Run};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
@@ -24,8 +24,8 @@ pub struct Projector {
     packed: Vec<(Vec<u8>, Vec<u8>, i32, i32)>,
     /// What each network holds and what was asked of it.
     usage: cairn_ledger::usage::UsageProjector,
-    /// Each backup's current run (`backup.started`), as far as read.
-    runs: HashMap<String, Option<KeyId>>,
+    /// Each backup's latest run, as far as read ([`cairn_bus::runs`]).
+    runs: HashMap<String, Option<Run>>,
 }
 
 impl Projector {
@@ -36,9 +36,9 @@ impl Projector {
     ) -> Result<(), tokio_postgres::Error> {
         self.usage.apply(tx, env).await?;
         match &env.event {
-            // An earlier run's manifest, catalogue or chunk list page, sent
-            // after a later run of its backup started, would not be what
-            // the networks keep.
+            // An earlier run's manifest, catalogue or chunk list page, read
+            // after anything of a later run of its backup, would not be
+            // what the networks keep.
             Event::ObjectSealed(d) if self.superseded(tx, env, d.run.as_ref()).await? => {
                 tracing::info!(backup = %env.backup_id, object = %cairn_repo::layout::describe(&d.object), "of a superseded run; not recorded");
                 Ok(())
@@ -47,15 +47,12 @@ impl Projector {
                 self.digest(d);
                 Ok(())
             }
-            Event::BackupIngested(i) if self.superseded(tx, env, i.data_key.as_ref()).await? => {
+            Event::BackupIngested(i) if self.superseded(tx, env, i.run.as_ref()).await? => {
                 tracing::info!(backup = %env.backup_id, "backup.ingested of a superseded run; not recorded");
                 Ok(())
             }
-            Event::BackupStarted { run: Some(run), .. } => {
-                self.flush(tx).await?;
-                apply(tx, &mut self.prepared, env).await?;
-                self.runs
-                    .insert(env.backup_id.as_str().to_string(), Some(*run));
+            Event::BackupStarted { run, .. } if self.superseded(tx, env, run.as_ref()).await? => {
+                tracing::info!(backup = %env.backup_id, "backup.started of a superseded run; not recorded");
                 Ok(())
             }
             Event::ObjectStored(st) => {
@@ -94,30 +91,54 @@ impl Projector {
         }
     }
 
-    /// Whether `run` is of a run of `env`'s backup that a later one
-    /// replaced (`cairn_bus::runs`).
+    /// Whether `run` is of a run of `env`'s backup that a later one read
+    /// so far replaced ([`cairn_bus::runs`]). A later run than any read
+    /// becomes the backup's run, whatever event names it first: events of
+    /// one backup can reach the ledger out of order, and a run's objects
+    /// must not be dropped for coming before its `backup.started`.
     async fn superseded(
         &mut self,
         tx: &Transaction<'_>,
         env: &Envelope,
-        run: Option<&KeyId>,
+        run: Option<&Run>,
     ) -> Result<bool, tokio_postgres::Error> {
-        if run.is_none() {
+        let Some(run) = run else {
             return Ok(false);
-        }
+        };
         let id = env.backup_id.as_str();
         if !self.runs.contains_key(id) {
-            let current = tx
-                .query_opt("SELECT run FROM backups WHERE backup_id = $1", &[&id])
+            let known = tx
+                .query_opt(
+                    "SELECT run, run_order FROM backups WHERE backup_id = $1",
+                    &[&id],
+                )
                 .await?
-                .and_then(|r| r.get::<_, Option<String>>(0))
-                .and_then(|r| KeyId::parse(&r).ok());
-            self.runs.insert(id.to_string(), current);
+                .and_then(|r| {
+                    let key = KeyId::parse(r.get::<_, Option<&str>>(0)?).ok()?;
+                    let order = r.get::<_, Option<i64>>(1)?;
+                    Some(Run {
+                        key,
+                        order: order as u64,
+                    })
+                });
+            self.runs.insert(id.to_string(), known);
         }
-        Ok(cairn_bus::runs::superseded(
-            self.runs.get(id).and_then(|r| r.as_ref()),
-            run,
-        ))
+        let known = self.runs.get(id).copied().flatten();
+        if cairn_bus::runs::superseded(known.as_ref(), Some(run)) {
+            return Ok(true);
+        }
+        let latest = cairn_bus::runs::latest(known, Some(*run));
+        if latest != known {
+            self.runs.insert(id.to_string(), latest);
+            self.prepared
+                .execute(
+                    tx,
+                    "UPDATE backups SET run = $2, run_order = $3 WHERE backup_id = $1",
+                    &[&id, &run.key.to_hex(), &(run.order as i64)],
+                )
+                .await?;
+        }
+        Ok(false)
     }
 
     /// Gathers an object's digest and, for a pack, where each of its chunks
@@ -252,13 +273,14 @@ async fn apply(
             )
             .await?;
         }
-        Event::BackupStarted { run, .. } => {
+        Event::BackupStarted { .. } => {
+            // Its run, if later than any read, was recorded by
+            // `Projector::superseded`.
             prepared.execute(
                 tx,
-                "UPDATE backups SET status = CASE WHEN status = 'requested' THEN 'running' ELSE status END,
-                     run = coalesce($2, run)
+                "UPDATE backups SET status = CASE WHEN status = 'requested' THEN 'running' ELSE status END
                  WHERE backup_id = $1",
-                &[&id, &run.map(|r| r.to_hex())],
+                &[&id],
             )
             .await?;
         }

@@ -119,6 +119,7 @@ impl EncryptWorker {
             payload,
             parts,
             retain_until,
+            run,
             ..
         } = chunk;
         let work = move || {
@@ -142,8 +143,8 @@ impl EncryptWorker {
         };
         let (payload, sha256, packed) = sealed;
         let path = layout::object(&object);
-        let run = layout::of_one_run(&object).then_some(key_id);
-        let msg_id = layout::sealed_msg_id(&backup_id, &path, run.as_ref());
+        let run = run.filter(|_| layout::of_one_run(&object));
+        let msg_id = layout::sealed_msg_id(&backup_id, &path, run.as_ref().map(|r| &r.key));
         let digest = ObjectDigest {
             object: object.clone(),
             sha256: sha256.clone(),

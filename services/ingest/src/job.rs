@@ -14,7 +14,8 @@ use cairn_bus::{Bus, BusError, Pipeline};
 use cairn_crypto::{NewDataKey, Writer};
 use cairn_events::{
     encode, BackupId, BackupRequest, ChunkId, Envelope, Event, Ingested, KeyId, ObjectDigest,
-    ObjectKey, PlainChunk, PlainPart, Redundancy, SealKey, SealedObject, Stats, SCHEMA_VERSION,
+    ObjectKey, PlainChunk, PlainPart, Redundancy, Run, SealKey, SealedObject, Stats,
+    SCHEMA_VERSION,
 };
 use cairn_repo::chunklist::ChunkListBuilder;
 use cairn_repo::format::{ChunkListPage, Location, Manifest, RepoConfig, FORMAT};
@@ -306,6 +307,8 @@ struct Publisher<'a> {
     retain_until: Option<String>,
     /// This backup's data key, handed to encrypt with every seal request.
     key: SealKey,
+    /// This run of the backup, named on its own objects.
+    run: Run,
     /// Plaintext to encrypt: core-NATS requests, never stored.
     seal: Requests,
     /// Public chunk-list pages, straight to SEALED.
@@ -364,6 +367,7 @@ impl Publisher<'_> {
             parts,
             data_key: Some(self.key.clone()),
             retain_until: self.retain_until.clone(),
+            run: Some(self.run),
         };
         let subject = self.ctx.bus.subjects.seal(self.backup_id);
         self.seal.send(subject, Bytes::from(encode(&msg))).await
@@ -433,7 +437,7 @@ impl Publisher<'_> {
         to: &[String],
     ) -> Result<(), BusError> {
         let sha256 = hex::encode(Sha256::digest(&payload));
-        let run = layout::of_one_run(&object).then_some(self.key.id);
+        let run = layout::of_one_run(&object).then_some(self.run);
         let digest = ObjectDigest {
             object: object.clone(),
             sha256: sha256.clone(),
@@ -442,7 +446,7 @@ impl Publisher<'_> {
             run,
         };
         let path = layout::object(&object);
-        let msg_id = layout::sealed_msg_id(self.backup_id, &path, run.as_ref());
+        let msg_id = layout::sealed_msg_id(self.backup_id, &path, run.as_ref().map(|r| &r.key));
         let msg = SealedObject {
             schema: SCHEMA_VERSION,
             backup_id: self.backup_id.clone(),
@@ -694,19 +698,21 @@ pub async fn run(
     let key_id = KeyId(dk.id.0);
     // This run is named by its data key, before anything of it is sent:
     // what an earlier run of this backup still sends is passed over.
-    if let Some(lease) = lease {
-        if !lease.set_run(&key_id.to_hex()).await? {
-            return Err(JobError::Bus(BusError::JetStream(format!(
+    let order = match lease {
+        Some(lease) => lease.set_run(&key_id.to_hex()).await?.ok_or_else(|| {
+            JobError::Bus(BusError::JetStream(format!(
                 "lost the lease on backup {backup_id} before its run began"
-            ))));
-        }
-    }
+            )))
+        })?,
+        None => 0,
+    };
+    let run = Run { key: key_id, order };
     let started = Envelope::new(
         ctx.source.clone(),
         backup_id.clone(),
         Event::BackupStarted {
             worker: ctx.source.clone(),
-            run: Some(key_id),
+            run: Some(run),
         },
         &[&key_id.0],
     );
@@ -721,6 +727,7 @@ pub async fn run(
             id: key_id,
             key: dk.key.as_bytes().to_vec(),
         },
+        run,
         seal: Requests::new(
             ctx.bus.client.clone(),
             PUBLISH_WINDOW,
@@ -944,6 +951,7 @@ pub async fn run(
         networks,
         redundancy,
         data_key: Some(key_id),
+        run: Some(run),
         catalogue: true,
         dataset_key: Some(KeyId(dataset_public.fingerprint())),
         wal,

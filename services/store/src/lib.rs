@@ -355,7 +355,7 @@ impl StoreWorker {
         let path = layout::object(&obj.object);
         if obj.run.is_some() {
             let current = cairn_bus::runs::current(&self.bus, &obj.backup_id).await?;
-            if cairn_bus::runs::superseded(current.as_ref(), obj.run.as_ref()) {
+            if cairn_bus::runs::not_current(current.as_ref(), obj.run.as_ref()) {
                 tracing::info!(network = %name, %path, "of a run this backup's ingest no longer counts; not written");
                 return Ok(());
             }

@@ -492,7 +492,7 @@ impl Handler for VerifyWorker {
         // A run whose ingest was taken over by another process may still
         // have finished: the backup is the later run's to verify.
         let current = cairn_bus::runs::current(&self.bus, &env.backup_id).await?;
-        if cairn_bus::runs::superseded(current.as_ref(), ing.data_key.as_ref()) {
+        if cairn_bus::runs::not_current(current.as_ref(), ing.run.as_ref()) {
             tracing::info!(backup = %env.backup_id, "backup.ingested of a superseded run; not verified");
             return Ok(());
         }

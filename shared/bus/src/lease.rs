@@ -158,22 +158,25 @@ impl Lease {
     }
 
     /// Names the run this lease covers, for those who check whether an
-    /// object comes from it; false if the lease was lost meanwhile.
-    pub async fn set_run(&self, run: &str) -> Result<bool, BusError> {
+    /// object comes from it. Returns the sequence of the write that named
+    /// it, which orders the runs of a key (a later holder's write comes
+    /// after every write of an earlier one), or `None` if the lease was
+    /// lost meanwhile.
+    pub async fn set_run(&self, run: &str) -> Result<Option<u64>, BusError> {
         // Held across the write, so that a renewal does not race it.
         let mut s = self.state.lock().await;
         if !self.held() {
-            return Ok(false);
+            return Ok(None);
         }
         let mut held = s.held.clone();
         held.run = Some(run.to_string());
         held.until = now() + s.ttl.as_secs() as i64;
         let Some(seq) = self.claims.swap_to(&self.key, s.seq, body(&held)).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         s.held = held;
         s.seq = seq;
-        Ok(true)
+        Ok(Some(seq))
     }
 
     /// Gives the lease up, so the next holder need not wait for it to run

@@ -56,14 +56,14 @@ pub enum Event {
     #[serde(rename = "backup.requested")]
     BackupRequested(BackupRequest),
     /// An ingest worker took the request and started reading the source.
-    /// `run` names this run of the backup (its data key): a backup whose
-    /// ingest was taken over starts again as a new run, and the objects
-    /// and `backup.ingested` of an earlier run no longer count.
+    /// `run` names this run of the backup ([`Run`]): a backup whose ingest
+    /// was taken over starts again as a new run, and the objects and
+    /// `backup.ingested` of an earlier run no longer count.
     #[serde(rename = "backup.started")]
     BackupStarted {
         worker: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        run: Option<KeyId>,
+        run: Option<Run>,
     },
     /// Ingest read the whole source; every new chunk has been handed on.
     #[serde(rename = "backup.ingested")]
@@ -707,6 +707,10 @@ pub struct Ingested {
     /// copy is on every target network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<KeyId>,
+    /// The run that read the source ([`Run`]); the `backup.ingested` of a
+    /// run a later one replaced counts for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
     /// Whether ingest wrote a catalogue entry (`backups/<id>/catalogue`):
     /// verify then checks it is on every target network too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -849,9 +853,32 @@ pub struct ObjectDigest {
     pub packed: Vec<PackedChunk>,
     /// For a backup's own objects that another run of it would write
     /// differently under the same name (its manifest, catalogue entry and
-    /// chunk list pages): the run (data key) that made it.
+    /// chunk list pages): the run that made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<KeyId>,
+    pub run: Option<Run>,
+}
+
+/// One run of a backup's ingest. A backup whose ingest process stopped
+/// renewing its lease is run again by another, under a new data key; what
+/// the old run still sends must then count for nothing. Events of the two
+/// runs can reach a reader in any order (a message handed to a process
+/// that was cut off is delivered again only later), so runs are ordered:
+/// `order` is the sequence, on the RUNS stream, of the lease write that
+/// named the run, and a later run's is always higher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Run {
+    /// The run's data key, which every object it seals is sealed under.
+    pub key: KeyId,
+    /// Higher for a later run of the same backup; 0 for an ingest that
+    /// took no lease (a client's own `--stdin` backup has one run only).
+    pub order: u64,
+}
+
+impl Run {
+    /// Whether `self` is a later run than `other` (of the same backup).
+    pub fn supersedes(&self, other: &Run) -> bool {
+        self.order > other.order
+    }
 }
 
 /// One chunk inside a pack: its sealed bytes are `len` bytes at `offset`.
@@ -1217,6 +1244,10 @@ pub struct PlainChunk {
     /// lock objects (a compliance rule keeps the backup that long).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_until: Option<String>,
+    /// The ingest run that sent it, which encrypt names on the backup's own
+    /// objects ([`ObjectDigest::run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
 }
 
 /// A backup's data key, as the job hands it to encrypt with each seal
@@ -1306,7 +1337,7 @@ pub struct SealedObject {
     /// As [`ObjectDigest::run`]: a store worker passes over an object of a
     /// run that is no longer the backup's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<KeyId>,
+    pub run: Option<Run>,
 }
 
 impl std::fmt::Debug for SealedObject {
