@@ -5,8 +5,9 @@
 
 use cairn_tests::*;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A process's peak resident set so far, in bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> Option<u64> {
@@ -60,28 +61,27 @@ impl Peaks {
     }
 }
 
-/// The most bytes the SEALED stream held, sampled every 200 ms until
-/// stopped: how far the slow network made the pipeline wait.
+/// The most bytes the SEALED stream held so far (`most`), sampled every
+/// 200 ms until stopped: how far the slow network made the pipeline wait.
 fn watch_sealed(
     url: String,
     stream: String,
+    most: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let client = async_nats::connect(url).await.unwrap();
             let js = async_nats::jetstream::new(client);
-            let mut most = 0;
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(mut s) = js.get_stream(&stream).await {
                     if let Ok(info) = s.info().await {
-                        most = most.max(info.state.bytes);
+                        most.fetch_max(info.state.bytes, Ordering::Relaxed);
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            most
         })
     })
 }
@@ -94,16 +94,25 @@ const BUDGET: u64 = 160 << 20;
 /// and at 160 MiB on a busy CI machine, so 64 MiB.
 const SEALED_MAX: u64 = 64 << 20;
 
+/// The link's pace until SEALED has filled: slower than the pipeline even
+/// on a machine busy with other tests (at 8 MiB/s a CI machine's pipeline
+/// was the slower, 5 MiB/s, and SEALED never filled).
+const SLOW_LINK: u64 = 2 << 20;
+/// How long the pipeline is held back at SEALED's bound before the link
+/// is made fast, so that the rest of the source goes through in minutes.
+const HELD_BACK: Duration = Duration::from_secs(30);
+
 /// Every stage in its own process, a source of 10 × [`BUDGET`], one
-/// network behind an 8 MiB/s link (slower than the pipeline): SEALED fills to its bound, the
-/// pipeline waits for the link, and no process (nor nats-server) goes
+/// network behind a link slower than the pipeline: SEALED fills to its
+/// bound and the pipeline waits for the link (for [`HELD_BACK`], after
+/// which the link is made fast), and no process (nor nats-server) goes
 /// over the budget. The backup completes: verify read every object back.
 #[test]
 fn a_source_ten_times_the_memory_budget_to_a_slow_network_stays_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(dir.path());
     let link = s3.behind_proxy(Fault::Slow {
-        bytes_per_sec: 8 << 20,
+        bytes_per_sec: SLOW_LINK,
     });
     let mut env = Env::with(Options {
         verify_timeout_secs: 600,
@@ -141,24 +150,41 @@ fn a_source_ten_times_the_memory_budget_to_a_slow_network_stays_under_it() {
     pids.push(("nats-server".into(), env.nats.pid().unwrap()));
     let peaks = Peaks::watch(pids);
     let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicU64::new(0));
     let sealed = watch_sealed(
         env.nats.url(),
         format!("{}_SEALED", env.prefix.to_uppercase()),
+        most.clone(),
         stop.clone(),
     );
     let started = std::time::Instant::now();
+    // Held back: SEALED fills, and stays full while the link is slow.
+    let filled = wait_for(600, "the slow link to fill SEALED", || {
+        (most.load(Ordering::Relaxed) > SEALED_MAX / 2).then(std::time::Instant::now)
+    });
+    let filled_after = started.elapsed();
+    std::thread::sleep(HELD_BACK);
+    let read_meanwhile = {
+        let v = psql(&env.db, "select coalesce(sum(len), 0) from object_digests");
+        v.parse::<u64>().unwrap_or(0)
+    };
+    link.set_speed(64 << 20);
+    let held = filled.elapsed();
     let v = completed_outcome(&child.wait_output());
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let most_sealed = sealed.join().unwrap();
+    sealed.join().unwrap();
+    let most_sealed = most.load(Ordering::Relaxed);
     let peaks = peaks.end();
     eprintln!(
-        "memory: {} MiB backed up in {:.1} s ({} MiB/s), SEALED held at most {} MiB of {}; peak RSS {}",
+        "memory: {} MiB backed up in {:.1} s; SEALED over half full after {:.1} s, held at most {} MiB of {}, the link slow {:.1} s more ({} MiB sealed by then); peak RSS {}",
         (10 * BUDGET) >> 20,
         took.as_secs_f64(),
-        ((10 * BUDGET) as f64 / took.as_secs_f64()) as u64 >> 20,
+        filled_after.as_secs_f64(),
         most_sealed >> 20,
         SEALED_MAX >> 20,
+        held.as_secs_f64(),
+        read_meanwhile >> 20,
         peaks
             .iter()
             .map(|(n, b)| format!("{n} {} MiB", b >> 20))

@@ -8,11 +8,14 @@ PORT=${1:?usage: $0 API_PORT [SECONDS] [DIR]}
 LIMIT=${2:-30}
 DIR=${3:-}
 want=
+end=$((SECONDS + LIMIT))
 if [ -n "$DIR" ]; then
-  for _ in $(seq 100); do [ -s "$DIR/config" ] && break; sleep 0.1; done
+  # `jsipfs init` writes the config; on a machine busy with other tests it
+  # can take well over the ~2 s it takes alone.
+  while [ ! -s "$DIR/config" ] && [ $SECONDS -lt "$end" ]; do sleep 0.1; done
+  [ -s "$DIR/config" ] || { echo "no IPFS repo in $DIR within ${LIMIT}s (jsipfs init)" >&2; exit 1; }
   want=$(node -p "JSON.parse(require('fs').readFileSync(process.argv[1],'utf8')).Identity.PeerID" "$DIR/config")
 fi
-end=$((SECONDS + LIMIT))
 while [ $SECONDS -lt "$end" ]; do
   if out=$(curl -fsS -m 2 -X POST "http://127.0.0.1:$PORT/api/v0/id" 2>/dev/null); then
     case $out in *"\"ID\":\"$want"*) exit 0;; esac

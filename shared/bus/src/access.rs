@@ -495,8 +495,9 @@ pub fn options(cfg: &NatsConfig) -> Result<async_nats::ConnectOptions, BusError>
             // How a refused sign-in or a failed TLS handshake shows while
             // the client tries to connect.
             async_nats::Event::ClientError(e) => remember(e.to_string()),
-            // A host cut off shows here first: its stages' work stalls
-            // until the client is on another node of the cluster.
+            // A host cut off shows here (once `quorum::SILENT_FOR` ends
+            // the wait): its stages' work stalls until the client is on
+            // another node of the cluster.
             async_nats::Event::Disconnected => {
                 tracing::warn!("the connection to NATS is lost; reconnecting")
             }

@@ -14,6 +14,41 @@ use std::time::{Duration, Instant};
 pub const EVERY: Duration = Duration::from_secs(5);
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
+/// How long the server this process is connected to may leave the account
+/// asked for without any answer before the process connects to another.
+/// A server whose host was cut off answers nothing and closes nothing, and
+/// the NATS client (async-nats up to 0.49.0, nats.rs#1593) pings only a
+/// connection it is not writing to: a stage that keeps asking for work
+/// never found it dead. A server of a cluster without quorum answers with
+/// an error, which counts as an answer; one without a metadata leader for
+/// a moment answers nothing for a few seconds, well under this.
+pub const SILENT_FOR: Duration = Duration::from_secs(20);
+
+/// Since when the connected server has answered nothing: pure, for the
+/// tests.
+#[derive(Debug, Default)]
+pub struct Silence {
+    since: Option<Instant>,
+}
+
+impl Silence {
+    /// One look at `now` and whether the server answered it at all: true
+    /// once it has answered nothing for [`SILENT_FOR`], which is the time
+    /// to connect to another (and the count starts again).
+    pub fn look(&mut self, answered: bool, now: Instant) -> bool {
+        if answered {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= SILENT_FOR {
+            self.since = None;
+            return true;
+        }
+        false
+    }
+}
+
 /// What changed since the last look.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -162,6 +197,18 @@ impl Bus {
     /// account). Asked as plain requests and read as JSON: the client's
     /// typed answers do not parse every server version's.
     pub async fn jetstream_available(&self) -> Result<(), String> {
+        self.jetstream_answers().await.1
+    }
+
+    /// As [`jetstream_available`](Self::jetstream_available), with whether
+    /// the server answered the first question at all (even refusing).
+    async fn jetstream_answers(&self) -> (bool, Result<(), String>) {
+        let mut heard = false;
+        let outcome = self.ask_jetstream(&mut heard).await;
+        (heard, outcome)
+    }
+
+    async fn ask_jetstream(&self, heard: &mut bool) -> Result<(), String> {
         let events = self.subjects.events_stream();
         for (subject, what) in [
             ("$JS.API.INFO".to_string(), "the account".to_string()),
@@ -171,7 +218,12 @@ impl Bus {
             ),
         ] {
             let asked = self.client.request(subject, bytes::Bytes::new());
-            match tokio::time::timeout(ANSWER_WITHIN, asked).await {
+            let got = tokio::time::timeout(ANSWER_WITHIN, asked).await;
+            // A refusal is an answer; a request timing out inside the
+            // client is not.
+            *heard |= matches!(&got, Ok(Ok(_)))
+                || matches!(&got, Ok(Err(e)) if e.kind() != async_nats::RequestErrorKind::TimedOut);
+            match got {
                 Ok(Ok(m)) => answered(&m.payload).map_err(|e| format!("{what}: {e}"))?,
                 Ok(Err(e)) => return Err(format!("{what}: {e}")),
                 Err(_) => {
@@ -196,12 +248,23 @@ impl Bus {
             .filter(|s| !s.trim().is_empty())
             .count();
         let mut watch = Watch::default();
+        let mut silence = Silence::default();
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let outcome = self.jetstream_available().await;
+            let (heard, outcome) = self.jetstream_answers().await;
             let now = Instant::now();
+            if silence.look(heard, now) {
+                tracing::warn!(
+                    silent_secs = SILENT_FOR.as_secs(),
+                    "the NATS server this process is connected to has answered nothing for {} s (its host cut off?); connecting to another",
+                    SILENT_FOR.as_secs()
+                );
+                if let Err(e) = self.client.force_reconnect().await {
+                    tracing::warn!(error = %e, "could not ask the NATS client to reconnect");
+                }
+            }
             let change = watch.look(outcome, now);
             outages.note(watch.down_since(), now);
             match change {
@@ -242,6 +305,24 @@ mod tests {
             })
         );
         assert_eq!(w.look(Ok(()), t + Duration::from_secs(17)), None);
+    }
+
+    #[test]
+    fn only_a_server_silent_for_the_whole_span_is_left() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let mut silence = Silence::default();
+        assert!(!silence.look(false, t));
+        assert!(!silence.look(false, t + s(15)));
+        assert!(!silence.look(true, t + s(16)), "an answer, even a refusal");
+        assert!(!silence.look(false, t + s(20)), "counted again from here");
+        assert!(!silence.look(false, t + s(35)));
+        assert!(silence.look(false, t + s(40)), "20 s without an answer");
+        assert!(
+            !silence.look(false, t + s(45)),
+            "and again from the reconnect"
+        );
+        assert!(silence.look(false, t + s(65)));
     }
 
     #[test]
