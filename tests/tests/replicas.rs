@@ -57,7 +57,17 @@ fn two_replicas_of_every_stage_share_the_work_and_handle_each_message_once() {
         .iter()
         .map(|src| {
             let mut c = env.cmd();
-            c.args(["backup", "--json", src.to_str().unwrap()]);
+            // Four requests at once: a replica's consumer can pull more
+            // than it has free slots for, and a request waiting there is
+            // given to the other only after `ack_wait`, past the CLI's
+            // default 5 s to be taken (see the closing note of issue 16).
+            c.args([
+                "backup",
+                "--json",
+                "--start-timeout",
+                "60",
+                src.to_str().unwrap(),
+            ]);
             Guarded::spawn(c)
         })
         .collect();

@@ -163,11 +163,29 @@ pub async fn run(
                 continue;
             }
         };
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closes");
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // The stream pulls ahead of the free slots: a message waiting
+            // here for one is kept this process's (as one being handled
+            // is), or the server would give it to another replica after
+            // `ack_wait` while it is still ours, and it would be handled
+            // twice.
+            Err(_) => {
+                let acquire = permits.clone().acquire_owned();
+                tokio::pin!(acquire);
+                let mut keep =
+                    tokio::time::interval((ack_wait / 3).max(Duration::from_millis(500)));
+                keep.tick().await;
+                loop {
+                    tokio::select! {
+                        p = &mut acquire => break p.expect("semaphore never closes"),
+                        _ = keep.tick() => {
+                            let _ = msg.ack_with(AckKind::Progress).await;
+                        }
+                    }
+                }
+            }
+        };
         let bus = bus.clone();
         let handler = handler.clone();
         let stage = stage.clone();
