@@ -300,12 +300,7 @@ fn the_ledger_is_rebuilt_from_jetstream_with_the_same_root() {
     }
 
     let rebuilt_db = format!("{db}_rebuilt");
-    let url = format!("host=127.0.0.1 port=5432 user=postgres dbname={rebuilt_db}");
-    let on_rebuilt = || {
-        let mut c = env.cmd();
-        c.env("CAIRN_POSTGRES__URL", &url);
-        c
-    };
+    let on_rebuilt = || on_db(&env, &rebuilt_db);
     let o = env.run_with(on_rebuilt(), &["audit", "rebuild", "--json"], None);
     let dropped = Dropper(rebuilt_db.clone());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -441,12 +436,11 @@ fn a_later_run_counts_from_its_first_event_read_and_an_earlier_one_no_longer() {
     // A rebuild from the log projects the same.
     let rebuilt_db = format!("{db}_rebuilt");
     let dropped = Dropper(rebuilt_db.clone());
-    let mut c = env.cmd();
-    c.env(
-        "CAIRN_POSTGRES__URL",
-        format!("host=127.0.0.1 port=5432 user=postgres dbname={rebuilt_db}"),
+    let o = env.run_with(
+        on_db(&env, &rebuilt_db),
+        &["audit", "rebuild", "--json"],
+        None,
     );
-    let o = env.run_with(c, &["audit", "rebuild", "--json"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for q in [
         digest_of_manifest.as_str(),
@@ -456,6 +450,17 @@ fn a_later_run_counts_from_its_first_event_read_and_an_earlier_one_no_longer() {
         assert_eq!(psql(&db, q), psql(&rebuilt_db, q), "{q}");
     }
     drop(dropped);
+}
+
+/// A command of the test's CLI against database `db` of the local server
+/// (where a test rebuilds the ledger).
+fn on_db(env: &Env, db: &str) -> std::process::Command {
+    let mut c = env.cmd();
+    c.env(
+        "CAIRN_POSTGRES__URL",
+        format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
+    );
+    c
 }
 
 /// Drops a database the test made when the test ends, passed or not.
