@@ -76,6 +76,9 @@ export function useConnected() {
   const [on, setOn] = useState(connected);
   useEffect(() => {
     connectionListeners.add(setOn);
+    // The feed may have opened between the first render and this effect
+    // (effects run after paint): its change reached no listener then.
+    setOn(connected);
     return () => connectionListeners.delete(setOn);
   }, []);
   return on;
