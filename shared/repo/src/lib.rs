@@ -15,6 +15,7 @@
 //!   later.
 //! * [`catalogue`]: each backup's sealed catalogue entry, and listing
 //!   backups from one network with the key alone.
+//! * [`erasure`]: erasure-coded packs (k of n shards, one per network).
 //! * [`check`]: comparing stored objects with their digests (no key).
 //! * [`recovery`]: surveying a repository to record it in a new ledger.
 //! * [`pgtools`]: running `pg_dump` / `pg_restore` with a database's own
@@ -24,6 +25,7 @@ pub mod catalogue;
 pub mod check;
 pub mod chunklist;
 pub mod complete;
+pub mod erasure;
 pub mod format;
 pub mod keys;
 pub mod layout;
