@@ -646,6 +646,7 @@ fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing()
         payload: junk.clone(),
         retain_until: None,
         run: Some(runs[0]),
+        erasure: None,
     };
     publish_raw(&env, &subjects.sealed(&backup_id), &encode(&late));
     let sealed = Envelope::new(
@@ -657,6 +658,7 @@ fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing()
             len: junk.len() as u64,
             packed: Vec::new(),
             run: Some(runs[0]),
+            shards: None,
         }),
         &[sha256.as_bytes()],
     );

@@ -385,6 +385,7 @@ fn a_later_run_counts_from_its_first_event_read_and_an_earlier_one_no_longer() {
                 len: tag.len() as u64,
                 packed: Vec::new(),
                 run: Some(run),
+                shards: None,
             }),
             &[tag.as_bytes()],
         )

@@ -207,6 +207,7 @@ impl Workload {
             len,
             packed: Vec::new(),
             run: None,
+            shards: None,
         };
         self.push(
             sealer,
@@ -223,6 +224,7 @@ impl Workload {
                     network: net.into(),
                     digest: digest.clone(),
                     existed,
+                    shard: None,
                 }),
                 &[net.as_bytes(), path.as_bytes(), sha256.as_bytes()],
             );

@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
+/// Which shard of a pack a network holds (index, k); None: all of it.
+type HeldShard = Option<(i16, i16)>;
+
 /// Applies a batch's events to the projections inside its transaction.
 /// `object.sealed` and chunk `object.stored` (nearly every event) are
 /// gathered and written as one statement per table; any other event first
@@ -19,7 +22,10 @@ pub struct Projector {
     prepared: Prepared,
     /// Object path → (SHA-256, length): the last sealing of a path wins.
     digests: HashMap<String, (String, i64)>,
-    copies: Vec<(Vec<u8>, String)>,
+    /// (chunk or pack, network, which shard it holds: index and k).
+    copies: Vec<(Vec<u8>, String, HeldShard)>,
+    /// (path, index, k, n, SHA-256, length) of each shard sealing made.
+    shards: Vec<(String, i16, i16, i16, String, i64)>,
     /// (chunk, pack, offset, length) from packs' `object.sealed`.
     packed: Vec<(Vec<u8>, Vec<u8>, i32, i32)>,
     /// What each network holds and what was asked of it.
@@ -57,11 +63,14 @@ impl Projector {
             }
             Event::ObjectStored(st) => {
                 // A pack's copies are kept under its id, beside chunks'.
+                let shard = st.shard.map(|s| (s.index as i16, s.k as i16));
                 match &st.digest.object {
                     ObjectKey::Chunk { id } => {
-                        self.copies.push((id.0.to_vec(), st.network.clone()))
+                        self.copies.push((id.0.to_vec(), st.network.clone(), None))
                     }
-                    ObjectKey::Pack { id } => self.copies.push((id.0.to_vec(), st.network.clone())),
+                    ObjectKey::Pack { id } => {
+                        self.copies.push((id.0.to_vec(), st.network.clone(), shard))
+                    }
                     _ => {}
                 }
                 Ok(())
@@ -78,7 +87,7 @@ impl Projector {
                     } = &d.object
                     {
                         for n in &r.networks {
-                            self.copies.push((id.to_vec(), n.clone()));
+                            self.copies.push((id.to_vec(), n.clone(), None));
                         }
                     }
                 }
@@ -154,10 +163,15 @@ impl Projector {
                 ));
             }
         }
-        self.digests.insert(
-            cairn_repo::layout::object(&d.object),
-            (d.sha256.clone(), d.len as i64),
-        );
+        let path = cairn_repo::layout::object(&d.object);
+        if let Some(sh) = &d.shards {
+            let (k, n) = (sh.k as i16, sh.files.len() as i16);
+            for (i, f) in sh.files.iter().enumerate() {
+                self.shards
+                    .push((path.clone(), i as i16, k, n, f.sha256.clone(), f.len as i64));
+            }
+        }
+        self.digests.insert(path, (d.sha256.clone(), d.len as i64));
     }
 
     /// Writes what was gathered; call before the transaction commits.
@@ -195,12 +209,57 @@ impl Projector {
             )
             .await?;
         }
-        if !self.copies.is_empty() {
-            let (chunks, nets): (Vec<Vec<u8>>, Vec<String>) = self.copies.drain(..).unzip();
+        if !self.shards.is_empty() {
+            let (mut paths, mut idx, mut ks, mut ns, mut sums, mut lens) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            // One row per shard in one statement (the last sealing wins).
+            let last: HashMap<(String, i16), (i16, i16, String, i64)> = self
+                .shards
+                .drain(..)
+                .map(|(p, i, k, n, sha, len)| ((p, i), (k, n, sha, len)))
+                .collect();
+            for ((p, i), (k, n, sha, len)) in last {
+                paths.push(p);
+                idx.push(i);
+                ks.push(k);
+                ns.push(n);
+                sums.push(sha);
+                lens.push(len);
+            }
             tx.execute(
-                "INSERT INTO chunk_copies (chunk_id, network)
-                 SELECT * FROM unnest($1::bytea[], $2::text[]) ON CONFLICT DO NOTHING",
-                &[&chunks, &nets],
+                "INSERT INTO shard_digests (path, shard, k, n, sha256, len)
+                 SELECT * FROM unnest($1::text[], $2::int2[], $3::int2[], $4::int2[], $5::text[], $6::bigint[])
+                 ON CONFLICT (path, shard) DO UPDATE
+                 SET k = EXCLUDED.k, n = EXCLUDED.n, sha256 = EXCLUDED.sha256, len = EXCLUDED.len",
+                &[&paths, &idx, &ks, &ns, &sums, &lens],
+            )
+            .await?;
+        }
+        if !self.copies.is_empty() {
+            let (mut chunks, mut nets, mut shard, mut shard_k) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // One row per copy in one statement: the last word stands.
+            let last: HashMap<(Vec<u8>, String), HeldShard> =
+                self.copies.drain(..).map(|(c, n, s)| ((c, n), s)).collect();
+            for ((c, n), s) in last {
+                chunks.push(c);
+                nets.push(n);
+                shard.push(s.map(|s| s.0));
+                shard_k.push(s.map(|s| s.1));
+            }
+            // What a network holds now: a shard, or the whole pack.
+            tx.execute(
+                "INSERT INTO chunk_copies (chunk_id, network, shard, shard_k)
+                 SELECT * FROM unnest($1::bytea[], $2::text[], $3::int2[], $4::int2[])
+                 ON CONFLICT (chunk_id, network) DO UPDATE
+                 SET shard = EXCLUDED.shard, shard_k = EXCLUDED.shard_k",
+                &[&chunks, &nets, &shard, &shard_k],
             )
             .await?;
             // A chunk written again is live again: its mark goes.

@@ -12,13 +12,18 @@
 //! its backup's data key, used for that request and dropped, so an encrypt
 //! worker never holds a key to a backup it is not sealing right now. It
 //! persists nothing.
+//!
+//! A pack of an erasure-coded backup is sealed as any other; its
+//! `object.sealed` also records the digest of each shard the store workers
+//! will cut from it, so that what each network must hold is in the ledger
+//! before anything is stored.
 
 use bytes::Bytes;
 use cairn_bus::{publish, Bus, BusError, Delivery, Failure, Handler};
 use cairn_crypto::{DataKeyId, Key32, ObjectKind, Sealer};
 use cairn_events::{
     decode, encode, DecodeError, Envelope, Event, ObjectDigest, ObjectKey, PackId, PlainChunk,
-    SealedObject, Stage, SCHEMA_VERSION,
+    SealedObject, ShardDigest, Shards, Stage, SCHEMA_VERSION,
 };
 use cairn_repo::layout;
 use sha2::{Digest, Sha256};
@@ -120,8 +125,30 @@ impl EncryptWorker {
             parts,
             retain_until,
             run,
+            erasure,
             ..
         } = chunk;
+        // A pack's shards are cut by each store worker; sealing records
+        // what each must hold. One shard per target network.
+        let erasure = match (erasure, &object) {
+            (Some(e), ObjectKey::Pack { id }) => {
+                if e.n as usize != networks.len() {
+                    return Err(EncryptError::BadPack(format!(
+                        "pack {id} of backup {backup_id}: {e} needs {} networks, the request names {}",
+                        e.n,
+                        networks.len()
+                    )));
+                }
+                Some(e)
+            }
+            (Some(e), other) => {
+                return Err(EncryptError::BadPack(format!(
+                    "{}: only packs are erasure-coded, not {e}",
+                    layout::describe(other)
+                )))
+            }
+            (None, _) => None,
+        };
         let work = move || {
             let (sealed, packed) = if parts.is_empty() {
                 (
@@ -132,7 +159,16 @@ impl EncryptWorker {
                 cairn_repo::pack::seal_pack(&sealer, &parts)
             };
             let sha = hex::encode(Sha256::digest(&sealed));
-            (sealed, sha, packed)
+            let shards = erasure.map(|e| {
+                cairn_repo::erasure::digests(&sealed, e.k, e.n).map(|files| Shards {
+                    k: e.k,
+                    files: files
+                        .into_iter()
+                        .map(|(sha256, len)| ShardDigest { sha256, len })
+                        .collect(),
+                })
+            });
+            (sealed, sha, packed, shards)
         };
         // A small file's chunk seals in microseconds: handing it to another
         // thread would cost more than the work.
@@ -141,7 +177,10 @@ impl EncryptWorker {
         } else {
             tokio::task::spawn_blocking(work).await?
         };
-        let (payload, sha256, packed) = sealed;
+        let (payload, sha256, packed, shards) = sealed;
+        let shards = shards
+            .transpose()
+            .map_err(|e| EncryptError::BadPack(e.to_string()))?;
         let path = layout::object(&object);
         let run = run.filter(|_| layout::of_one_run(&object));
         let msg_id = layout::sealed_msg_id(&backup_id, &path, run.as_ref().map(|r| &r.key));
@@ -151,6 +190,7 @@ impl EncryptWorker {
             len: payload.len() as u64,
             packed,
             run,
+            shards,
         };
         let msg = SealedObject {
             schema: SCHEMA_VERSION,
@@ -161,6 +201,7 @@ impl EncryptWorker {
             payload,
             retain_until,
             run,
+            erasure,
         };
         // A full SEALED stream (a slow network) is ingest's to wait out:
         // answer busy before it stops waiting, rather than hold the request.

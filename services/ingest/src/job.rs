@@ -97,10 +97,12 @@ async fn dedup_against(
     pg: &tokio_postgres::Client,
     ids: &[ChunkId],
     networks: &[String],
+    redundancy: &Redundancy,
 ) -> Result<HashMap<ChunkId, Location>, JobError> {
     let started = std::time::Instant::now();
+    let k = redundancy.erasure().map(|e| e.k);
     loop {
-        let states = cairn_ledger::marks::chunk_states(pg, ids, networks).await?;
+        let states = cairn_ledger::marks::chunk_states(pg, ids, networks, k).await?;
         if states.condemned.is_empty() {
             return Ok(states.known);
         }
@@ -132,7 +134,9 @@ async fn parent_cache(
     ctx: &IngestContext,
     req: &BackupRequest,
     networks: &[String],
+    redundancy: &Redundancy,
 ) -> Result<Option<(FilesCache, ReusedAt)>, JobError> {
+    let k = redundancy.erasure().map(|e| e.k);
     let Some(store) = &ctx.files_cache else {
         return Ok(None);
     };
@@ -162,7 +166,7 @@ async fn parent_cache(
     let mut at = ReusedAt::new();
     for keys in cache.batches(CACHE_CHECK_BATCH) {
         let ids = cache.chunk_ids_of(&keys);
-        let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks).await?;
+        let states = cairn_ledger::marks::chunk_states(&ctx.pg, &ids, networks, k).await?;
         let usable: HashSet<ChunkId> = states.known.keys().copied().collect();
         dropped += cache.retain_known(&keys, &usable);
         at.extend(states.known);
@@ -223,6 +227,32 @@ pub fn resolve_targets(
     if out.is_empty() {
         out = configured.to_vec();
     }
+    let erasure = match policy.map(|p| p.erasure()).transpose() {
+        Ok(e) => e.flatten(),
+        Err(e) => {
+            return Err(JobError::Source(format!(
+                "datasets.{}.redundancy = {e}",
+                req.dataset
+            )))
+        }
+    };
+    if let Some(e) = erasure {
+        if let Some(m) = req.min_copies {
+            return Err(JobError::Source(format!(
+                "min_copies {m} asks for whole copies, and dataset {:?} is {e} (any {} of its {} shards rebuild a pack)",
+                req.dataset, e.k, e.n
+            )));
+        }
+        if e.n as usize != out.len() {
+            return Err(JobError::Source(format!(
+                "dataset {:?} is {e}: one shard per target network, and this backup has {} ({})",
+                req.dataset,
+                out.len(),
+                out.join(", ")
+            )));
+        }
+        return Ok((out, Redundancy::Erasure(e)));
+    }
     let min = req
         .min_copies
         .or(policy.and_then(|p| p.min_copies))
@@ -241,9 +271,19 @@ pub fn resolve_targets(
 /// the resolved targets before anything is read. A request whose targets
 /// cannot be resolved is left to [`run`], which names that.
 pub fn refused_by_profile(ctx: &IngestContext, req: &BackupRequest) -> Option<String> {
-    let (targets, Redundancy::Replicate { min_copies }) =
-        resolve_targets(req, &ctx.networks, &ctx.policies).ok()?;
-    refused_for(ctx, req, &targets, min_copies)
+    let (targets, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies).ok()?;
+    refused_for(ctx, req, &targets, copies_held(&redundancy))
+}
+
+/// The whole copies a policy is worth in networks that may be lost: an
+/// erasure-coded backup survives losing `n - k` networks, as `n - k + 1`
+/// whole copies do. What compliance rules on copies and the quotas' "may a
+/// full network be dropped" are judged on.
+pub fn copies_held(r: &Redundancy) -> u32 {
+    match r {
+        Redundancy::Replicate { min_copies } => *min_copies,
+        Redundancy::Erasure(e) => e.n - e.k + 1,
+    }
 }
 
 /// Why the profiles that apply to `req` refuse it on `targets`, if they do.
@@ -303,6 +343,8 @@ struct Publisher<'a> {
     ctx: &'a IngestContext,
     backup_id: &'a BackupId,
     networks: &'a [String],
+    /// Packs are cut into one shard per network (`networks[i]`: shard `i`).
+    erasure: Option<cairn_events::Erasure>,
     /// Until when networks that lock objects must keep this backup's.
     retain_until: Option<String>,
     /// This backup's data key, handed to encrypt with every seal request.
@@ -356,9 +398,13 @@ impl Publisher<'_> {
         payload: Vec<u8>,
         parts: Vec<PlainPart>,
     ) -> Result<(), BusError> {
+        let erasure = self
+            .erasure
+            .filter(|_| matches!(object, ObjectKey::Pack { .. }));
         let msg = PlainChunk {
             schema: SCHEMA_VERSION,
             backup_id: self.backup_id.clone(),
+            erasure,
             object,
             networks: self.networks.to_vec(),
             compressed,
@@ -444,6 +490,7 @@ impl Publisher<'_> {
             len: payload.len() as u64,
             packed: Vec::new(),
             run,
+            shards: None,
         };
         let path = layout::object(&object);
         let msg_id = layout::sealed_msg_id(self.backup_id, &path, run.as_ref().map(|r| &r.key));
@@ -456,6 +503,7 @@ impl Publisher<'_> {
             payload,
             retain_until: self.retain_until.clone(),
             run,
+            erasure: None,
         };
         let env = Envelope::new(
             self.ctx.source.clone(),
@@ -627,10 +675,15 @@ pub struct Placed {
 /// full one judged against its compliance profiles as the first ones were.
 pub async fn place(ctx: &IngestContext, req: &BackupRequest) -> Result<Placed, JobError> {
     let (networks, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies)?;
-    let Redundancy::Replicate { min_copies } = redundancy.clone();
-    let (networks, rerouted) = crate::quota::admit(ctx, req, networks, min_copies).await?;
+    // An erasure-coded backup needs all its networks (one shard each): a
+    // full one may be replaced by an overflow network, never dropped.
+    let keep = match &redundancy {
+        Redundancy::Replicate { min_copies } => *min_copies,
+        Redundancy::Erasure(e) => e.n,
+    };
+    let (networks, rerouted) = crate::quota::admit(ctx, req, networks, keep).await?;
     if !rerouted.is_empty() {
-        if let Some(reason) = refused_for(ctx, req, &networks, min_copies) {
+        if let Some(reason) = refused_for(ctx, req, &networks, copies_held(&redundancy)) {
             return Err(JobError::Source(reason));
         }
     }
@@ -659,7 +712,7 @@ pub async fn run(
         rerouted,
     } = placed;
     writes_to(&ctx.repo, &ctx.writer)?;
-    let (parent, reused_at) = match parent_cache(ctx, req, &networks).await? {
+    let (parent, reused_at) = match parent_cache(ctx, req, &networks, &redundancy).await? {
         Some((cache, at)) => (Some(cache), at),
         None => (None, ReusedAt::new()),
     };
@@ -722,6 +775,7 @@ pub async fn run(
         ctx,
         backup_id,
         networks: &networks,
+        erasure: redundancy.erasure(),
         retain_until: retain_until.clone(),
         key: SealKey {
             id: key_id,
@@ -815,7 +869,7 @@ pub async fn run(
             let known = if ids.is_empty() {
                 HashMap::new()
             } else {
-                dedup_against(&ctx.pg, &ids, &networks).await?
+                dedup_against(&ctx.pg, &ids, &networks, &redundancy).await?
             };
             for (id, plain) in fresh {
                 if let Some(loc) = known.get(&id).or_else(|| reused_at.get(&id)) {

@@ -9,14 +9,19 @@
 //! the repository's key, so a later backup that deduplicates against it
 //! never leans on a chunk whose key was lost with a failed backup.
 //!
+//! An erasure-coded pack (`erasure` on its message) arrives whole, as
+//! every other object; each worker cuts it the same way and writes only its
+//! own network's shard (`cairn_repo::erasure`), so SEALED carries a pack
+//! once, not once per shard.
+//!
 //! A worker also makes its network a whole repository: a network added to
 //! the configuration after `cairn init` gets the repository config and key
 //! files copied from another network when its worker starts.
 
 use cairn_bus::{Bus, BusError, Delivery, Failure, Handler};
 use cairn_events::{
-    decode, DecodeError, Envelope, Event, KeyId, ObjectDigest, ObjectKey, SealedObject, Stage,
-    Stored,
+    decode, DecodeError, Envelope, Event, KeyId, ObjectDigest, ObjectKey, SealedObject, ShardOf,
+    Stage, Stored,
 };
 use cairn_networks::{DynNetwork, NetworkError, Put, PutMode};
 use cairn_repo::{layout, Repository};
@@ -52,6 +57,12 @@ pub enum StoreError {
         key: String,
         network: String,
     },
+    #[error("{object}: cannot cut its shard for network {network}: {why}")]
+    Shard {
+        object: String,
+        network: String,
+        why: String,
+    },
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]
@@ -63,7 +74,9 @@ pub enum StoreError {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Decode(_) | StoreError::Digest { .. } => Failure::permanent(e),
+            StoreError::Decode(_) | StoreError::Digest { .. } | StoreError::Shard { .. } => {
+                Failure::permanent(e)
+            }
             // Space may be freed, the network may come back.
             StoreError::Quota { .. }
             | StoreError::Ledger { .. }
@@ -220,8 +233,10 @@ impl StoreWorker {
                         len,
                         packed: Vec::new(),
                         run: None,
+                        shards: None,
                     },
                     existed: put == Put::Existed,
+                    shard: None,
                 }),
                 &[name.as_bytes(), path.as_bytes(), sha256.as_bytes()],
             );
@@ -346,6 +361,77 @@ impl StoreWorker {
         }
     }
 
+    /// This network's shard of an erasure-coded pack (shard `i` for the
+    /// message's `i`-th network), or None to store the object whole.
+    async fn shard_of(&self, obj: &SealedObject) -> Result<Option<(Vec<u8>, ShardOf)>, StoreError> {
+        let (Some(e), ObjectKey::Pack { .. }) = (obj.erasure, &obj.object) else {
+            return Ok(None);
+        };
+        let name = self.network.name();
+        let bad = |why: String| StoreError::Shard {
+            object: layout::describe(&obj.object),
+            network: name.to_string(),
+            why,
+        };
+        let index = obj
+            .networks
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| bad("not one of its networks".into()))?;
+        if e.n as usize != obj.networks.len() {
+            return Err(bad(format!("{e} over {} networks", obj.networks.len())));
+        }
+        let sealed = obj.payload.clone();
+        let files =
+            tokio::task::spawn_blocking(move || cairn_repo::erasure::encode(&sealed, e.k, e.n))
+                .await
+                .map_err(|e| bad(e.to_string()))?
+                .map_err(|e| bad(e.to_string()))?;
+        let file = files
+            .into_iter()
+            .nth(index)
+            .ok_or_else(|| bad(format!("no shard {index}")))?;
+        Ok(Some((
+            file,
+            ShardOf {
+                index: index as u32,
+                k: e.k,
+                n: e.n,
+            },
+        )))
+    }
+
+    /// What the network holds at `path`, where this worker found a pack it
+    /// was to write a shard of: the same shard (nothing to say), the whole
+    /// pack, or (never by Cairn's own placement) another shard.
+    async fn held(
+        &self,
+        path: &str,
+        mine: ShardOf,
+        shard: (String, u64),
+        whole: (String, u64),
+    ) -> Result<(String, u64, Option<ShardOf>), StoreError> {
+        let head = self.network.get_range(path, 0, 8).await?;
+        if !cairn_repo::erasure::is_shard(&head) {
+            return Ok((whole.0, whole.1, None));
+        }
+        if head[7] as u32 == mine.index {
+            return Ok((shard.0, shard.1, Some(mine)));
+        }
+        let there = self.network.get(path).await?;
+        let sha = hex::encode(Sha256::digest(&there));
+        tracing::warn!(network = %self.network.name(), %path, index = head[7], want = mine.index, "the network holds another shard of this pack; recorded as it is");
+        Ok((
+            sha,
+            there.len() as u64,
+            Some(ShardOf {
+                index: head[7] as u32,
+                k: head[5] as u32,
+                n: head[6] as u32,
+            }),
+        ))
+    }
+
     async fn store(&self, d: &Delivery) -> Result<(), StoreError> {
         let obj: SealedObject = decode(&d.payload, "sealed object")?;
         let name = self.network.name().to_string();
@@ -387,6 +473,16 @@ impl StoreWorker {
             }
         }
         ready?;
+        // An erasure-coded pack: this network gets its one shard.
+        let whole = (obj.sha256.clone(), len);
+        let (payload, sha256, len, shard) = match self.shard_of(&obj).await? {
+            Some((file, shard)) => {
+                let sha = hex::encode(Sha256::digest(&file));
+                let len = file.len() as u64;
+                (file, sha, len, Some(shard))
+            }
+            None => (obj.payload, obj.sha256.clone(), len, None),
+        };
         self.within_quota(&path, len).await?;
         // A compliance rule's retention: where this network locks objects,
         // it locks this one at least that long.
@@ -399,12 +495,7 @@ impl StoreWorker {
             .map(std::time::SystemTime::from);
         let put = match self
             .network
-            .put_until(
-                &path,
-                obj.payload.into(),
-                layout::put_mode(&obj.object),
-                until,
-            )
+            .put_until(&path, payload.into(), layout::put_mode(&obj.object), until)
             .await
         {
             Ok(put) => put,
@@ -426,6 +517,11 @@ impl StoreWorker {
         if put == Put::Written {
             cairn_telemetry::metrics::get().chunk(&Stage::Store.label(Some(&name)), len);
         }
+        // A pack found already there is recorded as what the network holds.
+        let (sha256, len, shard) = match (put, shard) {
+            (Put::Existed, Some(mine)) => self.held(&path, mine, (sha256, len), whole).await?,
+            (_, shard) => (sha256, len, shard),
+        };
         let env = Envelope::new(
             Stage::Store.label(Some(&name)),
             obj.backup_id,
@@ -433,14 +529,16 @@ impl StoreWorker {
                 network: name.clone(),
                 digest: ObjectDigest {
                     object: obj.object,
-                    sha256: obj.sha256.clone(),
+                    sha256: sha256.clone(),
                     len,
                     packed: Vec::new(),
                     run: obj.run,
+                    shards: None,
                 },
                 existed: put == Put::Existed,
+                shard,
             }),
-            &[name.as_bytes(), path.as_bytes(), obj.sha256.as_bytes()],
+            &[name.as_bytes(), path.as_bytes(), sha256.as_bytes()],
         );
         Ok(self.bus.publish_event(&env).await?)
     }

@@ -318,7 +318,46 @@ impl VerifyWorker {
             path: paths[*i].clone(),
             sha256: digests[&paths[*i]].0.clone(),
         };
-        let everything: Arc<Vec<Expected>> = Arc::new(read.iter().map(expected).collect());
+        // An erasure-coded pack is held to its shard's digest on each network.
+        let shards = if ing.redundancy.erasure().is_some() {
+            let packs: Vec<String> = read
+                .iter()
+                .filter(|i| **i < chunk_count)
+                .map(|i| paths[*i].clone())
+                .collect();
+            let mut found = HashMap::new();
+            for part in packs.chunks(10_000) {
+                match cairn_ledger::query::shard_digests(&self.pg, part).await {
+                    Ok(f) => found.extend(f),
+                    Err(e) => {
+                        outcome
+                            .reasons
+                            .push(format!("shard digests unreadable: {e}"));
+                        return outcome;
+                    }
+                }
+            }
+            found
+        } else {
+            HashMap::new()
+        };
+        let everything_on = |network: &str| -> Arc<Vec<Expected>> {
+            let index = ing.networks.iter().position(|n| n == network);
+            Arc::new(
+                read.iter()
+                    .map(|i| {
+                        let e = expected(i);
+                        match (shards.get(&e.path), index) {
+                            (Some(s), Some(at)) if at < s.files.len() => Expected {
+                                sha256: s.files[at].0.clone(),
+                                ..e
+                            },
+                            _ => e,
+                        }
+                    })
+                    .collect(),
+            )
+        };
         // Where a network's `read_back` is off: its chunk list and manifest
         // are read back, its new data objects held on the store worker's
         // word (recorded in the ledger as stored there).
@@ -347,7 +386,7 @@ impl VerifyWorker {
         let deadline = &deadline;
         let checks = targets.networks().iter().map(|net| {
             let read_back = self.read_back.get(net.name()).copied().unwrap_or(true);
-            let (everything, metadata) = (everything.clone(), metadata.clone());
+            let (everything, metadata) = (everything_on(net.name()), metadata.clone());
             let (shared, new_data) = (&shared, &new_data);
             async move {
                 let mut f = if read_back {
@@ -411,7 +450,17 @@ impl VerifyWorker {
         let new_chunks = &backup_objects.new_chunks;
         outcome.sealed_root = hex::encode(sealed.root());
         let meta_bytes: u64 = paths[chunk_count..].iter().map(|p| digests[p].1).sum();
-        let chunk_bytes: u64 = new_chunks.iter().map(|&i| digests[&paths[i]].1).sum();
+        // What one network got of a pack: all of it, or one shard.
+        let chunk_bytes: u64 = new_chunks
+            .iter()
+            .map(|&i| {
+                shards
+                    .get(&paths[i])
+                    .and_then(|s| s.files.first())
+                    .map(|f| f.1)
+                    .unwrap_or(digests[&paths[i]].1)
+            })
+            .sum();
         outcome.stats = Stats {
             bytes_stored: chunk_bytes + meta_bytes,
             chunks_new: backup_objects.chunks_new,
@@ -461,20 +510,31 @@ pub(crate) async fn lock_all(
     }
 }
 
-/// The event that ends a backup: `completed` when at least `min_copies`
-/// networks (and at least one) hold it whole, `degraded` when some do,
-/// `failed` when none does.
+/// The event that ends a backup. Replicated: `completed` when at least
+/// `min_copies` networks (and at least one) hold it whole, `degraded` when
+/// some do, `failed` when none does. Erasure-coded `k/n`: `completed` when
+/// all `n` hold their part, `degraded` while at least `k` do (it restores,
+/// with less to spare; repair rebuilds the rest), `failed` below `k`.
 pub fn verdict(mut outcome: Outcome, redundancy: &Redundancy) -> Event {
     let healthy = outcome.networks.iter().filter(|n| n.ok).count();
-    let Redundancy::Replicate { min_copies } = redundancy;
-    if healthy > 0 && healthy >= *min_copies as usize {
+    let (complete, restorable) = match redundancy {
+        Redundancy::Replicate { min_copies } => (*min_copies as usize, 1),
+        Redundancy::Erasure(e) => (e.n as usize, e.k as usize),
+    };
+    if healthy == 0 || healthy < restorable {
+        if healthy > 0 {
+            outcome.reasons.push(format!(
+                "{healthy} network(s) hold their shards, and {redundancy} needs {restorable} to rebuild each pack"
+            ));
+        }
+        return Event::BackupFailed(outcome);
+    }
+    if healthy >= complete {
         // The policy holds; per-network findings stay in `networks`.
         outcome.reasons.clear();
         Event::BackupCompleted(outcome)
-    } else if healthy > 0 {
-        Event::BackupDegraded(outcome)
     } else {
-        Event::BackupFailed(outcome)
+        Event::BackupDegraded(outcome)
     }
 }
 
@@ -562,5 +622,36 @@ mod tests {
             verdict(outcome(&[]), &policy(0)),
             Event::BackupFailed(_)
         ));
+    }
+
+    #[test]
+    fn an_erasure_coded_backup_is_complete_with_every_shard_and_restorable_with_k() {
+        let ec = Redundancy::Erasure(cairn_events::Erasure { k: 3, n: 5 });
+        match verdict(outcome(&[true; 5]), &ec) {
+            Event::BackupCompleted(o) => assert!(o.reasons.is_empty()),
+            e => panic!("{e:?}"),
+        }
+        // Four or three networks whole: it restores, with less to spare.
+        for ok in [
+            [true, false, true, true, true],
+            [true, false, true, false, true],
+        ] {
+            assert!(
+                matches!(verdict(outcome(&ok), &ec), Event::BackupDegraded(_)),
+                "{ok:?}"
+            );
+        }
+        // Two: no pack can be rebuilt from what verify saw whole.
+        match verdict(outcome(&[true, false, false, false, true]), &ec) {
+            Event::BackupFailed(o) => assert!(
+                o.reasons
+                    .iter()
+                    .any(|r| r.contains("2 network(s) hold their shards")
+                        && r.contains("erasure 3/5 needs 3")),
+                "{:?}",
+                o.reasons
+            ),
+            e => panic!("{e:?}"),
+        }
     }
 }

@@ -328,6 +328,23 @@ impl Config {
                     )));
                 }
             }
+            let erasure = p.erasure().map_err(|e| {
+                ConfigError::Invalid(format!("datasets.{dataset}.redundancy = {e}"))
+            })?;
+            if let Some(e) = erasure {
+                if p.min_copies.is_some() {
+                    return Err(ConfigError::Invalid(format!(
+                        "datasets.{dataset}: min_copies applies to whole copies, not to {e} (which needs {} of its {} shards)",
+                        e.k, e.n
+                    )));
+                }
+                if e.n as usize != targets {
+                    return Err(ConfigError::Invalid(format!(
+                        "datasets.{dataset}.redundancy = {e}: one shard per target network, and it has {targets} ({})",
+                        if p.networks.is_empty() { "every configured network".to_string() } else { p.networks.join(", ") }
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -478,6 +495,51 @@ mod tests {
             let c = Config::load(None).unwrap();
             let (p, _) = c.retention.policy_for("db");
             assert_eq!(p, cairn_lifecycle::Policy::seeds_default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_datasets_erasure_coding_is_read_and_checked_against_its_networks() {
+        figment::Jail::expect_with(|jail| {
+            let nets: String = (1..=5)
+                .map(|i| {
+                    format!("[[networks]]\nname = \"n{i}\"\nkind = \"fs\"\npath = \"/x/{i}\"\n")
+                })
+                .collect();
+            let load = |jail: &mut figment::Jail, dataset: &str| {
+                jail.create_file("cairn.toml", &format!("{nets}[datasets.d]\n{dataset}"))
+                    .unwrap();
+                Config::load(None).map_err(|e| e.to_string())
+            };
+            let c = load(jail, "redundancy = \"erasure 3/5\"\n").unwrap();
+            let e = c.datasets["d"].erasure().unwrap().unwrap();
+            assert_eq!((e.k, e.n), (3, 5));
+            let c = load(jail, "redundancy = \"replicate\"\nmin_copies = 2\n").unwrap();
+            assert_eq!(c.datasets["d"].erasure(), Ok(None));
+            for (bad, says) in [
+                (
+                    "redundancy = \"erasure 3/4\"\n",
+                    "one shard per target network, and it has 5",
+                ),
+                (
+                    "redundancy = \"erasure 2/3\"\nnetworks = [\"n1\", \"n2\"]\n",
+                    "it has 2 (n1, n2)",
+                ),
+                ("redundancy = \"erasure 5/5\"\n", "needs 1 ≤ k < n ≤ 255"),
+                (
+                    "redundancy = \"erasure three/5\"\n",
+                    "\"three\" is not a number",
+                ),
+                ("redundancy = \"mirror\"\n", "not a redundancy"),
+                (
+                    "redundancy = \"erasure 3/5\"\nmin_copies = 2\n",
+                    "min_copies applies to whole copies",
+                ),
+            ] {
+                let e = load(jail, bad).unwrap_err();
+                assert!(e.contains("datasets.d") && e.contains(says), "{bad}: {e}");
+            }
             Ok(())
         });
     }

@@ -18,6 +18,13 @@ pub struct DatasetPolicy {
     /// Verified copies for `completed` (unset: every target network).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_copies: Option<u32>,
+    /// `"replicate"` (the default: every pack whole on every target
+    /// network) or `"erasure k/n"`: each pack cut into `n` Reed-Solomon
+    /// shards, one per target network in the order `networks` gives, any
+    /// `k` of which rebuild it (`n/k` of the size; `n - k` networks may be
+    /// lost). Backup metadata and keys stay whole on every target network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<String>,
     /// Whether `cairn shred` can destroy this dataset (default true): its
     /// key is kept only on networks that can delete. `false` puts its key
     /// on every target network, so that one that cannot delete (Arweave)
@@ -34,6 +41,19 @@ pub struct DatasetPolicy {
     /// otherwise the backup is refused, naming the quota.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub overflow: Vec<String>,
+}
+
+impl DatasetPolicy {
+    /// The erasure coding `redundancy` names, if any.
+    pub fn erasure(&self) -> Result<Option<cairn_events::Erasure>, String> {
+        match self.redundancy.as_deref().map(str::trim) {
+            None | Some("replicate") => Ok(None),
+            Some(r) if r.starts_with("erasure") => cairn_events::Erasure::parse(r).map(Some),
+            Some(r) => Err(format!(
+                "{r:?}: not a redundancy (\"replicate\" or \"erasure k/n\", e.g. \"erasure 3/5\")"
+            )),
+        }
+    }
 }
 
 /// `[ingest]`.

@@ -495,14 +495,90 @@ pub struct Schedule {
     pub min_copies: Option<u32>,
 }
 
-/// How a backup's chunks are spread over its networks. Today: whole copies
-/// on every target network, of which `min_copies` must be verified. An
-/// erasure-coded policy (k of n shards of each chunk on different networks)
-/// is another variant; readers refuse variants they do not know.
+/// How a backup's chunks are spread over its networks: whole copies on
+/// every target network, of which `min_copies` must be verified; or each
+/// pack erasure-coded into one shard per target network, any `k` of which
+/// rebuild it. Readers refuse variants they do not know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Redundancy {
-    Replicate { min_copies: u32 },
+    Replicate {
+        min_copies: u32,
+    },
+    /// Pack data as `n` Reed-Solomon shards, shard `i` on the backup's
+    /// `i`-th target network. The backup's own objects (manifest, chunk
+    /// list, catalogue) and keys stay whole on every target network.
+    Erasure(Erasure),
+}
+
+impl Redundancy {
+    /// The erasure coding, if the policy is one.
+    pub fn erasure(&self) -> Option<Erasure> {
+        match self {
+            Redundancy::Replicate { .. } => None,
+            Redundancy::Erasure(e) => Some(*e),
+        }
+    }
+
+    /// Whole networks the backup's data survives losing.
+    pub fn tolerates(&self, networks: usize) -> usize {
+        match self {
+            Redundancy::Replicate { min_copies } => (*min_copies as usize).saturating_sub(1),
+            Redundancy::Erasure(e) => (e.n - e.k) as usize,
+        }
+        .min(networks.saturating_sub(1))
+    }
+}
+
+impl std::fmt::Display for Redundancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Redundancy::Replicate { min_copies } => {
+                write!(f, "replicate (min_copies {min_copies})")
+            }
+            Redundancy::Erasure(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// `erasure k/n`: `n` shards, any `k` of which rebuild the pack; storage is
+/// `n/k` of the data, and `n - k` networks may be lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Erasure {
+    pub k: u32,
+    pub n: u32,
+}
+
+impl Erasure {
+    /// Reads `erasure 3/5` (or `3/5`), checking `1 ≤ k < n ≤ 255`.
+    pub fn parse(s: &str) -> Result<Erasure, String> {
+        let t = s.trim();
+        let t = t.strip_prefix("erasure").unwrap_or(t).trim();
+        let (k, n) = t.split_once('/').ok_or_else(|| {
+            format!("{s:?}: not an erasure coding (write \"erasure k/n\", e.g. \"erasure 3/5\")")
+        })?;
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{s:?}: {v:?} is not a number of shards"))
+        };
+        let e = Erasure {
+            k: num(k)?,
+            n: num(n)?,
+        };
+        if e.k == 0 || e.k >= e.n || e.n > 255 {
+            return Err(format!(
+                "{s:?}: erasure k/n needs 1 ≤ k < n ≤ 255 (any k of n shards rebuild a pack)"
+            ));
+        }
+        Ok(e)
+    }
+}
+
+impl std::fmt::Display for Erasure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "erasure {}/{}", self.k, self.n)
+    }
 }
 
 /// A backup source. Paths must be readable by the ingest worker.
@@ -856,6 +932,35 @@ pub struct ObjectDigest {
     /// chunk list pages): the run that made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// For an erasure-coded pack (`object.sealed`): its shard files, shard
+    /// `i` on the backup's `i`-th network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Shards>,
+}
+
+/// An erasure-coded pack's shard files, as sealing made them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Shards {
+    /// Shards that rebuild the pack.
+    pub k: u32,
+    /// Each shard file's digest, by index (`n` of them).
+    pub files: Vec<ShardDigest>,
+}
+
+/// One shard file of an erasure-coded pack, as it must be on its network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardDigest {
+    /// SHA-256 (hex) of the shard file (header and body).
+    pub sha256: String,
+    pub len: u64,
+}
+
+/// Which shard of an erasure-coded pack a network holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardOf {
+    pub index: u32,
+    pub k: u32,
+    pub n: u32,
 }
 
 /// One run of a backup's ingest. A backup whose ingest process stopped
@@ -893,9 +998,13 @@ pub struct PackedChunk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Stored {
     pub network: String,
+    /// What the network holds: for a shard, the shard file's digest.
     pub digest: ObjectDigest,
     /// True when the network already held the object (nothing written).
     pub existed: bool,
+    /// Set when the network holds one shard of the pack, not all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
 }
 
 /// A terminal report: completed, degraded or failed.
@@ -1248,6 +1357,10 @@ pub struct PlainChunk {
     /// objects ([`ObjectDigest::run`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// For a pack of an erasure-coded backup: its coding (shard `i` for
+    /// `networks[i]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<Erasure>,
 }
 
 /// A backup's data key, as the job hands it to encrypt with each seal
@@ -1338,6 +1451,10 @@ pub struct SealedObject {
     /// run that is no longer the backup's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// For an erasure-coded pack: each store worker writes only the shard
+    /// of its network, `networks[i]` holding shard `i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<Erasure>,
 }
 
 impl std::fmt::Debug for SealedObject {

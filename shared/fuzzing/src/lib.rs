@@ -20,6 +20,7 @@ pub type Harness = fn(&[u8]);
 pub const TARGETS: &[(&str, Harness)] = &[
     ("events", events),
     ("sealed_object", sealed_object),
+    ("shard", shard),
     ("manifest", manifest),
     ("chunk_list", chunk_list),
     ("tree", tree),
@@ -59,6 +60,15 @@ fn backup() -> BackupId {
 pub fn sealed_object(data: &[u8]) {
     let _ = sealer().open("object", b"id", data);
     let _ = sealer().missing_key(data);
+}
+
+/// Any bytes read back from a network where an erasure-coded pack's shard
+/// should be: parsed, and rebuilt from with a copy of themselves as
+/// another network's answer.
+pub fn shard(data: &[u8]) {
+    let _ = cairn_repo::erasure::Shard::parse(data);
+    let b = bytes::Bytes::copy_from_slice(data);
+    let _ = cairn_repo::erasure::rebuild(&[("a".into(), b.clone()), ("b".into(), b)]);
 }
 
 /// What follows a successful open: the plaintext (compressed or not, the
@@ -206,5 +216,13 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         "key_files",
         b"{\"format\":1,\"repo_id\":\"x\",\"name\":\"k\"}".to_vec(),
     ));
+    let pack = sealer().seal(ObjectKind::Chunk, false, b"id", &[5u8; 3000]);
+    for shard in cairn_repo::erasure::encode(&pack, 2, 3)
+        .expect("a valid coding")
+        .into_iter()
+        .take(2)
+    {
+        out.push(("shard", shard));
+    }
     out
 }

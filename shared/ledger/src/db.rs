@@ -72,6 +72,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         14,
         include_str!("../../../schemas/sql/0014_ledger_runs.sql"),
     ),
+    (
+        15,
+        include_str!("../../../schemas/sql/0015_ledger_shards.sql"),
+    ),
 ];
 
 /// The database role a process works under (migration 4): least privilege.

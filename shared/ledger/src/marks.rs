@@ -91,13 +91,21 @@ pub async fn plan_lookups_by_index(c: &Client) -> Result<(), tokio_postgres::Err
 
 /// Classifies `ids` for a backup to `networks`. A chunk neither known nor
 /// condemned is new and written again.
+///
+/// A pack counts as held by a replicated backup (`erasure_k` None) only
+/// where every target network holds it whole; by an erasure-coded backup
+/// that needs `k` of its networks, where every target network holds it
+/// whole or one shard of it, no two the same shard, of a coding that needs
+/// at most `k`: any `k` of the networks then rebuild it.
 pub async fn chunk_states(
     c: &Client,
     ids: &[ChunkId],
     networks: &[String],
+    erasure_k: Option<u32>,
 ) -> Result<ChunkStates, tokio_postgres::Error> {
     let raw: Vec<&[u8]> = ids.iter().map(|i| i.0.as_slice()).collect();
     let n = networks.len() as i64;
+    let k = erasure_k.map(|k| k.min(i16::MAX as u32) as i16);
     // A pack's copies and marks are kept under its id in `chunk_copies`
     // and `chunk_marks` (migration 9). The batch's rows of `pack_chunks` are
     // found first and each is looked up by index: planned as a join, a
@@ -116,7 +124,10 @@ pub async fn chunk_states(
              UNION ALL
              SELECT pc.chunk_id, pc.pack_id, pc.off, pc.len, false FROM pc
              WHERE (SELECT count(*) FROM chunk_copies cc
-                    WHERE cc.chunk_id = pc.pack_id AND cc.network = ANY($2)) = $3
+                    WHERE cc.chunk_id = pc.pack_id AND cc.network = ANY($2)
+                      AND (cc.shard IS NULL OR cc.shard_k <= $4::int2)) = $3
+               AND (SELECT count(DISTINCT cc.shard) = count(cc.shard) FROM chunk_copies cc
+                    WHERE cc.chunk_id = pc.pack_id AND cc.network = ANY($2))
                AND NOT EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
                                AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)
              UNION ALL
@@ -126,7 +137,7 @@ pub async fn chunk_states(
              SELECT DISTINCT pc.chunk_id, NULL::bytea, 0, 0, true FROM pc
              WHERE EXISTS (SELECT 1 FROM chunk_marks m WHERE m.chunk_id = pc.pack_id
                            AND m.network = ANY($2) AND m.condemned_at IS NOT NULL)",
-            &[&raw, &networks, &n],
+            &[&raw, &networks, &n, &k],
         )
         .await?;
     let mut out = ChunkStates::default();

@@ -163,6 +163,41 @@ pub async fn digests(
         .collect())
 }
 
+/// The shard files sealing made of each erasure-coded pack among `paths`:
+/// path → (k, each shard's SHA-256 and length, by index). A pack stored
+/// whole has none.
+pub async fn shard_digests(
+    c: &Client,
+    paths: &[String],
+) -> Result<HashMap<String, ShardFiles>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT path, shard, k, sha256, len FROM shard_digests WHERE path = ANY($1)
+             ORDER BY path, shard",
+            &[&paths],
+        )
+        .await?;
+    let mut out: HashMap<String, ShardFiles> = HashMap::new();
+    for r in &rows {
+        let e = out.entry(r.get::<_, String>(0)).or_default();
+        e.k = r.get::<_, i16>(2) as u32;
+        let index = r.get::<_, i16>(1) as usize;
+        if e.files.len() <= index {
+            e.files.resize(index + 1, (String::new(), 0));
+        }
+        e.files[index] = (r.get::<_, String>(3), r.get::<_, i64>(4) as u64);
+    }
+    Ok(out)
+}
+
+/// An erasure-coded pack's shard files, as the ledger recorded them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardFiles {
+    pub k: u32,
+    /// (SHA-256 hex, length) by shard index.
+    pub files: Vec<(String, u64)>,
+}
+
 /// Which of `ids` (chunk or pack ids) the ledger records as stored on
 /// `network` (from `object.stored`, less what was deleted since).
 pub async fn stored_on(

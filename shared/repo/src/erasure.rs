@@ -324,13 +324,7 @@ mod tests {
             let p = pack(len);
             let files = encode(&p, 3, 5).unwrap();
             assert_eq!(files.len(), 5);
-            for keep in [
-                [0, 1, 2],
-                [2, 3, 4],
-                [0, 3, 4],
-                [4, 1, 3],
-                [1, 2, 4],
-            ] {
+            for keep in [[0, 1, 2], [2, 3, 4], [0, 3, 4], [4, 1, 3], [1, 2, 4]] {
                 assert_eq!(decode(&parsed(&files, &keep)).unwrap(), p, "{len} {keep:?}");
             }
         }
@@ -342,7 +336,10 @@ mod tests {
         let files = encode(&p, 3, 5).unwrap();
         let total: usize = files.iter().map(Vec::len).sum();
         let ideal = p.len() * 5 / 3;
-        assert!(total >= ideal && total < ideal + 5 * (header_len(5) + 2), "{total}");
+        assert!(
+            total >= ideal && total < ideal + 5 * (header_len(5) + 2),
+            "{total}"
+        );
         // Systematic: the first shard's body is the pack's first third.
         let s = Shard::parse(&files[0]).unwrap();
         assert_eq!(&s.body[..], &p[..s.body.len()]);
@@ -352,7 +349,10 @@ mod tests {
     fn fewer_than_k_shards_are_refused_by_count_and_index() {
         let files = encode(&pack(5000), 3, 5).unwrap();
         let e = decode(&parsed(&files, &[1, 4])).unwrap_err();
-        assert_eq!(e.to_string(), "2 intact shard(s) of the 3 needed (shards 1, 4 of 3/5)");
+        assert_eq!(
+            e.to_string(),
+            "2 intact shard(s) of the 3 needed (shards 1, 4 of 3/5)"
+        );
         // A shard twice counts once.
         let e = decode(&parsed(&files, &[1, 1, 4])).unwrap_err();
         assert!(matches!(e, ErasureError::TooFew { have: 2, .. }), "{e}");
@@ -384,7 +384,10 @@ mod tests {
         // Without one of them, too few, and the bad ones are named.
         let e = rebuild(&all[1..]).unwrap_err().to_string();
         assert!(e.starts_with("2 intact shard(s) of the 3 needed"), "{e}");
-        assert!(e.contains("net1: shard 1: body does not match its hash"), "{e}");
+        assert!(
+            e.contains("net1: shard 1: body does not match its hash"),
+            "{e}"
+        );
         assert!(e.contains("net3: shard"), "{e}");
     }
 

@@ -116,8 +116,8 @@ pub struct Manifest {
     pub merkle_root: Vec<u8>,
     pub stats: Stats,
     pub networks: Vec<String>,
-    /// How chunks are spread over `networks` (whole copies today; k-of-n
-    /// shards later, as another variant).
+    /// How chunks are spread over `networks`: whole copies, or each pack
+    /// as one erasure-coded shard per network (`networks[i]`: shard `i`).
     #[serde(default = "replicate_all")]
     pub redundancy: Redundancy,
     /// The fingerprint (hex) of the dataset key this backup's data key is

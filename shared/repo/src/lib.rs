@@ -92,6 +92,9 @@ pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 #[derive(Clone)]
 pub struct Repository {
     networks: Vec<DynNetwork>,
+    /// Packs are read as shards first (a backup coded `erasure k/n`), not
+    /// whole from one network after another.
+    shards_first: bool,
 }
 
 pub(crate) fn names(nets: &[DynNetwork]) -> String {
@@ -100,7 +103,18 @@ pub(crate) fn names(nets: &[DynNetwork]) -> String {
 
 impl Repository {
     pub fn new(networks: Vec<DynNetwork>) -> Self {
-        Repository { networks }
+        Repository {
+            networks,
+            shards_first: false,
+        }
+    }
+
+    /// The same networks, reading packs as shards first (`yes`): for a
+    /// backup whose packs are erasure-coded, where a whole read from one
+    /// network would only find that network's shard.
+    pub fn shards_first(mut self, yes: bool) -> Self {
+        self.shards_first = yes;
+        self
     }
 
     /// Every network of a configuration.
@@ -132,6 +146,7 @@ impl Repository {
         let mut timed = futures::future::join_all(probes).await;
         timed.sort_by_key(|(down, took, _)| (*down, *took));
         Repository::new(timed.into_iter().map(|(_, _, n)| n).collect())
+            .shards_first(self.shards_first)
     }
 
     pub fn network(&self, name: &str) -> Option<&DynNetwork> {
@@ -147,6 +162,7 @@ impl Repository {
                 .cloned()
                 .collect(),
         )
+        .shards_first(self.shards_first)
     }
 
     /// Creates config and key file on every network. Refuses if any network
@@ -253,6 +269,143 @@ impl Repository {
                     timeout.as_secs_f64()
                 )),
             }
+        }
+        if errors.is_empty() {
+            errors.push("no network configured".into());
+        }
+        Err(RepoError::Unavailable {
+            what: what.to_string(),
+            errors: errors.join("; "),
+        })
+    }
+
+    /// A pack, or `range` of it, for `check`: whole from the first network
+    /// whose bytes pass, else (or first, for [`shards_first`](Self::shards_first))
+    /// rebuilt from shards.
+    pub async fn fetch_pack<T>(
+        &self,
+        path: &str,
+        range: Option<(u64, u64)>,
+        what: &str,
+        mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
+    ) -> Result<(T, String), RepoError> {
+        let mut errors = Vec::new();
+        if !self.shards_first {
+            match self
+                .fetch_part(FETCH_TIMEOUT, path, range, what, &mut check)
+                .await
+            {
+                Ok(v) => return Ok(v),
+                Err(RepoError::Unavailable { errors: e, .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        self.fetch_rebuilt(path, range, what, check, errors).await
+    }
+
+    /// A pack rebuilt from the `k` fastest intact shards (networks asked in
+    /// order, `k` at once, one more for each that fails), or read whole
+    /// from a network that holds it whole. A shard that fails its hashes is
+    /// excluded and named; so is every network that could not help.
+    async fn fetch_rebuilt<T>(
+        &self,
+        path: &str,
+        range: Option<(u64, u64)>,
+        what: &str,
+        mut check: impl FnMut(Bytes) -> Result<T, RepoError>,
+        mut errors: Vec<String>,
+    ) -> Result<(T, String), RepoError> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let cut = |whole: Bytes| -> Result<Bytes, RepoError> {
+            match range {
+                None => Ok(whole),
+                Some((off, len)) => {
+                    let end = off.saturating_add(len);
+                    if end > whole.len() as u64 {
+                        return Err(RepoError::Format(format!(
+                            "{path} is {} bytes; {off}..{end} lies past its end",
+                            whole.len()
+                        )));
+                    }
+                    Ok(whole.slice(off as usize..end as usize))
+                }
+            }
+        };
+        let mut pending = FuturesUnordered::new();
+        let mut next = 0;
+        // One read until a shard says how many rebuild the pack.
+        let mut need = 1usize;
+        let mut shards: Vec<erasure::Shard> = Vec::new();
+        let mut from: Vec<String> = Vec::new();
+        loop {
+            while pending.len() + shards.len() < need && next < self.networks.len() {
+                let n = self.networks[next].clone();
+                next += 1;
+                pending.push(async move {
+                    let r = tokio::time::timeout(FETCH_TIMEOUT, n.get(path)).await;
+                    (n.name().to_string(), r)
+                });
+            }
+            let Some((name, read)) = pending.next().await else {
+                break;
+            };
+            let bytes = match read {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+                Err(_) => {
+                    errors.push(format!(
+                        "network {name}: {path}: no answer within {:.1} s",
+                        FETCH_TIMEOUT.as_secs_f64()
+                    ));
+                    continue;
+                }
+            };
+            if !erasure::is_shard(&bytes) {
+                match cut(bytes).and_then(&mut check) {
+                    Ok(v) => return Ok((v, name)),
+                    Err(e) => errors.push(format!("network {name}: {e}")),
+                }
+                continue;
+            }
+            match erasure::Shard::parse(&bytes) {
+                Ok(s) => {
+                    need = need.max(s.k as usize);
+                    shards.push(s);
+                    from.push(name);
+                }
+                Err(e) => {
+                    errors.push(format!("network {name}: {e} (excluded)"));
+                    continue;
+                }
+            }
+            if shards.len() < need {
+                continue;
+            }
+            match erasure::decode(&shards) {
+                Ok(whole) => match cut(Bytes::from(whole)).and_then(&mut check) {
+                    Ok(v) => return Ok((v, format!("{} (shards)", from.join("+")))),
+                    Err(e) => {
+                        errors.push(format!("rebuilt from {}: {e}", from.join(", ")));
+                        break;
+                    }
+                },
+                // Shards that disagree (another coding, the same shard
+                // twice): one more network.
+                Err(erasure::ErasureError::TooFew { .. }) => need += 1,
+                Err(e) => {
+                    errors.push(format!("rebuilt from {}: {e}", from.join(", ")));
+                    break;
+                }
+            }
+        }
+        if !shards.is_empty() {
+            errors.push(match erasure::decode(&shards) {
+                Err(e) => format!("shards read from {}: {e}", from.join(", ")),
+                Ok(_) => format!("shards read from {}", from.join(", ")),
+            });
         }
         if errors.is_empty() {
             errors.push("no network configured".into());
@@ -380,14 +533,16 @@ impl Repository {
     ) -> Result<(T, String), RepoError> {
         let mut learnt = false;
         loop {
-            let read = self
-                .fetch_part(FETCH_TIMEOUT, path, range, what, |bytes| {
-                    match sealer.missing_key(&bytes) {
-                        Some(id) if !learnt && sealer.can_learn() => Ok(Err(id)),
-                        _ => open(bytes).map(Ok),
-                    }
-                })
-                .await?;
+            let check = |bytes: Bytes| match sealer.missing_key(&bytes) {
+                Some(id) if !learnt && sealer.can_learn() => Ok(Err(id)),
+                _ => open(bytes).map(Ok),
+            };
+            let read = if layout::pack_of(path).is_some() {
+                self.fetch_pack(path, range, what, check).await?
+            } else {
+                self.fetch_part(FETCH_TIMEOUT, path, range, what, check)
+                    .await?
+            };
             match read {
                 (Ok(v), network) => return Ok((v, network)),
                 (Err(id), _) => {

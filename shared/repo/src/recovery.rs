@@ -211,6 +211,7 @@ impl Repository {
                     sha256,
                     len: bytes.len() as u64,
                     run: None,
+                    shards: None,
                 };
                 objects.push((digest, on));
             }

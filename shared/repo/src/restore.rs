@@ -223,13 +223,14 @@ impl Restorer {
         let known = self.verified_chunk_set(m).await?;
         let id_key = self.chunk_key(m)?;
         let backup = &m.backup_id;
+        let repo = self.repo_for(m);
         // The file's chunks, each with its offset.
         let mut refs: Vec<(u64, ChunkRef)> = Vec::new();
         let mut files = 0;
         let mut at = 0u64;
         for tref in &m.tree {
             let (records, _) =
-                tree_chunk(&self.repo, &self.sealer, &id_key, &known, backup, tref).await?;
+                tree_chunk(&repo, &self.sealer, &id_key, &known, backup, tref).await?;
             for rec in records {
                 match rec {
                     TreeRecord::File { .. } => files += 1,
@@ -264,7 +265,7 @@ impl Restorer {
                 let Some(loc) = known.get(&r.id) else {
                     return Err(not_listed(backup, &r.id));
                 };
-                let (plain, from) = fetch_chunk(&self.repo, &self.sealer, &id_key, r, *loc).await?;
+                let (plain, from) = fetch_chunk(&repo, &self.sealer, &id_key, r, *loc).await?;
                 *report.chunks_from.entry(from).or_default() += 1;
                 let lo = start.saturating_sub(off) as usize;
                 let hi = ((end - off) as usize).min(plain.len());
@@ -286,6 +287,7 @@ impl Restorer {
         let known = self.verified_chunk_set(m).await?;
         let id_key = self.chunk_key(m)?;
         let backup = &m.backup_id;
+        let repo = self.repo_for(m);
         let mut out = Vec::new();
         let mut open: Option<ListEntry> = None;
         let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
@@ -301,7 +303,7 @@ impl Restorer {
         };
         for tref in &m.tree {
             let (records, _) =
-                tree_chunk(&self.repo, &self.sealer, &id_key, &known, backup, tref).await?;
+                tree_chunk(&repo, &self.sealer, &id_key, &known, backup, tref).await?;
             for rec in records {
                 match rec {
                     TreeRecord::Dir { path, meta } => {
@@ -391,9 +393,23 @@ impl Restorer {
         Ok(Arc::new(self.id_key.for_dataset(&m.dataset, &fp)))
     }
 
-    fn spawn_fetch(&self, id_key: &Arc<IdKey>, r: ChunkRef, at: Location) -> Fetch {
+    /// The repository as backup `m` is read: packs as shards first when
+    /// its packs are erasure-coded.
+    fn repo_for(&self, m: &Manifest) -> Repository {
+        self.repo
+            .clone()
+            .shards_first(m.redundancy.erasure().is_some())
+    }
+
+    fn spawn_fetch(
+        &self,
+        repo: &Repository,
+        id_key: &Arc<IdKey>,
+        r: ChunkRef,
+        at: Location,
+    ) -> Fetch {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let repo = self.repo.clone();
+        let repo = repo.clone();
         let sealer = self.sealer.clone();
         let id_key = id_key.clone();
         tokio::spawn(async move {
@@ -405,8 +421,8 @@ impl Restorer {
     /// Fetches a run's range once and hands each chunk to its waiter. A
     /// network whose copy fails any chunk's check is passed over for the
     /// next, as for a single chunk.
-    fn spawn_run(&self, id_key: &Arc<IdKey>, run: Run) {
-        let (repo, sealer, id_key) = (self.repo.clone(), self.sealer.clone(), id_key.clone());
+    fn spawn_run(&self, repo: &Repository, id_key: &Arc<IdKey>, run: Run) {
+        let (repo, sealer, id_key) = (repo.clone(), self.sealer.clone(), id_key.clone());
         tokio::spawn(async move {
             let path = layout::object(&run.pack.object());
             let what = format!(
@@ -490,6 +506,7 @@ impl Restorer {
         let known = self.verified_chunk_set(m).await?;
         let id_key = self.chunk_key(m)?;
         let backup = &m.backup_id;
+        let repo = self.repo_for(m);
         let mut w = Writer {
             sink,
             report: RestoreReport::default(),
@@ -508,7 +525,7 @@ impl Restorer {
         let mut run: Option<Run> = None;
         for tref in &m.tree {
             let (records, from) =
-                tree_chunk(&self.repo, &self.sealer, &id_key, &known, backup, tref).await?;
+                tree_chunk(&repo, &self.sealer, &id_key, &known, backup, tref).await?;
             *w.report.chunks_from.entry(from).or_default() += 1;
             for rec in records {
                 match rec {
@@ -567,7 +584,7 @@ impl Restorer {
                                 }
                             }
                             if let Some(done) = run.take() {
-                                self.spawn_run(&id_key, done);
+                                self.spawn_run(&repo, &id_key, done);
                             }
                             while in_flight >= self.window {
                                 in_flight -= w.step(&mut steps, backup).await?;
@@ -585,7 +602,7 @@ impl Restorer {
                                     });
                                     rx
                                 }
-                                None => self.spawn_fetch(&id_key, r, *at),
+                                None => self.spawn_fetch(&repo, &id_key, r, *at),
                             };
                             // The first chunk of each read stands for it in
                             // the window: once the writer has it, the read
@@ -609,7 +626,7 @@ impl Restorer {
                 // bound the queue by its length too.
                 if steps.len() > MAX_QUEUED_STEPS {
                     if let Some(done) = run.take() {
-                        self.spawn_run(&id_key, done);
+                        self.spawn_run(&repo, &id_key, done);
                     }
                 }
                 while steps.len() > MAX_QUEUED_STEPS {
@@ -623,7 +640,7 @@ impl Restorer {
             )));
         }
         if let Some(done) = run.take() {
-            self.spawn_run(&id_key, done);
+            self.spawn_run(&repo, &id_key, done);
         }
         if !matched {
             if let Some(p) = select.prefix() {

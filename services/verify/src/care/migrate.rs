@@ -140,8 +140,10 @@ fn stored(
                 len,
                 packed: Vec::new(),
                 run: None,
+                shards: None,
             },
             existed,
+            shard: None,
         }),
         &[b"migrate", to.as_bytes(), path.as_bytes()],
     )

@@ -94,8 +94,10 @@ async fn copy_missing(
                             len,
                             packed: Vec::new(),
                             run: None,
+                            shards: None,
                         },
                         existed: false,
+                        shard: None,
                     }),
                     &[
                         b"repair",

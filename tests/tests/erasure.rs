@@ -1,0 +1,210 @@
+//! Erasure coding across networks (`redundancy = "erasure k/n"`): each pack
+//! becomes one Reed-Solomon shard per network, any `k` of which rebuild it,
+//! while the backup's metadata stays whole on every network.
+
+use cairn_tests::env::{Env, Options};
+use cairn_tests::fixtures;
+use cairn_tests::postgres::psql;
+use std::path::{Path, PathBuf};
+
+const NETS: [&str; 5] = ["local", "n2", "n3", "n4", "n5"];
+
+/// Five directory networks; dataset `docs` coded 3/5 over them.
+fn five_networks() -> Env {
+    Env::with(Options {
+        extra_networks: NETS[1..].iter().map(|n| n.to_string()).collect(),
+        extra_toml: "\n[datasets.docs]\nredundancy = \"erasure 3/5\"\n".into(),
+        ..Options::default()
+    })
+}
+
+/// A source of incompressible files, large and small.
+fn source(env: &Env) -> PathBuf {
+    let src = env.source_dir("src");
+    fixtures::random_file(&src.join("big.bin"), 3 << 20);
+    std::fs::create_dir_all(src.join("small")).unwrap();
+    for i in 0..40 {
+        fixtures::random_file(&src.join(format!("small/{i}.bin")), 1000 + i * 700);
+    }
+    src
+}
+
+fn pack_files(env: &Env, net: &str) -> Vec<PathBuf> {
+    Env::files_under(&env.network_dir(net).join("packs"))
+}
+
+fn bytes_of(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+/// Takes a directory network away (as a network that stopped answering),
+/// and gives it back.
+fn away(env: &Env, net: &str) {
+    std::fs::rename(env.network_dir(net), gone(env, net)).unwrap();
+}
+
+fn back(env: &Env, net: &str) {
+    std::fs::rename(gone(env, net), env.network_dir(net)).unwrap();
+}
+
+fn gone(env: &Env, net: &str) -> PathBuf {
+    env.path().join(format!("away-{net}"))
+}
+
+fn restore(env: &Env, id: &str, to: &Path) -> std::process::Output {
+    env.run(&["restore", id, "--to", to.to_str().unwrap()])
+}
+
+#[test]
+fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
+    let mut env = five_networks();
+    env.start_all();
+    let src = source(&env);
+    let b = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    let source_bytes: u64 = bytes_of(&Env::files_under(&src));
+
+    // Every network holds one shard of every pack, not the pack.
+    let packs: Vec<Vec<PathBuf>> = NETS.iter().map(|n| pack_files(&env, n)).collect();
+    let names = |files: &[PathBuf]| -> Vec<String> {
+        let mut v: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!packs[0].is_empty());
+    for (net, files) in NETS.iter().zip(&packs) {
+        assert_eq!(names(files), names(&packs[0]), "{net} holds other packs");
+        for f in files {
+            let head = std::fs::read(f).unwrap();
+            assert_eq!(
+                &head[..4],
+                b"CRNE",
+                "{} on {net} is not a shard",
+                f.display()
+            );
+        }
+        // Its part is a third of the data, give or take the sealing.
+        let held = bytes_of(files);
+        assert!(
+            held * 3 < source_bytes * 11 / 10 && held * 3 > source_bytes * 9 / 10,
+            "{net} holds {held} bytes of packs for {source_bytes} bytes of source"
+        );
+        // The backup's own objects are whole everywhere.
+        for f in ["manifest", "catalogue", "chunks.0"] {
+            assert!(
+                env.network_dir(net)
+                    .join(format!("backups/{id}/{f}"))
+                    .exists(),
+                "{f} missing on {net}"
+            );
+        }
+    }
+    let total: u64 = packs.iter().map(|f| bytes_of(f)).sum();
+    println!(
+        "erasure 3/5: {total} bytes of shards on five networks for {source_bytes} bytes of source ({:.2}x)",
+        total as f64 / source_bytes as f64
+    );
+
+    // The ledger knows each pack's five shards and which network holds which.
+    let shards = psql(
+        &env.db,
+        "SELECT count(DISTINCT path) || ' ' || count(*) || ' ' || min(k) || ' ' || max(n) FROM shard_digests",
+    );
+    assert_eq!(
+        shards,
+        format!("{} {} 3 5", packs[0].len(), packs[0].len() * 5)
+    );
+    let copies = psql(
+        &env.db,
+        "SELECT count(*) FROM (SELECT chunk_id FROM chunk_copies WHERE shard IS NOT NULL
+         GROUP BY chunk_id HAVING count(DISTINCT shard) = 5 AND count(DISTINCT network) = 5
+           AND min(shard_k) = 3) p",
+    );
+    assert_eq!(copies, packs[0].len().to_string());
+
+    // Any two networks gone: the backup restores whole.
+    env.stop_workers();
+    for pair in [["n2", "n4"], ["local", "n5"]] {
+        for n in pair {
+            away(&env, n);
+        }
+        let out = env
+            .path()
+            .join(format!("restored-without-{}", pair.join("-")));
+        let o = restore(&env, &id, &out);
+        assert!(
+            o.status.success(),
+            "restore without {pair:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            fixtures::contents(&out.join("src")),
+            fixtures::contents(&src)
+        );
+        for n in pair {
+            back(&env, n);
+        }
+    }
+
+    // Three gone: a clear error naming what cannot be rebuilt.
+    for n in ["n2", "n3", "n4"] {
+        away(&env, n);
+    }
+    let out = env.path().join("restored-without-three");
+    let o = restore(&env, &id, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "restored with three networks gone");
+    assert!(
+        err.contains("chunk ") && err.contains("2 intact shard(s) of the 3 needed"),
+        "{err}"
+    );
+    for n in ["n2", "n3", "n4"] {
+        back(&env, n);
+    }
+}
+
+#[test]
+fn a_corrupt_shard_is_excluded_on_restore() {
+    let mut env = five_networks();
+    env.start_all();
+    let src = source(&env);
+    let b = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    env.stop_workers();
+    // One byte of the largest shard on `local` flipped, and two other
+    // networks gone: the three left include the corrupt one, so the
+    // restore must notice it and fail naming it; with one network back it
+    // rebuilds around it.
+    let bad = pack_files(&env, "local")
+        .into_iter()
+        .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    std::fs::write(&bad, &bytes).unwrap();
+    for n in ["n2", "n3"] {
+        away(&env, n);
+    }
+    let o = restore(&env, &id, &env.path().join("out-1"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("network local: shard 0: body does not match its hash (excluded)"),
+        "{err}"
+    );
+    back(&env, "n2");
+    let out = env.path().join("out-2");
+    let o = restore(&env, &id, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+}
