@@ -170,25 +170,46 @@ fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
 }
 
 #[test]
-fn a_corrupt_shard_is_excluded_on_restore() {
+fn a_corrupt_or_lost_shard_is_found_excluded_and_rebuilt() {
     let mut env = five_networks();
     env.start_all();
     let src = source(&env);
     let b = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
     let id = b["backup_id"].as_str().unwrap().to_string();
-    env.stop_workers();
-    // One byte of the largest shard on `local` flipped, and two other
-    // networks gone: the three left include the corrupt one, so the
-    // restore must notice it and fail naming it; with one network back it
-    // rebuilds around it.
+    let (code, h) = env.health(&id, true);
+    assert_eq!((code, h["status"].as_str()), (0, Some("healthy")), "{h}");
+    let packs = h["erasure"]["packs"].as_u64().unwrap();
+    assert_eq!(h["erasure"]["by_shards_left"]["5"], packs, "{h}");
+
+    // One byte of the largest shard on `local` (shard 0) flipped.
     let bad = pack_files(&env, "local")
         .into_iter()
         .max_by_key(|f| std::fs::metadata(f).unwrap().len())
         .unwrap();
-    let mut bytes = std::fs::read(&bad).unwrap();
+    let good = std::fs::read(&bad).unwrap();
+    let mut bytes = good.clone();
     let at = bytes.len() - 100;
     bytes[at] ^= 0x40;
     std::fs::write(&bad, &bytes).unwrap();
+    let rel = bad
+        .strip_prefix(env.network_dir("local"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    // Health reads it and names it; the pack still has four shards.
+    let (code, h) = env.health(&id, true);
+    assert_ne!(code, 0, "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
+    let local = cairn_tests::env::health_of(&h, "local");
+    assert_eq!(local["corrupt"], 1, "{h}");
+    assert_eq!(local["corrupt_objects"][0], rel.as_str(), "{h}");
+    assert_eq!(h["erasure"]["by_shards_left"]["4"], 1, "{h}");
+    assert_eq!(h["erasure"]["packs_at_risk"], 0, "{h}");
+
+    // A restore left with it among three networks excludes it and says so;
+    // with a fourth it rebuilds around it.
+    env.stop_workers();
     for n in ["n2", "n3"] {
         away(&env, n);
     }
@@ -207,4 +228,80 @@ fn a_corrupt_shard_is_excluded_on_restore() {
         fixtures::contents(&out.join("src")),
         fixtures::contents(&src)
     );
+    back(&env, "n3");
+
+    // The same pack's shards lost on n4 and n5 too: three left of five, at
+    // risk; health flags it, naming its chunks' count.
+    let name = bad.file_name().unwrap();
+    for n in ["n4", "n5"] {
+        let f = pack_files(&env, n)
+            .into_iter()
+            .find(|f| f.file_name() == Some(name))
+            .unwrap();
+        std::fs::remove_file(f).unwrap();
+    }
+    let (_, h) = env.health(&id, true);
+    assert_eq!(h["erasure"]["by_shards_left"]["2"], 1, "{h}");
+    assert_eq!(h["erasure"]["packs_lost"], 1, "{h}");
+    assert_eq!(h["status"], "unhealthy", "{h}");
+    assert!(
+        h["erasure"]["worst"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("2 of 5 shards left"),
+        "{h}"
+    );
+    // Repair cannot rebuild from two: it says so and changes nothing.
+    let o = env.run(&["repair", &id, "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(3), "{r}");
+    assert_eq!(r["repaired"][0]["objects_copied"], 0, "{r}");
+    assert!(
+        r["repaired"][0]["problems"]
+            .to_string()
+            .contains("n4: 1 objects missing"),
+        "{r}"
+    );
+    // With the corrupt shard put right by hand (as a network that healed),
+    // three are left: at risk, and repair cuts the two lost ones again.
+    std::fs::write(&bad, &good).unwrap();
+    let (_, h) = env.health(&id, true);
+    assert_eq!(h["erasure"]["packs_at_risk"], 1, "{h}");
+    assert!(h["erasure"]["chunks_at_risk"].as_u64().unwrap() >= 1, "{h}");
+    assert!(
+        h["recommendations"]
+            .to_string()
+            .contains("one more lost network loses them"),
+        "{h}"
+    );
+    let r = env.json(&["repair", &id, "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["repaired"][0]["objects_copied"], 2, "{r}");
+    // And the corrupt shard, once more: repair cuts it again from the others.
+    std::fs::write(&bad, &bytes).unwrap();
+    let r = env.json(&["repair", &id, "--json"]);
+    assert_eq!(r["repaired"][0]["objects_copied"], 1, "{r}");
+    assert_eq!(
+        std::fs::read(&bad).unwrap(),
+        good,
+        "the shard cut again is the original"
+    );
+    let (code, h) = env.health(&id, true);
+    assert_eq!((code, h["status"].as_str()), (0, Some("healthy")), "{h}");
+    assert_eq!(h["erasure"]["by_shards_left"]["5"], packs, "{h}");
+    // Each network's repaired shard is recorded as that network's (n4 holds
+    // shard 3, n5 shard 4) once the ledger has read repair's events.
+    env.serve(&["all"]);
+    cairn_tests::env::wait_until_idle(&env, 60);
+    let pack = name.to_string_lossy();
+    let held = psql(
+        &env.db,
+        &format!(
+            "SELECT string_agg(network || '=' || shard || '/' || shard_k, ' ' ORDER BY network)
+             FROM chunk_copies WHERE chunk_id = decode('{pack}', 'hex')"
+        ),
+    );
+    assert_eq!(held, "local=0/3 n2=1/3 n3=2/3 n4=3/3 n5=4/3");
+    let o = restore(&env, &id, &env.path().join("out-3"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -63,7 +63,32 @@ pub struct HealthReport {
     /// Whether each configured network holds the repository config and key
     /// files (targets of this backup and others alike).
     pub repository: Vec<RepositoryFiles>,
+    /// For an erasure-coded backup: how many shards of each pack survive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<ErasureHealth>,
     pub recommendations: Vec<String>,
+}
+
+/// How an erasure-coded backup's packs stand: a pack survives while `k`
+/// of its `n` shards do, and is at risk with exactly `k` (one more lost
+/// network loses it).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureHealth {
+    pub k: u32,
+    pub n: u32,
+    pub packs: usize,
+    /// Packs by how many intact shards they have left (found listed, and
+    /// intact where read; an unreachable network's count as lost).
+    pub by_shards_left: BTreeMap<usize, usize>,
+    /// Packs with exactly `k` shards left, and the chunks in them.
+    pub packs_at_risk: usize,
+    pub chunks_at_risk: usize,
+    /// Packs with fewer than `k`: they cannot be rebuilt, nor their chunks
+    /// restored.
+    pub packs_lost: usize,
+    pub chunks_lost: usize,
+    /// The first 20 packs at risk or lost, with their shards left.
+    pub worst: Vec<String>,
 }
 
 /// One target network's copy of the backup.
@@ -142,8 +167,6 @@ pub async fn health(
         all
     };
     chosen.extend(&sample);
-    let to_read: Arc<Vec<Expected>> =
-        Arc::new(chosen.iter().map(|&i| b.expected[i].clone()).collect());
     let total_bytes: u64 = b.lens.iter().sum();
     let (root_ok, proven) = merkle_check(&b, &sample);
 
@@ -168,7 +191,12 @@ pub async fn health(
     }
 
     let mut networks = Vec::new();
+    // Per network, the erasure-coded packs it does not hold intact.
+    let mut lacking: Vec<BTreeSet<String>> = Vec::new();
     for net in b.targets.networks() {
+        let mine: Vec<Expected> = b.expected_on(net.name());
+        let to_read: Arc<Vec<Expected>> =
+            Arc::new(chosen.iter().map(|&i| mine[i].clone()).collect());
         let started = Instant::now();
         let reach = net.health().await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -205,6 +233,13 @@ pub async fn health(
             .and_then(|r| r.holds.as_ref())
             .is_some_and(Presence::complete);
         let ok = reach.is_ok() && missing.is_empty() && f.corrupt.is_empty() && whole_repo;
+        lacking.push(
+            b.shards
+                .keys()
+                .filter(|p| reach.is_err() || missing.contains(*p) || f.corrupt.contains(*p))
+                .cloned()
+                .collect(),
+        );
         if let Err(e) = &reach {
             recommendations.push(format!(
                 "network {} is unreachable ({e}): check it, then run `cairn repair {id}`",
@@ -249,9 +284,35 @@ pub async fn health(
         );
     }
     let healthy = networks.iter().filter(|n| n.ok).count();
+    let erasure = erasure_health(&b, &lacking);
+    let mut status = Health::of(healthy, networks.len(), root_ok);
+    if let Some(e) = &erasure {
+        // No network holds an erasure-coded backup whole by itself: it
+        // stands or falls by its packs' shards.
+        status = if !root_ok || e.packs_lost > 0 {
+            Health::Unhealthy
+        } else if healthy < networks.len() {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+        if e.packs_lost > 0 {
+            recommendations.push(format!(
+                "{} pack(s) ({} chunks) have fewer than the {} intact shards that rebuild them: bring their networks back; until then those chunks cannot be restored",
+                e.packs_lost, e.chunks_lost, e.k
+            ));
+        }
+        if e.packs_at_risk > 0 {
+            recommendations.push(format!(
+                "{} pack(s) ({} chunks) are down to {} shards: one more lost network loses them; run `cairn repair {id}`",
+                e.packs_at_risk, e.chunks_at_risk, e.k
+            ));
+        }
+    }
     Ok(HealthReport {
         backup_id: id.clone(),
-        status: Health::of(healthy, networks.len(), root_ok),
+        status,
+        erasure,
         full,
         networks,
         integrity: Integrity {
@@ -264,6 +325,53 @@ pub async fn health(
         repository,
         recommendations,
     })
+}
+
+/// How many shards of each erasure-coded pack of `b` survive, given what
+/// each target network (in `b.targets` order) lacks.
+fn erasure_health(b: &super::Backup, lacking: &[BTreeSet<String>]) -> Option<ErasureHealth> {
+    let first = b.shards.values().next()?;
+    let (k, n) = (first.k, first.files.len() as u32);
+    let paths = b.objects.paths();
+    let mut chunks_in: std::collections::HashMap<&str, usize> = Default::default();
+    for c in &b.objects.chunks {
+        *chunks_in.entry(paths[c.object].as_str()).or_default() += 1;
+    }
+    let mut e = ErasureHealth {
+        k,
+        n,
+        packs: b.shards.len(),
+        by_shards_left: BTreeMap::new(),
+        packs_at_risk: 0,
+        chunks_at_risk: 0,
+        packs_lost: 0,
+        chunks_lost: 0,
+        worst: Vec::new(),
+    };
+    let mut worst: Vec<(usize, &String)> = Vec::new();
+    for (path, files) in &b.shards {
+        let held = files.files.len().min(lacking.len());
+        let left = held - lacking.iter().filter(|l| l.contains(path)).count();
+        *e.by_shards_left.entry(left).or_default() += 1;
+        let chunks = chunks_in.get(path.as_str()).copied().unwrap_or(0);
+        if left < files.k as usize {
+            e.packs_lost += 1;
+            e.chunks_lost += chunks;
+        } else if left == files.k as usize {
+            e.packs_at_risk += 1;
+            e.chunks_at_risk += chunks;
+        } else {
+            continue;
+        }
+        worst.push((left, path));
+    }
+    worst.sort();
+    e.worst = worst
+        .into_iter()
+        .take(20)
+        .map(|(left, p)| format!("{p}: {left} of {n} shards left"))
+        .collect();
+    Some(e)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub use repair::{auto_repair, repair_backup, Repaired};
 
 use crate::{sealed_leaves, BackupObjects};
 use cairn_crypto::merkle::{leaf_hash, Rfc6962};
-use cairn_events::{BackupId, Outcome};
+use cairn_events::{BackupId, Outcome, ShardOf};
 use cairn_repo::check::Expected;
 use cairn_repo::{layout, RepoError, Repository};
 
@@ -64,6 +64,45 @@ pub struct Backup {
     /// The dataset key its data key is wrapped to (format 4), by
     /// fingerprint, from its `backup.ingested`.
     pub dataset_key: Option<cairn_events::KeyId>,
+    /// Its target networks in order: for an erasure-coded backup, network
+    /// `i` holds shard `i` of each of its packs.
+    pub order: Vec<String>,
+    /// Each erasure-coded pack among its objects: path → its shard files.
+    pub shards: std::collections::HashMap<String, cairn_ledger::query::ShardFiles>,
+}
+
+impl Backup {
+    /// What `network` must hold of each object: of an erasure-coded pack,
+    /// its own shard; of anything else, the object.
+    pub fn expected_on(&self, network: &str) -> Vec<Expected> {
+        self.expected
+            .iter()
+            .map(|e| match self.shard_on(&e.path, network) {
+                Some((_, sha, _)) => Expected {
+                    path: e.path.clone(),
+                    sha256: sha,
+                },
+                None => e.clone(),
+            })
+            .collect()
+    }
+
+    /// The shard of pack `path` that `network` holds, if the pack is
+    /// erasure-coded: which it is, its digest and length.
+    pub fn shard_on(&self, path: &str, network: &str) -> Option<(ShardOf, String, u64)> {
+        let files = self.shards.get(path)?;
+        let index = self.order.iter().position(|n| n == network)?;
+        let (sha, len) = files.files.get(index)?.clone();
+        Some((
+            ShardOf {
+                index: index as u32,
+                k: files.k,
+                n: files.files.len() as u32,
+            },
+            sha,
+            len,
+        ))
+    }
 }
 
 /// Backup `id` as the ledger recorded it, on its target networks among
@@ -158,6 +197,11 @@ pub async fn load(
             lens.push(*len);
         }
     }
+    let data_paths: Vec<String> = paths[..objects.chunk_count].to_vec();
+    let mut shards = std::collections::HashMap::new();
+    for part in data_paths.chunks(10_000) {
+        shards.extend(cairn_ledger::query::shard_digests(pg, part).await?);
+    }
     let outcome = row.outcome.clone();
     let mut retain_until = None;
     let mut dataset_key = None;
@@ -178,6 +222,8 @@ pub async fn load(
     Ok(Backup {
         retain_until,
         dataset_key,
+        order: row.networks.clone(),
+        shards,
         id: id.clone(),
         targets,
         expected,

@@ -1,13 +1,15 @@
 //! `cairn repair` and the automatic repair loop: copy each missing or
 //! corrupt object of a backup onto the networks that need it, from a
-//! network whose copy hashes right, record each copy (`object.stored`) and,
+//! network whose copy hashes right (a missing shard of an erasure-coded
+//! pack: cut again from the pack rebuilt out of `k` intact shards), record each copy (`object.stored`) and,
 //! once every copy is whole, the backup as completed. A network with a
 //! quota gets back no more than its quota lets it hold, as the ledger
 //! counts.
 
 use super::{load, Backup, CareError};
+use bytes::Bytes;
 use cairn_bus::Bus;
-use cairn_events::{BackupId, Envelope, Event, NetworkReport, ObjectDigest, Stored};
+use cairn_events::{BackupId, Envelope, Event, NetworkReport, ObjectDigest, ShardOf, Stored};
 use cairn_networks::PutMode;
 use cairn_repo::check::{self, Finding};
 use cairn_repo::Repository;
@@ -30,9 +32,8 @@ async fn copy_missing(
     // what this repair has written), asked once per repair.
     let mut room: HashMap<String, (u64, u64)> = HashMap::new();
     let mut over: Vec<String> = Vec::new();
-    let expected = Arc::new(b.expected.clone());
     let now = tokio::time::Instant::now();
-    let findings = check::check_all(b.targets.networks(), expected.clone(), now).await;
+    let findings = check_each(b, now).await;
     let by_path: HashMap<&str, usize> = b
         .expected
         .iter()
@@ -48,80 +49,125 @@ async fn copy_missing(
             let Some(&i) = by_path.get(path.as_str()) else {
                 continue;
             };
-            let want = &b.expected[i].sha256;
-            let sources = findings.iter().filter(|g| {
-                g.network != f.network && !g.missing.contains(path) && !g.corrupt.contains(path)
-            });
-            let mut done = false;
-            for src in sources.filter_map(|g| b.targets.network(&g.network)) {
-                let Ok(bytes) = src.get(path).await else {
-                    continue;
-                };
-                if &hex::encode(Sha256::digest(&bytes)) != want {
-                    continue;
-                }
-                let len = bytes.len() as u64;
-                if let Some(&quota) = quotas.get(&f.network) {
-                    if !room.contains_key(&f.network) {
-                        let used = cairn_ledger::usage::used(pg, &f.network).await?;
-                        room.insert(f.network.clone(), (quota, used));
-                    }
-                    let (quota, used) = room[&f.network];
-                    // A corrupt copy is replaced, not added to; a lost one
-                    // the ledger still counts is counted once.
-                    let counted = f.corrupt.contains(path)
-                        || cairn_ledger::usage::holds(pg, &f.network, path).await?;
-                    let adds = if counted { 0 } else { len };
-                    if used + adds > quota {
-                        over.push(format!(
-                            "{}: {path} not copied back: the network holds {used} of its {quota} bytes (quota_bytes), as the ledger counts them, and it needs {len} more",
-                            f.network
-                        ));
-                        done = true;
-                        break;
-                    }
-                    room.insert(f.network.clone(), (quota, used + adds));
-                }
-                net.put(path, bytes, PutMode::Overwrite).await?;
-                let env = Envelope::new(
-                    source.to_string(),
-                    b.id.clone(),
-                    Event::ObjectStored(Stored {
-                        network: f.network.clone(),
-                        digest: ObjectDigest {
-                            object: b.objects.keys[i].clone(),
-                            sha256: want.clone(),
-                            len,
-                            packed: Vec::new(),
-                            run: None,
-                            shards: None,
-                        },
-                        existed: false,
-                        shard: None,
-                    }),
-                    &[
-                        b"repair",
-                        f.network.as_bytes(),
-                        path.as_bytes(),
-                        cairn_events::now_rfc3339().as_bytes(),
-                    ],
-                );
-                bus.publish_event(&env).await?;
-                copied += 1;
-                done = true;
-                break;
-            }
-            if !done {
+            let intact: Vec<String> = findings
+                .iter()
+                .filter(|g| {
+                    g.network != f.network && !g.missing.contains(path) && !g.corrupt.contains(path)
+                })
+                .map(|g| g.network.clone())
+                .collect();
+            let shard = b.shard_on(path, &f.network);
+            let found = match &shard {
+                Some((of, want, _)) => rebuild_shard(b, &intact, path, *of, want).await,
+                None => whole_copy(b, &intact, path, &b.expected[i].sha256).await,
+            };
+            let Some(bytes) = found else {
                 tracing::warn!(network = f.network, path, "no intact copy to repair from");
+                continue;
+            };
+            let len = bytes.len() as u64;
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            if let Some(&quota) = quotas.get(&f.network) {
+                if !room.contains_key(&f.network) {
+                    let used = cairn_ledger::usage::used(pg, &f.network).await?;
+                    room.insert(f.network.clone(), (quota, used));
+                }
+                let (quota, used) = room[&f.network];
+                // A corrupt copy is replaced, not added to; a lost one
+                // the ledger still counts is counted once.
+                let counted = f.corrupt.contains(path)
+                    || cairn_ledger::usage::holds(pg, &f.network, path).await?;
+                let adds = if counted { 0 } else { len };
+                if used + adds > quota {
+                    over.push(format!(
+                        "{}: {path} not copied back: the network holds {used} of its {quota} bytes (quota_bytes), as the ledger counts them, and it needs {len} more",
+                        f.network
+                    ));
+                    continue;
+                }
+                room.insert(f.network.clone(), (quota, used + adds));
             }
+            net.put(path, bytes, PutMode::Overwrite).await?;
+            let env = Envelope::new(
+                source.to_string(),
+                b.id.clone(),
+                Event::ObjectStored(Stored {
+                    network: f.network.clone(),
+                    digest: ObjectDigest {
+                        object: b.objects.keys[i].clone(),
+                        sha256,
+                        len,
+                        packed: Vec::new(),
+                        run: None,
+                        shards: None,
+                    },
+                    existed: false,
+                    shard: shard.map(|(of, _, _)| of),
+                }),
+                &[
+                    b"repair",
+                    f.network.as_bytes(),
+                    path.as_bytes(),
+                    cairn_events::now_rfc3339().as_bytes(),
+                ],
+            );
+            bus.publish_event(&env).await?;
+            copied += 1;
         }
     }
     let after = if copied > 0 {
-        check::check_all(b.targets.networks(), expected, tokio::time::Instant::now()).await
+        check_each(b, tokio::time::Instant::now()).await
     } else {
         findings
     };
     Ok((copied, after, over))
+}
+
+/// Every target network of `b` checked against what it must hold (its
+/// own shard of an erasure-coded pack).
+async fn check_each(b: &Backup, deadline: tokio::time::Instant) -> Vec<Finding> {
+    let checks = b
+        .targets
+        .networks()
+        .iter()
+        .map(|n| check::check_network(n.clone(), Arc::new(b.expected_on(n.name())), deadline));
+    futures::future::join_all(checks).await
+}
+
+/// `path` whole from the first of `intact` whose copy hashes to `want`.
+async fn whole_copy(b: &Backup, intact: &[String], path: &str, want: &str) -> Option<Bytes> {
+    for src in intact.iter().filter_map(|n| b.targets.network(n)) {
+        if let Ok(bytes) = src.get(path).await {
+            if hex::encode(Sha256::digest(&bytes)) == want {
+                return Some(bytes);
+            }
+        }
+    }
+    None
+}
+
+/// Shard `of` of pack `path`, cut again from the pack rebuilt out of the
+/// shards on `intact` (any `k`), if it hashes to `want`.
+async fn rebuild_shard(
+    b: &Backup,
+    intact: &[String],
+    path: &str,
+    of: ShardOf,
+    want: &str,
+) -> Option<Bytes> {
+    let from = b.targets.subset(intact).shards_first(true);
+    let (pack, _) = match from.fetch_pack(path, None, path, Ok).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(path, error = %e, "cannot rebuild the pack to cut its missing shard");
+            return None;
+        }
+    };
+    let file = cairn_repo::erasure::encode(&pack, of.k, of.n)
+        .ok()?
+        .into_iter()
+        .nth(of.index as usize)?;
+    (hex::encode(Sha256::digest(&file)) == want).then(|| Bytes::from(file))
 }
 
 /// What `repair_backup` did.
