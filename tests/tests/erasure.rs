@@ -305,3 +305,82 @@ fn a_corrupt_or_lost_shard_is_found_excluded_and_rebuilt() {
     let o = restore(&env, &id, &env.path().join("out-3"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The same over five networks of four kinds: a directory, two S3 servers
+/// (s3s-fs), an IPFS node (js-ipfs) and an Arweave gateway (arlocal). Two
+/// servers stopped: the backup restores from the other three, rebuilt from
+/// shards; a third stopped: the restore names what cannot be rebuilt.
+#[test]
+fn three_of_five_over_four_kinds_of_network_survives_two_servers_stopped() {
+    use cairn_tests::{ArweaveServer, IpfsServer, S3Server};
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let mut s3a = S3Server::start(&dir.path().join("a"));
+    let s3b = S3Server::start(&dir.path().join("b"));
+    let mut ipfs = IpfsServer::start(dir.path());
+    let arweave = ArweaveServer::start(dir.path());
+    let arweave_toml = format!(
+        "\n[[networks]]\nname = \"permaweb\"\nkind = \"arweave\"\nendpoint = \"{}\"\nwallet_file = \"{}\"\nkey_prefix = \"repo-{}\"\nmine = true\n",
+        arweave.endpoint,
+        arweave.wallet.display(),
+        hex::encode(rand::random::<[u8; 4]>())
+    );
+    let mut env = Env::with(Options {
+        extra_toml: format!(
+            "{}{}{}{arweave_toml}\n[datasets.docs]\nredundancy = \"erasure 3/5\"\n",
+            s3a.network_toml("s3a"),
+            s3b.network_toml("s3b"),
+            ipfs.network_toml("ipfs"),
+        ),
+        env: vec![
+            ("CAIRN_S3A_SECRET_ACCESS_KEY".into(), s3a.secret_key.clone()),
+            ("CAIRN_S3B_SECRET_ACCESS_KEY".into(), s3b.secret_key.clone()),
+        ],
+        ..Options::default()
+    });
+    let cfg: cairn_config::NetworkConfig = fixtures::network(serde_json::json!({
+        "name": "permaweb", "kind": "arweave", "endpoint": arweave.endpoint,
+        "wallet_file": arweave.wallet}));
+    let cairn_networks::Kind::Arweave(a) = &cfg.kind else {
+        unreachable!()
+    };
+    arweave.mint(
+        cairn_networks::arweave::ArweaveNetwork::new("permaweb", a)
+            .unwrap()
+            .address(),
+    );
+    env.start_all();
+    let src = source(&env);
+    let b = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    // Every network's report is good; the permaweb's was read back.
+    for n in b["networks"].as_array().unwrap() {
+        assert_eq!(n["ok"], true, "{b}");
+    }
+    env.stop_workers();
+
+    s3a.stop();
+    ipfs.stop();
+    let out = env.path().join("restored");
+    let r = env.json(&["restore", &id, "--to", out.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+    let from = r["chunks_from"].to_string();
+    assert!(
+        from.contains("(shards)") && !from.contains("s3a") && !from.contains("ipfs"),
+        "{r}"
+    );
+
+    drop(arweave);
+    let o = restore(&env, &id, &env.path().join("never"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "restored with three networks stopped");
+    assert!(
+        err.contains("chunk ") && err.contains("2 intact shard(s) of the 3 needed"),
+        "{err}"
+    );
+}
