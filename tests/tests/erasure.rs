@@ -152,6 +152,58 @@ fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
         }
     }
 
+    // The day the broker and the database are gone too: any three networks
+    // named restore it with the key alone; two do not, and say why.
+    let offline = || {
+        let mut c = env.cmd();
+        c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
+            "CAIRN_POSTGRES__URL",
+            "host=127.0.0.1 port=1 user=nobody dbname=gone",
+        );
+        c
+    };
+    let out = env.path().join("recovered");
+    let o = env.run_with(
+        offline(),
+        &[
+            "recover",
+            "restore",
+            &id,
+            "--network",
+            "n2",
+            "--network",
+            "n3",
+            "--network",
+            "n5",
+            "--to",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+    let o = env.run_with(
+        offline(),
+        &[
+            "recover",
+            "restore",
+            &id,
+            "--network",
+            "n2",
+            "--network",
+            "n3",
+            "--to",
+            env.path().join("not-recovered").to_str().unwrap(),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("2 intact shard(s) of the 3 needed"), "{err}");
+
     // Three gone: a clear error naming what cannot be rebuilt.
     for n in ["n2", "n3", "n4"] {
         away(&env, n);

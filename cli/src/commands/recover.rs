@@ -1,5 +1,6 @@
-//! `cairn recover`: the day everything but one network is gone. `list` and
-//! `restore` read that network with the key alone — no broker, no ledger
+//! `cairn recover`: the day everything but one network is gone (for an
+//! erasure-coded dataset, all but `k`). `list` and `restore` read those
+//! networks with the key alone — no broker, no ledger
 //! database is contacted; `rebuild` records its backups again in a new,
 //! empty ledger so that the services go on (a new log: the old one went
 //! with the database and the AUDIT stream).
@@ -16,7 +17,8 @@ use cairn_repo::Repository;
 pub enum RecoverCommand {
     /// List the backups one network holds, from its encrypted catalogue.
     List(ListArgs),
-    /// Restore a backup from one network alone.
+    /// Restore a backup from one network alone (an erasure-coded one from
+    /// any `k` of its networks: name each).
     Restore(Box<RestoreArgs>),
     /// Record a repository's backups in a new, empty ledger (after the
     /// database and the broker were lost), so that the services go on.
@@ -39,9 +41,10 @@ pub struct ListArgs {
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     backup_id: BackupId,
-    /// The network to read (a name from the configuration).
-    #[arg(long)]
-    network: String,
+    /// The network to read (a name from the configuration); repeat it for
+    /// an erasure-coded backup, which needs `k` of its networks.
+    #[arg(long, required = true)]
+    network: Vec<String>,
     #[command(flatten)]
     target: TargetArgs,
     #[arg(long)]
@@ -149,7 +152,10 @@ fn to_the_second(t: &str) -> String {
 }
 
 async fn restore(cfg: &Config, a: RestoreArgs) -> anyhow::Result<u8> {
-    let repo = one_network(cfg, &a.network)?;
+    for n in &a.network {
+        one_network(cfg, n)?;
+    }
+    let repo = context::repo(cfg)?.subset(&a.network);
     a.target.check()?;
     let keyring = context::unlock(cfg, &repo, "restoring decrypts the backup").await?;
     // Nothing is recorded: on the day this runs there may be no broker, and
