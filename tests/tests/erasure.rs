@@ -219,6 +219,40 @@ fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
     for n in ["n2", "n3", "n4"] {
         back(&env, n);
     }
+
+    // A new machine: an empty broker and an empty database. The rebuild
+    // finds every network's shard, records the packs' digests and who
+    // holds which shard, and health agrees with the networks.
+    psql(
+        "postgres",
+        &format!("DROP DATABASE {} WITH (FORCE)", env.db),
+    );
+    env.nats.replace_with_empty();
+    env.serve(&["all"]);
+    let rebuilt = env.run(&["recover", "rebuild", "--json"]);
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let (code, h) = env.health(&id, true);
+    assert_eq!((code, h["status"].as_str()), (0, Some("healthy")), "{h}");
+    assert_eq!(
+        h["erasure"]["by_shards_left"]["5"],
+        packs[0].len() as u64,
+        "{h}"
+    );
+    let held = psql(
+        &env.db,
+        "SELECT count(*) FROM chunk_copies WHERE shard IS NOT NULL AND shard_k = 3",
+    );
+    assert_eq!(held, (packs[0].len() * 5).to_string());
+    // What each network holds is counted as its shard, not the pack.
+    let counted = psql(
+        &env.db,
+        "SELECT sum(len) FROM network_objects WHERE path LIKE 'packs/%'",
+    );
+    assert_eq!(counted, total.to_string());
 }
 
 #[test]

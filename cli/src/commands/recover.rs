@@ -293,6 +293,19 @@ async fn rebuild(cfg: &Config, a: RebuildArgs) -> anyhow::Result<u8> {
                     Event::ObjectsRecovered(RecoveredObjects {
                         networks: on.clone(),
                         objects: batch.to_vec(),
+                        shards: batch
+                            .iter()
+                            .flat_map(|d| {
+                                let path = cairn_repo::layout::object(&d.object);
+                                f.shards.get(&path).into_iter().flatten().map(
+                                    move |(network, index)| cairn_events::RecoveredShard {
+                                        path: path.clone(),
+                                        network: network.clone(),
+                                        index: *index,
+                                    },
+                                )
+                            })
+                            .collect(),
                     }),
                     &[batch[0].sha256.as_bytes()],
                 );

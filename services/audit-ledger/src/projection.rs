@@ -86,8 +86,15 @@ impl Projector {
                         id: cairn_events::PackId(id),
                     } = &d.object
                     {
+                        let path = cairn_repo::layout::object(&d.object);
                         for n in &r.networks {
-                            self.copies.push((id.to_vec(), n.clone(), None));
+                            let shard = r
+                                .shards
+                                .iter()
+                                .find(|s| s.path == path && &s.network == n)
+                                .zip(d.shards.as_ref())
+                                .map(|(s, sh)| (s.index as i16, sh.k as i16));
+                            self.copies.push((id.to_vec(), n.clone(), shard));
                         }
                     }
                 }

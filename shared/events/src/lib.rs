@@ -764,6 +764,17 @@ pub struct RecoveredObjects {
     /// The networks holding every object of the batch.
     pub networks: Vec<String>,
     pub objects: Vec<ObjectDigest>,
+    /// Of an erasure-coded pack among them, which shard each network holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<RecoveredShard>,
+}
+
+/// One network's shard of an erasure-coded pack, as a recovery found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveredShard {
+    pub path: String,
+    pub network: String,
+    pub index: u32,
 }
 
 /// Reported by ingest once the source is fully read.

@@ -53,11 +53,20 @@ impl UsageProjector {
             }
             Event::ObjectsRecovered(r) => {
                 for d in &r.objects {
+                    let path = layout::object(&d.object);
                     for n in &r.networks {
+                        // A shard's length where the network holds one.
+                        let len = r
+                            .shards
+                            .iter()
+                            .find(|s| s.path == path && &s.network == n)
+                            .and_then(|s| d.shards.as_ref()?.files.get(s.index as usize))
+                            .map(|f| f.len)
+                            .unwrap_or(d.len);
                         self.stored.push((
                             n.clone(),
-                            layout::object(&d.object),
-                            d.len as i64,
+                            path.clone(),
+                            len as i64,
                             id.to_string(),
                             env.at.clone(),
                         ));

@@ -30,6 +30,9 @@ pub struct Found {
     /// Objects first seen with this backup (an object several backups share
     /// comes with the first), each with the networks that list it.
     pub objects: Vec<(ObjectDigest, Vec<String>)>,
+    /// Of each erasure-coded pack first seen with this backup: which shard
+    /// each network holds (path → (network, index)).
+    pub shards: BTreeMap<String, Vec<(String, u32)>>,
     /// The backup's sealed root over the digests found
     /// ([`sealed_leaf`](crate::format::sealed_leaf)), hex: what verify
     /// records, so that health checks the new ledger's digests against it.
@@ -173,6 +176,7 @@ impl Repository {
         let mut seen: HashMap<String, String> = HashMap::new();
         for (entry, holders, keys, leaves) in wanted {
             let mut objects = Vec::new();
+            let mut shards = BTreeMap::new();
             for key in keys {
                 let path = layout::object(&key);
                 if seen.contains_key(&path) {
@@ -193,11 +197,36 @@ impl Repository {
                         ),
                     });
                 }
-                let (bytes, _) = self
+                let (mut bytes, _) = self
                     .subset(&on)
                     .fetch(&path, &layout::describe(&key), Ok)
                     .await?;
                 survey.bytes_read += bytes.len() as u64;
+                // An erasure-coded pack: every listing network's shard,
+                // the pack rebuilt from them, and who holds which.
+                let mut coded = None;
+                if matches!(key, ObjectKey::Pack { .. }) && crate::erasure::is_shard(&bytes) {
+                    let (whole, held, read) = self.gather_shards(&on, &path).await?;
+                    survey.bytes_read += read;
+                    let k = held.first().map(|(_, s)| s.k as u32).unwrap_or(1);
+                    let n = held.first().map(|(_, s)| s.n as u32).unwrap_or(2);
+                    let files = crate::erasure::digests(&whole, k, n)
+                        .map_err(|e| RepoError::Format(format!("{path}: {e}")))?;
+                    coded = Some(cairn_events::Shards {
+                        k,
+                        files: files
+                            .into_iter()
+                            .map(|(sha256, len)| cairn_events::ShardDigest { sha256, len })
+                            .collect(),
+                    });
+                    shards.insert(
+                        path.clone(),
+                        held.iter()
+                            .map(|(net, s)| (net.clone(), s.index as u32))
+                            .collect::<Vec<_>>(),
+                    );
+                    bytes = bytes::Bytes::from(whole);
+                }
                 let sha256 = hex::encode(Sha256::digest(&bytes));
                 seen.insert(path, sha256.clone());
                 let digest = ObjectDigest {
@@ -211,7 +240,7 @@ impl Repository {
                     sha256,
                     len: bytes.len() as u64,
                     run: None,
-                    shards: None,
+                    shards: coded,
                 };
                 objects.push((digest, on));
             }
@@ -231,9 +260,44 @@ impl Repository {
                 holders,
                 missing_on,
                 objects,
+                shards,
                 sealed_root: hex::encode(root.root()),
             });
         }
         Ok(survey)
+    }
+
+    /// Each of `on`'s shard of pack `path` (those that pass their hashes),
+    /// and the pack rebuilt from them; bytes read.
+    async fn gather_shards(
+        &self,
+        on: &[String],
+        path: &str,
+    ) -> Result<(Vec<u8>, Vec<(String, crate::erasure::Shard)>, u64), RepoError> {
+        let mut held = Vec::new();
+        let mut errors = Vec::new();
+        let mut read = 0u64;
+        for n in self
+            .networks
+            .iter()
+            .filter(|n| on.iter().any(|o| o == n.name()))
+        {
+            match n.get(path).await {
+                Ok(b) => {
+                    read += b.len() as u64;
+                    match crate::erasure::Shard::parse(&b) {
+                        Ok(s) => held.push((n.name().to_string(), s)),
+                        Err(e) => errors.push(format!("network {}: {e}", n.name())),
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let shards: Vec<crate::erasure::Shard> = held.iter().map(|(_, s)| s.clone()).collect();
+        let whole = crate::erasure::decode(&shards).map_err(|e| RepoError::Unavailable {
+            what: path.to_string(),
+            errors: format!("{e}; {}", errors.join("; ")),
+        })?;
+        Ok((whole, held, read))
     }
 }
