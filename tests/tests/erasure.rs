@@ -470,3 +470,58 @@ fn three_of_five_over_four_kinds_of_network_survives_two_servers_stopped() {
         "{err}"
     );
 }
+
+/// A dataset whose policy changes leans on what it stored before only where
+/// that meets the new policy: whole copies after shards are written anew
+/// (a shard alone restores nothing), shards after whole copies are not
+/// (whole copies on every network serve any `k` of them).
+#[test]
+fn a_changed_policy_leans_only_on_what_meets_it() {
+    let mut env = five_networks();
+    env.start_all();
+    let src = source(&env);
+    let coded = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let total = coded["chunks_total"].as_u64().unwrap();
+    assert_eq!(coded["chunks_new"].as_u64(), Some(total), "{coded}");
+
+    let set_policy = |env: &mut Env, policy: &str| {
+        env.stop_workers();
+        let text = std::fs::read_to_string(&env.config).unwrap();
+        let (head, _) = text.split_once("\n[datasets.docs]\n").unwrap();
+        std::fs::write(
+            &env.config,
+            format!("{head}\n[datasets.docs]\nredundancy = \"{policy}\"\n"),
+        )
+        .unwrap();
+        env.serve(&["all"]);
+    };
+    set_policy(&mut env, "replicate");
+    let whole = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let data_chunks = whole["chunks_new"].as_u64().unwrap();
+    // Every file's data written again, whole (the tree chunks may repeat).
+    assert!(data_chunks + 2 >= total, "leaned on shards: {whole}");
+    let id = whole["backup_id"].as_str().unwrap();
+    let out = env.restore_from_only("n4", id);
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+
+    set_policy(&mut env, "erasure 3/5");
+    let again = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    assert_eq!(
+        again["chunks_new"], 0,
+        "whole copies everywhere serve: {again}"
+    );
+    env.stop_workers();
+    for n in ["local", "n3"] {
+        away(&env, n);
+    }
+    let out = env.path().join("again");
+    let o = restore(&env, again["backup_id"].as_str().unwrap(), &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+}
