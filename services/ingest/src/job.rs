@@ -272,7 +272,7 @@ pub fn resolve_targets(
 /// cannot be resolved is left to [`run`], which names that.
 pub fn refused_by_profile(ctx: &IngestContext, req: &BackupRequest) -> Option<String> {
     let (targets, redundancy) = resolve_targets(req, &ctx.networks, &ctx.policies).ok()?;
-    refused_for(ctx, req, &targets, copies_held(&redundancy))
+    refused_for(ctx, req, &targets, &redundancy)
 }
 
 /// The whole copies a policy is worth in networks that may be lost: an
@@ -291,7 +291,7 @@ fn refused_for(
     ctx: &IngestContext,
     req: &BackupRequest,
     targets: &[String],
-    min_copies: u32,
+    redundancy: &Redundancy,
 ) -> Option<String> {
     let policy = ctx.policies.get(&req.dataset);
     let profiles = profiles(ctx, req);
@@ -304,7 +304,8 @@ fn refused_for(
             .iter()
             .filter(|n| targets.contains(&n.name))
             .collect(),
-        min_copies,
+        min_copies: copies_held(redundancy),
+        shards_needed: redundancy.erasure().map(|e| e.k),
         shreddable: policy.and_then(|p| p.shreddable).unwrap_or(true),
         repo_format: ctx.repo.format,
         configured: &ctx.network_facts,
@@ -683,7 +684,7 @@ pub async fn place(ctx: &IngestContext, req: &BackupRequest) -> Result<Placed, J
     };
     let (networks, rerouted) = crate::quota::admit(ctx, req, networks, keep).await?;
     if !rerouted.is_empty() {
-        if let Some(reason) = refused_for(ctx, req, &networks, copies_held(&redundancy)) {
+        if let Some(reason) = refused_for(ctx, req, &networks, &redundancy) {
             return Err(JobError::Source(reason));
         }
     }

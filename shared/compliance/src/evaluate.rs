@@ -29,8 +29,12 @@ pub struct BackupFacts {
     pub status: String,
     pub requested_at: DateTime<Utc>,
     pub targets: Vec<String>,
-    /// Networks verify found holding the whole backup.
+    /// Networks verify found holding the whole backup (for an
+    /// erasure-coded one, its part of it).
     pub verified: Vec<String>,
+    /// For an erasure-coded backup, its coding: any `k` of its networks
+    /// rebuild it, so it counts as whole copies only beyond `k - 1`.
+    pub erasure: Option<cairn_events::Erasure>,
     /// Why it is not completed, as its outcome says (a refusal names the
     /// rule that refused it).
     pub reasons: Vec<String>,
@@ -359,6 +363,15 @@ fn judge(
             let n = b.verified.len();
             let detail = if n == 0 {
                 format!("verified on no network ({} needed); the backup {}", count, b.status)
+            } else if let Some(e) = b.erasure {
+                // Shards: as many whole copies as networks it may lose, plus one.
+                let copies = n.saturating_sub(e.k as usize - 1);
+                let detail = format!(
+                    "{e}, its shards verified on {}: it survives losing {} of them, as {copies} whole copies would ({copies} of {count} needed)",
+                    b.verified.join(", "),
+                    copies.saturating_sub(1)
+                );
+                return (if copies >= *count as usize { Pass } else { Fail }, detail, outcome);
             } else {
                 format!("verified on {} ({n} of {count} needed)", b.verified.join(", "))
             };
@@ -389,6 +402,19 @@ fn judge(
                         fact: i.describe(),
                     });
                 }
+            }
+            // Shards on immutable storage keep the backup only where there
+            // are enough of them to rebuild it from those networks alone.
+            if let Some(e) = b.erasure.filter(|e| !good.is_empty() && good.len() < e.k as usize) {
+                return (
+                    Fail,
+                    format!(
+                        "{e}: shards on immutable storage on {} only, and it takes {} to rebuild it from immutable storage alone",
+                        good.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+                        e.k
+                    ),
+                    evidence,
+                );
             }
             if good.is_empty() {
                 let why = verified
@@ -639,6 +665,7 @@ mod tests {
             requested_at: t,
             targets: vec!["local".into(), "vault".into()],
             verified: vec!["local".into(), "vault".into()],
+            erasure: None,
             reasons: vec![],
             outcome: Some(cited(9, "backup.completed", t)),
             sealed: Some(cited(5, "object.sealed", t)),
@@ -783,6 +810,52 @@ mod tests {
         assert!(
             d.verdict == Verdict::Fail && d.detail.contains("cairn drill"),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn shards_count_as_copies_only_beyond_k_and_immutable_ones_only_k_at_a_time() {
+        let mut r = repo();
+        for n in ["s3", "ipfs", "sia"] {
+            r.networks.push(net(
+                serde_json::json!({"name": n, "kind": "fs", "path": "/x"}),
+            ));
+        }
+        let coded = |verified: &[&str]| BackupFacts {
+            targets: vec![
+                "local".into(),
+                "vault".into(),
+                "s3".into(),
+                "ipfs".into(),
+                "sia".into(),
+            ],
+            verified: verified.iter().map(|n| n.to_string()).collect(),
+            erasure: Some(cairn_events::Erasure { k: 3, n: 5 }),
+            ..backup()
+        };
+        let judge = |b: &BackupFacts, id: &str| {
+            let f = evaluate("sox", &builtin()["sox"], b, &dataset(), &r, at(2026, 2, 1));
+            f.into_iter().find(|x| x.rule == id).unwrap()
+        };
+        // Five networks of 3/5 survive losing two: three whole copies' worth.
+        let all = coded(&["local", "vault", "s3", "ipfs", "sia"]);
+        let c = judge(&all, "sox-copies");
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(
+            c.detail.contains("as 3 whole copies would (3 of 2 needed)"),
+            "{c:?}"
+        );
+        // Three of five: no network to spare, one copy's worth.
+        let c = judge(&coded(&["local", "s3", "ipfs"]), "sox-copies");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("(1 of 2 needed)"), "{c:?}");
+        // One locked network holds a shard, not a copy: three would rebuild it.
+        let i = judge(&all, "sox-immutable");
+        assert_eq!(i.verdict, Verdict::Fail, "{i:?}");
+        assert!(
+            i.detail
+                .contains("shards on immutable storage on vault only, and it takes 3"),
+            "{i:?}"
         );
     }
 

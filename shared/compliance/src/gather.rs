@@ -99,6 +99,7 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
             .unwrap_or(DateTime::UNIX_EPOCH),
         targets: row.get(3),
         verified: Vec::new(),
+        erasure: None,
         reasons: Vec::new(),
         outcome: None,
         sealed: None,
@@ -124,6 +125,7 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
                 f.ingested = Some(l.cited());
                 f.dataset_key = i.dataset_key.as_ref().map(|k| k.to_string());
                 f.retain_until = i.retain_until.as_deref().and_then(time);
+                f.erasure = i.redundancy.erasure();
                 if f.targets.is_empty() {
                     f.targets = i.networks.clone();
                 }

@@ -16,8 +16,12 @@ use crate::profile::{Demand, Profile, CIPHER};
 pub struct Planned<'a> {
     /// The target networks, resolved.
     pub targets: Vec<&'a NetworkFacts>,
-    /// Verified copies the backup needs to count as completed.
+    /// Verified copies the backup needs to count as completed (for an
+    /// erasure-coded one, the whole copies it is worth: `n - k + 1`).
     pub min_copies: u32,
+    /// For an erasure-coded backup, `k`: a shard is no copy, and it takes
+    /// `k` immutable networks to keep it on immutable storage.
+    pub shards_needed: Option<u32>,
     /// `[datasets.<name>] shreddable` (default true).
     pub shreddable: bool,
     /// The repository's format (dataset keys from 4 on).
@@ -140,7 +144,16 @@ fn unmet(d: &Demand, plan: &Planned, archives: &[&NetworkFacts]) -> Option<Strin
                     None => Some(format!("its archive network {a} is not configured")),
                 };
             }
-            let any = plan.targets.iter().any(|n| good(n));
+            let immutable = plan.targets.iter().filter(|n| good(n)).count();
+            if let Some(k) = plan
+                .shards_needed
+                .filter(|k| immutable > 0 && immutable < *k as usize)
+            {
+                return Some(format!(
+                    "it needs a copy on immutable storage, and the backup's packs are erasure-coded: {immutable} immutable target network(s) hold {immutable} shard(s), and it takes {k} to rebuild it from them alone"
+                ));
+            }
+            let any = immutable > 0;
             (!any).then(|| {
                 format!(
                     "it needs a copy on immutable storage ({}), and none of the target networks ({}) is",
@@ -188,10 +201,43 @@ mod tests {
         Planned {
             targets: targets.to_vec(),
             min_copies,
+            shards_needed: None,
             shreddable: true,
             repo_format: 4,
             configured: &[],
         }
+    }
+
+    #[test]
+    fn erasure_coded_packs_need_k_immutable_targets_to_count_as_an_immutable_copy() {
+        let fs = |n: &str| net(serde_json::json!({"name": n, "kind": "fs"}));
+        let ar = |n: &str| {
+            net(
+                serde_json::json!({"name": n, "kind": "arweave", "endpoint": "http://x", "wallet_file": "/w"}),
+            )
+        };
+        let p: Profile = serde_json::from_value(serde_json::json!({"rules": [
+            {"id": "imm", "control": "c", "kind": "immutable_copy"}]}))
+        .unwrap();
+        let profiles = vec![("p".to_string(), p)];
+        let (a, b, c, x, y) = (fs("a"), fs("b"), fs("c"), ar("x"), ar("y"));
+        fn coded<'a>(targets: &[&'a NetworkFacts]) -> Planned<'a> {
+            Planned {
+                shards_needed: Some(3),
+                ..plan(targets, 3)
+            }
+        }
+        // Whole copies: one permanent network is enough.
+        check(&profiles, &plan(&[&a, &b, &c, &x, &y], 5)).unwrap();
+        // Shards: two permanent networks hold two shards of the three needed.
+        let e = check(&profiles, &coded(&[&a, &b, &c, &x, &y])).unwrap_err();
+        assert!(
+            e.why
+                .contains("2 immutable target network(s) hold 2 shard(s), and it takes 3"),
+            "{e}"
+        );
+        let z = ar("z");
+        check(&profiles, &coded(&[&a, &b, &x, &y, &z])).unwrap();
     }
 
     #[test]
