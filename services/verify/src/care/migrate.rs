@@ -286,6 +286,26 @@ pub async fn migrate(
                 copied = true;
                 break;
             }
+            // An erasure-coded pack goes to the archive whole, rebuilt from
+            // the regular networks' shards: the archive alone restores it.
+            if !copied && b.shards.contains_key(&want.path) {
+                let from = cairn_repo::Repository::new(regular.to_vec()).shards_first(true);
+                if let Ok((bytes, _)) = from.fetch_pack(&want.path, None, &want.path, Ok).await {
+                    if hex::encode(Sha256::digest(&bytes)) == want.sha256 {
+                        let len = bytes.len() as u64;
+                        let key = &b.objects.keys[i];
+                        archive
+                            .put_until(&want.path, bytes, layout::put_mode(key), until)
+                            .await
+                            .map_err(CareError::from)?;
+                        let env = stored(by, id, to, key, &want.sha256, len, false);
+                        bus.publish_event(&env).await.map_err(CareError::from)?;
+                        m.copied += 1;
+                        m.bytes += len;
+                        copied = true;
+                    }
+                }
+            }
             if !copied {
                 return Err(MigrateError::NoSource {
                     id: id.clone(),
