@@ -525,3 +525,49 @@ fn a_changed_policy_leans_only_on_what_meets_it() {
         fixtures::contents(&src)
     );
 }
+
+/// A compliance rule that keeps an erasure-coded dataset on an archive gets
+/// it there whole: each pack rebuilt from the shards, so that the archive
+/// alone restores it (the dataset not shreddable, so that its key goes to
+/// the archive, which cannot delete, too).
+#[test]
+fn an_archive_gets_an_erasure_coded_backup_whole() {
+    let mut env = Env::with(Options {
+        extra_networks: NETS[1..].iter().map(|n| n.to_string()).collect(),
+        extra_toml: "\n[[networks]]\nname = \"vault\"\nkind = \"fs\"\ncan_delete = false\n\
+             \n[datasets.docs]\nnetworks = [\"local\", \"n2\", \"n3\", \"n4\", \"n5\"]\nredundancy = \"erasure 3/5\"\nprofiles = [\"vaulted\"]\nshreddable = false\n\
+             \n[compliance.profiles.vaulted]\nrules = [\n  { id = \"to-vault\", control = \"records policy 9\", kind = \"immutable_copy\", archive = \"vault\" },\n]\n"
+            .into(),
+        ..Options::default()
+    });
+    env.set_env("CAIRN_RETENTION__MIGRATE_INTERVAL_SECS", "1");
+    env.start_all();
+    let src = source(&env);
+    let b = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    cairn_tests::wait_for(90, "the backup's migration to the vault", || {
+        (psql(
+            &env.db,
+            &format!(
+                "select count(*) from ledger_entries where kind = 'backup.migrated' and backup_id = '{id}'"
+            ),
+        ) == "1")
+            .then_some(())
+    });
+    let vault = pack_files(&env, "vault");
+    assert_eq!(vault.len(), pack_files(&env, "local").len());
+    for f in &vault {
+        assert_ne!(
+            &std::fs::read(f).unwrap()[..4],
+            b"CRNE",
+            "{} is a shard",
+            f.display()
+        );
+    }
+    env.stop_workers();
+    let out = env.restore_from_only("vault", &id);
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+}
