@@ -265,53 +265,40 @@ pub async fn migrate(
                 m.present += 1;
                 continue;
             }
-            let mut copied = false;
+            let intact = |bytes: &bytes::Bytes| hex::encode(Sha256::digest(bytes)) == want.sha256;
+            let mut found = None;
             for src in &regular {
-                let Ok(bytes) = src.get(&want.path).await else {
-                    continue;
-                };
-                if hex::encode(Sha256::digest(&bytes)) != want.sha256 {
-                    continue;
-                }
-                let len = bytes.len() as u64;
-                let key = &b.objects.keys[i];
-                archive
-                    .put_until(&want.path, bytes, layout::put_mode(key), until)
-                    .await
-                    .map_err(CareError::from)?;
-                let env = stored(by, id, to, key, &want.sha256, len, false);
-                bus.publish_event(&env).await.map_err(CareError::from)?;
-                m.copied += 1;
-                m.bytes += len;
-                copied = true;
-                break;
-            }
-            // An erasure-coded pack goes to the archive whole, rebuilt from
-            // the regular networks' shards: the archive alone restores it.
-            if !copied && b.shards.contains_key(&want.path) {
-                let from = cairn_repo::Repository::new(regular.to_vec()).shards_first(true);
-                if let Ok((bytes, _)) = from.fetch_pack(&want.path, None, &want.path, Ok).await {
-                    if hex::encode(Sha256::digest(&bytes)) == want.sha256 {
-                        let len = bytes.len() as u64;
-                        let key = &b.objects.keys[i];
-                        archive
-                            .put_until(&want.path, bytes, layout::put_mode(key), until)
-                            .await
-                            .map_err(CareError::from)?;
-                        let env = stored(by, id, to, key, &want.sha256, len, false);
-                        bus.publish_event(&env).await.map_err(CareError::from)?;
-                        m.copied += 1;
-                        m.bytes += len;
-                        copied = true;
+                if let Ok(bytes) = src.get(&want.path).await {
+                    if intact(&bytes) {
+                        found = Some(bytes);
+                        break;
                     }
                 }
             }
-            if !copied {
+            // An erasure-coded pack goes to the archive whole, rebuilt from
+            // the regular networks' shards: the archive alone restores it.
+            if found.is_none() && b.shards.contains_key(&want.path) {
+                let from = cairn_repo::Repository::new(regular.to_vec()).shards_first(true);
+                if let Ok((bytes, _)) = from.fetch_pack(&want.path, None, &want.path, Ok).await {
+                    found = Some(bytes).filter(intact);
+                }
+            }
+            let Some(bytes) = found else {
                 return Err(MigrateError::NoSource {
                     id: id.clone(),
                     path: want.path.clone(),
                 });
-            }
+            };
+            let len = bytes.len() as u64;
+            let key = &b.objects.keys[i];
+            archive
+                .put_until(&want.path, bytes, layout::put_mode(key), until)
+                .await
+                .map_err(CareError::from)?;
+            let env = stored(by, id, to, key, &want.sha256, len, false);
+            bus.publish_event(&env).await.map_err(CareError::from)?;
+            m.copied += 1;
+            m.bytes += len;
         }
         // Its dataset key, where it may go.
         if let Some(k) = b.dataset_key {
