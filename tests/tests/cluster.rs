@@ -258,6 +258,9 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
     node_mut(&mut env, &a).start_again();
     let out = child.wait_output();
     let resumed = back.elapsed();
+    if !out.status.success() {
+        explain_unstored(&env, &db, &String::from_utf8_lossy(&out.stdout));
+    }
     assert!(
         out.status.success(),
         "backup failed after quorum came back ({}): {}\n{}",
@@ -344,4 +347,52 @@ fn a_topology_made_with_one_replica_is_raised_to_three() {
         raised.iter().any(|(name, _)| name.contains('/')),
         "consumers counted too: {raised:?}"
     );
+}
+
+/// For a backup that ended with an object missing on a network: every log
+/// line of the test that names it, and what the ledger recorded of it
+/// (sealed, stored where), so that an intermittent failure seen only in CI
+/// says where the object stopped.
+fn explain_unstored(env: &Env, db: &str, outcome: &str) {
+    let paths: std::collections::BTreeSet<String> = outcome
+        .split("e.g. ")
+        .skip(1)
+        .filter_map(|rest| rest.split([' ', '"', ',']).next())
+        .filter(|p| p.starts_with("packs/") || p.starts_with("backups/"))
+        .map(str::to_string)
+        .collect();
+    for path in paths {
+        eprintln!("----- what became of {path} -----");
+        for log in Env::files_under(&env.logs_dir()) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            for l in text.lines().filter(|l| l.contains(&path)) {
+                let cut = (0..=l.len().min(600))
+                    .rev()
+                    .find(|i| l.is_char_boundary(*i))
+                    .unwrap_or(0);
+                eprintln!(
+                    "{}: {}",
+                    log.file_name().unwrap_or_default().to_string_lossy(),
+                    &l[..cut]
+                );
+            }
+        }
+        let Some(id) = path
+            .rsplit('/')
+            .next()
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        eprintln!(
+            "ledger entries naming it: {}",
+            psql(
+                db,
+                &format!(
+                    "SELECT coalesce(string_agg(seq || ' ' || kind || CASE WHEN position('objects'::bytea IN entry) > 0 THEN ' (objects)' ELSE '' END, '; ' ORDER BY seq), 'none')
+                     FROM ledger_entries WHERE position(decode('{id}', 'hex') IN entry) > 0"
+                ),
+            )
+        );
+    }
 }
