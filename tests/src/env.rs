@@ -211,13 +211,19 @@ impl Env {
         let block = block.split("\n[").next().unwrap();
         let only = self.path().join(format!("cairn-only-{network}.toml"));
         std::fs::write(&only, format!("{head}\n[[networks]]{block}\n")).unwrap();
+        let mut c = self.offline();
+        c.env("CAIRN_CONFIG", &only);
+        c
+    }
+
+    /// `cairn` with every configured network but neither the broker nor
+    /// the database reachable.
+    pub fn offline(&self) -> Command {
         let mut c = self.cmd();
-        c.env("CAIRN_CONFIG", &only)
-            .env("CAIRN_NATS__URL", "nats://127.0.0.1:1")
-            .env(
-                "CAIRN_POSTGRES__URL",
-                "host=127.0.0.1 port=1 user=nobody dbname=gone",
-            );
+        c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
+            "CAIRN_POSTGRES__URL",
+            "host=127.0.0.1 port=1 user=nobody dbname=gone",
+        );
         c
     }
 

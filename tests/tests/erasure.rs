@@ -54,6 +54,16 @@ fn gone(env: &Env, net: &str) -> PathBuf {
     env.path().join(format!("away-{net}"))
 }
 
+/// `cairn recover restore` from `nets` alone, no broker, no database.
+fn recover_restore(env: &Env, id: &str, nets: &[&str], to: &Path) -> std::process::Output {
+    let mut args = vec!["recover", "restore", id];
+    for n in nets {
+        args.extend(["--network", n]);
+    }
+    args.extend(["--to", to.to_str().unwrap()]);
+    env.run_with(env.offline(), &args, None)
+}
+
 fn restore(env: &Env, id: &str, to: &Path) -> std::process::Output {
     env.run(&["restore", id, "--to", to.to_str().unwrap()])
 }
@@ -154,52 +164,14 @@ fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
 
     // The day the broker and the database are gone too: any three networks
     // named restore it with the key alone; two do not, and say why.
-    let offline = || {
-        let mut c = env.cmd();
-        c.env("CAIRN_NATS__URL", "nats://127.0.0.1:1").env(
-            "CAIRN_POSTGRES__URL",
-            "host=127.0.0.1 port=1 user=nobody dbname=gone",
-        );
-        c
-    };
     let out = env.path().join("recovered");
-    let o = env.run_with(
-        offline(),
-        &[
-            "recover",
-            "restore",
-            &id,
-            "--network",
-            "n2",
-            "--network",
-            "n3",
-            "--network",
-            "n5",
-            "--to",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = recover_restore(&env, &id, &["n2", "n3", "n5"], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         fixtures::contents(&out.join("src")),
         fixtures::contents(&src)
     );
-    let o = env.run_with(
-        offline(),
-        &[
-            "recover",
-            "restore",
-            &id,
-            "--network",
-            "n2",
-            "--network",
-            "n3",
-            "--to",
-            env.path().join("not-recovered").to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = recover_restore(&env, &id, &["n2", "n3"], &env.path().join("not-recovered"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("2 intact shard(s) of the 3 needed"), "{err}");

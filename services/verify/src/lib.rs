@@ -325,19 +325,15 @@ impl VerifyWorker {
                 .filter(|i| **i < chunk_count)
                 .map(|i| paths[*i].clone())
                 .collect();
-            let mut found = HashMap::new();
-            for part in packs.chunks(10_000) {
-                match cairn_ledger::query::shard_digests(&self.pg, part).await {
-                    Ok(f) => found.extend(f),
-                    Err(e) => {
-                        outcome
-                            .reasons
-                            .push(format!("shard digests unreadable: {e}"));
-                        return outcome;
-                    }
+            match cairn_ledger::query::shard_digests(&self.pg, &packs).await {
+                Ok(found) => found,
+                Err(e) => {
+                    outcome
+                        .reasons
+                        .push(format!("shard digests unreadable: {e}"));
+                    return outcome;
                 }
             }
-            found
         } else {
             HashMap::new()
         };

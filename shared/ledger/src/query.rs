@@ -163,20 +163,24 @@ pub async fn digests(
         .collect())
 }
 
-/// The shard files sealing made of each erasure-coded pack among `paths`:
-/// path → (k, each shard's SHA-256 and length, by index). A pack stored
-/// whole has none.
+/// The shard files sealing made of each erasure-coded pack among `paths`
+/// (asked 10,000 at a time): path → (k, each shard's SHA-256 and length,
+/// by index). A pack stored whole has none.
 pub async fn shard_digests(
     c: &Client,
     paths: &[String],
 ) -> Result<HashMap<String, ShardFiles>, tokio_postgres::Error> {
-    let rows = c
-        .query(
-            "SELECT path, shard, k, sha256, len FROM shard_digests WHERE path = ANY($1)
-             ORDER BY path, shard",
-            &[&paths],
-        )
-        .await?;
+    let mut rows = Vec::new();
+    for part in paths.chunks(10_000) {
+        rows.extend(
+            c.query(
+                "SELECT path, shard, k, sha256, len FROM shard_digests WHERE path = ANY($1)
+                 ORDER BY path, shard",
+                &[&part],
+            )
+            .await?,
+        );
+    }
     let mut out: HashMap<String, ShardFiles> = HashMap::new();
     for r in &rows {
         let e = out.entry(r.get::<_, String>(0)).or_default();

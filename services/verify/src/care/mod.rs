@@ -198,10 +198,7 @@ pub async fn load(
         }
     }
     let data_paths: Vec<String> = paths[..objects.chunk_count].to_vec();
-    let mut shards = std::collections::HashMap::new();
-    for part in data_paths.chunks(10_000) {
-        shards.extend(cairn_ledger::query::shard_digests(pg, part).await?);
-    }
+    let shards = cairn_ledger::query::shard_digests(pg, &data_paths).await?;
     let outcome = row.outcome.clone();
     let mut retain_until = None;
     let mut dataset_key = None;
