@@ -85,6 +85,14 @@ pub enum RepoError {
     Io(#[from] std::io::Error),
 }
 
+/// A network's failure to answer a read in time, as a restore names it.
+fn no_answer(network: &str, path: &str, timeout: std::time::Duration) -> String {
+    format!(
+        "network {network}: {path}: no answer within {:.1} s",
+        timeout.as_secs_f64()
+    )
+}
+
 /// How long a read may take on one network before the next is tried.
 pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -263,11 +271,7 @@ impl Repository {
                     Err(e) => errors.push(format!("network {}: {e}", n.name())),
                 },
                 Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!(
-                    "network {}: {path}: no answer within {:.1} s",
-                    n.name(),
-                    timeout.as_secs_f64()
-                )),
+                Err(_) => errors.push(no_answer(n.name(), path, timeout)),
             }
         }
         if errors.is_empty() {
@@ -356,10 +360,7 @@ impl Repository {
                     continue;
                 }
                 Err(_) => {
-                    errors.push(format!(
-                        "network {name}: {path}: no answer within {:.1} s",
-                        FETCH_TIMEOUT.as_secs_f64()
-                    ));
+                    errors.push(no_answer(&name, path, FETCH_TIMEOUT));
                     continue;
                 }
             };
