@@ -543,3 +543,132 @@ fn an_archive_gets_an_erasure_coded_backup_whole() {
         fixtures::contents(&src)
     );
 }
+
+/// A network lost for good is replaced by a new one (`cairn repair
+/// --replace OLD=NEW`): the new network gets the shards the old one held,
+/// cut again from the others, in its place, so that the backup survives
+/// two more losses again and the dataset's next backups, on the new list,
+/// lean on those shards. Bad replacements are refused by name, changing
+/// nothing.
+#[test]
+fn a_lost_network_is_replaced_by_a_new_one_holding_its_shards() {
+    let mut env = Env::with(Options {
+        extra_networks: ["n2", "n3", "n4", "n5", "spare"]
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
+        extra_toml: "\n[datasets.docs]\nnetworks = [\"local\", \"n2\", \"n3\", \"n4\", \"n5\"]\nredundancy = \"erasure 3/5\"\n".into(),
+        ..Options::default()
+    });
+    env.start_all();
+    let src = source(&env);
+    let b = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let id = b["backup_id"].as_str().unwrap().to_string();
+    let networks = |env: &Env| {
+        psql(
+            &env.db,
+            &format!("SELECT array_to_string(networks, ' ') FROM backups WHERE backup_id = '{id}'"),
+        )
+    };
+    assert_eq!(networks(&env), "local n2 n3 n4 n5");
+    let n3_shards = bytes_of(&pack_files(&env, "n3"));
+
+    // n3 is lost for good: every pack is down to four shards.
+    away(&env, "n3");
+    let (_, h) = env.health(&id, true);
+    assert_eq!(h["status"], "degraded", "{h}");
+    let packs = h["erasure"]["packs"].as_u64().unwrap();
+    assert_eq!(h["erasure"]["by_shards_left"]["4"], packs, "{h}");
+
+    // Refused by name, and nothing changes.
+    for (replace, says) in [
+        ("n3=nowhere", "network \"nowhere\" is not configured"),
+        ("local=n2", "is on network \"n2\" already"),
+        ("n9=spare", "is not on network \"n9\""),
+        ("n3", "give OLD=NEW"),
+        ("n3=n3", "cannot replace itself"),
+    ] {
+        let o = env.run(&["repair", &id, "--replace", replace]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "--replace {replace} was taken");
+        assert!(err.contains(says), "--replace {replace}: {err}");
+    }
+    assert!(pack_files(&env, "spare").is_empty());
+    assert_eq!(networks(&env), "local n2 n3 n4 n5");
+
+    // The spare takes n3's place: each pack's third shard, cut again from
+    // the others, the metadata whole, the repository's own files.
+    let r = env.json(&["repair", &id, "--replace", "n3=spare", "--json"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["repaired"][0]["replaced"]["to"], "spare", "{r}");
+    assert_eq!(
+        bytes_of(&pack_files(&env, "spare")),
+        n3_shards,
+        "the spare holds what n3 held"
+    );
+    assert!(env.network_dir("spare").join("config").exists());
+    cairn_tests::env::wait_until_idle(&env, 60);
+    cairn_tests::wait_for(30, "the ledger to record the move", || {
+        (networks(&env) == "local n2 spare n4 n5").then_some(())
+    });
+    let pack = pack_files(&env, "spare")[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let held = psql(
+        &env.db,
+        &format!(
+            "SELECT string_agg(network || '=' || shard, ' ' ORDER BY shard, network)
+             FROM chunk_copies WHERE chunk_id = decode('{pack}', 'hex')"
+        ),
+    );
+    assert!(held.contains("spare=2"), "{held}");
+    let (code, h) = env.health(&id, true);
+    assert_eq!((code, h["status"].as_str()), (0, Some("healthy")), "{h}");
+    assert_eq!(h["erasure"]["by_shards_left"]["5"], packs, "{h}");
+    // Run again, it finds nothing to do.
+    let o = env.run(&["repair", &id, "--replace", "n3=spare"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not on network \"n3\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Two more networks lost: the spare's shards make up the three.
+    env.stop_workers();
+    for n in ["n2", "n4"] {
+        away(&env, n);
+    }
+    let out = env.path().join("out");
+    let o = restore(&env, &id, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+    let out = env.path().join("recovered");
+    let o = recover_restore(&env, &id, &["local", "spare", "n5"], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+    for n in ["n2", "n4"] {
+        back(&env, n);
+    }
+
+    // The dataset moved to the spare too: its next backup of the same
+    // files writes no pack again.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("\"n3\", \"n4\"", "\"spare\", \"n4\""),
+    )
+    .unwrap();
+    env.serve(&["all"]);
+    let again = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["chunks_new"], 0, "{again}");
+}

@@ -601,6 +601,18 @@ async fn apply(
                 )
                 .await?;
         }
+        Event::BackupMoved(m) => {
+            // In the same place: of an erasure-coded backup, network `i`
+            // holds shard `i`.
+            prepared
+                .execute(
+                    tx,
+                    "UPDATE backups SET networks = array_replace(networks, $2, $3)
+                     WHERE backup_id = $1 AND NOT ($3 = ANY(networks))",
+                    &[&id, &m.from, &m.to],
+                )
+                .await?;
+        }
         Event::BackupRestored(_)
         | Event::BackupLocked(_)
         | Event::CollectionFinished(_)

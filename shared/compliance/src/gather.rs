@@ -160,6 +160,15 @@ pub async fn backup(pg: &Client, id: &str) -> Result<BackupFacts, GatherError> {
                 }
                 f.migrated = Some(l.cited());
             }
+            // Recorded once `to` holds every object intact, read back.
+            Event::BackupMoved(m) => {
+                for list in [&mut f.targets, &mut f.verified] {
+                    for n in list.iter_mut().filter(|n| **n == m.from) {
+                        n.clone_from(&m.to);
+                    }
+                }
+                f.locked_until.remove(&m.from);
+            }
             Event::BackupLeft(left) => {
                 f.verified.retain(|n| !left.networks.contains(n));
                 f.left = Some(l.cited());

@@ -121,6 +121,12 @@ pub enum Event {
     /// Only ever after `backup.migrated`.
     #[serde(rename = "backup.left")]
     BackupLeft(Left),
+    /// A network stands in for another among a backup's networks (`cairn
+    /// repair --replace`), in the same place: of an erasure-coded backup
+    /// it holds the shards the other held. Recorded only once it holds
+    /// every object of the backup intact.
+    #[serde(rename = "backup.moved")]
+    BackupMoved(Moved),
     /// A scheduled run was not started: the dataset's previous scheduled
     /// backup (`running`) had not finished.
     #[serde(rename = "schedule.skipped")]
@@ -259,6 +265,7 @@ impl Event {
             Event::BackupLocked(_) => "backup.locked",
             Event::BackupMigrated(_) => "backup.migrated",
             Event::BackupLeft(_) => "backup.left",
+            Event::BackupMoved(_) => "backup.moved",
             Event::ScheduleSkipped { .. } => "schedule.skipped",
             Event::ScheduleAdded { .. } => "schedule.added",
             Event::ScheduleRemoved { .. } => "schedule.removed",
@@ -313,6 +320,7 @@ impl Event {
         "backup.locked",
         "backup.migrated",
         "backup.left",
+        "backup.moved",
         "schedule.skipped",
         "schedule.added",
         "schedule.removed",
@@ -373,6 +381,7 @@ impl Event {
         ("backup.locked", "cli (hold, release)", "ledger"),
         ("backup.migrated", "cli (compliance migrate)", "ledger"),
         ("backup.left", "cli (compliance migrate)", "ledger"),
+        ("backup.moved", "cli (repair --replace)", "ledger"),
         ("schedule.skipped", "retention (scheduler)", "ledger"),
         (
             "schedule.added",
@@ -1157,6 +1166,18 @@ pub struct Left {
     /// Regular networks that cannot delete, and keep it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_on: Vec<String>,
+    pub by: String,
+}
+
+/// A backup's copy moved from one network to another that replaces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Moved {
+    /// The network replaced (lost, or being retired).
+    pub from: String,
+    /// The network now in its place, holding every object intact.
+    pub to: String,
+    /// Objects written to `to` (the rest it held already).
+    pub copied: u64,
     pub by: String,
 }
 

@@ -22,7 +22,7 @@
 
 use super::{load, CareError};
 use cairn_bus::Bus;
-use cairn_events::{BackupId, Envelope, Event, Left, Migrated, ObjectDigest, ObjectKey, Stored};
+use cairn_events::{BackupId, Envelope, Event, Left, Migrated, ObjectKey};
 use cairn_repo::check;
 use cairn_repo::{layout, Repository};
 use serde::Serialize;
@@ -115,38 +115,6 @@ fn left_for(events: &[Event], to: &str) -> Option<Vec<String>> {
         Event::BackupLeft(l) if l.to == to => Some(l.networks.clone()),
         _ => None,
     })
-}
-
-/// `object.stored` of a copy on the archive (the same id however often it
-/// is recorded: the ledger keeps the first).
-fn stored(
-    by: &str,
-    id: &BackupId,
-    to: &str,
-    object: &ObjectKey,
-    sha256: &str,
-    len: u64,
-    existed: bool,
-) -> Envelope {
-    let path = layout::object(object);
-    Envelope::new(
-        by.to_string(),
-        id.clone(),
-        Event::ObjectStored(Stored {
-            network: to.to_string(),
-            digest: ObjectDigest {
-                object: object.clone(),
-                sha256: sha256.to_string(),
-                len,
-                packed: Vec::new(),
-                run: None,
-                shards: None,
-            },
-            existed,
-            shard: None,
-        }),
-        &[b"migrate", to.as_bytes(), path.as_bytes()],
-    )
 }
 
 /// Reads every object of `b` back from `archive` against the ledger's
@@ -260,7 +228,16 @@ pub async fn migrate(
                 // so that a copy a killed run made but did not record is
                 // known; step 2 reads it back.
                 let len = b.lens.get(i).copied().unwrap_or_default();
-                let env = stored(by, id, to, &b.objects.keys[i], &want.sha256, len, true);
+                let env = super::stored(
+                    b"migrate",
+                    by,
+                    id,
+                    to,
+                    &b.objects.keys[i],
+                    &want.sha256,
+                    len,
+                    true,
+                );
                 bus.publish_event(&env).await.map_err(CareError::from)?;
                 m.present += 1;
                 continue;
@@ -295,65 +272,37 @@ pub async fn migrate(
                 .put_until(&want.path, bytes, layout::put_mode(key), until)
                 .await
                 .map_err(CareError::from)?;
-            let env = stored(by, id, to, key, &want.sha256, len, false);
+            let env = super::stored(b"migrate", by, id, to, key, &want.sha256, len, false);
             bus.publish_event(&env).await.map_err(CareError::from)?;
             m.copied += 1;
             m.bytes += len;
         }
         // Its dataset key, where it may go.
         if let Some(k) = b.dataset_key {
-            let key = ObjectKey::DatasetKey { id: k };
-            let path = layout::object(&key);
-            // An archive that locks what it holds gets the key all the
-            // same: the backup is to be restorable from it alone, and a
-            // shred finds and names a key kept there past its lock.
-            if !archive.capabilities().can_delete && shreddable {
-                m.dataset_key = Some(format!(
-                    "kept on {} only: {to} cannot delete, and the dataset is shreddable",
-                    regular
-                        .iter()
-                        .map(|n| n.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            } else if archive.exists(&path).await.map_err(CareError::from)? {
-                m.dataset_key = Some(format!("on {to} already"));
-            } else {
-                let digest = cairn_ledger::query::digests(pg, std::slice::from_ref(&path))
-                    .await
-                    .map_err(CareError::from)?;
-                let Some((sha, _)) = digest.get(&path) else {
-                    return Err(MigrateError::NoSource {
-                        id: id.clone(),
-                        path,
-                    });
-                };
-                let mut copied = false;
-                for src in &regular {
-                    let Ok(bytes) = src.get(&path).await else {
-                        continue;
-                    };
-                    if &hex::encode(Sha256::digest(&bytes)) != sha {
-                        continue;
+            m.dataset_key = Some(
+                match super::copy_dataset_key(
+                    b"migrate", pg, bus, id, by, k, &regular, &archive, shreddable,
+                )
+                .await?
+                {
+                    super::KeyCopy::Kept => format!(
+                        "kept on {} only: {to} cannot delete, and the dataset is shreddable",
+                        regular
+                            .iter()
+                            .map(|n| n.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    super::KeyCopy::There => format!("on {to} already"),
+                    super::KeyCopy::Copied => format!("copied to {to}"),
+                    super::KeyCopy::NoSource(path) => {
+                        return Err(MigrateError::NoSource {
+                            id: id.clone(),
+                            path,
+                        })
                     }
-                    let len = bytes.len() as u64;
-                    archive
-                        .put(&path, bytes, layout::put_mode(&key))
-                        .await
-                        .map_err(CareError::from)?;
-                    let env = stored(by, id, to, &key, sha, len, false);
-                    bus.publish_event(&env).await.map_err(CareError::from)?;
-                    copied = true;
-                    break;
-                }
-                if !copied {
-                    return Err(MigrateError::NoSource {
-                        id: id.clone(),
-                        path,
-                    });
-                }
-                m.dataset_key = Some(format!("copied to {to}"));
-            }
+                },
+            );
         }
         // 2. Whole on the archive, and locked as long as a rule keeps it.
         whole_on(&archive, &b, id, to).await?;

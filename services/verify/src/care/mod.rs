@@ -17,13 +17,16 @@ pub mod migrate;
 pub mod repair;
 
 pub use health::{health, Health, HealthReport};
-pub use repair::{auto_repair, repair_backup, Repaired};
+pub use repair::{auto_repair, repair_backup, replace_network, Repaired, Replace};
 
 use crate::{sealed_leaves, BackupObjects};
+use cairn_bus::Bus;
 use cairn_crypto::merkle::{leaf_hash, Rfc6962};
-use cairn_events::{BackupId, Outcome, ShardOf};
+use cairn_events::{BackupId, Envelope, Event, ObjectDigest, ObjectKey, Outcome, ShardOf, Stored};
+use cairn_networks::DynNetwork;
 use cairn_repo::check::Expected;
 use cairn_repo::{layout, RepoError, Repository};
+use sha2::{Digest, Sha256};
 
 /// Why a backup's copies could not be looked at.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,14 @@ pub enum CareError {
     Forgotten(BackupId),
     #[error("backup {id} was stored on network {network:?}, which is not configured here")]
     NotConfigured { id: BackupId, network: String },
+    #[error("backup {id} is not on network {network:?} (its networks: {networks:?}): nothing to replace")]
+    NotOn {
+        id: BackupId,
+        network: String,
+        networks: Vec<String>,
+    },
+    #[error("backup {id} is on network {network:?} already: a network cannot stand in for another of the same backup")]
+    AlreadyOn { id: BackupId, network: String },
     #[error("no network holds the chunk list of backup {0}")]
     NoChunkList(BackupId),
     #[error("the ledger holds no digest for {missing} objects of backup {id}: was it verified?")]
@@ -112,22 +123,51 @@ pub async fn load(
     pg: &tokio_postgres::Client,
     id: &BackupId,
 ) -> Result<Backup, CareError> {
+    load_as(repo, pg, id, None).await
+}
+
+/// [`load`], with `replace.to` in the place of `replace.from` among its
+/// networks (which then need not be configured any more): what the
+/// backup is to look like once moved.
+pub(crate) async fn load_as(
+    repo: &Repository,
+    pg: &tokio_postgres::Client,
+    id: &BackupId,
+    replace: Option<&Replace>,
+) -> Result<Backup, CareError> {
     let row = cairn_ledger::query::backup(pg, id.as_str())
         .await?
         .ok_or_else(|| CareError::NotInLedger(id.clone()))?;
     if row.status == "forgotten" {
         return Err(CareError::Forgotten(id.clone()));
     }
-    let targets = if row.networks.is_empty() {
+    let mut networks = row.networks.clone();
+    if let Some(r) = replace {
+        let Some(at) = networks.iter().position(|n| *n == r.from) else {
+            return Err(CareError::NotOn {
+                id: id.clone(),
+                network: r.from.clone(),
+                networks,
+            });
+        };
+        if networks.contains(&r.to) {
+            return Err(CareError::AlreadyOn {
+                id: id.clone(),
+                network: r.to.clone(),
+            });
+        }
+        networks[at] = r.to.clone();
+    }
+    let targets = if networks.is_empty() {
         repo.clone()
     } else {
-        if let Some(n) = row.networks.iter().find(|n| repo.network(n).is_none()) {
+        if let Some(n) = networks.iter().find(|n| repo.network(n).is_none()) {
             return Err(CareError::NotConfigured {
                 id: id.clone(),
                 network: n.clone(),
             });
         }
-        repo.subset(&row.networks)
+        repo.subset(&networks)
     };
     // Page count: the highest page any network holds.
     let mut pages = 0u32;
@@ -219,7 +259,7 @@ pub async fn load(
     Ok(Backup {
         retain_until,
         dataset_key,
-        order: row.networks.clone(),
+        order: networks,
         shards,
         id: id.clone(),
         targets,
@@ -261,4 +301,96 @@ pub fn merkle_check(b: &Backup, sample: &[usize]) -> (bool, usize) {
         })
         .count();
     (matches, proven)
+}
+
+/// `object.stored` of `object` on network `to`, copied there by `by` (for
+/// `why`: migrate, replace), a whole object, never a shard: the same id
+/// however often it is recorded (the ledger keeps the first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stored(
+    why: &[u8],
+    by: &str,
+    id: &BackupId,
+    to: &str,
+    object: &ObjectKey,
+    sha256: &str,
+    len: u64,
+    existed: bool,
+) -> Envelope {
+    let path = layout::object(object);
+    Envelope::new(
+        by.to_string(),
+        id.clone(),
+        Event::ObjectStored(Stored {
+            network: to.to_string(),
+            digest: ObjectDigest {
+                object: object.clone(),
+                sha256: sha256.to_string(),
+                len,
+                packed: Vec::new(),
+                run: None,
+                shards: None,
+            },
+            existed,
+            shard: None,
+        }),
+        &[why, to.as_bytes(), path.as_bytes()],
+    )
+}
+
+/// What became of a backup's dataset key on a network it was copied to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyCopy {
+    /// Not copied: the network cannot delete and the dataset is
+    /// shreddable, so a shred could not destroy it there.
+    Kept,
+    There,
+    Copied,
+    /// No source holds it as the ledger recorded it (its path).
+    NoSource(String),
+}
+
+/// Copies dataset key `key` onto `target`, where it may go, from the first
+/// of `sources` whose copy hashes as the ledger recorded it, and records it
+/// there. A network that locks what it holds gets the key all the same:
+/// the backup is to be restorable from it, and a shred finds and names a
+/// key kept past its lock.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn copy_dataset_key(
+    why: &[u8],
+    pg: &tokio_postgres::Client,
+    bus: &Bus,
+    id: &BackupId,
+    by: &str,
+    key: cairn_events::KeyId,
+    sources: &[DynNetwork],
+    target: &DynNetwork,
+    shreddable: bool,
+) -> Result<KeyCopy, CareError> {
+    let object = ObjectKey::DatasetKey { id: key };
+    let path = layout::object(&object);
+    if !target.capabilities().can_delete && shreddable {
+        return Ok(KeyCopy::Kept);
+    }
+    if target.exists(&path).await? {
+        return Ok(KeyCopy::There);
+    }
+    let digest = cairn_ledger::query::digests(pg, std::slice::from_ref(&path)).await?;
+    let Some((sha, _)) = digest.get(&path) else {
+        return Ok(KeyCopy::NoSource(path));
+    };
+    for src in sources {
+        let Ok(bytes) = src.get(&path).await else {
+            continue;
+        };
+        if &hex::encode(Sha256::digest(&bytes)) != sha {
+            continue;
+        }
+        let len = bytes.len() as u64;
+        target.put(&path, bytes, layout::put_mode(&object)).await?;
+        let env = stored(why, by, id, target.name(), &object, sha, len, false);
+        bus.publish_event(&env).await?;
+        return Ok(KeyCopy::Copied);
+    }
+    Ok(KeyCopy::NoSource(path))
 }

@@ -9,7 +9,9 @@
 use super::{load, Backup, CareError};
 use bytes::Bytes;
 use cairn_bus::Bus;
-use cairn_events::{BackupId, Envelope, Event, NetworkReport, ObjectDigest, ShardOf, Stored};
+use cairn_events::{
+    BackupId, Envelope, Event, Moved, NetworkReport, ObjectDigest, ShardOf, Stored,
+};
 use cairn_networks::PutMode;
 use cairn_repo::check::{self, Finding};
 use cairn_repo::Repository;
@@ -179,6 +181,9 @@ pub struct Repaired {
     pub ok: bool,
     /// What is still wrong, per network.
     pub problems: Vec<String>,
+    /// The network put in another's place (`--replace`), moved only if `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replace>,
 }
 
 /// Copies what each network lacks of backup `id` from an intact copy and,
@@ -191,10 +196,138 @@ pub async fn repair_backup(
     source: &str,
     quotas: &BTreeMap<String, u64>,
 ) -> Result<Repaired, CareError> {
-    let id = id.clone();
-    let b = load(repo, pg, &id).await?;
+    let b = load(repo, pg, id).await?;
+    repair_loaded(b, pg, bus, source, quotas, None).await
+}
+
+/// A network to stand in for another among a backup's networks: one lost
+/// for good, or being retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replace {
+    pub from: String,
+    pub to: String,
+}
+
+/// Puts network `replace.to` in the place of `replace.from` among backup
+/// `id`'s networks: copies onto it everything the backup keeps there (of
+/// an erasure-coded pack, the shard `from` held, cut again from `k`
+/// intact ones; of anything else the whole object), and the repository's
+/// config and key files and the backup's dataset key, records each copy,
+/// and, once `to` holds every object intact as read back, records the move
+/// (`backup.moved`). Nothing is deleted anywhere: `from` need not even be
+/// reachable. Until the move is recorded the backup stays on `from`, so a
+/// run cut short is run again.
+#[allow(clippy::too_many_arguments)]
+pub async fn replace_network(
+    repo: &Repository,
+    pg: &tokio_postgres::Client,
+    bus: &Bus,
+    id: &BackupId,
+    source: &str,
+    quotas: &BTreeMap<String, u64>,
+    replace: &Replace,
+    shreddable: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Repaired, CareError> {
+    let b = super::load_as(repo, pg, id, Some(replace)).await?;
+    let to = b
+        .targets
+        .network(&replace.to)
+        .ok_or_else(|| CareError::NotConfigured {
+            id: id.clone(),
+            network: replace.to.clone(),
+        })?
+        .clone();
+    let mut problems = Vec::new();
+    // A whole repository there: `recover` reads config and keys from it.
+    if let Err(e) = repo.complete_on(&to).await {
+        problems.push(format!(
+            "{}: the repository config and key files not copied: {e}",
+            replace.to
+        ));
+    }
+    if let Some(k) = b.dataset_key {
+        let dataset = cairn_ledger::query::backup(pg, id.as_str())
+            .await?
+            .map(|r| r.dataset)
+            .unwrap_or_default();
+        let others: Vec<_> = b
+            .targets
+            .networks()
+            .iter()
+            .filter(|n| n.name() != replace.to)
+            .cloned()
+            .collect();
+        let copy = super::copy_dataset_key(
+            b"replace",
+            pg,
+            bus,
+            id,
+            source,
+            k,
+            &others,
+            &to,
+            shreddable(&dataset),
+        )
+        .await?;
+        if let super::KeyCopy::NoSource(path) = copy {
+            problems.push(format!(
+                "{}: its dataset key {path} not copied: no other network holds it as the ledger recorded it",
+                replace.to
+            ));
+        }
+    }
+    let mut r = repair_loaded(b, pg, bus, source, quotas, Some((replace, problems))).await?;
+    r.replaced = Some(replace.clone());
+    Ok(r)
+}
+
+/// Repairs loaded backup `b`; with `moving`, records the move (after the
+/// copies, before the backup is completed) once its new network holds
+/// every object intact and nothing else stood in the way (`moving.1`).
+async fn repair_loaded(
+    b: super::Backup,
+    pg: &tokio_postgres::Client,
+    bus: &Bus,
+    source: &str,
+    quotas: &BTreeMap<String, u64>,
+    moving: Option<(&Replace, Vec<String>)>,
+) -> Result<Repaired, CareError> {
+    let id = b.id.clone();
     let (copied, after, over) = copy_missing(&b, bus, source, pg, quotas).await?;
-    let ok = after.iter().all(|f| f.ok());
+    let mut ok = after.iter().all(|f| f.ok());
+    let mut not_moved = Vec::new();
+    if let Some((r, problems)) = moving {
+        let whole = after.iter().any(|f| f.network == r.to && f.ok());
+        if whole && problems.is_empty() {
+            let env = Envelope::new(
+                source.to_string(),
+                id.clone(),
+                Event::BackupMoved(Moved {
+                    from: r.from.clone(),
+                    to: r.to.clone(),
+                    copied,
+                    by: source.to_string(),
+                }),
+                &[b"moved", r.from.as_bytes(), r.to.as_bytes()],
+            );
+            bus.publish_event(&env).await?;
+        } else {
+            // Completed on its new networks would claim what is not
+            // recorded: it stays on `from` until a run moves it.
+            ok = false;
+            not_moved = problems;
+            not_moved.push(format!(
+                "not moved from {} to {}: {}",
+                r.from,
+                r.to,
+                if whole {
+                    "see above"
+                } else {
+                    "it does not hold every object intact yet"
+                }
+            ));
+        }
+    }
     let was_completed = b
         .outcome
         .as_ref()
@@ -258,12 +391,14 @@ pub async fn repair_backup(
         .collect();
     still.extend(unlocked);
     still.extend(over);
+    still.extend(not_moved);
     let ok = still.is_empty();
     Ok(Repaired {
         backup_id: id,
         objects_copied: copied,
         ok,
         problems: still,
+        replaced: None,
     })
 }
 
