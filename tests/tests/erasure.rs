@@ -672,3 +672,74 @@ fn a_lost_network_is_replaced_by_a_new_one_holding_its_shards() {
     assert_eq!(again["status"], "completed", "{again}");
     assert_eq!(again["chunks_new"], 0, "{again}");
 }
+
+/// Garbage collection of erasure-coded packs: a forgotten backup's shards
+/// stay on every network while a later backup still names their packs, and
+/// go from every network once no backup does; what stays restores without
+/// two networks.
+#[test]
+fn the_collector_frees_shards_only_once_no_backup_names_their_pack() {
+    let mut env = five_networks();
+    env.start_all();
+    let src = source(&env);
+    let first = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let first_id = first["backup_id"].as_str().unwrap().to_string();
+    fixtures::random_file(&src.join("later.bin"), 2 << 20);
+    let second = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
+    let second_id = second["backup_id"].as_str().unwrap().to_string();
+    assert!(
+        second["chunks_new"].as_u64().unwrap() < second["chunks_total"].as_u64().unwrap(),
+        "the second backup leans on the first's packs: {second}"
+    );
+    let shards = |env: &Env| NETS.map(|n| pack_files(env, n).len());
+    let before = shards(&env);
+    assert!(
+        before.iter().all(|&c| c == before[0] && c > 0),
+        "{before:?}"
+    );
+
+    // The first forgotten: every pack is still named by the second.
+    env.ok(&["forget", &first_id]);
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    for n in g["networks"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "swept", "{g}");
+    }
+    let kept = shards(&env);
+    assert_eq!(
+        kept, before,
+        "a pack the second backup names keeps its shards everywhere"
+    );
+    env.stop_workers();
+    for n in ["n2", "n5"] {
+        away(&env, n);
+    }
+    let out = env.path().join("out");
+    let o = restore(&env, &second_id, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(&src)
+    );
+    for n in ["n2", "n5"] {
+        back(&env, n);
+    }
+    env.serve(&["all"]);
+
+    // The second forgotten too: no shard is left on any network, and the
+    // ledger counts none.
+    env.ok(&["forget", &second_id]);
+    let g = env.json(&["gc", "--grace", "0s", "--json"]);
+    for n in g["networks"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "swept", "{g}");
+        assert_eq!(n["referenced"], 0, "{g}");
+    }
+    assert_eq!(shards(&env), [0; 5]);
+    cairn_tests::env::wait_until_idle(&env, 60);
+    assert_eq!(
+        psql(
+            &env.db,
+            "SELECT count(*) FROM network_objects WHERE path LIKE 'packs/%'"
+        ),
+        "0"
+    );
+}
