@@ -192,6 +192,9 @@ impl Env {
             // 30 s by default: a second is enough beside one test's backups.
             .env("CAIRN_RETENTION__GC_SETTLE_SECS", "1")
             .env_remove("RUST_LOG")
+            // `CAIRN_TEST_LOG=info,cairn_bus=debug` sets every process's
+            // log filter, for a failure that needs more than the tails.
+            .envs(std::env::var("CAIRN_TEST_LOG").map(|v| ("CAIRN_TELEMETRY__LOG", v)))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.path());
         c

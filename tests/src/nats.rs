@@ -227,8 +227,13 @@ fn spawn_with(conf: &Path, log: &Path, append: bool, env: &[(&str, &str)]) -> Ch
         .truncate(!append)
         .open(log)
         .unwrap();
-    let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+    // `CAIRN_NATS_SERVER=/path/to/nats-server` runs the tests against
+    // another build than the Debian package's (2.9.10).
+    let chosen = std::env::var("CAIRN_NATS_SERVER").ok();
+    let bin = chosen
+        .as_deref()
         .into_iter()
+        .chain(["/usr/sbin/nats-server", "/usr/bin/nats-server"])
         .find(|p| Path::new(p).exists())
         .unwrap_or("nats-server");
     Command::new(bin)

@@ -203,10 +203,10 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
     let link = s3.behind_proxy(Fault::Slow {
         bytes_per_sec: 1 << 20,
     });
-    let mut env = whole_cluster(
-        VERIFY_TIMEOUT_SECS,
-        s3.options_via("objects", &link.endpoint()),
-    );
+    let mut base = s3.options_via("objects", &link.endpoint());
+    base.env
+        .push(("CAIRN_REPAIR__INTERVAL_SECS".into(), "5".into()));
+    let mut env = whole_cluster(VERIFY_TIMEOUT_SECS, base);
     let src = env.source_dir("src");
     random_file(&src.join("a.bin"), 48 << 20);
     let before = snapshot(&src);
@@ -258,16 +258,6 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
     node_mut(&mut env, &a).start_again();
     let out = child.wait_output();
     let resumed = back.elapsed();
-    if !out.status.success() {
-        explain_unstored(&env, &db, &String::from_utf8_lossy(&out.stdout));
-    }
-    assert!(
-        out.status.success(),
-        "backup failed after quorum came back ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let told = String::from_utf8_lossy(&out.stderr);
     assert!(
         told.contains("JetStream is unavailable") && told.contains("without quorum"),
@@ -278,17 +268,58 @@ fn losing_two_of_three_brokers_stops_cleanly_and_resumes_losing_nothing() {
             .contains("JetStream is available again")
             .then_some(())
     });
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["status"], "completed", "{v}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "backup after quorum came back ({}): not JSON ({e}): {}\n{told}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     let id = v["backup_id"].as_str().unwrap().to_string();
+    // nats-server 2.9.10 may lose a delivery it made as quorum went: the
+    // consumer then counts a sealed object acknowledged that its store
+    // worker never received (seen here: no log line of any delivery of it,
+    // and the consumer's ack floor past it). No client can see such a
+    // message. Verify does: the backup ends degraded, naming the object on
+    // that network alone, and the repair loop copies it there from the
+    // intact copy. Anything else (a failure, the local copy short) fails.
+    let healed = match v["status"].as_str() {
+        Some("completed") => None,
+        Some("degraded") => {
+            explain_unstored(&env, &db, &String::from_utf8_lossy(&out.stdout));
+            let reasons = v["reasons"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !reasons.is_empty()
+                    && reasons.iter().all(|r| r.as_str().is_some_and(|r| r
+                        .starts_with("network objects: ")
+                        && r.contains("missing"))),
+                "only objects on the S3 network may be missing: {v}"
+            );
+            let t = Instant::now();
+            wait_for(120, "the repair loop to complete the backup", || {
+                (psql(&db, "select status from backups") == "completed").then_some(())
+            });
+            Some(t.elapsed())
+        }
+        _ => panic!(
+            "backup after quorum came back ({}): {v}\n{told}",
+            out.status
+        ),
+    };
     let restored = env.path().join("restored");
     env.ok(&["restore", &id, "--to", restored.to_str().unwrap()]);
     assert_eq!(snapshot(&restored.join("src")), before);
     env.ok(&["audit", "verify"]);
     eprintln!(
-        "cluster: two of three nodes lost mid-backup for {:.1} s while verify waited (its timeout {VERIFY_TIMEOUT_SECS} s); one back, the backup finished {:.1} s later",
+        "cluster: two of three nodes lost mid-backup for {:.1} s while verify waited (its timeout {VERIFY_TIMEOUT_SECS} s); one back, the backup finished {:.1} s later{}",
         back.duration_since(lost).as_secs_f64(),
-        resumed.as_secs_f64()
+        resumed.as_secs_f64(),
+        healed
+            .map(|t| format!(
+                ", degraded by a delivery the broker lost; the repair loop completed it {:.1} s after that",
+                t.as_secs_f64()
+            ))
+            .unwrap_or_default()
     );
 }
 
@@ -354,6 +385,33 @@ fn a_topology_made_with_one_replica_is_raised_to_three() {
 /// (sealed, stored where), so that an intermittent failure seen only in CI
 /// says where the object stopped.
 fn explain_unstored(env: &Env, db: &str, outcome: &str) {
+    // Every durable consumer's state as each running node reports it: a
+    // message delivered for good without an ack shows as ack-pending or
+    // beyond the ack floor with nothing pending.
+    for n in nodes(env) {
+        let Some(v) = n.monitor("/jsz?accounts=true&streams=true&consumers=true") else {
+            continue;
+        };
+        for acc in v["account_details"].as_array().into_iter().flatten() {
+            for s in acc["stream_detail"].as_array().into_iter().flatten() {
+                for c in s["consumer_detail"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "{} sees {}/{}: leader {} delivered {} ack floor {} ack pending {} redelivered {} pending {} waiting {}",
+                        n.name.as_deref().unwrap_or("?"),
+                        s["name"].as_str().unwrap_or_default(),
+                        c["name"].as_str().unwrap_or_default(),
+                        c["cluster"]["leader"],
+                        c["delivered"]["stream_seq"],
+                        c["ack_floor"]["stream_seq"],
+                        c["num_ack_pending"],
+                        c["num_redelivered"],
+                        c["num_pending"],
+                        c["num_waiting"],
+                    );
+                }
+            }
+        }
+    }
     let paths: std::collections::BTreeSet<String> = outcome
         .split("e.g. ")
         .skip(1)
@@ -390,7 +448,7 @@ fn explain_unstored(env: &Env, db: &str, outcome: &str) {
                 db,
                 &format!(
                     "SELECT coalesce(string_agg(seq || ' ' || kind || CASE WHEN position('objects'::bytea IN entry) > 0 THEN ' (objects)' ELSE '' END, '; ' ORDER BY seq), 'none')
-                     FROM ledger_entries WHERE position(decode('{id}', 'hex') IN entry) > 0"
+                     FROM ledger_entries WHERE position(decode('{id}', 'hex') IN entry) > 0 OR position(convert_to('{id}', 'UTF8') IN entry) > 0"
                 ),
             )
         );

@@ -522,6 +522,7 @@ impl StoreWorker {
             (Put::Existed, Some(mine)) => self.held(&path, mine, (sha256, len), whole).await?,
             (_, shard) => (sha256, len, shard),
         };
+        tracing::debug!(network = %name, %path, seq = d.stream_sequence, deliveries = d.deliveries, "written; recording it");
         let env = Envelope::new(
             Stage::Store.label(Some(&name)),
             obj.backup_id,

@@ -101,7 +101,18 @@ async fn retrying(
     };
     loop {
         let res = match js.send_publish(subject.to_string(), message()).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(ack) => ack
+                .await
+                .map(|a| {
+                    tracing::debug!(
+                        subject,
+                        seq = a.sequence,
+                        duplicate = a.duplicate,
+                        stream = a.stream,
+                        "published"
+                    );
+                })
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let Err(detail) = res else { return Ok(()) };

@@ -281,6 +281,13 @@ async fn finish(
 ) {
     let deliveries = delivery.deliveries;
     let metrics = cairn_telemetry::metrics::get();
+    tracing::debug!(
+        stage,
+        seq = delivery.stream_sequence,
+        deliveries,
+        ok = result.is_ok(),
+        "settling"
+    );
     let outcome = match result {
         Ok(()) => {
             metrics.settled(stage, deliveries, "ok");
