@@ -26,6 +26,10 @@
 #   BENCH_TOOLS="restic borg rustic cairn"   which tools to run
 #   BENCH_EXTRA_SERVE="encrypt store"   extra `cairn serve <stage>` processes
 #                     beside `serve all` (replicas; their CPU counts as serve's)
+#   BENCH_EXTRA_CPU=N run those extra processes on CPU N alone (taskset), so
+#                     that under `taskset -c 0 bench/run.sh` the first replica
+#                     and everything else share CPU 0 and the second has a
+#                     spare core to itself
 #   RUSTIC_BIN=PATH   the rustic binary (default: built once with
 #                     `cargo install rustic-rs --locked` into
 #                     ~/.cache/cairn-bench-rustic, ~17 minutes)
@@ -257,7 +261,8 @@ EOF
     EXTRA_PIDS=()
     for st in ${BENCH_EXTRA_SERVE:-}; do
         i=$((i + 1))
-        "$CAIRN" --config "$cfg" serve "$st" >"$LOG/cairn-serve-$i-$st.log" 2>&1 &
+        ${BENCH_EXTRA_CPU:+taskset -c "$BENCH_EXTRA_CPU"} \
+            "$CAIRN" --config "$cfg" serve "$st" >"$LOG/cairn-serve-$i-$st.log" 2>&1 &
         EXTRA_PIDS+=($!)
         for _ in $(seq 300); do grep -q serving "$LOG/cairn-serve-$i-$st.log" && break; sleep 0.1; done
         grep -q serving "$LOG/cairn-serve-$i-$st.log" || die "cairn serve $st is not serving: $(tail -5 "$LOG/cairn-serve-$i-$st.log")"

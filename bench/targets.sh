@@ -7,8 +7,9 @@
 #      BENCHMARKS.md between the results markers.
 #   2. Scaling, Cairn alone, one repetition of each shape: everything pinned
 #      to one core (taskset -c 0; PostgreSQL's backends are not pinned), on
-#      both cores, and on both cores with a second encrypt and store replica
-#      (`cairn serve encrypt store` beside `serve all`).
+#      both cores, on both cores with a second encrypt and store replica
+#      (`cairn serve encrypt store` beside `serve all`), and with that second
+#      replica on a spare core (everything else pinned to CPU 0, it to CPU 1).
 #   3. Peak memory on a large source: Cairn alone, BENCH_BIG_GIB (default 10)
 #      files of 1 GiB of random bytes, restored to disk.
 #
@@ -51,6 +52,9 @@ if has scaling; then
     export BENCH_NO_BUILD=1
     scaling_run two-cores env
     BENCH_EXTRA_SERVE="encrypt store" scaling_run replica env
+    # A host with a spare core: the first replica and everything else on
+    # CPU 0, the second encrypt and store on CPU 1 (against one-core).
+    BENCH_EXTRA_SERVE="encrypt store" BENCH_EXTRA_CPU=1 scaling_run spare-core taskset -c 0
 fi
 if has big; then
     say "3/3: ${BENCH_BIG_GIB:-10} GiB of random files (Cairn alone, restored to disk)"
