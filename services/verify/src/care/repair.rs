@@ -4,7 +4,8 @@
 //! pack: cut again from the pack rebuilt out of `k` intact shards), record each copy (`object.stored`) and,
 //! once every copy is whole, the backup as completed. A network with a
 //! quota gets back no more than its quota lets it hold, as the ledger
-//! counts.
+//! counts. The same copying puts a new network in the place of one lost or
+//! retired (`replace_network`, `cairn repair --replace OLD=NEW`).
 
 use super::{load, Backup, CareError};
 use bytes::Bytes;
