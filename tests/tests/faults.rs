@@ -689,3 +689,52 @@ fn an_ingest_frozen_mid_backup_is_taken_over_and_its_late_sends_change_nothing()
     assert_eq!(snapshot(&restored.join("src")), want);
     env.ok(&["audit", "verify"]);
 }
+
+/// PostgreSQL restarted under the processes whose loops hold a connection
+/// of their own (the repair loop, the checkpoint signer): each stops,
+/// naming why, instead of failing every round until someone restarts it;
+/// its service manager starts it again, and the new one works.
+#[test]
+fn a_postgresql_restart_stops_the_loops_holding_a_connection_naming_why() {
+    use cairn_tests::postgres::Cluster;
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::with(Options::default());
+    // The postgres user reaches its data directory under the test's.
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pg = Cluster::init(&env.path().join("pg"), &[]);
+    pg.start(&[]);
+    env.set_env("CAIRN_POSTGRES__URL", &pg.url());
+    env.set_env("CAIRN_REPAIR__INTERVAL_SECS", "1");
+    let key = env.path().join("signing.key");
+    env.ok(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "cairn.test/faults",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    env.set_env("CAIRN_AUDIT__SIGNING_KEY_FILE", key.to_str().unwrap());
+    env.init();
+    let loops = [env.serve(&["repair"]), env.serve(&["checkpoint"])];
+    wait_for(30, "both to serve", || {
+        (env.serve_logs().matches("serving").count() >= 2).then_some(())
+    });
+    pg.stop();
+    pg.start(&[]);
+    for (i, who) in loops
+        .into_iter()
+        .zip(["the repair loop", "the checkpoint signer"])
+    {
+        wait_for(30, &format!("{who} to stop"), || {
+            env.worker(i).exited().then_some(())
+        });
+        let said = format!("{who}'s PostgreSQL connection is gone");
+        assert!(env.serve_logs().contains(&said), "{}", env.serve_logs());
+    }
+    // Started again, as a service manager would: it works.
+    env.serve(&["all"]);
+    let src = source(&env);
+    let b = env.backup(&[src.to_str().unwrap()]);
+    assert_eq!(b["status"], "completed", "{b}");
+}

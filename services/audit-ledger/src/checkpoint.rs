@@ -29,6 +29,8 @@ pub enum IssueError {
     Inconsistent(String),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// A checkpoint issued (or the same one again, when nothing was appended).
@@ -215,7 +217,12 @@ pub async fn run(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cairn_ledger::db::closed(&pg) => {
+                return Err(IssueError::Stopped(cairn_ledger::db::gone("the checkpoint signer")));
+            }
+        }
         let size: i64 = match pg
             .query_one("SELECT size FROM ledger_head WHERE id = 1", &[])
             .await

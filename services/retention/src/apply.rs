@@ -179,6 +179,11 @@ pub async fn run(a: Applier, every: Duration) -> Result<(), BusError> {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "claiming a retention round failed"),
         }
-        tokio::time::sleep(Duration::from_secs(1).min(every)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1).min(every)) => {}
+            () = cairn_ledger::db::closed(&a.pg) => {
+                return Err(BusError::Stopped(cairn_ledger::db::gone("the retention applier")));
+            }
+        }
     }
 }

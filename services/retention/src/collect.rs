@@ -487,6 +487,11 @@ pub async fn run(c: Collector, every: Duration) -> Result<(), BusError> {
             }
             Err(e) => tracing::warn!(error = %e, "collection failed; trying again later"),
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = cairn_ledger::db::closed(&c.pg) => {
+                return Err(BusError::Stopped(cairn_ledger::db::gone("the collector")));
+            }
+        }
     }
 }

@@ -277,6 +277,11 @@ pub async fn run(s: Scheduler) -> Result<(), BusError> {
         if let Err(e) = s.tick(Utc::now()).await {
             tracing::warn!(error = %e, "schedule tick failed; trying again");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = cairn_ledger::db::closed(&s.pg) => {
+                return Err(BusError::Stopped(cairn_ledger::db::gone("the scheduler")));
+            }
+        }
     }
 }

@@ -119,6 +119,11 @@ pub async fn run(w: Watch, every: Duration) -> Result<(), VitalsError> {
         if let Err(e) = w.once().await {
             tracing::warn!(error = %e, "monitoring figures not read; trying again");
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = cairn_ledger::db::closed(&w.pg) => {
+                return Err(cairn_bus::BusError::Stopped(cairn_ledger::db::gone("the monitoring watch")).into());
+            }
+        }
     }
 }

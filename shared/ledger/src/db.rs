@@ -218,6 +218,12 @@ pub async fn closed(client: &Client) {
     }
 }
 
+/// Why `who` stops once its connection is gone ([`closed`]), as a stage
+/// says it.
+pub fn gone(who: &str) -> String {
+    format!("{who}'s PostgreSQL connection is gone; stopping, to be started again with a new one")
+}
+
 /// Connects; creates the database first if it does not exist.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
     connect_with(url, None, None).await

@@ -537,6 +537,11 @@ pub async fn run(
                 Err(e) => tracing::error!(error = %e, "migrations"),
             }
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = cairn_ledger::db::closed(&pg) => {
+                return Err(cairn_bus::BusError::Stopped(cairn_ledger::db::gone("the migration loop")));
+            }
+        }
     }
 }

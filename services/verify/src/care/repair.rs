@@ -429,7 +429,12 @@ pub async fn auto_repair(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cairn_ledger::db::closed(&pg) => {
+                return Err(cairn_bus::BusError::Stopped(cairn_ledger::db::gone("the repair loop")).into());
+            }
+        }
         let degraded: Vec<String> = match cairn_ledger::query::list_backups(&pg, None, None).await {
             Ok(rows) => rows
                 .into_iter()
