@@ -64,6 +64,14 @@ fn recover_restore(env: &Env, id: &str, nets: &[&str], to: &Path) -> std::proces
     env.run_with(env.offline(), &args, None)
 }
 
+/// The tree restored under `out` is `src`, byte for byte.
+fn same_tree(out: &Path, src: &Path) {
+    assert_eq!(
+        fixtures::contents(&out.join("src")),
+        fixtures::contents(src)
+    );
+}
+
 fn restore(env: &Env, id: &str, to: &Path) -> std::process::Output {
     env.run(&["restore", id, "--to", to.to_str().unwrap()])
 }
@@ -153,10 +161,7 @@ fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
             "restore without {pair:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        assert_eq!(
-            fixtures::contents(&out.join("src")),
-            fixtures::contents(&src)
-        );
+        same_tree(&out, &src);
         for n in pair {
             back(&env, n);
         }
@@ -167,10 +172,7 @@ fn three_of_five_restores_without_any_two_networks_and_names_what_three_lose() {
     let out = env.path().join("recovered");
     let o = recover_restore(&env, &id, &["n2", "n3", "n5"], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
     let o = recover_restore(&env, &id, &["n2", "n3"], &env.path().join("not-recovered"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
@@ -282,10 +284,7 @@ fn a_corrupt_or_lost_shard_is_found_excluded_and_rebuilt() {
     let out = env.path().join("out-2");
     let o = restore(&env, &id, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
     back(&env, "n3");
 
     // The same pack's shards lost on n4 and n5 too: three left of five, at
@@ -423,10 +422,7 @@ fn three_of_five_over_four_kinds_of_network_survives_two_servers_stopped() {
     ipfs.stop();
     let out = env.path().join("restored");
     let r = env.json(&["restore", &id, "--to", out.to_str().unwrap(), "--json"]);
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
     let from = r["chunks_from"].to_string();
     assert!(
         from.contains("(shards)") && !from.contains("s3a") && !from.contains("ipfs"),
@@ -474,10 +470,7 @@ fn a_changed_policy_leans_only_on_what_meets_it() {
     assert!(data_chunks + 2 >= total, "leaned on shards: {whole}");
     let id = whole["backup_id"].as_str().unwrap();
     let out = env.restore_from_only("n4", id);
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
 
     set_policy(&mut env, "erasure 3/5");
     let again = env.backup(&["--dataset", "docs", src.to_str().unwrap()]);
@@ -492,10 +485,7 @@ fn a_changed_policy_leans_only_on_what_meets_it() {
     let out = env.path().join("again");
     let o = restore(&env, again["backup_id"].as_str().unwrap(), &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
 }
 
 /// A compliance rule that keeps an erasure-coded dataset on an archive gets
@@ -538,10 +528,7 @@ fn an_archive_gets_an_erasure_coded_backup_whole() {
     }
     env.stop_workers();
     let out = env.restore_from_only("vault", &id);
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
 }
 
 /// A network lost for good is replaced by a new one (`cairn repair
@@ -644,17 +631,11 @@ fn a_lost_network_is_replaced_by_a_new_one_holding_its_shards() {
     let out = env.path().join("out");
     let o = restore(&env, &id, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
     let out = env.path().join("recovered");
     let o = recover_restore(&env, &id, &["local", "spare", "n5"], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
     for n in ["n2", "n4"] {
         back(&env, n);
     }
@@ -716,10 +697,7 @@ fn the_collector_frees_shards_only_once_no_backup_names_their_pack() {
     let out = env.path().join("out");
     let o = restore(&env, &second_id, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        fixtures::contents(&out.join("src")),
-        fixtures::contents(&src)
-    );
+    same_tree(&out, &src);
     for n in ["n2", "n5"] {
         back(&env, n);
     }

@@ -72,6 +72,8 @@ pub struct Backup {
     /// `backup.ingested`): networks that lock objects lock its objects that
     /// long.
     pub retain_until: Option<String>,
+    /// Its dataset, as the ledger records it.
+    pub dataset: String,
     /// The dataset key its data key is wrapped to (format 4), by
     /// fingerprint, from its `backup.ingested`.
     pub dataset_key: Option<cairn_events::KeyId>,
@@ -259,6 +261,7 @@ pub(crate) async fn load_as(
     Ok(Backup {
         retain_until,
         dataset_key,
+        dataset: row.dataset.clone(),
         order: networks,
         shards,
         id: id.clone(),

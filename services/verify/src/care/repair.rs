@@ -247,10 +247,6 @@ pub async fn replace_network(
         ));
     }
     if let Some(k) = b.dataset_key {
-        let dataset = cairn_ledger::query::backup(pg, id.as_str())
-            .await?
-            .map(|r| r.dataset)
-            .unwrap_or_default();
         let others: Vec<_> = b
             .targets
             .networks()
@@ -267,7 +263,7 @@ pub async fn replace_network(
             k,
             &others,
             &to,
-            shreddable(&dataset),
+            shreddable(&b.dataset),
         )
         .await?;
         if let super::KeyCopy::NoSource(path) = copy {
